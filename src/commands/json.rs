@@ -1,0 +1,85 @@
+//! `distex json`: serve JSON requests, one per line, in order.
+//!
+//! A bad line (not JSON, wrong shape, unknown op) gets an error object on
+//! its own line and the next line is still served; the caller learns from
+//! the exit status that something failed.
+
+use std::io::{BufRead, Write};
+
+use serde_json::Value;
+
+use super::{nodes, route};
+use crate::config::Config;
+use crate::protocol::{OPS, Request, RequestLine, Response, ResponseLine};
+
+/// Counts of what was served.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub ok: usize,
+    pub failed: usize,
+}
+
+/// Reads requests from `input` until EOF, writing one response line each.
+pub fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
+    let mut served = Served::default();
+    for (index, line) in input.lines().enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                let resp = ResponseLine::error(None, "parse_error", format!("line {}: not valid UTF-8 text ({e})", index + 1));
+                write_line(&mut output, &resp)?;
+                served.failed += 1;
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let response = answer(config, &line, index + 1);
+        if response.is_error() { served.failed += 1 } else { served.ok += 1 }
+        write_line(&mut output, &response)?;
+    }
+    Ok(served)
+}
+
+fn write_line(output: &mut impl Write, response: &ResponseLine) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *output, response)?;
+    output.write_all(b"\n")?;
+    output.flush()
+}
+
+/// Answers one request line (`number` is 1-based, for messages).
+pub fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
+    let value: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return ResponseLine::error(None, "parse_error", format!("line {number}: not JSON: {e}")),
+    };
+    let id = value.get("id").cloned();
+    let Some(op) = value.get("op").and_then(Value::as_str).map(str::to_string) else {
+        return ResponseLine::error(id, "invalid_request", format!("line {number}: missing \"op\"; one of: {}", OPS.join(", ")));
+    };
+    if !OPS.contains(&op.as_str()) {
+        return ResponseLine::error(id, "unknown_op", format!("line {number}: unknown op {op:?}; one of: {}", OPS.join(", ")));
+    }
+    let request: RequestLine = match serde_json::from_value(value) {
+        Ok(r) => r,
+        Err(e) => return ResponseLine::error(id, "invalid_request", format!("line {number}: {op}: {e}")),
+    };
+    match execute(config, request.request) {
+        Ok(response) => ResponseLine { id, outcome: crate::protocol::Outcome::Ok(response) },
+        Err((code, message)) => ResponseLine::error(id, code, format!("line {number}: {message}")),
+    }
+}
+
+fn execute(config: &Config, request: Request) -> Result<Response, (&'static str, String)> {
+    match request {
+        Request::Route(r) => {
+            route::check_assumed(config, &r.assume_load).map_err(|m| ("usage", m))?;
+            let facts = route::facts(r.assume_load);
+            Ok(Response::Route(route::route(config, &r.command, &facts)))
+        }
+        Request::Nodes(_) => {
+            Ok(Response::Nodes(nodes::report(config, &crate::state::NodeStates::load(), route::local_load())))
+        }
+    }
+}

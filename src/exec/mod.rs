@@ -1,0 +1,1 @@
+//! Running commands: locally, and on remote nodes over SSH (see issue 3).

@@ -1,0 +1,127 @@
+//! distex's JSON protocol: the requests `distex json` reads (one object per
+//! line), the responses it writes, and their JSON Schemas.
+//!
+//! Each request names its operation in `op`; an optional `id` (any JSON
+//! value) is echoed back so that callers can match answers to questions.
+//! A response is the operation's result object with `op` set, or
+//! `{"error": {"code", "message"}}` when the line could not be served.
+//! New operations are added as variants of [`Request`] and [`Response`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::commands::nodes::NodesReport;
+use crate::route::Decision;
+
+/// `{"op": "route", "command": "cargo build"}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRequest {
+    /// The shell command line to route.
+    pub command: String,
+    /// What-if loads: node name (or `local`) to 1-minute load.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub assume_load: BTreeMap<String, f64>,
+}
+
+/// `{"op": "nodes"}`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodesRequest {}
+
+/// One request line, without its envelope (`id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Route(RouteRequest),
+    Nodes(NodesRequest),
+}
+
+/// The names of every operation, for error messages.
+pub const OPS: &[&str] = &["route", "nodes"];
+
+/// A request line as read: the request plus its optional `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestLine {
+    /// Echoed back in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Response {
+    Route(Decision),
+    Nodes(NodesReport),
+}
+
+/// Why a request line was not served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// `parse_error` (not JSON), `invalid_request` (JSON of the wrong shape),
+    /// `unknown_op`, `config`, `usage`, `input`, `transport`, `io`.
+    pub code: String,
+    pub message: String,
+}
+
+/// The body of a response line: a result or an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Outcome {
+    Ok(Response),
+    Err { error: ErrorBody },
+}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResponseLine {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl ResponseLine {
+    pub fn error(id: Option<serde_json::Value>, code: &str, message: impl Into<String>) -> Self {
+        ResponseLine { id, outcome: Outcome::Err { error: ErrorBody { code: code.into(), message: message.into() } } }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self.outcome, Outcome::Err { .. })
+    }
+}
+
+/// Which schema `distex schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    Request,
+    Response,
+    Config,
+}
+
+impl SchemaKind {
+    pub const ALL: [SchemaKind; 3] = [SchemaKind::Request, SchemaKind::Response, SchemaKind::Config];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaKind::Request => "request",
+            SchemaKind::Response => "response",
+            SchemaKind::Config => "config",
+        }
+    }
+}
+
+/// The JSON Schema of a request line, a response line, or `cluster.toml`.
+pub fn schema(kind: SchemaKind) -> serde_json::Value {
+    let schema = match kind {
+        SchemaKind::Request => schemars::schema_for!(RequestLine),
+        SchemaKind::Response => schemars::schema_for!(ResponseLine),
+        SchemaKind::Config => schemars::schema_for!(crate::config::ClusterFile),
+    };
+    serde_json::to_value(schema).expect("schemas serialize")
+}

@@ -1,0 +1,294 @@
+//! The routing decision tree.
+//!
+//! 1. A rule matched (the first one in configuration order wins): the
+//!    command needs what the rule requires. If this machine has it and is
+//!    not overloaded, it stays here; otherwise it goes to the best healthy
+//!    node that has it; if none has it, it stays here with a warning.
+//! 2. No rule matched, but this machine is overloaded (1-minute load per
+//!    core above `routing.overload_threshold`): the least-loaded node.
+//! 3. Otherwise: here.
+//!
+//! "Best" is the lowest `load / slots / speed` (Nix's speed factor), ties
+//! broken by configuration order; nodes that also satisfy the other rules
+//! the line matched come first.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::rules::{RuleMatch, match_rules};
+use crate::config::{Config, Node, Requirement};
+use crate::state::NodeStates;
+
+/// Loads and health known at decision time. Plain data: the caller reads
+/// `/proc/loadavg` and the cache; tests make it up.
+#[derive(Debug, Clone, Default)]
+pub struct LoadFacts {
+    /// This machine's 1-minute load average, if it could be read.
+    pub local_load: Option<f64>,
+    /// Cached node health and loads.
+    pub states: NodeStates,
+    /// `--assume-load NODE=LOAD` overrides (`local` for this machine).
+    pub assumed: BTreeMap<String, f64>,
+    /// Current Unix time, seconds.
+    pub now: u64,
+}
+
+/// One node considered for a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Candidate {
+    pub node: String,
+    /// Whether the node could take the command.
+    pub eligible: bool,
+    /// Load used for ranking (1-minute average), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
+    pub slots: u32,
+    pub speed: f64,
+    /// `load / slots / speed`; lower is better. Unknown load counts as 0.
+    pub score: f64,
+    /// Why the node was not eligible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_not: Option<String>,
+}
+
+/// Where a command should run, and why. The JSON form is distex's contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Decision {
+    /// True when the command should run on another node.
+    pub distribute: bool,
+    /// The target node when `distribute` is true, else null.
+    pub node: Option<String>,
+    /// The rule that decided (`linux_required`, `heavy_computation`, a user
+    /// rule), `overloaded`, or `local`.
+    pub reason: String,
+    /// The rule that matched, if any (also when the command stays local).
+    pub rule: Option<String>,
+    /// The pattern that matched, e.g. `docker` or `cargo build`.
+    pub matched: Option<String>,
+    /// The sentence to tell the user, when the command is distributed.
+    pub announcement: Option<String>,
+    /// Nodes considered, in configuration order.
+    pub candidates: Vec<Candidate>,
+    pub warnings: Vec<String>,
+    /// Whether the project should be synced to the node before running.
+    pub sync: bool,
+    /// Paths to bring back after the command (from the rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returns: Vec<String>,
+}
+
+/// Decides where `commands` (the analyzed command line) should run.
+pub fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &LoadFacts) -> Decision {
+    let matches = match_rules(&config.rules, commands);
+    let local_per_core = local_load(facts).map(|l| l / f64::from(config.local.slots.max(1)));
+    let overloaded = local_per_core.is_some_and(|l| l > config.routing.overload_threshold);
+    let mut warnings = Vec::new();
+    if overloaded {
+        warnings.push(format!(
+            "this machine is overloaded: load {:.2} per core > threshold {}",
+            local_per_core.unwrap_or_default(),
+            config.routing.overload_threshold
+        ));
+    }
+    match matches.first() {
+        Some(primary) => by_rule(config, line, primary, &matches[1..], facts, overloaded, warnings),
+        None if overloaded => by_load(config, line, facts, local_per_core.unwrap_or_default(), warnings),
+        None => local(config, facts, "local", None, warnings),
+    }
+}
+
+fn by_rule(
+    config: &Config,
+    line: &str,
+    primary: &RuleMatch,
+    others: &[RuleMatch],
+    facts: &LoadFacts,
+    overloaded: bool,
+    mut warnings: Vec<String>,
+) -> Decision {
+    let rule = primary.rule;
+    let local_ok = config.local.caps.satisfies(&rule.requires);
+    let candidates = candidates(config, facts, Some(&rule.requires));
+    let also = |node: &Node| others.iter().all(|m| node.caps.satisfies(&m.rule.requires));
+    let best = best(config, &candidates, also);
+    let mut decision = match best {
+        Some(node) if !local_ok || overloaded => {
+            let mut d = remote(node, &rule.name, candidates, warnings, line, primary);
+            d.sync = rule.sync;
+            d.returns = rule.returns.clone();
+            return d;
+        }
+        _ if local_ok => local(config, facts, &rule.name, None, warnings),
+        _ => {
+            warnings.push(format!(
+                "no node satisfies rule {} ({}); running on this machine",
+                rule.name,
+                describe(&rule.requires)
+            ));
+            local(config, facts, &rule.name, None, std::mem::take(&mut warnings))
+        }
+    };
+    decision.rule = Some(rule.name.clone());
+    decision.matched = Some(primary.matched.clone());
+    decision
+}
+
+fn by_load(config: &Config, line: &str, facts: &LoadFacts, local_per_core: f64, mut warnings: Vec<String>) -> Decision {
+    let candidates = candidates(config, facts, None);
+    let lighter = best(config, &candidates, |_| true)
+        .filter(|n| candidates.iter().any(|c| c.node == n.name && c.score < local_per_core));
+    match lighter {
+        Some(node) => {
+            let mut d = remote(node, "overloaded", candidates, warnings, line, &no_match());
+            d.sync = true;
+            d
+        }
+        None => {
+            if !config.nodes.is_empty() {
+                warnings.push("no node is less loaded than this machine; running here".to_string());
+            }
+            let mut d = local(config, facts, "local", None, warnings);
+            d.candidates = candidates;
+            d
+        }
+    }
+}
+
+fn no_match() -> RuleMatch<'static> {
+    static OVERLOADED: std::sync::OnceLock<crate::config::Rule> = std::sync::OnceLock::new();
+    let rule = OVERLOADED.get_or_init(|| crate::config::Rule {
+        name: "overloaded".into(),
+        commands: vec![],
+        requires: Requirement::default(),
+        announce: "This machine is overloaded; running on {node}.".into(),
+        sync: true,
+        returns: vec![],
+        source: "built-in".into(),
+    });
+    RuleMatch { rule, matched: String::new(), command: vec![] }
+}
+
+fn remote(
+    node: &Node,
+    reason: &str,
+    candidates: Vec<Candidate>,
+    warnings: Vec<String>,
+    line: &str,
+    m: &RuleMatch,
+) -> Decision {
+    let is_rule = reason != "overloaded";
+    Decision {
+        distribute: true,
+        node: Some(node.name.clone()),
+        reason: reason.to_string(),
+        rule: is_rule.then(|| m.rule.name.clone()),
+        matched: is_rule.then(|| m.matched.clone()),
+        announcement: Some(render(&m.rule.announce, node, &m.matched, line)),
+        candidates,
+        warnings,
+        sync: false,
+        returns: vec![],
+    }
+}
+
+fn local(config: &Config, facts: &LoadFacts, reason: &str, rule: Option<String>, warnings: Vec<String>) -> Decision {
+    Decision {
+        distribute: false,
+        node: None,
+        reason: reason.to_string(),
+        rule,
+        matched: None,
+        announcement: None,
+        candidates: if config.nodes.is_empty() { vec![] } else { candidates(config, facts, None) },
+        warnings,
+        sync: false,
+        returns: vec![],
+    }
+}
+
+fn local_load(facts: &LoadFacts) -> Option<f64> {
+    facts.assumed.get("local").copied().or(facts.local_load)
+}
+
+/// Every configured node with its score and, when it cannot take the
+/// command, the reason.
+fn candidates(config: &Config, facts: &LoadFacts, req: Option<&Requirement>) -> Vec<Candidate> {
+    config
+        .nodes
+        .iter()
+        .map(|node| {
+            let load = node_load(config, facts, node);
+            let score = load.unwrap_or(0.0) / f64::from(node.slots) / node.speed;
+            let why_not = if req.is_some_and(|r| !node.caps.satisfies(r)) {
+                Some(format!("does not satisfy {}", describe(req.unwrap_or(&Requirement::default()))))
+            } else {
+                unhealthy(config, facts, &node.name)
+            };
+            Candidate { node: node.name.clone(), eligible: why_not.is_none(), load, slots: node.slots, speed: node.speed, score, why_not }
+        })
+        .collect()
+}
+
+fn node_load(config: &Config, facts: &LoadFacts, node: &Node) -> Option<f64> {
+    if let Some(&load) = facts.assumed.get(&node.name) {
+        return Some(load);
+    }
+    let health = facts.states.get(&node.name)?;
+    let fresh = health.load_at.is_some_and(|at| facts.now.saturating_sub(at) <= config.routing.load_max_age);
+    if fresh { health.load1 } else { None }
+}
+
+fn unhealthy(config: &Config, facts: &LoadFacts, node: &str) -> Option<String> {
+    if facts.assumed.contains_key(node) {
+        return None; // an explicit what-if load means "assume it is up"
+    }
+    let health = facts.states.get(node)?;
+    let age = facts.now.saturating_sub(health.checked_at);
+    (!health.answered && age < config.routing.unhealthy_for).then(|| {
+        format!("did not answer {age}s ago ({})", health.error.as_deref().unwrap_or("unknown error"))
+    })
+}
+
+/// The eligible node with the lowest score; nodes for which `prefer` holds
+/// come first; ties go to the node listed first in the configuration.
+fn best<'c>(config: &'c Config, candidates: &[Candidate], prefer: impl Fn(&Node) -> bool) -> Option<&'c Node> {
+    let mut eligible: Vec<(usize, &Candidate)> = candidates.iter().enumerate().filter(|(_, c)| c.eligible).collect();
+    eligible.sort_by(|(ia, a), (ib, b)| {
+        let pa = !prefer(&config.nodes[*ia]);
+        let pb = !prefer(&config.nodes[*ib]);
+        pa.cmp(&pb).then(a.score.total_cmp(&b.score)).then(ia.cmp(ib))
+    });
+    eligible.first().map(|(i, _)| &config.nodes[*i])
+}
+
+/// `os=linux, features=[gpu], roles=[builder]`.
+pub fn describe(req: &Requirement) -> String {
+    let mut parts = Vec::new();
+    if let Some(os) = req.os {
+        parts.push(format!("os={}", os.as_str()));
+    }
+    if !req.features.is_empty() {
+        parts.push(format!("features=[{}]", req.features.join(", ")));
+    }
+    if !req.roles.is_empty() {
+        parts.push(format!("roles=[{}]", req.roles.join(", ")));
+    }
+    if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") }
+}
+
+/// Fills an announcement template.
+fn render(template: &str, node: &Node, matched: &str, line: &str) -> String {
+    let program = matched.split_whitespace().next().unwrap_or("");
+    let capitalized: String = {
+        let mut chars = program.trim_start_matches("./").chars();
+        chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    };
+    let short: String = if line.chars().count() > 60 { line.chars().take(57).chain("...".chars()).collect() } else { line.to_string() };
+    template
+        .replace("{node}", &node.label)
+        .replace("{matched}", matched)
+        .replace("{Matched}", &capitalized)
+        .replace("{command}", &short)
+}
