@@ -23,4 +23,5 @@ pub mod protocol;
 pub mod report;
 pub mod route;
 pub mod state;
+pub mod process;
 pub mod tasks;

@@ -45,6 +45,96 @@ pub enum Command {
     Json,
     /// Print the JSON Schema of requests, responses or the config file.
     Schema(SchemaArgs),
+    /// Partition a dataset by region, process each region in an isolated worker, aggregate exactly.
+    ///
+    /// Examples: distex process --demo
+    ///           distex process sales.csv.gz --by region --json
+    ///           distex process --regions data/ --processor 'python3 count.py' --retries 2
+    Process(Box<ProcessArgs>),
+    /// Internal: a built-in worker process (started by `distex process`).
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// Which built-in processor.
+        kind: String,
+    },
+    /// Internal: apply --sandbox restrictions, then exec PROGRAM.
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 every region and the aggregation completed; 3 some task failed \
+(the report says complete: false); 2 usage or input error (nothing was processed).")]
+pub struct ProcessArgs {
+    /// Input files (CSV, TSV or JSON Lines, plain or gzip); `-` reads stdin.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// The column that names each record's region.
+    #[arg(long, value_name = "FIELD")]
+    pub by: Option<String>,
+    /// Data already split: files, or directories of files, one region per file stem.
+    #[arg(long, value_name = "DIR_OR_FILE", num_args = 1..)]
+    pub regions: Vec<PathBuf>,
+    /// Process the small dataset embedded in distex (regions A, B and C).
+    #[arg(long)]
+    pub demo: bool,
+    /// Input format (default: from the file name, else csv).
+    #[arg(long, value_name = "csv|tsv|jsonl")]
+    pub format: Option<String>,
+    /// Column types overriding inference, e.g. `zip=text,price=number`.
+    #[arg(long, value_name = "COL=TYPE,...")]
+    pub schema: Vec<String>,
+    /// Shell command run once per region (records on stdin; prints one JSON object).
+    #[arg(long, value_name = "CMD")]
+    pub processor: Option<String>,
+    /// Shell command combining the region results (JSON on stdin; prints one JSON object).
+    #[arg(long, value_name = "CMD")]
+    pub aggregate: Option<String>,
+    /// Workers running at once (default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Extra attempts for a failed region (backoff 100 ms, 200 ms, ...).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Stop with an input error once more than N records are rejected.
+    #[arg(long, value_name = "N")]
+    pub max_rejects: Option<u64>,
+    /// Wall-clock limit per worker attempt, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Seconds between SIGTERM and SIGKILL when stopping a worker.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub grace: f64,
+    /// Address-space limit per worker (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// CPU-time limit per worker, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub max_cpu_seconds: Option<u64>,
+    /// Most a worker may print on stdout (default 16M).
+    #[arg(long, value_name = "SIZE")]
+    pub max_output: Option<String>,
+    /// Open-file limit per worker.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_open_files: u64,
+    /// Linux: Landlock (writes only in the worker's directory) and no network; refuses when unavailable.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Keep the run directory (spool files and worker directories).
+    #[arg(long)]
+    pub keep_workdirs: bool,
+    /// Place region workers on these cluster nodes (comma-separated).
+    #[arg(long, value_name = "NODE,...", value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Print events as JSON Lines while running (then the report as the last line).
+    #[arg(long)]
+    pub events: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::args::{Cli, Command, ConfigCommand, NodesArgs, RouteArgs, SchemaName};
+use super::args::{Cli, Command, ConfigCommand, NodesArgs, ProcessArgs, RouteArgs, SchemaName};
 use crate::commands::{json, nodes, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
@@ -20,6 +20,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Config(ConfigCommand::Init { path, force }) => config_init(path.as_deref(), force),
         Command::Json => json_cmd(&config::load(config_flag)?),
         Command::Schema(args) => schema_cmd(args.kind),
+        Command::Process(args) => process_cmd(*args),
+        Command::Worker { kind } => match kind.as_str() {
+            "summary" => Ok(crate::process::summary::main()),
+            other => Err(Error::Usage(format!("unknown worker {other:?}"))),
+        },
+        Command::Sandbox { program } => Ok(crate::process::sandbox::main(&program)),
     }
 }
 
@@ -111,4 +117,57 @@ fn schema_cmd(kind: SchemaName) -> Result<u8> {
     };
     report::json::print_pretty(&protocol::schema(kind)).map_err(io("writing output"))?;
     Ok(exit::OK)
+}
+
+fn process_cmd(args: ProcessArgs) -> Result<u8> {
+    use crate::process::{self, ProcessOptions, worker::Limits};
+    let usage = |m: String| Error::Usage(m);
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<u64>> {
+        v.as_deref().map(|t| process::parse_size(t).map_err(|m| Error::Usage(format!("{flag}: {m}")))).transpose()
+    };
+    let defaults = Limits::default();
+    let options = ProcessOptions {
+        inputs: args.inputs,
+        by: args.by,
+        regions: args.regions,
+        demo: args.demo,
+        format: args.format.as_deref().map(process::parse_format).transpose().map_err(usage)?,
+        schema: process::parse_schema(&args.schema).map_err(usage)?,
+        processor: args.processor,
+        aggregate: args.aggregate,
+        jobs: args.jobs,
+        retries: args.retries,
+        max_rejects: args.max_rejects,
+        limits: Limits {
+            max_memory: size("--max-memory", &args.max_memory)?,
+            max_cpu_seconds: args.max_cpu_seconds,
+            max_output: size("--max-output", &args.max_output)?.unwrap_or(defaults.max_output),
+            max_open_files: args.max_open_files,
+            timeout: args.timeout,
+            grace: args.grace,
+        },
+        sandbox: args.sandbox,
+        keep_workdirs: args.keep_workdirs,
+        nodes: args.nodes,
+    };
+    process::check_options(&options).map_err(usage)?;
+    let report = if args.events {
+        let mut events = |event: &crate::tasks::Event| {
+            let _ = report::json::print(event);
+        };
+        process::run(&options, &mut events)?
+    } else if args.json {
+        process::run(&options, &mut crate::tasks::NullReporter)?
+    } else {
+        // SAFETY: isatty only inspects the descriptor.
+        let live = unsafe { libc::isatty(2) } == 1;
+        let mut human = report::process_human::ProcessHuman::new(std::io::stdout(), live);
+        process::run(&options, &mut human)?
+    };
+    if args.json || args.events {
+        report::json::print(&report).map_err(io("writing output"))?;
+    } else {
+        print!("{}", report::process_human::results(&report));
+    }
+    Ok(if report.complete { exit::OK } else { exit::INCOMPLETE })
 }

@@ -1,0 +1,647 @@
+//! `distex process`: partition a dataset by region, process each region in
+//! an isolated worker process, and aggregate the results exactly.
+//!
+//! The coordinator ([`run`]) works in three phases:
+//!
+//! 1. [`partition`] reads every input once, rejects what cannot be read
+//!    (with file, line and reason) and spools each region's records to a
+//!    private file;
+//! 2. a pool of `--jobs` threads runs one isolated [`worker`] per region
+//!    (the built-in [`summary`] or the user's `--processor`), retrying
+//!    failed attempts with backoff;
+//! 3. `aggregate-results`, blocked by every region task, combines the
+//!    results ([`aggregate`]).
+//!
+//! Runners never print: progress goes out as [`Event`]s to a [`Reporter`],
+//! and the outcome is a [`ProcessReport`] for the caller to render.
+
+pub mod aggregate;
+pub mod input;
+pub mod partition;
+pub mod sandbox;
+pub mod stats;
+pub mod summary;
+pub mod worker;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::tasks::{Event, Reporter, Task, TaskList, TaskStatus};
+use input::{Format, Source};
+use partition::{ColumnType, KeySpec, Partition, Reject};
+use stats::{ColumnStats, RegionStats};
+use worker::{Job, Limits, Program};
+
+/// The demo dataset embedded in the binary (`--demo`).
+pub const DEMO_CSV: &str = include_str!("demo.csv");
+
+/// Everything `distex process` (and `{"op":"process"}`) accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessOptions {
+    /// Input files (`-` is stdin), partitioned by `by`.
+    pub inputs: Vec<PathBuf>,
+    /// The key column that names each record's region.
+    pub by: Option<String>,
+    /// Already split data: files or directories of files, one region per file stem.
+    pub regions: Vec<PathBuf>,
+    /// Use the small dataset embedded in distex (regions A, B, C).
+    pub demo: bool,
+    /// Input format; guessed from file names when absent (CSV otherwise).
+    pub format: Option<Format>,
+    /// Column types that override inference, by column name.
+    pub schema: BTreeMap<String, ColumnType>,
+    /// A shell command run once per region instead of the built-in summary.
+    pub processor: Option<String>,
+    /// A shell command that combines every region's result (JSON on stdin).
+    pub aggregate: Option<String>,
+    /// Workers run in parallel (default: the number of cores).
+    pub jobs: Option<usize>,
+    /// Extra attempts for a failed region, with exponential backoff.
+    pub retries: u32,
+    /// Stop with an input error once more records than this are rejected.
+    pub max_rejects: Option<u64>,
+    pub limits: Limits,
+    /// Landlock and a private network namespace for every worker (Linux).
+    pub sandbox: bool,
+    /// Keep the run directory (spools and work directories) for inspection.
+    pub keep_workdirs: bool,
+    /// Cluster nodes to place region workers on (not available yet).
+    pub nodes: Vec<String>,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            inputs: Vec::new(),
+            by: None,
+            regions: Vec::new(),
+            demo: false,
+            format: None,
+            schema: BTreeMap::new(),
+            processor: None,
+            aggregate: None,
+            jobs: None,
+            retries: 0,
+            max_rejects: None,
+            limits: Limits::default(),
+            sandbox: false,
+            keep_workdirs: false,
+            nodes: Vec::new(),
+        }
+    }
+}
+
+/// `input_records == processed + rejected + in_failed_regions`, always.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Accounting {
+    pub input_records: u64,
+    /// Records of regions whose task completed.
+    pub processed: u64,
+    pub rejected: u64,
+    /// Records of regions whose task failed.
+    pub in_failed_regions: u64,
+}
+
+/// One region in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RegionReport {
+    /// The region's task id.
+    pub task: String,
+    /// Records the coordinator sent to the region.
+    pub records: u64,
+    /// Built-in summary: statistics of every numeric column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<BTreeMap<String, ColumnStats>>,
+    /// `--processor`: the JSON object it printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why the region failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The outcome of `distex process`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessReport {
+    pub tasks: Vec<Task>,
+    pub regions: BTreeMap<String, RegionReport>,
+    /// Combined results; null when `aggregate-results` did not complete.
+    /// Built-in summary: `{"records", "stats"}`.
+    pub totals: Option<Value>,
+    pub accounting: Accounting,
+    /// The first rejected records (all are counted in `accounting.rejected`).
+    pub rejects: Vec<Reject>,
+    /// False when any task failed: some records were not processed.
+    pub complete: bool,
+    pub warnings: Vec<String>,
+    /// The run directory, when kept with `keep_workdirs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+/// Checks option values that need no I/O.
+pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String> {
+    let l = &options.limits;
+    if let Some(t) = l.timeout
+        && !(t.is_finite() && t > 0.0)
+    {
+        return Err(format!("--timeout must be a positive number of seconds, got {t}"));
+    }
+    if !(l.grace.is_finite() && l.grace >= 0.0) {
+        return Err(format!("--grace must be a non-negative number of seconds, got {}", l.grace));
+    }
+    if options.jobs == Some(0) {
+        return Err("--jobs must be at least 1".into());
+    }
+    if l.max_open_files < 16 {
+        return Err("--max-open-files must be at least 16".into());
+    }
+    if options.processor.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return Err("--processor is empty".into());
+    }
+    Ok(())
+}
+
+/// Runs a whole `distex process`.
+pub fn run(options: &ProcessOptions, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
+    check_options(options).map_err(Error::Usage)?;
+    let (sources, key) = plan_inputs(options)?;
+    if !options.nodes.is_empty() {
+        return Err(Error::Usage(
+            "--nodes is not available yet in this build: region workers run on this machine only (drop --nodes)".into(),
+        ));
+    }
+    if options.aggregate.is_some() && options.processor.is_none() {
+        return Err(Error::Usage("--aggregate needs --processor: the built-in summary aggregates itself".into()));
+    }
+    let run_dir = worker::make_run_dir().map_err(|e| Error::io("creating the run directory", e))?;
+    let guard = RunDir { path: run_dir.clone(), keep: options.keep_workdirs };
+    if options.sandbox {
+        sandbox::check(&run_dir).map_err(Error::Usage)?;
+    }
+    let started = Instant::now();
+    let part = partition::partition(
+        &sources,
+        &partition::Options {
+            key,
+            format: options.format,
+            schema: &options.schema,
+            max_rejects: options.max_rejects,
+            dir: &run_dir,
+        },
+    )?;
+    let mut report = coordinate(options, &part, &run_dir, started, reporter);
+    if options.keep_workdirs {
+        report.workdir = Some(run_dir.display().to_string());
+    }
+    drop(guard);
+    Ok(report)
+}
+
+/// Removes the run directory when dropped, unless asked to keep it.
+struct RunDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            worker::remove_dir(&self.path);
+        }
+    }
+}
+
+/// Turns the options into sources to read and how to key them.
+fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
+    let modes = [options.demo, !options.inputs.is_empty(), !options.regions.is_empty()];
+    match modes.iter().filter(|m| **m).count() {
+        0 => return Err(Error::Usage("nothing to process: give INPUT... --by FIELD, --regions DIR_OR_FILES, or --demo".into())),
+        1 => {}
+        _ => return Err(Error::Usage("give only one of INPUT..., --regions and --demo".into())),
+    }
+    if options.demo {
+        let key = options.by.clone().unwrap_or_else(|| "region".into());
+        return Ok((vec![Source::Embedded("demo.csv", DEMO_CSV.as_bytes())], KeySpec::Column(key)));
+    }
+    if !options.regions.is_empty() {
+        if options.by.is_some() {
+            return Err(Error::Usage("--regions takes one file per region; --by does not apply".into()));
+        }
+        let mut files = Vec::new();
+        for path in &options.regions {
+            if path.is_dir() {
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                    .map_err(|e| Error::Input(format!("cannot read directory {}: {e}", path.display())))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                    .collect();
+                entries.sort();
+                if entries.is_empty() {
+                    return Err(Error::Input(format!("{}: no files in this directory", path.display())));
+                }
+                files.extend(entries.into_iter().map(Source::File));
+            } else if path.is_file() {
+                files.push(Source::File(path.clone()));
+            } else {
+                return Err(Error::Input(format!("{}: no such file or directory", path.display())));
+            }
+        }
+        return Ok((files, KeySpec::FileStem));
+    }
+    let Some(by) = options.by.clone() else {
+        return Err(Error::Usage("--by FIELD is required with INPUT files: which column names the region?".into()));
+    };
+    let mut sources = Vec::new();
+    for path in &options.inputs {
+        let source = Source::from_arg(path);
+        if let Source::File(p) = &source
+            && !p.is_file()
+        {
+            return Err(Error::Input(format!("{}: no such file", p.display())));
+        }
+        sources.push(source);
+    }
+    if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
+        return Err(Error::Usage("stdin (`-`) can be read only once".into()));
+    }
+    Ok((sources, KeySpec::Column(by)))
+}
+
+/// Messages from the worker pool to the coordinator.
+enum Msg {
+    Started { region: usize, attempt: u32 },
+    Retrying { region: usize, attempt: u32, reason: String, delay: Duration },
+    Finished { region: usize, result: std::result::Result<Map<String, Value>, String> },
+}
+
+/// Runs the region tasks and the aggregation; never fails as a whole.
+fn coordinate(
+    options: &ProcessOptions,
+    part: &Partition,
+    run_dir: &Path,
+    started: Instant,
+    reporter: &mut dyn Reporter,
+) -> ProcessReport {
+    let ms = || started.elapsed().as_millis() as u64;
+    let mut tasks = TaskList::new();
+    let subjects = region_subjects(part);
+    let ids: Vec<String> = (1..=part.regions.len()).map(|i| i.to_string()).collect();
+    for (id, subject) in ids.iter().zip(&subjects) {
+        tasks.add(id.clone(), subject.clone(), vec![]);
+    }
+    let aggregate_id = (part.regions.len() + 1).to_string();
+    tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
+    reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
+
+    let numeric: Vec<String> = part
+        .types
+        .iter()
+        .filter(|(name, t)| **t == ColumnType::Number && Some(*name) != part.key.as_ref())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+
+    // The pool: `jobs` threads take regions from a shared queue.
+    let queue = Arc::new(Mutex::new((0..part.regions.len()).collect::<VecDeque<usize>>()));
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut threads = Vec::new();
+    for _ in 0..jobs.min(part.regions.len()) {
+        let queue = queue.clone();
+        let tx = tx.clone();
+        let regions = part.regions.clone();
+        let ids = ids.clone();
+        let numeric = numeric.clone();
+        let options = options.clone();
+        let run_dir = run_dir.to_path_buf();
+        threads.push(std::thread::spawn(move || {
+            loop {
+                let Some(region) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() else { break };
+                let data = &regions[region];
+                let program = match &options.processor {
+                    Some(cmd) => Program::Shell(cmd.clone()),
+                    None => Program::Summary {
+                        spec: serde_json::to_string(&summary::Spec { format: data.format, numeric: numeric.clone() })
+                            .expect("spec serializes"),
+                    },
+                };
+                let result = run_with_retries(&options, &run_dir, region, &ids[region], &data.name, &data.spool, program, &tx);
+                let _ = tx.send(Msg::Finished { region, result });
+            }
+        }));
+    }
+    drop(tx);
+
+    let mut results: Vec<Option<std::result::Result<Map<String, Value>, String>>> = vec![None; part.regions.len()];
+    let mut warnings = Vec::new();
+    let (mut done, mut records_done) = (0u64, 0u64);
+    for msg in rx {
+        match msg {
+            Msg::Started { region, attempt } => {
+                let id = &ids[region];
+                if let Some(from) = tasks.transition(id, TaskStatus::InProgress, ms()) {
+                    if let Some(t) = tasks.get_mut(id) {
+                        t.node = Some("local".into());
+                    }
+                    if from != TaskStatus::InProgress || attempt == 1 {
+                        reporter.report(&status_event(&tasks, id, from, None));
+                    }
+                }
+            }
+            Msg::Retrying { region, attempt, reason, delay } => {
+                let message = format!(
+                    "{} attempt {attempt} failed: {reason}; retrying in {} ms",
+                    subjects[region],
+                    delay.as_millis()
+                );
+                reporter.report(&Event::Warning { message: message.clone() });
+                warnings.push(message);
+            }
+            Msg::Finished { region, result } => {
+                let id = &ids[region];
+                let from = match &result {
+                    Ok(_) => tasks.transition(id, TaskStatus::Completed, ms()),
+                    Err(reason) => tasks.fail(id, reason.clone(), ms()),
+                };
+                if let Some(from) = from {
+                    reporter.report(&status_event(&tasks, id, from, result.as_ref().err().cloned()));
+                    results[region] = Some(result);
+                    done += 1;
+                    records_done += part.regions[region].records;
+                    reporter.report(&Event::Progress {
+                        done,
+                        total: Some(part.regions.len() as u64),
+                        records: Some(records_done),
+                        elapsed_ms: ms(),
+                    });
+                }
+            }
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+
+    let mut report = ProcessReport {
+        tasks: Vec::new(),
+        regions: BTreeMap::new(),
+        totals: None,
+        accounting: Accounting { input_records: part.input_records, rejected: part.rejected, ..Accounting::default() },
+        rejects: part.rejects.clone(),
+        complete: false,
+        warnings,
+        workdir: None,
+        elapsed_ms: 0,
+    };
+    let mut summaries: Vec<RegionStats> = Vec::new();
+    let mut user_results: Vec<Map<String, Value>> = Vec::new();
+    let mut region_results: BTreeMap<String, Value> = BTreeMap::new();
+    for (i, data) in part.regions.iter().enumerate() {
+        let mut entry = RegionReport { task: ids[i].clone(), records: data.records, stats: None, result: None, error: None };
+        match results[i].take() {
+            Some(Ok(map)) => {
+                report.accounting.processed += data.records;
+                if options.processor.is_some() {
+                    region_results.insert(data.name.clone(), Value::Object(map.clone()));
+                    user_results.push(map.clone());
+                    entry.result = Some(Value::Object(map));
+                } else {
+                    match serde_json::from_value::<RegionStats>(Value::Object(map)) {
+                        Ok(s) if s.records == data.records => {
+                            entry.stats = Some(s.summaries());
+                            summaries.push(s);
+                        }
+                        Ok(s) => {
+                            // Cannot happen unless the worker is broken; never hide it.
+                            entry.error = Some(format!("the worker counted {} records, {} were sent", s.records, data.records));
+                        }
+                        Err(e) => entry.error = Some(format!("the worker printed an unreadable summary: {e}")),
+                    }
+                    if let Some(e) = &entry.error {
+                        report.accounting.processed -= data.records;
+                        report.accounting.in_failed_regions += data.records;
+                        tasks.get_mut(&ids[i]).map(|t| {
+                            t.status = TaskStatus::Failed;
+                            t.error = Some(e.clone());
+                        });
+                    }
+                }
+            }
+            Some(Err(reason)) => {
+                report.accounting.in_failed_regions += data.records;
+                entry.error = Some(reason);
+            }
+            None => {
+                report.accounting.in_failed_regions += data.records;
+                entry.error = Some("the worker pool stopped before running this region".into());
+                tasks.fail(&ids[i], "not run", ms());
+            }
+        }
+        report.regions.insert(data.name.clone(), entry);
+    }
+
+    // aggregate-results: runs once every region task completed.
+    if tasks.unblocked().contains(&aggregate_id) {
+        let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
+        if let Some(t) = tasks.get_mut(&aggregate_id) {
+            t.node = Some("local".into());
+        }
+        reporter.report(&status_event(&tasks, &aggregate_id, from, None));
+        let outcome: std::result::Result<Value, String> = if let Some(cmd) = &options.aggregate {
+            run_aggregator(options, run_dir, &aggregate_id, cmd, &region_results).map(Value::Object)
+        } else if options.processor.is_some() {
+            let (totals, w) = aggregate::sum_results(user_results.iter());
+            report.warnings.extend(w);
+            Ok(totals)
+        } else {
+            let total = aggregate::merge_summaries(summaries.iter());
+            Ok(serde_json::json!({ "records": total.records, "regions": summaries.len(), "stats": total.summaries() }))
+        };
+        let status_from = match &outcome {
+            Ok(_) => tasks.transition(&aggregate_id, TaskStatus::Completed, ms()),
+            Err(e) => tasks.fail(&aggregate_id, e.clone(), ms()),
+        };
+        if let Some(from) = status_from {
+            reporter.report(&status_event(&tasks, &aggregate_id, from, outcome.as_ref().err().cloned()));
+        }
+        report.totals = outcome.ok();
+    } else {
+        let failed: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id)
+            .map(|t| t.subject.as_str())
+            .collect();
+        let reason = format!("not run: blocked by failed task(s) {}", failed.join(", "));
+        if let Some(from) = tasks.fail(&aggregate_id, reason.clone(), ms()) {
+            reporter.report(&status_event(&tasks, &aggregate_id, from, Some(reason)));
+        }
+    }
+    report.complete = tasks.iter().all(|t| t.status == TaskStatus::Completed);
+    let failed = tasks.count(TaskStatus::Failed);
+    report.elapsed_ms = ms();
+    reporter.report(&Event::RunFinished { completed: tasks.count(TaskStatus::Completed), failed, elapsed_ms: report.elapsed_ms });
+    report.tasks = tasks.into_vec();
+    report
+}
+
+fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
+    let task = tasks.get(id).expect("known task");
+    Event::TaskStatusChanged {
+        id: id.to_string(),
+        subject: task.subject.clone(),
+        from,
+        to: task.status,
+        at_ms: task.history.last().map_or(0, |h| h.at_ms),
+        node: task.node.clone(),
+        error,
+    }
+}
+
+/// `process-region-<name>`, lower-cased as in the seed when that keeps
+/// subjects distinct. Subjects are labels: renderers escape them.
+fn region_subjects(part: &Partition) -> Vec<String> {
+    let lower: Vec<String> = part.regions.iter().map(|r| format!("process-region-{}", r.name.to_lowercase())).collect();
+    let distinct = lower.iter().collect::<std::collections::BTreeSet<_>>().len() == lower.len();
+    if distinct { lower } else { part.regions.iter().map(|r| format!("process-region-{}", r.name)).collect() }
+}
+
+/// Runs one region with up to `options.retries` extra attempts.
+#[allow(clippy::too_many_arguments)]
+fn run_with_retries(
+    options: &ProcessOptions,
+    run_dir: &Path,
+    region: usize,
+    task_id: &str,
+    name: &str,
+    spool: &Path,
+    program: Program,
+    tx: &mpsc::Sender<Msg>,
+) -> std::result::Result<Map<String, Value>, String> {
+    let mut attempt = 1u32;
+    loop {
+        let _ = tx.send(Msg::Started { region, attempt });
+        let workdir = run_dir.join(format!("work-{region}-{attempt}"));
+        let job = Job {
+            program: program.clone(),
+            stdin: spool.to_path_buf(),
+            workdir: workdir.clone(),
+            env: vec![
+                ("DISTEX_REGION".into(), name.to_string()),
+                ("DISTEX_TASK_ID".into(), task_id.to_string()),
+                ("DISTEX_ATTEMPT".into(), attempt.to_string()),
+            ],
+            limits: options.limits.clone(),
+            sandbox: options.sandbox,
+        };
+        let result = worker::run(&job);
+        if !options.keep_workdirs {
+            worker::remove_dir(&workdir);
+        }
+        match result {
+            Ok(map) => return Ok(map),
+            Err(reason) if attempt <= options.retries => {
+                let delay = backoff(attempt);
+                let _ = tx.send(Msg::Retrying { region, attempt, reason, delay });
+                std::thread::sleep(delay);
+                attempt += 1;
+            }
+            Err(reason) if attempt > 1 => return Err(format!("{reason} (after {attempt} attempts)")),
+            Err(reason) => return Err(reason),
+        }
+    }
+}
+
+/// 100 ms, 200 ms, 400 ms, ... capped at 5 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << (attempt - 1).min(6))).min(Duration::from_secs(5))
+}
+
+/// Runs `--aggregate CMD` as an isolated worker with every region's result on stdin.
+fn run_aggregator(
+    options: &ProcessOptions,
+    run_dir: &Path,
+    task_id: &str,
+    cmd: &str,
+    results: &BTreeMap<String, Value>,
+) -> std::result::Result<Map<String, Value>, String> {
+    let input = run_dir.join("aggregate-input.json");
+    let body = serde_json::json!({ "regions": results });
+    std::fs::write(&input, format!("{body}\n")).map_err(|e| format!("cannot write the aggregator's input: {e}"))?;
+    let workdir = run_dir.join("work-aggregate");
+    let job = Job {
+        program: Program::Shell(cmd.to_string()),
+        stdin: input,
+        workdir: workdir.clone(),
+        env: vec![("DISTEX_TASK_ID".into(), task_id.to_string()), ("DISTEX_ATTEMPT".into(), "1".into())],
+        limits: options.limits.clone(),
+        sandbox: options.sandbox,
+    };
+    let result = worker::run(&job);
+    if !options.keep_workdirs {
+        worker::remove_dir(&workdir);
+    }
+    result
+}
+
+/// `1.5 GiB`-style sizes for messages.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+/// Parses sizes such as `512M`, `2G`, `1.5GiB`, `4096`.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("{text:?} is not a size (examples: 512M, 2G, 4096)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use K, M, G or T)")),
+    };
+    Ok((value * factor as f64) as u64)
+}
+
+/// Parses `--schema col=number,other=text`.
+pub fn parse_schema(specs: &[String]) -> std::result::Result<BTreeMap<String, ColumnType>, String> {
+    let mut out = BTreeMap::new();
+    for spec in specs.iter().flat_map(|s| s.split(',')) {
+        let (name, t) = spec.split_once('=').ok_or_else(|| format!("--schema expects COLUMN=number|text, got {spec:?}"))?;
+        let t = match t.trim() {
+            "number" | "numeric" => ColumnType::Number,
+            "text" | "string" => ColumnType::Text,
+            other => return Err(format!("--schema {name}: unknown type {other:?} (number or text)")),
+        };
+        out.insert(name.trim().to_string(), t);
+    }
+    Ok(out)
+}
+
+/// True when the format is one distex can read.
+pub fn parse_format(text: &str) -> std::result::Result<Format, String> {
+    match text {
+        "csv" => Ok(Format::Csv),
+        "tsv" => Ok(Format::Tsv),
+        "jsonl" | "ndjson" => Ok(Format::Jsonl),
+        _ => Err(format!("unknown format {text:?}: csv, tsv or jsonl")),
+    }
+}

@@ -1,0 +1,442 @@
+//! Splitting the input into regions: validate every record, infer column
+//! types, reject what cannot be read, and spool each region's records (in
+//! the input's own format, header first) to a file of its own.
+//!
+//! Spool files are named by the region's index, never by its name: region
+//! names come from data and must not reach a path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::input::{self, Flow, Format, Item, ReadError, Row, Source};
+use super::stats::parse_number;
+use crate::error::{Error, Result};
+
+/// How a column is treated: numbers get statistics and are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Number,
+    Text,
+}
+
+/// Which region a record belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySpec {
+    /// The value of this column (`--by`).
+    Column(String),
+    /// The stem of the file it came from (`--regions`).
+    FileStem,
+}
+
+/// A record that was not processed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Reject {
+    pub file: String,
+    pub line: u64,
+    pub reason: String,
+}
+
+/// One region's share of the input.
+#[derive(Debug, Clone)]
+pub struct RegionData {
+    pub name: String,
+    pub records: u64,
+    /// The spool file: the header (CSV/TSV) then the region's records.
+    pub spool: PathBuf,
+    pub format: Format,
+}
+
+/// The outcome of partitioning.
+#[derive(Debug, Clone, Default)]
+pub struct Partition {
+    /// Regions sorted by name.
+    pub regions: Vec<RegionData>,
+    /// Column types, by name (decided the first time a column is seen).
+    pub types: BTreeMap<String, ColumnType>,
+    /// The key column (for `--by`), never a statistics column.
+    pub key: Option<String>,
+    pub input_records: u64,
+    pub rejected: u64,
+    /// The first [`MAX_LISTED_REJECTS`] rejects.
+    pub rejects: Vec<Reject>,
+}
+
+/// How many rejects are listed (all are counted).
+pub const MAX_LISTED_REJECTS: usize = 100;
+/// Rows sampled to infer column types.
+const SAMPLE_ROWS: usize = 1000;
+/// Bytes buffered per region before they are appended to its spool file.
+const REGION_BUFFER: usize = 256 << 10;
+/// Bytes buffered across all regions before everything is flushed.
+const TOTAL_BUFFER: usize = 32 << 20;
+
+pub struct Options<'a> {
+    pub key: KeySpec,
+    /// Format of every source; `None` guesses from each file name (CSV otherwise).
+    pub format: Option<Format>,
+    pub schema: &'a BTreeMap<String, ColumnType>,
+    pub max_rejects: Option<u64>,
+    /// Where spool files go.
+    pub dir: &'a Path,
+}
+
+/// Reads every source and spools its records by region.
+pub fn partition(sources: &[Source], options: &Options<'_>) -> Result<Partition> {
+    let p = std::cell::RefCell::new(Partitioner::new(options));
+    for source in sources {
+        let format = options
+            .format
+            .or_else(|| match source {
+                Source::File(path) => Format::from_path(path),
+                _ => None,
+            })
+            .unwrap_or(Format::Csv);
+        p.borrow_mut().begin_source(source, format)?;
+        let name = source.display();
+        let mut header_error = None;
+        let result = input::read(
+            source,
+            format,
+            &mut |header, raw| match p.borrow_mut().on_header(header, raw) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let message = e.to_string();
+                    header_error = Some(e);
+                    Err(message)
+                }
+            },
+            &mut |item| p.borrow_mut().on_item(item),
+        );
+        if let Some(e) = header_error {
+            return Err(e);
+        }
+        match result {
+            Ok(_) => {}
+            Err(ReadError::Io(e)) => return Err(Error::Input(format!("cannot read {name}: {e}"))),
+            Err(ReadError::Header(m)) => return Err(Error::Input(format!("{name}: {m}"))),
+        }
+        let mut p = p.borrow_mut();
+        if let Some(e) = p.fatal.take() {
+            return Err(e);
+        }
+        p.end_source()?;
+    }
+    p.into_inner().finish()
+}
+
+/// A row copied out of the reader's buffers while types are being inferred.
+struct PendingRow {
+    line: u64,
+    raw: Vec<u8>,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+struct Partitioner<'a> {
+    options: &'a Options<'a>,
+    out: Partition,
+    /// Region name -> index into `regions` / `buffers`.
+    index: HashMap<Vec<u8>, usize>,
+    buffers: Vec<Vec<u8>>,
+    /// Raw header bytes each region's spool starts with.
+    headers: Vec<Vec<u8>>,
+    buffered: usize,
+    // Per source:
+    source_name: String,
+    source_stem: String,
+    format: Format,
+    header: Vec<String>,
+    header_raw: Vec<u8>,
+    key_index: Option<usize>,
+    /// Indices of numeric columns in the current header.
+    numeric: Vec<usize>,
+    pending: Option<Vec<PendingRow>>,
+    fatal: Option<Error>,
+}
+
+impl<'a> Partitioner<'a> {
+    fn new(options: &'a Options<'a>) -> Self {
+        let key = match &options.key {
+            KeySpec::Column(c) => Some(c.clone()),
+            KeySpec::FileStem => None,
+        };
+        Partitioner {
+            options,
+            out: Partition { key, ..Partition::default() },
+            index: HashMap::new(),
+            buffers: Vec::new(),
+            headers: Vec::new(),
+            buffered: 0,
+            source_name: String::new(),
+            source_stem: String::new(),
+            format: Format::Csv,
+            header: Vec::new(),
+            header_raw: Vec::new(),
+            key_index: None,
+            numeric: Vec::new(),
+            pending: None,
+            fatal: None,
+        }
+    }
+
+    fn begin_source(&mut self, source: &Source, format: Format) -> Result<()> {
+        self.source_name = source.display();
+        self.source_stem = match source {
+            Source::File(p) => {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = name.strip_suffix(".gz").unwrap_or(&name).to_string();
+                match name.rsplit_once('.') {
+                    Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+                    _ => name,
+                }
+            }
+            _ => String::new(),
+        };
+        if self.options.key == KeySpec::FileStem && self.source_stem.is_empty() {
+            return Err(Error::Usage("--regions needs files (the region is the file stem); stdin has no name".into()));
+        }
+        self.format = format;
+        self.header.clear();
+        self.header_raw.clear();
+        self.key_index = None;
+        self.numeric.clear();
+        self.pending = None;
+        Ok(())
+    }
+
+    fn on_header(&mut self, header: &[String], raw: &[u8]) -> Result<()> {
+        let first = self.header.is_empty();
+        self.header = header.to_vec();
+        if first {
+            self.header_raw = raw.to_vec();
+            if !raw.is_empty() && !raw.ends_with(b"\n") {
+                self.header_raw.push(b'\n');
+            }
+        }
+        if let KeySpec::Column(key) = &self.options.key {
+            self.key_index = self.header.iter().position(|h| h == key);
+            if self.key_index.is_none() && self.format != Format::Jsonl {
+                return Err(Error::Input(format!(
+                    "{}: column {key:?} (given to --by) is not in the header; columns: {}",
+                    self.source_name,
+                    self.header.join(", ")
+                )));
+            }
+        }
+        // Columns seen for the first time are typed from a sample of rows.
+        let untyped = self.header.iter().any(|h| !self.out.types.contains_key(h) && Some(h) != self.out.key.as_ref());
+        if untyped && first {
+            self.pending = Some(Vec::new());
+        } else if untyped && self.pending.is_none() {
+            // Columns appearing late in JSON Lines: numbers only if --schema says so.
+            for h in &self.header {
+                let t = self.options.schema.get(h).copied().unwrap_or(ColumnType::Text);
+                self.out.types.entry(h.clone()).or_insert(t);
+            }
+        }
+        self.update_numeric();
+        Ok(())
+    }
+
+    fn update_numeric(&mut self) {
+        self.numeric = (0..self.header.len())
+            .filter(|&i| Some(i) != self.key_index && self.out.types.get(&self.header[i]) == Some(&ColumnType::Number))
+            .collect();
+    }
+
+    fn on_item(&mut self, item: Item<'_>) -> Flow {
+        self.out.input_records += 1;
+        match item {
+            Item::Bad(bad) => self.reject(bad.line, bad.reason),
+            Item::Row(row) => {
+                if let Some(pending) = &mut self.pending {
+                    pending.push(PendingRow { line: row.line, raw: row.raw.to_vec(), out: row.out.to_vec(), ends: row.ends.to_vec() });
+                    if pending.len() >= SAMPLE_ROWS {
+                        self.infer_and_replay();
+                    }
+                    Flow::Continue
+                } else {
+                    self.accept(&row)
+                }
+            }
+        }
+    }
+
+    fn infer_and_replay(&mut self) {
+        let Some(rows) = self.pending.take() else { return };
+        for (i, name) in self.header.iter().enumerate() {
+            if self.out.types.contains_key(name) || Some(i) == self.key_index {
+                continue;
+            }
+            let t = self.options.schema.get(name).copied().unwrap_or_else(|| {
+                let (mut numbers, mut values) = (0usize, 0usize);
+                for r in &rows {
+                    let row = Row { line: r.line, raw: &r.raw, out: &r.out, ends: &r.ends };
+                    match row.field(i).map(parse_number) {
+                        Some(Ok(Some(_))) => (numbers, values) = (numbers + 1, values + 1),
+                        Some(Err(())) => values += 1,
+                        _ => {}
+                    }
+                }
+                // Numeric when at least 90% of the non-empty values are numbers,
+                // so a few bad rows in the sample do not turn a column into text.
+                if numbers > 0 && numbers * 10 >= values * 9 { ColumnType::Number } else { ColumnType::Text }
+            });
+            self.out.types.insert(name.clone(), t);
+        }
+        self.update_numeric();
+        for r in &rows {
+            let row = Row { line: r.line, raw: &r.raw, out: &r.out, ends: &r.ends };
+            if self.accept(&row) == Flow::Stop {
+                return;
+            }
+        }
+    }
+
+    fn reject(&mut self, line: u64, reason: String) -> Flow {
+        self.out.rejected += 1;
+        if self.out.rejects.len() < MAX_LISTED_REJECTS {
+            self.out.rejects.push(Reject { file: self.source_name.clone(), line, reason });
+        }
+        match self.options.max_rejects {
+            Some(max) if self.out.rejected > max => {
+                let first: Vec<String> =
+                    self.out.rejects.iter().take(3).map(|r| format!("{}:{}: {}", r.file, r.line, r.reason)).collect();
+                self.fatal = Some(Error::Input(format!(
+                    "stopped after {} rejected records (more than --max-rejects {max}) out of {} read; first: {}",
+                    self.out.rejected,
+                    self.out.input_records,
+                    first.join("; ")
+                )));
+                Flow::Stop
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    /// Validates a row and appends it to its region's buffer.
+    fn accept(&mut self, row: &Row<'_>) -> Flow {
+        let key: &[u8] = match (&self.options.key, self.key_index) {
+            (KeySpec::FileStem, _) => self.source_stem.as_bytes(),
+            (KeySpec::Column(_), Some(i)) => row.field(i).unwrap_or(b""),
+            (KeySpec::Column(name), None) => return self.reject(row.line, format!("missing key {name:?}")),
+        };
+        if key.iter().all(u8::is_ascii_whitespace) {
+            let name = self.out.key.clone().unwrap_or_default();
+            return self.reject(row.line, format!("missing key {name:?} (empty value)"));
+        }
+        for &i in &self.numeric {
+            if let Some(field) = row.field(i)
+                && parse_number(field).is_err()
+            {
+                let reason = format!("column {:?}: {:?} is not a number", self.header[i], String::from_utf8_lossy(field));
+                return self.reject(row.line, reason);
+            }
+        }
+        let key = key.to_vec();
+        let index = match self.index.get(&key) {
+            Some(&i) => i,
+            None => match self.new_region(key) {
+                Ok(i) => i,
+                Err(e) => {
+                    self.fatal = Some(e);
+                    return Flow::Stop;
+                }
+            },
+        };
+        if self.headers[index] != self.header_raw {
+            self.fatal = Some(Error::Input(format!(
+                "{}: its header differs from the header of an earlier file holding region {:?}; all files of a region need the same columns",
+                self.source_name, self.out.regions[index].name
+            )));
+            return Flow::Stop;
+        }
+        self.out.regions[index].records += 1;
+        let buf = &mut self.buffers[index];
+        buf.extend_from_slice(row.raw);
+        self.buffered += row.raw.len();
+        if !row.raw.ends_with(b"\n") {
+            buf.push(b'\n');
+            self.buffered += 1;
+        }
+        let result = if buf.len() >= REGION_BUFFER {
+            self.flush(index)
+        } else if self.buffered >= TOTAL_BUFFER {
+            self.flush_all()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            self.fatal = Some(e);
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    fn new_region(&mut self, key: Vec<u8>) -> Result<usize> {
+        let name = String::from_utf8(key.clone()).map_err(|_| Error::Input("region key is not UTF-8".into()))?;
+        let index = self.out.regions.len();
+        let spool = self.options.dir.join(format!("region-{index}.{}", self.format.extension()));
+        self.out.regions.push(RegionData { name, records: 0, spool, format: self.format });
+        self.index.insert(key, index);
+        self.buffers.push(self.header_raw.clone());
+        self.buffered += self.header_raw.len();
+        self.headers.push(self.header_raw.clone());
+        Ok(index)
+    }
+
+    fn flush(&mut self, index: usize) -> Result<()> {
+        let buf = &mut self.buffers[index];
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let path = &self.out.regions[index].spool;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        file.write_all(buf).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        self.buffered -= buf.len();
+        buf.clear();
+        if buf.capacity() > REGION_BUFFER * 2 {
+            buf.shrink_to(REGION_BUFFER);
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        for i in 0..self.buffers.len() {
+            self.flush(i)?;
+        }
+        Ok(())
+    }
+
+    fn end_source(&mut self) -> Result<()> {
+        if self.pending.is_some() {
+            self.infer_and_replay();
+        }
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
+        if let (KeySpec::Column(key), None, Format::Jsonl) = (&self.options.key, self.key_index, self.format)
+            && self.out.input_records > self.out.rejected
+        {
+            return Err(Error::Input(format!("{}: no record has the key {key:?} given to --by", self.source_name)));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Partition> {
+        self.flush_all()?;
+        let mut out = self.out;
+        out.regions.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}

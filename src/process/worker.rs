@@ -1,0 +1,366 @@
+//! Running one isolated worker process and judging what it printed.
+//!
+//! Every worker (the built-in summary, which is distex re-executed as
+//! `distex __worker summary`, a user's `--processor`, or an `--aggregate`
+//! command) is started the same way:
+//!
+//! * its own process group, so that a timeout or cleanup reaches its
+//!   children and grandchildren too;
+//! * a fresh working directory, which is also its HOME and (below `tmp/`)
+//!   its TMPDIR;
+//! * an environment cleared to an allowlist: PATH, LANG, LC_*, TZ and
+//!   DISTEX_*, plus the variables distex sets for it;
+//! * resource limits set between fork and exec (address space, CPU time,
+//!   open files, no core dumps), and a parent-death signal on Linux;
+//! * with `--sandbox`, `distex __sandbox` in front of it, which applies
+//!   Landlock and a private network namespace before exec'ing the worker.
+//!
+//! Its stdin is a file (the region's spool), its stdout is read up to
+//! `--max-output` bytes, and the last few KB of stderr are kept for the
+//! error message. When it ends, or times out (TERM, grace period, KILL),
+//! whatever is left in its process group is killed before it is reaped.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Resource limits of each worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Address-space limit in bytes (RLIMIT_AS).
+    pub max_memory: Option<u64>,
+    /// CPU-time limit in seconds (RLIMIT_CPU).
+    pub max_cpu_seconds: Option<u64>,
+    /// Most bytes a worker may print on stdout.
+    pub max_output: u64,
+    /// Most open files (RLIMIT_NOFILE).
+    pub max_open_files: u64,
+    /// Wall-clock limit per attempt, in seconds.
+    pub timeout: Option<f64>,
+    /// Seconds between SIGTERM and SIGKILL when a worker is stopped.
+    pub grace: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_memory: None, max_cpu_seconds: None, max_output: 16 << 20, max_open_files: 1024, timeout: None, grace: 2.0 }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// `distex __worker summary`, with its spec in DISTEX_WORKER_SPEC.
+    Summary { spec: String },
+    /// A user command, run by `/bin/sh -c` (the command is the user's own text).
+    Shell(String),
+}
+
+/// One attempt of one worker.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub program: Program,
+    /// Becomes the worker's stdin.
+    pub stdin: PathBuf,
+    /// A fresh directory for this attempt (created here).
+    pub workdir: PathBuf,
+    /// DISTEX_REGION, DISTEX_TASK_ID, DISTEX_ATTEMPT, ...
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+    pub sandbox: bool,
+}
+
+/// Runs `job` to the end; returns the JSON object it printed or why it failed.
+pub fn run(job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let home = job.workdir.join("home");
+    let tmp = job.workdir.join("tmp");
+    for dir in [&home, &tmp] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create work directory {}: {e}", dir.display()))?;
+    }
+    let stdin = std::fs::File::open(&job.stdin).map_err(|e| format!("cannot open {}: {e}", job.stdin.display()))?;
+    let mut cmd = command(job)?;
+    cmd.current_dir(&job.workdir)
+        .env_clear()
+        .envs(allowed_env())
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
+        .envs(match &job.program {
+            Program::Summary { spec } => vec![("DISTEX_WORKER_SPEC", spec.as_str())],
+            Program::Shell(_) => vec![],
+        })
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let limits = job.limits.clone();
+    // SAFETY: between fork and exec only async-signal-safe calls are made
+    // (setrlimit, prctl), with values computed before the fork.
+    unsafe {
+        cmd.pre_exec(move || apply_limits(&limits));
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start worker: {e}"))?;
+    let pgid = child.id() as i32;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let stdout = read_capped(child.stdout.take().expect("piped"), job.limits.max_output, exceeded.clone());
+    let stderr = read_tail(child.stderr.take().expect("piped"));
+
+    let started = Instant::now();
+    let timeout = job.limits.timeout.map(Duration::from_secs_f64);
+    let grace = Duration::from_secs_f64(job.limits.grace);
+    let mut stopped: Option<String> = None;
+    let mut term_sent: Option<Instant> = None;
+    let mut nap = Duration::from_millis(2);
+    loop {
+        if exited_unreaped(pgid) {
+            break;
+        }
+        let now = Instant::now();
+        if stopped.is_none() {
+            if exceeded.load(Ordering::Relaxed) {
+                stopped = Some(format!("printed more than {} bytes on stdout (--max-output)", job.limits.max_output));
+            } else if timeout.is_some_and(|t| now - started >= t) {
+                stopped = Some(format!("timed out after {}s (--timeout); its process group was terminated", job.limits.timeout.unwrap_or(0.0)));
+            }
+            if stopped.is_some() {
+                signal_group(pgid, libc::SIGTERM);
+                term_sent = Some(now);
+            }
+        } else if term_sent.is_some_and(|t| now - t >= grace) {
+            signal_group(pgid, libc::SIGKILL);
+            term_sent = None;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(25));
+    }
+    // The leader has exited but is not reaped yet, so its process group id
+    // cannot be reused: kill whatever it left behind, then reap it.
+    signal_group(pgid, libc::SIGKILL);
+    let status = child.wait().map_err(|e| format!("cannot wait for worker: {e}"))?;
+    let out = stdout.recv_timeout(Duration::from_secs(5)).map_err(|_| {
+        "its stdout stayed open after it exited (a process escaped its process group)".to_string()
+    })?;
+    let err_tail = stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    if let Some(reason) = stopped {
+        return Err(reason);
+    }
+    if !status.success() {
+        return Err(describe_failure(status, &err_tail, &job.limits));
+    }
+    parse_output(&out)
+}
+
+fn command(job: &Job) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the distex binary: {e}"))?;
+    let (program, args): (PathBuf, Vec<String>) = match &job.program {
+        Program::Summary { .. } => (exe.clone(), vec!["__worker".into(), "summary".into()]),
+        Program::Shell(cmd) => (PathBuf::from("/bin/sh"), vec!["-c".into(), cmd.clone()]),
+    };
+    let cmd = if job.sandbox {
+        let mut c = Command::new(&exe);
+        c.arg("__sandbox").arg("--").arg(&program).args(&args);
+        c
+    } else {
+        let mut c = Command::new(&program);
+        c.args(&args);
+        c
+    };
+    Ok(cmd)
+}
+
+/// The parent's variables a worker may see.
+fn allowed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            k == "PATH" || k == "LANG" || k == "TZ" || k.starts_with("LC_") || k.starts_with("DISTEX_")
+        })
+        .collect()
+}
+
+fn apply_limits(limits: &Limits) -> std::io::Result<()> {
+    fn set(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+        let lim = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
+        // SAFETY: plain syscall on a stack value.
+        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    set(libc::RLIMIT_CORE, 0)?;
+    set(libc::RLIMIT_NOFILE, limits.max_open_files)?;
+    if let Some(bytes) = limits.max_memory {
+        set(libc::RLIMIT_AS, bytes)?;
+    }
+    if let Some(secs) = limits.max_cpu_seconds {
+        // Soft limit sends SIGXCPU; the hard limit one second later kills.
+        let lim = libc::rlimit { rlim_cur: secs as libc::rlim_t, rlim_max: (secs + 1) as libc::rlim_t };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_CPU, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments; the worker dies with distex.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    Ok(())
+}
+
+/// True once the process has exited; it stays a zombie (not reaped) so its
+/// pid and process group id stay reserved until we reap it.
+fn exited_unreaped(pid: i32) -> bool {
+    // SAFETY: waitid writes into the zeroed siginfo we own.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        rc == 0 && info.si_pid() != 0
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) on a process group we created; ESRCH is fine.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// Reads stdout on a thread, keeping at most `cap` bytes; sets `exceeded`
+/// (and stops reading) when the worker prints more.
+fn read_capped(mut pipe: impl Read + Send + 'static, cap: u64, exceeded: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64 << 10];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if out.len() as u64 + n as u64 > cap {
+                        exceeded.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(out);
+    });
+    rx
+}
+
+/// Reads stderr on a thread, keeping its last 4 KB.
+fn read_tail(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    const KEEP: usize = 4096;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 2 * KEEP {
+                tail.drain(..tail.len() - KEEP);
+            }
+        }
+        let start = tail.len().saturating_sub(KEEP);
+        let _ = tx.send(String::from_utf8_lossy(&tail[start..]).into_owned());
+    });
+    rx
+}
+
+fn describe_failure(status: std::process::ExitStatus, stderr: &str, limits: &Limits) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(300).collect::<String>());
+    let mut reason = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig} ({})", signal_name(sig)),
+        _ => "ended abnormally".to_string(),
+    };
+    if status.signal() == Some(libc::SIGXCPU) || status.signal() == Some(libc::SIGKILL) && limits.max_cpu_seconds.is_some() {
+        reason.push_str(" (it may have exceeded --max-cpu-seconds)");
+    } else if let Some(bytes) = limits.max_memory {
+        let memory_hint = last.as_deref().is_some_and(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("memory") || l.contains("alloc")
+        });
+        if memory_hint || status.signal() == Some(libc::SIGABRT) {
+            reason.push_str(&format!(" (it may have exceeded --max-memory {})", super::human_bytes(bytes)));
+        }
+    }
+    if let Some(last) = last {
+        reason.push_str(": ");
+        reason.push_str(&last);
+    }
+    reason
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+/// A worker must print exactly one JSON object (surrounding whitespace allowed).
+pub fn parse_output(out: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let text = std::str::from_utf8(out).map_err(|_| "printed output that is not UTF-8 text".to_string())?;
+    let preview = || {
+        let t = text.trim();
+        let p: String = t.chars().take(120).collect();
+        if p.len() < t.len() { format!("{p:?}...") } else { format!("{p:?}") }
+    };
+    if text.trim().is_empty() {
+        return Err("printed nothing; a processor must print one JSON object on stdout".to_string());
+    }
+    match serde_json::from_str::<serde_json::Value>(text.trim()) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(format!("printed JSON that is not an object: {}", preview())),
+        Err(_) => Err(format!("did not print one JSON object on stdout: {}", preview())),
+    }
+}
+
+/// A fresh, private directory for a run (mode 0700) under the system temp dir.
+pub fn make_run_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    for attempt in 0..100u32 {
+        let dir = base.join(format!("distex-process-{}-{nanos:x}-{attempt}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("cannot create a fresh run directory"))
+}
+
+/// Removes a directory tree, ignoring errors (best effort cleanup).
+pub fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,177 @@
+//! Human output of `distex process`, in the seed skill's format:
+//!
+//! ```text
+//! Distributed Processing: COORDINATING
+//! [1] process-region-a: IN_PROGRESS -> COMPLETE
+//! [4] aggregate-results: BLOCKED -> IN_PROGRESS -> COMPLETE
+//!
+//! === AGGREGATED RESULTS ===
+//! Region A: 10 records; units: ...
+//!
+//! Total: 30 records in 3 regions; units: ...
+//! ```
+//!
+//! [`ProcessHuman`] renders task lines from events as tasks finish, and a
+//! live progress line on stderr when stderr is a terminal; [`results`]
+//! renders the final report. Region names come from data, so every label
+//! is escaped ([`label`]): a newline in a name cannot forge an output line.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write;
+
+use crate::process::ProcessReport;
+use crate::process::stats::ColumnStats;
+use crate::tasks::{Event, Reporter, TaskStatus};
+
+/// Renders task transitions as lines on `out`, progress on a terminal.
+pub struct ProcessHuman<W: Write + Send> {
+    out: W,
+    /// Statuses seen so far per task id.
+    seen: HashMap<String, Vec<TaskStatus>>,
+    /// Show a live progress line on stderr.
+    live: bool,
+    progress_shown: bool,
+}
+
+impl<W: Write + Send> ProcessHuman<W> {
+    pub fn new(out: W, live: bool) -> Self {
+        ProcessHuman { out, seen: HashMap::new(), live, progress_shown: false }
+    }
+
+    fn clear_progress(&mut self) {
+        if self.progress_shown {
+            eprint!("\r\x1b[K");
+            self.progress_shown = false;
+        }
+    }
+}
+
+impl<W: Write + Send> Reporter for ProcessHuman<W> {
+    fn report(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { .. } => {
+                let _ = writeln!(self.out, "Distributed Processing: COORDINATING");
+            }
+            Event::TaskStatusChanged { id, subject, from, to, error, .. } => {
+                let seen = self.seen.entry(id.clone()).or_insert_with(|| if *from == TaskStatus::Pending { vec![] } else { vec![*from] });
+                seen.push(*to);
+                if to.is_finished() {
+                    let path: Vec<&str> = seen.iter().map(|s| s.label()).collect();
+                    let mut line = format!("[{}] {}: {}", label(id), label(subject), path.join(" -> "));
+                    if let Some(e) = error {
+                        let _ = write!(line, " ({})", label(e));
+                    }
+                    self.clear_progress();
+                    let _ = writeln!(self.out, "{line}");
+                    let _ = self.out.flush();
+                }
+            }
+            Event::Progress { done, total, records, elapsed_ms } if self.live => {
+                let rate = records.map(|r| r as f64 / (*elapsed_ms).max(1) as f64 * 1000.0).unwrap_or(0.0);
+                let total = total.map_or("?".to_string(), |t| t.to_string());
+                eprint!("\r\x1b[Kregions {done}/{total} done, {} records/s", human_count(rate));
+                self.progress_shown = true;
+            }
+            Event::Warning { message } => {
+                self.clear_progress();
+                eprintln!("warning: {}", label(message));
+            }
+            Event::RunFinished { .. } => self.clear_progress(),
+            _ => {}
+        }
+    }
+}
+
+/// The results section, after the task lines.
+pub fn results(report: &ProcessReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n=== AGGREGATED RESULTS ===");
+    for (name, region) in &report.regions {
+        let body = match (&region.error, &region.stats, &region.result) {
+            (Some(e), _, _) => format!("FAILED, {} records not processed: {}", region.records, label(e)),
+            (None, Some(stats), _) => format!("{} records processed{}", region.records, stats_text(stats)),
+            (None, None, Some(result)) => format!("{} records processed; result {}", region.records, short_json(result)),
+            _ => format!("{} records processed", region.records),
+        };
+        let _ = writeln!(out, "Region {}: {body}", label(name));
+    }
+    let _ = writeln!(out);
+    match &report.totals {
+        Some(totals) if totals.get("stats").is_some() => {
+            let records = totals.get("records").and_then(|v| v.as_u64()).unwrap_or(0);
+            let regions = totals.get("regions").and_then(|v| v.as_u64()).unwrap_or(0);
+            let stats: std::collections::BTreeMap<String, ColumnStats> =
+                serde_json::from_value(totals["stats"].clone()).unwrap_or_default();
+            let _ = writeln!(out, "Total: {records} records in {regions} regions{}", stats_text(&stats));
+        }
+        Some(totals) => {
+            let _ = writeln!(out, "Total: {}", short_json(totals));
+        }
+        None => {
+            let failed = report.regions.values().filter(|r| r.error.is_some()).count();
+            let _ = writeln!(out, "Total: not computed ({failed} of {} regions failed)", report.regions.len());
+        }
+    }
+    let a = &report.accounting;
+    let _ = writeln!(
+        out,
+        "Accounting: {} input records = {} processed + {} rejected + {} in failed regions",
+        a.input_records, a.processed, a.rejected, a.in_failed_regions
+    );
+    if a.rejected > 0 {
+        let _ = writeln!(out, "Rejected records (first {} of {}):", report.rejects.len().min(10), a.rejected);
+        for r in report.rejects.iter().take(10) {
+            let _ = writeln!(out, "  {}:{}: {}", label(&r.file), r.line, label(&r.reason));
+        }
+    }
+    if !report.complete {
+        let _ = writeln!(out, "INCOMPLETE: some tasks failed; the results above do not cover every record.");
+    }
+    out
+}
+
+fn stats_text(stats: &std::collections::BTreeMap<String, ColumnStats>) -> String {
+    let mut out = String::new();
+    for (column, s) in stats {
+        let _ = write!(out, "; {}: sum {}", label(column), num(s.sum));
+        for (name, v) in [("mean", s.mean), ("min", s.min), ("max", s.max), ("sd", s.stddev)] {
+            if let Some(v) = v {
+                let _ = write!(out, ", {name} {}", num(v));
+            }
+        }
+    }
+    out
+}
+
+/// Integers without decimals, others with up to 4 decimals.
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn short_json(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 300 { format!("{}...", s.chars().take(300).collect::<String>()) } else { s }
+}
+
+fn human_count(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{:.1}M", v / 1e6),
+        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        v => format!("{v:.0}"),
+    }
+}
+
+/// Escapes control characters (newlines, escape sequences) in text that
+/// came from data, so it stays on its line and cannot drive the terminal.
+pub fn label(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
