@@ -31,6 +31,8 @@ enum Acc {
     Int(i128),
     Float(ExactSum),
     Object(BTreeMap<String, Acc>),
+    /// Text, booleans, arrays or nulls: not summed.
+    Other,
     /// A path whose values disagree in kind.
     Mixed,
 }
@@ -55,7 +57,7 @@ impl Acc {
 
     fn into_value(self, path: &str, warnings: &mut Vec<String>) -> Option<Value> {
         match self {
-            Acc::Empty => None,
+            Acc::Empty | Acc::Other => None,
             Acc::Int(i) => Some(match i64::try_from(i) {
                 Ok(v) => Value::from(v),
                 Err(_) => Value::from(i as f64),
@@ -85,11 +87,11 @@ fn add_object(obj: &mut BTreeMap<String, Acc>, m: &Map<String, Value>) {
             Value::Number(_) | Value::Object(_) => obj.entry(k.clone()).or_default().add(v),
             // Text, booleans, arrays and nulls are not summed.
             _ => {
-                if let Some(existing) = obj.get_mut(k) {
-                    *existing = Acc::Mixed;
-                } else {
-                    obj.insert(k.clone(), Acc::Empty);
-                }
+                let entry = obj.entry(k.clone()).or_default();
+                *entry = match entry {
+                    Acc::Empty | Acc::Other => Acc::Other,
+                    _ => Acc::Mixed,
+                };
             }
         }
     }
