@@ -63,7 +63,7 @@ pub struct Partition {
     pub key: Option<String>,
     pub input_records: u64,
     pub rejected: u64,
-    /// The first [`MAX_LISTED_REJECTS`] rejects.
+    /// The first [`MAX_LISTED_REJECTS`] rejects, in input order.
     pub rejects: Vec<Reject>,
 }
 
@@ -158,6 +158,10 @@ struct Partitioner<'a> {
     numeric: Vec<usize>,
     pending: Option<Vec<PendingRow>>,
     fatal: Option<Error>,
+    /// Position of the current source, to list rejects in input order
+    /// (rows held back for type inference are judged after later ones).
+    source_index: usize,
+    reject_order: Vec<(usize, u64)>,
 }
 
 impl<'a> Partitioner<'a> {
@@ -182,10 +186,13 @@ impl<'a> Partitioner<'a> {
             numeric: Vec::new(),
             pending: None,
             fatal: None,
+            source_index: 0,
+            reject_order: Vec::new(),
         }
     }
 
     fn begin_source(&mut self, source: &Source, format: Format) -> Result<()> {
+        self.source_index += 1;
         self.source_name = source.display();
         self.source_stem = match source {
             Source::File(p) => {
@@ -303,6 +310,7 @@ impl<'a> Partitioner<'a> {
         self.out.rejected += 1;
         if self.out.rejects.len() < MAX_LISTED_REJECTS {
             self.out.rejects.push(Reject { file: self.source_name.clone(), line, reason });
+            self.reject_order.push((self.source_index, line));
         }
         match self.options.max_rejects {
             Some(max) if self.out.rejected > max => {
@@ -437,6 +445,9 @@ impl<'a> Partitioner<'a> {
         self.flush_all()?;
         let mut out = self.out;
         out.regions.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut order: Vec<usize> = (0..out.rejects.len()).collect();
+        order.sort_by_key(|&i| self.reject_order[i]);
+        out.rejects = order.into_iter().map(|i| out.rejects[i].clone()).collect();
         Ok(out)
     }
 }

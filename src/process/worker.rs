@@ -127,7 +127,7 @@ pub fn run(job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, Stri
         let now = Instant::now();
         if stopped.is_none() {
             if exceeded.load(Ordering::Relaxed) {
-                stopped = Some(format!("printed more than {} bytes on stdout (--max-output)", job.limits.max_output));
+                stopped = Some(format!("printed more than {} (--max-output)", super::human_bytes(job.limits.max_output)));
             } else if timeout.is_some_and(|t| now - started >= t) {
                 stopped = Some(format!("timed out after {}s (--timeout); its process group was terminated", job.limits.timeout.unwrap_or(0.0)));
             }
@@ -152,6 +152,9 @@ pub fn run(job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, Stri
     let err_tail = stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
     if let Some(reason) = stopped {
         return Err(reason);
+    }
+    if exceeded.load(Ordering::Relaxed) {
+        return Err(format!("printed more than {} (--max-output)", super::human_bytes(job.limits.max_output)));
     }
     if !status.success() {
         return Err(describe_failure(status, &err_tail, &job.limits));
