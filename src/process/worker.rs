@@ -290,6 +290,10 @@ fn describe_failure(status: std::process::ExitStatus, stderr: &str, limits: &Lim
     use std::os::unix::process::ExitStatusExt;
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(300).collect::<String>());
     let mut reason = match (status.code(), status.signal()) {
+        // A shell reports a command killed by signal N as status 128 + N.
+        (Some(code), _) if (129..=128 + 64).contains(&code) => {
+            format!("exited with status {code} (a command it ran was killed by signal {}, {})", code - 128, signal_name(code - 128))
+        }
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("killed by signal {sig} ({})", signal_name(sig)),
         _ => "ended abnormally".to_string(),
