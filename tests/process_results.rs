@@ -226,3 +226,26 @@ fn usage_and_input_errors_exit_2() {
     assert!(run.stderr().contains("more than --max-rejects 5"), "{}", run.stderr());
     assert!(run.stderr().contains("bad.csv:2:"), "{}", run.stderr());
 }
+
+#[test]
+fn json_op_process_takes_the_same_options() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("d.csv"), "k,v\na,1\na,2\nb,x\nb,4\n").unwrap();
+    let input = concat!(
+        r#"{"op":"process","id":1,"inputs":["d.csv"],"by":"k","schema":{"v":"number"}}"#, "\n",
+        r#"{"op":"process","demo":true,"processor":"exit 1","limits":{"timeout":5}}"#, "\n",
+        r#"{"op":"process","inputs":["-"],"by":"k"}"#, "\n",
+    );
+    let run = sb.cmd().arg("json").stdin(input).expect_code(1);
+    let lines = run.json_lines();
+    assert_eq!(lines[0]["id"], 1);
+    assert_eq!(lines[0]["op"], "process");
+    assert_eq!(lines[0]["regions"]["a"]["stats"]["v"]["sum"], 3.0);
+    assert_eq!(lines[0]["accounting"]["rejected"], 1);
+    assert_eq!(lines[0]["rejects"][0]["line"], 4);
+    assert_eq!(lines[1]["complete"], false);
+    assert_eq!(lines[1]["accounting"]["in_failed_regions"], 30);
+    assert_eq!(lines[2]["error"]["code"], "usage");
+    let schema = sb.cmd().args(["schema", "request"]).run().success().stdout();
+    assert!(schema.contains("\"process\"") && schema.contains("max_rejects"));
+}

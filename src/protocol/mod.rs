@@ -31,16 +31,21 @@ pub struct RouteRequest {
 #[serde(deny_unknown_fields)]
 pub struct NodesRequest {}
 
+/// `{"op": "process", "demo": true}`: the options of `distex process`
+/// (see [`crate::process::ProcessOptions`]).
+pub type ProcessRequest = crate::process::ProcessOptions;
+
 /// One request line, without its envelope (`id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Route(RouteRequest),
     Nodes(NodesRequest),
+    Process(ProcessRequest),
 }
 
 /// The names of every operation, for error messages.
-pub const OPS: &[&str] = &["route", "nodes"];
+pub const OPS: &[&str] = &["route", "nodes", "process"];
 
 /// A request line as read: the request plus its optional `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -58,6 +63,7 @@ pub struct RequestLine {
 pub enum Response {
     Route(Decision),
     Nodes(NodesReport),
+    Process(crate::process::ProcessReport),
 }
 
 /// Why a request line was not served.
