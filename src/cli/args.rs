@@ -129,6 +129,14 @@ pub struct ProcessArgs {
     /// Place region workers on these cluster nodes (comma-separated).
     #[arg(long, value_name = "NODE,...", value_delimiter = ',')]
     pub nodes: Vec<String>,
+    /// How work is split into workers: `regions` (one per region), `bytes`
+    /// (byte ranges of plain CSV/TSV files, built-in summary only), or `auto`
+    /// (bytes for plain files of 64 MiB or more).
+    #[arg(long, value_name = "auto|regions|bytes", default_value = "auto")]
+    pub split: String,
+    /// Target size of each byte range with --split bytes (e.g. 64M).
+    #[arg(long, value_name = "SIZE")]
+    pub part_size: Option<String>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,

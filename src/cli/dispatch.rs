@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Process(args) => process_cmd(*args),
         Command::Worker { kind } => match kind.as_str() {
             "summary" => Ok(crate::process::summary::main()),
+            "scan" => Ok(crate::process::scan::main()),
             other => Err(Error::Usage(format!("unknown worker {other:?}"))),
         },
         Command::Sandbox { program } => Ok(crate::process::sandbox::main(&program)),
@@ -149,6 +150,13 @@ fn process_cmd(args: ProcessArgs) -> Result<u8> {
         sandbox: args.sandbox,
         keep_workdirs: args.keep_workdirs,
         nodes: args.nodes,
+        part_size: size("--part-size", &args.part_size)?,
+        split: match args.split.as_str() {
+            "auto" => process::Split::Auto,
+            "regions" => process::Split::Regions,
+            "bytes" => process::Split::Bytes,
+            other => return Err(Error::Usage(format!("--split: unknown mode {other:?} (auto, regions or bytes)"))),
+        },
     };
     process::check_options(&options).map_err(usage)?;
     let report = if args.events {

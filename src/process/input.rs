@@ -154,12 +154,38 @@ pub fn read(
     on_header: &mut dyn FnMut(&Header, &[u8]) -> Result<(), String>,
     on_item: &mut dyn FnMut(Item<'_>) -> Flow,
 ) -> Result<ReadSummary, ReadError> {
-    let input = source.open().map_err(|e| ReadError::Io(e))?;
+    let input = source.open().map_err(ReadError::Io)?;
+    read_from(input, format, on_header, on_item)
+}
+
+/// [`read`] from any reader (already decompressed).
+pub fn read_from(
+    input: impl Read,
+    format: Format,
+    on_header: &mut dyn FnMut(&Header, &[u8]) -> Result<(), String>,
+    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+) -> Result<ReadSummary, ReadError> {
     match format {
-        Format::Csv => read_delimited(input, b',', true, on_header, on_item),
-        Format::Tsv => read_delimited(input, b'\t', false, on_header, on_item),
+        Format::Csv => read_delimited(input, b',', true, None, on_header, on_item),
+        Format::Tsv => read_delimited(input, b'\t', false, None, on_header, on_item),
         Format::Jsonl => read_jsonl(input, on_header, on_item),
     }
+}
+
+/// Reads records with no header row (a byte range of a CSV or TSV file
+/// that starts on a record boundary); `fields` is the header's length.
+/// Lines are counted from 1 at the start of `input`.
+pub fn read_headerless(
+    input: impl Read,
+    format: Format,
+    fields: usize,
+    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+) -> Result<ReadSummary, ReadError> {
+    let (delimiter, quoting) = match format {
+        Format::Tsv => (b'\t', false),
+        _ => (b',', true),
+    };
+    read_delimited(input, delimiter, quoting, Some(fields), &mut |_, _| Ok(()), on_item)
 }
 
 /// Counts of what a read saw.
@@ -169,6 +195,9 @@ pub struct ReadSummary {
     pub records: u64,
     /// True when the callback stopped the read early.
     pub stopped: bool,
+    /// True when the last record was ended by the end of the input rather
+    /// than by a line break (or the input ended inside a quoted field).
+    pub unterminated_last: bool,
 }
 
 #[derive(Debug)]
@@ -223,6 +252,7 @@ fn read_delimited(
     input: impl Read,
     delimiter: u8,
     quoting: bool,
+    known_fields: Option<usize>,
     on_header: &mut dyn FnMut(&Header, &[u8]) -> Result<(), String>,
     on_item: &mut dyn FnMut(Item<'_>) -> Flow,
 ) -> Result<ReadSummary, ReadError> {
@@ -234,10 +264,66 @@ fn read_delimited(
     let (mut nout, mut nend) = (0usize, 0usize);
     // Line where the current record's bytes begin.
     let mut line: u64 = 1;
-    let mut header: Option<usize> = None;
+    let mut header: Option<usize> = known_fields;
     let mut summary = ReadSummary::default();
     loop {
+        // Fast path, at a record boundary once the header is known: a whole
+        // line without quotes or carriage returns is split on the delimiter
+        // directly. csv-core would read it the same way; it handles the rest.
+        if let Some(expected) = header
+            && pos == start
+        {
+            let avail = &win.buf[pos..win.len];
+            match memchr::memchr(b'\n', avail) {
+                Some(nl) => {
+                    let text = &avail[..nl];
+                    let special = if quoting { memchr::memchr2(b'"', b'\r', text) } else { memchr::memchr(b'\r', text) };
+                    if special.is_none() {
+                        let raw = &avail[..=nl];
+                        pos += nl + 1;
+                        start = pos;
+                        let record_line = line;
+                        line += 1;
+                        if text.is_empty() {
+                            continue; // a blank line is no record
+                        }
+                        let mut fields = 0usize;
+                        let mut o = 0usize;
+                        let mut field_start = 0usize;
+                        for i in memchr::memchr_iter(delimiter, text).chain(std::iter::once(text.len())) {
+                            let field = &text[field_start..i];
+                            if out.len() < o + field.len() {
+                                out.resize((o + field.len()).next_power_of_two(), 0);
+                            }
+                            out[o..o + field.len()].copy_from_slice(field);
+                            o += field.len();
+                            if fields == ends.len() {
+                                ends.resize(ends.len() * 2, 0);
+                            }
+                            ends[fields] = o;
+                            fields += 1;
+                            field_start = i + 1;
+                        }
+                        summary.records += 1;
+                        summary.unterminated_last = false;
+                        if emit(record_line, raw, &out[..o], &ends[..fields], expected, on_item) == Flow::Stop {
+                            summary.stopped = true;
+                            return Ok(summary);
+                        }
+                        continue;
+                    }
+                }
+                None if !win.eof => {
+                    let dropped = win.refill(start).map_err(ReadError::Io)?;
+                    pos -= dropped;
+                    start -= dropped;
+                    continue;
+                }
+                None => {}
+            }
+        }
         let input = &win.buf[pos..win.len];
+        let eof_call = input.is_empty();
         if input.is_empty() && !win.eof {
             let dropped = win.refill(start).map_err(ReadError::Io)?;
             pos -= dropped;
@@ -250,21 +336,14 @@ fn read_delimited(
         nend += e;
         use csv_core::ReadRecordResult as R;
         match res {
-            R::InputEmpty => {
-                if win.eof {
-                    // csv-core needs one call with empty input to finish; loop.
-                    if input.is_empty() {
-                        continue;
-                    }
-                }
-            }
+            // More input is needed (or, at the end, one more call with none).
+            R::InputEmpty => {}
             R::OutputFull => out.resize(out.len() * 2, 0),
             R::OutputEndsFull => ends.resize(ends.len() * 2, 0),
             R::Record | R::End => {
                 if res == R::End && nend == 0 {
                     break;
                 }
-                // Fields' end offsets are relative to the record's output.
                 let mut raw = &win.buf[start..pos];
                 // csv-core skips blank lines before a record: they belong to no record.
                 while let Some((&b, rest)) = raw.split_first() {
@@ -277,6 +356,7 @@ fn read_delimited(
                 }
                 let record_line = line;
                 line += memchr::memchr_iter(b'\n', raw).count() as u64;
+                summary.unterminated_last = eof_call;
                 if header.is_none() {
                     let names = header_names(&out[..nout], &ends[..nend])?;
                     on_header(&names, raw).map_err(ReadError::Header)?;
@@ -284,18 +364,7 @@ fn read_delimited(
                 } else if !raw.is_empty() {
                     summary.records += 1;
                     let expected = header.unwrap_or(0);
-                    let item = if nend != expected {
-                        Item::Bad(Bad {
-                            line: record_line,
-                            raw,
-                            reason: format!("has {nend} fields, the header has {expected}"),
-                        })
-                    } else if let Err(e) = std::str::from_utf8(&out[..nout]) {
-                        Item::Bad(Bad { line: record_line, raw, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
-                    } else {
-                        Item::Row(Row { line: record_line, raw, out: &out[..nout], ends: &ends[..nend] })
-                    };
-                    if on_item(item) == Flow::Stop {
+                    if emit(record_line, raw, &out[..nout], &ends[..nend], expected, on_item) == Flow::Stop {
                         summary.stopped = true;
                         return Ok(summary);
                     }
@@ -313,6 +382,20 @@ fn read_delimited(
         return Err(ReadError::Header("the input is empty: expected a header row".into()));
     }
     Ok(summary)
+}
+
+/// Checks a parsed record (field count, UTF-8) and hands it on.
+fn emit(line: u64, raw: &[u8], out: &[u8], ends: &[usize], expected: usize, on_item: &mut dyn FnMut(Item<'_>) -> Flow) -> Flow {
+    let item = if ends.len() != expected {
+        Item::Bad(Bad { line, raw, reason: format!("has {} fields, the header has {expected}", ends.len()) })
+    } else if !out.is_ascii()
+        && let Err(e) = std::str::from_utf8(out)
+    {
+        Item::Bad(Bad { line, raw, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
+    } else {
+        Item::Row(Row { line, raw, out, ends })
+    };
+    on_item(item)
 }
 
 fn header_names(out: &[u8], ends: &[usize]) -> Result<Vec<String>, ReadError> {

@@ -18,15 +18,17 @@
 pub mod aggregate;
 pub mod input;
 pub mod partition;
+pub mod parts;
+pub mod pool;
+pub mod scan;
 pub mod sandbox;
 pub mod stats;
 pub mod summary;
 pub mod worker;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,7 @@ use crate::tasks::{Event, Reporter, Task, TaskList, TaskStatus};
 use input::{Format, Source};
 use partition::{ColumnType, KeySpec, Partition, Reject};
 use stats::{ColumnStats, RegionStats};
+use pool::{Unit, status_event};
 use worker::{Job, Limits, Program};
 
 /// The demo dataset embedded in the binary (`--demo`).
@@ -75,6 +78,26 @@ pub struct ProcessOptions {
     pub keep_workdirs: bool,
     /// Cluster nodes to place region workers on (not available yet).
     pub nodes: Vec<String>,
+    /// How work is split into worker processes.
+    pub split: Split,
+    /// Target size of a byte range with `split: bytes` (default: about four
+    /// ranges per job, between 8 MiB and 256 MiB).
+    pub part_size: Option<u64>,
+}
+
+/// How `distex process` splits the work into isolated workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// `bytes` for the built-in summary of plain CSV/TSV files of 64 MiB or
+    /// more, `regions` otherwise.
+    #[default]
+    Auto,
+    /// One worker per region (`process-region-<name>` tasks).
+    Regions,
+    /// Byte ranges of the input files scanned in parallel (`process-part-<n>`
+    /// tasks); built-in summary of plain CSV/TSV files only.
+    Bytes,
 }
 
 impl Default for ProcessOptions {
@@ -95,6 +118,8 @@ impl Default for ProcessOptions {
             sandbox: false,
             keep_workdirs: false,
             nodes: Vec::new(),
+            split: Split::Auto,
+            part_size: None,
         }
     }
 }
@@ -113,8 +138,9 @@ pub struct Accounting {
 /// One region in the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RegionReport {
-    /// The region's task id.
-    pub task: String,
+    /// The region's task id (absent when byte ranges, not regions, were the tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     /// Records the coordinator sent to the region.
     pub records: u64,
     /// Built-in summary: statistics of every numeric column.
@@ -189,6 +215,18 @@ pub fn run(options: &ProcessOptions, reporter: &mut dyn Reporter) -> Result<Proc
         sandbox::check(&run_dir).map_err(Error::Usage)?;
     }
     let started = Instant::now();
+    let mut fallback = None;
+    match parts::try_bytes(options, &sources, &key, &run_dir, started, reporter)? {
+        parts::Bytes::NotApplicable => {}
+        parts::Bytes::Fallback(warning) => fallback = Some(warning),
+        parts::Bytes::Done(mut report) => {
+            if options.keep_workdirs {
+                report.workdir = Some(run_dir.display().to_string());
+            }
+            drop(guard);
+            return Ok(report);
+        }
+    }
     let part = partition::partition(
         &sources,
         &partition::Options {
@@ -200,6 +238,7 @@ pub fn run(options: &ProcessOptions, reporter: &mut dyn Reporter) -> Result<Proc
         },
     )?;
     let mut report = coordinate(options, &part, &run_dir, started, reporter);
+    report.warnings.extend(fallback);
     if options.keep_workdirs {
         report.workdir = Some(run_dir.display().to_string());
     }
@@ -277,13 +316,6 @@ fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
     Ok((sources, KeySpec::Column(by)))
 }
 
-/// Messages from the worker pool to the coordinator.
-enum Msg {
-    Started { region: usize, attempt: u32 },
-    Retrying { region: usize, attempt: u32, reason: String, delay: Duration },
-    Finished { region: usize, result: std::result::Result<Map<String, Value>, String> },
-}
-
 /// Runs the region tasks and the aggregation; never fails as a whole.
 fn coordinate(
     options: &ProcessOptions,
@@ -309,87 +341,28 @@ fn coordinate(
         .filter(|(name, t)| **t == ColumnType::Number && Some(*name) != part.key.as_ref())
         .map(|(n, _)| n.clone())
         .collect();
-    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-
-    // The pool: `jobs` threads take regions from a shared queue.
-    let queue = Arc::new(Mutex::new((0..part.regions.len()).collect::<VecDeque<usize>>()));
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let mut threads = Vec::new();
-    for _ in 0..jobs.min(part.regions.len()) {
-        let queue = queue.clone();
-        let tx = tx.clone();
-        let regions = part.regions.clone();
-        let ids = ids.clone();
-        let numeric = numeric.clone();
-        let options = options.clone();
-        let run_dir = run_dir.to_path_buf();
-        threads.push(std::thread::spawn(move || {
-            loop {
-                let Some(region) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() else { break };
-                let data = &regions[region];
-                let program = match &options.processor {
-                    Some(cmd) => Program::Shell(cmd.clone()),
-                    None => Program::Summary {
-                        spec: serde_json::to_string(&summary::Spec { format: data.format, numeric: numeric.clone() })
-                            .expect("spec serializes"),
-                    },
-                };
-                let result = run_with_retries(&options, &run_dir, region, &ids[region], &data.name, &data.spool, program, &tx);
-                let _ = tx.send(Msg::Finished { region, result });
-            }
-        }));
-    }
-    drop(tx);
-
-    let mut results: Vec<Option<std::result::Result<Map<String, Value>, String>>> = vec![None; part.regions.len()];
-    let mut warnings = Vec::new();
-    let (mut done, mut records_done) = (0u64, 0u64);
-    for msg in rx {
-        match msg {
-            Msg::Started { region, attempt } => {
-                let id = &ids[region];
-                if let Some(from) = tasks.transition(id, TaskStatus::InProgress, ms()) {
-                    if let Some(t) = tasks.get_mut(id) {
-                        t.node = Some("local".into());
-                    }
-                    if from != TaskStatus::InProgress || attempt == 1 {
-                        reporter.report(&status_event(&tasks, id, from, None));
-                    }
-                }
-            }
-            Msg::Retrying { region, attempt, reason, delay } => {
-                let message = format!(
-                    "{} attempt {attempt} failed: {reason}; retrying in {} ms",
-                    subjects[region],
-                    delay.as_millis()
-                );
-                reporter.report(&Event::Warning { message: message.clone() });
-                warnings.push(message);
-            }
-            Msg::Finished { region, result } => {
-                let id = &ids[region];
-                let from = match &result {
-                    Ok(_) => tasks.transition(id, TaskStatus::Completed, ms()),
-                    Err(reason) => tasks.fail(id, reason.clone(), ms()),
-                };
-                if let Some(from) = from {
-                    reporter.report(&status_event(&tasks, id, from, result.as_ref().err().cloned()));
-                    results[region] = Some(result);
-                    done += 1;
-                    records_done += part.regions[region].records;
-                    reporter.report(&Event::Progress {
-                        done,
-                        total: Some(part.regions.len() as u64),
-                        records: Some(records_done),
-                        elapsed_ms: ms(),
-                    });
-                }
-            }
-        }
-    }
-    for t in threads {
-        let _ = t.join();
-    }
+    let units: Vec<Unit> = part
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, data)| Unit {
+            task_id: ids[i].clone(),
+            subject: subjects[i].clone(),
+            program: match &options.processor {
+                Some(cmd) => Program::Shell(cmd.clone()),
+                None => Program::Builtin {
+                    kind: "summary",
+                    spec: serde_json::to_string(&summary::Spec { format: data.format, numeric: numeric.clone() })
+                        .expect("spec serializes"),
+                },
+            },
+            stdin: data.spool.clone(),
+            env: vec![("DISTEX_REGION".into(), data.name.clone())],
+            records: data.records,
+        })
+        .collect();
+    let (outcomes, warnings) = pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
+    let mut results: Vec<Option<pool::Outcome>> = outcomes.into_iter().map(Some).collect();
 
     let mut report = ProcessReport {
         tasks: Vec::new(),
@@ -406,7 +379,7 @@ fn coordinate(
     let mut user_results: Vec<Map<String, Value>> = Vec::new();
     let mut region_results: BTreeMap<String, Value> = BTreeMap::new();
     for (i, data) in part.regions.iter().enumerate() {
-        let mut entry = RegionReport { task: ids[i].clone(), records: data.records, stats: None, result: None, error: None };
+        let mut entry = RegionReport { task: Some(ids[i].clone()), records: data.records, stats: None, result: None, error: None };
         match results[i].take() {
             Some(Ok(map)) => {
                 report.accounting.processed += data.records;
@@ -440,11 +413,7 @@ fn coordinate(
                 report.accounting.in_failed_regions += data.records;
                 entry.error = Some(reason);
             }
-            None => {
-                report.accounting.in_failed_regions += data.records;
-                entry.error = Some("the worker pool stopped before running this region".into());
-                tasks.fail(&ids[i], "not run", ms());
-            }
+            None => unreachable!("every unit has an outcome"),
         }
         report.regions.insert(data.name.clone(), entry);
     }
@@ -493,76 +462,12 @@ fn coordinate(
     report
 }
 
-fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
-    let task = tasks.get(id).expect("known task");
-    Event::TaskStatusChanged {
-        id: id.to_string(),
-        subject: task.subject.clone(),
-        from,
-        to: task.status,
-        at_ms: task.history.last().map_or(0, |h| h.at_ms),
-        node: task.node.clone(),
-        error,
-    }
-}
-
 /// `process-region-<name>`, lower-cased as in the seed when that keeps
 /// subjects distinct. Subjects are labels: renderers escape them.
 fn region_subjects(part: &Partition) -> Vec<String> {
     let lower: Vec<String> = part.regions.iter().map(|r| format!("process-region-{}", r.name.to_lowercase())).collect();
     let distinct = lower.iter().collect::<std::collections::BTreeSet<_>>().len() == lower.len();
     if distinct { lower } else { part.regions.iter().map(|r| format!("process-region-{}", r.name)).collect() }
-}
-
-/// Runs one region with up to `options.retries` extra attempts.
-#[allow(clippy::too_many_arguments)]
-fn run_with_retries(
-    options: &ProcessOptions,
-    run_dir: &Path,
-    region: usize,
-    task_id: &str,
-    name: &str,
-    spool: &Path,
-    program: Program,
-    tx: &mpsc::Sender<Msg>,
-) -> std::result::Result<Map<String, Value>, String> {
-    let mut attempt = 1u32;
-    loop {
-        let _ = tx.send(Msg::Started { region, attempt });
-        let workdir = run_dir.join(format!("work-{region}-{attempt}"));
-        let job = Job {
-            program: program.clone(),
-            stdin: spool.to_path_buf(),
-            workdir: workdir.clone(),
-            env: vec![
-                ("DISTEX_REGION".into(), name.to_string()),
-                ("DISTEX_TASK_ID".into(), task_id.to_string()),
-                ("DISTEX_ATTEMPT".into(), attempt.to_string()),
-            ],
-            limits: options.limits.clone(),
-            sandbox: options.sandbox,
-        };
-        let result = worker::run(&job);
-        if !options.keep_workdirs {
-            worker::remove_dir(&workdir);
-        }
-        match result {
-            Ok(map) => return Ok(map),
-            Err(reason) if attempt <= options.retries => {
-                let delay = backoff(attempt);
-                let _ = tx.send(Msg::Retrying { region, attempt, reason, delay });
-                std::thread::sleep(delay);
-                attempt += 1;
-            }
-            Err(reason) if attempt > 1 => return Err(format!("{reason} (after {attempt} attempts)")),
-            Err(reason) => return Err(reason),
-        }
-    }
-}
-
-/// 100 ms, 200 ms, 400 ms, ... capped at 5 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << (attempt - 1).min(6))).min(Duration::from_secs(5))
 }
 
 /// Runs `--aggregate CMD` as an isolated worker with every region's result on stdin.

@@ -138,6 +138,50 @@ struct PendingRow {
     ends: Vec<usize>,
 }
 
+/// Infers a column's type from sampled values: numeric when at least 90%
+/// of the non-empty values are numbers (and there is one), so that a few
+/// bad rows in the sample do not turn a numeric column into text.
+pub fn infer_type<'v>(values: impl Iterator<Item = &'v [u8]>) -> ColumnType {
+    let (mut numbers, mut present) = (0usize, 0usize);
+    for v in values {
+        match parse_number(v) {
+            Ok(Some(_)) => (numbers, present) = (numbers + 1, present + 1),
+            Err(()) => present += 1,
+            Ok(None) => {}
+        }
+    }
+    if numbers > 0 && numbers * 10 >= present * 9 { ColumnType::Number } else { ColumnType::Text }
+}
+
+/// Rows sampled to infer column types.
+pub const SAMPLE: usize = SAMPLE_ROWS;
+
+/// The key of a row: the field at `key_index`, which must not be empty.
+/// The partitioner and the byte-range scan workers share these checks, so
+/// both paths reject exactly the same records with the same reasons.
+pub fn check_key<'r>(row: &Row<'r>, key_index: Option<usize>, key_name: &str) -> std::result::Result<&'r [u8], String> {
+    let key: &[u8] = match key_index {
+        Some(i) => row.field(i).unwrap_or(b""),
+        None => return Err(format!("missing key {key_name:?}")),
+    };
+    if key.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!("missing key {key_name:?} (empty value)"));
+    }
+    Ok(key)
+}
+
+/// Every numeric column must hold a number (or nothing).
+pub fn check_numbers(row: &Row<'_>, numeric: &[usize], header: &[String]) -> std::result::Result<(), String> {
+    for &i in numeric {
+        if let Some(field) = row.field(i)
+            && parse_number(field).is_err()
+        {
+            return Err(format!("column {:?}: {:?} is not a number", header[i], String::from_utf8_lossy(field)));
+        }
+    }
+    Ok(())
+}
+
 struct Partitioner<'a> {
     options: &'a Options<'a>,
     out: Partition,
@@ -282,18 +326,7 @@ impl<'a> Partitioner<'a> {
                 continue;
             }
             let t = self.options.schema.get(name).copied().unwrap_or_else(|| {
-                let (mut numbers, mut values) = (0usize, 0usize);
-                for r in &rows {
-                    let row = Row { line: r.line, raw: &r.raw, out: &r.out, ends: &r.ends };
-                    match row.field(i).map(parse_number) {
-                        Some(Ok(Some(_))) => (numbers, values) = (numbers + 1, values + 1),
-                        Some(Err(())) => values += 1,
-                        _ => {}
-                    }
-                }
-                // Numeric when at least 90% of the non-empty values are numbers,
-                // so a few bad rows in the sample do not turn a column into text.
-                if numbers > 0 && numbers * 10 >= values * 9 { ColumnType::Number } else { ColumnType::Text }
+                infer_type(rows.iter().filter_map(|r| Row { line: r.line, raw: &r.raw, out: &r.out, ends: &r.ends }.field(i)))
             });
             self.out.types.insert(name.clone(), t);
         }
@@ -330,23 +363,14 @@ impl<'a> Partitioner<'a> {
 
     /// Validates a row and appends it to its region's buffer.
     fn accept(&mut self, row: &Row<'_>) -> Flow {
-        let key: &[u8] = match (&self.options.key, self.key_index) {
-            (KeySpec::FileStem, _) => self.source_stem.as_bytes(),
-            (KeySpec::Column(_), Some(i)) => row.field(i).unwrap_or(b""),
-            (KeySpec::Column(name), None) => return self.reject(row.line, format!("missing key {name:?}")),
+        let key = match &self.options.key {
+            KeySpec::FileStem => Ok(self.source_stem.as_bytes()),
+            KeySpec::Column(name) => check_key(row, self.key_index, name),
         };
-        if key.iter().all(u8::is_ascii_whitespace) {
-            let name = self.out.key.clone().unwrap_or_default();
-            return self.reject(row.line, format!("missing key {name:?} (empty value)"));
-        }
-        for &i in &self.numeric {
-            if let Some(field) = row.field(i)
-                && parse_number(field).is_err()
-            {
-                let reason = format!("column {:?}: {:?} is not a number", self.header[i], String::from_utf8_lossy(field));
-                return self.reject(row.line, reason);
-            }
-        }
+        let key = match key.and_then(|k| check_numbers(row, &self.numeric, &self.header).map(|()| k)) {
+            Ok(key) => key,
+            Err(reason) => return self.reject(row.line, reason),
+        };
         let key = key.to_vec();
         let index = match self.index.get(&key) {
             Some(&i) => i,

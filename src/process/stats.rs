@@ -16,66 +16,186 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// An exact running sum of f64 values.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
+/// An exact running sum of f64 values (a "superaccumulator").
+///
+/// Every finite double is an integer mantissa times a power of two, so it
+/// can be added exactly into a fixed-point integer wide enough for the whole
+/// f64 range: 66 limbs of 32 bits (held in i64 so carries can wait). Adding
+/// is a handful of integer operations, with no rounding at all, so the
+/// result cannot depend on the order of the values or on how they were
+/// split between workers. [`ExactSum::value`] rounds the exact total once,
+/// correctly, to the nearest double.
+///
+/// Between processes the sum travels as a list of doubles whose exact sum
+/// is the total (each limb split into two exactly representable halves).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExactSum {
-    /// Non-overlapping partials, increasing in magnitude.
-    partials: Vec<f64>,
+    limbs: Box<[i64; LIMBS]>,
+    /// Additions since the last carry propagation (each limb can absorb 2^31).
+    adds: u32,
+}
+
+const LIMBS: usize = 66;
+
+impl Default for ExactSum {
+    fn default() -> Self {
+        ExactSum { limbs: Box::new([0; LIMBS]), adds: 0 }
+    }
 }
 
 impl ExactSum {
-    pub fn add(&mut self, mut x: f64) {
+    #[inline]
+    pub fn add(&mut self, x: f64) {
+        let bits = x.to_bits();
+        let exp = ((bits >> 52) & 0x7ff) as usize;
+        let frac = bits & ((1u64 << 52) - 1);
+        // Value = mantissa * 2^(pos - 1074).
+        let (mantissa, pos) = if exp == 0 { (frac, 0) } else { (frac | (1u64 << 52), exp - 1) };
+        if mantissa == 0 {
+            return;
+        }
+        let v = (mantissa as u128) << (pos & 31);
+        let i = pos >> 5;
+        let (l0, l1, l2) = ((v & 0xffff_ffff) as i64, ((v >> 32) & 0xffff_ffff) as i64, (v >> 64) as i64);
+        if (bits >> 63) == 1 {
+            self.limbs[i] -= l0;
+            self.limbs[i + 1] -= l1;
+            self.limbs[i + 2] -= l2;
+        } else {
+            self.limbs[i] += l0;
+            self.limbs[i + 1] += l1;
+            self.limbs[i + 2] += l2;
+        }
+        self.adds += 1;
+        if self.adds >= 1 << 30 {
+            self.normalize();
+        }
+    }
+
+    /// Propagates carries so every limb but the last lies in [0, 2^32).
+    fn normalize(&mut self) {
+        for i in 0..LIMBS - 1 {
+            let carry = self.limbs[i] >> 32;
+            self.limbs[i] -= carry << 32;
+            self.limbs[i + 1] += carry;
+        }
+        self.adds = 0;
+    }
+
+    pub fn merge(&mut self, other: &ExactSum) {
+        self.normalize();
+        let mut o = other.clone();
+        o.normalize();
+        for (a, b) in self.limbs.iter_mut().zip(o.limbs.iter()) {
+            *a += b;
+        }
+        self.adds = 2;
+    }
+
+    /// Doubles whose exact sum is this sum.
+    fn terms(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for (i, &c) in self.limbs.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let (lo, hi) = ((c & 0xffff_ffff) as f64, (c >> 32) as f64);
+            let k = 32 * i as i32 - 1074;
+            if lo != 0.0 {
+                out.push(scale(lo, k));
+            }
+            if hi != 0.0 {
+                out.push(scale(hi, k + 32));
+            }
+        }
+        out
+    }
+
+    /// The sum, correctly rounded to the nearest f64.
+    pub fn value(&self) -> f64 {
+        fsum(&self.terms())
+    }
+}
+
+/// x * 2^k, exact for the limb values used here.
+fn scale(x: f64, k: i32) -> f64 {
+    // Two steps keep every intermediate power of two representable.
+    let (a, b) = (k / 2, k - k / 2);
+    x * pow2(a) * pow2(b)
+}
+
+fn pow2(k: i32) -> f64 {
+    if k >= -1022 {
+        f64::from_bits(((k + 1023) as u64) << 52)
+    } else {
+        f64::from_bits(1u64 << (k + 1074))
+    }
+}
+
+/// Shewchuk's exactly rounded sum of a few doubles (as Python's math.fsum).
+fn fsum(values: &[f64]) -> f64 {
+    let mut p: Vec<f64> = Vec::new();
+    for &v in values {
+        let mut x = v;
         let mut i = 0;
-        for j in 0..self.partials.len() {
-            let mut y = self.partials[j];
+        for j in 0..p.len() {
+            let mut y = p[j];
             if x.abs() < y.abs() {
                 std::mem::swap(&mut x, &mut y);
             }
             let hi = x + y;
             let lo = y - (hi - x);
             if lo != 0.0 {
-                self.partials[i] = lo;
+                p[i] = lo;
                 i += 1;
             }
             x = hi;
         }
-        self.partials.truncate(i);
-        self.partials.push(x);
+        p.truncate(i);
+        p.push(x);
     }
-
-    pub fn merge(&mut self, other: &ExactSum) {
-        for &p in &other.partials {
-            self.add(p);
+    let Some(mut n) = p.len().checked_sub(1) else { return 0.0 };
+    let mut hi = p[n];
+    let mut lo = 0.0;
+    while n > 0 {
+        n -= 1;
+        let x = hi;
+        let y = p[n];
+        hi = x + y;
+        let yr = hi - x;
+        lo = y - yr;
+        if lo != 0.0 {
+            break;
         }
     }
+    // Round half-even across partials, as math.fsum does.
+    if n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0)) {
+        let y = lo * 2.0;
+        let x = hi + y;
+        if y == x - hi {
+            hi = x;
+        }
+    }
+    hi
+}
 
-    /// The sum, correctly rounded to the nearest f64.
-    pub fn value(&self) -> f64 {
-        let p = &self.partials;
-        let Some(mut n) = p.len().checked_sub(1) else { return 0.0 };
-        let mut hi = p[n];
-        let mut lo = 0.0;
-        while n > 0 {
-            n -= 1;
-            let x = hi;
-            let y = p[n];
-            hi = x + y;
-            let yr = hi - x;
-            lo = y - yr;
-            if lo != 0.0 {
-                break;
+impl Serialize for ExactSum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.terms().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExactSum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let terms = Vec::<f64>::deserialize(d)?;
+        let mut sum = ExactSum::default();
+        for t in terms {
+            if !t.is_finite() {
+                return Err(serde::de::Error::custom("sum terms must be finite"));
             }
+            sum.add(t);
         }
-        // Round half-even correction, as math.fsum does.
-        if n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0)) {
-            let y = lo * 2.0;
-            let x = hi + y;
-            if y == x - hi {
-                hi = x;
-            }
-        }
-        hi
+        Ok(sum)
     }
 }
 
@@ -150,6 +270,55 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The hot-loop accumulator of a worker: an exact sum, min, max, and
+/// shifted sums for the variance (Σ(x−K) and Σ(x−K)² around the first
+/// value K, which keeps cancellation small without a division per value).
+/// It becomes an [`Accumulator`] (mean and M2, mergeable by Chan's
+/// formulas) when the worker is done.
+#[derive(Debug, Clone, Default)]
+pub struct Running {
+    count: u64,
+    sum: ExactSum,
+    min: f64,
+    max: f64,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+}
+
+impl Running {
+    #[inline]
+    pub fn push(&mut self, x: f64) {
+        if self.count == 0 {
+            self.shift = x;
+            self.min = x;
+            self.max = x;
+        }
+        self.count += 1;
+        self.sum.add(x);
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+        let d = x - self.shift;
+        self.s1 += d;
+        self.s2 += d * d;
+    }
+
+    pub fn finish(self) -> Accumulator {
+        if self.count == 0 {
+            return Accumulator::default();
+        }
+        let n = self.count as f64;
+        Accumulator {
+            count: self.count,
+            min: Some(self.min),
+            max: Some(self.max),
+            mean: self.shift + self.s1 / n,
+            m2: (self.s2 - self.s1 * self.s1 / n).max(0.0),
+            sum: self.sum,
+        }
+    }
+}
+
 /// count, sum, min, max, mean and sample standard deviation of a column.
 /// `mean` is the exact sum divided by the count; `stddev` is null below 2 values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -184,7 +353,54 @@ impl RegionStats {
 
 /// Parses a numeric field: optional surrounding spaces, finite numbers only.
 /// Empty fields are missing values (`Ok(None)`), not errors.
+#[inline]
 pub fn parse_number(field: &[u8]) -> Result<Option<f64>, ()> {
+    if let Some(v) = parse_plain_decimal(field) {
+        return Ok(Some(v));
+    }
+    parse_number_slow(field)
+}
+
+/// Powers of ten that are exact in f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
+/// `-?digits(.digits)?` with at most 15 significant digits: the mantissa
+/// and the power of ten are both exact, so one IEEE division gives the
+/// correctly rounded value (Clinger's fast path), the same bits as a full
+/// decimal parser. Anything else returns `None` for the slow path.
+#[inline]
+fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut frac: Option<usize> = None;
+    let mut count = 0usize;
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (c - b'0') as u64;
+                count += 1;
+            }
+            b'.' if frac.is_none() && i > 0 && i + 1 < digits.len() => frac = Some(digits.len() - i - 1),
+            _ => return None,
+        }
+    }
+    if count > 15 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[frac.unwrap_or(0)];
+    Some(if neg { -v } else { v })
+}
+
+fn parse_number_slow(field: &[u8]) -> Result<Option<f64>, ()> {
     let text = std::str::from_utf8(field).map_err(|_| ())?.trim();
     if text.is_empty() {
         return Ok(None);
@@ -225,6 +441,29 @@ mod tests {
         assert_eq!(a.value(), b.value());
         assert_eq!(a.value(), c.value());
         assert_eq!(a.value(), 4.001);
+        let json = serde_json::to_string(&a).unwrap();
+        let back: ExactSum = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.value(), a.value());
+    }
+
+    #[test]
+    fn exact_sum_matches_fsum_on_hard_cases() {
+        let cases: Vec<Vec<f64>> = vec![
+            vec![0.1, 0.2],
+            vec![1e-16, 1.0, 1e16],
+            vec![5e-324, 5e-324, -1e-310, 1e-310],
+            vec![-0.5, -0.25, 3.75e-5, 1e15, -1e15],
+            (0..1000).map(|i| (i as f64) * 0.1 - 37.3).collect(),
+        ];
+        for values in cases {
+            let mut s = ExactSum::default();
+            values.iter().for_each(|&v| s.add(v));
+            assert_eq!(s.value(), fsum(&values), "{values:?}");
+        }
+        // No intermediate overflow (where a running f64 sum would give inf or NaN).
+        let mut s = ExactSum::default();
+        [1e308, 1e308, -1e308].iter().for_each(|&v| s.add(v));
+        assert_eq!(s.value(), 1e308);
     }
 
     #[test]
@@ -251,5 +490,43 @@ mod tests {
         assert!(parse_number(b"inf").is_err());
         assert!(parse_number(b"NaN").is_err());
         assert!(parse_number(b"12abc").is_err());
+        assert!(parse_number(b"1.2.3").is_err());
+        assert!(parse_number(b"-").is_err());
+    }
+
+    #[test]
+    fn fast_decimal_parse_gives_the_same_bits_as_the_full_parser() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 15 + 1) as usize;
+            let m = x % 10u64.pow(digits as u32);
+            let frac = (x >> 40) as usize % (digits + 1);
+            let mut text = format!("{m:0digits$}");
+            if frac > 0 && frac < text.len() {
+                text.insert(text.len() - frac, '.');
+            }
+            if x & 1 == 1 {
+                text.insert(0, '-');
+            }
+            let want: f64 = text.parse().unwrap();
+            assert_eq!(parse_number(text.as_bytes()), Ok(Some(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn running_matches_welford() {
+        let values: Vec<f64> = (0..5000).map(|i| 1e6 + ((i * 7919) % 1013) as f64 / 7.0).collect();
+        let mut w = Accumulator::default();
+        let mut r = Running::default();
+        for &v in &values {
+            w.push(v);
+            r.push(v);
+        }
+        let (a, b) = (w.summary(), r.finish().summary());
+        assert_eq!(a.sum, b.sum);
+        assert!((a.stddev.unwrap() - b.stddev.unwrap()).abs() < 1e-9 * a.stddev.unwrap());
     }
 }

@@ -12,7 +12,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use super::input::{self, Flow, Format, Item, Source};
-use super::stats::{Accumulator, RegionStats, parse_number};
+use super::stats::{RegionStats, Running, parse_number};
 
 /// What the coordinator tells a summary worker (in DISTEX_WORKER_SPEC).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
     let mut stats = RegionStats::default();
     // Column index -> accumulator slot; rebuilt when the header changes.
     let slots: std::cell::RefCell<Vec<(usize, usize)>> = Default::default();
-    let mut accs: Vec<Accumulator> = spec.numeric.iter().map(|_| Accumulator::default()).collect();
+    let mut accs: Vec<Running> = spec.numeric.iter().map(|_| Running::default()).collect();
     let mut error = None;
     let result = input::read(
         source,
@@ -94,7 +94,7 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
         return Err(e);
     }
     for (name, acc) in spec.numeric.iter().zip(accs) {
-        stats.columns.insert(name.clone(), acc);
+        stats.columns.insert(name.clone(), acc.finish());
     }
     Ok(stats)
 }

@@ -59,8 +59,8 @@ impl Default for Limits {
 /// What to run.
 #[derive(Debug, Clone)]
 pub enum Program {
-    /// `distex __worker summary`, with its spec in DISTEX_WORKER_SPEC.
-    Summary { spec: String },
+    /// `distex __worker KIND` (`summary` or `scan`), with its spec in DISTEX_WORKER_SPEC.
+    Builtin { kind: &'static str, spec: String },
     /// A user command, run by `/bin/sh -c` (the command is the user's own text).
     Shell(String),
 }
@@ -95,7 +95,7 @@ pub fn run(job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, Stri
         .env("TMPDIR", &tmp)
         .envs(job.env.iter().map(|(k, v)| (k, v)))
         .envs(match &job.program {
-            Program::Summary { spec } => vec![("DISTEX_WORKER_SPEC", spec.as_str())],
+            Program::Builtin { spec, .. } => vec![("DISTEX_WORKER_SPEC", spec.as_str())],
             Program::Shell(_) => vec![],
         })
         .stdin(stdin)
@@ -165,7 +165,7 @@ pub fn run(job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, Stri
 fn command(job: &Job) -> Result<Command, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the distex binary: {e}"))?;
     let (program, args): (PathBuf, Vec<String>) = match &job.program {
-        Program::Summary { .. } => (exe.clone(), vec!["__worker".into(), "summary".into()]),
+        Program::Builtin { kind, .. } => (exe.clone(), vec!["__worker".into(), kind.to_string()]),
         Program::Shell(cmd) => (PathBuf::from("/bin/sh"), vec!["-c".into(), cmd.clone()]),
     };
     let cmd = if job.sandbox {
