@@ -125,7 +125,8 @@ fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, label: &str) -> Result<
     let ctx = Ctx { text, label };
     let de = toml::de::Deserializer::parse(text).map_err(|e| toml_error(&ctx, &e, "(syntax)".into()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        // toml's span-tracking wrapper shows up in paths as a private field name.
+        let key = e.path().to_string().replace(".$__serde_spanned_private_value", "").replace("$__serde_spanned_private_value.", "");
         toml_error(&ctx, e.inner(), key)
     })
 }
