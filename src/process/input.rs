@@ -99,16 +99,21 @@ pub struct Row<'a> {
     pub line: u64,
     /// The record's bytes as they appeared in the input, newline included.
     pub raw: &'a [u8],
-    /// Field bytes, concatenated; `ends[i]` is where field `i` ends.
+    /// Field bytes; `ends[i]` is where field `i` ends, and the next field
+    /// starts `sep` bytes later (0 when csv-core unescaped the fields into a
+    /// buffer, 1 when `out` is the line itself with its delimiters).
     pub out: &'a [u8],
     pub ends: &'a [usize],
+    pub sep: usize,
+    /// True when the record holds no quote character at all.
+    pub plain: bool,
 }
 
 impl<'a> Row<'a> {
     /// Field `i`, or `None` when the record has fewer fields.
     pub fn field(&self, i: usize) -> Option<&'a [u8]> {
         let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + self.sep };
         Some(&self.out[start..end])
     }
 
@@ -287,26 +292,19 @@ fn read_delimited(
                         if text.is_empty() {
                             continue; // a blank line is no record
                         }
+                        // Fields are slices of the line itself: no copy.
                         let mut fields = 0usize;
-                        let mut o = 0usize;
-                        let mut field_start = 0usize;
                         for i in memchr::memchr_iter(delimiter, text).chain(std::iter::once(text.len())) {
-                            let field = &text[field_start..i];
-                            if out.len() < o + field.len() {
-                                out.resize((o + field.len()).next_power_of_two(), 0);
-                            }
-                            out[o..o + field.len()].copy_from_slice(field);
-                            o += field.len();
                             if fields == ends.len() {
                                 ends.resize(ends.len() * 2, 0);
                             }
-                            ends[fields] = o;
+                            ends[fields] = i;
                             fields += 1;
-                            field_start = i + 1;
                         }
                         summary.records += 1;
                         summary.unterminated_last = false;
-                        if emit(record_line, raw, &out[..o], &ends[..fields], expected, on_item) == Flow::Stop {
+                        let shape = Shape { sep: 1, plain: quoting || memchr::memchr(b'"', text).is_none() };
+                        if emit(record_line, raw, text, &ends[..fields], shape, expected, on_item) == Flow::Stop {
                             summary.stopped = true;
                             return Ok(summary);
                         }
@@ -364,7 +362,8 @@ fn read_delimited(
                 } else if !raw.is_empty() {
                     summary.records += 1;
                     let expected = header.unwrap_or(0);
-                    if emit(record_line, raw, &out[..nout], &ends[..nend], expected, on_item) == Flow::Stop {
+                    let shape = Shape { sep: 0, plain: memchr::memchr(b'"', raw).is_none() };
+                    if emit(record_line, raw, &out[..nout], &ends[..nend], shape, expected, on_item) == Flow::Stop {
                         summary.stopped = true;
                         return Ok(summary);
                     }
@@ -384,8 +383,23 @@ fn read_delimited(
     Ok(summary)
 }
 
+/// How a record's fields are laid out (see [`Row`]).
+#[derive(Clone, Copy)]
+struct Shape {
+    sep: usize,
+    plain: bool,
+}
+
 /// Checks a parsed record (field count, UTF-8) and hands it on.
-fn emit(line: u64, raw: &[u8], out: &[u8], ends: &[usize], expected: usize, on_item: &mut dyn FnMut(Item<'_>) -> Flow) -> Flow {
+fn emit(
+    line: u64,
+    raw: &[u8],
+    out: &[u8],
+    ends: &[usize],
+    shape: Shape,
+    expected: usize,
+    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+) -> Flow {
     let item = if ends.len() != expected {
         Item::Bad(Bad { line, raw, reason: format!("has {} fields, the header has {expected}", ends.len()) })
     } else if !out.is_ascii()
@@ -393,7 +407,7 @@ fn emit(line: u64, raw: &[u8], out: &[u8], ends: &[usize], expected: usize, on_i
     {
         Item::Bad(Bad { line, raw, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
     } else {
-        Item::Row(Row { line, raw, out, ends })
+        Item::Row(Row { line, raw, out, ends, sep: shape.sep, plain: shape.plain })
     };
     on_item(item)
 }
@@ -441,7 +455,7 @@ fn read_jsonl(
                 if grew {
                     on_header(&header, b"").map_err(ReadError::Header)?;
                 }
-                Item::Row(Row { line, raw: &raw, out: &out, ends: &ends })
+                Item::Row(Row { line, raw: &raw, out: &out, ends: &ends, sep: 0, plain: false })
             }
             Err(reason) => Item::Bad(Bad { line, raw: &raw, reason }),
         };

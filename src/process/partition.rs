@@ -133,6 +133,7 @@ pub fn partition(sources: &[Source], options: &Options<'_>) -> Result<Partition>
 /// A row copied out of the reader's buffers while types are being inferred.
 struct PendingRow {
     line: u64,
+    sep: usize,
     raw: Vec<u8>,
     out: Vec<u8>,
     ends: Vec<usize>,
@@ -180,6 +181,12 @@ pub fn check_numbers(row: &Row<'_>, numeric: &[usize], header: &[String]) -> std
         }
     }
     Ok(())
+}
+
+impl PendingRow {
+    fn row(&self) -> Row<'_> {
+        Row { line: self.line, raw: &self.raw, out: &self.out, ends: &self.ends, sep: self.sep, plain: false }
+    }
 }
 
 struct Partitioner<'a> {
@@ -307,7 +314,7 @@ impl<'a> Partitioner<'a> {
             Item::Bad(bad) => self.reject(bad.line, bad.reason),
             Item::Row(row) => {
                 if let Some(pending) = &mut self.pending {
-                    pending.push(PendingRow { line: row.line, raw: row.raw.to_vec(), out: row.out.to_vec(), ends: row.ends.to_vec() });
+                    pending.push(PendingRow { line: row.line, sep: row.sep, raw: row.raw.to_vec(), out: row.out.to_vec(), ends: row.ends.to_vec() });
                     if pending.len() >= SAMPLE_ROWS {
                         self.infer_and_replay();
                     }
@@ -326,13 +333,13 @@ impl<'a> Partitioner<'a> {
                 continue;
             }
             let t = self.options.schema.get(name).copied().unwrap_or_else(|| {
-                infer_type(rows.iter().filter_map(|r| Row { line: r.line, raw: &r.raw, out: &r.out, ends: &r.ends }.field(i)))
+                infer_type(rows.iter().filter_map(|r| r.row().field(i)))
             });
             self.out.types.insert(name.clone(), t);
         }
         self.update_numeric();
         for r in &rows {
-            let row = Row { line: r.line, raw: &r.raw, out: &r.out, ends: &r.ends };
+            let row = r.row();
             if self.accept(&row) == Flow::Stop {
                 return;
             }

@@ -149,7 +149,7 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
                 (bad.line, bad.reason)
             }
             Item::Row(row) => {
-                if quoting && odd_quotes(row.raw) {
+                if quoting && !row.plain && odd_quotes(row.raw) {
                     out.odd_quote_records += 1;
                 }
                 let key = match check_key(&row, Some(spec.key), &key_name) {
