@@ -381,14 +381,14 @@ fn coordinate(
     for (i, data) in part.regions.iter().enumerate() {
         let mut entry = RegionReport { task: Some(ids[i].clone()), records: data.records, stats: None, result: None, error: None };
         match results[i].take() {
-            Some(Ok(map)) => {
+            Some(Ok(output)) => {
                 report.accounting.processed += data.records;
-                if options.processor.is_some() {
+                if let pool::Output::Json(map) = output {
                     region_results.insert(data.name.clone(), Value::Object(map.clone()));
                     user_results.push(map.clone());
                     entry.result = Some(Value::Object(map));
-                } else {
-                    match serde_json::from_value::<RegionStats>(Value::Object(map)) {
+                } else if let pool::Output::Raw(bytes) = output {
+                    match serde_json::from_slice::<RegionStats>(&bytes) {
                         Ok(s) if s.records == data.records => {
                             entry.stats = Some(s.summaries());
                             summaries.push(s);
@@ -494,7 +494,7 @@ fn run_aggregator(
     if !options.keep_workdirs {
         worker::remove_dir(&workdir);
     }
-    result
+    result.and_then(|out| worker::parse_output(&out))
 }
 
 /// `1.5 GiB`-style sizes for messages.

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::Value;
 
 use super::input::{Format, Source};
 use super::partition::{KeySpec, MAX_LISTED_REJECTS, Reject};
@@ -125,14 +124,28 @@ fn run_plan(
     reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
     let (outcomes, mut warnings) = pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
 
-    // Read every part's result; re-count failed parts in-process.
+    // Read every part's result (merging its regions right away, so only one
+    // part's maps are held at a time); re-count failed parts in-process.
     let mut results: Vec<(ScanResult, Option<String>)> = Vec::with_capacity(n);
+    let mut merged: BTreeMap<String, RegionStats> = BTreeMap::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
-        let parsed = outcome.and_then(|map| {
-            serde_json::from_value::<ScanResult>(Value::Object(map)).map_err(|e| format!("the worker printed an unreadable result: {e}"))
+        let parsed = outcome.and_then(|output| match output {
+            pool::Output::Raw(bytes) => serde_json::from_slice::<ScanResult>(&bytes)
+                .map_err(|e| format!("the worker printed an unreadable result: {e}")),
+            pool::Output::Json(_) => Err("unexpected output".to_string()),
         });
         match parsed {
-            Ok(r) => results.push((r, None)),
+            Ok(mut r) => {
+                for (name, stats) in std::mem::take(&mut r.regions) {
+                    match merged.get_mut(&name) {
+                        Some(m) => m.merge(&stats),
+                        None => {
+                            merged.insert(name, stats);
+                        }
+                    }
+                }
+                results.push((r, None));
+            }
             Err(reason) => {
                 let counted = scan::scan(&specs[i]).map_err(|e| Error::Input(format!("re-reading failed part {}: {e}", i + 1)))?;
                 if tasks.get(&ids[i]).is_some_and(|t| t.status != TaskStatus::Failed) {
@@ -168,7 +181,6 @@ fn run_plan(
 
     let mut accounting = Accounting::default();
     let mut rejects: Vec<(usize, u64, Reject)> = Vec::new();
-    let mut merged: BTreeMap<String, RegionStats> = BTreeMap::new();
     let mut failed_records: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
     for (i, (r, failure)) in results.iter().enumerate() {
         accounting.input_records += r.records;
@@ -177,18 +189,13 @@ fn run_plan(
             let file = plan.parts[i].file.display().to_string();
             rejects.push((plan.parts[i].file_index, first_lines[i] + rel - 1, Reject { file, line: first_lines[i] + rel - 1, reason: reason.clone() }));
         }
+        // Completed parts were merged above (their maps are empty now).
         for (name, stats) in &r.regions {
-            match failure {
-                None => {
-                    accounting.processed += stats.records;
-                    merged.entry(name.clone()).or_default().merge(stats);
-                }
-                Some(reason) => {
-                    accounting.in_failed_regions += stats.records;
-                    let entry = failed_records.entry(name.clone()).or_default();
-                    entry.0 += stats.records;
-                    entry.1.push(format!("part {} failed: {reason}", i + 1));
-                }
+            if let Some(reason) = failure {
+                accounting.in_failed_regions += stats.records;
+                let entry = failed_records.entry(name.clone()).or_default();
+                entry.0 += stats.records;
+                entry.1.push(format!("part {} failed: {reason}", i + 1));
             }
         }
     }
@@ -207,6 +214,7 @@ fn run_plan(
     rejects.sort_by_key(|(f, l, _)| (*f, *l));
     rejects.truncate(MAX_LISTED_REJECTS);
 
+    accounting.processed = merged.values().map(|s| s.records).sum();
     let mut regions = BTreeMap::new();
     let names: std::collections::BTreeSet<&String> = merged.keys().chain(failed_records.keys()).collect();
     for name in names {

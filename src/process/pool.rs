@@ -27,7 +27,15 @@ pub struct Unit {
     pub records: u64,
 }
 
-pub type Outcome = Result<Map<String, Value>, String>;
+/// What a unit produced: the JSON object a user command printed, or the
+/// raw output of a built-in worker (parsed into its type by the caller).
+#[derive(Debug, Clone)]
+pub enum Output {
+    Json(Map<String, Value>),
+    Raw(Vec<u8>),
+}
+
+pub type Outcome = Result<Output, String>;
 
 enum Msg {
     Started { unit: usize, attempt: u32 },
@@ -153,12 +161,15 @@ fn run_with_retries(options: &ProcessOptions, run_dir: &Path, index: usize, unit
             limits: options.limits.clone(),
             sandbox: options.sandbox,
         };
-        let result = worker::run(&job);
+        let result = worker::run(&job).and_then(|out| match &unit.program {
+            Program::Shell(_) => worker::parse_output(&out).map(Output::Json),
+            Program::Builtin { .. } => Ok(Output::Raw(out)),
+        });
         if !options.keep_workdirs {
             worker::remove_dir(&workdir);
         }
         match result {
-            Ok(map) => return Ok(map),
+            Ok(output) => return Ok(output),
             Err(reason) if attempt <= options.retries => {
                 let delay = backoff(attempt);
                 let _ = tx.send(Msg::Retrying { unit: index, attempt, reason, delay });

@@ -30,16 +30,23 @@ use serde::{Deserialize, Serialize};
 /// is the total (each limb split into two exactly representable halves).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExactSum {
-    limbs: Box<[i64; LIMBS]>,
+    /// The limbs most values of a column land in: `window[k]` is limb
+    /// `base + k`. Values of similar magnitude touch only a few limbs, so a
+    /// small window keeps thousands of accumulators in cache.
+    base: usize,
+    window: [i64; WINDOW],
+    /// All limbs, once a value falls outside the window.
+    full: Option<Box<[i64; LIMBS]>>,
     /// Additions since the last carry propagation (each limb can absorb 2^31).
     adds: u32,
 }
 
 const LIMBS: usize = 66;
+const WINDOW: usize = 8;
 
 impl Default for ExactSum {
     fn default() -> Self {
-        ExactSum { limbs: Box::new([0; LIMBS]), adds: 0 }
+        ExactSum { base: usize::MAX, window: [0; WINDOW], full: None, adds: 0 }
     }
 }
 
@@ -56,15 +63,27 @@ impl ExactSum {
         }
         let v = (mantissa as u128) << (pos & 31);
         let i = pos >> 5;
-        let (l0, l1, l2) = ((v & 0xffff_ffff) as i64, ((v >> 32) & 0xffff_ffff) as i64, (v >> 64) as i64);
+        let mut l = [(v & 0xffff_ffff) as i64, ((v >> 32) & 0xffff_ffff) as i64, (v >> 64) as i64];
         if (bits >> 63) == 1 {
-            self.limbs[i] -= l0;
-            self.limbs[i + 1] -= l1;
-            self.limbs[i + 2] -= l2;
-        } else {
-            self.limbs[i] += l0;
-            self.limbs[i + 1] += l1;
-            self.limbs[i + 2] += l2;
+            l = [-l[0], -l[1], -l[2]];
+        }
+        if self.base == usize::MAX && self.full.is_none() {
+            // Centre the window on the first value.
+            self.base = i.saturating_sub(2).min(LIMBS - WINDOW);
+        }
+        match &mut self.full {
+            None if i >= self.base && i + 3 <= self.base + WINDOW => {
+                let w = &mut self.window[i - self.base..i - self.base + 3];
+                w[0] += l[0];
+                w[1] += l[1];
+                w[2] += l[2];
+            }
+            _ => {
+                let full = self.spill();
+                full[i] += l[0];
+                full[i + 1] += l[1];
+                full[i + 2] += l[2];
+            }
         }
         self.adds += 1;
         if self.adds >= 1 << 30 {
@@ -72,30 +91,57 @@ impl ExactSum {
         }
     }
 
+    /// Moves the window into the full array (once) and returns it.
+    fn spill(&mut self) -> &mut [i64; LIMBS] {
+        if self.full.is_none() {
+            let mut full = Box::new([0i64; LIMBS]);
+            if self.base != usize::MAX {
+                full[self.base..self.base + WINDOW].copy_from_slice(&self.window);
+            }
+            self.window = [0; WINDOW];
+            self.full = Some(full);
+        }
+        self.full.as_mut().expect("just set")
+    }
+
+    /// Every limb, wherever it is kept.
+    fn limbs(&self) -> [i64; LIMBS] {
+        match &self.full {
+            Some(full) => **full,
+            None => {
+                let mut all = [0i64; LIMBS];
+                if self.base != usize::MAX {
+                    all[self.base..self.base + WINDOW].copy_from_slice(&self.window);
+                }
+                all
+            }
+        }
+    }
+
     /// Propagates carries so every limb but the last lies in [0, 2^32).
     fn normalize(&mut self) {
+        let full = self.spill();
         for i in 0..LIMBS - 1 {
-            let carry = self.limbs[i] >> 32;
-            self.limbs[i] -= carry << 32;
-            self.limbs[i + 1] += carry;
+            let carry = full[i] >> 32;
+            full[i] -= carry << 32;
+            full[i + 1] += carry;
         }
         self.adds = 0;
     }
 
     pub fn merge(&mut self, other: &ExactSum) {
-        self.normalize();
-        let mut o = other.clone();
-        o.normalize();
-        for (a, b) in self.limbs.iter_mut().zip(o.limbs.iter()) {
+        let theirs = other.limbs();
+        let mine = self.spill();
+        for (a, b) in mine.iter_mut().zip(theirs.iter()) {
             *a += b;
         }
-        self.adds = 2;
+        self.normalize();
     }
 
     /// Doubles whose exact sum is this sum.
     fn terms(&self) -> Vec<f64> {
         let mut out = Vec::new();
-        for (i, &c) in self.limbs.iter().enumerate() {
+        for (i, &c) in self.limbs().iter().enumerate() {
             if c == 0 {
                 continue;
             }
@@ -130,6 +176,33 @@ fn pow2(k: i32) -> f64 {
     } else {
         f64::from_bits(1u64 << (k + 1074))
     }
+}
+
+/// Shewchuk's non-overlapping partials: doubles whose exact sum is the
+/// exact sum of `values`.
+fn partials(values: &[f64]) -> Vec<f64> {
+    let mut p: Vec<f64> = Vec::new();
+    for &v in values {
+        let mut x = v;
+        let mut i = 0;
+        for j in 0..p.len() {
+            let mut y = p[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                p[i] = lo;
+                i += 1;
+            }
+            x = hi;
+        }
+        p.truncate(i);
+        p.push(x);
+    }
+    p.retain(|&x| x != 0.0);
+    p
 }
 
 /// Shewchuk's exactly rounded sum of a few doubles (as Python's math.fsum).
@@ -180,8 +253,10 @@ fn fsum(values: &[f64]) -> f64 {
 }
 
 impl Serialize for ExactSum {
+    /// A few non-overlapping doubles whose exact sum is this sum
+    /// (usually one to three), not the limbs themselves.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.terms().serialize(s)
+        partials(&self.terms()).serialize(s)
     }
 }
 

@@ -79,8 +79,10 @@ pub struct Job {
     pub sandbox: bool,
 }
 
-/// Runs `job` to the end; returns the JSON object it printed or why it failed.
-pub fn run(job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+/// Runs `job` to the end; returns what it printed on stdout (after a clean
+/// exit) or why it failed. Callers check the output: [`parse_output`] for
+/// user commands, typed parsing for built-in workers.
+pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     let home = job.workdir.join("home");
     let tmp = job.workdir.join("tmp");
     for dir in [&home, &tmp] {
@@ -159,7 +161,7 @@ pub fn run(job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, Stri
     if !status.success() {
         return Err(describe_failure(status, &err_tail, &job.limits));
     }
-    parse_output(&out)
+    Ok(out)
 }
 
 fn command(job: &Job) -> Result<Command, String> {
