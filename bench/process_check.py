@@ -17,7 +17,8 @@ def timing(name):
     secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
     status = int(re.search(r"Exit status: (\d+)", text).group(1))
-    return secs, rss, status
+    cpu = float(re.search(r"User time \(seconds\): ([\d.]+)", text).group(1)) + float(re.search(r"System time \(seconds\): ([\d.]+)", text).group(1))
+    return secs, rss, status, cpu
 
 
 def load(name):
@@ -72,19 +73,21 @@ def agree(a, b):
 ref, report = load("distex")
 print(f"Input: {size / 1e9:.2f} GB CSV, {rows:,} rows, {regions} regions; columns qty, price, weight; "
       f"distex accounting {report['accounting']}, complete={report['complete']}\n")
-print("| tool | wall (s) | throughput (MB/s) | peak RSS (MB) | agrees with distex (rel. 1e-9) |")
-print("|---|---:|---:|---:|---|")
+print("| tool | wall (s) | throughput (MB/s) | CPU user+sys (s) | peak RSS (MB) | agrees with distex (rel. 1e-9) |")
+print("|---|---:|---:|---:|---:|---|")
 for name in ["distex", "distex-regions", "duckdb", "polars", "miller", "datamash"]:
     try:
-        secs, rss, status = timing(name)
+        secs, rss, status, cpu = timing(name)
     except Exception as e:
-        print(f"| {name} | - | - | - | did not run: {e} |")
+        print(f"| {name} | - | - | - | - | did not run: {e} |")
         continue
     try:
         res, _ = load(name)
         bad, worst = agree(res, ref)
         verdict = "yes" if bad == 0 else f"NO: {bad} figures differ"
         verdict += f" (largest relative difference {worst:.1e})"
+        if status != 0:
+            verdict += f"; exit status {status}"
     except Exception as e:
         verdict = f"output unreadable ({type(e).__name__}; exit status {status})"
-    print(f"| {name} | {secs:.2f} | {size / 1e6 / secs:.0f} | {rss / 1024:.0f} | {verdict} |")
+    print(f"| {name} | {secs:.2f} | {size / 1e6 / secs:.0f} | {cpu:.2f} | {rss / 1024:.0f} | {verdict} |")
