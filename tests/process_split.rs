@@ -4,9 +4,9 @@
 //! that really ran, a safe fallback when quotes make byte ranges unsafe,
 //! and exact accounting when range workers fail.
 
-mod support;
 #[path = "support/process_data.rs"]
 mod data;
+mod support;
 
 use data::{NUMERIC, Spec};
 use serde_json::Value;
@@ -14,27 +14,64 @@ use support::Sandbox;
 
 fn generated(sb: &Sandbox, rows: usize, seed: u64) -> (std::path::PathBuf, data::Generated) {
     let names: Vec<String> = (0..7).map(|i| format!("zone-{i}")).collect();
-    let g = data::csv(&Spec { rows, regions: &names, hot_percent: 20, bad_every: Some(53), seed });
+    let g = data::csv(&Spec {
+        rows,
+        regions: &names,
+        hot_percent: 20,
+        bad_every: Some(53),
+        seed,
+    });
     let file = sb.path().join("data.csv");
     std::fs::write(&file, &g.bytes).unwrap();
     (file, g)
 }
 
 fn reject_lines(report: &Value) -> Vec<u64> {
-    report["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect()
+    report["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect()
 }
 
 #[test]
 fn byte_ranges_give_the_same_answer_as_regions_and_the_reference() {
     let sb = Sandbox::new();
     let (file, g) = generated(&sb, 4000, 3);
-    let bytes = sb.cmd().args(["process", "data.csv", "--by", "region", "--json", "--split", "bytes", "--part-size", "8K"]).run().success().json();
-    let regions = sb.cmd().args(["process", "data.csv", "--by", "region", "--json", "--split", "regions"]).run().success().json();
+    let bytes = sb
+        .cmd()
+        .args([
+            "process",
+            "data.csv",
+            "--by",
+            "region",
+            "--json",
+            "--split",
+            "bytes",
+            "--part-size",
+            "8K",
+        ])
+        .run()
+        .success()
+        .json();
+    let regions = sb
+        .cmd()
+        .args([
+            "process", "data.csv", "--by", "region", "--json", "--split", "regions",
+        ])
+        .run()
+        .success()
+        .json();
     let reference = data::reference(&file, "region", NUMERIC, "csv");
     data::assert_matches_reference(&bytes, &reference, NUMERIC);
 
     let tasks = bytes["tasks"].as_array().unwrap();
-    assert!(tasks.len() > 20, "an 8K part size gives many parts: {}", tasks.len());
+    assert!(
+        tasks.len() > 20,
+        "an 8K part size gives many parts: {}",
+        tasks.len()
+    );
     for (i, t) in tasks[..tasks.len() - 1].iter().enumerate() {
         assert_eq!(t["subject"], format!("process-part-{}", i + 1));
         assert_eq!(t["status"], "completed");
@@ -42,19 +79,46 @@ fn byte_ranges_give_the_same_answer_as_regions_and_the_reference() {
     assert_eq!(tasks.last().unwrap()["subject"], "aggregate-results");
     assert_eq!(bytes["accounting"], regions["accounting"]);
     assert_eq!(bytes["accounting"]["input_records"], g.records);
-    assert_eq!(reject_lines(&bytes), g.bad_lines, "absolute line numbers across byte ranges");
+    assert_eq!(
+        reject_lines(&bytes),
+        g.bad_lines,
+        "absolute line numbers across byte ranges"
+    );
     assert_eq!(bytes["rejects"], regions["rejects"]);
     for field in ["count", "sum", "min", "max", "mean"] {
         for col in NUMERIC.split(',') {
-            assert_eq!(bytes["totals"]["stats"][col][field], regions["totals"]["stats"][col][field], "{col}.{field}");
+            assert_eq!(
+                bytes["totals"]["stats"][col][field], regions["totals"]["stats"][col][field],
+                "{col}.{field}"
+            );
         }
     }
     assert_eq!(bytes["totals"]["records"], regions["totals"]["records"]);
 
     // The human output names the parts.
-    let human = sb.cmd().args(["process", "data.csv", "--by", "region", "--split", "bytes", "--part-size", "64K"]).run().success().stdout();
-    assert!(human.contains("[1] process-part-1: IN_PROGRESS -> COMPLETE"), "{human}");
-    assert!(human.contains("aggregate-results: BLOCKED -> IN_PROGRESS -> COMPLETE"), "{human}");
+    let human = sb
+        .cmd()
+        .args([
+            "process",
+            "data.csv",
+            "--by",
+            "region",
+            "--split",
+            "bytes",
+            "--part-size",
+            "64K",
+        ])
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        human.contains("[1] process-part-1: IN_PROGRESS -> COMPLETE"),
+        "{human}"
+    );
+    assert!(
+        human.contains("aggregate-results: BLOCKED -> IN_PROGRESS -> COMPLETE"),
+        "{human}"
+    );
     assert!(human.contains("Region zone-0: "), "{human}");
 }
 
@@ -63,13 +127,48 @@ fn a_stray_quote_falls_back_to_the_region_path() {
     let sb = Sandbox::new();
     let mut text = String::from("k,v,note\n");
     for i in 0..3000 {
-        let note = if i == 1500 { "5\" screen".to_string() } else if i % 7 == 0 { "\"a\nb\"".to_string() } else { "x".to_string() };
+        let note = if i == 1500 {
+            "5\" screen".to_string()
+        } else if i % 7 == 0 {
+            "\"a\nb\"".to_string()
+        } else {
+            "x".to_string()
+        };
         text.push_str(&format!("k{},{},{}\n", i % 4, i, note));
     }
     std::fs::write(sb.path().join("q.csv"), &text).unwrap();
-    let bytes = sb.cmd().args(["process", "q.csv", "--by", "k", "--json", "--split", "bytes", "--part-size", "4K"]).run().success().json();
-    let regions = sb.cmd().args(["process", "q.csv", "--by", "k", "--json", "--split", "regions"]).run().success().json();
-    assert!(bytes["warnings"][0].as_str().unwrap().contains("quote inside an unquoted field"), "{}", bytes["warnings"]);
+    let bytes = sb
+        .cmd()
+        .args([
+            "process",
+            "q.csv",
+            "--by",
+            "k",
+            "--json",
+            "--split",
+            "bytes",
+            "--part-size",
+            "4K",
+        ])
+        .run()
+        .success()
+        .json();
+    let regions = sb
+        .cmd()
+        .args([
+            "process", "q.csv", "--by", "k", "--json", "--split", "regions",
+        ])
+        .run()
+        .success()
+        .json();
+    assert!(
+        bytes["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("quote inside an unquoted field"),
+        "{}",
+        bytes["warnings"]
+    );
     assert_eq!(bytes["regions"], regions["regions"]);
     assert_eq!(bytes["accounting"]["input_records"], 3000);
 }
@@ -81,7 +180,19 @@ fn failed_parts_keep_the_accounting_exact() {
     // 2 MiB of address space is too little for any worker to start.
     let run = sb
         .cmd()
-        .args(["process", "data.csv", "--by", "region", "--json", "--split", "bytes", "--part-size", "32K", "--max-memory", "2M"])
+        .args([
+            "process",
+            "data.csv",
+            "--by",
+            "region",
+            "--json",
+            "--split",
+            "bytes",
+            "--part-size",
+            "32K",
+            "--max-memory",
+            "2M",
+        ])
         .run()
         .expect_code(3);
     let report = run.json();
@@ -89,11 +200,17 @@ fn failed_parts_keep_the_accounting_exact() {
     assert_eq!(a["input_records"], g.records);
     assert_eq!(a["rejected"], g.bad_lines.len() as u64);
     assert_eq!(a["processed"], 0);
-    assert_eq!(a["in_failed_regions"].as_u64().unwrap(), g.records - g.bad_lines.len() as u64);
+    assert_eq!(
+        a["in_failed_regions"].as_u64().unwrap(),
+        g.records - g.bad_lines.len() as u64
+    );
     assert_eq!(report["complete"], false);
     assert_eq!(reject_lines(&report), g.bad_lines);
     for (_, region) in report["regions"].as_object().unwrap() {
-        assert!(region["error"].as_str().unwrap().contains("failed"), "{region}");
+        assert!(
+            region["error"].as_str().unwrap().contains("failed"),
+            "{region}"
+        );
     }
 }
 
@@ -101,14 +218,42 @@ fn failed_parts_keep_the_accounting_exact() {
 fn bytes_split_refuses_what_it_cannot_do() {
     let sb = Sandbox::new();
     std::fs::write(sb.path().join("d.csv"), "k,v\na,1\n").unwrap();
-    let run = sb.cmd().args(["process", "d.csv", "--by", "k", "--split", "bytes", "--processor", "cat"]).run().expect_code(2);
-    assert!(run.stderr().contains("built-in summary"), "{}", run.stderr());
-    let run = sb.cmd().args(["process", "-", "--by", "k", "--split", "bytes"]).stdin("k,v\na,1\n").expect_code(2);
+    let run = sb
+        .cmd()
+        .args([
+            "process",
+            "d.csv",
+            "--by",
+            "k",
+            "--split",
+            "bytes",
+            "--processor",
+            "cat",
+        ])
+        .run()
+        .expect_code(2);
+    assert!(
+        run.stderr().contains("built-in summary"),
+        "{}",
+        run.stderr()
+    );
+    let run = sb
+        .cmd()
+        .args(["process", "-", "--by", "k", "--split", "bytes"])
+        .stdin("k,v\na,1\n")
+        .expect_code(2);
     assert!(run.stderr().contains("--split bytes"), "{}", run.stderr());
     // TSV files, several of them, in one run.
     std::fs::write(sb.path().join("a.tsv"), "k\tv\nx\t1\ny\t2\n").unwrap();
     std::fs::write(sb.path().join("b.tsv"), "k\tv\nx\t3\nx\tbad\n").unwrap();
-    let report = sb.cmd().args(["process", "a.tsv", "b.tsv", "--by", "k", "--json", "--split", "bytes"]).run().success().json();
+    let report = sb
+        .cmd()
+        .args([
+            "process", "a.tsv", "b.tsv", "--by", "k", "--json", "--split", "bytes",
+        ])
+        .run()
+        .success()
+        .json();
     assert_eq!(report["regions"]["x"]["stats"]["v"]["sum"], 4.0);
     assert_eq!(report["rejects"][0]["file"], "b.tsv");
     assert_eq!(report["rejects"][0]["line"], 3);

@@ -63,7 +63,11 @@ pub enum Source {
 
 impl Source {
     pub fn from_arg(arg: &Path) -> Source {
-        if arg.as_os_str() == "-" { Source::Stdin } else { Source::File(arg.to_path_buf()) }
+        if arg.as_os_str() == "-" {
+            Source::Stdin
+        } else {
+            Source::File(arg.to_path_buf())
+        }
     }
 
     /// How the source is named in rejects and errors.
@@ -113,7 +117,11 @@ impl<'a> Row<'a> {
     /// Field `i`, or `None` when the record has fewer fields.
     pub fn field(&self, i: usize) -> Option<&'a [u8]> {
         let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] + self.sep };
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] + self.sep
+        };
         Some(&self.out[start..end])
     }
 
@@ -148,6 +156,12 @@ pub enum Flow {
 /// The header of a source: its column names.
 pub type Header = Vec<String>;
 
+/// Called with the header (and its raw bytes); an error stops the read.
+pub type OnHeader<'f> = dyn FnMut(&Header, &[u8]) -> Result<(), String> + 'f;
+
+/// Called with every record; returns whether to keep reading.
+pub type OnItem<'f> = dyn for<'r> FnMut(Item<'r>) -> Flow + 'f;
+
 /// Reads every record of `source`, calling `on_header` once with the header
 /// and raw header bytes, then `on_item` for each record.
 ///
@@ -156,8 +170,8 @@ pub type Header = Vec<String>;
 pub fn read(
     source: &Source,
     format: Format,
-    on_header: &mut dyn FnMut(&Header, &[u8]) -> Result<(), String>,
-    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+    on_header: &mut OnHeader<'_>,
+    on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     let input = source.open().map_err(ReadError::Io)?;
     read_from(input, format, on_header, on_item)
@@ -167,8 +181,8 @@ pub fn read(
 pub fn read_from(
     input: impl Read,
     format: Format,
-    on_header: &mut dyn FnMut(&Header, &[u8]) -> Result<(), String>,
-    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+    on_header: &mut OnHeader<'_>,
+    on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     match format {
         Format::Csv => read_delimited(input, b',', true, None, on_header, on_item),
@@ -184,13 +198,20 @@ pub fn read_headerless(
     input: impl Read,
     format: Format,
     fields: usize,
-    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+    on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     let (delimiter, quoting) = match format {
         Format::Tsv => (b'\t', false),
         _ => (b',', true),
     };
-    read_delimited(input, delimiter, quoting, Some(fields), &mut |_, _| Ok(()), on_item)
+    read_delimited(
+        input,
+        delimiter,
+        quoting,
+        Some(fields),
+        &mut |_, _| Ok(()),
+        on_item,
+    )
 }
 
 /// Counts of what a read saw.
@@ -224,7 +245,12 @@ struct Window<R> {
 
 impl<R: Read> Window<R> {
     fn new(input: R) -> Self {
-        Window { input, buf: vec![0; 1 << 20], len: 0, eof: false }
+        Window {
+            input,
+            buf: vec![0; 1 << 20],
+            len: 0,
+            eof: false,
+        }
     }
 
     /// Drops `..keep_from` and reads more; returns how many bytes were dropped.
@@ -258,10 +284,13 @@ fn read_delimited(
     delimiter: u8,
     quoting: bool,
     known_fields: Option<usize>,
-    on_header: &mut dyn FnMut(&Header, &[u8]) -> Result<(), String>,
-    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+    on_header: &mut OnHeader<'_>,
+    on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
-    let mut parser = csv_core::ReaderBuilder::new().delimiter(delimiter).quoting(quoting).build();
+    let mut parser = csv_core::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quoting(quoting)
+        .build();
     let mut win = Window::new(input);
     let mut out = vec![0u8; 1 << 12];
     let mut ends = vec![0usize; 64];
@@ -282,7 +311,11 @@ fn read_delimited(
             match memchr::memchr(b'\n', avail) {
                 Some(nl) => {
                     let text = &avail[..nl];
-                    let special = if quoting { memchr::memchr2(b'"', b'\r', text) } else { memchr::memchr(b'\r', text) };
+                    let special = if quoting {
+                        memchr::memchr2(b'"', b'\r', text)
+                    } else {
+                        memchr::memchr(b'\r', text)
+                    };
                     if special.is_none() {
                         let raw = &avail[..=nl];
                         pos += nl + 1;
@@ -294,7 +327,9 @@ fn read_delimited(
                         }
                         // Fields are slices of the line itself: no copy.
                         let mut fields = 0usize;
-                        for i in memchr::memchr_iter(delimiter, text).chain(std::iter::once(text.len())) {
+                        for i in
+                            memchr::memchr_iter(delimiter, text).chain(std::iter::once(text.len()))
+                        {
                             if fields == ends.len() {
                                 ends.resize(ends.len() * 2, 0);
                             }
@@ -303,8 +338,20 @@ fn read_delimited(
                         }
                         summary.records += 1;
                         summary.unterminated_last = false;
-                        let shape = Shape { sep: 1, plain: quoting || memchr::memchr(b'"', text).is_none() };
-                        if emit(record_line, raw, text, &ends[..fields], shape, expected, on_item) == Flow::Stop {
+                        let shape = Shape {
+                            sep: 1,
+                            plain: quoting || memchr::memchr(b'"', text).is_none(),
+                        };
+                        if emit(
+                            record_line,
+                            raw,
+                            text,
+                            &ends[..fields],
+                            shape,
+                            expected,
+                            on_item,
+                        ) == Flow::Stop
+                        {
                             summary.stopped = true;
                             return Ok(summary);
                         }
@@ -362,8 +409,20 @@ fn read_delimited(
                 } else if !raw.is_empty() {
                     summary.records += 1;
                     let expected = header.unwrap_or(0);
-                    let shape = Shape { sep: 0, plain: memchr::memchr(b'"', raw).is_none() };
-                    if emit(record_line, raw, &out[..nout], &ends[..nend], shape, expected, on_item) == Flow::Stop {
+                    let shape = Shape {
+                        sep: 0,
+                        plain: memchr::memchr(b'"', raw).is_none(),
+                    };
+                    if emit(
+                        record_line,
+                        raw,
+                        &out[..nout],
+                        &ends[..nend],
+                        shape,
+                        expected,
+                        on_item,
+                    ) == Flow::Stop
+                    {
                         summary.stopped = true;
                         return Ok(summary);
                     }
@@ -378,7 +437,9 @@ fn read_delimited(
         }
     }
     if header.is_none() {
-        return Err(ReadError::Header("the input is empty: expected a header row".into()));
+        return Err(ReadError::Header(
+            "the input is empty: expected a header row".into(),
+        ));
     }
     Ok(summary)
 }
@@ -398,16 +459,31 @@ fn emit(
     ends: &[usize],
     shape: Shape,
     expected: usize,
-    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+    on_item: &mut OnItem<'_>,
 ) -> Flow {
     let item = if ends.len() != expected {
-        Item::Bad(Bad { line, raw, reason: format!("has {} fields, the header has {expected}", ends.len()) })
+        Item::Bad(Bad {
+            line,
+            raw,
+            reason: format!("has {} fields, the header has {expected}", ends.len()),
+        })
     } else if !out.is_ascii()
         && let Err(e) = std::str::from_utf8(out)
     {
-        Item::Bad(Bad { line, raw, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
+        Item::Bad(Bad {
+            line,
+            raw,
+            reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        })
     } else {
-        Item::Row(Row { line, raw, out, ends, sep: shape.sep, plain: shape.plain })
+        Item::Row(Row {
+            line,
+            raw,
+            out,
+            ends,
+            sep: shape.sep,
+            plain: shape.plain,
+        })
     };
     on_item(item)
 }
@@ -416,8 +492,12 @@ fn header_names(out: &[u8], ends: &[usize]) -> Result<Vec<String>, ReadError> {
     let mut names = Vec::with_capacity(ends.len());
     let mut prev = 0;
     for &end in ends {
-        let name = std::str::from_utf8(&out[prev..end])
-            .map_err(|_| ReadError::Header(format!("header field {} is not valid UTF-8", names.len() + 1)))?;
+        let name = std::str::from_utf8(&out[prev..end]).map_err(|_| {
+            ReadError::Header(format!(
+                "header field {} is not valid UTF-8",
+                names.len() + 1
+            ))
+        })?;
         names.push(name.trim().to_string());
         prev = end;
     }
@@ -426,8 +506,8 @@ fn header_names(out: &[u8], ends: &[usize]) -> Result<Vec<String>, ReadError> {
 
 fn read_jsonl(
     input: impl Read,
-    on_header: &mut dyn FnMut(&Header, &[u8]) -> Result<(), String>,
-    on_item: &mut dyn FnMut(Item<'_>) -> Flow,
+    on_header: &mut OnHeader<'_>,
+    on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     let mut reader = io::BufReader::with_capacity(1 << 20, input);
     let mut header: Header = Vec::new();
@@ -455,9 +535,20 @@ fn read_jsonl(
                 if grew {
                     on_header(&header, b"").map_err(ReadError::Header)?;
                 }
-                Item::Row(Row { line, raw: &raw, out: &out, ends: &ends, sep: 0, plain: false })
+                Item::Row(Row {
+                    line,
+                    raw: &raw,
+                    out: &out,
+                    ends: &ends,
+                    sep: 0,
+                    plain: false,
+                })
             }
-            Err(reason) => Item::Bad(Bad { line, raw: &raw, reason }),
+            Err(reason) => Item::Bad(Bad {
+                line,
+                raw: &raw,
+                reason,
+            }),
         };
         if on_item(item) == Flow::Stop {
             summary.stopped = true;
@@ -470,9 +561,16 @@ fn read_jsonl(
 /// Lays a JSON object's values out in header order (strings as text,
 /// numbers as written, null and missing keys as empty). Returns whether the
 /// header grew.
-fn jsonl_fields(raw: &[u8], header: &mut Header, out: &mut Vec<u8>, ends: &mut Vec<usize>) -> Result<bool, String> {
-    let text = std::str::from_utf8(raw).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("broken JSON: {e}"))?;
+fn jsonl_fields(
+    raw: &[u8],
+    header: &mut Header,
+    out: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> Result<bool, String> {
+    let text = std::str::from_utf8(raw)
+        .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("broken JSON: {e}"))?;
     let serde_json::Value::Object(map) = value else {
         return Err("not a JSON object".to_string());
     };
@@ -500,7 +598,9 @@ fn jsonl_fields(raw: &[u8], header: &mut Header, out: &mut Vec<u8>, ends: &mut V
 mod tests {
     use super::*;
 
-    fn collect(data: &'static [u8], format: Format) -> (Header, Vec<(u64, String, Vec<String>)>, Vec<(u64, String)>) {
+    type Rows = Vec<(u64, String, Vec<String>)>;
+
+    fn collect(data: &'static [u8], format: Format) -> (Header, Rows, Vec<(u64, String)>) {
         let mut header = Vec::new();
         let mut rows = Vec::new();
         let mut bad = Vec::new();
@@ -516,7 +616,9 @@ mod tests {
                     Item::Row(r) => rows.push((
                         r.line,
                         String::from_utf8_lossy(r.raw).into_owned(),
-                        (0..r.len()).map(|i| String::from_utf8_lossy(r.field(i).unwrap()).into_owned()).collect(),
+                        (0..r.len())
+                            .map(|i| String::from_utf8_lossy(r.field(i).unwrap()).into_owned())
+                            .collect(),
                     )),
                     Item::Bad(b) => bad.push((b.line, b.reason)),
                 }

@@ -20,8 +20,8 @@ pub mod input;
 pub mod partition;
 pub mod parts;
 pub mod pool;
-pub mod scan;
 pub mod sandbox;
+pub mod scan;
 pub mod stats;
 pub mod summary;
 pub mod worker;
@@ -38,8 +38,8 @@ use crate::error::{Error, Result};
 use crate::tasks::{Event, Reporter, Task, TaskList, TaskStatus};
 use input::{Format, Source};
 use partition::{ColumnType, KeySpec, Partition, Reject};
-use stats::{ColumnStats, RegionStats};
 use pool::{Unit, status_event};
+use stats::{ColumnStats, RegionStats};
 use worker::{Job, Limits, Program};
 
 /// The demo dataset embedded in the binary (`--demo`).
@@ -180,10 +180,15 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
     if let Some(t) = l.timeout
         && !(t.is_finite() && t > 0.0)
     {
-        return Err(format!("--timeout must be a positive number of seconds, got {t}"));
+        return Err(format!(
+            "--timeout must be a positive number of seconds, got {t}"
+        ));
     }
     if !(l.grace.is_finite() && l.grace >= 0.0) {
-        return Err(format!("--grace must be a non-negative number of seconds, got {}", l.grace));
+        return Err(format!(
+            "--grace must be a non-negative number of seconds, got {}",
+            l.grace
+        ));
     }
     if options.jobs == Some(0) {
         return Err("--jobs must be at least 1".into());
@@ -191,7 +196,11 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
     if l.max_open_files < 16 {
         return Err("--max-open-files must be at least 16".into());
     }
-    if options.processor.as_deref().is_some_and(|c| c.trim().is_empty()) {
+    if options
+        .processor
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
         return Err("--processor is empty".into());
     }
     Ok(())
@@ -207,10 +216,15 @@ pub fn run(options: &ProcessOptions, reporter: &mut dyn Reporter) -> Result<Proc
         ));
     }
     if options.aggregate.is_some() && options.processor.is_none() {
-        return Err(Error::Usage("--aggregate needs --processor: the built-in summary aggregates itself".into()));
+        return Err(Error::Usage(
+            "--aggregate needs --processor: the built-in summary aggregates itself".into(),
+        ));
     }
     let run_dir = worker::make_run_dir().map_err(|e| Error::io("creating the run directory", e))?;
-    let guard = RunDir { path: run_dir.clone(), keep: options.keep_workdirs };
+    let guard = RunDir {
+        path: run_dir.clone(),
+        keep: options.keep_workdirs,
+    };
     if options.sandbox {
         sandbox::check(&run_dir).map_err(Error::Usage)?;
     }
@@ -262,43 +276,76 @@ impl Drop for RunDir {
 
 /// Turns the options into sources to read and how to key them.
 fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
-    let modes = [options.demo, !options.inputs.is_empty(), !options.regions.is_empty()];
+    let modes = [
+        options.demo,
+        !options.inputs.is_empty(),
+        !options.regions.is_empty(),
+    ];
     match modes.iter().filter(|m| **m).count() {
-        0 => return Err(Error::Usage("nothing to process: give INPUT... --by FIELD, --regions DIR_OR_FILES, or --demo".into())),
+        0 => {
+            return Err(Error::Usage(
+                "nothing to process: give INPUT... --by FIELD, --regions DIR_OR_FILES, or --demo"
+                    .into(),
+            ));
+        }
         1 => {}
-        _ => return Err(Error::Usage("give only one of INPUT..., --regions and --demo".into())),
+        _ => {
+            return Err(Error::Usage(
+                "give only one of INPUT..., --regions and --demo".into(),
+            ));
+        }
     }
     if options.demo {
         let key = options.by.clone().unwrap_or_else(|| "region".into());
-        return Ok((vec![Source::Embedded("demo.csv", DEMO_CSV.as_bytes())], KeySpec::Column(key)));
+        return Ok((
+            vec![Source::Embedded("demo.csv", DEMO_CSV.as_bytes())],
+            KeySpec::Column(key),
+        ));
     }
     if !options.regions.is_empty() {
         if options.by.is_some() {
-            return Err(Error::Usage("--regions takes one file per region; --by does not apply".into()));
+            return Err(Error::Usage(
+                "--regions takes one file per region; --by does not apply".into(),
+            ));
         }
         let mut files = Vec::new();
         for path in &options.regions {
             if path.is_dir() {
                 let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                    .map_err(|e| Error::Input(format!("cannot read directory {}: {e}", path.display())))?
+                    .map_err(|e| {
+                        Error::Input(format!("cannot read directory {}: {e}", path.display()))
+                    })?
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                    .filter(|p| {
+                        p.is_file()
+                            && !p
+                                .file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    })
                     .collect();
                 entries.sort();
                 if entries.is_empty() {
-                    return Err(Error::Input(format!("{}: no files in this directory", path.display())));
+                    return Err(Error::Input(format!(
+                        "{}: no files in this directory",
+                        path.display()
+                    )));
                 }
                 files.extend(entries.into_iter().map(Source::File));
             } else if path.is_file() {
                 files.push(Source::File(path.clone()));
             } else {
-                return Err(Error::Input(format!("{}: no such file or directory", path.display())));
+                return Err(Error::Input(format!(
+                    "{}: no such file or directory",
+                    path.display()
+                )));
             }
         }
         return Ok((files, KeySpec::FileStem));
     }
     let Some(by) = options.by.clone() else {
-        return Err(Error::Usage("--by FIELD is required with INPUT files: which column names the region?".into()));
+        return Err(Error::Usage(
+            "--by FIELD is required with INPUT files: which column names the region?".into(),
+        ));
     };
     let mut sources = Vec::new();
     for path in &options.inputs {
@@ -333,7 +380,10 @@ fn coordinate(
     }
     let aggregate_id = (part.regions.len() + 1).to_string();
     tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
-    reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
+    reporter.report(&Event::RunStarted {
+        run: "process".into(),
+        tasks: tasks.len(),
+    });
 
     let numeric: Vec<String> = part
         .types
@@ -352,8 +402,11 @@ fn coordinate(
                 Some(cmd) => Program::Shell(cmd.clone()),
                 None => Program::Builtin {
                     kind: "summary",
-                    spec: serde_json::to_string(&summary::Spec { format: data.format, numeric: numeric.clone() })
-                        .expect("spec serializes"),
+                    spec: serde_json::to_string(&summary::Spec {
+                        format: data.format,
+                        numeric: numeric.clone(),
+                    })
+                    .expect("spec serializes"),
                 },
             },
             stdin: data.spool.clone(),
@@ -361,14 +414,19 @@ fn coordinate(
             records: data.records,
         })
         .collect();
-    let (outcomes, warnings) = pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
+    let (outcomes, warnings) =
+        pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
     let mut results: Vec<Option<pool::Outcome>> = outcomes.into_iter().map(Some).collect();
 
     let mut report = ProcessReport {
         tasks: Vec::new(),
         regions: BTreeMap::new(),
         totals: None,
-        accounting: Accounting { input_records: part.input_records, rejected: part.rejected, ..Accounting::default() },
+        accounting: Accounting {
+            input_records: part.input_records,
+            rejected: part.rejected,
+            ..Accounting::default()
+        },
         rejects: part.rejects.clone(),
         complete: false,
         warnings,
@@ -379,7 +437,13 @@ fn coordinate(
     let mut user_results: Vec<Map<String, Value>> = Vec::new();
     let mut region_results: BTreeMap<String, Value> = BTreeMap::new();
     for (i, data) in part.regions.iter().enumerate() {
-        let mut entry = RegionReport { task: Some(ids[i].clone()), records: data.records, stats: None, result: None, error: None };
+        let mut entry = RegionReport {
+            task: Some(ids[i].clone()),
+            records: data.records,
+            stats: None,
+            result: None,
+            error: None,
+        };
         match results[i].take() {
             Some(Ok(output)) => {
                 report.accounting.processed += data.records;
@@ -395,17 +459,23 @@ fn coordinate(
                         }
                         Ok(s) => {
                             // Cannot happen unless the worker is broken; never hide it.
-                            entry.error = Some(format!("the worker counted {} records, {} were sent", s.records, data.records));
+                            entry.error = Some(format!(
+                                "the worker counted {} records, {} were sent",
+                                s.records, data.records
+                            ));
                         }
-                        Err(e) => entry.error = Some(format!("the worker printed an unreadable summary: {e}")),
+                        Err(e) => {
+                            entry.error =
+                                Some(format!("the worker printed an unreadable summary: {e}"))
+                        }
                     }
                     if let Some(e) = &entry.error {
                         report.accounting.processed -= data.records;
                         report.accounting.in_failed_regions += data.records;
-                        tasks.get_mut(&ids[i]).map(|t| {
+                        if let Some(t) = tasks.get_mut(&ids[i]) {
                             t.status = TaskStatus::Failed;
                             t.error = Some(e.clone());
-                        });
+                        }
                     }
                 }
             }
@@ -420,7 +490,9 @@ fn coordinate(
 
     // aggregate-results: runs once every region task completed.
     if tasks.unblocked().contains(&aggregate_id) {
-        let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
+        let from = tasks
+            .transition(&aggregate_id, TaskStatus::InProgress, ms())
+            .unwrap_or(TaskStatus::Blocked);
         if let Some(t) = tasks.get_mut(&aggregate_id) {
             t.node = Some("local".into());
         }
@@ -433,14 +505,21 @@ fn coordinate(
             Ok(totals)
         } else {
             let total = aggregate::merge_summaries(summaries.iter());
-            Ok(serde_json::json!({ "records": total.records, "regions": summaries.len(), "stats": total.summaries() }))
+            Ok(
+                serde_json::json!({ "records": total.records, "regions": summaries.len(), "stats": total.summaries() }),
+            )
         };
         let status_from = match &outcome {
             Ok(_) => tasks.transition(&aggregate_id, TaskStatus::Completed, ms()),
             Err(e) => tasks.fail(&aggregate_id, e.clone(), ms()),
         };
         if let Some(from) = status_from {
-            reporter.report(&status_event(&tasks, &aggregate_id, from, outcome.as_ref().err().cloned()));
+            reporter.report(&status_event(
+                &tasks,
+                &aggregate_id,
+                from,
+                outcome.as_ref().err().cloned(),
+            ));
         }
         report.totals = outcome.ok();
     } else {
@@ -457,7 +536,11 @@ fn coordinate(
     report.complete = tasks.iter().all(|t| t.status == TaskStatus::Completed);
     let failed = tasks.count(TaskStatus::Failed);
     report.elapsed_ms = ms();
-    reporter.report(&Event::RunFinished { completed: tasks.count(TaskStatus::Completed), failed, elapsed_ms: report.elapsed_ms });
+    reporter.report(&Event::RunFinished {
+        completed: tasks.count(TaskStatus::Completed),
+        failed,
+        elapsed_ms: report.elapsed_ms,
+    });
     report.tasks = tasks.into_vec();
     report
 }
@@ -465,9 +548,24 @@ fn coordinate(
 /// `process-region-<name>`, lower-cased as in the seed when that keeps
 /// subjects distinct. Subjects are labels: renderers escape them.
 fn region_subjects(part: &Partition) -> Vec<String> {
-    let lower: Vec<String> = part.regions.iter().map(|r| format!("process-region-{}", r.name.to_lowercase())).collect();
-    let distinct = lower.iter().collect::<std::collections::BTreeSet<_>>().len() == lower.len();
-    if distinct { lower } else { part.regions.iter().map(|r| format!("process-region-{}", r.name)).collect() }
+    let lower: Vec<String> = part
+        .regions
+        .iter()
+        .map(|r| format!("process-region-{}", r.name.to_lowercase()))
+        .collect();
+    let distinct = lower
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        == lower.len();
+    if distinct {
+        lower
+    } else {
+        part.regions
+            .iter()
+            .map(|r| format!("process-region-{}", r.name))
+            .collect()
+    }
 }
 
 /// Runs `--aggregate CMD` as an isolated worker with every region's result on stdin.
@@ -480,13 +578,17 @@ fn run_aggregator(
 ) -> std::result::Result<Map<String, Value>, String> {
     let input = run_dir.join("aggregate-input.json");
     let body = serde_json::json!({ "regions": results });
-    std::fs::write(&input, format!("{body}\n")).map_err(|e| format!("cannot write the aggregator's input: {e}"))?;
+    std::fs::write(&input, format!("{body}\n"))
+        .map_err(|e| format!("cannot write the aggregator's input: {e}"))?;
     let workdir = run_dir.join("work-aggregate");
     let job = Job {
         program: Program::Shell(cmd.to_string()),
         stdin: input,
         workdir: workdir.clone(),
-        env: vec![("DISTEX_TASK_ID".into(), task_id.to_string()), ("DISTEX_ATTEMPT".into(), "1".into())],
+        env: vec![
+            ("DISTEX_TASK_ID".into(), task_id.to_string()),
+            ("DISTEX_ATTEMPT".into(), "1".into()),
+        ],
         limits: options.limits.clone(),
         sandbox: options.sandbox,
     };
@@ -506,22 +608,34 @@ pub fn human_bytes(bytes: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Parses sizes such as `512M`, `2G`, `1.5GiB`, `4096`.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("{text:?} is not a size (examples: 512M, 2G, 4096)"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (examples: 512M, 2G, 4096)"))?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use K, M, G or T)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
+            ));
+        }
     };
     Ok((value * factor as f64) as u64)
 }
@@ -530,11 +644,17 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 pub fn parse_schema(specs: &[String]) -> std::result::Result<BTreeMap<String, ColumnType>, String> {
     let mut out = BTreeMap::new();
     for spec in specs.iter().flat_map(|s| s.split(',')) {
-        let (name, t) = spec.split_once('=').ok_or_else(|| format!("--schema expects COLUMN=number|text, got {spec:?}"))?;
+        let (name, t) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--schema expects COLUMN=number|text, got {spec:?}"))?;
         let t = match t.trim() {
             "number" | "numeric" => ColumnType::Number,
             "text" | "string" => ColumnType::Text,
-            other => return Err(format!("--schema {name}: unknown type {other:?} (number or text)")),
+            other => {
+                return Err(format!(
+                    "--schema {name}: unknown type {other:?} (number or text)"
+                ));
+            }
         };
         out.insert(name.trim().to_string(), t);
     }

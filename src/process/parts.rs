@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-
 use super::input::{Format, Source};
 use super::partition::{KeySpec, MAX_LISTED_REJECTS, Reject};
 use super::pool::{self, Unit, status_event};
@@ -46,7 +45,11 @@ pub fn try_bytes(
 ) -> Result<Bytes> {
     let forced = options.split == Split::Bytes;
     let refuse = |why: &str| -> Result<Bytes> {
-        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Bytes::NotApplicable) }
+        if forced {
+            Err(Error::Usage(format!("--split bytes {why}")))
+        } else {
+            Ok(Bytes::NotApplicable)
+        }
     };
     if options.split == Split::Regions {
         return Ok(Bytes::NotApplicable);
@@ -54,26 +57,51 @@ pub fn try_bytes(
     if options.processor.is_some() {
         return refuse("works with the built-in summary only (not with --processor)");
     }
-    let KeySpec::Column(key) = key else { return refuse("needs INPUT files and --by (not --regions)") };
+    let KeySpec::Column(key) = key else {
+        return refuse("needs INPUT files and --by (not --regions)");
+    };
     let mut files: Vec<PathBuf> = Vec::new();
     let mut format = None;
     for s in sources {
-        let Source::File(p) = s else { return refuse("needs files (not stdin or --demo)") };
-        let f = options.format.or_else(|| Format::from_path(p)).unwrap_or(Format::Csv);
+        let Source::File(p) = s else {
+            return refuse("needs files (not stdin or --demo)");
+        };
+        let f = options
+            .format
+            .or_else(|| Format::from_path(p))
+            .unwrap_or(Format::Csv);
         if f == Format::Jsonl || format.is_some_and(|g| g != f) {
             return refuse("needs CSV or TSV files, all in the same format");
         }
         format = Some(f);
         files.push(p.clone());
     }
-    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     if !forced && total < AUTO_MIN_BYTES {
         return Ok(Bytes::NotApplicable);
     }
     let format = format.unwrap_or(Format::Csv);
-    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-    let Some(plan) = scan::plan(&files, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)? else {
-        return refuse("needs plain (not compressed) files with the same header, holding the --by column");
+    let jobs = options
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let Some(plan) = scan::plan(
+        &files,
+        format,
+        key,
+        &options.schema,
+        jobs,
+        options.part_size,
+    )
+    .map_err(Error::Input)?
+    else {
+        return refuse(
+            "needs plain (not compressed) files with the same header, holding the --by column",
+        );
     };
     run_plan(options, &plan, format, run_dir, started, reporter)
 }
@@ -110,7 +138,10 @@ fn run_plan(
         .map(|(i, spec)| Unit {
             task_id: ids[i].clone(),
             subject: format!("process-part-{}", i + 1),
-            program: Program::Builtin { kind: "scan", spec: serde_json::to_string(spec).expect("spec serializes") },
+            program: Program::Builtin {
+                kind: "scan",
+                spec: serde_json::to_string(spec).expect("spec serializes"),
+            },
             stdin: PathBuf::from("/dev/null"),
             env: vec![],
             records: 0,
@@ -121,8 +152,12 @@ fn run_plan(
     }
     let aggregate_id = (n + 1).to_string();
     tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
-    reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
-    let (outcomes, mut warnings) = pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
+    reporter.report(&Event::RunStarted {
+        run: "process".into(),
+        tasks: tasks.len(),
+    });
+    let (outcomes, mut warnings) =
+        pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
 
     // Read every part's result (merging its regions right away, so only one
     // part's maps are held at a time); re-count failed parts in-process.
@@ -147,8 +182,12 @@ fn run_plan(
                 results.push((r, None));
             }
             Err(reason) => {
-                let counted = scan::scan(&specs[i]).map_err(|e| Error::Input(format!("re-reading failed part {}: {e}", i + 1)))?;
-                if tasks.get(&ids[i]).is_some_and(|t| t.status != TaskStatus::Failed) {
+                let counted = scan::scan(&specs[i])
+                    .map_err(|e| Error::Input(format!("re-reading failed part {}: {e}", i + 1)))?;
+                if tasks
+                    .get(&ids[i])
+                    .is_some_and(|t| t.status != TaskStatus::Failed)
+                {
                     tasks.fail(&ids[i], reason.clone(), ms());
                 }
                 results.push((counted, Some(reason)));
@@ -157,13 +196,18 @@ fn run_plan(
     }
     // Boundaries are only trustworthy when every record had balanced quotes.
     for (i, (r, _)) in results.iter().enumerate() {
-        let last_of_file = plan.parts.get(i + 1).is_none_or(|next| next.file_index != plan.parts[i].file_index);
+        let last_of_file = plan
+            .parts
+            .get(i + 1)
+            .is_none_or(|next| next.file_index != plan.parts[i].file_index);
         if r.odd_quote_records > 0 || (r.unterminated_last && !last_of_file) {
             let message = format!(
                 "{} has a quote inside an unquoted field, so it cannot be split by byte ranges safely; it was re-read sequentially, one worker per region",
                 plan.parts[i].file.display()
             );
-            reporter.report(&Event::Warning { message: message.clone() });
+            reporter.report(&Event::Warning {
+                message: message.clone(),
+            });
             return Ok(Bytes::Fallback(message));
         }
     }
@@ -187,7 +231,15 @@ fn run_plan(
         accounting.rejected += r.rejected;
         for (rel, reason) in &r.rejects {
             let file = plan.parts[i].file.display().to_string();
-            rejects.push((plan.parts[i].file_index, first_lines[i] + rel - 1, Reject { file, line: first_lines[i] + rel - 1, reason: reason.clone() }));
+            rejects.push((
+                plan.parts[i].file_index,
+                first_lines[i] + rel - 1,
+                Reject {
+                    file,
+                    line: first_lines[i] + rel - 1,
+                    reason: reason.clone(),
+                },
+            ));
         }
         // Completed parts were merged above (their maps are empty now).
         for (name, stats) in &r.regions {
@@ -203,7 +255,11 @@ fn run_plan(
         && accounting.rejected > max
     {
         rejects.sort_by_key(|(f, l, _)| (*f, *l));
-        let first: Vec<String> = rejects.iter().take(3).map(|(_, _, r)| format!("{}:{}: {}", r.file, r.line, r.reason)).collect();
+        let first: Vec<String> = rejects
+            .iter()
+            .take(3)
+            .map(|(_, _, r)| format!("{}:{}: {}", r.file, r.line, r.reason))
+            .collect();
         return Err(Error::Input(format!(
             "stopped after {} rejected records (more than --max-rejects {max}) out of {} read; first: {}",
             accounting.rejected,
@@ -216,7 +272,8 @@ fn run_plan(
 
     accounting.processed = merged.values().map(|s| s.records).sum();
     let mut regions = BTreeMap::new();
-    let names: std::collections::BTreeSet<&String> = merged.keys().chain(failed_records.keys()).collect();
+    let names: std::collections::BTreeSet<&String> =
+        merged.keys().chain(failed_records.keys()).collect();
     for name in names {
         let ok = merged.get(name);
         let failed = failed_records.get(name);
@@ -225,9 +282,19 @@ fn run_plan(
             RegionReport {
                 task: None,
                 records: ok.map_or(0, |s| s.records) + failed.map_or(0, |f| f.0),
-                stats: if failed.is_none() { ok.map(|s| s.summaries()) } else { None },
+                stats: if failed.is_none() {
+                    ok.map(|s| s.summaries())
+                } else {
+                    None
+                },
                 result: None,
-                error: failed.map(|f| format!("{} of its records were not processed: {}", f.0, f.1.join("; "))),
+                error: failed.map(|f| {
+                    format!(
+                        "{} of its records were not processed: {}",
+                        f.0,
+                        f.1.join("; ")
+                    )
+                }),
             },
         );
     }
@@ -241,7 +308,9 @@ fn run_plan(
     }
 
     let totals = if tasks.unblocked().contains(&aggregate_id) {
-        let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
+        let from = tasks
+            .transition(&aggregate_id, TaskStatus::InProgress, ms())
+            .unwrap_or(TaskStatus::Blocked);
         if let Some(t) = tasks.get_mut(&aggregate_id) {
             t.node = Some("local".into());
         }
@@ -253,8 +322,11 @@ fn run_plan(
         }
         Some(totals)
     } else {
-        let failed: Vec<&str> =
-            tasks.iter().filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id).map(|t| t.subject.as_str()).collect();
+        let failed: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id)
+            .map(|t| t.subject.as_str())
+            .collect();
         let reason = format!("not run: blocked by failed task(s) {}", failed.join(", "));
         if let Some(from) = tasks.fail(&aggregate_id, reason.clone(), ms()) {
             reporter.report(&status_event(&tasks, &aggregate_id, from, Some(reason)));

@@ -38,9 +38,20 @@ pub enum Output {
 pub type Outcome = Result<Output, String>;
 
 enum Msg {
-    Started { unit: usize, attempt: u32 },
-    Retrying { unit: usize, attempt: u32, reason: String, delay: Duration },
-    Finished { unit: usize, result: Outcome },
+    Started {
+        unit: usize,
+        attempt: u32,
+    },
+    Retrying {
+        unit: usize,
+        attempt: u32,
+        reason: String,
+        delay: Duration,
+    },
+    Finished {
+        unit: usize,
+        result: Outcome,
+    },
 }
 
 /// Runs every unit; returns their outcomes in order and the warnings raised.
@@ -53,7 +64,10 @@ pub fn run_units(
     reporter: &mut dyn Reporter,
 ) -> (Vec<Outcome>, Vec<String>) {
     let ms = || started.elapsed().as_millis() as u64;
-    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let jobs = options
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut threads = Vec::new();
@@ -85,10 +99,20 @@ pub fn run_units(
                     }
                 }
             }
-            Msg::Retrying { unit, attempt, reason, delay } => {
-                let message =
-                    format!("{} attempt {attempt} failed: {reason}; retrying in {} ms", units[unit].subject, delay.as_millis());
-                reporter.report(&Event::Warning { message: message.clone() });
+            Msg::Retrying {
+                unit,
+                attempt,
+                reason,
+                delay,
+            } => {
+                let message = format!(
+                    "{} attempt {attempt} failed: {reason}; retrying in {} ms",
+                    units[unit].subject,
+                    delay.as_millis()
+                );
+                reporter.report(&Event::Warning {
+                    message: message.clone(),
+                });
                 warnings.push(message);
             }
             Msg::Finished { unit, result } => {
@@ -99,7 +123,12 @@ pub fn run_units(
                 };
                 // A result for a task that already finished is ignored: counted once.
                 if let Some(from) = from {
-                    reporter.report(&status_event(tasks, id, from, result.as_ref().err().cloned()));
+                    reporter.report(&status_event(
+                        tasks,
+                        id,
+                        from,
+                        result.as_ref().err().cloned(),
+                    ));
                     results[unit] = Some(result);
                     done += 1;
                     records_done += units[unit].records;
@@ -145,10 +174,19 @@ pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<
 
 /// Runs one unit with up to `options.retries` extra attempts, each in a
 /// fresh work directory.
-fn run_with_retries(options: &ProcessOptions, run_dir: &Path, index: usize, unit: &Unit, tx: &mpsc::Sender<Msg>) -> Outcome {
+fn run_with_retries(
+    options: &ProcessOptions,
+    run_dir: &Path,
+    index: usize,
+    unit: &Unit,
+    tx: &mpsc::Sender<Msg>,
+) -> Outcome {
     let mut attempt = 1u32;
     loop {
-        let _ = tx.send(Msg::Started { unit: index, attempt });
+        let _ = tx.send(Msg::Started {
+            unit: index,
+            attempt,
+        });
         let workdir = run_dir.join(format!("work-{index}-{attempt}"));
         let mut env = unit.env.clone();
         env.push(("DISTEX_TASK_ID".into(), unit.task_id.clone()));
@@ -172,11 +210,18 @@ fn run_with_retries(options: &ProcessOptions, run_dir: &Path, index: usize, unit
             Ok(output) => return Ok(output),
             Err(reason) if attempt <= options.retries => {
                 let delay = backoff(attempt);
-                let _ = tx.send(Msg::Retrying { unit: index, attempt, reason, delay });
+                let _ = tx.send(Msg::Retrying {
+                    unit: index,
+                    attempt,
+                    reason,
+                    delay,
+                });
                 std::thread::sleep(delay);
                 attempt += 1;
             }
-            Err(reason) if attempt > 1 => return Err(format!("{reason} (after {attempt} attempts)")),
+            Err(reason) if attempt > 1 => {
+                return Err(format!("{reason} (after {attempt} attempts)"));
+            }
             Err(reason) => return Err(reason),
         }
     }
@@ -184,5 +229,6 @@ fn run_with_retries(options: &ProcessOptions, run_dir: &Path, index: usize, unit
 
 /// 100 ms, 200 ms, 400 ms, ... capped at 5 s.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << (attempt - 1).min(6))).min(Duration::from_secs(5))
+    Duration::from_millis(100u64.saturating_mul(1 << (attempt - 1).min(6)))
+        .min(Duration::from_secs(5))
 }

@@ -33,7 +33,10 @@ pub fn main(args: &[OsString]) -> u8 {
     }
     use std::os::unix::process::CommandExt;
     let e = std::process::Command::new(program).args(rest).exec();
-    eprintln!("distex: sandbox: cannot run {}: {e}", program.to_string_lossy());
+    eprintln!(
+        "distex: sandbox: cannot run {}: {e}",
+        program.to_string_lossy()
+    );
     127
 }
 
@@ -41,8 +44,8 @@ pub fn main(args: &[OsString]) -> u8 {
 #[cfg(target_os = "linux")]
 pub fn enter(dir: &Path) -> Result<(), String> {
     use landlock::{
-        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-        path_beneath_rules,
+        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        RulesetStatus, path_beneath_rules,
     };
     // SAFETY: unshare(2) with flags only; this process has a single thread.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
@@ -54,7 +57,9 @@ pub fn enter(dir: &Path) -> Result<(), String> {
     }
     let abi = ABI::V3;
     let fail = |e: landlock::RulesetError| {
-        format!("Landlock is not available in this kernel ({e}); it needs Linux 6.2 or newer with Landlock enabled. Run without --sandbox to accept weaker isolation")
+        format!(
+            "Landlock is not available in this kernel ({e}); it needs Linux 6.2 or newer with Landlock enabled. Run without --sandbox to accept weaker isolation"
+        )
     };
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)

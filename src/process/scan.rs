@@ -79,7 +79,9 @@ pub fn main() -> u8 {
         Ok(result) => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let ok = serde_json::to_writer(&mut out, &result).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok();
+            let ok = serde_json::to_writer(&mut out, &result).is_ok()
+                && out.write_all(b"\n").is_ok()
+                && out.flush().is_ok();
             if ok { 0 } else { 1 }
         }
         Err(e) => {
@@ -133,9 +135,14 @@ impl<R: Read> Read for CountLines<R> {
 
 /// Scans one byte range.
 pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
-    let mut file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
-    file.seek(SeekFrom::Start(spec.start)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
-    let mut reader = CountLines { inner: file.take(spec.end - spec.start), newlines: 0 };
+    let mut file =
+        File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
+    file.seek(SeekFrom::Start(spec.start))
+        .map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
+    let mut reader = CountLines {
+        inner: file.take(spec.end - spec.start),
+        newlines: 0,
+    };
     let mut out = ScanResult::default();
     let mut index: HashMap<Vec<u8>, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
     let mut names: Vec<String> = Vec::new();
@@ -146,74 +153,83 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
     let mut values: Vec<Option<f64>> = vec![None; width];
     let key_name = spec.header.get(spec.key).cloned().unwrap_or_default();
     let quoting = spec.format == Format::Csv;
-    let summary = input::read_headerless(&mut reader, spec.format, spec.header.len(), &mut |item| {
-        out.records += 1;
-        let (line, reason) = match item {
-            Item::Bad(bad) => {
-                if quoting && odd_quotes(bad.raw) {
-                    out.odd_quote_records += 1;
+    let summary =
+        input::read_headerless(&mut reader, spec.format, spec.header.len(), &mut |item| {
+            out.records += 1;
+            let (line, reason) = match item {
+                Item::Bad(bad) => {
+                    if quoting && odd_quotes(bad.raw) {
+                        out.odd_quote_records += 1;
+                    }
+                    (bad.line, bad.reason)
                 }
-                (bad.line, bad.reason)
-            }
-            Item::Row(row) => {
-                if quoting && !row.plain && odd_quotes(row.raw) {
-                    out.odd_quote_records += 1;
-                }
-                let key = match check_key(&row, Some(spec.key), &key_name) {
-                    Ok(k) => k,
-                    Err(reason) => return reject(&mut out, row.line, reason, spec.max_rejects),
-                };
-                // Parse every numeric field once; reject before touching any accumulator.
-                let mut bad = false;
-                for (slot, &col) in spec.numeric.iter().enumerate() {
-                    match row.field(col).map(parse_number) {
-                        Some(Ok(v)) => values[slot] = v,
-                        None => values[slot] = None,
-                        Some(Err(())) => {
-                            bad = true;
-                            break;
+                Item::Row(row) => {
+                    if quoting && !row.plain && odd_quotes(row.raw) {
+                        out.odd_quote_records += 1;
+                    }
+                    let key = match check_key(&row, Some(spec.key), &key_name) {
+                        Ok(k) => k,
+                        Err(reason) => return reject(&mut out, row.line, reason, spec.max_rejects),
+                    };
+                    // Parse every numeric field once; reject before touching any accumulator.
+                    let mut bad = false;
+                    for (slot, &col) in spec.numeric.iter().enumerate() {
+                        match row.field(col).map(parse_number) {
+                            Some(Ok(v)) => values[slot] = v,
+                            None => values[slot] = None,
+                            Some(Err(())) => {
+                                bad = true;
+                                break;
+                            }
                         }
                     }
-                }
-                if bad {
-                    let reason = check_numbers(&row, &spec.numeric, &spec.header).err().unwrap_or_default();
-                    return reject(&mut out, row.line, reason, spec.max_rejects);
-                }
-                let region = match index.get(key) {
-                    Some(&r) => r,
-                    None => {
-                        let r = names.len();
-                        names.push(String::from_utf8_lossy(key).into_owned());
-                        index.insert(key.to_vec(), r);
-                        accs.extend((0..width).map(|_| Running::default()));
-                        counts.push(0);
-                        r
+                    if bad {
+                        let reason = check_numbers(&row, &spec.numeric, &spec.header)
+                            .err()
+                            .unwrap_or_default();
+                        return reject(&mut out, row.line, reason, spec.max_rejects);
                     }
-                };
-                counts[region] += 1;
-                let row_accs = &mut accs[region * width..(region + 1) * width];
-                for (acc, v) in row_accs.iter_mut().zip(&values) {
-                    if let Some(v) = v {
-                        acc.push(*v);
+                    let region = match index.get(key) {
+                        Some(&r) => r,
+                        None => {
+                            let r = names.len();
+                            names.push(String::from_utf8_lossy(key).into_owned());
+                            index.insert(key.to_vec(), r);
+                            accs.extend((0..width).map(|_| Running::default()));
+                            counts.push(0);
+                            r
+                        }
+                    };
+                    counts[region] += 1;
+                    let row_accs = &mut accs[region * width..(region + 1) * width];
+                    for (acc, v) in row_accs.iter_mut().zip(&values) {
+                        if let Some(v) = v {
+                            acc.push(*v);
+                        }
                     }
+                    return Flow::Continue;
                 }
-                return Flow::Continue;
-            }
-        };
-        reject(&mut out, line, reason, spec.max_rejects)
-    })
-    .map_err(|e| match e {
-        input::ReadError::Io(e) => format!("cannot read {}: {e}", spec.file.display()),
-        input::ReadError::Header(m) => m,
-    })?;
+            };
+            reject(&mut out, line, reason, spec.max_rejects)
+        })
+        .map_err(|e| match e {
+            input::ReadError::Io(e) => format!("cannot read {}: {e}", spec.file.display()),
+            input::ReadError::Header(m) => m,
+        })?;
     out.newlines = reader.newlines;
     out.unterminated_last = summary.unterminated_last;
     out.stopped = summary.stopped;
     let mut accs = accs.into_iter();
     for (r, name) in names.into_iter().enumerate() {
-        let mut stats = RegionStats { records: counts[r], columns: BTreeMap::new() };
+        let mut stats = RegionStats {
+            records: counts[r],
+            columns: BTreeMap::new(),
+        };
         for &col in &spec.numeric {
-            stats.columns.insert(spec.header[col].clone(), accs.next().expect("one accumulator per slot").finish());
+            stats.columns.insert(
+                spec.header[col].clone(),
+                accs.next().expect("one accumulator per slot").finish(),
+            );
         }
         out.regions.insert(name, stats);
     }
@@ -229,7 +245,11 @@ fn reject(out: &mut ScanResult, line: u64, reason: String, max: Option<u64>) -> 
     if out.rejects.len() < super::partition::MAX_LISTED_REJECTS {
         out.rejects.push((line, reason));
     }
-    if max.is_some_and(|m| out.rejected > m) { Flow::Stop } else { Flow::Continue }
+    if max.is_some_and(|m| out.rejected > m) {
+        Flow::Stop
+    } else {
+        Flow::Continue
+    }
 }
 
 /// One byte range of one file.
@@ -275,13 +295,21 @@ pub fn plan(
     let mut sizes = Vec::new();
     for (n, path) in files.iter().enumerate() {
         let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+        let size = file
+            .metadata()
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .len();
         let mut head = vec![0u8; HEAD.min(size as usize)];
-        file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if head.starts_with(&[0x1f, 0x8b])
+            || head.first().is_some_and(|&b| b == b'\n' || b == b'\r')
+        {
             return Ok(None);
         }
-        let Some(header_end) = first_boundary(&head, 0, format == Format::Csv) else { return Ok(None) };
+        let Some(header_end) = first_boundary(&head, 0, format == Format::Csv) else {
+            return Ok(None);
+        };
         let mut names = Vec::new();
         let mut sample: Vec<Vec<Vec<u8>>> = Vec::new();
         let _ = input::read_from(
@@ -293,20 +321,35 @@ pub fn plan(
             },
             &mut |item| {
                 if let Item::Row(row) = item {
-                    sample.push((0..row.len()).map(|i| row.field(i).unwrap_or(b"").to_vec()).collect());
+                    sample.push(
+                        (0..row.len())
+                            .map(|i| row.field(i).unwrap_or(b"").to_vec())
+                            .collect(),
+                    );
                 }
-                if sample.len() >= super::partition::SAMPLE { Flow::Stop } else { Flow::Continue }
+                if sample.len() >= super::partition::SAMPLE {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
             },
         );
         match &header {
             None => {
-                let Some(k) = names.iter().position(|h| h == key) else { return Ok(None) };
+                let Some(k) = names.iter().position(|h| h == key) else {
+                    return Ok(None);
+                };
                 for (i, name) in names.iter().enumerate() {
                     if i == k {
                         continue;
                     }
                     let t = schema.get(name).copied().unwrap_or_else(|| {
-                        infer_type(sample.iter().filter(|r| r.len() == names.len()).map(|r| r[i].as_slice()))
+                        infer_type(
+                            sample
+                                .iter()
+                                .filter(|r| r.len() == names.len())
+                                .map(|r| r[i].as_slice()),
+                        )
                     });
                     types.insert(name.clone(), t);
                 }
@@ -320,14 +363,19 @@ pub fn plan(
         header_ends.push(header_end as u64);
         sizes.push(size);
     }
-    let Some(header) = header else { return Ok(None) };
+    let Some(header) = header else {
+        return Ok(None);
+    };
     let key_index = header.iter().position(|h| h == key).expect("checked");
-    let numeric: Vec<usize> =
-        (0..header.len()).filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number)).collect();
+    let numeric: Vec<usize> = (0..header.len())
+        .filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number))
+        .collect();
 
     // Part size: about four parts per job, between 8 MB and 256 MB.
     let total: u64 = sizes.iter().zip(&header_ends).map(|(s, h)| s - h).sum();
-    let part_size = part_size.unwrap_or_else(|| (total / (jobs as u64 * 4).max(1)).clamp(8 << 20, 256 << 20)).max(1);
+    let part_size = part_size
+        .unwrap_or_else(|| (total / (jobs as u64 * 4).max(1)).clamp(8 << 20, 256 << 20))
+        .max(1);
     let mut parts = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let (start, size) = (header_ends[i], sizes[i]);
@@ -338,12 +386,24 @@ pub fn plan(
         let mut prev = start;
         for cut in cuts.into_iter().chain(std::iter::once(size)) {
             if cut > prev {
-                parts.push(Part { file: path.clone(), file_index: i, start: prev, end: cut });
+                parts.push(Part {
+                    file: path.clone(),
+                    file_index: i,
+                    start: prev,
+                    end: cut,
+                });
                 prev = cut;
             }
         }
     }
-    Ok(Some(Plan { header, key: key_index, types, numeric, parts, first_line: header_lines }))
+    Ok(Some(Plan {
+        header,
+        key: key_index,
+        types,
+        numeric,
+        parts,
+        first_line: header_lines,
+    }))
 }
 
 /// Offset just after the first line break at even quote parity, from `from`
@@ -364,8 +424,18 @@ fn first_boundary(buf: &[u8], from: usize, quoting: bool) -> Option<usize> {
 }
 
 /// Record boundaries near every multiple of `part_size` in `[start, size)`.
-fn cut_points(path: &Path, start: u64, size: u64, part_size: u64, quoting: bool, threads: usize) -> Result<Vec<u64>, String> {
-    let targets: Vec<u64> = (1..).map(|k| start + k * part_size).take_while(|&t| t < size).collect();
+fn cut_points(
+    path: &Path,
+    start: u64,
+    size: u64,
+    part_size: u64,
+    quoting: bool,
+    threads: usize,
+) -> Result<Vec<u64>, String> {
+    let targets: Vec<u64> = (1..)
+        .map(|k| start + k * part_size)
+        .take_while(|&t| t < size)
+        .collect();
     if targets.is_empty() {
         return Ok(Vec::new());
     }
@@ -376,10 +446,13 @@ fn cut_points(path: &Path, start: u64, size: u64, part_size: u64, quoting: bool,
         let segments: Vec<(u64, u64)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
         let counts = count_quotes_parallel(path, &segments, threads)?;
         let mut odd = false;
-        counts.iter().map(|c| {
-            odd ^= c % 2 == 1;
-            odd
-        }).collect()
+        counts
+            .iter()
+            .map(|c| {
+                odd ^= c % 2 == 1;
+                odd
+            })
+            .collect()
     } else {
         vec![false; targets.len()]
     };
@@ -391,11 +464,17 @@ fn cut_points(path: &Path, start: u64, size: u64, part_size: u64, quoting: bool,
         let mut pos = target;
         let mut inside = odd;
         'search: while pos < size {
-            let n = file.read_at(&mut buf, pos).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let n = file
+                .read_at(&mut buf, pos)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             if n == 0 {
                 break;
             }
-            for i in if quoting { memchr::memchr2_iter(b'"', b'\n', &buf[..n]).collect::<Vec<_>>() } else { memchr::memchr_iter(b'\n', &buf[..n]).collect() } {
+            for i in if quoting {
+                memchr::memchr2_iter(b'"', b'\n', &buf[..n]).collect::<Vec<_>>()
+            } else {
+                memchr::memchr_iter(b'\n', &buf[..n]).collect()
+            } {
                 match buf[i] {
                     b'"' => inside = !inside,
                     _ if !inside => {
@@ -413,9 +492,16 @@ fn cut_points(path: &Path, start: u64, size: u64, part_size: u64, quoting: bool,
 }
 
 /// Number of `"` in each segment, counted by `threads` threads.
-fn count_quotes_parallel(path: &Path, segments: &[(u64, u64)], threads: usize) -> Result<Vec<u64>, String> {
+fn count_quotes_parallel(
+    path: &Path,
+    segments: &[(u64, u64)],
+    threads: usize,
+) -> Result<Vec<u64>, String> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<u64, String>>>> = segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<Result<u64, String>>>> = segments
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1).min(segments.len()) {
             scope.spawn(|| {
@@ -423,7 +509,9 @@ fn count_quotes_parallel(path: &Path, segments: &[(u64, u64)], threads: usize) -
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(mut pos, end)) = segments.get(i) else { break };
+                    let Some(&(mut pos, end)) = segments.get(i) else {
+                        break;
+                    };
                     let mut count = 0u64;
                     let result = loop {
                         if pos >= end {
@@ -446,6 +534,10 @@ fn count_quotes_parallel(path: &Path, segments: &[(u64, u64)], threads: usize) -
     });
     results
         .into_iter()
-        .map(|m| m.into_inner().expect("no poisoning").unwrap_or_else(|| Err(format!("cannot read {}", path.display()))))
+        .map(|m| {
+            m.into_inner()
+                .expect("no poisoning")
+                .unwrap_or_else(|| Err(format!("cannot read {}", path.display())))
+        })
         .collect()
 }

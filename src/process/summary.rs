@@ -24,7 +24,10 @@ pub struct Spec {
 
 /// Entry point of `distex __worker summary`; returns the exit status.
 pub fn main() -> u8 {
-    let spec: Spec = match std::env::var("DISTEX_WORKER_SPEC").map_err(|e| e.to_string()).and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string())) {
+    let spec: Spec = match std::env::var("DISTEX_WORKER_SPEC")
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    {
         Ok(spec) => spec,
         Err(e) => {
             eprintln!("distex worker: bad DISTEX_WORKER_SPEC: {e}");
@@ -34,7 +37,9 @@ pub fn main() -> u8 {
     match summarize(&Source::Stdin, &spec) {
         Ok(stats) => {
             let mut out = std::io::stdout().lock();
-            let written = serde_json::to_writer(&mut out, &stats).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok();
+            let written = serde_json::to_writer(&mut out, &stats).is_ok()
+                && out.write_all(b"\n").is_ok()
+                && out.flush().is_ok();
             if written { 0 } else { 1 }
         }
         Err(e) => {
@@ -59,7 +64,9 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
                 .numeric
                 .iter()
                 .enumerate()
-                .filter_map(|(slot, name)| header.iter().position(|h| h == name).map(|col| (col, slot)))
+                .filter_map(|(slot, name)| {
+                    header.iter().position(|h| h == name).map(|col| (col, slot))
+                })
                 .collect();
             Ok(())
         },
@@ -71,7 +78,10 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
                         Some(Ok(Some(v))) => accs[slot].push(v),
                         Some(Ok(None)) | None => {}
                         Some(Err(())) => {
-                            error = Some(format!("line {}: column {:?} is not a number", row.line, spec.numeric[slot]));
+                            error = Some(format!(
+                                "line {}: column {:?} is not a number",
+                                row.line, spec.numeric[slot]
+                            ));
                             return Flow::Stop;
                         }
                     }
