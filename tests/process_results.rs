@@ -482,3 +482,22 @@ fn json_op_process_takes_the_same_options() {
         .stdout();
     assert!(schema.contains("\"process\"") && schema.contains("max_rejects"));
 }
+
+#[test]
+fn live_progress_only_on_a_terminal() {
+    // `script` runs distex on a pseudo-terminal: the progress line appears
+    // on stderr (here merged into the terminal), and is erased again.
+    let sb = Sandbox::new();
+    let shell = format!("{} process --demo", support::DISTEX);
+    let out = std::process::Command::new("script")
+        .args(["-qec", &shell, "/dev/null"])
+        .env("HOME", sb.path())
+        .current_dir(sb.path())
+        .output()
+        .expect("script (util-linux)");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\r\x1b[Ktasks 3/3 done, "), "{text:?}");
+    assert!(text.contains("records/s"), "{text:?}");
+    assert!(text.contains("[4] aggregate-results: BLOCKED -> IN_PROGRESS -> COMPLETE"));
+}

@@ -411,7 +411,7 @@ fn coordinate(
             },
             stdin: data.spool.clone(),
             env: vec![("DISTEX_REGION".into(), data.name.clone())],
-            records: data.records,
+            records: Some(data.records),
         })
         .collect();
     let (outcomes, warnings) =

@@ -144,7 +144,7 @@ fn run_plan(
             },
             stdin: PathBuf::from("/dev/null"),
             env: vec![],
-            records: 0,
+            records: None,
         })
         .collect();
     for u in &units {

@@ -23,8 +23,8 @@ pub struct Unit {
     pub stdin: PathBuf,
     /// Extra variables (DISTEX_REGION); DISTEX_TASK_ID and DISTEX_ATTEMPT are added.
     pub env: Vec<(String, String)>,
-    /// Records it holds, for progress (0 when unknown).
-    pub records: u64,
+    /// Records it holds, for progress (unknown for byte ranges).
+    pub records: Option<u64>,
 }
 
 /// What a unit produced: the JSON object a user command printed, or the
@@ -131,11 +131,11 @@ pub fn run_units(
                     ));
                     results[unit] = Some(result);
                     done += 1;
-                    records_done += units[unit].records;
+                    records_done += units[unit].records.unwrap_or(0);
                     reporter.report(&Event::Progress {
                         done,
                         total: Some(units.len() as u64),
-                        records: Some(records_done),
+                        records: units[unit].records.map(|_| records_done),
                         elapsed_ms: ms(),
                     });
                 }

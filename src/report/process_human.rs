@@ -86,20 +86,13 @@ impl<W: Write + Send> Reporter for ProcessHuman<W> {
                     let _ = self.out.flush();
                 }
             }
-            Event::Progress {
-                done,
-                total,
-                records,
-                elapsed_ms,
-            } if self.live => {
-                let rate = records
-                    .map(|r| r as f64 / (*elapsed_ms).max(1) as f64 * 1000.0)
-                    .unwrap_or(0.0);
+            Event::Progress { done, total, records, elapsed_ms } if self.live => {
                 let total = total.map_or("?".to_string(), |t| t.to_string());
-                eprint!(
-                    "\r\x1b[Kregions {done}/{total} done, {} records/s",
-                    human_count(rate)
-                );
+                let rate = match records {
+                    Some(r) => format!(", {} records/s", human_count(*r as f64 / (*elapsed_ms).max(1) as f64 * 1000.0)),
+                    None => String::new(),
+                };
+                eprint!("\r\x1b[Ktasks {done}/{total} done{rate}");
                 self.progress_shown = true;
             }
             Event::Warning { message } => {
