@@ -308,15 +308,10 @@ fn read_delimited(
             && pos == start
         {
             let avail = &win.buf[pos..win.len];
-            match memchr::memchr(b'\n', avail) {
-                Some(nl) => {
+            match split_line(avail, delimiter, quoting, &mut ends) {
+                Split::Line { len: nl, fields } => {
                     let text = &avail[..nl];
-                    let special = if quoting {
-                        memchr::memchr2(b'"', b'\r', text)
-                    } else {
-                        memchr::memchr(b'\r', text)
-                    };
-                    if special.is_none() {
+                    {
                         let raw = &avail[..=nl];
                         pos += nl + 1;
                         start = pos;
@@ -324,17 +319,6 @@ fn read_delimited(
                         line += 1;
                         if text.is_empty() {
                             continue; // a blank line is no record
-                        }
-                        // Fields are slices of the line itself: no copy.
-                        let mut fields = 0usize;
-                        for i in
-                            memchr::memchr_iter(delimiter, text).chain(std::iter::once(text.len()))
-                        {
-                            if fields == ends.len() {
-                                ends.resize(ends.len() * 2, 0);
-                            }
-                            ends[fields] = i;
-                            fields += 1;
                         }
                         summary.records += 1;
                         summary.unterminated_last = false;
@@ -358,13 +342,14 @@ fn read_delimited(
                         continue;
                     }
                 }
-                None if !win.eof => {
+                Split::Special => {}
+                Split::Incomplete if !win.eof => {
                     let dropped = win.refill(start).map_err(ReadError::Io)?;
                     pos -= dropped;
                     start -= dropped;
                     continue;
                 }
-                None => {}
+                Split::Incomplete => {}
             }
         }
         let input = &win.buf[pos..win.len];
@@ -442,6 +427,111 @@ fn read_delimited(
         ));
     }
     Ok(summary)
+}
+
+/// What [`split_line`] found at the start of a buffer.
+enum Split {
+    /// A line of `len` bytes (line break excluded) with `fields` fields,
+    /// whose end offsets are in `ends`.
+    Line { len: usize, fields: usize },
+    /// The line holds a quote or a carriage return: csv-core must read it.
+    Special,
+    /// No line break in the buffer.
+    Incomplete,
+}
+
+/// Splits the line at the start of `avail` on `delim`, unless it holds a
+/// quote (when quoting) or a carriage return. Uses AVX2 when the CPU has it.
+fn split_line(avail: &[u8], delim: u8, quoting: bool, ends: &mut Vec<usize>) -> Split {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available (checked just above).
+        return unsafe { simd::split_line(avail, delim, quoting, ends) };
+    }
+    split_line_scalar(avail, 0, 0, delim, quoting, ends)
+}
+
+#[inline]
+fn push_end(ends: &mut Vec<usize>, fields: &mut usize, at: usize) {
+    if *fields == ends.len() {
+        ends.resize(ends.len().max(8) * 2, 0);
+    }
+    ends[*fields] = at;
+    *fields += 1;
+}
+
+/// Byte-at-a-time [`split_line`], from offset `from` with `fields` found so far.
+fn split_line_scalar(
+    avail: &[u8],
+    from: usize,
+    mut fields: usize,
+    delim: u8,
+    quoting: bool,
+    ends: &mut Vec<usize>,
+) -> Split {
+    for (i, &c) in avail.iter().enumerate().skip(from) {
+        if c == delim {
+            push_end(ends, &mut fields, i);
+        } else if c == b'\n' {
+            push_end(ends, &mut fields, i);
+            return Split::Line { len: i, fields };
+        } else if c == b'\r' || (quoting && c == b'"') {
+            return Split::Special;
+        }
+    }
+    Split::Incomplete
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    use super::{Split, push_end, split_line_scalar};
+
+    /// [`super::split_line`] 32 bytes at a time: one compare per byte class
+    /// gives bit masks of delimiters, line breaks and special bytes.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn split_line(
+        avail: &[u8],
+        delim: u8,
+        quoting: bool,
+        ends: &mut Vec<usize>,
+    ) -> Split {
+        let vd = _mm256_set1_epi8(delim as i8);
+        let vn = _mm256_set1_epi8(b'\n' as i8);
+        let vr = _mm256_set1_epi8(b'\r' as i8);
+        let vq = _mm256_set1_epi8(b'"' as i8);
+        let mut fields = 0usize;
+        let mut base = 0usize;
+        while base + 32 <= avail.len() {
+            // SAFETY: base + 32 <= len, and loadu has no alignment requirement.
+            let v = unsafe { _mm256_loadu_si256(avail.as_ptr().add(base) as *const __m256i) };
+            let d = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vd)) as u32;
+            let n = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vn)) as u32;
+            let mut sp = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vr)) as u32;
+            if quoting {
+                sp |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vq)) as u32;
+            }
+            // Only bytes before the first line break belong to this line.
+            let k = n.trailing_zeros();
+            let before = if n == 0 { u32::MAX } else { (1u32 << k) - 1 };
+            if sp & before != 0 {
+                return Split::Special;
+            }
+            let mut dm = d & before;
+            while dm != 0 {
+                push_end(ends, &mut fields, base + dm.trailing_zeros() as usize);
+                dm &= dm - 1;
+            }
+            if n != 0 {
+                let len = base + k as usize;
+                push_end(ends, &mut fields, len);
+                return Split::Line { len, fields };
+            }
+            base += 32;
+        }
+        split_line_scalar(avail, base, fields, delim, quoting, ends)
+    }
 }
 
 /// How a record's fields are laid out (see [`Row`]).

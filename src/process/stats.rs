@@ -467,32 +467,46 @@ const POW10: [f64; 23] = [
 /// decimal parser. Anything else returns `None` for the slow path.
 #[inline]
 fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
-    let (neg, digits) = match b.first()? {
+    let (neg, d) = match b.first()? {
         b'-' => (true, &b[1..]),
         _ => (false, b),
     };
-    if digits.is_empty() || digits.len() > 16 {
+    let n = d.len();
+    if n == 0 || n > 16 {
         return None;
     }
     let mut mantissa: u64 = 0;
-    let mut frac: Option<usize> = None;
-    let mut count = 0usize;
-    for (i, &c) in digits.iter().enumerate() {
-        match c {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + (c - b'0') as u64;
-                count += 1;
-            }
-            b'.' if frac.is_none() && i > 0 && i + 1 < digits.len() => {
-                frac = Some(digits.len() - i - 1)
-            }
-            _ => return None,
+    let mut i = 0;
+    while i < n {
+        let c = d[i].wrapping_sub(b'0');
+        if c > 9 {
+            break;
         }
+        mantissa = mantissa * 10 + c as u64;
+        i += 1;
     }
-    if count > 15 {
+    let int_digits = i;
+    let mut frac = 0;
+    if i < n {
+        // Only `digits.digits` is handled here; the rest goes the slow way.
+        if d[i] != b'.' || int_digits == 0 || i + 1 == n {
+            return None;
+        }
+        i += 1;
+        while i < n {
+            let c = d[i].wrapping_sub(b'0');
+            if c > 9 {
+                return None;
+            }
+            mantissa = mantissa * 10 + c as u64;
+            i += 1;
+        }
+        frac = n - int_digits - 1;
+    }
+    if int_digits + frac > 15 {
         return None;
     }
-    let v = mantissa as f64 / POW10[frac.unwrap_or(0)];
+    let v = mantissa as f64 / POW10[frac];
     Some(if neg { -v } else { v })
 }
 
