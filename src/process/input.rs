@@ -743,4 +743,32 @@ mod tests {
         assert_eq!(rows[1].2, ["B", "2.5", ""]);
         assert_eq!(bad.iter().map(|b| b.0).collect::<Vec<_>>(), [2, 3]);
     }
+
+    #[test]
+    fn simd_and_scalar_line_splitting_agree() {
+        let alphabet = b"abcdefghij,,,0123456789\"\r\nxyzklmnopqrstuvwABCDEFGHIJKLMNOPQRSTUV";
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 200) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|k| alphabet[((x >> (k % 50)) as usize ^ k.wrapping_mul(31)) % alphabet.len()])
+                .collect();
+            for quoting in [true, false] {
+                let (mut a, mut b) = (vec![0usize; 4], vec![0usize; 4]);
+                let fast = split_line(&bytes, b',', quoting, &mut a);
+                let slow = split_line_scalar(&bytes, 0, 0, b',', quoting, &mut b);
+                match (fast, slow) {
+                    (Split::Line { len: l1, fields: f1 }, Split::Line { len: l2, fields: f2 }) => {
+                        assert_eq!((l1, f1), (l2, f2), "{bytes:?}");
+                        assert_eq!(a[..f1], b[..f2], "{bytes:?}");
+                    }
+                    (Split::Special, Split::Special) | (Split::Incomplete, Split::Incomplete) => {}
+                    _ => panic!("disagree on {bytes:?}"),
+                }
+            }
+        }
+    }
 }
