@@ -324,3 +324,59 @@ fn aggregate_command_gets_every_result() {
             .contains("exited with status 4")
     );
 }
+
+#[test]
+fn interrupt_terminates_every_worker_group_and_exits_130() {
+    let sb = Sandbox::new();
+    let token = format!("interrupt-{}", std::process::id());
+    // Each region's processor leaves a grandchild that ignores SIGTERM, then hangs.
+    let processor = r#"sh -c 'trap "" TERM; exec sleep 600' & exec sleep 600"#;
+    let mut cmd = sb
+        .cmd()
+        .env("DISTEX_TEST_TOKEN", &token)
+        .args([
+            "process",
+            "--demo",
+            "--json",
+            "--grace",
+            "0.5",
+            "--processor",
+            processor,
+        ])
+        .cmd;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    // Wait until the workers run (their grandchildren carry the token too).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while processes_with(&token).len() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        processes_with(&token).len() >= 4,
+        "workers did not start: {:?}",
+        processes_with(&token)
+    );
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a report is still printed");
+    assert_eq!(report["complete"], false);
+    assert_eq!(report["accounting"]["in_failed_regions"], 30);
+    assert!(
+        report["regions"]["A"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted")
+    );
+    let left = processes_with(&token);
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
+}

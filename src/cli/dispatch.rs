@@ -187,23 +187,38 @@ fn process_cmd(args: ProcessArgs) -> Result<u8> {
         },
     };
     process::check_options(&options).map_err(usage)?;
-    let report = if args.events {
+    process::worker::handle_interrupts();
+    let result = if args.events {
         let mut events = |event: &crate::tasks::Event| {
             let _ = report::json::print(event);
         };
-        process::run(&options, &mut events)?
+        process::run(&options, &mut events)
     } else if args.json {
-        process::run(&options, &mut crate::tasks::NullReporter)?
+        process::run(&options, &mut crate::tasks::NullReporter)
     } else {
         // SAFETY: isatty only inspects the descriptor.
         let live = unsafe { libc::isatty(2) } == 1;
         let mut human = report::process_human::ProcessHuman::new(std::io::stdout(), live);
-        process::run(&options, &mut human)?
+        process::run(&options, &mut human)
+    };
+    let report = match result {
+        Ok(report) => report,
+        Err(e) if process::worker::interrupted() => {
+            eprintln!("distex: error: {e}");
+            return Ok(exit::INTERRUPTED);
+        }
+        Err(e) => return Err(e),
     };
     if args.json || args.events {
         report::json::print(&report).map_err(io("writing output"))?;
     } else {
         print!("{}", report::process_human::results(&report));
     }
-    Ok(if report.complete { exit::OK } else { exit::INCOMPLETE })
+    Ok(if process::worker::interrupted() {
+        exit::INTERRUPTED
+    } else if report.complete {
+        exit::OK
+    } else {
+        exit::INCOMPLETE
+    })
 }

@@ -761,7 +761,16 @@ mod tests {
                 let fast = split_line(&bytes, b',', quoting, &mut a);
                 let slow = split_line_scalar(&bytes, 0, 0, b',', quoting, &mut b);
                 match (fast, slow) {
-                    (Split::Line { len: l1, fields: f1 }, Split::Line { len: l2, fields: f2 }) => {
+                    (
+                        Split::Line {
+                            len: l1,
+                            fields: f1,
+                        },
+                        Split::Line {
+                            len: l2,
+                            fields: f2,
+                        },
+                    ) => {
                         assert_eq!((l1, f1), (l2, f2), "{bytes:?}");
                         assert_eq!(a[..f1], b[..f2], "{bytes:?}");
                     }

@@ -352,6 +352,12 @@ impl<'a> Partitioner<'a> {
 
     fn on_item(&mut self, item: Item<'_>) -> Flow {
         self.out.input_records += 1;
+        if self.out.input_records % 65536 == 0 && super::worker::interrupted() {
+            self.fatal = Some(Error::Input(
+                "interrupted while reading the input; nothing was processed".into(),
+            ));
+            return Flow::Stop;
+        }
         match item {
             Item::Bad(bad) => self.reject(bad.line, bad.reason),
             Item::Row(row) => {

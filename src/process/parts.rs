@@ -181,6 +181,9 @@ fn run_plan(
                 }
                 results.push((r, None));
             }
+            Err(_) if super::worker::interrupted() => {
+                return Err(Error::Input("interrupted; nothing was aggregated".into()));
+            }
             Err(reason) => {
                 let counted = scan::scan(&specs[i])
                     .map_err(|e| Error::Input(format!("re-reading failed part {}: {e}", i + 1)))?;

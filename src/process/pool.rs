@@ -208,7 +208,7 @@ fn run_with_retries(
         }
         match result {
             Ok(output) => return Ok(output),
-            Err(reason) if attempt <= options.retries => {
+            Err(reason) if attempt <= options.retries && !worker::interrupted() => {
                 let delay = backoff(attempt);
                 let _ = tx.send(Msg::Retrying {
                     unit: index,

@@ -153,6 +153,10 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
                     "timed out after {}s (--timeout); its process group was terminated",
                     job.limits.timeout.unwrap_or(0.0)
                 ));
+            } else if interrupted() {
+                stopped = Some(
+                    "interrupted (SIGINT or SIGTERM); its process group was terminated".into(),
+                );
             }
             if stopped.is_some() {
                 signal_group(pgid, libc::SIGTERM);
@@ -421,6 +425,29 @@ pub fn parse_output(out: &[u8]) -> Result<serde_json::Map<String, serde_json::Va
             preview()
         )),
     }
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM stop the run cleanly: running workers' process
+/// groups are terminated (TERM, grace, KILL), no new attempt starts, and the
+/// report says what was not done. Installed by the CLI, not by workers.
+pub fn handle_interrupts() {
+    // SAFETY: installs a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived (after [`handle_interrupts`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// A fresh, private directory for a run (mode 0700) under the system temp dir.
