@@ -57,6 +57,7 @@ pub enum Command {
     /// Examples: distex process --demo
     ///           distex process sales.csv.gz --by region --json
     ///           distex process --regions data/ --processor 'python3 count.py' --retries 2
+    #[command(verbatim_doc_comment)]
     Process(Box<ProcessArgs>),
     /// Internal: a built-in worker process (started by `distex process`).
     #[command(name = "__worker", hide = true)]
