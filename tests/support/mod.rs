@@ -11,6 +11,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod sshd;
+
 pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
 
 /// A sandbox for one test: a temp dir holding config, state and runtime dirs.
