@@ -45,6 +45,12 @@ pub enum Command {
     Json,
     /// Print the JSON Schema of requests, responses or the config file.
     Schema(SchemaArgs),
+    /// Run a command where it belongs: routed (or --node), over SSH with
+    /// workspace sync, failing over to the next node on transport errors.
+    ///
+    /// Example: distex run -- cargo build --release
+    ///          distex run --node macpro51 --return target/release/app -- make
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +65,31 @@ pub struct RouteArgs {
     #[arg(long)]
     pub speak: bool,
     /// The command line: several words after `--`, or one quoted string.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run on this node (`local`: this machine) instead of asking the router.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Print one JSON result record (output captured, bounded) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop the command (and everything it started) after this long: 30, 1.5, 500ms, 2m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Sync the project to the node first (default: the rule's setting).
+    #[arg(long, conflicts_with = "no_sync")]
+    pub sync: bool,
+    /// Do not sync the project.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Bring PATH (relative to the current directory) back after the run, also when it fails.
+    #[arg(long = "return", value_name = "PATH")]
+    pub returns: Vec<String>,
+    /// The command: several words after `--`, or one quoted string.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

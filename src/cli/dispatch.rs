@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::args::{Cli, Command, ConfigCommand, NodesArgs, RouteArgs, SchemaName};
+use super::args::{Cli, Command, ConfigCommand, NodesArgs, RouteArgs, RunArgs, SchemaName};
 use crate::commands::{json, nodes, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
@@ -20,6 +20,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Config(ConfigCommand::Init { path, force }) => config_init(path.as_deref(), force),
         Command::Json => json_cmd(&config::load(config_flag)?),
         Command::Schema(args) => schema_cmd(args.kind),
+        Command::Run(args) => run_cmd(&config::load(config_flag)?, args),
     }
 }
 
@@ -59,7 +60,7 @@ fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
 
 fn nodes_cmd(config: &Config, args: NodesArgs) -> Result<u8> {
     if args.probe {
-        return Err(Error::Usage("--probe is not available yet in this build".into()));
+        return probe_cmd(config, args.json);
     }
     let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
     if args.json {
@@ -111,4 +112,54 @@ fn schema_cmd(kind: SchemaName) -> Result<u8> {
     };
     report::json::print_pretty(&protocol::schema(kind)).map_err(io("writing output"))?;
     Ok(exit::OK)
+}
+
+fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
+    let timeout = args.timeout.as_deref().map(crate::commands::run::parse_timeout).transpose().map_err(|m| Error::Usage(format!("--timeout: {m}")))?;
+    let opts = crate::commands::run::RunOptions {
+        command: command_line(&args.command),
+        node: args.node,
+        timeout,
+        sync: if args.sync { Some(true) } else if args.no_sync { Some(false) } else { None },
+        returns: args.returns,
+        capture: args.json,
+    };
+    let quiet = args.json;
+    let mut on_failover = |a: &crate::exec::run::Attempt, next: Option<&str>| {
+        if !quiet {
+            match next {
+                Some(next) => eprintln!("distex: {} failed ({}); trying {next}", a.node, a.error),
+                None => eprintln!("distex: {} failed ({})", a.node, a.error),
+            }
+        }
+    };
+    let result = crate::commands::run::run(config, &opts, &mut on_failover)?;
+    if args.json {
+        report::json::print(&result).map_err(io("writing output"))?;
+    } else {
+        for w in &result.warnings {
+            eprintln!("distex: warning: {w}");
+        }
+        match &result.status {
+            crate::exec::RunStatus::Transport { error } => eprintln!("distex: error: {error}"),
+            crate::exec::RunStatus::TimedOut => eprintln!("distex: {} timed out on {}; stopped it", opts.command, result.node),
+            _ => {}
+        }
+    }
+    Ok(result.exit_code)
+}
+
+fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let probes = runtime.block_on(crate::exec::probe::probe_all(config));
+    let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
+    if json {
+        report::json::print(&report).map_err(io("writing output"))?;
+    } else {
+        print!("{}", report::human::nodes(&report));
+    }
+    Ok(if probes.iter().all(|p| p.answered) { exit::OK } else { exit::FAILED })
 }

@@ -7,3 +7,4 @@
 pub mod json;
 pub mod nodes;
 pub mod route;
+pub mod run;

@@ -111,9 +111,11 @@ impl Cluster {
     }
 
     /// A whole `cluster.toml`: `[local]` (linux, no roles), every node with
-    /// `node_extra`, then `tail` (rules, routing...).
+    /// `node_extra`, then `tail` (rules...). The overload threshold is set
+    /// out of reach so that the machine's real load (tests run in
+    /// parallel) never changes a decision.
     pub fn config(&self, node_extra: &str, tail: &str) -> String {
-        let mut text = String::from("[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n");
+        let mut text = String::from("[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n[routing]\noverload_threshold = 1000.0\n\n");
         for node in &self.nodes {
             text.push_str(&self.node_table(node, node_extra));
             text.push('\n');
