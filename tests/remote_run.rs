@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::Sandbox;
-use support::sshd::{Cluster, all_processes_matching};
+use support::sshd::{Cluster, all_processes_matching, stop_masters};
 
 /// A sandbox whose config points at `cluster`'s nodes.
 fn setup(nodes: usize, node_extra: &str, tail: &str) -> (Sandbox, Cluster) {
@@ -123,16 +123,9 @@ fn master_persists_across_processes() {
     let masters = all_processes_matching(&run_dir).into_iter().filter(|(_, c)| c.contains(" -M ")).count();
     assert_eq!(masters, 1, "expected one persistent master");
     assert_eq!(second["node"], "n1");
-    stop_masters(&sb);
+    stop_masters(sb.path());
 }
 
-/// Masters persist by design; tests stop theirs.
-fn stop_masters(sb: &Sandbox) {
-    let run_dir = sb.path().join("run").display().to_string();
-    for (pid, _) in all_processes_matching(&run_dir) {
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-}
 
 #[test]
 fn timeout_kills_the_whole_remote_process_group() {
@@ -148,7 +141,7 @@ fn timeout_kills_the_whole_remote_process_group() {
     let left = all_processes_matching(&tag);
     assert!(left.is_empty(), "processes left on the node: {left:?}");
     let _ = cluster;
-    stop_masters(&sb);
+    stop_masters(sb.path());
 }
 
 #[test]
@@ -167,5 +160,5 @@ fn ctrl_c_kills_the_remote_command() {
     std::thread::sleep(Duration::from_millis(300));
     let left: Vec<_> = all_processes_matching(&tag);
     assert!(left.is_empty(), "processes left: {left:?}");
-    stop_masters(&sb);
+    stop_masters(sb.path());
 }

@@ -255,6 +255,17 @@ pub fn all_processes_matching(needle: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// Stops the persistent SSH masters distex started for a sandbox (they
+/// would die with their sshd anyway; this makes it immediate).
+pub fn stop_masters(sandbox: &Path) {
+    let run_dir = sandbox.join("run").display().to_string();
+    for (pid, cmd) in all_processes_matching(&run_dir) {
+        if cmd.starts_with("ssh ") {
+            signal(pid, libc::SIGTERM);
+        }
+    }
+}
+
 fn cmdline(pid: i32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     if raw.is_empty() {
