@@ -51,6 +51,12 @@ pub enum Command {
     /// Example: distex run -- cargo build --release
     ///          distex run --node macpro51 --return target/release/app -- make
     Run(RunArgs),
+    /// Run independent commands at once across the cluster, in dependency order.
+    ///
+    /// Example: distex parallel -- 'cargo test' 'npm test' 'pytest'
+    Parallel(ParallelArgs),
+    /// Show which commands `parallel` would run together, and why not.
+    Plan(PlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +98,53 @@ pub struct RunArgs {
     /// The command: several words after `--`, or one quoted string.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ParallelArgs {
+    /// Run at most N tasks at once (default: the cluster's total slots).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// After a failure, still run every task that does not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Print {"tasks": [...], "summary": {...}} at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// Stream events as JSON Lines while running.
+    #[arg(long)]
+    pub events: bool,
+    /// Only use these targets (comma-separated; `local` is this machine).
+    #[arg(long, value_delimiter = ',', value_name = "NODES")]
+    pub nodes: Option<Vec<String>>,
+    /// Sync the project to nodes first (default: each rule's setting).
+    #[arg(long, conflicts_with = "no_sync")]
+    pub sync: bool,
+    /// Never sync the project.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Stop any task running longer than this: 30, 1.5, 500ms, 2m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Read tasks from a JSON file: {"tasks":[{"id","command","depends_on"}]} (`-`: stdin).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    /// The commands, one per argument (quote each one).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Read tasks from a JSON file (as for `parallel --file`).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    /// The commands, one per argument.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::args::{Cli, Command, ConfigCommand, NodesArgs, RouteArgs, RunArgs, SchemaName};
+use super::args::{Cli, Command, ConfigCommand, NodesArgs, ParallelArgs, PlanArgs, RouteArgs, RunArgs, SchemaName};
 use crate::commands::{json, nodes, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
@@ -21,6 +21,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Json => json_cmd(&config::load(config_flag)?),
         Command::Schema(args) => schema_cmd(args.kind),
         Command::Run(args) => run_cmd(&config::load(config_flag)?, args),
+        Command::Parallel(args) => parallel_cmd(&config::load(config_flag)?, args),
+        Command::Plan(args) => plan_cmd(args),
     }
 }
 
@@ -162,4 +164,59 @@ fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
         print!("{}", report::human::nodes(&report));
     }
     Ok(if probes.iter().all(|p| p.answered) { exit::OK } else { exit::FAILED })
+}
+
+/// Tasks from `--file` (JSON) or from the command words.
+fn task_specs(file: Option<&Path>, commands: &[String]) -> Result<Vec<crate::tasks::plan::TaskSpec>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TaskFile {
+        tasks: Vec<crate::tasks::plan::TaskSpec>,
+    }
+    let Some(file) = file else { return Ok(crate::commands::parallel::specs_from_commands(commands)) };
+    if !commands.is_empty() {
+        return Err(Error::Usage("give tasks either with --file or as commands, not both".into()));
+    }
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(io("reading tasks from stdin"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?
+    };
+    let parsed: TaskFile = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
+    Ok(parsed.tasks)
+}
+
+fn plan_cmd(args: PlanArgs) -> Result<u8> {
+    let specs = task_specs(args.file.as_deref(), &args.commands)?;
+    let plan = crate::commands::parallel::make_plan(&specs)?;
+    if args.json {
+        report::json::print(&plan).map_err(io("writing output"))?;
+    } else {
+        print!("{}", report::tasks::plan(&plan));
+    }
+    Ok(exit::OK)
+}
+
+fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
+    let specs = task_specs(args.file.as_deref(), &args.commands)?;
+    let plan = crate::commands::parallel::make_plan(&specs)?;
+    let timeout = args.timeout.as_deref().map(crate::commands::run::parse_timeout).transpose().map_err(|m| Error::Usage(format!("--timeout: {m}")))?;
+    let opts = crate::tasks::scheduler::ParallelOptions {
+        jobs: args.jobs,
+        keep_going: args.keep_going,
+        nodes: args.nodes,
+        sync: if args.sync { Some(true) } else if args.no_sync { Some(false) } else { None },
+        timeout,
+        cwd: std::env::current_dir().map_err(io("reading the current directory"))?,
+    };
+    let mut reporter: Box<dyn crate::tasks::Reporter> = match (args.events, args.json) {
+        (true, _) => Box::new(report::tasks::JsonLinesReporter),
+        (false, true) => Box::new(crate::tasks::NullReporter),
+        (false, false) => Box::new(report::tasks::HumanReporter),
+    };
+    let result = crate::commands::parallel::run(config, &plan, &opts, reporter.as_mut())?;
+    if args.json {
+        report::json::print(&result).map_err(io("writing output"))?;
+    }
+    Ok(result.exit_code())
 }

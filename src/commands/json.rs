@@ -81,5 +81,22 @@ fn execute(config: &Config, request: Request) -> Result<Response, (&'static str,
         Request::Nodes(_) => {
             Ok(Response::Nodes(nodes::report(config, &crate::state::NodeStates::load(), route::local_load())))
         }
+        Request::Plan(r) => super::parallel::make_plan(&r.tasks).map(Response::Plan).map_err(|e| (e.code(), e.to_string())),
+        Request::Parallel(r) => parallel(config, r).map(Response::Parallel).map_err(|e| (e.code(), e.to_string())),
     }
+}
+
+fn parallel(config: &Config, r: crate::protocol::ParallelRequest) -> crate::error::Result<crate::tasks::scheduler::ParallelReport> {
+    let plan = super::parallel::make_plan(&r.tasks)?;
+    let timeout = match r.timeout_secs {
+        Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+        Some(t) => return Err(crate::error::Error::Usage(format!("timeout_secs must be positive, got {t}"))),
+        None => None,
+    };
+    let cwd = match r.cwd {
+        Some(c) => c,
+        None => std::env::current_dir().map_err(|e| crate::error::Error::io("reading the current directory", e))?,
+    };
+    let opts = crate::tasks::scheduler::ParallelOptions { jobs: r.jobs, keep_going: r.keep_going, nodes: r.nodes, sync: r.sync, timeout, cwd };
+    super::parallel::run(config, &plan, &opts, &mut crate::tasks::NullReporter)
 }

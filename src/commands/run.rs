@@ -50,7 +50,7 @@ pub fn run(config: &Config, opts: &RunOptions, on_failover: &mut dyn FnMut(&Atte
     validate(config, opts)?;
     let decision = super::route::route(config, &opts.command, &super::route::facts(Default::default()));
     let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
-    let spec = RunSpec { command: opts.command.clone(), cwd, sync: opts.sync, returns: opts.returns.clone(), run_id: run::run_id() };
+    let spec = RunSpec { command: opts.command.clone(), cwd, sync: opts.sync, returns: opts.returns.clone(), run_id: run::run_id(), synced_nodes: None };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

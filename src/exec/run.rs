@@ -53,7 +53,13 @@ pub struct RunSpec {
     pub returns: Vec<String>,
     /// A unique id for this run (names the remote pid file).
     pub run_id: String,
+    /// Nodes already synced by this distex process (`distex parallel`
+    /// syncs each node once, not once per task).
+    pub synced_nodes: Option<SyncedNodes>,
 }
+
+/// Shared record of the nodes a multi-task run has synced.
+pub type SyncedNodes = std::sync::Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>;
 
 /// How the command ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -252,7 +258,22 @@ pub async fn attempt_remote(
         timings.connect_ms += ms(t.elapsed());
         if sync {
             let t = Instant::now();
-            let result = push(&master, &project, &node.workdir).await;
+            let result = match &spec.synced_nodes {
+                None => push(&master, &project, &node.workdir).await,
+                Some(set) => {
+                    // Held while pushing: the node's other tasks wait for this sync.
+                    let mut done = set.lock().await;
+                    if done.contains(&node.name) {
+                        Ok(())
+                    } else {
+                        let r = push(&master, &project, &node.workdir).await;
+                        if r.is_ok() {
+                            done.insert(node.name.clone());
+                        }
+                        r
+                    }
+                }
+            };
             timings.sync_ms += ms(t.elapsed());
             if let Err(message) = result {
                 if retry_with_new_master(master, &mut reconnected).await {

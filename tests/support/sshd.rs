@@ -10,6 +10,9 @@
 //! `workdir` inside the temp dir, because the "remote" side is this same
 //! machine).
 //!
+//! Every session on a node sees `DISTEX_TEST_NODE=<name>` (sshd's
+//! `SetEnv`), so a test can tell where a command ran.
+//!
 //! Failure injection: [`SshNode::kill`] kills the listener *and* every
 //! session process it forked (so an existing multiplexed master dies too),
 //! [`SshNode::stop`] freezes the listener with SIGSTOP so new connections
@@ -141,7 +144,8 @@ impl SshNode {
                  PidFile {dir}/sshd.pid\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  PrintMotd no\nPrintLastLog no\nMaxSessions 200\nMaxStartups 200\nLogLevel ERROR\n\
-                 AcceptEnv LANG\n",
+                 AcceptEnv LANG\nSetEnv DISTEX_TEST_NODE={name}\n",
+                name = self.name,
                 addr = self.addr,
                 port = self.port,
                 dir = self.dir.display()
