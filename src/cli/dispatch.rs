@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::args::{Cli, Command, ConfigCommand, NodesArgs, RouteArgs, SchemaName};
+use super::args::{Cli, Command, ConfigCommand, HookCommand, NodesArgs, RouteArgs, SchemaName};
 use crate::commands::{json, nodes, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
@@ -20,6 +20,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Config(ConfigCommand::Init { path, force }) => config_init(path.as_deref(), force),
         Command::Json => json_cmd(&config::load(config_flag)?),
         Command::Schema(args) => schema_cmd(args.kind),
+        // The hook loads the config itself: a broken config must not fail it.
+        Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
     }
 }
 
