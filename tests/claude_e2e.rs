@@ -169,16 +169,227 @@ fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> std::p
     }
 }
 
+/// A cluster whose only remote node is a Linux builder. Nothing listens on
+/// 127.0.0.2:1, so a command that really goes there fails fast. The overload
+/// threshold is out of reach so this machine's own load never routes.
+const BUILDER_CLUSTER: &str = r#"
+[local]
+name = "laptop"
+os = "macos"
+
+[[node]]
+name = "builder"
+host = "127.0.0.2"
+port = 1
+os = "linux"
+roles = ["builder"]
+slots = 4
+connect_timeout = 2
+
+[routing]
+overload_threshold = 1000.0
+"#;
+
+const REWRITTEN_CARGO: &str = "distex run --node builder -- 'cargo build'";
+
+impl Session {
+    /// Puts a recorder in front of the distex binary: every invocation (the
+    /// hook's and the Bash tool's, through the plugin's bin/distex) appends
+    /// its arguments, each in <>, as one line of `calls.log`.
+    fn recording(self) -> Self {
+        let shim = self.sandbox.path().join("distex-recorder");
+        let log = self.sandbox.path().join("calls.log");
+        let script = format!(
+            "#!/bin/sh\n{{ for a in \"$@\"; do printf '<%s>' \"$a\"; done; echo; }} >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            support::DISTEX
+        );
+        write_executable(&shim, &script);
+        self.env("DISTEX_BIN", shim)
+    }
+
+    /// The lines of `calls.log`.
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.sandbox.path().join("calls.log")).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    fn hook_log(&self) -> String {
+        std::fs::read_to_string(self.sandbox.path().join("state/hook.log")).unwrap_or_default()
+    }
+}
+
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl Finished {
+    /// The final `result` event of the stream.
+    fn result(&self) -> Value {
+        self.events().into_iter().rfind(|e| e["type"] == "result").unwrap_or_else(|| panic!("no result event\n{}", self.dump()))
+    }
+
+    /// Commands Claude Code refused to run (the tool input it refused, as
+    /// the hook left it).
+    fn denied_commands(&self) -> Vec<String> {
+        self.result()["permission_denials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["tool_input"]["command"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// The one tool result of a one-tool-call session.
+    fn only_result(&self) -> model_server::ToolResult {
+        let results = self.server.tool_results();
+        assert_eq!(results.len(), 1, "expected one tool result\n{}", self.dump());
+        results.into_iter().next().unwrap()
+    }
+
+    fn assert_completed(&self) {
+        assert_eq!(self.code, Some(0), "claude failed\n{}", self.dump());
+        assert!(self.server.turns_served() >= 1, "the scripted model was never asked\n{}", self.dump());
+    }
+}
+
 #[test]
-fn explore() {
+fn local_commands_reach_the_shell_untouched() {
     let Some(session) = Session::new() else { return };
-    let session = session.allow("Bash");
-    let done = session.run("run echo", vec![Turn::bash("echo hello-from-bash"), Turn::text("finished")]);
-    eprintln!("{}", done.stdout);
-    eprintln!("{:#?}", done.server.tool_results());
-    eprintln!("CONTEXT in last request: {}", done.server.last_request_text().contains("CONTEXT-LINE"));
-    let t = done.server.last_request_text();
-    if let Some(i) = t.find("CONTEXT-LINE") { eprintln!("{}", &t[i.saturating_sub(300)..(i+100).min(t.len())]); }
-    let _ = json!({});
-    panic!("explore");
+    let session = session.config(BUILDER_CLUSTER).recording().allow("Bash");
+    std::fs::write(session.project().join("marker-file.txt"), "").unwrap();
+    let done = session.run(
+        "list the files and say something",
+        vec![Turn::bash("ls"), Turn::bash("echo \"docker is great\""), Turn::text("done")],
+    );
+    done.assert_completed();
+    let results = done.server.tool_results();
+    assert_eq!(results.len(), 2, "{}", done.dump());
+    assert!(!results[0].is_error && results[0].content.contains("marker-file.txt"), "{}", done.dump());
+    assert!(!results[1].is_error && results[1].content.trim() == "docker is great", "{}", done.dump());
+    // The hook was asked about both and stayed silent; nothing ran through distex.
+    let calls = session.calls();
+    assert_eq!(calls.iter().filter(|c| c.as_str() == "<hook><pre-tool-use>").count(), 2, "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("<run>")), "{calls:?}");
+    assert!(!done.server.last_request_text().contains("distex routed"), "{}", done.dump());
+    assert_eq!(session.hook_log(), "");
+}
+
+#[test]
+fn a_heavy_command_is_rewritten_to_distex_run() {
+    let Some(session) = Session::new() else { return };
+    let session = session.config(BUILDER_CLUSTER).recording().allow("Bash");
+    let done = session.run("build the project", vec![Turn::bash("cargo build"), Turn::text("done")]);
+    done.assert_completed();
+    // The Bash tool ran the rewritten command: the plugin's bin/distex was on
+    // its PATH and received the original line as exactly one argument.
+    let calls = session.calls();
+    assert!(calls.contains(&"<run><--node><builder><--><cargo build>".to_string()), "{calls:?}\n{}", done.dump());
+    // Claude was told where the command went and why.
+    let text = done.server.last_request_text();
+    assert!(text.contains("distex routed this Bash command to node builder"), "{}", done.dump());
+    assert!(text.contains("heavy_computation"), "{}", done.dump());
+    // The local cargo never ran (it would complain about the missing Cargo.toml).
+    assert!(!done.only_result().content.contains("could not find `Cargo.toml`"), "{}", done.dump());
+    assert!(done.denied_commands().is_empty(), "{}", done.dump());
+}
+
+#[test]
+fn a_rewritten_command_still_faces_the_permission_rules() {
+    let Some(session) = Session::new() else { return };
+    // The session allows `cargo build` here, not `distex run`: the rewritten
+    // command is a different command and is refused, not auto-approved.
+    let session = session.config(BUILDER_CLUSTER).recording().allow("Bash(cargo build:*)");
+    let done = session.run("build the project", vec![Turn::bash("cargo build"), Turn::text("done")]);
+    done.assert_completed();
+    assert_eq!(done.denied_commands(), vec![REWRITTEN_CARGO.to_string()], "{}", done.dump());
+    assert!(done.only_result().is_error, "{}", done.dump());
+    assert!(!session.calls().iter().any(|c| c.starts_with("<run>")), "{:?}", session.calls());
+}
+
+#[test]
+fn auto_approve_lets_the_rewritten_command_run_without_a_rule() {
+    let Some(session) = Session::new() else { return };
+    let config = format!("{BUILDER_CLUSTER}\n[hook]\nauto_approve = true\n");
+    let session = session.config(&config).recording().allow("Bash(cargo build:*)");
+    let done = session.run("build the project", vec![Turn::bash("cargo build"), Turn::text("done")]);
+    done.assert_completed();
+    assert!(done.denied_commands().is_empty(), "{}", done.dump());
+    assert!(session.calls().contains(&"<run><--node><builder><--><cargo build>".to_string()), "{:?}", session.calls());
+}
+
+#[test]
+fn suggest_mode_runs_the_command_here_and_tells_claude() {
+    let Some(session) = Session::new() else { return };
+    let config = format!("{BUILDER_CLUSTER}\n[hook]\nmode = \"suggest\"\n");
+    let session = session.config(&config).recording().allow("Bash");
+    write_makefile(&session.project());
+    let done = session.run("build", vec![Turn::bash("make hello"), Turn::text("done")]);
+    done.assert_completed();
+    assert_eq!(done.only_result().content.trim(), "built-here", "{}", done.dump());
+    assert!(done.server.last_request_text().contains("distex suggests running this command on node builder"), "{}", done.dump());
+}
+
+/// A Makefile whose `hello` target proves the command ran in this project, here.
+fn write_makefile(project: &Path) {
+    std::fs::write(project.join("Makefile"), "hello:\n\t@echo built-here\n").unwrap();
+}
+
+#[test]
+fn a_broken_config_leaves_the_original_command_running_here() {
+    let Some(session) = Session::new() else { return };
+    let session = session.config("[[node]]\nname = 'b'\nhost = [\n").allow("Bash");
+    write_makefile(&session.project());
+    let done = session.run("build", vec![Turn::bash("make hello"), Turn::text("done")]);
+    done.assert_completed();
+    let result = done.only_result();
+    assert!(!result.is_error && result.content.trim() == "built-here", "{}", done.dump());
+    assert!(session.hook_log().contains("config error"), "{}", session.hook_log());
+}
+
+#[test]
+fn a_crashing_helper_leaves_the_original_command_running_here() {
+    let Some(session) = Session::new() else { return };
+    // Crashes three ways at once: half an answer on stdout, a message on
+    // stderr, then death by SIGSEGV. Exit 2 would have blocked the command.
+    let crash = session.sandbox.path().join("crashing-distex");
+    write_executable(&crash, "#!/bin/sh\nprintf '{\"hookSpecificOutput\":{'\necho 'boom' >&2\nkill -SEGV $$\nexit 2\n");
+    let session = session.config(BUILDER_CLUSTER).env("DISTEX_BIN", &crash).allow("Bash");
+    write_makefile(&session.project());
+    let done = session.run("build", vec![Turn::bash("make hello"), Turn::text("done")]);
+    done.assert_completed();
+    let result = done.only_result();
+    assert!(!result.is_error && result.content.trim() == "built-here", "{}", done.dump());
+}
+
+#[test]
+fn the_distributed_execution_skill_reaches_the_model_and_its_route_call_answers_json() {
+    let Some(session) = Session::new() else { return };
+    // Only the Skill tool is allowed by the session; the skill's own
+    // allowed-tools must let its `distex route` call run without a prompt.
+    let session = session.config(BUILDER_CLUSTER).recording().allow("Skill");
+    let done = session.run(
+        "build this on the right machine",
+        vec![
+            Turn::tool("Skill", json!({ "skill": "distex:distributed-execution" })),
+            Turn::bash("distex route --json -- 'cargo build --release'"),
+            Turn::text("done"),
+        ],
+    );
+    done.assert_completed();
+    let skill = std::fs::read_to_string(repo().join("skills/distributed-execution/SKILL.md")).unwrap();
+    let body = skill.splitn(3, "---").nth(2).unwrap().trim();
+    let text = done.server.last_request_text();
+    for line in body.lines().filter(|l| l.starts_with("## ")) {
+        assert!(text.contains(line), "skill heading {line:?} did not reach the model\n{}", done.dump());
+    }
+    assert!(done.denied_commands().is_empty(), "the skill's allowed-tools should cover distex route\n{}", done.dump());
+    let results = done.server.tool_results();
+    let route = results.last().unwrap_or_else(|| panic!("no tool result\n{}", done.dump()));
+    let decision: Value = serde_json::from_str(route.content.trim())
+        .unwrap_or_else(|e| panic!("distex route did not answer JSON ({e})\n{}", done.dump()));
+    assert_eq!(decision["distribute"], true, "{decision}");
+    assert_eq!(decision["node"], "builder", "{decision}");
+    assert_eq!(decision["reason"], "heavy_computation", "{decision}");
 }
