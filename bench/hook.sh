@@ -53,9 +53,15 @@ hyperfine --warmup 50 --runs "$runs" --export-json "$work/h.json" \
     -n "launcher, local command" "$launcher hook pre-tool-use < $work/local.json" \
     -n "launcher, routed command" "$launcher hook pre-tool-use < $work/routed.json" >&2
 
-python3 - "$work/h.json" <<'PY'
+# Upper bound without hyperfine's shell-startup correction (unreliable below
+# 5 ms): the same helper runs, each inside its own `sh -c`, timed whole (-N).
+hyperfine -N --warmup 50 --runs "$runs" --export-json "$work/n.json" \
+    -n "sh -c + helper, local command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/local.json'" \
+    -n "sh -c + helper, routed command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/routed.json'" >&2
+
+python3 - "$work/h.json" "$work/n.json" <<'PY'
 import json, sys
-results = json.load(open(sys.argv[1]))["results"]
+results = [r for f in sys.argv[1:] for r in json.load(open(f))["results"]]
 print("| case | median | p99 | mean ± σ | runs |")
 print("|---|---|---|---|---|")
 for r in results:
