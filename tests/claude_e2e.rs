@@ -43,6 +43,10 @@ struct Session {
     claude: PathBuf,
     allowed: Vec<String>,
     env: Vec<(String, String)>,
+    /// The plugin under test (default: this repository).
+    plugin_dir: PathBuf,
+    /// What the plugin's launcher runs (`DISTEX_BIN`); None lets it find or build its own.
+    distex_bin: Option<PathBuf>,
 }
 
 /// What a finished session left behind.
@@ -87,7 +91,7 @@ impl Session {
         for dir in ["home", "project", "state", "run"] {
             std::fs::create_dir_all(sandbox.path().join(dir)).unwrap();
         }
-        Some(Session { sandbox, claude, allowed: vec![], env: vec![] })
+        Some(Session { sandbox, claude, allowed: vec![], env: vec![], plugin_dir: repo(), distex_bin: Some(support::DISTEX.into()) })
     }
 
     fn project(&self) -> PathBuf {
@@ -123,7 +127,7 @@ impl Session {
         }
         let home = self.sandbox.path().join("home");
         cmd.args(["-p", prompt, "--output-format", "stream-json", "--verbose", "--plugin-dir"])
-            .arg(std::env::var_os("E2E_PLUGIN_DIR").map_or_else(repo, PathBuf::from))
+            .arg(&self.plugin_dir)
             .args(["--model", "claude-scripted-model"])
             .current_dir(self.project())
             .env("HOME", &home)
@@ -132,13 +136,15 @@ impl Session {
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
             .env("DISABLE_AUTOUPDATER", "1")
             .env("IS_SANDBOX", "1")
-            // The plugin's bin/distex runs the binary under test instead of building one.
-            .env("DISTEX_BIN", support::DISTEX)
             .env("DISTEX_STATE_DIR", self.sandbox.path().join("state"))
             .env("DISTEX_RUNTIME_DIR", self.sandbox.path().join("run"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(bin) = &self.distex_bin {
+            // The plugin's bin/distex runs the binary under test instead of building one.
+            cmd.env("DISTEX_BIN", bin);
+        }
         if !self.allowed.is_empty() {
             cmd.arg("--allowedTools").arg(self.allowed.join(","));
         }
@@ -205,7 +211,7 @@ impl Session {
             support::DISTEX
         );
         write_executable(&shim, &script);
-        self.env("DISTEX_BIN", shim)
+        Session { distex_bin: Some(shim), ..self }
     }
 
     /// The lines of `calls.log`.
@@ -355,7 +361,7 @@ fn a_crashing_helper_leaves_the_original_command_running_here() {
     // stderr, then death by SIGSEGV. Exit 2 would have blocked the command.
     let crash = session.sandbox.path().join("crashing-distex");
     write_executable(&crash, "#!/bin/sh\nprintf '{\"hookSpecificOutput\":{'\necho 'boom' >&2\nkill -SEGV $$\nexit 2\n");
-    let session = session.config(BUILDER_CLUSTER).env("DISTEX_BIN", &crash).allow("Bash");
+    let session = Session { distex_bin: Some(crash), ..session.config(BUILDER_CLUSTER).allow("Bash") };
     write_makefile(&session.project());
     let done = session.run("build", vec![Turn::bash("make hello"), Turn::text("done")]);
     done.assert_completed();
@@ -392,4 +398,71 @@ fn the_distributed_execution_skill_reaches_the_model_and_its_route_call_answers_
     assert_eq!(decision["distribute"], true, "{decision}");
     assert_eq!(decision["node"], "builder", "{decision}");
     assert_eq!(decision["reason"], "heavy_computation", "{decision}");
+}
+
+#[test]
+fn the_plugin_validates() {
+    let Some(claude) = claude_binary() else { return };
+    let out = Command::new(claude).args(["plugin", "validate", "."]).current_dir(repo()).env("HOME", support::Sandbox::new().path()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "claude plugin validate . failed:\n{text}");
+    assert!(text.contains("Validation passed"), "{text}");
+    for part in ["skills: distex:distributed-execution", "bin: distex", "PreToolUse Bash", "SessionStart"] {
+        assert!(text.contains(part), "the validator does not see {part:?}:\n{text}");
+    }
+}
+
+/// The SessionStart hook, as Claude Code really runs it, starts the helper's
+/// build in the background into the plugin's data directory without
+/// delaying the session or printing into it. A copy of the plugin with a
+/// stand-in `cargo` keeps this from being a multi-minute release build.
+#[test]
+fn session_start_builds_the_helper_into_the_plugin_data_dir() {
+    let Some(session) = Session::new() else { return };
+    let plugin = session.sandbox.path().join("plugin");
+    for dir in [".claude-plugin", "hooks", "bin", "skills/distributed-execution", "src"] {
+        std::fs::create_dir_all(plugin.join(dir)).unwrap();
+    }
+    for file in [".claude-plugin/plugin.json", "hooks/hooks.json", "bin/distex", "skills/distributed-execution/SKILL.md"] {
+        std::fs::copy(repo().join(file), plugin.join(file)).unwrap();
+    }
+    for file in ["src/main.rs", "Cargo.toml", "Cargo.lock"] {
+        std::fs::write(plugin.join(file), "").unwrap();
+    }
+    let fake = session.sandbox.path().join("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    // The stand-in "builds" a helper that is the real binary under test.
+    write_executable(
+        &fake.join("cargo"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\nmkdir -p \"$CARGO_TARGET_DIR/release\"\n\
+             printf '#!/bin/sh\\nexec %s \"$@\"\\n' '{real}' > \"$CARGO_TARGET_DIR/release/distex.tmp\"\n\
+             chmod +x \"$CARGO_TARGET_DIR/release/distex.tmp\"\nmv \"$CARGO_TARGET_DIR/release/distex.tmp\" \"$CARGO_TARGET_DIR/release/distex\"\n",
+            log = session.sandbox.path().join("cargo.log").display(),
+            real = support::DISTEX
+        ),
+    );
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let session = Session { plugin_dir: plugin.clone(), distex_bin: None, ..session.env("PATH", path) };
+    let done = session.run("hello", vec![Turn::text("hi")]);
+    done.assert_completed();
+    let data = session.sandbox.path().join("home/.claude/plugins/data");
+    let exe = std::fs::read_dir(&data)
+        .unwrap_or_else(|e| panic!("no plugin data dir {} ({e})\n{}", data.display(), done.dump()))
+        .flatten()
+        .map(|d| d.path().join("target/release/distex"))
+        .find(|_| true)
+        .unwrap();
+    for _ in 0..400 {
+        if exe.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(exe.exists(), "the session-start build never produced {}\n{}", exe.display(), done.dump());
+    let calls = std::fs::read_to_string(session.sandbox.path().join("cargo.log")).unwrap();
+    assert!(calls.starts_with("build --release --locked"), "{calls}");
+    let remembered = std::fs::read_to_string(plugin.join(".plugin-data")).unwrap();
+    assert!(exe.starts_with(remembered.trim()), "{remembered} vs {}", exe.display());
+    assert!(!done.server.last_request_text().contains("distex: building the helper"), "build noise reached the model\n{}", done.dump());
 }

@@ -243,3 +243,30 @@ fn output_is_one_json_object_claude_code_can_read() {
     assert!(run.stdout().ends_with('\n') && run.stdout().trim().lines().count() == 1, "{:?}", run.stdout());
     let _: Value = run.json();
 }
+
+/// When this machine is overloaded the router may send any command away;
+/// the hook only suggests that for commands no rule matched (`git add` must
+/// happen here), and still rewrites rule-matched ones.
+#[test]
+fn overload_alone_never_rewrites() {
+    let sandbox = Sandbox::new();
+    let busy = cluster("").replace("overload_threshold = 1000.0", "overload_threshold = 0.0001");
+    let spare = "[[node]]\nname = \"spare\"\nhost = \"127.0.0.3\"\nos = \"macos\"\nslots = 64\n";
+    let config = format!("{busy}\n{spare}");
+    let path = sandbox.write_config(&config);
+    let run = sandbox
+        .cmd()
+        .args(["hook", "pre-tool-use"])
+        .env("DISTEX_CONFIG", &path)
+        .stdin(&bash("git add -A"))
+        .success();
+    // Whether the router calls this machine overloaded depends on its load
+    // right now; either way nothing may be rewritten.
+    if !run.stdout().is_empty() {
+        let out = run.json();
+        assert!(out["hookSpecificOutput"].get("updatedInput").is_none(), "{out}");
+        assert!(out["hookSpecificOutput"]["additionalContext"].as_str().unwrap().contains("suggests"), "{out}");
+    }
+    let heavy = hook(&sandbox, &config, &bash("cargo build")).json();
+    assert!(heavy["hookSpecificOutput"]["updatedInput"]["command"].as_str().unwrap().starts_with("distex run --node"), "{heavy}");
+}

@@ -20,7 +20,7 @@ pub mod input;
 pub mod log;
 pub mod respond;
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use crate::commands::route;
@@ -51,6 +51,9 @@ pub fn pre_tool_use(config_flag: Option<&Path>) -> u8 {
 
 /// The whole hook: Ok(None) means "say nothing"; Err is a line for the log.
 fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
+    if std::io::stdin().is_terminal() {
+        return Err("stdin is a terminal: `distex hook pre-tool-use` is run by Claude Code with JSON on stdin".into());
+    }
     let mut raw = String::new();
     std::io::stdin()
         .take(MAX_INPUT)

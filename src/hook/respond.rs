@@ -13,7 +13,9 @@
 //! * `permissionDecisionReason` and `additionalContext` — the text that tells
 //!   Claude (and the user) where the command went and why.
 //!
-//! A command that stays local gets no answer at all (`None`).
+//! A command that stays local gets no answer at all (`None`). A command the
+//! router sends away only because this machine is overloaded (no rule
+//! matched) is suggested, never rewritten: see [`respond`].
 
 use serde::Serialize;
 use serde_json::Value;
@@ -47,7 +49,15 @@ pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision)
     let node = decision.node.as_deref().filter(|_| decision.distribute)?;
     let rewritten = rewrite(node, command);
     let why = why(decision);
-    let output = match settings.mode {
+    // A command sent away only because this machine is busy matched no rule:
+    // it may be `git add`, `rm` or `mkdir`, whose effects must happen here,
+    // or something too small to be worth an SSH round trip. Such commands
+    // are only ever suggested; rewriting is for rule-matched commands.
+    let mode = match settings.mode {
+        HookMode::Rewrite if decision.rule.is_none() => HookMode::Suggest,
+        mode => mode,
+    };
+    let output = match mode {
         HookMode::Off => return None,
         HookMode::Rewrite => {
             let mut input = event.tool_input.clone();
@@ -214,5 +224,17 @@ mod tests {
             let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(word))).output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", quote(word));
         }
+    }
+
+    #[test]
+    fn an_overload_only_decision_is_suggested_not_rewritten() {
+        let mut busy = routed("spare");
+        busy.reason = "overloaded".into();
+        busy.rule = None;
+        busy.matched = None;
+        let out = respond(&settings(HookMode::Rewrite, true), &event("git add -A"), &busy).unwrap().hook_specific_output;
+        assert_eq!(out.updated_input, None);
+        assert_eq!(out.permission_decision, None, "never auto-approved either");
+        assert!(out.additional_context.contains("distex suggests running this command on node spare"), "{}", out.additional_context);
     }
 }
