@@ -71,13 +71,12 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
     let Some(reply) = respond::respond(&config.hook, &event, &decision) else {
         return Ok(None);
     };
-    if config.announce.speak {
-        if let Some(text) = decision.announcement.as_deref() {
-            // Starts the TTS program and returns at once; never waits for it.
-            if let Some(warning) = crate::announce::speak(&config.announce, text) {
-                log::append(&warning);
-            }
-        }
+    // Starts the TTS program and returns at once; never waits for it.
+    if config.announce.speak
+        && let Some(text) = decision.announcement.as_deref()
+        && let Some(warning) = crate::announce::speak(&config.announce, text)
+    {
+        log::append(&warning);
     }
     let json = serde_json::to_string(&reply).map_err(|e| format!("cannot encode the answer: {e}"))?;
     Ok(Some(json + "\n"))
