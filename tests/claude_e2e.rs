@@ -45,8 +45,9 @@ struct Session {
     claude: PathBuf,
     allowed: Vec<String>,
     env: Vec<(String, String)>,
-    /// The plugin under test (default: this repository).
-    plugin_dir: PathBuf,
+    /// The plugin under test, passed with --plugin-dir (default: this
+    /// repository); None when the test installed it from the marketplace.
+    plugin_dir: Option<PathBuf>,
     /// What the plugin's launcher runs (`DISTEX_BIN`); None lets it find or build its own.
     distex_bin: Option<PathBuf>,
 }
@@ -93,7 +94,7 @@ impl Session {
         for dir in ["home", "project", "state", "run"] {
             std::fs::create_dir_all(sandbox.path().join(dir)).unwrap();
         }
-        Some(Session { sandbox, claude, allowed: vec![], env: vec![], plugin_dir: repo(), distex_bin: Some(support::DISTEX.into()) })
+        Some(Session { sandbox, claude, allowed: vec![], env: vec![], plugin_dir: Some(repo()), distex_bin: Some(support::DISTEX.into()) })
     }
 
     fn project(&self) -> PathBuf {
@@ -128,9 +129,7 @@ impl Session {
             }
         }
         let home = self.sandbox.path().join("home");
-        cmd.args(["-p", prompt, "--output-format", "stream-json", "--verbose", "--plugin-dir"])
-            .arg(&self.plugin_dir)
-            .args(["--model", "claude-scripted-model"])
+        cmd.args(["-p", prompt, "--output-format", "stream-json", "--verbose", "--model", "claude-scripted-model"])
             .current_dir(self.project())
             .env("HOME", &home)
             .env("ANTHROPIC_BASE_URL", server.base_url())
@@ -143,6 +142,9 @@ impl Session {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(dir) = &self.plugin_dir {
+            cmd.arg("--plugin-dir").arg(dir);
+        }
         if let Some(bin) = &self.distex_bin {
             // The plugin's bin/distex runs the binary under test instead of building one.
             cmd.env("DISTEX_BIN", bin);
@@ -445,7 +447,7 @@ fn session_start_builds_the_helper_into_the_plugin_data_dir() {
         ),
     );
     let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
-    let session = Session { plugin_dir: plugin.clone(), distex_bin: None, ..session.env("PATH", path) };
+    let session = Session { plugin_dir: Some(plugin.clone()), distex_bin: None, ..session.env("PATH", path) };
     let done = session.run("hello", vec![Turn::text("hi")]);
     done.assert_completed();
     let data = session.sandbox.path().join("home/.claude/plugins/data");
@@ -491,4 +493,27 @@ fn a_heavy_command_runs_on_a_loopback_sshd_node_through_the_hook() {
     assert!(!result.is_error, "{}", done.dump());
     assert!(result.content.contains(&format!("built in {workdir}")), "the command did not run in n1's mirror ({workdir})\n{}", done.dump());
     assert!(result.content.contains("synced-input-42"), "the project was not synced to n1\n{}", done.dump());
+}
+
+/// `/plugin marketplace add <repo>` and `/plugin install distex@distex`
+/// (their CLI forms) work, and the installed plugin's hook is active in a
+/// session started without --plugin-dir.
+#[test]
+fn the_repository_is_a_marketplace_the_plugin_installs_from() {
+    let Some(session) = Session::new() else { return };
+    let home = session.sandbox.path().join("home");
+    for args in [&["plugin", "marketplace", "add"][..], &["plugin", "install", "distex@distex"][..]] {
+        let mut cmd = Command::new(&session.claude);
+        cmd.args(args).env("HOME", &home).env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1").env_remove("CLAUDECODE");
+        if args.len() == 3 {
+            cmd.arg(repo());
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "claude {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    let session = Session { plugin_dir: None, ..session.config(BUILDER_CLUSTER).recording().allow("Bash") };
+    let done = session.run("build the project", vec![Turn::bash("cargo build"), Turn::text("done")]);
+    done.assert_completed();
+    assert!(done.events()[..].iter().any(|e| e["type"] == "system" && e["plugins"].to_string().contains("distex@distex")), "{}", done.dump());
+    assert!(session.calls().contains(&"<run><--node><builder><--><cargo build>".to_string()), "{:?}\n{}", session.calls(), done.dump());
 }
