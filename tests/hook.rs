@@ -270,3 +270,27 @@ fn overload_alone_never_rewrites() {
     let heavy = hook(&sandbox, &config, &bash("cargo build")).json();
     assert!(heavy["hookSpecificOutput"]["updatedInput"]["command"].as_str().unwrap().starts_with("distex run --node"), "{heavy}");
 }
+
+#[test]
+fn a_suggestion_is_not_announced() {
+    let sandbox = Sandbox::new();
+    let speaker = |name: &str| {
+        let script = sandbox.path().join(name);
+        let out = sandbox.path().join(format!("{name}.said"));
+        std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", out.display())).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        (script, out)
+    };
+    let (suggest_tts, suggest_said) = speaker("suggest-say");
+    let (rewrite_tts, rewrite_said) = speaker("rewrite-say");
+    let with = |mode: &str, tts: &std::path::Path| {
+        cluster(&format!("[announce]\nspeak = true\ncommand = \"{}\"\n[hook]\nmode = \"{mode}\"\n", tts.display()))
+    };
+    let run = hook(&sandbox, &with("suggest", &suggest_tts), &bash("cargo build"));
+    assert!(run.stdout().contains("suggests"), "{}", run.stdout());
+    // A later rewrite does speak; by the time its speaker (started after any
+    // the suggestion could have started) has finished, nothing spoke for the suggestion.
+    hook(&sandbox, &with("rewrite", &rewrite_tts), &bash("cargo build"));
+    assert_eq!(wait_for_file(&rewrite_said), "Heavy compilation detected, offloading to builder.");
+    assert!(!suggest_said.exists(), "a suggestion was announced as if the command had moved");
+}

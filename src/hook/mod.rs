@@ -61,7 +61,7 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
         .map_err(|e| format!("cannot read the hook input from stdin: {e}"))?;
     let event = input::parse(&raw).map_err(|e| format!("ignoring unreadable hook input: {e}"))?;
     let Some(command) = event.bash_command() else {
-        return Err(format!("ignoring tool {:?}: distex only routes Bash commands", event.tool_name));
+        return Err(format!("ignoring a {:?} call: distex only routes Bash tool calls with a command", event.tool_name));
     };
     let config = config::load(config_flag).map_err(|e| format!("config error, command left alone: {e}"))?;
     if config.hook.mode == HookMode::Off || config.nodes.is_empty() {
@@ -71,8 +71,11 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
     let Some(reply) = respond::respond(&config.hook, &event, &decision) else {
         return Ok(None);
     };
-    // Starts the TTS program and returns at once; never waits for it.
+    // Speak only when the command really goes elsewhere (not for a
+    // suggestion). Starts the TTS program and returns at once.
+    let rewritten = reply.hook_specific_output.updated_input.is_some();
     if config.announce.speak
+        && rewritten
         && let Some(text) = decision.announcement.as_deref()
         && let Some(warning) = crate::announce::speak(&config.announce, text)
     {
