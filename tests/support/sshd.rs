@@ -10,6 +10,9 @@
 //! `workdir` inside the temp dir, because the "remote" side is this same
 //! machine).
 //!
+//! Every session on a node sees `DISTEX_TEST_NODE=<name>` (sshd's
+//! `SetEnv`), so a test can tell where a command ran.
+//!
 //! Failure injection: [`SshNode::kill`] kills the listener *and* every
 //! session process it forked (so an existing multiplexed master dies too),
 //! [`SshNode::stop`] freezes the listener with SIGSTOP so new connections
@@ -111,9 +114,11 @@ impl Cluster {
     }
 
     /// A whole `cluster.toml`: `[local]` (linux, no roles), every node with
-    /// `node_extra`, then `tail` (rules, routing...).
+    /// `node_extra`, then `tail` (rules...). The overload threshold is set
+    /// out of reach so that the machine's real load (tests run in
+    /// parallel) never changes a decision.
     pub fn config(&self, node_extra: &str, tail: &str) -> String {
-        let mut text = String::from("[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n");
+        let mut text = String::from("[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n[routing]\noverload_threshold = 1000.0\n\n");
         for node in &self.nodes {
             text.push_str(&self.node_table(node, node_extra));
             text.push('\n');
@@ -139,7 +144,8 @@ impl SshNode {
                  PidFile {dir}/sshd.pid\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  PrintMotd no\nPrintLastLog no\nMaxSessions 200\nMaxStartups 200\nLogLevel ERROR\n\
-                 AcceptEnv LANG\n",
+                 AcceptEnv LANG\nSetEnv DISTEX_TEST_NODE={name}\n",
+                name = self.name,
                 addr = self.addr,
                 port = self.port,
                 dir = self.dir.display()
@@ -251,6 +257,17 @@ pub fn all_processes_matching(needle: &str) -> Vec<(i32, String)> {
         .filter_map(|p| cmdline(p).map(|c| (p, c)))
         .filter(|(_, c)| c.contains(needle))
         .collect()
+}
+
+/// Stops the persistent SSH masters distex started for a sandbox (they
+/// would die with their sshd anyway; this makes it immediate).
+pub fn stop_masters(sandbox: &Path) {
+    let run_dir = sandbox.join("run").display().to_string();
+    for (pid, cmd) in all_processes_matching(&run_dir) {
+        if cmd.starts_with("ssh ") {
+            signal(pid, libc::SIGTERM);
+        }
+    }
 }
 
 fn cmdline(pid: i32) -> Option<String> {
