@@ -384,6 +384,7 @@ fn the_distributed_execution_skill_reaches_the_model_and_its_route_call_answers_
         vec![
             Turn::tool("Skill", json!({ "skill": "distex:distributed-execution" })),
             Turn::bash("distex route --json -- 'cargo build --release'"),
+            Turn::bash("distex run --node local -- 'echo ran-through-distex'"),
             Turn::text("done"),
         ],
     );
@@ -394,9 +395,10 @@ fn the_distributed_execution_skill_reaches_the_model_and_its_route_call_answers_
     for line in body.lines().filter(|l| l.starts_with("## ")) {
         assert!(text.contains(line), "skill heading {line:?} did not reach the model\n{}", done.dump());
     }
-    assert!(done.denied_commands().is_empty(), "the skill's allowed-tools should cover distex route\n{}", done.dump());
+    assert!(done.denied_commands().is_empty(), "the skill's allowed-tools should cover distex route and distex run\n{}", done.dump());
     let results = done.server.tool_results();
-    let route = results.last().unwrap_or_else(|| panic!("no tool result\n{}", done.dump()));
+    assert_eq!(results.len(), 3, "{}", done.dump());
+    let route = &results[1];
     let decision: Value = serde_json::from_str(route.content.trim())
         .unwrap_or_else(|e| panic!("distex route did not answer JSON ({e})\n{}", done.dump()));
     assert_eq!(decision["distribute"], true, "{decision}");
