@@ -551,3 +551,43 @@ fn a_dead_node_fails_over_and_the_next_command_avoids_it() {
         assert!(!result.is_error && result.content.contains(&format!("built in {n2}")), "{}", done.dump());
     }
 }
+
+/// The distributed-processor skill (issue 4) in the real client: invoking it
+/// delivers its instructions to the model (in a forked subagent when the
+/// skill says `context: fork`), and the `distex process` call it makes runs
+/// without a prompt and returns the TaskList and the aggregated results.
+#[test]
+#[ignore = "needs skills/distributed-processor/SKILL.md and `distex process` (issue 4, branch `process`); passes once merged"]
+fn the_distributed_processor_skill_reaches_the_model_and_process_returns_the_task_list() {
+    let Some(session) = Session::new() else { return };
+    let session = session.config(BUILDER_CLUSTER).recording().allow("Skill");
+    let done = session.run(
+        "process the regional data",
+        vec![
+            Turn::tool("Skill", json!({ "skill": "distex:distributed-processor" })),
+            Turn::bash("distex process --demo --json"),
+            Turn::text("processed"),
+        ],
+    );
+    done.assert_completed();
+    let skill = std::fs::read_to_string(repo().join("skills/distributed-processor/SKILL.md")).unwrap();
+    let body = skill.splitn(3, "---").nth(2).unwrap().trim();
+    let seen = done.server.all_text();
+    for line in body.lines().filter(|l| l.starts_with("## ")) {
+        assert!(seen.contains(line), "skill heading {line:?} did not reach the model\n{}", done.dump());
+    }
+    assert!(done.denied_commands().is_empty(), "the skill's allowed-tools should cover distex process\n{}", done.dump());
+    let report: Value = done
+        .server
+        .all_tool_results()
+        .iter()
+        .find_map(|r| serde_json::from_str::<Value>(r.content.trim()).ok().filter(|v| v.get("tasks").is_some()))
+        .unwrap_or_else(|| panic!("no tool result carried the process report\n{}", done.dump()));
+    let tasks = report["tasks"].as_array().unwrap();
+    assert!(!tasks.is_empty(), "{report}");
+    assert!(tasks.iter().all(|t| t["status"] == "completed"), "{report}");
+    assert_eq!(report["complete"], true, "{report}");
+    for region in ["A", "B", "C"] {
+        assert!(report["regions"].get(region).is_some(), "region {region} missing: {report}");
+    }
+}

@@ -135,6 +135,42 @@ impl ModelServer {
         out
     }
 
+    /// Every text Claude Code sent in any conversation request (system
+    /// prompts included): for things a subagent (a forked skill) saw.
+    pub fn all_text(&self) -> String {
+        let mut text = String::new();
+        for body in self.conversation() {
+            text.push_str(&flatten_text(&body["system"]));
+            text.push('\n');
+            for message in body["messages"].as_array().into_iter().flatten() {
+                text.push_str(&flatten_text(&message["content"]));
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// Every tool_result block in any conversation request (subagents'
+    /// included), deduplicated by tool_use_id, in order of first appearance.
+    pub fn all_tool_results(&self) -> Vec<ToolResult> {
+        let mut out: Vec<ToolResult> = Vec::new();
+        for body in self.conversation() {
+            for message in body["messages"].as_array().into_iter().flatten() {
+                for block in message["content"].as_array().into_iter().flatten() {
+                    let id = block["tool_use_id"].as_str().unwrap_or_default();
+                    if block["type"] == "tool_result" && !out.iter().any(|r| r.tool_use_id == id) {
+                        out.push(ToolResult {
+                            tool_use_id: id.to_string(),
+                            content: flatten_text(&block["content"]),
+                            is_error: block["is_error"].as_bool().unwrap_or(false),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// All text Claude Code sent in the last conversation request (system
     /// prompt excluded): user messages, tool results, injected context.
     pub fn last_request_text(&self) -> String {
