@@ -3,6 +3,8 @@
 # benchmark (bench/hook.sh) need. Sourced or run by .ci/run.
 set -eu
 CLAUDE_CODE_VERSION=2.1.330   # pinned: the version tests/claude_e2e.rs was written against
+# npm (Debian's package is enough: the npm package ships Claude Code as a native binary).
+command -v npm >/dev/null 2>&1 || apt-get install -y npm
 if ! command -v claude >/dev/null 2>&1 || [ "$(claude --version 2>/dev/null | cut -d' ' -f1)" != "$CLAUDE_CODE_VERSION" ]; then
     npm install -g "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
 fi
@@ -10,4 +12,4 @@ claude --version
 # hyperfine for bench/hook.sh
 command -v hyperfine >/dev/null 2>&1 || apt-get install -y hyperfine
 # `claude plugin validate` must report no errors for the plugin at the repo root.
-claude plugin validate .
+cd "$(dirname "$0")/.." && claude plugin validate .
