@@ -44,6 +44,7 @@ struct Session {
     sandbox: support::Sandbox,
     claude: PathBuf,
     allowed: Vec<String>,
+    disallowed: Vec<String>,
     env: Vec<(String, String)>,
     /// The plugin under test, passed with --plugin-dir (default: this
     /// repository); None when the test installed it from the marketplace.
@@ -94,7 +95,7 @@ impl Session {
         for dir in ["home", "project", "state", "run"] {
             std::fs::create_dir_all(sandbox.path().join(dir)).unwrap();
         }
-        Some(Session { sandbox, claude, allowed: vec![], env: vec![], plugin_dir: Some(repo()), distex_bin: Some(support::DISTEX.into()) })
+        Some(Session { sandbox, claude, allowed: vec![], disallowed: vec![], env: vec![], plugin_dir: Some(repo()), distex_bin: Some(support::DISTEX.into()) })
     }
 
     fn project(&self) -> PathBuf {
@@ -104,6 +105,12 @@ impl Session {
     /// Tools the session allows without asking (`--allowedTools`).
     fn allow(mut self, rule: &str) -> Self {
         self.allowed.push(rule.to_string());
+        self
+    }
+
+    /// Tools the session refuses (`--disallowedTools`).
+    fn disallow(mut self, rule: &str) -> Self {
+        self.disallowed.push(rule.to_string());
         self
     }
 
@@ -151,6 +158,9 @@ impl Session {
         }
         if !self.allowed.is_empty() {
             cmd.arg("--allowedTools").arg(self.allowed.join(","));
+        }
+        if !self.disallowed.is_empty() {
+            cmd.arg("--disallowedTools").arg(self.disallowed.join(","));
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -327,6 +337,17 @@ fn auto_approve_lets_the_rewritten_command_run_without_a_rule() {
     done.assert_completed();
     assert!(done.denied_commands().is_empty(), "{}", done.dump());
     assert!(session.calls().contains(&"<run><--node><builder><--><cargo build>".to_string()), "{:?}", session.calls());
+}
+
+#[test]
+fn auto_approve_does_not_override_a_deny_rule() {
+    let Some(session) = Session::new() else { return };
+    let config = format!("{BUILDER_CLUSTER}\n[hook]\nauto_approve = true\n");
+    let session = session.config(&config).recording().allow("Bash").disallow("Bash(distex run:*)");
+    let done = session.run("build the project", vec![Turn::bash("cargo build"), Turn::text("done")]);
+    done.assert_completed();
+    assert!(done.only_result().is_error, "{}", done.dump());
+    assert!(!session.calls().iter().any(|c| c.starts_with("<run>")), "{:?}\n{}", session.calls(), done.dump());
 }
 
 #[test]
