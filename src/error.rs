@@ -66,9 +66,10 @@ impl Error {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::ConfigRead { .. } | Error::ConfigInvalid { .. } | Error::Usage(_) | Error::Input(_) => {
-                exit::USAGE
-            }
+            Error::ConfigRead { .. }
+            | Error::ConfigInvalid { .. }
+            | Error::Usage(_)
+            | Error::Input(_) => exit::USAGE,
             Error::Transport(_) => exit::TRANSPORT,
             Error::Io { .. } => exit::FAILED,
         }
@@ -87,7 +88,10 @@ impl Error {
 
     /// Wraps an I/O error with what distex was doing when it happened.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

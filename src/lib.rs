@@ -15,8 +15,8 @@
 //! * [`report`] renders events and results for people and programs.
 
 pub mod announce;
-pub mod commands;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod exec;

@@ -12,10 +12,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// $XDG_CONFIG_HOME/distex/cluster.toml (~/.config/distex/cluster.toml), or
 /// falls back to this machine alone. Run `distex config init` to start one.
 #[derive(Debug, Parser)]
-#[command(name = "distex", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit status: 0 ok; 1 some work failed; 2 usage, config or input error; \
+#[command(
+    name = "distex",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit status: 0 ok; 1 some work failed; 2 usage, config or input error; \
 3 process incomplete (a region failed); 124 timed out; 125 no node reachable; \
-otherwise the remote command's own status.")]
+otherwise the remote command's own status."
+)]
 pub struct Cli {
     /// Cluster configuration file (default: $DISTEX_CONFIG, then ~/.config/distex/cluster.toml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -72,7 +79,12 @@ pub struct RouteArgs {
     #[arg(long)]
     pub speak: bool,
     /// The command line: several words after `--`, or one quoted string.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 

@@ -20,13 +20,21 @@ pub struct Served {
 }
 
 /// Reads requests from `input` until EOF, writing one response line each.
-pub fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
+pub fn serve(
+    config: &Config,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> std::io::Result<Served> {
     let mut served = Served::default();
     for (index, line) in input.lines().enumerate() {
         let line = match line {
             Ok(line) => line,
             Err(e) => {
-                let resp = ResponseLine::error(None, "parse_error", format!("line {}: not valid UTF-8 text ({e})", index + 1));
+                let resp = ResponseLine::error(
+                    None,
+                    "parse_error",
+                    format!("line {}: not valid UTF-8 text ({e})", index + 1),
+                );
                 write_line(&mut output, &resp)?;
                 served.failed += 1;
                 continue;
@@ -36,7 +44,11 @@ pub fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> st
             continue;
         }
         let response = answer(config, &line, index + 1);
-        if response.is_error() { served.failed += 1 } else { served.ok += 1 }
+        if response.is_error() {
+            served.failed += 1
+        } else {
+            served.ok += 1
+        }
         write_line(&mut output, &response)?;
     }
     Ok(served)
@@ -52,21 +64,43 @@ fn write_line(output: &mut impl Write, response: &ResponseLine) -> std::io::Resu
 pub fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
-        Err(e) => return ResponseLine::error(None, "parse_error", format!("line {number}: not JSON: {e}")),
+        Err(e) => {
+            return ResponseLine::error(
+                None,
+                "parse_error",
+                format!("line {number}: not JSON: {e}"),
+            );
+        }
     };
     let id = value.get("id").cloned();
     let Some(op) = value.get("op").and_then(Value::as_str).map(str::to_string) else {
-        return ResponseLine::error(id, "invalid_request", format!("line {number}: missing \"op\"; one of: {}", OPS.join(", ")));
+        return ResponseLine::error(
+            id,
+            "invalid_request",
+            format!("line {number}: missing \"op\"; one of: {}", OPS.join(", ")),
+        );
     };
     if !OPS.contains(&op.as_str()) {
-        return ResponseLine::error(id, "unknown_op", format!("line {number}: unknown op {op:?}; one of: {}", OPS.join(", ")));
+        return ResponseLine::error(
+            id,
+            "unknown_op",
+            format!(
+                "line {number}: unknown op {op:?}; one of: {}",
+                OPS.join(", ")
+            ),
+        );
     }
     let request: RequestLine = match serde_json::from_value(value) {
         Ok(r) => r,
-        Err(e) => return ResponseLine::error(id, "invalid_request", format!("line {number}: {op}: {e}")),
+        Err(e) => {
+            return ResponseLine::error(id, "invalid_request", format!("line {number}: {op}: {e}"));
+        }
     };
     match execute(config, request.request) {
-        Ok(response) => ResponseLine { id, outcome: crate::protocol::Outcome::Ok(response) },
+        Ok(response) => ResponseLine {
+            id,
+            outcome: crate::protocol::Outcome::Ok(response),
+        },
         Err((code, message)) => ResponseLine::error(id, code, format!("line {number}: {message}")),
     }
 }
@@ -78,8 +112,10 @@ fn execute(config: &Config, request: Request) -> Result<Response, (&'static str,
             let facts = route::facts(r.assume_load);
             Ok(Response::Route(route::route(config, &r.command, &facts)))
         }
-        Request::Nodes(_) => {
-            Ok(Response::Nodes(nodes::report(config, &crate::state::NodeStates::load(), route::local_load())))
-        }
+        Request::Nodes(_) => Ok(Response::Nodes(nodes::report(
+            config,
+            &crate::state::NodeStates::load(),
+            route::local_load(),
+        ))),
     }
 }

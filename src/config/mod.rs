@@ -6,7 +6,7 @@ mod file;
 mod load;
 mod model;
 
-pub use file::ClusterFile;
 pub use detect::{Detected, cores};
+pub use file::ClusterFile;
 pub use load::{Location, STARTER, load, locate, parse, user_config_path, valid_node_name};
 pub use model::*;

@@ -88,7 +88,15 @@ pub struct ResponseLine {
 
 impl ResponseLine {
     pub fn error(id: Option<serde_json::Value>, code: &str, message: impl Into<String>) -> Self {
-        ResponseLine { id, outcome: Outcome::Err { error: ErrorBody { code: code.into(), message: message.into() } } }
+        ResponseLine {
+            id,
+            outcome: Outcome::Err {
+                error: ErrorBody {
+                    code: code.into(),
+                    message: message.into(),
+                },
+            },
+        }
     }
 
     pub fn is_error(&self) -> bool {
@@ -105,7 +113,11 @@ pub enum SchemaKind {
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 3] = [SchemaKind::Request, SchemaKind::Response, SchemaKind::Config];
+    pub const ALL: [SchemaKind; 3] = [
+        SchemaKind::Request,
+        SchemaKind::Response,
+        SchemaKind::Config,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

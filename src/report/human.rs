@@ -16,7 +16,11 @@ pub fn decision(d: &Decision, line: &str) -> String {
     match (&d.node, &d.announcement) {
         (Some(node), Some(text)) if d.distribute => format!("{node} <- {line} ({why}): {text}"),
         (Some(node), None) if d.distribute => format!("{node} <- {line} ({why})"),
-        _ if d.rule.is_some() && d.warnings.iter().all(|w| !w.starts_with("no node satisfies")) => {
+        _ if d.rule.is_some()
+            && d.warnings
+                .iter()
+                .all(|w| !w.starts_with("no node satisfies")) =>
+        {
             format!("local <- {line} ({why}; this machine satisfies it)")
         }
         _ => format!("local <- {line} ({why})"),
@@ -26,20 +30,36 @@ pub fn decision(d: &Decision, line: &str) -> String {
 /// A table of nodes.
 pub fn nodes(report: &NodesReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<16} {:<22} {:<6} {:>5} {:>5} {:>7} {:<10} {}", "NODE", "HOST", "OS", "SLOTS", "SPEED", "LOAD", "SEEN", "CAPABILITIES");
+    let _ = writeln!(
+        out,
+        "{:<16} {:<22} {:<6} {:>5} {:>5} {:>7} {:<10} CAPABILITIES",
+        "NODE", "HOST", "OS", "SLOTS", "SPEED", "LOAD", "SEEN"
+    );
     for n in &report.nodes {
         let load = n.load.map_or("-".to_string(), |l| format!("{l:.2}"));
         let seen = match (n.answered, n.load_age_secs) {
-            (Some(true), Some(age)) => format!("{}", ago(age)),
+            (Some(true), Some(age)) => ago(age).to_string(),
             (Some(true), None) => "ok".to_string(),
             (Some(false), _) => "DOWN".to_string(),
             (None, _) => "never".to_string(),
         };
-        let caps: Vec<String> = n.roles.iter().map(|r| format!("role:{r}")).chain(n.features.iter().cloned()).collect();
+        let caps: Vec<String> = n
+            .roles
+            .iter()
+            .map(|r| format!("role:{r}"))
+            .chain(n.features.iter().cloned())
+            .collect();
         let _ = writeln!(
             out,
             "{:<16} {:<22} {:<6} {:>5} {:>5} {:>7} {:<10} {}",
-            n.name, n.host, n.os.as_str(), n.slots, n.speed, load, seen, caps.join(",")
+            n.name,
+            n.host,
+            n.os.as_str(),
+            n.slots,
+            n.speed,
+            load,
+            seen,
+            caps.join(",")
         );
         if let Some(e) = &n.error {
             let _ = writeln!(out, "{:<16} last error: {e}", "");
@@ -60,24 +80,60 @@ fn ago(secs: u64) -> String {
 /// The effective configuration, with where each part came from.
 pub fn config(c: &Config) -> String {
     let mut out = String::new();
-    let file = c.file.as_ref().map_or("(none: embedded default)".to_string(), |f| f.display().to_string());
+    let file = c
+        .file
+        .as_ref()
+        .map_or("(none: embedded default)".to_string(), |f| {
+            f.display().to_string()
+        });
     let _ = writeln!(out, "config file: {file}\n");
     let l = &c.local;
-    let _ = writeln!(out, "local {}: os={} slots={} speed={} roles=[{}] features=[{}]", l.name, l.caps.os.as_str(), l.slots, l.speed, l.caps.roles.join(", "), l.caps.features.join(", "));
+    let _ = writeln!(
+        out,
+        "local {}: os={} slots={} speed={} roles=[{}] features=[{}]",
+        l.name,
+        l.caps.os.as_str(),
+        l.slots,
+        l.speed,
+        l.caps.roles.join(", "),
+        l.caps.features.join(", ")
+    );
     for n in &c.nodes {
         let user = n.user.as_ref().map_or(String::new(), |u| format!("{u}@"));
         let port = n.port.map_or(String::new(), |p| format!(":{p}"));
         let _ = writeln!(
             out,
             "node {}: {user}{}{port} os={} slots={} speed={} roles=[{}] features=[{}] host_key_checking={:?}",
-            n.name, n.host, n.caps.os.as_str(), n.slots, n.speed, n.caps.roles.join(", "), n.caps.features.join(", "), n.host_key_checking
+            n.name,
+            n.host,
+            n.caps.os.as_str(),
+            n.slots,
+            n.speed,
+            n.caps.roles.join(", "),
+            n.caps.features.join(", "),
+            n.host_key_checking
         );
     }
     for r in &c.rules {
-        let _ = writeln!(out, "rule {} [{}]: requires {}; commands: {}", r.name, r.source, crate::route::describe(&r.requires), r.commands.join(", "));
+        let _ = writeln!(
+            out,
+            "rule {} [{}]: requires {}; commands: {}",
+            r.name,
+            r.source,
+            crate::route::describe(&r.requires),
+            r.commands.join(", ")
+        );
     }
-    let _ = writeln!(out, "routing: overload_threshold={} unhealthy_for={}s load_max_age={}s", c.routing.overload_threshold, c.routing.unhealthy_for, c.routing.load_max_age);
-    let _ = writeln!(out, "announce: speak={}  hook: mode={:?} auto_approve={}", c.announce.speak, c.hook.mode, c.hook.auto_approve);
+    let _ = writeln!(
+        out,
+        "routing: overload_threshold={} unhealthy_for={}s load_max_age={}s",
+        c.routing.overload_threshold, c.routing.unhealthy_for, c.routing.load_max_age
+    );
+    let _ = writeln!(
+        out,
+        "announce: speak={}  hook: mode={:?} auto_approve={}",
+        c.announce.speak, c.hook.mode, c.hook.auto_approve
+    );
     let _ = writeln!(out, "\nsources:");
     for s in &c.sources {
         let _ = writeln!(out, "  {:<28} {}", s.key, s.from);

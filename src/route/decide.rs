@@ -80,7 +80,12 @@ pub struct Decision {
 }
 
 /// Decides where `commands` (the analyzed command line) should run.
-pub fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &LoadFacts) -> Decision {
+pub fn decide(
+    config: &Config,
+    line: &str,
+    commands: &[Vec<String>],
+    facts: &LoadFacts,
+) -> Decision {
     let matches = match_rules(&config.rules, commands);
     let local_per_core = local_load(facts).map(|l| l / f64::from(config.local.slots.max(1)));
     let overloaded = local_per_core.is_some_and(|l| l > config.routing.overload_threshold);
@@ -93,9 +98,26 @@ pub fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &Loa
         ));
     }
     match matches.first() {
-        Some(primary) => by_rule(config, line, primary, &matches[1..], facts, overloaded, warnings),
-        None if overloaded => by_load(config, line, facts, local_per_core.unwrap_or_default(), warnings),
-        None => local(config, facts, "local", None, warnings),
+        Some(primary) => by_rule(
+            config,
+            line,
+            primary,
+            &matches[1..],
+            facts,
+            overloaded,
+            warnings,
+        ),
+        None if overloaded => by_load(
+            config,
+            line,
+            facts,
+            local_per_core.unwrap_or_default(),
+            warnings,
+        ),
+        None => Decision {
+            candidates: candidates(config, facts, None),
+            ..local("local", warnings)
+        },
     }
 }
 
@@ -112,62 +134,63 @@ fn by_rule(
     let local_ok = config.local.caps.satisfies(&rule.requires);
     let candidates = candidates(config, facts, Some(&rule.requires));
     let also = |node: &Node| others.iter().all(|m| node.caps.satisfies(&m.rule.requires));
-    let best = best(config, &candidates, also);
-    let mut decision = match best {
-        Some(node) if !local_ok || overloaded => {
-            let mut d = remote(node, &rule.name, candidates, warnings, line, primary);
-            d.sync = rule.sync;
-            d.returns = rule.returns.clone();
-            return d;
-        }
-        _ if local_ok => local(config, facts, &rule.name, None, warnings),
-        _ => {
-            warnings.push(format!(
-                "no node satisfies rule {} ({}); running on this machine",
-                rule.name,
-                describe(&rule.requires)
-            ));
-            local(config, facts, &rule.name, None, std::mem::take(&mut warnings))
-        }
+    let target = best(config, &candidates, also).filter(|_| !local_ok || overloaded);
+    if !local_ok && target.is_none() {
+        warnings.push(format!(
+            "no node satisfies rule {} ({}); running on this machine",
+            rule.name,
+            describe(&rule.requires)
+        ));
+    }
+    let mut decision = match target {
+        Some(node) => Decision {
+            announcement: Some(render(&rule.announce, node, &primary.matched, line)),
+            sync: rule.sync,
+            returns: rule.returns.clone(),
+            ..remote(node, &rule.name, candidates, warnings)
+        },
+        None => Decision {
+            candidates,
+            ..local(&rule.name, warnings)
+        },
     };
     decision.rule = Some(rule.name.clone());
     decision.matched = Some(primary.matched.clone());
     decision
 }
 
-fn by_load(config: &Config, line: &str, facts: &LoadFacts, local_per_core: f64, mut warnings: Vec<String>) -> Decision {
+/// The announcement when work moves only because this machine is busy.
+const OVERLOADED_ANNOUNCEMENT: &str = "This machine is overloaded; running on {node}.";
+
+fn by_load(
+    config: &Config,
+    line: &str,
+    facts: &LoadFacts,
+    local_per_core: f64,
+    mut warnings: Vec<String>,
+) -> Decision {
     let candidates = candidates(config, facts, None);
-    let lighter = best(config, &candidates, |_| true)
-        .filter(|n| candidates.iter().any(|c| c.node == n.name && c.score < local_per_core));
+    let lighter = best(config, &candidates, |_| true).filter(|n| {
+        candidates
+            .iter()
+            .any(|c| c.node == n.name && c.score < local_per_core)
+    });
     match lighter {
-        Some(node) => {
-            let mut d = remote(node, "overloaded", candidates, warnings, line, &no_match());
-            d.sync = true;
-            d
-        }
+        Some(node) => Decision {
+            announcement: Some(render(OVERLOADED_ANNOUNCEMENT, node, "", line)),
+            sync: true,
+            ..remote(node, "overloaded", candidates, warnings)
+        },
         None => {
             if !config.nodes.is_empty() {
                 warnings.push("no node is less loaded than this machine; running here".to_string());
             }
-            let mut d = local(config, facts, "local", None, warnings);
-            d.candidates = candidates;
-            d
+            Decision {
+                candidates,
+                ..local("local", warnings)
+            }
         }
     }
-}
-
-fn no_match() -> RuleMatch<'static> {
-    static OVERLOADED: std::sync::OnceLock<crate::config::Rule> = std::sync::OnceLock::new();
-    let rule = OVERLOADED.get_or_init(|| crate::config::Rule {
-        name: "overloaded".into(),
-        commands: vec![],
-        requires: Requirement::default(),
-        announce: "This machine is overloaded; running on {node}.".into(),
-        sync: true,
-        returns: vec![],
-        source: "built-in".into(),
-    });
-    RuleMatch { rule, matched: String::new(), command: vec![] }
 }
 
 fn remote(
@@ -175,33 +198,25 @@ fn remote(
     reason: &str,
     candidates: Vec<Candidate>,
     warnings: Vec<String>,
-    line: &str,
-    m: &RuleMatch,
 ) -> Decision {
-    let is_rule = reason != "overloaded";
     Decision {
         distribute: true,
         node: Some(node.name.clone()),
         reason: reason.to_string(),
-        rule: is_rule.then(|| m.rule.name.clone()),
-        matched: is_rule.then(|| m.matched.clone()),
-        announcement: Some(render(&m.rule.announce, node, &m.matched, line)),
         candidates,
-        warnings,
-        sync: false,
-        returns: vec![],
+        ..local(reason, warnings)
     }
 }
 
-fn local(config: &Config, facts: &LoadFacts, reason: &str, rule: Option<String>, warnings: Vec<String>) -> Decision {
+fn local(reason: &str, warnings: Vec<String>) -> Decision {
     Decision {
         distribute: false,
         node: None,
         reason: reason.to_string(),
-        rule,
+        rule: None,
         matched: None,
         announcement: None,
-        candidates: if config.nodes.is_empty() { vec![] } else { candidates(config, facts, None) },
+        candidates: vec![],
         warnings,
         sync: false,
         returns: vec![],
@@ -222,11 +237,22 @@ fn candidates(config: &Config, facts: &LoadFacts, req: Option<&Requirement>) -> 
             let load = node_load(config, facts, node);
             let score = load.unwrap_or(0.0) / f64::from(node.slots) / node.speed;
             let why_not = if req.is_some_and(|r| !node.caps.satisfies(r)) {
-                Some(format!("does not satisfy {}", describe(req.unwrap_or(&Requirement::default()))))
+                Some(format!(
+                    "does not satisfy {}",
+                    describe(req.unwrap_or(&Requirement::default()))
+                ))
             } else {
                 unhealthy(config, facts, &node.name)
             };
-            Candidate { node: node.name.clone(), eligible: why_not.is_none(), load, slots: node.slots, speed: node.speed, score, why_not }
+            Candidate {
+                node: node.name.clone(),
+                eligible: why_not.is_none(),
+                load,
+                slots: node.slots,
+                speed: node.speed,
+                score,
+                why_not,
+            }
         })
         .collect()
 }
@@ -236,7 +262,9 @@ fn node_load(config: &Config, facts: &LoadFacts, node: &Node) -> Option<f64> {
         return Some(load);
     }
     let health = facts.states.get(&node.name)?;
-    let fresh = health.load_at.is_some_and(|at| facts.now.saturating_sub(at) <= config.routing.load_max_age);
+    let fresh = health
+        .load_at
+        .is_some_and(|at| facts.now.saturating_sub(at) <= config.routing.load_max_age);
     if fresh { health.load1 } else { None }
 }
 
@@ -247,18 +275,31 @@ fn unhealthy(config: &Config, facts: &LoadFacts, node: &str) -> Option<String> {
     let health = facts.states.get(node)?;
     let age = facts.now.saturating_sub(health.checked_at);
     (!health.answered && age < config.routing.unhealthy_for).then(|| {
-        format!("did not answer {age}s ago ({})", health.error.as_deref().unwrap_or("unknown error"))
+        format!(
+            "did not answer {age}s ago ({})",
+            health.error.as_deref().unwrap_or("unknown error")
+        )
     })
 }
 
 /// The eligible node with the lowest score; nodes for which `prefer` holds
 /// come first; ties go to the node listed first in the configuration.
-fn best<'c>(config: &'c Config, candidates: &[Candidate], prefer: impl Fn(&Node) -> bool) -> Option<&'c Node> {
-    let mut eligible: Vec<(usize, &Candidate)> = candidates.iter().enumerate().filter(|(_, c)| c.eligible).collect();
+fn best<'c>(
+    config: &'c Config,
+    candidates: &[Candidate],
+    prefer: impl Fn(&Node) -> bool,
+) -> Option<&'c Node> {
+    let mut eligible: Vec<(usize, &Candidate)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.eligible)
+        .collect();
     eligible.sort_by(|(ia, a), (ib, b)| {
         let pa = !prefer(&config.nodes[*ia]);
         let pb = !prefer(&config.nodes[*ib]);
-        pa.cmp(&pb).then(a.score.total_cmp(&b.score)).then(ia.cmp(ib))
+        pa.cmp(&pb)
+            .then(a.score.total_cmp(&b.score))
+            .then(ia.cmp(ib))
     });
     eligible.first().map(|(i, _)| &config.nodes[*i])
 }
@@ -275,7 +316,11 @@ pub fn describe(req: &Requirement) -> String {
     if !req.roles.is_empty() {
         parts.push(format!("roles=[{}]", req.roles.join(", ")));
     }
-    if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "nothing".to_string()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Fills an announcement template.
@@ -283,9 +328,16 @@ fn render(template: &str, node: &Node, matched: &str, line: &str) -> String {
     let program = matched.split_whitespace().next().unwrap_or("");
     let capitalized: String = {
         let mut chars = program.trim_start_matches("./").chars();
-        chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+        chars
+            .next()
+            .map(|c| c.to_uppercase().chain(chars).collect())
+            .unwrap_or_default()
     };
-    let short: String = if line.chars().count() > 60 { line.chars().take(57).chain("...".chars()).collect() } else { line.to_string() };
+    let short: String = if line.chars().count() > 60 {
+        line.chars().take(57).chain("...".chars()).collect()
+    } else {
+        line.to_string()
+    };
     template
         .replace("{node}", &node.label)
         .replace("{matched}", matched)

@@ -22,24 +22,159 @@ struct Wrapper {
 }
 
 const WRAPPERS: &[Wrapper] = &[
-    Wrapper { name: "sudo", short_with_value: "ugCDhprtTU", long_with_value: &["user", "group", "close-from", "chdir", "host", "prompt", "role", "type", "command-timeout", "other-user"], assignments: true, leading_operands: 0 },
-    Wrapper { name: "doas", short_with_value: "uC", long_with_value: &[], assignments: false, leading_operands: 0 },
-    Wrapper { name: "env", short_with_value: "uC", long_with_value: &["unset", "chdir", "default-signal", "ignore-signal", "block-signal"], assignments: true, leading_operands: 0 },
-    Wrapper { name: "time", short_with_value: "fo", long_with_value: &["format", "output"], assignments: false, leading_operands: 0 },
-    Wrapper { name: "nice", short_with_value: "n", long_with_value: &["adjustment"], assignments: false, leading_operands: 0 },
-    Wrapper { name: "nohup", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
-    Wrapper { name: "timeout", short_with_value: "sk", long_with_value: &["signal", "kill-after"], assignments: false, leading_operands: 1 },
-    Wrapper { name: "command", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
-    Wrapper { name: "exec", short_with_value: "a", long_with_value: &[], assignments: false, leading_operands: 0 },
-    Wrapper { name: "builtin", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
-    Wrapper { name: "stdbuf", short_with_value: "ioe", long_with_value: &["input", "output", "error"], assignments: false, leading_operands: 0 },
-    Wrapper { name: "ionice", short_with_value: "cnp", long_with_value: &["class", "classdata", "pid"], assignments: false, leading_operands: 0 },
-    Wrapper { name: "taskset", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 1 },
-    Wrapper { name: "chronic", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
-    Wrapper { name: "xargs", short_with_value: "nILPsdEa", long_with_value: &["max-args", "replace", "max-lines", "max-procs", "max-chars", "delimiter", "eof", "arg-file", "process-slot-var"], assignments: false, leading_operands: 0 },
-    Wrapper { name: "npx", short_with_value: "pc", long_with_value: &["package", "call"], assignments: false, leading_operands: 0 },
-    Wrapper { name: "pnpx", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
-    Wrapper { name: "bunx", short_with_value: "p", long_with_value: &["package"], assignments: false, leading_operands: 0 },
+    Wrapper {
+        name: "sudo",
+        short_with_value: "ugCDhprtTU",
+        long_with_value: &[
+            "user",
+            "group",
+            "close-from",
+            "chdir",
+            "host",
+            "prompt",
+            "role",
+            "type",
+            "command-timeout",
+            "other-user",
+        ],
+        assignments: true,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "doas",
+        short_with_value: "uC",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "env",
+        short_with_value: "uC",
+        long_with_value: &[
+            "unset",
+            "chdir",
+            "default-signal",
+            "ignore-signal",
+            "block-signal",
+        ],
+        assignments: true,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "time",
+        short_with_value: "fo",
+        long_with_value: &["format", "output"],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "nice",
+        short_with_value: "n",
+        long_with_value: &["adjustment"],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "nohup",
+        short_with_value: "",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "timeout",
+        short_with_value: "sk",
+        long_with_value: &["signal", "kill-after"],
+        assignments: false,
+        leading_operands: 1,
+    },
+    Wrapper {
+        name: "command",
+        short_with_value: "",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "exec",
+        short_with_value: "a",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "builtin",
+        short_with_value: "",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "stdbuf",
+        short_with_value: "ioe",
+        long_with_value: &["input", "output", "error"],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "ionice",
+        short_with_value: "cnp",
+        long_with_value: &["class", "classdata", "pid"],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "taskset",
+        short_with_value: "",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 1,
+    },
+    Wrapper {
+        name: "chronic",
+        short_with_value: "",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "xargs",
+        short_with_value: "nILPsdEa",
+        long_with_value: &[
+            "max-args",
+            "replace",
+            "max-lines",
+            "max-procs",
+            "max-chars",
+            "delimiter",
+            "eof",
+            "arg-file",
+            "process-slot-var",
+        ],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "npx",
+        short_with_value: "pc",
+        long_with_value: &["package", "call"],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "pnpx",
+        short_with_value: "",
+        long_with_value: &[],
+        assignments: false,
+        leading_operands: 0,
+    },
+    Wrapper {
+        name: "bunx",
+        short_with_value: "p",
+        long_with_value: &["package"],
+        assignments: false,
+        leading_operands: 0,
+    },
 ];
 
 /// Two-word wrappers: `uv run pytest`, `poetry run pytest`, `npm exec jest`.
@@ -57,7 +192,16 @@ const RUNNERS: &[(&str, &str)] = &[
     ("yarn", "dlx"),
 ];
 
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox sh"];
+const SHELLS: &[&str] = &[
+    "sh",
+    "bash",
+    "dash",
+    "zsh",
+    "ksh",
+    "mksh",
+    "ash",
+    "busybox sh",
+];
 
 /// The last path component: `/usr/bin/docker` → `docker`.
 pub fn basename(word: &str) -> &str {
@@ -92,33 +236,45 @@ fn unwrap_into(words: &[String], depth: usize, out: &mut Vec<Vec<String>>) {
     if name == "eval" {
         let mut inner = Vec::new();
         if collect_line(&words[1..].join(" "), depth + 1, &mut inner).is_ok() {
-            inner.iter().for_each(|cmd| unwrap_into(cmd, depth + 1, out));
+            inner
+                .iter()
+                .for_each(|cmd| unwrap_into(cmd, depth + 1, out));
         }
         return;
     }
-    if name == "env" {
-        if let Some(script) = env_split_string(words) {
-            let mut inner = Vec::new();
-            if collect_line(&script, depth + 1, &mut inner).is_ok() {
-                inner.iter().for_each(|cmd| unwrap_into(cmd, depth + 1, out));
-            }
-            return;
+    if name == "env"
+        && let Some(script) = env_split_string(words)
+    {
+        let mut inner = Vec::new();
+        if collect_line(&script, depth + 1, &mut inner).is_ok() {
+            inner
+                .iter()
+                .for_each(|cmd| unwrap_into(cmd, depth + 1, out));
         }
+        return;
     }
     if let Some(w) = WRAPPERS.iter().find(|w| w.name == name) {
-        if name == "command" && words[1..].iter().take_while(|a| a.starts_with('-')).any(|a| a.contains('v') || a.contains('V')) {
+        if name == "command"
+            && words[1..]
+                .iter()
+                .take_while(|a| a.starts_with('-'))
+                .any(|a| a.contains('v') || a.contains('V'))
+        {
             return; // `command -v docker` only looks the name up.
         }
         unwrap_into(skip_wrapper(w, &words[1..]), depth + 1, out);
         return;
     }
-    if let Some(&(_, sub)) = RUNNERS.iter().find(|(n, _)| *n == name) {
-        if words.get(1).map(String::as_str) == Some(sub) {
-            let rest = &words[2..];
-            let start = rest.iter().position(|a| !a.starts_with('-')).unwrap_or(rest.len());
-            unwrap_into(&rest[start..], depth + 1, out);
-            return;
-        }
+    if let Some(&(_, sub)) = RUNNERS.iter().find(|(n, _)| *n == name)
+        && words.get(1).map(String::as_str) == Some(sub)
+    {
+        let rest = &words[2..];
+        let start = rest
+            .iter()
+            .position(|a| !a.starts_with('-'))
+            .unwrap_or(rest.len());
+        unwrap_into(&rest[start..], depth + 1, out);
+        return;
     }
     out.push(words.to_vec());
 }
@@ -133,7 +289,11 @@ fn skip_wrapper<'a>(w: &Wrapper, args: &'a [String]) -> &'a [String] {
             break;
         }
         if let Some(long) = arg.strip_prefix("--") {
-            i += if !long.contains('=') && w.long_with_value.contains(&long) { 2 } else { 1 };
+            i += if !long.contains('=') && w.long_with_value.contains(&long) {
+                2
+            } else {
+                1
+            };
             continue;
         }
         if arg.len() > 1 && arg.starts_with('-') && arg != "-" {
@@ -233,8 +393,17 @@ mod tests {
 
     #[test]
     fn sudo_env_nice_timeout_are_looked_through() {
-        assert_eq!(run(&["sudo", "-u", "root", "-E", "env", "A=1", "nice", "-n", "5", "timeout", "-s", "KILL", "60", "make", "-j"])[0][0], "make");
-        assert_eq!(run(&["sudo", "-Eu", "root", "docker", "ps"])[0][0], "docker");
+        assert_eq!(
+            run(&[
+                "sudo", "-u", "root", "-E", "env", "A=1", "nice", "-n", "5", "timeout", "-s",
+                "KILL", "60", "make", "-j"
+            ])[0][0],
+            "make"
+        );
+        assert_eq!(
+            run(&["sudo", "-Eu", "root", "docker", "ps"])[0][0],
+            "docker"
+        );
     }
 
     #[test]

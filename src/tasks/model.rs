@@ -79,8 +79,17 @@ impl TaskList {
     }
 
     /// Adds a task; it starts `blocked` when it has dependencies, else `pending`.
-    pub fn add(&mut self, id: impl Into<String>, subject: impl Into<String>, blocked_by: Vec<String>) {
-        let status = if blocked_by.is_empty() { TaskStatus::Pending } else { TaskStatus::Blocked };
+    pub fn add(
+        &mut self,
+        id: impl Into<String>,
+        subject: impl Into<String>,
+        blocked_by: Vec<String>,
+    ) {
+        let status = if blocked_by.is_empty() {
+            TaskStatus::Pending
+        } else {
+            TaskStatus::Blocked
+        };
         self.tasks.push(Task {
             id: id.into(),
             subject: subject.into(),
@@ -149,9 +158,10 @@ impl TaskList {
             .iter()
             .filter(|t| t.status == TaskStatus::Blocked)
             .filter(|t| {
-                t.blocked_by
-                    .iter()
-                    .all(|dep| self.get(dep).is_some_and(|d| d.status == TaskStatus::Completed))
+                t.blocked_by.iter().all(|dep| {
+                    self.get(dep)
+                        .is_some_and(|d| d.status == TaskStatus::Completed)
+                })
             })
             .map(|t| t.id.clone())
             .collect()

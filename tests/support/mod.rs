@@ -20,7 +20,12 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
-        Sandbox { dir: tempfile::Builder::new().prefix("dx").tempdir_in("/tmp").expect("temp dir") }
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("dx")
+                .tempdir_in("/tmp")
+                .expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -85,7 +90,10 @@ impl TestCommand {
     /// Runs with `input` on stdin.
     pub fn stdin(mut self, input: &str) -> Run {
         use std::io::Write;
-        self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = self.cmd.spawn().expect("spawn distex");
         let mut stdin = child.stdin.take().unwrap();
         let input = input.to_string();
@@ -98,7 +106,9 @@ impl TestCommand {
     }
 
     pub fn run(mut self) -> Run {
-        Run { output: self.cmd.output().expect("run distex") }
+        Run {
+            output: self.cmd.output().expect("run distex"),
+        }
     }
 }
 
@@ -122,8 +132,18 @@ impl Run {
 
     /// Asserts the exit code, showing both streams when it differs.
     pub fn expect_code(self, code: i32) -> Self {
-        assert_eq!(self.code(), Some(code), "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout(), self.stderr());
-        assert!(!self.stderr().contains("panicked"), "a Rust panic reached the user:\n{}", self.stderr());
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        assert!(
+            !self.stderr().contains("panicked"),
+            "a Rust panic reached the user:\n{}",
+            self.stderr()
+        );
         self
     }
 
@@ -133,11 +153,16 @@ impl Run {
 
     /// stdout parsed as one JSON value.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout().trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
+        serde_json::from_str(self.stdout().trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
     }
 
     /// stdout parsed as JSON Lines.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.stdout().lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
+        self.stdout()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
     }
 }
