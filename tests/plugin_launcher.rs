@@ -16,11 +16,18 @@ struct Plugin {
 
 impl Plugin {
     fn new() -> Plugin {
-        let dir = tempfile::Builder::new().prefix("dxl").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("dxl")
+            .tempdir_in("/tmp")
+            .unwrap();
         let root = dir.path().join("plugin");
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::create_dir_all(root.join("src")).unwrap();
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("bin/distex"), root.join("bin/distex")).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("bin/distex"),
+            root.join("bin/distex"),
+        )
+        .unwrap();
         for file in ["src/main.rs", "Cargo.toml", "Cargo.lock"] {
             std::fs::write(root.join(file), "").unwrap();
         }
@@ -49,14 +56,29 @@ impl Plugin {
 
     /// Arguments of every cargo call so far.
     fn cargo_calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("cargo.log")).unwrap_or_default().lines().map(String::from).collect()
+        std::fs::read_to_string(self.dir.path().join("cargo.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     /// Runs the launcher with a clean environment; `with_cargo` puts the stand-in on PATH.
     fn run(&self, args: &[&str], env: &[(&str, &Path)], with_cargo: bool) -> Output {
-        let path = if with_cargo { format!("{}:/usr/bin:/bin", self.dir.path().join("fakebin").display()) } else { "/usr/bin:/bin".into() };
+        let path = if with_cargo {
+            format!(
+                "{}:/usr/bin:/bin",
+                self.dir.path().join("fakebin").display()
+            )
+        } else {
+            "/usr/bin:/bin".into()
+        };
         let mut cmd = Command::new(self.root().join("bin/distex"));
-        cmd.args(args).env_clear().env("PATH", path).env("HOME", self.dir.path()).stdin(Stdio::null());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -82,14 +104,33 @@ fn stderr(out: &Output) -> String {
 fn builds_once_then_execs_and_never_prints_the_build_on_stdout() {
     let plugin = Plugin::new();
     let first = plugin.run(&["route", "--json", "cargo build"], &[], true);
-    assert_eq!(stdout(&first), "helper: route --json cargo build\n", "stderr: {}", stderr(&first));
+    assert_eq!(
+        stdout(&first),
+        "helper: route --json cargo build\n",
+        "stderr: {}",
+        stderr(&first)
+    );
     assert!(first.status.success());
-    assert!(stderr(&first).contains("building the helper"), "{}", stderr(&first));
-    assert!(stderr(&first).contains("Compiling distex (stand-in)"), "cargo's output goes to stderr: {}", stderr(&first));
+    assert!(
+        stderr(&first).contains("building the helper"),
+        "{}",
+        stderr(&first)
+    );
+    assert!(
+        stderr(&first).contains("Compiling distex (stand-in)"),
+        "cargo's output goes to stderr: {}",
+        stderr(&first)
+    );
     let calls = plugin.cargo_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    assert!(calls[0].starts_with("build --release --locked"), "{calls:?}");
-    assert!(plugin.root().join("target/release/distex").exists(), "without CLAUDE_PLUGIN_DATA the helper lives in <plugin>/target");
+    assert!(
+        calls[0].starts_with("build --release --locked"),
+        "{calls:?}"
+    );
+    assert!(
+        plugin.root().join("target/release/distex").exists(),
+        "without CLAUDE_PLUGIN_DATA the helper lives in <plugin>/target"
+    );
 
     let second = plugin.run(&["nodes"], &[], true);
     assert_eq!(stdout(&second), "helper: nodes\n");
@@ -102,7 +143,11 @@ fn rebuilds_when_a_source_is_newer_than_the_helper() {
     let plugin = Plugin::new();
     plugin.run(&["nodes"], &[], true);
     let exe = plugin.root().join("target/release/distex");
-    let old = Command::new("touch").args(["-d", "2001-01-01"]).arg(&exe).status().unwrap();
+    let old = Command::new("touch")
+        .args(["-d", "2001-01-01"])
+        .arg(&exe)
+        .status()
+        .unwrap();
     assert!(old.success());
     let out = plugin.run(&["nodes"], &[], true);
     assert_eq!(stdout(&out), "helper: nodes\n");
@@ -123,7 +168,10 @@ fn keeps_the_helper_in_the_plugin_data_dir_when_claude_code_gives_one() {
     let out = plugin.run(&["nodes"], &[("CLAUDE_PLUGIN_DATA", &data)], true);
     assert_eq!(stdout(&out), "helper: nodes\n", "{}", stderr(&out));
     assert!(data.join("target/release/distex").exists());
-    assert!(!plugin.root().join("target").exists(), "nothing is built inside the plugin directory");
+    assert!(
+        !plugin.root().join("target").exists(),
+        "nothing is built inside the plugin directory"
+    );
 }
 
 #[test]
@@ -131,11 +179,20 @@ fn hook_mode_never_builds_never_fails_and_stays_silent() {
     let plugin = Plugin::new();
     // No helper yet: the command must simply run as it was.
     let out = plugin.run(&["hook", "pre-tool-use"], &[], true);
-    assert_eq!((out.status.code(), stdout(&out), stderr(&out)), (Some(0), String::new(), String::new()));
-    assert!(plugin.cargo_calls().is_empty(), "the hook must not start a build");
+    assert_eq!(
+        (out.status.code(), stdout(&out), stderr(&out)),
+        (Some(0), String::new(), String::new())
+    );
+    assert!(
+        plugin.cargo_calls().is_empty(),
+        "the hook must not start a build"
+    );
     // A helper that fails (a stale binary exits 2, which would block the command).
     let failing = plugin.dir.path().join("failing");
-    executable(&failing, "#!/bin/sh\necho 'distex: unknown subcommand' >&2\nexit 2\n");
+    executable(
+        &failing,
+        "#!/bin/sh\necho 'distex: unknown subcommand' >&2\nexit 2\n",
+    );
     let out = plugin.run(&["hook", "pre-tool-use"], &[("DISTEX_BIN", &failing)], true);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "");
@@ -145,26 +202,52 @@ fn hook_mode_never_builds_never_fails_and_stays_silent() {
 fn session_start_builds_in_the_background_for_the_bash_tool_to_find() {
     let plugin = Plugin::new();
     let data = plugin.data();
-    let out = plugin.run(&["--plugin-session-start"], &[("CLAUDE_PLUGIN_DATA", &data)], true);
+    let out = plugin.run(
+        &["--plugin-session-start"],
+        &[("CLAUDE_PLUGIN_DATA", &data)],
+        true,
+    );
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(stdout(&out), "", "SessionStart stdout would become Claude's context");
-    assert_eq!(std::fs::read_to_string(plugin.root().join(".plugin-data")).unwrap().trim(), data.to_str().unwrap());
+    assert_eq!(
+        stdout(&out),
+        "",
+        "SessionStart stdout would become Claude's context"
+    );
+    assert_eq!(
+        std::fs::read_to_string(plugin.root().join(".plugin-data"))
+            .unwrap()
+            .trim(),
+        data.to_str().unwrap()
+    );
     // The detached build finishes on its own.
     let exe = data.join("target/release/distex");
     for _ in 0..400 {
-        let ready = std::fs::metadata(&exe).is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+        let ready = std::fs::metadata(&exe)
+            .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
         if ready {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    assert!(exe.exists(), "the background build never produced the helper");
+    assert!(
+        exe.exists(),
+        "the background build never produced the helper"
+    );
     // The Bash tool has no CLAUDE_PLUGIN_DATA; the launcher finds the helper anyway.
     let out = plugin.run(&["nodes"], &[], true);
     assert_eq!(stdout(&out), "helper: nodes\n", "{}", stderr(&out));
-    assert_eq!(plugin.cargo_calls().len(), 1, "no second build: {:?}", plugin.cargo_calls());
+    assert_eq!(
+        plugin.cargo_calls().len(),
+        1,
+        "no second build: {:?}",
+        plugin.cargo_calls()
+    );
     // Once built, session start has nothing to do.
-    plugin.run(&["--plugin-session-start"], &[("CLAUDE_PLUGIN_DATA", &data)], true);
+    plugin.run(
+        &["--plugin-session-start"],
+        &[("CLAUDE_PLUGIN_DATA", &data)],
+        true,
+    );
     assert_eq!(plugin.cargo_calls().len(), 1);
 }
 

@@ -27,7 +27,10 @@ impl PreToolUse {
         if self.tool_name != "Bash" {
             return None;
         }
-        self.tool_input.get("command")?.as_str().filter(|c| !c.trim().is_empty())
+        self.tool_input
+            .get("command")?
+            .as_str()
+            .filter(|c| !c.trim().is_empty())
     }
 }
 
@@ -36,7 +39,9 @@ pub fn parse(raw: &str) -> Result<PreToolUse, String> {
     let event: PreToolUse = serde_json::from_str(raw).map_err(|e| e.to_string())?;
     match event.hook_event_name.as_deref() {
         None | Some("PreToolUse") => Ok(event),
-        Some(other) => Err(format!("hook_event_name is {other:?}, expected \"PreToolUse\"")),
+        Some(other) => Err(format!(
+            "hook_event_name is {other:?}, expected \"PreToolUse\""
+        )),
     }
 }
 

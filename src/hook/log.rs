@@ -25,8 +25,16 @@ pub fn append(message: &str) {
     if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
         let _ = std::fs::rename(&path, path.with_extension("log.1"));
     }
-    let line = format!("{} pre-tool-use: {}\n", crate::state::now_secs(), message.replace('\n', " "));
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    let line = format!(
+        "{} pre-tool-use: {}\n",
+        crate::state::now_secs(),
+        message.replace('\n', " ")
+    );
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
         let _ = file.write_all(line.as_bytes());
     }
 }

@@ -33,12 +33,17 @@ const MAX_INPUT: u64 = 4 << 20;
 pub fn pre_tool_use(config_flag: Option<&Path>) -> u8 {
     // A panic must not reach Claude Code as a backtrace or a non-zero status
     // it could misread: log it and let the command run as it was.
-    std::panic::set_hook(Box::new(|info| log::append(&format!("internal error (bug in distex): {info}"))));
+    std::panic::set_hook(Box::new(|info| {
+        log::append(&format!("internal error (bug in distex): {info}"))
+    }));
     let answered = std::panic::catch_unwind(|| answer(config_flag));
     match answered {
         Ok(Ok(Some(output))) => {
             let mut stdout = std::io::stdout().lock();
-            if let Err(e) = stdout.write_all(output.as_bytes()).and_then(|()| stdout.flush()) {
+            if let Err(e) = stdout
+                .write_all(output.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
                 log::append(&format!("cannot write the answer to Claude Code: {e}"));
             }
         }
@@ -61,9 +66,13 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
         .map_err(|e| format!("cannot read the hook input from stdin: {e}"))?;
     let event = input::parse(&raw).map_err(|e| format!("ignoring unreadable hook input: {e}"))?;
     let Some(command) = event.bash_command() else {
-        return Err(format!("ignoring a {:?} call: distex only routes Bash tool calls with a command", event.tool_name));
+        return Err(format!(
+            "ignoring a {:?} call: distex only routes Bash tool calls with a command",
+            event.tool_name
+        ));
     };
-    let config = config::load(config_flag).map_err(|e| format!("config error, command left alone: {e}"))?;
+    let config =
+        config::load(config_flag).map_err(|e| format!("config error, command left alone: {e}"))?;
     if config.hook.mode == HookMode::Off || config.nodes.is_empty() {
         return Ok(None);
     }
@@ -81,6 +90,7 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
     {
         log::append(&warning);
     }
-    let json = serde_json::to_string(&reply).map_err(|e| format!("cannot encode the answer: {e}"))?;
+    let json =
+        serde_json::to_string(&reply).map_err(|e| format!("cannot encode the answer: {e}"))?;
     Ok(Some(json + "\n"))
 }

@@ -44,7 +44,11 @@ pub struct PreToolUseOutput {
 }
 
 /// The answer for `event` given `decision`, or None to leave the command alone.
-pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision) -> Option<HookOutput> {
+pub fn respond(
+    settings: &HookSettings,
+    event: &PreToolUse,
+    decision: &Decision,
+) -> Option<HookOutput> {
     let command = event.bash_command()?;
     let node = decision.node.as_deref().filter(|_| decision.distribute)?;
     let rewritten = rewrite(node, command);
@@ -65,7 +69,9 @@ pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision)
             PreToolUseOutput {
                 hook_event_name: "PreToolUse",
                 permission_decision: settings.auto_approve.then_some("allow"),
-                permission_decision_reason: format!("distex: {why}; running it on {node} with `{rewritten}`"),
+                permission_decision_reason: format!(
+                    "distex: {why}; running it on {node} with `{rewritten}`"
+                ),
                 updated_input: Some(Value::Object(input)),
                 additional_context: format!(
                     "distex routed this Bash command to node {node} ({why}). It ran as `{rewritten}`; \
@@ -85,7 +91,9 @@ pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision)
             ),
         },
     };
-    Some(HookOutput { hook_specific_output: output })
+    Some(HookOutput {
+        hook_specific_output: output,
+    })
 }
 
 /// `distex run --node NODE -- 'COMMAND'`: the original line as one shell word.
@@ -98,7 +106,10 @@ pub fn rewrite(node: &str, command: &str) -> String {
 /// special) and write each single quote as `'\''` (close, escaped quote,
 /// reopen). Plain words such as node names are left bare for readability.
 pub fn quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
     if plain {
         return word.to_string();
     }
@@ -148,7 +159,15 @@ mod tests {
     }
 
     fn local() -> Decision {
-        Decision { distribute: false, node: None, reason: "local".into(), rule: None, matched: None, announcement: None, ..routed("x") }
+        Decision {
+            distribute: false,
+            node: None,
+            reason: "local".into(),
+            rule: None,
+            matched: None,
+            announcement: None,
+            ..routed("x")
+        }
     }
 
     fn settings(mode: HookMode, auto_approve: bool) -> HookSettings {
@@ -164,40 +183,92 @@ mod tests {
 
     #[test]
     fn rewrite_replaces_only_the_command_and_sets_no_permission_decision() {
-        let out = respond(&settings(HookMode::Rewrite, false), &event("cargo build --release"), &routed("builder")).unwrap();
+        let out = respond(
+            &settings(HookMode::Rewrite, false),
+            &event("cargo build --release"),
+            &routed("builder"),
+        )
+        .unwrap();
         let out = out.hook_specific_output;
         assert_eq!(out.hook_event_name, "PreToolUse");
         assert_eq!(out.permission_decision, None);
         let input = out.updated_input.unwrap();
-        assert_eq!(input["command"], "distex run --node builder -- 'cargo build --release'");
+        assert_eq!(
+            input["command"],
+            "distex run --node builder -- 'cargo build --release'"
+        );
         assert_eq!(input["description"], "Build it");
         assert_eq!(input["timeout"], 600000);
         assert_eq!(input["run_in_background"], false);
-        assert!(out.additional_context.contains("builder"), "{}", out.additional_context);
-        assert!(out.additional_context.contains("heavy_computation"), "{}", out.additional_context);
+        assert!(
+            out.additional_context.contains("builder"),
+            "{}",
+            out.additional_context
+        );
+        assert!(
+            out.additional_context.contains("heavy_computation"),
+            "{}",
+            out.additional_context
+        );
     }
 
     #[test]
     fn auto_approve_is_the_only_way_to_get_allow() {
-        let out = respond(&settings(HookMode::Rewrite, true), &event("cargo build"), &routed("b")).unwrap();
+        let out = respond(
+            &settings(HookMode::Rewrite, true),
+            &event("cargo build"),
+            &routed("b"),
+        )
+        .unwrap();
         assert_eq!(out.hook_specific_output.permission_decision, Some("allow"));
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["hookSpecificOutput"]["permissionDecision"], "allow");
-        let json = serde_json::to_value(respond(&settings(HookMode::Rewrite, false), &event("cargo build"), &routed("b")).unwrap()).unwrap();
-        assert!(json["hookSpecificOutput"].get("permissionDecision").is_none(), "{json}");
+        let json = serde_json::to_value(
+            respond(
+                &settings(HookMode::Rewrite, false),
+                &event("cargo build"),
+                &routed("b"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            json["hookSpecificOutput"]
+                .get("permissionDecision")
+                .is_none(),
+            "{json}"
+        );
     }
 
     #[test]
     fn suggest_only_adds_context() {
-        let out = respond(&settings(HookMode::Suggest, true), &event("cargo build"), &routed("builder")).unwrap().hook_specific_output;
+        let out = respond(
+            &settings(HookMode::Suggest, true),
+            &event("cargo build"),
+            &routed("builder"),
+        )
+        .unwrap()
+        .hook_specific_output;
         assert_eq!(out.updated_input, None);
         assert_eq!(out.permission_decision, None);
-        assert!(out.additional_context.contains("distex run --node builder -- 'cargo build'"), "{}", out.additional_context);
+        assert!(
+            out.additional_context
+                .contains("distex run --node builder -- 'cargo build'"),
+            "{}",
+            out.additional_context
+        );
     }
 
     #[test]
     fn off_says_nothing_even_when_routed() {
-        assert_eq!(respond(&settings(HookMode::Off, false), &event("cargo build"), &routed("b")), None);
+        assert_eq!(
+            respond(
+                &settings(HookMode::Off, false),
+                &event("cargo build"),
+                &routed("b")
+            ),
+            None
+        );
     }
 
     #[test]
@@ -212,17 +283,39 @@ mod tests {
         ];
         for line in lines {
             let rewritten = rewrite("builder", line);
-            let commands = simple_commands(&rewritten).unwrap_or_else(|e| panic!("{rewritten}: {e:?}"));
+            let commands =
+                simple_commands(&rewritten).unwrap_or_else(|e| panic!("{rewritten}: {e:?}"));
             assert_eq!(commands.len(), 1, "{rewritten}");
-            assert_eq!(commands[0], vec!["distex", "run", "--node", "builder", "--", line], "{rewritten}");
+            assert_eq!(
+                commands[0],
+                vec!["distex", "run", "--node", "builder", "--", line],
+                "{rewritten}"
+            );
         }
     }
 
     #[test]
     fn quoting_survives_a_real_shell() {
-        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(word))).output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", quote(word));
+        for word in [
+            "plain",
+            "two words",
+            "it's",
+            "'",
+            "$HOME `id` \\ \"q\" !x",
+            "",
+            "a\nb",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", quote(word)))
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                word,
+                "quoted as {}",
+                quote(word)
+            );
         }
     }
 
@@ -232,9 +325,20 @@ mod tests {
         busy.reason = "overloaded".into();
         busy.rule = None;
         busy.matched = None;
-        let out = respond(&settings(HookMode::Rewrite, true), &event("git add -A"), &busy).unwrap().hook_specific_output;
+        let out = respond(
+            &settings(HookMode::Rewrite, true),
+            &event("git add -A"),
+            &busy,
+        )
+        .unwrap()
+        .hook_specific_output;
         assert_eq!(out.updated_input, None);
         assert_eq!(out.permission_decision, None, "never auto-approved either");
-        assert!(out.additional_context.contains("distex suggests running this command on node spare"), "{}", out.additional_context);
+        assert!(
+            out.additional_context
+                .contains("distex suggests running this command on node spare"),
+            "{}",
+            out.additional_context
+        );
     }
 }

@@ -45,11 +45,17 @@ impl Turn {
     }
 
     pub fn bash(command: &str) -> Turn {
-        Turn::ToolUse { name: "Bash".into(), input: json!({ "command": command, "description": "scripted command" }) }
+        Turn::ToolUse {
+            name: "Bash".into(),
+            input: json!({ "command": command, "description": "scripted command" }),
+        }
     }
 
     pub fn tool(name: &str, input: Value) -> Turn {
-        Turn::ToolUse { name: name.into(), input }
+        Turn::ToolUse {
+            name: name.into(),
+            input,
+        }
     }
 }
 
@@ -84,7 +90,10 @@ impl ModelServer {
     pub fn start(script: Vec<Turn>) -> ModelServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the scripted model server");
         let addr = listener.local_addr().expect("local addr");
-        let shared = Arc::new(Shared { script: Mutex::new(script), ..Default::default() });
+        let shared = Arc::new(Shared {
+            script: Mutex::new(script),
+            ..Default::default()
+        });
         let accept = Arc::clone(&shared);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -107,7 +116,11 @@ impl ModelServer {
 
     /// The conversation requests (those answered from the script or after it).
     pub fn conversation(&self) -> Vec<Value> {
-        self.requests().into_iter().filter(|r| r.scripted).map(|r| r.body).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.scripted)
+            .map(|r| r.body)
+            .collect()
     }
 
     /// How many scripted turns have been served.
@@ -119,13 +132,18 @@ impl ModelServer {
     /// text of its content flattened.
     pub fn tool_results(&self) -> Vec<ToolResult> {
         // Each conversation request repeats the whole history, so read the last one.
-        let Some(last) = self.conversation().pop() else { return vec![] };
+        let Some(last) = self.conversation().pop() else {
+            return vec![];
+        };
         let mut out = Vec::new();
         for message in last["messages"].as_array().into_iter().flatten() {
             for block in message["content"].as_array().into_iter().flatten() {
                 if block["type"] == "tool_result" {
                     out.push(ToolResult {
-                        tool_use_id: block["tool_use_id"].as_str().unwrap_or_default().to_string(),
+                        tool_use_id: block["tool_use_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
                         content: flatten_text(&block["content"]),
                         is_error: block["is_error"].as_bool().unwrap_or(false),
                     });
@@ -174,7 +192,9 @@ impl ModelServer {
     /// All text Claude Code sent in the last conversation request (system
     /// prompt excluded): user messages, tool results, injected context.
     pub fn last_request_text(&self) -> String {
-        let Some(last) = self.conversation().pop() else { return String::new() };
+        let Some(last) = self.conversation().pop() else {
+            return String::new();
+        };
         let mut text = String::new();
         for message in last["messages"].as_array().into_iter().flatten() {
             text.push_str(&flatten_text(&message["content"]));
@@ -254,7 +274,11 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
             _ => {}
         }
     }
-    let body = if chunked { read_chunked(reader)? } else { read_exact(reader, length)? };
+    let body = if chunked {
+        read_chunked(reader)?
+    } else {
+        read_exact(reader, length)?
+    };
     Some(Request { method, path, body })
 }
 
@@ -294,7 +318,11 @@ fn answer(request: &Request, shared: &Shared) -> Vec<u8> {
     });
 
     if request.method == "POST" && path.ends_with("/count_tokens") {
-        return http(200, "application/json", json!({ "input_tokens": 42 }).to_string());
+        return http(
+            200,
+            "application/json",
+            json!({ "input_tokens": 42 }).to_string(),
+        );
     }
     if !is_messages {
         // HEAD / GET probes and anything else: an empty success.
@@ -302,16 +330,29 @@ fn answer(request: &Request, shared: &Shared) -> Vec<u8> {
     }
     let turn = if is_conversation {
         let index = shared.next.fetch_add(1, Ordering::SeqCst);
-        shared.script.lock().unwrap().get(index).cloned().unwrap_or_else(|| Turn::text("All done."))
+        shared
+            .script
+            .lock()
+            .unwrap()
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| Turn::text("All done."))
     } else {
         Turn::text("ok")
     };
     let id = shared.ids.fetch_add(1, Ordering::SeqCst);
-    let model = body["model"].as_str().unwrap_or("claude-scripted").to_string();
+    let model = body["model"]
+        .as_str()
+        .unwrap_or("claude-scripted")
+        .to_string();
     if body["stream"].as_bool().unwrap_or(false) {
         http(200, "text/event-stream", sse(&turn, id, &model))
     } else {
-        http(200, "application/json", whole_message(&turn, id, &model).to_string())
+        http(
+            200,
+            "application/json",
+            whole_message(&turn, id, &model).to_string(),
+        )
     }
 }
 
@@ -333,9 +374,10 @@ fn usage() -> Value {
 fn block(turn: &Turn, id: usize) -> (Value, &'static str) {
     match turn {
         Turn::Text(text) => (json!({ "type": "text", "text": text }), "end_turn"),
-        Turn::ToolUse { name, input } => {
-            (json!({ "type": "tool_use", "id": format!("toolu_scripted_{id:04}"), "name": name, "input": input }), "tool_use")
-        }
+        Turn::ToolUse { name, input } => (
+            json!({ "type": "tool_use", "id": format!("toolu_scripted_{id:04}"), "name": name, "input": input }),
+            "tool_use",
+        ),
     }
 }
 
@@ -353,7 +395,10 @@ fn sse(turn: &Turn, id: usize, model: &str) -> String {
     let mut start = whole_message(turn, id, model);
     start["content"] = json!([]);
     start["stop_reason"] = Value::Null;
-    events.push(("message_start", json!({ "type": "message_start", "message": start })));
+    events.push((
+        "message_start",
+        json!({ "type": "message_start", "message": start }),
+    ));
     let (content, stop) = block(turn, id);
     match turn {
         Turn::Text(text) => {
@@ -363,17 +408,29 @@ fn sse(turn: &Turn, id: usize, model: &str) -> String {
         Turn::ToolUse { input, .. } => {
             let mut empty = content.clone();
             empty["input"] = json!({});
-            events.push(("content_block_start", json!({ "type": "content_block_start", "index": 0, "content_block": empty })));
+            events.push((
+                "content_block_start",
+                json!({ "type": "content_block_start", "index": 0, "content_block": empty }),
+            ));
             // Split the input JSON in two deltas, as the real API sends it in pieces.
             let json_text = input.to_string();
-            let cut = json_text.char_indices().nth(json_text.chars().count() / 2).map_or(0, |(i, _)| i);
+            let cut = json_text
+                .char_indices()
+                .nth(json_text.chars().count() / 2)
+                .map_or(0, |(i, _)| i);
             for piece in [&json_text[..cut], &json_text[cut..]] {
                 events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "input_json_delta", "partial_json": piece } })));
             }
         }
     }
-    events.push(("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
+    events.push((
+        "content_block_stop",
+        json!({ "type": "content_block_stop", "index": 0 }),
+    ));
     events.push(("message_delta", json!({ "type": "message_delta", "delta": { "stop_reason": stop, "stop_sequence": null }, "usage": { "output_tokens": 5 } })));
     events.push(("message_stop", json!({ "type": "message_stop" })));
-    events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect()
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
 }
