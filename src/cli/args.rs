@@ -57,6 +57,19 @@ pub enum Command {
     Parallel(ParallelArgs),
     /// Show which commands `parallel` would run together, and why not.
     Plan(PlanArgs),
+    /// Claude Code hooks (run by the plugin's hooks/hooks.json, not by hand).
+    #[command(subcommand)]
+    Hook(HookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// PreToolUse: read Claude Code's tool call on stdin; for a Bash command
+    /// that should be distributed, answer with it rewritten to `distex run
+    /// --node N -- '...'` (hook.mode = "rewrite"), or a suggestion ("suggest").
+    /// Always exits 0 and prints nothing when the command stays local or
+    /// anything goes wrong (see hook.log in the state directory).
+    PreToolUse,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::args::{Cli, Command, ConfigCommand, NodesArgs, ParallelArgs, PlanArgs, RouteArgs, RunArgs, SchemaName};
+use super::args::{
+    Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, RouteArgs, RunArgs, SchemaName,
+};
 use crate::commands::{json, nodes, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
@@ -23,6 +25,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => run_cmd(&config::load(config_flag)?, args),
         Command::Parallel(args) => parallel_cmd(&config::load(config_flag)?, args),
         Command::Plan(args) => plan_cmd(args),
+        // The hook loads the config itself: a broken config must not fail it.
+        Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
     }
 }
 
