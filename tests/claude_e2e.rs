@@ -209,7 +209,7 @@ impl Session {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start claude");
-        let output = wait_with_deadline(child, Duration::from_secs(180));
+        let output = wait_with_deadline(child, Duration::from_secs(900));
         Finished {
             server,
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -781,7 +781,7 @@ fn a_heavy_command_runs_on_a_loopback_sshd_node_through_the_hook() {
     std::fs::write(session.project().join("input.txt"), "synced-input-42\n").unwrap();
     let done = session.run(
         "build it",
-        vec![Turn::bash("make hello"), Turn::text("done")],
+        vec![Turn::slow_bash("make hello"), Turn::text("done")],
     );
     done.assert_completed();
     assert!(
@@ -884,8 +884,8 @@ fn a_dead_node_fails_over_and_the_next_command_avoids_it() {
     let done = session.run(
         "build it twice",
         vec![
-            Turn::bash("make hello"),
-            Turn::bash("make hello"),
+            Turn::slow_bash("make hello"),
+            Turn::slow_bash("make hello"),
             Turn::text("done"),
         ],
     );

@@ -51,6 +51,15 @@ impl Turn {
         }
     }
 
+    /// A Bash call with Claude Code's own timeout raised to its maximum
+    /// (10 minutes), for commands that go over SSH on a busy machine.
+    pub fn slow_bash(command: &str) -> Turn {
+        Turn::ToolUse {
+            name: "Bash".into(),
+            input: json!({ "command": command, "description": "scripted command", "timeout": 600000 }),
+        }
+    }
+
     pub fn tool(name: &str, input: Value) -> Turn {
         Turn::ToolUse {
             name: name.into(),

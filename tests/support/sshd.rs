@@ -59,12 +59,20 @@ impl Cluster {
     /// Starts `n` nodes named n1, n2, ...
     pub fn start(n: usize) -> Cluster {
         ensure_privsep_dir();
-        let dir = tempfile::Builder::new().prefix("dxssh").tempdir_in("/tmp").expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("dxssh")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
         let client_key = dir.path().join("client_key");
         keygen(&client_key);
-        let public = std::fs::read_to_string(client_key.with_extension("pub")).expect("client public key");
+        let public =
+            std::fs::read_to_string(client_key.with_extension("pub")).expect("client public key");
         let ssh_config = dir.path().join("ssh_config");
-        std::fs::write(&ssh_config, "# empty: keeps ~/.ssh/config out of the tests\n").unwrap();
+        std::fs::write(
+            &ssh_config,
+            "# empty: keeps ~/.ssh/config out of the tests\n",
+        )
+        .unwrap();
         let known_hosts = dir.path().join("known_hosts");
         let mut known = String::new();
         let mut nodes = Vec::new();
@@ -76,23 +84,47 @@ impl Cluster {
             keygen(&node_dir.join("host_key"));
             let workdir = node_dir.join("work");
             std::fs::create_dir_all(&workdir).unwrap();
-            let mut node = SshNode { name, addr: pick_addr(), port: 0, dir: node_dir, workdir, child: None };
+            let mut node = SshNode {
+                name,
+                addr: pick_addr(),
+                port: 0,
+                dir: node_dir,
+                workdir,
+                child: None,
+            };
             node.launch();
             let host_pub = std::fs::read_to_string(node.dir.join("host_key.pub")).unwrap();
             let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
-            known.push_str(&format!("[{}]:{} {}\n", node.addr, node.port, key.join(" ")));
+            known.push_str(&format!(
+                "[{}]:{} {}\n",
+                node.addr,
+                node.port,
+                key.join(" ")
+            ));
             nodes.push(node);
         }
         std::fs::write(&known_hosts, known).unwrap();
-        Cluster { dir, nodes, client_key, known_hosts, ssh_config }
+        Cluster {
+            dir,
+            nodes,
+            client_key,
+            known_hosts,
+            ssh_config,
+        }
     }
 
     pub fn node(&self, name: &str) -> &SshNode {
-        self.nodes.iter().find(|n| n.name == name).expect("node exists")
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("node exists")
     }
 
     pub fn node_mut(&mut self, name: &str) -> &mut SshNode {
-        self.nodes.iter_mut().find(|n| n.name == name).expect("node exists")
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .expect("node exists")
     }
 
     /// The `[[node]]` table for one node; `extra` is appended verbatim
@@ -118,7 +150,9 @@ impl Cluster {
     /// out of reach so that the machine's real load (tests run in
     /// parallel) never changes a decision.
     pub fn config(&self, node_extra: &str, tail: &str) -> String {
-        let mut text = String::from("[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n[routing]\noverload_threshold = 1000.0\n\n");
+        let mut text = String::from(
+            "[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n[routing]\noverload_threshold = 1000.0\n\n",
+        );
         for node in &self.nodes {
             text.push_str(&self.node_table(node, node_extra));
             text.push('\n');
@@ -167,7 +201,11 @@ impl SshNode {
             self.kill();
             self.port = 0;
         }
-        panic!("sshd for {} did not start; see {}", self.name, self.dir.join("sshd.log").display());
+        panic!(
+            "sshd for {} did not start; see {}",
+            self.name,
+            self.dir.join("sshd.log").display()
+        );
     }
 
     fn wait_listening(&mut self) -> bool {
@@ -275,7 +313,12 @@ fn cmdline(pid: i32) -> Option<String> {
     if raw.is_empty() {
         return None;
     }
-    Some(String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string())
+    Some(
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim()
+            .to_string(),
+    )
 }
 
 fn parent(pid: i32) -> Option<i32> {
@@ -332,7 +375,11 @@ fn pick_addr() -> Ipv4Addr {
 }
 
 fn free_port(addr: Ipv4Addr) -> u16 {
-    TcpListener::bind((addr, 0)).expect("bind loopback").local_addr().unwrap().port()
+    TcpListener::bind((addr, 0))
+        .expect("bind loopback")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn port_free(addr: Ipv4Addr, port: u16) -> bool {
@@ -340,8 +387,11 @@ fn port_free(addr: Ipv4Addr, port: u16) -> bool {
 }
 
 pub fn current_user() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        let out = Command::new("id").arg("-un").output().expect("id -un");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    })
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let out = Command::new("id").arg("-un").output().expect("id -un");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
 }
