@@ -40,8 +40,11 @@ fn claude_binary() -> Option<PathBuf> {
             !in_ci,
             "CI is set but the `claude` CLI is not installed: run .ci/needs-claude.sh"
         );
-        eprintln!(
-            "\n*** SKIPPED: the `claude` CLI is not installed (npm install -g @anthropic-ai/claude-code); see .ci/needs-claude.sh ***\n"
+        // Straight to the process's stderr: the test harness would swallow
+        // eprintln! output of a passing test.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"\n*** SKIPPED: the `claude` CLI is not installed (npm install -g @anthropic-ai/claude-code); see .ci/needs-claude.sh ***\n",
         );
     }
     found
