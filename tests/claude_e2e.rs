@@ -935,7 +935,7 @@ fn the_distributed_processor_skill_reaches_the_model_and_process_returns_the_tas
         vec![
             Turn::tool("Skill", json!({ "skill": "distex:distributed-processor" })),
             Turn::bash("distex process --demo --json"),
-            Turn::text("processed"),
+            Turn::text("regional report ready"),
         ],
     );
     done.assert_completed();
@@ -975,4 +975,17 @@ fn the_distributed_processor_skill_reaches_the_model_and_process_returns_the_tas
             "region {region} missing: {report}"
         );
     }
+    // With `context: fork` the skill ran in a subagent; its final answer is
+    // the Skill call's result in the coordinator's conversation.
+    let skill_call = done.server.tool_use_id_of_turn(0).unwrap();
+    let results = done.server.all_tool_results();
+    let skill_result = results
+        .iter()
+        .find(|r| r.tool_use_id == skill_call)
+        .unwrap_or_else(|| panic!("no result for the Skill call\n{}", done.dump()));
+    assert!(
+        skill_result.content.contains("regional report ready"),
+        "{}",
+        done.dump()
+    );
 }
