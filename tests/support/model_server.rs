@@ -48,6 +48,15 @@ impl Turn {
         Turn::ToolUse { name: "Bash".into(), input: json!({ "command": command, "description": "scripted command" }) }
     }
 
+    /// A Bash call with Claude Code's own timeout raised to its maximum
+    /// (10 minutes), for commands that go over SSH on a busy machine.
+    pub fn slow_bash(command: &str) -> Turn {
+        Turn::ToolUse {
+            name: "Bash".into(),
+            input: json!({ "command": command, "description": "scripted command", "timeout": 600000 }),
+        }
+    }
+
     pub fn tool(name: &str, input: Value) -> Turn {
         Turn::ToolUse { name: name.into(), input }
     }
@@ -70,6 +79,8 @@ struct Shared {
     next: AtomicUsize,
     ids: AtomicUsize,
     log: Mutex<Vec<Recorded>>,
+    /// The `tool_use` id sent for each scripted turn, by turn index.
+    turn_ids: Mutex<Vec<String>>,
 }
 
 /// The running server. It lives as long as the test process; its threads are
@@ -108,6 +119,12 @@ impl ModelServer {
     /// The conversation requests (those answered from the script or after it).
     pub fn conversation(&self) -> Vec<Value> {
         self.requests().into_iter().filter(|r| r.scripted).map(|r| r.body).collect()
+    }
+
+    /// The tool_use id the server sent in the `n`th conversation answer
+    /// (counting from 0), to find that call's result.
+    pub fn tool_use_id_of_turn(&self, n: usize) -> Option<String> {
+        self.shared.turn_ids.lock().unwrap().get(n).cloned()
     }
 
     /// How many scripted turns have been served.
@@ -311,6 +328,9 @@ fn answer(request: &Request, shared: &Shared) -> Vec<u8> {
         Turn::text("ok")
     };
     let id = shared.ids.fetch_add(1, Ordering::SeqCst);
+    if is_conversation {
+        shared.turn_ids.lock().unwrap().push(tool_use_id(id));
+    }
     let model = body["model"].as_str().unwrap_or("claude-scripted").to_string();
     if body["stream"].as_bool().unwrap_or(false) {
         http(200, "text/event-stream", sse(&turn, id, &model))
@@ -333,14 +353,17 @@ fn usage() -> Value {
     json!({ "input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 })
 }
 
+fn tool_use_id(id: usize) -> String {
+    format!("toolu_scripted_{id:04}")
+}
+
 /// The content block and stop reason of a turn.
 fn block(turn: &Turn, id: usize) -> (Value, &'static str) {
     match turn {
         Turn::Text(text) => (json!({ "type": "text", "text": text }), "end_turn"),
-        Turn::ToolUse { name, input } => (
-            json!({ "type": "tool_use", "id": format!("toolu_scripted_{id:04}"), "name": name, "input": input }),
-            "tool_use",
-        ),
+        Turn::ToolUse { name, input } => {
+            (json!({ "type": "tool_use", "id": tool_use_id(id), "name": name, "input": input }), "tool_use")
+        }
     }
 }
 
