@@ -37,13 +37,7 @@ pub enum Error {
     },
     /// The configuration file is not valid: syntax, unknown key, bad value.
     #[error("{file}:{line}:{column}: {key}: {message}")]
-    ConfigInvalid {
-        file: String,
-        line: usize,
-        column: usize,
-        key: String,
-        message: String,
-    },
+    ConfigInvalid { file: String, line: usize, column: usize, key: String, message: String },
     /// The user asked for something that cannot work (bad flag combination, unknown node...).
     #[error("{0}")]
     Usage(String),
@@ -66,10 +60,7 @@ impl Error {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::ConfigRead { .. }
-            | Error::ConfigInvalid { .. }
-            | Error::Usage(_)
-            | Error::Input(_) => exit::USAGE,
+            Error::ConfigRead { .. } | Error::ConfigInvalid { .. } | Error::Usage(_) | Error::Input(_) => exit::USAGE,
             Error::Transport(_) => exit::TRANSPORT,
             Error::Io { .. } => exit::FAILED,
         }
@@ -88,10 +79,7 @@ impl Error {
 
     /// Wraps an I/O error with what distex was doing when it happened.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 

@@ -10,6 +10,7 @@
 //! * [`state`] holds what distex remembers between runs (node loads, health);
 //! * [`exec`] runs commands locally or over SSH;
 //! * [`tasks`] is the TaskList model and the events runners emit;
+//! * [`hook`] answers Claude Code's PreToolUse hook (routing every Bash call);
 //! * [`protocol`] holds the JSON request/response types and their schemas;
 //! * [`report`] renders events and results for people and programs.
 
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod hook;
 pub mod protocol;
 pub mod report;
 pub mod route;

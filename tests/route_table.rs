@@ -74,32 +74,20 @@ const CASES: &[(&str, &str, &str)] = &[
     ("timeout -s KILL 30 docker ps", "macpro51", LINUX),
     ("command docker ps", "macpro51", LINUX),
     ("bash -c 'docker ps'", "macpro51", LINUX),
-    (
-        "sh -c \"apt-get update && apt-get install -y curl\"",
-        "macpro51",
-        LINUX,
-    ),
+    ("sh -c \"apt-get update && apt-get install -y curl\"", "macpro51", LINUX),
     ("echo $(docker ps -q)", "macpro51", LINUX),
     ("echo `docker ps -q`", "macpro51", LINUX),
     ("(cd app && docker build .)", "macpro51", LINUX),
     ("{ docker ps; }", "macpro51", LINUX),
     ("docker ps -aq | xargs docker rm", "macpro51", LINUX),
     ("cat ids | sudo xargs -n1 docker stop", "macpro51", LINUX),
-    (
-        "if docker info >/dev/null; then echo up; fi",
-        "macpro51",
-        LINUX,
-    ),
+    ("if docker info >/dev/null; then echo up; fi", "macpro51", LINUX),
     ("for c in a b; do docker stop $c; done", "macpro51", LINUX),
     ("git pull && docker compose up -d", "macpro51", LINUX),
     ("\"docker\" ps", "macpro51", LINUX),
     ("sudo -E env PATH=$PATH docker ps", "macpro51", LINUX),
     ("eval \"docker ps\"", "macpro51", LINUX),
-    (
-        "while true; do journalctl -n 1; sleep 1; done",
-        "macpro51",
-        LINUX,
-    ),
+    ("while true; do journalctl -n 1; sleep 1; done", "macpro51", LINUX),
     ("docker build . && make", "macpro51", LINUX),
     ("diff <(docker ps) saved.txt", "macpro51", LINUX),
     ("X=$(docker ps -q) ls", "macpro51", LINUX),
@@ -184,35 +172,18 @@ const CASES: &[(&str, &str, &str)] = &[
 fn route_all(sandbox: &Sandbox, config: &std::path::Path, cases: &[(&str, Value)]) -> Vec<Value> {
     let input: String = cases
         .iter()
-        .map(|(cmd, assume)| {
-            json!({"op": "route", "command": cmd, "assume_load": assume}).to_string() + "\n"
-        })
+        .map(|(cmd, assume)| json!({"op": "route", "command": cmd, "assume_load": assume}).to_string() + "\n")
         .collect();
-    let run = sandbox
-        .cmd()
-        .arg("--config")
-        .arg(config)
-        .arg("json")
-        .stdin(&input)
-        .success();
+    let run = sandbox.cmd().arg("--config").arg(config).arg("json").stdin(&input).success();
     let answers = run.json_lines();
-    assert_eq!(
-        answers.len(),
-        cases.len(),
-        "one answer per request:\n{}",
-        run.stdout()
-    );
+    assert_eq!(answers.len(), cases.len(), "one answer per request:\n{}", run.stdout());
     answers
 }
 
 #[test]
 fn routing_table() {
     let local_commands = CASES.iter().filter(|c| c.1 == "local").count();
-    assert!(
-        CASES.len() >= 80 && local_commands * 3 >= CASES.len(),
-        "{} cases, {local_commands} local",
-        CASES.len()
-    );
+    assert!(CASES.len() >= 80 && local_commands * 3 >= CASES.len(), "{} cases, {local_commands} local", CASES.len());
 
     let sandbox = Sandbox::new();
     let config = sandbox.write_config(CLUSTER);
@@ -221,39 +192,18 @@ fn routing_table() {
 
     let mut failures = Vec::new();
     for ((command, node, rule), answer) in CASES.iter().zip(&answers) {
-        let want_node = if *node == "local" {
-            Value::Null
-        } else {
-            json!(node)
-        };
-        let want_rule = if rule.is_empty() {
-            Value::Null
-        } else {
-            json!(rule)
-        };
+        let want_node = if *node == "local" { Value::Null } else { json!(node) };
+        let want_rule = if rule.is_empty() { Value::Null } else { json!(rule) };
         let ok = answer["op"] == "route"
             && answer["node"] == want_node
             && answer["distribute"] == json!(*node != "local")
             && answer["rule"] == want_rule
-            && answer["reason"]
-                == if rule.is_empty() {
-                    json!("local")
-                } else {
-                    json!(rule)
-                };
+            && answer["reason"] == if rule.is_empty() { json!("local") } else { json!(rule) };
         if !ok {
-            failures.push(format!(
-                "{command:?}: want node={node} rule={rule:?}, got {answer}"
-            ));
+            failures.push(format!("{command:?}: want node={node} rule={rule:?}, got {answer}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        failures.len(),
-        CASES.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), CASES.len(), failures.join("\n"));
 }
 
 #[test]
@@ -270,29 +220,16 @@ fn distributed_answers_carry_match_and_announcement() {
         ],
     );
     assert_eq!(answers[0]["matched"], "docker");
-    assert_eq!(
-        answers[0]["announcement"],
-        "Routing Docker work to Mac Pro for Linux execution."
-    );
+    assert_eq!(answers[0]["announcement"], "Routing Docker work to Mac Pro for Linux execution.");
     assert_eq!(answers[0]["sync"], false);
     assert_eq!(answers[1]["matched"], "cargo build");
-    assert_eq!(
-        answers[1]["announcement"],
-        "Heavy compilation detected, offloading to Mac Pro."
-    );
+    assert_eq!(answers[1]["announcement"], "Heavy compilation detected, offloading to Mac Pro.");
     assert_eq!(answers[1]["sync"], true);
     assert_eq!(answers[2]["announcement"], "Sending training to gpu.");
     let candidates = answers[1]["candidates"].as_array().unwrap();
-    let eligible: Vec<_> = candidates
-        .iter()
-        .filter(|c| c["eligible"] == true)
-        .map(|c| c["node"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        eligible,
-        ["macpro51", "studio"],
-        "only builders are candidates for a build"
-    );
+    let eligible: Vec<_> =
+        candidates.iter().filter(|c| c["eligible"] == true).map(|c| c["node"].as_str().unwrap()).collect();
+    assert_eq!(eligible, ["macpro51", "studio"], "only builders are candidates for a build");
 }
 
 #[test]
@@ -313,10 +250,7 @@ fn least_loaded_candidate_wins_by_load_per_slot_and_speed() {
             ("docker ps", json!({"local": 0, "macpro51": 24, "gpu": 0})),
         ],
     );
-    let nodes: Vec<_> = answers
-        .iter()
-        .map(|a| a["node"].as_str().unwrap_or("local").to_string())
-        .collect();
+    let nodes: Vec<_> = answers.iter().map(|a| a["node"].as_str().unwrap_or("local").to_string()).collect();
     assert_eq!(nodes, ["studio", "macpro51", "macpro51", "gpu"]);
 }
 
@@ -329,81 +263,52 @@ fn overloaded_machine_sends_plain_commands_to_the_least_loaded_node() {
         &config,
         &[
             // 8 / 4 slots = 2.0 per core > 1.0: overloaded.
-            (
-                "ls -la",
-                json!({"local": 8, "macpro51": 12, "studio": 0, "gpu": 4}),
-            ),
+            ("ls -la", json!({"local": 8, "macpro51": 12, "studio": 0, "gpu": 4})),
             ("ls -la", json!({"local": 3})),
             // Every node busier than this machine: stay, with a warning.
-            (
-                "ls -la",
-                json!({"local": 8, "macpro51": 100, "studio": 100, "gpu": 100}),
-            ),
+            ("ls -la", json!({"local": 8, "macpro51": 100, "studio": 100, "gpu": 100})),
         ],
     );
     assert_eq!(answers[0]["node"], "studio");
     assert_eq!(answers[0]["reason"], "overloaded");
     assert_eq!(answers[0]["rule"], Value::Null);
-    assert!(
-        answers[0]["announcement"]
-            .as_str()
-            .unwrap()
-            .contains("studio")
-    );
+    assert!(answers[0]["announcement"].as_str().unwrap().contains("studio"));
     assert_eq!(answers[1]["reason"], "local");
     assert_eq!(answers[1]["distribute"], false);
     assert_eq!(answers[2]["distribute"], false);
     let warnings = answers[2]["warnings"].to_string();
-    assert!(
-        warnings.contains("overloaded") && warnings.contains("no node is less loaded"),
-        "{warnings}"
-    );
+    assert!(warnings.contains("overloaded") && warnings.contains("no node is less loaded"), "{warnings}");
 }
 
 #[test]
 fn local_machine_that_satisfies_the_rule_keeps_the_command() {
     let sandbox = Sandbox::new();
-    let config = sandbox.write_config(&CLUSTER.replace(
-        "os = \"macos\"\nslots = 4",
-        "os = \"linux\"\nslots = 4\nroles = [\"builder\"]",
-    ));
+    let config = sandbox.write_config(
+        &CLUSTER.replace("os = \"macos\"\nslots = 4", "os = \"linux\"\nslots = 4\nroles = [\"builder\"]"),
+    );
     let answers = route_all(
         &sandbox,
         &config,
-        &[
-            ("docker ps", json!({"local": 0})),
-            ("make", json!({"local": 0})),
-            ("make", json!({"local": 40})),
-        ],
+        &[("docker ps", json!({"local": 0})), ("make", json!({"local": 0})), ("make", json!({"local": 40}))],
     );
     for a in &answers[..2] {
         assert_eq!(a["distribute"], false, "{a}");
-        assert!(
-            a["rule"].is_string(),
-            "the matched rule is still reported: {a}"
-        );
+        assert!(a["rule"].is_string(), "the matched rule is still reported: {a}");
     }
-    assert_eq!(
-        answers[2]["node"], "macpro51",
-        "an overloaded builder still hands builds off: {}",
-        answers[2]
-    );
+    assert_eq!(answers[2]["node"], "macpro51", "an overloaded builder still hands builds off: {}", answers[2]);
 }
 
 #[test]
 fn unsatisfiable_rule_runs_locally_with_a_warning() {
     let sandbox = Sandbox::new();
-    let config = sandbox.write_config(
-        "[local]\nos = \"macos\"\n[[node]]\nname = \"studio\"\nhost = \"s\"\nos = \"macos\"\n",
-    );
+    let config =
+        sandbox.write_config("[local]\nos = \"macos\"\n[[node]]\nname = \"studio\"\nhost = \"s\"\nos = \"macos\"\n");
     let answers = route_all(&sandbox, &config, &[("docker ps", json!({"local": 0}))]);
     assert_eq!(answers[0]["distribute"], false);
     assert_eq!(answers[0]["node"], Value::Null);
     assert_eq!(answers[0]["rule"], "linux_required");
     assert!(
-        answers[0]["warnings"]
-            .to_string()
-            .contains("no node satisfies rule linux_required (os=linux)"),
+        answers[0]["warnings"].to_string().contains("no node satisfies rule linux_required (os=linux)"),
         "{}",
         answers[0]
     );
@@ -413,10 +318,7 @@ fn unsatisfiable_rule_runs_locally_with_a_warning() {
 fn nodes_that_did_not_answer_are_skipped_until_they_expire() {
     let sandbox = Sandbox::new();
     let config = sandbox.write_config(CLUSTER);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let state = sandbox.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let cache = json!({"nodes": {
@@ -428,20 +330,11 @@ fn nodes_that_did_not_answer_are_skipped_until_they_expire() {
     assert_eq!(answers[0]["node"], "studio", "{}", answers[0]);
     let mac = &answers[0]["candidates"][0];
     assert_eq!(mac["eligible"], false);
-    assert!(
-        mac["why_not"]
-            .as_str()
-            .unwrap()
-            .contains("connection refused")
-    );
-    assert_eq!(
-        answers[0]["candidates"][1]["load"], 2.0,
-        "cached loads are used"
-    );
+    assert!(mac["why_not"].as_str().unwrap().contains("connection refused"));
+    assert_eq!(answers[0]["candidates"][1]["load"], 2.0, "cached loads are used");
 
     // Ten minutes later the failure is old news: macpro51 is tried again.
-    let old =
-        json!({"nodes": {"macpro51": {"answered": false, "checked_at": now - 600, "error": "x"}}});
+    let old = json!({"nodes": {"macpro51": {"answered": false, "checked_at": now - 600, "error": "x"}}});
     std::fs::write(state.join("nodes.json"), old.to_string()).unwrap();
     let answers = route_all(&sandbox, &config, &[("make", json!({"local": 0}))]);
     assert_eq!(answers[0]["node"], "macpro51");
@@ -454,10 +347,7 @@ fn unparsable_commands_stay_local_with_a_warning() {
     let answers = route_all(
         &sandbox,
         &config,
-        &[
-            ("echo 'unterminated", json!({"local": 0})),
-            ("docker ps )", json!({"local": 0})),
-        ],
+        &[("echo 'unterminated", json!({"local": 0})), ("docker ps )", json!({"local": 0}))],
     );
     for a in &answers {
         assert_eq!(a["distribute"], false, "{a}");

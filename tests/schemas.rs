@@ -12,9 +12,7 @@ fn committed_schemas_match_the_code() {
     let mut stale = Vec::new();
     for kind in ["request", "response", "config"] {
         let generated = sb.cmd().args(["schema", kind]).run().success().stdout();
-        let serde_json::Value::Object(_) =
-            serde_json::from_str(&generated).expect("schema is JSON")
-        else {
+        let serde_json::Value::Object(_) = serde_json::from_str(&generated).expect("schema is JSON") else {
             panic!("schema {kind} is not an object");
         };
         let path = dir.join(format!("{kind}.schema.json"));
@@ -27,21 +25,13 @@ fn committed_schemas_match_the_code() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(
-        stale.is_empty(),
-        "out of date: {stale:?}; regenerate with DISTEX_BLESS=1 cargo test --test schemas"
-    );
+    assert!(stale.is_empty(), "out of date: {stale:?}; regenerate with DISTEX_BLESS=1 cargo test --test schemas");
 }
 
 #[test]
 fn request_schema_names_every_op() {
     let sb = Sandbox::new();
-    let schema = sb
-        .cmd()
-        .args(["schema", "request"])
-        .run()
-        .success()
-        .stdout();
+    let schema = sb.cmd().args(["schema", "request"]).run().success().stdout();
     for op in ["\"route\"", "\"nodes\""] {
         assert!(schema.contains(op), "{op} missing from request schema");
     }

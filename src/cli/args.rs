@@ -12,17 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// $XDG_CONFIG_HOME/distex/cluster.toml (~/.config/distex/cluster.toml), or
 /// falls back to this machine alone. Run `distex config init` to start one.
 #[derive(Debug, Parser)]
-#[command(
-    name = "distex",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-#[command(
-    after_help = "Exit status: 0 ok; 1 some work failed; 2 usage, config or input error; \
+#[command(name = "distex", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit status: 0 ok; 1 some work failed; 2 usage, config or input error; \
 3 process incomplete (a region failed); 124 timed out; 125 no node reachable; \
-otherwise the remote command's own status."
-)]
+otherwise the remote command's own status.")]
 pub struct Cli {
     /// Cluster configuration file (default: $DISTEX_CONFIG, then ~/.config/distex/cluster.toml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -52,6 +45,21 @@ pub enum Command {
     Json,
     /// Print the JSON Schema of requests, responses or the config file.
     Schema(SchemaArgs),
+    /// Run a command where it belongs: routed (or --node), over SSH with
+    /// workspace sync, failing over to the next node on transport errors.
+    ///
+    /// Example: distex run -- cargo build --release
+    ///          distex run --node macpro51 --return target/release/app -- make
+    Run(RunArgs),
+    /// Run independent commands at once across the cluster, in dependency order.
+    ///
+    /// Example: distex parallel -- 'cargo test' 'npm test' 'pytest'
+    Parallel(ParallelArgs),
+    /// Show which commands `parallel` would run together, and why not.
+    Plan(PlanArgs),
+    /// Claude Code hooks (run by the plugin's hooks/hooks.json, not by hand).
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Partition a dataset by region, process each region in an isolated worker, aggregate exactly.
     ///
     /// Examples: distex process --demo
@@ -71,6 +79,16 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         program: Vec<std::ffi::OsString>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// PreToolUse: read Claude Code's tool call on stdin; for a Bash command
+    /// that should be distributed, answer with it rewritten to `distex run
+    /// --node N -- '...'` (hook.mode = "rewrite"), or a suggestion ("suggest").
+    /// Always exits 0 and prints nothing when the command stays local or
+    /// anything goes wrong (see hook.log in the state directory).
+    PreToolUse,
 }
 
 #[derive(Debug, Args)]
@@ -165,13 +183,80 @@ pub struct RouteArgs {
     #[arg(long)]
     pub speak: bool,
     /// The command line: several words after `--`, or one quoted string.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run on this node (`local`: this machine) instead of asking the router.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Print one JSON result record (output captured, bounded) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop the command (and everything it started) after this long: 30, 1.5, 500ms, 2m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Sync the project to the node first (default: the rule's setting).
+    #[arg(long, conflicts_with = "no_sync")]
+    pub sync: bool,
+    /// Do not sync the project.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Bring PATH (relative to the current directory) back after the run, also when it fails.
+    #[arg(long = "return", value_name = "PATH")]
+    pub returns: Vec<String>,
+    /// The command: several words after `--`, or one quoted string.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ParallelArgs {
+    /// Run at most N tasks at once (default: the cluster's total slots).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// After a failure, still run every task that does not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Print {"tasks": [...], "summary": {...}} at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// Stream events as JSON Lines while running.
+    #[arg(long)]
+    pub events: bool,
+    /// Only use these targets (comma-separated; `local` is this machine).
+    #[arg(long, value_delimiter = ',', value_name = "NODES")]
+    pub nodes: Option<Vec<String>>,
+    /// Sync the project to nodes first (default: each rule's setting).
+    #[arg(long, conflicts_with = "no_sync")]
+    pub sync: bool,
+    /// Never sync the project.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Stop any task running longer than this: 30, 1.5, 500ms, 2m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Read tasks from a JSON file: {"tasks":[{"id","command","depends_on"}]} (`-`: stdin).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    /// The commands, one per argument (quote each one).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Read tasks from a JSON file (as for `parallel --file`).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    /// The commands, one per argument.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::args::{Cli, Command, ConfigCommand, NodesArgs, ProcessArgs, RouteArgs, SchemaName};
+use super::args::{
+    Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs, RunArgs, SchemaName,
+};
 use crate::commands::{json, nodes, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
@@ -16,12 +18,15 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Route(args) => route_cmd(&config::load(config_flag)?, args),
         Command::Nodes(args) => nodes_cmd(&config::load(config_flag)?, args),
-        Command::Config(ConfigCommand::Show { json }) => {
-            config_show(&config::load(config_flag)?, json)
-        }
+        Command::Config(ConfigCommand::Show { json }) => config_show(&config::load(config_flag)?, json),
         Command::Config(ConfigCommand::Init { path, force }) => config_init(path.as_deref(), force),
         Command::Json => json_cmd(&config::load(config_flag)?),
         Command::Schema(args) => schema_cmd(args.kind),
+        Command::Run(args) => run_cmd(&config::load(config_flag)?, args),
+        Command::Parallel(args) => parallel_cmd(&config::load(config_flag)?, args),
+        Command::Plan(args) => plan_cmd(args),
+        // The hook loads the config itself: a broken config must not fail it.
+        Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
         Command::Process(args) => process_cmd(*args),
         Command::Worker { kind } => match kind.as_str() {
             "summary" => Ok(crate::process::summary::main()),
@@ -44,21 +49,18 @@ fn command_line(words: &[String]) -> String {
 fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
     let mut assumed = BTreeMap::new();
     for spec in &args.assume_load {
-        let (node, load) = route::parse_assumed_load(spec)
-            .map_err(|m| Error::Usage(format!("--assume-load: {m}")))?;
+        let (node, load) = route::parse_assumed_load(spec).map_err(|m| Error::Usage(format!("--assume-load: {m}")))?;
         assumed.insert(node, load);
     }
     route::check_assumed(config, &assumed).map_err(Error::Usage)?;
     let line = command_line(&args.command);
     let mut decision = route::route(config, &line, &route::facts(assumed));
-    if (args.speak || config.announce.speak)
-        && decision.distribute
-        && let Some(warning) = decision
-            .announcement
-            .as_deref()
-            .and_then(|t| crate::announce::speak(&config.announce, t))
-    {
-        decision.warnings.push(warning);
+    if (args.speak || config.announce.speak) && decision.distribute {
+        if let Some(warning) =
+            decision.announcement.as_deref().and_then(|t| crate::announce::speak(&config.announce, t))
+        {
+            decision.warnings.push(warning);
+        }
     }
     if args.json {
         report::json::print(&decision).map_err(io("writing output"))?;
@@ -73,15 +75,9 @@ fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
 
 fn nodes_cmd(config: &Config, args: NodesArgs) -> Result<u8> {
     if args.probe {
-        return Err(Error::Usage(
-            "--probe is not available yet in this build".into(),
-        ));
+        return probe_cmd(config, args.json);
     }
-    let report = nodes::report(
-        config,
-        &crate::state::NodeStates::load(),
-        route::local_load(),
-    );
+    let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
     if args.json {
         report::json::print(&report).map_err(io("writing output"))?;
     } else {
@@ -103,27 +99,17 @@ fn config_init(path: Option<&Path>, force: bool) -> Result<u8> {
     let path = match path {
         Some(p) => p.to_path_buf(),
         None => config::user_config_path().ok_or_else(|| {
-            Error::Usage(
-                "cannot tell where your config directory is: set HOME or pass --path FILE".into(),
-            )
+            Error::Usage("cannot tell where your config directory is: set HOME or pass --path FILE".into())
         })?,
     };
     if path.exists() && !force {
-        return Err(Error::Usage(format!(
-            "{} already exists; pass --force to overwrite it",
-            path.display()
-        )));
+        return Err(Error::Usage(format!("{} already exists; pass --force to overwrite it", path.display())));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    std::fs::write(&path, config::STARTER)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    println!(
-        "wrote {}; edit it, then check it with `distex config show`",
-        path.display()
-    );
+    std::fs::write(&path, config::STARTER).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    println!("wrote {}; edit it, then check it with `distex config show`", path.display());
     Ok(exit::OK)
 }
 
@@ -131,11 +117,7 @@ fn json_cmd(config: &Config) -> Result<u8> {
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
     let served = json::serve(config, stdin, stdout).map_err(io("serving JSON requests"))?;
-    Ok(if served.failed > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
-    })
+    Ok(if served.failed > 0 { exit::FAILED } else { exit::OK })
 }
 
 fn schema_cmd(kind: SchemaName) -> Result<u8> {
@@ -146,6 +128,135 @@ fn schema_cmd(kind: SchemaName) -> Result<u8> {
     };
     report::json::print_pretty(&protocol::schema(kind)).map_err(io("writing output"))?;
     Ok(exit::OK)
+}
+
+fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(crate::commands::run::parse_timeout)
+        .transpose()
+        .map_err(|m| Error::Usage(format!("--timeout: {m}")))?;
+    let opts = crate::commands::run::RunOptions {
+        command: command_line(&args.command),
+        node: args.node,
+        timeout,
+        sync: if args.sync {
+            Some(true)
+        } else if args.no_sync {
+            Some(false)
+        } else {
+            None
+        },
+        returns: args.returns,
+        capture: args.json,
+    };
+    let quiet = args.json;
+    let mut on_failover = |a: &crate::exec::run::Attempt, next: Option<&str>| {
+        if !quiet {
+            match next {
+                Some(next) => eprintln!("distex: {} failed ({}); trying {next}", a.node, a.error),
+                None => eprintln!("distex: {} failed ({})", a.node, a.error),
+            }
+        }
+    };
+    let result = crate::commands::run::run(config, &opts, &mut on_failover)?;
+    if args.json {
+        report::json::print(&result).map_err(io("writing output"))?;
+    } else {
+        for w in &result.warnings {
+            eprintln!("distex: warning: {w}");
+        }
+        match &result.status {
+            crate::exec::RunStatus::Transport { error } => eprintln!("distex: error: {error}"),
+            crate::exec::RunStatus::TimedOut => {
+                eprintln!("distex: {} timed out on {}; stopped it", opts.command, result.node)
+            }
+            _ => {}
+        }
+    }
+    Ok(result.exit_code)
+}
+
+fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let probes = runtime.block_on(crate::exec::probe::probe_all(config));
+    let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
+    if json {
+        report::json::print(&report).map_err(io("writing output"))?;
+    } else {
+        print!("{}", report::human::nodes(&report));
+    }
+    Ok(if probes.iter().all(|p| p.answered) { exit::OK } else { exit::FAILED })
+}
+
+/// Tasks from `--file` (JSON) or from the command words.
+fn task_specs(file: Option<&Path>, commands: &[String]) -> Result<Vec<crate::tasks::plan::TaskSpec>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TaskFile {
+        tasks: Vec<crate::tasks::plan::TaskSpec>,
+    }
+    let Some(file) = file else { return Ok(crate::commands::parallel::specs_from_commands(commands)) };
+    if !commands.is_empty() {
+        return Err(Error::Usage("give tasks either with --file or as commands, not both".into()));
+    }
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(io("reading tasks from stdin"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?
+    };
+    let parsed: TaskFile = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
+    Ok(parsed.tasks)
+}
+
+fn plan_cmd(args: PlanArgs) -> Result<u8> {
+    let specs = task_specs(args.file.as_deref(), &args.commands)?;
+    let plan = crate::commands::parallel::make_plan(&specs)?;
+    if args.json {
+        report::json::print(&plan).map_err(io("writing output"))?;
+    } else {
+        print!("{}", report::tasks::plan(&plan));
+    }
+    Ok(exit::OK)
+}
+
+fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
+    let specs = task_specs(args.file.as_deref(), &args.commands)?;
+    let plan = crate::commands::parallel::make_plan(&specs)?;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(crate::commands::run::parse_timeout)
+        .transpose()
+        .map_err(|m| Error::Usage(format!("--timeout: {m}")))?;
+    let opts = crate::tasks::scheduler::ParallelOptions {
+        jobs: args.jobs,
+        keep_going: args.keep_going,
+        nodes: args.nodes,
+        sync: if args.sync {
+            Some(true)
+        } else if args.no_sync {
+            Some(false)
+        } else {
+            None
+        },
+        timeout,
+        cwd: std::env::current_dir().map_err(io("reading the current directory"))?,
+    };
+    let mut reporter: Box<dyn crate::tasks::Reporter> = match (args.events, args.json) {
+        (true, _) => Box::new(report::tasks::JsonLinesReporter),
+        (false, true) => Box::new(crate::tasks::NullReporter),
+        (false, false) => Box::new(report::tasks::HumanReporter),
+    };
+    let result = crate::commands::parallel::run(config, &plan, &opts, reporter.as_mut())?;
+    if args.json {
+        report::json::print(&result).map_err(io("writing output"))?;
+    }
+    Ok(result.exit_code())
 }
 
 fn process_cmd(args: ProcessArgs) -> Result<u8> {

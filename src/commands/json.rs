@@ -20,21 +20,14 @@ pub struct Served {
 }
 
 /// Reads requests from `input` until EOF, writing one response line each.
-pub fn serve(
-    config: &Config,
-    input: impl BufRead,
-    mut output: impl Write,
-) -> std::io::Result<Served> {
+pub fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
     let mut served = Served::default();
     for (index, line) in input.lines().enumerate() {
         let line = match line {
             Ok(line) => line,
             Err(e) => {
-                let resp = ResponseLine::error(
-                    None,
-                    "parse_error",
-                    format!("line {}: not valid UTF-8 text ({e})", index + 1),
-                );
+                let resp =
+                    ResponseLine::error(None, "parse_error", format!("line {}: not valid UTF-8 text ({e})", index + 1));
                 write_line(&mut output, &resp)?;
                 served.failed += 1;
                 continue;
@@ -64,13 +57,7 @@ fn write_line(output: &mut impl Write, response: &ResponseLine) -> std::io::Resu
 pub fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
-        Err(e) => {
-            return ResponseLine::error(
-                None,
-                "parse_error",
-                format!("line {number}: not JSON: {e}"),
-            );
-        }
+        Err(e) => return ResponseLine::error(None, "parse_error", format!("line {number}: not JSON: {e}")),
     };
     let id = value.get("id").cloned();
     let Some(op) = value.get("op").and_then(Value::as_str).map(str::to_string) else {
@@ -84,23 +71,15 @@ pub fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
         return ResponseLine::error(
             id,
             "unknown_op",
-            format!(
-                "line {number}: unknown op {op:?}; one of: {}",
-                OPS.join(", ")
-            ),
+            format!("line {number}: unknown op {op:?}; one of: {}", OPS.join(", ")),
         );
     }
     let request: RequestLine = match serde_json::from_value(value) {
         Ok(r) => r,
-        Err(e) => {
-            return ResponseLine::error(id, "invalid_request", format!("line {number}: {op}: {e}"));
-        }
+        Err(e) => return ResponseLine::error(id, "invalid_request", format!("line {number}: {op}: {e}")),
     };
     match execute(config, request.request) {
-        Ok(response) => ResponseLine {
-            id,
-            outcome: crate::protocol::Outcome::Ok(response),
-        },
+        Ok(response) => ResponseLine { id, outcome: crate::protocol::Outcome::Ok(response) },
         Err((code, message)) => ResponseLine::error(id, code, format!("line {number}: {message}")),
     }
 }
@@ -112,11 +91,13 @@ fn execute(config: &Config, request: Request) -> Result<Response, (&'static str,
             let facts = route::facts(r.assume_load);
             Ok(Response::Route(route::route(config, &r.command, &facts)))
         }
-        Request::Nodes(_) => Ok(Response::Nodes(nodes::report(
-            config,
-            &crate::state::NodeStates::load(),
-            route::local_load(),
-        ))),
+        Request::Nodes(_) => {
+            Ok(Response::Nodes(nodes::report(config, &crate::state::NodeStates::load(), route::local_load())))
+        }
+        Request::Plan(r) => {
+            super::parallel::make_plan(&r.tasks).map(Response::Plan).map_err(|e| (e.code(), e.to_string()))
+        }
+        Request::Parallel(r) => parallel(config, r).map(Response::Parallel).map_err(|e| (e.code(), e.to_string())),
         Request::Process(options) if options.inputs.iter().any(|p| p.as_os_str() == "-") => {
             Err(("usage", "process: stdin (\"-\") carries the JSON requests; give files instead".to_string()))
         }
@@ -124,4 +105,29 @@ fn execute(config: &Config, request: Request) -> Result<Response, (&'static str,
             .map(Response::Process)
             .map_err(|e| (e.code(), e.to_string())),
     }
+}
+
+fn parallel(
+    config: &Config,
+    r: crate::protocol::ParallelRequest,
+) -> crate::error::Result<crate::tasks::scheduler::ParallelReport> {
+    let plan = super::parallel::make_plan(&r.tasks)?;
+    let timeout = match r.timeout_secs {
+        Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+        Some(t) => return Err(crate::error::Error::Usage(format!("timeout_secs must be positive, got {t}"))),
+        None => None,
+    };
+    let cwd = match r.cwd {
+        Some(c) => c,
+        None => std::env::current_dir().map_err(|e| crate::error::Error::io("reading the current directory", e))?,
+    };
+    let opts = crate::tasks::scheduler::ParallelOptions {
+        jobs: r.jobs,
+        keep_going: r.keep_going,
+        nodes: r.nodes,
+        sync: r.sync,
+        timeout,
+        cwd,
+    };
+    super::parallel::run(config, &plan, &opts, &mut crate::tasks::NullReporter)
 }

@@ -6,4 +6,6 @@
 
 pub mod json;
 pub mod nodes;
+pub mod parallel;
 pub mod route;
+pub mod run;

@@ -67,7 +67,5 @@ pub fn report(config: &Config, states: &NodeStates, local_load: Option<f64>) -> 
             error: h.and_then(|h| h.error.clone()),
         }
     });
-    NodesReport {
-        nodes: std::iter::once(local).chain(remote).collect(),
-    }
+    NodesReport { nodes: std::iter::once(local).chain(remote).collect() }
 }

@@ -18,12 +18,7 @@ pub fn local_load() -> Option<f64> {
 /// The facts routing needs, read from this machine and the cache only
 /// (never the network).
 pub fn facts(assumed: BTreeMap<String, f64>) -> LoadFacts {
-    LoadFacts {
-        local_load: local_load(),
-        states: NodeStates::load(),
-        assumed,
-        now: now_secs(),
-    }
+    LoadFacts { local_load: local_load(), states: NodeStates::load(), assumed, now: now_secs() }
 }
 
 /// Decides where `line` should run.
@@ -32,10 +27,7 @@ pub fn route(config: &Config, line: &str, facts: &LoadFacts) -> Decision {
         Ok(commands) => route::decide(config, line, &commands, facts),
         Err(failure) => {
             let mut decision = route::decide(config, line, &[], facts);
-            decision.warnings.insert(
-                0,
-                format!("could not parse the command as shell ({failure}); no rule applied"),
-            );
+            decision.warnings.insert(0, format!("could not parse the command as shell ({failure}); no rule applied"));
             decision
         }
     }
@@ -43,13 +35,8 @@ pub fn route(config: &Config, line: &str, facts: &LoadFacts) -> Decision {
 
 /// Parses `NODE=LOAD` (as given to `--assume-load`).
 pub fn parse_assumed_load(spec: &str) -> Result<(String, f64), String> {
-    let (node, load) = spec
-        .split_once('=')
-        .ok_or_else(|| format!("expected NODE=LOAD, got {spec:?}"))?;
-    let load: f64 = load
-        .trim()
-        .parse()
-        .map_err(|_| format!("{load:?} is not a number in {spec:?}"))?;
+    let (node, load) = spec.split_once('=').ok_or_else(|| format!("expected NODE=LOAD, got {spec:?}"))?;
+    let load: f64 = load.trim().parse().map_err(|_| format!("{load:?} is not a number in {spec:?}"))?;
     if !(load.is_finite() && load >= 0.0) {
         return Err(format!("load must be a non-negative number in {spec:?}"));
     }

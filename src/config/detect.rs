@@ -12,11 +12,7 @@ pub struct Detected {
 
 impl Detected {
     pub fn probe() -> Self {
-        Detected {
-            hostname: hostname(),
-            os: Os::current().unwrap_or(Os::Linux),
-            cores: cores(),
-        }
+        Detected { hostname: hostname(), os: Os::current().unwrap_or(Os::Linux), cores: cores() }
     }
 }
 
@@ -36,9 +32,5 @@ fn hostname() -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     let name = String::from_utf8_lossy(&buf[..end]);
     let short = name.split('.').next().unwrap_or("");
-    if short.is_empty() {
-        "local".to_string()
-    } else {
-        short.to_string()
-    }
+    if short.is_empty() { "local".to_string() } else { short.to_string() }
 }

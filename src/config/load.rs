@@ -67,61 +67,34 @@ pub fn load(flag: Option<&Path>) -> Result<Config> {
     let Some(path) = location.path() else {
         return parse("", None, &detected);
     };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
     parse(&text, Some(path), &detected)
 }
 
 /// Parses and validates configuration text. `file` names it in errors.
 pub fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Result<Config> {
-    let label = file.map_or_else(
-        || "<embedded default>".to_string(),
-        |p| p.display().to_string(),
-    );
+    let label = file.map_or_else(|| "<embedded default>".to_string(), |p| p.display().to_string());
     let raw: ClusterFile = deserialize(text, &label)?;
     let builtin: ClusterFile = deserialize(BUILTIN_RULES, "<built-in rules>")?;
-    let ctx = Ctx {
-        text,
-        label: &label,
-    };
+    let ctx = Ctx { text, label: &label };
     let mut sources = Vec::new();
 
     let local = build_local(&raw, detected, &ctx, &mut sources);
     check_local(&local, &raw, &ctx)?;
-    let nodes = raw
-        .node
-        .iter()
-        .map(|n| build_node(n, &ctx, &mut sources))
-        .collect::<Result<Vec<_>>>()?;
+    let nodes = raw.node.iter().map(|n| build_node(n, &ctx, &mut sources)).collect::<Result<Vec<_>>>()?;
     check_unique_nodes(&raw, &ctx)?;
     let rules = merge_rules(&builtin, &raw, &ctx, &mut sources)?;
     let routing = build_routing(&raw, &ctx)?;
     let announce = raw
         .announce
         .as_ref()
-        .map_or_else(AnnounceSettings::default, |a| AnnounceSettings {
-            speak: a.speak,
-            command: a.command.clone(),
-        });
+        .map_or_else(AnnounceSettings::default, |a| AnnounceSettings { speak: a.speak, command: a.command.clone() });
     let hook = raw
         .hook
         .as_ref()
-        .map_or_else(HookSettings::default, |h| HookSettings {
-            mode: h.mode,
-            auto_approve: h.auto_approve,
-        });
-    Ok(Config {
-        local,
-        nodes,
-        rules,
-        routing,
-        announce,
-        hook,
-        sources,
-        file: file.map(Path::to_path_buf),
-    })
+        .map_or_else(HookSettings::default, |h| HookSettings { mode: h.mode, auto_approve: h.auto_approve });
+    Ok(Config { local, nodes, rules, routing, announce, hook, sources, file: file.map(Path::to_path_buf) })
 }
 
 /// Text being parsed plus its name, for turning byte offsets into `file:line:col`.
@@ -133,13 +106,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn error(&self, offset: usize, key: impl Into<String>, message: impl Into<String>) -> Error {
         let (line, column) = line_col(self.text, offset);
-        Error::ConfigInvalid {
-            file: self.label.to_string(),
-            line,
-            column,
-            key: key.into(),
-            message: message.into(),
-        }
+        Error::ConfigInvalid { file: self.label.to_string(), line, column, key: key.into(), message: message.into() }
     }
 
     fn at(&self, offset: usize) -> String {
@@ -150,16 +117,13 @@ impl Ctx<'_> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.chars().count(), |nl| {
-        before[nl + 1..].chars().count()
-    }) + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |nl| before[nl + 1..].chars().count()) + 1;
     (line, column)
 }
 
 fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, label: &str) -> Result<T> {
     let ctx = Ctx { text, label };
-    let de =
-        toml::de::Deserializer::parse(text).map_err(|e| toml_error(&ctx, &e, "(syntax)".into()))?;
+    let de = toml::de::Deserializer::parse(text).map_err(|e| toml_error(&ctx, &e, "(syntax)".into()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         // toml's span-tracking wrapper shows up in paths as a private field name.
         let key = e
@@ -173,11 +137,7 @@ fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, label: &str) -> Result<
 
 fn toml_error(ctx: &Ctx, err: &toml::de::Error, key: String) -> Error {
     let offset = err.span().map_or(0, |s| s.start);
-    let key = if key == "." || key.is_empty() {
-        "(top level)".to_string()
-    } else {
-        key
-    };
+    let key = if key == "." || key.is_empty() { "(top level)".to_string() } else { key };
     ctx.error(offset, key, err.message().trim().to_string())
 }
 
@@ -185,19 +145,12 @@ fn build_local(raw: &ClusterFile, d: &Detected, ctx: &Ctx, sources: &mut Vec<Sou
     let table = raw.local.as_ref().map(|s| s.get_ref());
     let from = |given: bool| {
         if given {
-            raw.local
-                .as_ref()
-                .map_or_else(String::new, |s| ctx.at(s.span().start))
+            raw.local.as_ref().map_or_else(String::new, |s| ctx.at(s.span().start))
         } else {
             "detected".to_string()
         }
     };
-    let mut note = |key: &str, given: bool| {
-        sources.push(Source {
-            key: format!("local.{key}"),
-            from: from(given),
-        })
-    };
+    let mut note = |key: &str, given: bool| sources.push(Source { key: format!("local.{key}"), from: from(given) });
     let name = table.and_then(|t| t.name.clone());
     note("name", name.is_some());
     let os = table.and_then(|t| t.os);
@@ -226,11 +179,7 @@ fn check_slots_speed(slots: u32, speed: f64, key: &str, offset: usize, ctx: &Ctx
         return Err(ctx.error(offset, format!("{key}.slots"), "must be at least 1"));
     }
     if !(speed.is_finite() && speed > 0.0) {
-        return Err(ctx.error(
-            offset,
-            format!("{key}.speed"),
-            "must be a positive number (1.0 is average)",
-        ));
+        return Err(ctx.error(offset, format!("{key}.speed"), "must be a positive number (1.0 is average)"));
     }
     Ok(())
 }
@@ -241,17 +190,11 @@ pub fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name != "local"
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with(['.', '-'])
 }
 
-fn build_node(
-    spanned: &toml::Spanned<NodeTable>,
-    ctx: &Ctx,
-    sources: &mut Vec<Source>,
-) -> Result<Node> {
+fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<Source>) -> Result<Node> {
     let n = spanned.get_ref();
     let offset = spanned.span().start;
     let key = format!("node.{}", n.name);
@@ -263,11 +206,7 @@ fn build_node(
         ));
     }
     if n.host.trim().is_empty() || n.host.starts_with('-') {
-        return Err(ctx.error(
-            offset,
-            format!("{key}.host"),
-            "must be an ssh destination such as \"builder.local\"",
-        ));
+        return Err(ctx.error(offset, format!("{key}.host"), "must be an ssh destination such as \"builder.local\""));
     }
     let node = Node {
         name: n.name.clone(),
@@ -277,26 +216,16 @@ fn build_node(
         identity_file: n.identity_file.clone(),
         ssh_config: n.ssh_config.clone(),
         known_hosts: n.known_hosts.clone(),
-        caps: Capabilities {
-            os: n.os,
-            features: n.features.clone(),
-            roles: n.roles.clone(),
-        },
+        caps: Capabilities { os: n.os, features: n.features.clone(), roles: n.roles.clone() },
         slots: n.slots.unwrap_or(1),
         speed: n.speed.unwrap_or(1.0),
         label: n.label.clone().unwrap_or_else(|| n.name.clone()),
-        workdir: n
-            .workdir
-            .clone()
-            .unwrap_or_else(|| ".cache/distex/work".to_string()),
+        workdir: n.workdir.clone().unwrap_or_else(|| ".cache/distex/work".to_string()),
         host_key_checking: n.host_key_checking,
         connect_timeout: n.connect_timeout.unwrap_or(5).max(1),
     };
     check_slots_speed(node.slots, node.speed, &key, offset, ctx)?;
-    sources.push(Source {
-        key,
-        from: ctx.at(offset),
-    });
+    sources.push(Source { key, from: ctx.at(offset) });
     Ok(node)
 }
 
@@ -317,78 +246,38 @@ fn check_unique_nodes(raw: &ClusterFile, ctx: &Ctx) -> Result<()> {
 /// Built-in rules, replaced in place by user rules of the same name; new
 /// user rules come first, in file order, so they are checked before the
 /// built-ins.
-fn merge_rules(
-    builtin: &ClusterFile,
-    raw: &ClusterFile,
-    ctx: &Ctx,
-    sources: &mut Vec<Source>,
-) -> Result<Vec<Rule>> {
-    let builtin_ctx = Ctx {
-        text: BUILTIN_RULES,
-        label: "<built-in rules>",
-    };
+fn merge_rules(builtin: &ClusterFile, raw: &ClusterFile, ctx: &Ctx, sources: &mut Vec<Source>) -> Result<Vec<Rule>> {
+    let builtin_ctx = Ctx { text: BUILTIN_RULES, label: "<built-in rules>" };
     let mut builtins: Vec<Option<Rule>> = builtin
         .rule
         .iter()
-        .map(|r| {
-            rule_from(
-                r.get_ref(),
-                None,
-                "built-in".into(),
-                &builtin_ctx,
-                r.span().start,
-            )
-            .map(Some)
-        })
+        .map(|r| rule_from(r.get_ref(), None, "built-in".into(), &builtin_ctx, r.span().start).map(Some))
         .collect::<Result<_>>()?;
     let mut added = Vec::new();
     for (i, spanned) in raw.rule.iter().enumerate() {
         let table = spanned.get_ref();
         let offset = spanned.span().start;
         if raw.rule[..i].iter().any(|r| r.get_ref().name == table.name) {
-            return Err(ctx.error(
-                offset,
-                "rule.name",
-                format!("rule {:?} is defined twice", table.name),
-            ));
+            return Err(ctx.error(offset, "rule.name", format!("rule {:?} is defined twice", table.name)));
         }
-        let slot = builtins
-            .iter_mut()
-            .find(|b| b.as_ref().is_some_and(|b| b.name == table.name));
-        sources.push(Source {
-            key: format!("rule.{}", table.name),
-            from: ctx.at(offset),
-        });
+        let slot = builtins.iter_mut().find(|b| b.as_ref().is_some_and(|b| b.name == table.name));
+        sources.push(Source { key: format!("rule.{}", table.name), from: ctx.at(offset) });
         match slot {
             Some(slot) => {
                 let base = slot.take();
                 *slot = if table.enabled {
-                    Some(rule_from(
-                        table,
-                        base.as_ref(),
-                        ctx.at(offset),
-                        ctx,
-                        offset,
-                    )?)
+                    Some(rule_from(table, base.as_ref(), ctx.at(offset), ctx, offset)?)
                 } else {
                     None
                 };
             }
-            None if table.enabled => {
-                added.push(rule_from(table, None, ctx.at(offset), ctx, offset)?)
-            }
+            None if table.enabled => added.push(rule_from(table, None, ctx.at(offset), ctx, offset)?),
             None => {}
         }
     }
     for rule in builtins.iter().flatten() {
-        if !sources
-            .iter()
-            .any(|s| s.key == format!("rule.{}", rule.name))
-        {
-            sources.push(Source {
-                key: format!("rule.{}", rule.name),
-                from: "built-in".into(),
-            });
+        if !sources.iter().any(|s| s.key == format!("rule.{}", rule.name)) {
+            sources.push(Source { key: format!("rule.{}", rule.name), from: "built-in".into() });
         }
     }
     added.extend(builtins.into_iter().flatten());
@@ -397,27 +286,13 @@ fn merge_rules(
 
 const PLACEHOLDERS: [&str; 4] = ["node", "matched", "Matched", "command"];
 
-fn rule_from(
-    t: &RuleTable,
-    base: Option<&Rule>,
-    source: String,
-    ctx: &Ctx,
-    offset: usize,
-) -> Result<Rule> {
+fn rule_from(t: &RuleTable, base: Option<&Rule>, source: String, ctx: &Ctx, offset: usize) -> Result<Rule> {
     let key = format!("rule.{}", t.name);
     if t.name.trim().is_empty() {
         return Err(ctx.error(offset, "rule.name", "a rule needs a non-empty name"));
     }
-    let commands = t
-        .commands
-        .clone()
-        .or_else(|| base.map(|b| b.commands.clone()))
-        .unwrap_or_default();
-    if commands.is_empty()
-        || commands
-            .iter()
-            .any(|c| c.split_whitespace().next().is_none())
-    {
+    let commands = t.commands.clone().or_else(|| base.map(|b| b.commands.clone())).unwrap_or_default();
+    if commands.is_empty() || commands.iter().any(|c| c.split_whitespace().next().is_none()) {
         return Err(ctx.error(
             offset,
             format!("{key}.commands"),
@@ -430,23 +305,19 @@ fn rule_from(
         .or_else(|| base.map(|b| b.announce.clone()))
         .unwrap_or_else(|| format!("Routing {{matched}} to {{node}} ({}).", t.name));
     check_placeholders(&announce).map_err(|bad| {
-        ctx.error(offset, format!("{key}.announce"), format!("unknown placeholder {{{bad}}}; use one of {{node}}, {{matched}}, {{Matched}}, {{command}}"))
+        ctx.error(
+            offset,
+            format!("{key}.announce"),
+            format!("unknown placeholder {{{bad}}}; use one of {{node}}, {{matched}}, {{Matched}}, {{command}}"),
+        )
     })?;
     Ok(Rule {
         name: t.name.clone(),
         commands,
-        requires: t
-            .requires
-            .clone()
-            .or_else(|| base.map(|b| b.requires.clone()))
-            .unwrap_or_default(),
+        requires: t.requires.clone().or_else(|| base.map(|b| b.requires.clone())).unwrap_or_default(),
         announce,
         sync: t.sync.or(base.map(|b| b.sync)).unwrap_or(true),
-        returns: t
-            .returns
-            .clone()
-            .or_else(|| base.map(|b| b.returns.clone()))
-            .unwrap_or_default(),
+        returns: t.returns.clone().or_else(|| base.map(|b| b.returns.clone())).unwrap_or_default(),
         source,
     })
 }
@@ -490,11 +361,7 @@ mod tests {
     use super::*;
 
     fn detected() -> Detected {
-        Detected {
-            hostname: "testhost".into(),
-            os: Os::Macos,
-            cores: 8,
-        }
+        Detected { hostname: "testhost".into(), os: Os::Macos, cores: 8 }
     }
 
     fn parse_ok(text: &str) -> Config {
@@ -502,9 +369,7 @@ mod tests {
     }
 
     fn parse_err(text: &str) -> String {
-        parse(text, Some(Path::new("cluster.toml")), &detected())
-            .unwrap_err()
-            .to_string()
+        parse(text, Some(Path::new("cluster.toml")), &detected()).unwrap_err().to_string()
     }
 
     #[test]
@@ -526,11 +391,7 @@ mod tests {
         assert_eq!(names, ["gpu", "linux_required", "heavy_computation"]);
         let heavy = c.rule("heavy_computation").unwrap();
         assert_eq!(heavy.commands, ["bazel build"]);
-        assert_eq!(
-            heavy.requires.roles,
-            ["builder"],
-            "unset keys inherit the built-in's"
-        );
+        assert_eq!(heavy.requires.roles, ["builder"], "unset keys inherit the built-in's");
         assert_eq!(heavy.source, "cluster.toml:1");
     }
 
@@ -568,11 +429,13 @@ mod tests {
             parse_err("[[node]]\nname=\"a\"\nhost=\"h\"\nos=\"linux\"\nslots=0\n")
                 .contains("node.a.slots: must be at least 1")
         );
-        assert!(parse_err("[[node]]\nname=\"a\"\nhost=\"h\"\nos=\"linux\"\n[[node]]\nname=\"a\"\nhost=\"i\"\nos=\"linux\"\n").contains("cluster.toml:5:"));
         assert!(
-            parse_err("[[node]]\nname=\"../x\"\nhost=\"h\"\nos=\"linux\"\n")
-                .contains("not a usable node name")
+            parse_err(
+                "[[node]]\nname=\"a\"\nhost=\"h\"\nos=\"linux\"\n[[node]]\nname=\"a\"\nhost=\"i\"\nos=\"linux\"\n"
+            )
+            .contains("cluster.toml:5:")
         );
+        assert!(parse_err("[[node]]\nname=\"../x\"\nhost=\"h\"\nos=\"linux\"\n").contains("not a usable node name"));
         assert!(
             parse_err("[[rule]]\nname=\"r\"\ncommands=[\"x\"]\nannounce=\"to {nod}\"\n")
                 .contains("unknown placeholder {nod}")

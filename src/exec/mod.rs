@@ -1,1 +1,19 @@
-//! Running commands: locally, and on remote nodes over SSH (see issue 3).
+//! Running commands: locally, and on remote nodes over SSH (issue 3).
+//!
+//! * [`ssh`] keeps one persistent multiplexed master per node;
+//! * [`remote`] runs a command over it inside a killable process group;
+//! * [`local`] runs a command here, in its own process group;
+//! * [`sync`] mirrors the project with rsync and brings outputs back;
+//! * [`output`] is where output goes (terminal, bounded capture, lines);
+//! * [`run`] ties them together with failover and health recording;
+//! * [`probe`] measures node loads for `distex nodes --probe`.
+
+pub mod local;
+pub mod output;
+pub mod probe;
+pub mod remote;
+pub mod run;
+pub mod ssh;
+pub mod sync;
+
+pub use run::{RunResult, RunSpec, RunStatus, Stopper, Target, execute, failover_order};

@@ -35,17 +35,51 @@ pub struct NodesRequest {}
 /// (see [`crate::process::ProcessOptions`]).
 pub type ProcessRequest = crate::process::ProcessOptions;
 
+/// `{"op": "parallel", "tasks": [{"id": "a", "command": "...", "depends_on": []}]}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelRequest {
+    pub tasks: Vec<crate::tasks::plan::TaskSpec>,
+    /// At most this many tasks at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<usize>,
+    /// Run everything that does not depend on a failure.
+    #[serde(default)]
+    pub keep_going: bool,
+    /// Only these targets (`local` included by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<String>>,
+    /// Sync the project to nodes first (default: each rule's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<bool>,
+    /// Per-task timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Local directory the commands belong to (default: distex's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+/// `{"op": "plan", "tasks": [...]}`: what `parallel` would run together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    pub tasks: Vec<crate::tasks::plan::TaskSpec>,
+}
+
 /// One request line, without its envelope (`id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Route(RouteRequest),
     Nodes(NodesRequest),
+    Parallel(ParallelRequest),
+    Plan(PlanRequest),
     Process(ProcessRequest),
 }
 
 /// The names of every operation, for error messages.
-pub const OPS: &[&str] = &["route", "nodes", "process"];
+pub const OPS: &[&str] = &["route", "nodes", "parallel", "plan", "process"];
 
 /// A request line as read: the request plus its optional `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -63,6 +97,8 @@ pub struct RequestLine {
 pub enum Response {
     Route(Decision),
     Nodes(NodesReport),
+    Parallel(crate::tasks::scheduler::ParallelReport),
+    Plan(crate::tasks::plan::Plan),
     Process(crate::process::ProcessReport),
 }
 
@@ -94,15 +130,7 @@ pub struct ResponseLine {
 
 impl ResponseLine {
     pub fn error(id: Option<serde_json::Value>, code: &str, message: impl Into<String>) -> Self {
-        ResponseLine {
-            id,
-            outcome: Outcome::Err {
-                error: ErrorBody {
-                    code: code.into(),
-                    message: message.into(),
-                },
-            },
-        }
+        ResponseLine { id, outcome: Outcome::Err { error: ErrorBody { code: code.into(), message: message.into() } } }
     }
 
     pub fn is_error(&self) -> bool {
@@ -119,11 +147,7 @@ pub enum SchemaKind {
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 3] = [
-        SchemaKind::Request,
-        SchemaKind::Response,
-        SchemaKind::Config,
-    ];
+    pub const ALL: [SchemaKind; 3] = [SchemaKind::Request, SchemaKind::Response, SchemaKind::Config];
 
     pub fn name(self) -> &'static str {
         match self {

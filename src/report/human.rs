@@ -16,11 +16,7 @@ pub fn decision(d: &Decision, line: &str) -> String {
     match (&d.node, &d.announcement) {
         (Some(node), Some(text)) if d.distribute => format!("{node} <- {line} ({why}): {text}"),
         (Some(node), None) if d.distribute => format!("{node} <- {line} ({why})"),
-        _ if d.rule.is_some()
-            && d.warnings
-                .iter()
-                .all(|w| !w.starts_with("no node satisfies")) =>
-        {
+        _ if d.rule.is_some() && d.warnings.iter().all(|w| !w.starts_with("no node satisfies")) => {
             format!("local <- {line} ({why}; this machine satisfies it)")
         }
         _ => format!("local <- {line} ({why})"),
@@ -43,12 +39,7 @@ pub fn nodes(report: &NodesReport) -> String {
             (Some(false), _) => "DOWN".to_string(),
             (None, _) => "never".to_string(),
         };
-        let caps: Vec<String> = n
-            .roles
-            .iter()
-            .map(|r| format!("role:{r}"))
-            .chain(n.features.iter().cloned())
-            .collect();
+        let caps: Vec<String> = n.roles.iter().map(|r| format!("role:{r}")).chain(n.features.iter().cloned()).collect();
         let _ = writeln!(
             out,
             "{:<16} {:<22} {:<6} {:>5} {:>5} {:>7} {:<10} {}",
@@ -80,12 +71,7 @@ fn ago(secs: u64) -> String {
 /// The effective configuration, with where each part came from.
 pub fn config(c: &Config) -> String {
     let mut out = String::new();
-    let file = c
-        .file
-        .as_ref()
-        .map_or("(none: embedded default)".to_string(), |f| {
-            f.display().to_string()
-        });
+    let file = c.file.as_ref().map_or("(none: embedded default)".to_string(), |f| f.display().to_string());
     let _ = writeln!(out, "config file: {file}\n");
     let l = &c.local;
     let _ = writeln!(

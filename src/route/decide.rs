@@ -80,12 +80,7 @@ pub struct Decision {
 }
 
 /// Decides where `commands` (the analyzed command line) should run.
-pub fn decide(
-    config: &Config,
-    line: &str,
-    commands: &[Vec<String>],
-    facts: &LoadFacts,
-) -> Decision {
+pub fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &LoadFacts) -> Decision {
     let matches = match_rules(&config.rules, commands);
     let local_per_core = local_load(facts).map(|l| l / f64::from(config.local.slots.max(1)));
     let overloaded = local_per_core.is_some_and(|l| l > config.routing.overload_threshold);
@@ -98,26 +93,9 @@ pub fn decide(
         ));
     }
     match matches.first() {
-        Some(primary) => by_rule(
-            config,
-            line,
-            primary,
-            &matches[1..],
-            facts,
-            overloaded,
-            warnings,
-        ),
-        None if overloaded => by_load(
-            config,
-            line,
-            facts,
-            local_per_core.unwrap_or_default(),
-            warnings,
-        ),
-        None => Decision {
-            candidates: candidates(config, facts, None),
-            ..local("local", warnings)
-        },
+        Some(primary) => by_rule(config, line, primary, &matches[1..], facts, overloaded, warnings),
+        None if overloaded => by_load(config, line, facts, local_per_core.unwrap_or_default(), warnings),
+        None => Decision { candidates: candidates(config, facts, None), ..local("local", warnings) },
     }
 }
 
@@ -149,10 +127,7 @@ fn by_rule(
             returns: rule.returns.clone(),
             ..remote(node, &rule.name, candidates, warnings)
         },
-        None => Decision {
-            candidates,
-            ..local(&rule.name, warnings)
-        },
+        None => Decision { candidates, ..local(&rule.name, warnings) },
     };
     decision.rule = Some(rule.name.clone());
     decision.matched = Some(primary.matched.clone());
@@ -162,19 +137,10 @@ fn by_rule(
 /// The announcement when work moves only because this machine is busy.
 const OVERLOADED_ANNOUNCEMENT: &str = "This machine is overloaded; running on {node}.";
 
-fn by_load(
-    config: &Config,
-    line: &str,
-    facts: &LoadFacts,
-    local_per_core: f64,
-    mut warnings: Vec<String>,
-) -> Decision {
+fn by_load(config: &Config, line: &str, facts: &LoadFacts, local_per_core: f64, mut warnings: Vec<String>) -> Decision {
     let candidates = candidates(config, facts, None);
-    let lighter = best(config, &candidates, |_| true).filter(|n| {
-        candidates
-            .iter()
-            .any(|c| c.node == n.name && c.score < local_per_core)
-    });
+    let lighter = best(config, &candidates, |_| true)
+        .filter(|n| candidates.iter().any(|c| c.node == n.name && c.score < local_per_core));
     match lighter {
         Some(node) => Decision {
             announcement: Some(render(OVERLOADED_ANNOUNCEMENT, node, "", line)),
@@ -185,20 +151,12 @@ fn by_load(
             if !config.nodes.is_empty() {
                 warnings.push("no node is less loaded than this machine; running here".to_string());
             }
-            Decision {
-                candidates,
-                ..local("local", warnings)
-            }
+            Decision { candidates, ..local("local", warnings) }
         }
     }
 }
 
-fn remote(
-    node: &Node,
-    reason: &str,
-    candidates: Vec<Candidate>,
-    warnings: Vec<String>,
-) -> Decision {
+fn remote(node: &Node, reason: &str, candidates: Vec<Candidate>, warnings: Vec<String>) -> Decision {
     Decision {
         distribute: true,
         node: Some(node.name.clone()),
@@ -237,10 +195,7 @@ fn candidates(config: &Config, facts: &LoadFacts, req: Option<&Requirement>) -> 
             let load = node_load(config, facts, node);
             let score = load.unwrap_or(0.0) / f64::from(node.slots) / node.speed;
             let why_not = if req.is_some_and(|r| !node.caps.satisfies(r)) {
-                Some(format!(
-                    "does not satisfy {}",
-                    describe(req.unwrap_or(&Requirement::default()))
-                ))
+                Some(format!("does not satisfy {}", describe(req.unwrap_or(&Requirement::default()))))
             } else {
                 unhealthy(config, facts, &node.name)
             };
@@ -262,9 +217,7 @@ fn node_load(config: &Config, facts: &LoadFacts, node: &Node) -> Option<f64> {
         return Some(load);
     }
     let health = facts.states.get(&node.name)?;
-    let fresh = health
-        .load_at
-        .is_some_and(|at| facts.now.saturating_sub(at) <= config.routing.load_max_age);
+    let fresh = health.load_at.is_some_and(|at| facts.now.saturating_sub(at) <= config.routing.load_max_age);
     if fresh { health.load1 } else { None }
 }
 
@@ -274,32 +227,18 @@ fn unhealthy(config: &Config, facts: &LoadFacts, node: &str) -> Option<String> {
     }
     let health = facts.states.get(node)?;
     let age = facts.now.saturating_sub(health.checked_at);
-    (!health.answered && age < config.routing.unhealthy_for).then(|| {
-        format!(
-            "did not answer {age}s ago ({})",
-            health.error.as_deref().unwrap_or("unknown error")
-        )
-    })
+    (!health.answered && age < config.routing.unhealthy_for)
+        .then(|| format!("did not answer {age}s ago ({})", health.error.as_deref().unwrap_or("unknown error")))
 }
 
 /// The eligible node with the lowest score; nodes for which `prefer` holds
 /// come first; ties go to the node listed first in the configuration.
-fn best<'c>(
-    config: &'c Config,
-    candidates: &[Candidate],
-    prefer: impl Fn(&Node) -> bool,
-) -> Option<&'c Node> {
-    let mut eligible: Vec<(usize, &Candidate)> = candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.eligible)
-        .collect();
+fn best<'c>(config: &'c Config, candidates: &[Candidate], prefer: impl Fn(&Node) -> bool) -> Option<&'c Node> {
+    let mut eligible: Vec<(usize, &Candidate)> = candidates.iter().enumerate().filter(|(_, c)| c.eligible).collect();
     eligible.sort_by(|(ia, a), (ib, b)| {
         let pa = !prefer(&config.nodes[*ia]);
         let pb = !prefer(&config.nodes[*ib]);
-        pa.cmp(&pb)
-            .then(a.score.total_cmp(&b.score))
-            .then(ia.cmp(ib))
+        pa.cmp(&pb).then(a.score.total_cmp(&b.score)).then(ia.cmp(ib))
     });
     eligible.first().map(|(i, _)| &config.nodes[*i])
 }
@@ -316,11 +255,7 @@ pub fn describe(req: &Requirement) -> String {
     if !req.roles.is_empty() {
         parts.push(format!("roles=[{}]", req.roles.join(", ")));
     }
-    if parts.is_empty() {
-        "nothing".to_string()
-    } else {
-        parts.join(", ")
-    }
+    if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") }
 }
 
 /// Fills an announcement template.
@@ -328,16 +263,10 @@ fn render(template: &str, node: &Node, matched: &str, line: &str) -> String {
     let program = matched.split_whitespace().next().unwrap_or("");
     let capitalized: String = {
         let mut chars = program.trim_start_matches("./").chars();
-        chars
-            .next()
-            .map(|c| c.to_uppercase().chain(chars).collect())
-            .unwrap_or_default()
+        chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
     };
-    let short: String = if line.chars().count() > 60 {
-        line.chars().take(57).chain("...".chars()).collect()
-    } else {
-        line.to_string()
-    };
+    let short: String =
+        if line.chars().count() > 60 { line.chars().take(57).chain("...".chars()).collect() } else { line.to_string() };
     template
         .replace("{node}", &node.label)
         .replace("{matched}", matched)

@@ -27,14 +27,11 @@ pub fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleM
         .iter()
         .filter_map(|rule| {
             commands.iter().find_map(|words| {
-                rule.commands
-                    .iter()
-                    .find(|pattern| pattern_matches(pattern, words))
-                    .map(|pattern| RuleMatch {
-                        rule,
-                        matched: pattern.clone(),
-                        command: words.clone(),
-                    })
+                rule.commands.iter().find(|pattern| pattern_matches(pattern, words)).map(|pattern| RuleMatch {
+                    rule,
+                    matched: pattern.clone(),
+                    command: words.clone(),
+                })
             })
         })
         .collect()
@@ -52,11 +49,7 @@ pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
     let mut rest = words[1..].iter();
     'pattern: for expected in pattern_words {
         for word in rest.by_ref() {
-            if word == expected
-                || word
-                    .strip_prefix(expected)
-                    .is_some_and(|s| s.starts_with(':'))
-            {
+            if word == expected || word.strip_prefix(expected).is_some_and(|s| s.starts_with(':')) {
                 continue 'pattern;
             }
             if !(word.starts_with('-') || word.starts_with('+')) {
@@ -71,8 +64,7 @@ pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
 /// `python3`, `python3.12` and `python` are one program for matching purposes.
 fn program_name(name: &str) -> &str {
     let versioned = |base: &'static str| {
-        name.strip_prefix(base)
-            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        name.strip_prefix(base).is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
     };
     if versioned("python") {
         "python"

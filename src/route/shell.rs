@@ -8,9 +8,7 @@
 //! inside double quotes, are parsed in turn, because they run too.
 //! Comments never reach us: the parser drops them.
 
-use brush_parser::ast::{
-    self, Command, CommandPrefixOrSuffixItem, CompoundCommand, IoFileRedirectTarget, IoRedirect,
-};
+use brush_parser::ast::{self, Command, CommandPrefixOrSuffixItem, CompoundCommand, IoFileRedirectTarget, IoRedirect};
 use brush_parser::word::{self, WordPiece, WordPieceWithSource};
 use brush_parser::{Parser, ParserOptions};
 
@@ -35,24 +33,14 @@ pub fn simple_commands(line: &str) -> Result<Vec<Vec<String>>, ParseFailure> {
     Ok(out)
 }
 
-pub(crate) fn collect_line(
-    line: &str,
-    depth: usize,
-    out: &mut Vec<Vec<String>>,
-) -> Result<(), ParseFailure> {
+pub(crate) fn collect_line(line: &str, depth: usize, out: &mut Vec<Vec<String>>) -> Result<(), ParseFailure> {
     if depth > MAX_DEPTH {
         return Err(ParseFailure("command nests too deeply".into()));
     }
     let options = ParserOptions::default();
     let mut parser = Parser::new(std::io::Cursor::new(line), &options);
-    let program = parser
-        .parse_program()
-        .map_err(|e| ParseFailure(e.to_string()))?;
-    let mut walker = Walker {
-        depth,
-        out,
-        options,
-    };
+    let program = parser.parse_program().map_err(|e| ParseFailure(e.to_string()))?;
+    let mut walker = Walker { depth, out, options };
     for list in &program.complete_commands {
         walker.list(list)?;
     }
@@ -88,23 +76,15 @@ impl Walker<'_> {
             Command::Simple(simple) => self.simple(simple),
             Command::Compound(compound, redirects) => {
                 self.compound(compound)?;
-                redirects
-                    .iter()
-                    .flat_map(|r| &r.0)
-                    .try_for_each(|r| self.redirect(r))
+                redirects.iter().flat_map(|r| &r.0).try_for_each(|r| self.redirect(r))
             }
             Command::Function(def) => {
                 self.compound(&def.body.0)?;
-                def.body
-                    .1
-                    .iter()
-                    .flat_map(|r| &r.0)
-                    .try_for_each(|r| self.redirect(r))
+                def.body.1.iter().flat_map(|r| &r.0).try_for_each(|r| self.redirect(r))
             }
-            Command::ExtendedTest(_, redirects) => redirects
-                .iter()
-                .flat_map(|r| &r.0)
-                .try_for_each(|r| self.redirect(r)),
+            Command::ExtendedTest(_, redirects) => {
+                redirects.iter().flat_map(|r| &r.0).try_for_each(|r| self.redirect(r))
+            }
         }
     }
 
@@ -121,10 +101,7 @@ impl Walker<'_> {
             }
             CompoundCommand::CaseClause(c) => {
                 self.word_text(&c.value.value)?;
-                c.cases
-                    .iter()
-                    .filter_map(|i| i.cmd.as_ref())
-                    .try_for_each(|l| self.list(l))
+                c.cases.iter().filter_map(|i| i.cmd.as_ref()).try_for_each(|l| self.list(l))
             }
             CompoundCommand::IfClause(i) => {
                 self.list(&i.condition)?;
@@ -190,21 +167,15 @@ impl Walker<'_> {
 
     fn redirect(&mut self, redirect: &IoRedirect) -> Walk {
         match redirect {
-            IoRedirect::File(
-                _,
-                _,
-                IoFileRedirectTarget::Filename(w) | IoFileRedirectTarget::Duplicate(w),
-            ) => self.word_text(&w.value).map(drop),
-            IoRedirect::File(_, _, IoFileRedirectTarget::ProcessSubstitution(_, sub)) => {
-                self.list(&sub.list)
-            }
-            IoRedirect::File(_, _, IoFileRedirectTarget::Fd(_)) => Ok(()),
-            IoRedirect::HereString(_, w) | IoRedirect::OutputAndError(w, _) => {
+            IoRedirect::File(_, _, IoFileRedirectTarget::Filename(w) | IoFileRedirectTarget::Duplicate(w)) => {
                 self.word_text(&w.value).map(drop)
             }
+            IoRedirect::File(_, _, IoFileRedirectTarget::ProcessSubstitution(_, sub)) => self.list(&sub.list),
+            IoRedirect::File(_, _, IoFileRedirectTarget::Fd(_)) => Ok(()),
+            IoRedirect::HereString(_, w) | IoRedirect::OutputAndError(w, _) => self.word_text(&w.value).map(drop),
             IoRedirect::HereDocument(_, doc) if doc.requires_expansion => {
-                let pieces = word::parse_heredoc(&doc.doc.value, &self.options)
-                    .map_err(|e| ParseFailure(e.to_string()))?;
+                let pieces =
+                    word::parse_heredoc(&doc.doc.value, &self.options).map_err(|e| ParseFailure(e.to_string()))?;
                 self.pieces_text(&pieces).map(drop)
             }
             IoRedirect::HereDocument(..) => Ok(()),
@@ -221,18 +192,14 @@ impl Walker<'_> {
         let mut text = String::new();
         for piece in pieces {
             match &piece.piece {
-                WordPiece::Text(s)
-                | WordPiece::SingleQuotedText(s)
-                | WordPiece::AnsiCQuotedText(s) => text.push_str(s),
+                WordPiece::Text(s) | WordPiece::SingleQuotedText(s) | WordPiece::AnsiCQuotedText(s) => text.push_str(s),
                 WordPiece::EscapeSequence(s) => text.push_str(s.strip_prefix('\\').unwrap_or(s)),
-                WordPiece::DoubleQuotedSequence(inner)
-                | WordPiece::GettextDoubleQuotedSequence(inner) => {
+                WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
                     text.push_str(&self.pieces_text(inner)?)
                 }
                 WordPiece::TildeExpansion(_) => text.push('~'),
                 WordPiece::ParameterExpansion(_) => text.push('$'),
-                WordPiece::CommandSubstitution(inner)
-                | WordPiece::BackquotedCommandSubstitution(inner) => {
+                WordPiece::CommandSubstitution(inner) | WordPiece::BackquotedCommandSubstitution(inner) => {
                     collect_line(inner, self.depth + 1, self.out)?;
                     text.push_str("$(...)");
                 }
@@ -253,10 +220,7 @@ mod tests {
 
     #[test]
     fn quotes_are_removed_and_strings_stay_arguments() {
-        assert_eq!(
-            cmds("echo \"docker is great\""),
-            vec![vec!["echo", "docker is great"]]
-        );
+        assert_eq!(cmds("echo \"docker is great\""), vec![vec!["echo", "docker is great"]]);
         assert_eq!(cmds("'make' -j4"), vec![vec!["make", "-j4"]]);
         assert_eq!(cmds("ma\\ke"), vec![vec!["make"]]);
     }

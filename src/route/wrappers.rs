@@ -40,23 +40,11 @@ const WRAPPERS: &[Wrapper] = &[
         assignments: true,
         leading_operands: 0,
     },
-    Wrapper {
-        name: "doas",
-        short_with_value: "uC",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 0,
-    },
+    Wrapper { name: "doas", short_with_value: "uC", long_with_value: &[], assignments: false, leading_operands: 0 },
     Wrapper {
         name: "env",
         short_with_value: "uC",
-        long_with_value: &[
-            "unset",
-            "chdir",
-            "default-signal",
-            "ignore-signal",
-            "block-signal",
-        ],
+        long_with_value: &["unset", "chdir", "default-signal", "ignore-signal", "block-signal"],
         assignments: true,
         leading_operands: 0,
     },
@@ -74,13 +62,7 @@ const WRAPPERS: &[Wrapper] = &[
         assignments: false,
         leading_operands: 0,
     },
-    Wrapper {
-        name: "nohup",
-        short_with_value: "",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 0,
-    },
+    Wrapper { name: "nohup", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
     Wrapper {
         name: "timeout",
         short_with_value: "sk",
@@ -88,27 +70,9 @@ const WRAPPERS: &[Wrapper] = &[
         assignments: false,
         leading_operands: 1,
     },
-    Wrapper {
-        name: "command",
-        short_with_value: "",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 0,
-    },
-    Wrapper {
-        name: "exec",
-        short_with_value: "a",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 0,
-    },
-    Wrapper {
-        name: "builtin",
-        short_with_value: "",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 0,
-    },
+    Wrapper { name: "command", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
+    Wrapper { name: "exec", short_with_value: "a", long_with_value: &[], assignments: false, leading_operands: 0 },
+    Wrapper { name: "builtin", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
     Wrapper {
         name: "stdbuf",
         short_with_value: "ioe",
@@ -123,20 +87,8 @@ const WRAPPERS: &[Wrapper] = &[
         assignments: false,
         leading_operands: 0,
     },
-    Wrapper {
-        name: "taskset",
-        short_with_value: "",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 1,
-    },
-    Wrapper {
-        name: "chronic",
-        short_with_value: "",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 0,
-    },
+    Wrapper { name: "taskset", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 1 },
+    Wrapper { name: "chronic", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
     Wrapper {
         name: "xargs",
         short_with_value: "nILPsdEa",
@@ -161,13 +113,7 @@ const WRAPPERS: &[Wrapper] = &[
         assignments: false,
         leading_operands: 0,
     },
-    Wrapper {
-        name: "pnpx",
-        short_with_value: "",
-        long_with_value: &[],
-        assignments: false,
-        leading_operands: 0,
-    },
+    Wrapper { name: "pnpx", short_with_value: "", long_with_value: &[], assignments: false, leading_operands: 0 },
     Wrapper {
         name: "bunx",
         short_with_value: "p",
@@ -192,16 +138,7 @@ const RUNNERS: &[(&str, &str)] = &[
     ("yarn", "dlx"),
 ];
 
-const SHELLS: &[&str] = &[
-    "sh",
-    "bash",
-    "dash",
-    "zsh",
-    "ksh",
-    "mksh",
-    "ash",
-    "busybox sh",
-];
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox sh"];
 
 /// The last path component: `/usr/bin/docker` → `docker`.
 pub fn basename(word: &str) -> &str {
@@ -236,9 +173,7 @@ fn unwrap_into(words: &[String], depth: usize, out: &mut Vec<Vec<String>>) {
     if name == "eval" {
         let mut inner = Vec::new();
         if collect_line(&words[1..].join(" "), depth + 1, &mut inner).is_ok() {
-            inner
-                .iter()
-                .for_each(|cmd| unwrap_into(cmd, depth + 1, out));
+            inner.iter().for_each(|cmd| unwrap_into(cmd, depth + 1, out));
         }
         return;
     }
@@ -247,18 +182,13 @@ fn unwrap_into(words: &[String], depth: usize, out: &mut Vec<Vec<String>>) {
     {
         let mut inner = Vec::new();
         if collect_line(&script, depth + 1, &mut inner).is_ok() {
-            inner
-                .iter()
-                .for_each(|cmd| unwrap_into(cmd, depth + 1, out));
+            inner.iter().for_each(|cmd| unwrap_into(cmd, depth + 1, out));
         }
         return;
     }
     if let Some(w) = WRAPPERS.iter().find(|w| w.name == name) {
         if name == "command"
-            && words[1..]
-                .iter()
-                .take_while(|a| a.starts_with('-'))
-                .any(|a| a.contains('v') || a.contains('V'))
+            && words[1..].iter().take_while(|a| a.starts_with('-')).any(|a| a.contains('v') || a.contains('V'))
         {
             return; // `command -v docker` only looks the name up.
         }
@@ -269,10 +199,7 @@ fn unwrap_into(words: &[String], depth: usize, out: &mut Vec<Vec<String>>) {
         && words.get(1).map(String::as_str) == Some(sub)
     {
         let rest = &words[2..];
-        let start = rest
-            .iter()
-            .position(|a| !a.starts_with('-'))
-            .unwrap_or(rest.len());
+        let start = rest.iter().position(|a| !a.starts_with('-')).unwrap_or(rest.len());
         unwrap_into(&rest[start..], depth + 1, out);
         return;
     }
@@ -289,11 +216,7 @@ fn skip_wrapper<'a>(w: &Wrapper, args: &'a [String]) -> &'a [String] {
             break;
         }
         if let Some(long) = arg.strip_prefix("--") {
-            i += if !long.contains('=') && w.long_with_value.contains(&long) {
-                2
-            } else {
-                1
-            };
+            i += if !long.contains('=') && w.long_with_value.contains(&long) { 2 } else { 1 };
             continue;
         }
         if arg.len() > 1 && arg.starts_with('-') && arg != "-" {
@@ -395,15 +318,12 @@ mod tests {
     fn sudo_env_nice_timeout_are_looked_through() {
         assert_eq!(
             run(&[
-                "sudo", "-u", "root", "-E", "env", "A=1", "nice", "-n", "5", "timeout", "-s",
-                "KILL", "60", "make", "-j"
+                "sudo", "-u", "root", "-E", "env", "A=1", "nice", "-n", "5", "timeout", "-s", "KILL", "60", "make",
+                "-j"
             ])[0][0],
             "make"
         );
-        assert_eq!(
-            run(&["sudo", "-Eu", "root", "docker", "ps"])[0][0],
-            "docker"
-        );
+        assert_eq!(run(&["sudo", "-Eu", "root", "docker", "ps"])[0][0], "docker");
     }
 
     #[test]

@@ -36,11 +36,7 @@ pub enum Event {
         error: Option<String>,
     },
     /// A line a task printed.
-    TaskOutput {
-        id: String,
-        stream: Stream,
-        line: String,
-    },
+    TaskOutput { id: String, stream: Stream, line: String },
     /// Progress of long work (records read, regions done).
     Progress {
         done: u64,
@@ -52,11 +48,7 @@ pub enum Event {
     /// A non-fatal problem worth telling the user about.
     Warning { message: String },
     /// The run ended.
-    RunFinished {
-        completed: usize,
-        failed: usize,
-        elapsed_ms: u64,
-    },
+    RunFinished { completed: usize, failed: usize, elapsed_ms: u64 },
 }
 
 /// Receives events as they happen.

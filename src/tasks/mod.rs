@@ -6,6 +6,8 @@
 
 mod events;
 mod model;
+pub mod plan;
+pub mod scheduler;
 
 pub use events::{Event, NullReporter, Reporter, Stream};
 pub use model::{Task, TaskList, TaskStatus, Transition};

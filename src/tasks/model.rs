@@ -79,17 +79,8 @@ impl TaskList {
     }
 
     /// Adds a task; it starts `blocked` when it has dependencies, else `pending`.
-    pub fn add(
-        &mut self,
-        id: impl Into<String>,
-        subject: impl Into<String>,
-        blocked_by: Vec<String>,
-    ) {
-        let status = if blocked_by.is_empty() {
-            TaskStatus::Pending
-        } else {
-            TaskStatus::Blocked
-        };
+    pub fn add(&mut self, id: impl Into<String>, subject: impl Into<String>, blocked_by: Vec<String>) {
+        let status = if blocked_by.is_empty() { TaskStatus::Pending } else { TaskStatus::Blocked };
         self.tasks.push(Task {
             id: id.into(),
             subject: subject.into(),
@@ -157,12 +148,7 @@ impl TaskList {
         self.tasks
             .iter()
             .filter(|t| t.status == TaskStatus::Blocked)
-            .filter(|t| {
-                t.blocked_by.iter().all(|dep| {
-                    self.get(dep)
-                        .is_some_and(|d| d.status == TaskStatus::Completed)
-                })
-            })
+            .filter(|t| t.blocked_by.iter().all(|dep| self.get(dep).is_some_and(|d| d.status == TaskStatus::Completed)))
             .map(|t| t.id.clone())
             .collect()
     }
@@ -172,11 +158,7 @@ impl TaskList {
         self.tasks
             .iter()
             .filter(|t| t.status == TaskStatus::Blocked)
-            .filter(|t| {
-                t.blocked_by
-                    .iter()
-                    .any(|dep| self.get(dep).is_none_or(|d| d.status == TaskStatus::Failed))
-            })
+            .filter(|t| t.blocked_by.iter().any(|dep| self.get(dep).is_none_or(|d| d.status == TaskStatus::Failed)))
             .map(|t| t.id.clone())
             .collect()
     }

@@ -11,6 +11,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod sshd;
+
 pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
 
 /// A sandbox for one test: a temp dir holding config, state and runtime dirs.
@@ -20,12 +22,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
-        Sandbox {
-            dir: tempfile::Builder::new()
-                .prefix("dx")
-                .tempdir_in("/tmp")
-                .expect("temp dir"),
-        }
+        Sandbox { dir: tempfile::Builder::new().prefix("dx").tempdir_in("/tmp").expect("temp dir") }
     }
 
     pub fn path(&self) -> &Path {
@@ -90,10 +87,7 @@ impl TestCommand {
     /// Runs with `input` on stdin.
     pub fn stdin(mut self, input: &str) -> Run {
         use std::io::Write;
-        self.cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.cmd.spawn().expect("spawn distex");
         let mut stdin = child.stdin.take().unwrap();
         let input = input.to_string();
@@ -106,9 +100,7 @@ impl TestCommand {
     }
 
     pub fn run(mut self) -> Run {
-        Run {
-            output: self.cmd.output().expect("run distex"),
-        }
+        Run { output: self.cmd.output().expect("run distex") }
     }
 }
 
@@ -132,18 +124,8 @@ impl Run {
 
     /// Asserts the exit code, showing both streams when it differs.
     pub fn expect_code(self, code: i32) -> Self {
-        assert_eq!(
-            self.code(),
-            Some(code),
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        assert!(
-            !self.stderr().contains("panicked"),
-            "a Rust panic reached the user:\n{}",
-            self.stderr()
-        );
+        assert_eq!(self.code(), Some(code), "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout(), self.stderr());
+        assert!(!self.stderr().contains("panicked"), "a Rust panic reached the user:\n{}", self.stderr());
         self
     }
 

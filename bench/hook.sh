@@ -1,0 +1,71 @@
+#!/bin/sh
+# Whole-process latency of `distex hook pre-tool-use` (issue 5), the hook
+# Claude Code runs before every Bash command: median and p99 with hyperfine,
+# for a command that stays local (no output) and one that is rewritten to
+# `distex run --node builder -- ...`, both for the helper called directly
+# and through the plugin's bin/distex launcher (what hooks/hooks.json runs).
+#
+# Usage: bench/hook.sh [RUNS]      (needs hyperfine and python3)
+# Builds the release helper first; prints a Markdown table to paste into
+# bench/RESULTS.md ("Hook latency (issue 5)").
+set -eu
+
+runs=${1:-1000}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$repo/target}
+cargo build --release --locked --quiet --manifest-path "$repo/Cargo.toml" --bin distex
+exe=$target/release/distex
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/cluster.toml" <<'TOML'
+[local]
+name = "laptop"
+os = "macos"
+
+[[node]]
+name = "builder"
+host = "127.0.0.2"
+os = "linux"
+roles = ["builder"]
+slots = 8
+
+[routing]
+overload_threshold = 1000.0
+TOML
+input() {
+    printf '{"session_id":"b","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"%s","description":"bench"},"tool_use_id":"toolu_b"}\n' "$1"
+}
+input 'ls -la src' > "$work/local.json"
+input 'cargo build --release 2>&1 | tail -n 20' > "$work/routed.json"
+
+export DISTEX_CONFIG="$work/cluster.toml" DISTEX_STATE_DIR="$work/state"
+unset CLAUDE_PLUGIN_DATA
+# Sanity: the local input is answered with nothing, the routed one with a rewrite.
+[ -z "$("$exe" hook pre-tool-use < "$work/local.json")" ] || { echo "local command was not left alone" >&2; exit 1; }
+"$exe" hook pre-tool-use < "$work/routed.json" | grep -q '"updatedInput"' || { echo "routed command was not rewritten" >&2; exit 1; }
+
+# The launcher looks for the helper through DISTEX_BIN exactly as in a session.
+launcher="DISTEX_BIN=$exe $repo/bin/distex"
+hyperfine --warmup 50 --runs "$runs" --export-json "$work/h.json" \
+    -n "helper, local command" "$exe hook pre-tool-use < $work/local.json" \
+    -n "helper, routed command" "$exe hook pre-tool-use < $work/routed.json" \
+    -n "launcher, local command" "$launcher hook pre-tool-use < $work/local.json" \
+    -n "launcher, routed command" "$launcher hook pre-tool-use < $work/routed.json" >&2
+
+# Upper bound without hyperfine's shell-startup correction (unreliable below
+# 5 ms): the same helper runs, each inside its own `sh -c`, timed whole (-N).
+hyperfine -N --warmup 50 --runs "$runs" --export-json "$work/n.json" \
+    -n "sh -c + helper, local command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/local.json'" \
+    -n "sh -c + helper, routed command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/routed.json'" >&2
+
+python3 - "$work/h.json" "$work/n.json" <<'PY'
+import json, sys
+results = [r for f in sys.argv[1:] for r in json.load(open(f))["results"]]
+print("| case | median | p99 | mean ± σ | runs |")
+print("|---|---|---|---|---|")
+for r in results:
+    t = sorted(r["times"])
+    p99 = t[min(len(t) - 1, int(round(0.99 * (len(t) - 1))))]
+    print(f"| {r['command']} | {r['median']*1e3:.2f} ms | {p99*1e3:.2f} ms | {r['mean']*1e3:.2f} ± {r['stddev']*1e3:.2f} ms | {len(t)} |")
+PY

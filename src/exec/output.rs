@@ -1,0 +1,142 @@
+//! Where a running command's output goes.
+//!
+//! Runners read the child's stdout and stderr as byte chunks and hand them
+//! to an [`OutputSink`]: `distex run` passes them straight through to its
+//! own stdout/stderr; `--json` keeps a bounded [`Capture`]; `distex
+//! parallel` splits them into lines prefixed with the task id. Every sink
+//! also keeps a capture, so results always carry byte counts.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::tasks::Stream;
+
+/// How much of each stream a result keeps (the tail: where errors are).
+pub const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// The last [`CAPTURE_LIMIT`] bytes of a stream, and how much there was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Capture {
+    /// The kept text (lossy UTF-8).
+    pub text: String,
+    /// Bytes the command wrote on this stream in total.
+    pub bytes: u64,
+    /// True when `text` holds only the end of the output.
+    pub truncated: bool,
+}
+
+/// Bounded tail buffer behind a [`Capture`].
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: Vec<u8>,
+    total: u64,
+    limit: usize,
+}
+
+impl Tail {
+    pub fn new(limit: usize) -> Self {
+        Tail { buf: Vec::new(), total: 0, limit }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > self.limit {
+            let cut = self.buf.len() - self.limit;
+            self.buf.drain(..cut);
+        }
+    }
+
+    pub fn capture(&self) -> Capture {
+        Capture {
+            text: String::from_utf8_lossy(&self.buf).into_owned(),
+            bytes: self.total,
+            truncated: self.total > self.buf.len() as u64,
+        }
+    }
+}
+
+/// Receives a command's output as it arrives.
+pub trait OutputSink: Send {
+    fn chunk(&mut self, stream: Stream, bytes: &[u8]);
+    /// The command ended: flush partial lines.
+    fn finish(&mut self) {}
+}
+
+/// Keeps bounded captures of both streams; optionally echoes them to this
+/// process's own stdout/stderr as they arrive.
+pub struct CaptureSink {
+    pub stdout: Tail,
+    pub stderr: Tail,
+    pub echo: bool,
+}
+
+impl CaptureSink {
+    pub fn new(echo: bool) -> Self {
+        CaptureSink { stdout: Tail::new(CAPTURE_LIMIT), stderr: Tail::new(CAPTURE_LIMIT), echo }
+    }
+}
+
+impl OutputSink for CaptureSink {
+    fn chunk(&mut self, stream: Stream, bytes: &[u8]) {
+        use std::io::Write;
+        match stream {
+            Stream::Stdout => self.stdout.push(bytes),
+            Stream::Stderr => self.stderr.push(bytes),
+        }
+        if self.echo {
+            let _ = match stream {
+                Stream::Stdout => std::io::stdout().lock().write_all(bytes).and_then(|()| std::io::stdout().flush()),
+                Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+            };
+        }
+    }
+}
+
+/// Splits chunks into complete lines (for prefixing); keeps the rest.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Feeds bytes; returns the complete lines (without newline).
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_string());
+        }
+        lines
+    }
+
+    /// The unterminated last line, if any.
+    pub fn rest(&mut self) -> Option<String> {
+        (!self.pending.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end_and_counts_everything() {
+        let mut t = Tail::new(4);
+        t.push(b"abc");
+        t.push(b"defg");
+        let c = t.capture();
+        assert_eq!((c.text.as_str(), c.bytes, c.truncated), ("defg", 7, true));
+    }
+
+    #[test]
+    fn splitter_returns_whole_lines_only() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.feed(b"a\nb"), vec!["a"]);
+        assert_eq!(s.feed(b"c\r\n"), vec!["bc"]);
+        assert_eq!(s.rest(), None);
+        s.feed(b"tail");
+        assert_eq!(s.rest().as_deref(), Some("tail"));
+    }
+}

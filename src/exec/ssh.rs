@@ -1,0 +1,231 @@
+//! One persistent, multiplexed SSH master per node (through the `openssh` crate).
+//!
+//! The master is an `ssh -M` process with `ControlPersist` set to an idle
+//! timeout, so it outlives the `distex` process that started it: the next
+//! `distex run` finds its control socket under [`state::runtime_dir`] and
+//! opens a session over it without a new handshake (a few milliseconds
+//! instead of a full key exchange).
+//!
+//! Layout, per node: `RUNTIME/<node>-<hash>/master` (the socket) and `log`
+//! (the master's own ssh log, read when a connection fails). The hash
+//! covers everything that changes the connection (host, user, port, keys,
+//! known_hosts...), so editing the config never reuses a stale master.
+//! Starting a master takes a per-node lock, so parallel distex processes
+//! share one master instead of racing to create several.
+//!
+//! [`state::runtime_dir`]: crate::state::runtime_dir
+
+use std::fs::File;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+
+use crate::config::{HostKeyChecking, Node};
+use crate::state::runtime_dir;
+
+/// How long an idle master stays up after its last session closed.
+pub const CONTROL_PERSIST: Duration = Duration::from_secs(600);
+
+/// Why a node could not be reached. Always a transport problem: never the
+/// result of the command itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    pub node: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.node, self.message)
+    }
+}
+
+/// A live master connection to one node.
+pub struct Master {
+    pub node: String,
+    session: Session,
+    dir: PathBuf,
+    /// True when an already running master was reused (no handshake).
+    pub reused: bool,
+    /// Time spent finding or starting the master.
+    pub connect_time: Duration,
+}
+
+impl Master {
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The control socket, for tools that speak ssh themselves (rsync -e).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("master")
+    }
+
+    /// Stops a master that failed us (asks it to exit, if it still runs)
+    /// and removes its socket, so that the next connect starts a fresh one.
+    pub async fn forget(self) {
+        let dir = self.dir.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Finds the node's running master or starts one.
+pub async fn connect(node: &Node) -> Result<Master, TransportError> {
+    let started = Instant::now();
+    let dir = master_dir(node);
+    if alive(&dir.join("master")) {
+        return Ok(resume(node, dir, true, started));
+    }
+    let runtime = runtime_dir();
+    create_private_dir(&runtime).map_err(|e| fail(node, format!("cannot create {}: {e}", runtime.display())))?;
+    let lock_path = dir.with_extension("lock");
+    let lock =
+        File::create(&lock_path).map_err(|e| fail(node, format!("cannot create {}: {e}", lock_path.display())))?;
+    let lock = tokio::task::spawn_blocking(move || lock_exclusive(&lock).map(|()| lock))
+        .await
+        .map_err(|e| fail(node, e.to_string()))?
+        .map_err(|e| fail(node, format!("cannot lock {}: {e}", lock_path.display())))?;
+    // Someone else may have started it while we waited for the lock.
+    if alive(&dir.join("master")) {
+        return Ok(resume(node, dir, true, started));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let temp = builder(node, &runtime).launch_master(&node.host).await.map_err(|e| fail(node, explain(node, &e)))?;
+    #[allow(deprecated)] // `keep` is the newer name; openssh pins an older tempfile API surface.
+    let temp_path = temp.into_path();
+    std::fs::rename(&temp_path, &dir)
+        .map_err(|e| fail(node, format!("cannot move the control socket into {}: {e}", dir.display())))?;
+    drop(lock);
+    Ok(resume(node, dir, false, started))
+}
+
+fn resume(node: &Node, dir: PathBuf, reused: bool, started: Instant) -> Master {
+    let session = Session::resume(dir.join("master").into_boxed_path(), Some(dir.join("log").into_boxed_path()));
+    Master { node: node.name.clone(), session, dir, reused, connect_time: started.elapsed() }
+}
+
+/// A master is alive when something accepts connections on its socket.
+/// (A master that exited leaves its socket file behind.)
+fn alive(socket: &Path) -> bool {
+    UnixStream::connect(socket).is_ok()
+}
+
+fn builder(node: &Node, runtime: &Path) -> SessionBuilder {
+    let mut b = SessionBuilder::default();
+    b.control_directory(runtime)
+        .control_persist(ControlPersist::IdleFor(
+            std::num::NonZeroUsize::new(CONTROL_PERSIST.as_secs() as usize).expect("non-zero"),
+        ))
+        .known_hosts_check(match node.host_key_checking {
+            HostKeyChecking::Strict => KnownHosts::Strict,
+            HostKeyChecking::AcceptNew => KnownHosts::Add,
+        })
+        .connect_timeout(Duration::from_secs(node.connect_timeout))
+        .server_alive_interval(Duration::from_secs(5));
+    if let Some(user) = &node.user {
+        b.user(user.clone());
+    }
+    if let Some(port) = node.port {
+        b.port(port);
+    }
+    if let Some(key) = &node.identity_file {
+        b.keyfile(expand_home(key));
+    }
+    if let Some(file) = &node.ssh_config {
+        b.config_file(expand_home(file));
+    }
+    if let Some(file) = &node.known_hosts {
+        b.user_known_hosts_file(expand_home(file));
+    }
+    b
+}
+
+/// `~/x` in a config path means the user's home.
+fn expand_home(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// `RUNTIME/<name>-<hash of the connection parameters>`.
+pub fn master_dir(node: &Node) -> PathBuf {
+    let params = format!(
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        node.host, node.user, node.port, node.identity_file, node.ssh_config, node.known_hosts, node.host_key_checking
+    );
+    let safe: String = node
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(24)
+        .collect();
+    runtime_dir().join(format!("{safe}-{:08x}", fnv1a(params.as_bytes()) as u32))
+}
+
+/// A small, stable hash (FNV-1a): enough to tell configurations apart.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
+fn fail(node: &Node, message: String) -> TransportError {
+    TransportError { node: node.name.clone(), message }
+}
+
+/// Turns an ssh failure into a sentence that says what to do.
+fn explain(node: &Node, error: &openssh::Error) -> String {
+    let text = error.to_string();
+    let detail = std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_default();
+    let all = format!("{text} {detail}");
+    let target = match node.port {
+        Some(p) => format!("{}:{p}", node.host),
+        None => node.host.clone(),
+    };
+    if all.contains("Host key verification failed") || all.contains("host key") && all.contains("verif") {
+        let file = node.known_hosts.as_ref().map_or("~/.ssh/known_hosts".to_string(), |p| p.display().to_string());
+        return format!(
+            "host key of {target} is not trusted (not in {file}, or changed). Verify it, then add it \
+             (`ssh-keyscan{} {} >> {file}`), or set host_key_checking = \"accept-new\" for node {} in the config",
+            node.port.map_or(String::new(), |p| format!(" -p {p}")),
+            node.host,
+            node.name
+        );
+    }
+    if all.contains("timed out") || all.contains("Timeout") {
+        return format!("connecting to {target} timed out after {}s (connect_timeout)", node.connect_timeout);
+    }
+    if all.contains("Permission denied") {
+        return format!(
+            "{target} refused the SSH key (Permission denied); check user and identity_file for node {}",
+            node.name
+        );
+    }
+    let detail = detail.trim();
+    if detail.is_empty() {
+        format!("cannot connect to {target}: {text}")
+    } else {
+        format!("cannot connect to {target}: {text}: {detail}")
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid open descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,32 @@
+//! The hook's log: `hook.log` in distex's state directory.
+//!
+//! The hook may not print anything Claude Code would act on, so this file is
+//! where it says why it stepped aside. One line per event, prefixed with the
+//! Unix time; the file is rotated to `hook.log.1` once it passes 1 MiB so it
+//! never grows without bound. Failing to log is silently ignored: logging
+//! must not be the thing that breaks a session.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+const MAX_LOG: u64 = 1 << 20;
+
+/// Where the log lives.
+pub fn path() -> PathBuf {
+    crate::state::state_dir().join("hook.log")
+}
+
+/// Appends one line (newlines in `message` are flattened).
+pub fn append(message: &str) {
+    let path = path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
+        let _ = std::fs::rename(&path, path.with_extension("log.1"));
+    }
+    let line = format!("{} pre-tool-use: {}\n", crate::state::now_secs(), message.replace('\n', " "));
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = file.write_all(line.as_bytes());
+    }
+}

@@ -1,0 +1,186 @@
+//! `distex run` against real sshd nodes: output, exit codes, the JSON
+//! record, transport failures and failover, timeouts.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Sandbox;
+use support::sshd::{Cluster, all_processes_matching, stop_masters};
+
+/// A sandbox whose config points at `cluster`'s nodes.
+fn setup(nodes: usize, node_extra: &str, tail: &str) -> (Sandbox, Cluster) {
+    let cluster = Cluster::start(nodes);
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&cluster.config(node_extra, tail));
+    (sandbox, cluster)
+}
+
+fn distex(sandbox: &Sandbox) -> support::TestCommand {
+    sandbox.cmd().arg("--config").arg(sandbox.path().join("cluster.toml"))
+}
+
+#[test]
+fn remote_output_streams_and_exit_status_passes_through() {
+    let (sb, _cluster) = setup(1, "", "");
+    let run = distex(&sb)
+        .args(["run", "--node", "n1", "--", "echo out; echo err >&2; hostname >/dev/null; exit 3"])
+        .run()
+        .expect_code(3);
+    assert_eq!(run.stdout(), "out\n");
+    assert_eq!(run.stderr(), "err\n", "the exit marker must never reach the user");
+    // 255 from the command is the command's status, not a transport failure.
+    distex(&sb).args(["run", "--node", "n1", "--", "exit 255"]).run().expect_code(255);
+    // 127 too (openssh would call it "command not found").
+    distex(&sb).args(["run", "--node", "n1", "--", "no-such-command-xyz"]).run().expect_code(127);
+}
+
+#[test]
+fn the_remote_side_sees_the_arguments_unmangled() {
+    let (sb, _cluster) = setup(1, "", "");
+    let run = distex(&sb).args(["run", "--node", "n1", "--", "printf '%s|' \"it's\" '$HOME' \"a  b\""]).run().success();
+    assert_eq!(run.stdout(), "it's|$HOME|a  b|");
+}
+
+#[test]
+fn json_record_reports_node_status_timings_and_bounded_output() {
+    let (sb, _cluster) = setup(1, "", "");
+    let run = distex(&sb)
+        .args([
+            "run",
+            "--json",
+            "--node",
+            "n1",
+            "--",
+            "head -c 100000 /dev/zero | tr '\\0' x; echo; echo bye >&2; exit 4",
+        ])
+        .run()
+        .expect_code(4);
+    let v = run.json();
+    assert_eq!(v["node"], "n1");
+    assert_eq!(v["why"], "forced");
+    assert_eq!(v["status"]["kind"], "exited");
+    assert_eq!(v["status"]["code"], 4);
+    assert_eq!(v["exit_code"], 4);
+    assert_eq!(v["stdout"]["bytes"], 100001);
+    assert_eq!(v["stdout"]["truncated"], true);
+    assert!(v["stdout"]["text"].as_str().unwrap().len() <= 64 * 1024);
+    assert_eq!(v["stderr"]["text"], "bye\n");
+    for key in ["connect_ms", "sync_ms", "run_ms", "return_ms", "total_ms"] {
+        assert!(v["timings"][key].is_u64(), "timings.{key} missing: {v}");
+    }
+}
+
+#[test]
+fn routed_commands_go_to_the_matching_node() {
+    let (sb, _cluster) =
+        setup(2, "", "[[rule]]\nname = \"gpu\"\ncommands = [\"nvidia-smi\"]\nrequires = { features = [\"gpu\"] }\n");
+    // Only n2 has the feature: rewrite its table.
+    let text = std::fs::read_to_string(sb.path().join("cluster.toml")).unwrap();
+    let text = text.replacen("name = \"n2\"\n", "name = \"n2\"\nfeatures = [\"gpu\"]\n", 1);
+    std::fs::write(sb.path().join("cluster.toml"), text).unwrap();
+    let run = distex(&sb).args(["run", "--json", "--", "nvidia-smi() { echo fake-gpu; }; nvidia-smi"]).run().success();
+    let v = run.json();
+    assert_eq!(v["node"], "n2", "{v}");
+    assert_eq!(v["rule"], "gpu");
+    assert_eq!(v["stdout"]["text"], "fake-gpu\n");
+}
+
+#[test]
+fn local_runs_use_the_current_directory() {
+    let (sb, _cluster) = setup(1, "", "");
+    let dir = sb.path().join("here");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = distex(&sb).current_dir(&dir).args(["run", "--node", "local", "--", "pwd; exit 5"]).run().expect_code(5);
+    assert_eq!(run.stdout().trim(), dir.display().to_string());
+}
+
+#[test]
+fn unreachable_node_is_a_transport_failure_not_the_command_status() {
+    let (sb, mut cluster) =
+        setup(1, "", "[[rule]]\nname = \"needs_gpu\"\ncommands = [\"train\"]\nrequires = { features = [\"gpu\"] }\n");
+    cluster.node_mut("n1").kill();
+    let run = distex(&sb).args(["run", "--node", "n1", "--", "train"]).run().expect_code(125);
+    let err = run.stderr();
+    assert!(err.contains("n1"), "{err}");
+    assert!(err.contains("no node could run the command"), "{err}");
+    assert!(err.contains("does not satisfy rule needs_gpu"), "{err}");
+    // The failure is remembered for routing.
+    let nodes = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    assert_eq!(n1["answered"], false, "{n1}");
+}
+
+#[test]
+fn unknown_host_key_is_refused_by_default_and_accepted_when_configured() {
+    let (sb, cluster) = setup(1, "", "");
+    std::fs::write(&cluster.known_hosts, "").unwrap();
+    let run = distex(&sb).args(["run", "--node", "n1", "--", "true"]).run();
+    // n1 refused, then the command fails over to this machine (no rule: local may run it).
+    let err = run.stderr();
+    assert!(err.contains("host key"), "{err}");
+    assert!(err.contains("accept-new"), "{err}");
+    let text = std::fs::read_to_string(sb.path().join("cluster.toml")).unwrap();
+    std::fs::write(
+        sb.path().join("cluster.toml"),
+        text.replace("connect_timeout = 2", "connect_timeout = 2\nhost_key_checking = \"accept-new\""),
+    )
+    .unwrap();
+    let run = distex(&sb).args(["run", "--json", "--node", "n1", "--", "echo trusted"]).run().success();
+    assert_eq!(run.json()["node"], "n1");
+    assert!(std::fs::read_to_string(&cluster.known_hosts).unwrap().contains("ssh-ed25519"));
+}
+
+#[test]
+fn master_persists_across_processes() {
+    let (sb, _cluster) = setup(1, "", "");
+    let first = distex(&sb).args(["run", "--json", "--node", "n1", "--", "true"]).run().success().json();
+    let second = distex(&sb).args(["run", "--json", "--node", "n1", "--", "true"]).run().success().json();
+    assert_eq!(first["node"], "n1");
+    // One master process serves both runs: exactly one `ssh ... -M` for this runtime dir.
+    let run_dir = sb.path().join("run").display().to_string();
+    let masters = all_processes_matching(&run_dir).into_iter().filter(|(_, c)| c.contains(" -M ")).count();
+    assert_eq!(masters, 1, "expected one persistent master");
+    assert_eq!(second["node"], "n1");
+    stop_masters(sb.path());
+}
+
+#[test]
+fn timeout_kills_the_whole_remote_process_group() {
+    let (sb, cluster) = setup(1, "", "");
+    let tag = format!("dx-timeout-{}", std::process::id());
+    let started = Instant::now();
+    // A background grandchild and a foreground sleep: both must die.
+    let cmd = format!("sh -c 'sleep 300; echo {tag}' & sleep 301 # {tag}");
+    let run = distex(&sb).args(["run", "--timeout", "1", "--node", "n1", "--", &cmd]).run().expect_code(124);
+    assert!(run.stderr().contains("timed out"), "{}", run.stderr());
+    assert!(started.elapsed() < Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let left = all_processes_matching(&tag);
+    assert!(left.is_empty(), "processes left on the node: {left:?}");
+    let _ = cluster;
+    stop_masters(sb.path());
+}
+
+#[test]
+fn ctrl_c_kills_the_remote_command() {
+    let (sb, _cluster) = setup(1, "", "");
+    let tag = format!("dx-int-{}", std::process::id());
+    let mut child = distex(&sb).args(["run", "--node", "n1", "--", &format!("sleep 300 # {tag}")]).cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Wait until the command itself runs on the node.
+    while !all_processes_matching(&tag)
+        .iter()
+        .any(|(_, c)| c.starts_with("/bin/bash -c sleep") || c.starts_with("sleep"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<_> = all_processes_matching(&tag);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    stop_masters(sb.path());
+}
