@@ -35,10 +35,7 @@ fn processes_with(token: &str) -> Vec<String> {
         let Ok(env) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if env
-            .split(|&b| b == 0)
-            .any(|kv| kv == format!("DISTEX_TEST_TOKEN={token}").as_bytes())
-        {
+        if env.split(|&b| b == 0).any(|kv| kv == format!("DISTEX_TEST_TOKEN={token}").as_bytes()) {
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             found.push(format!(
                 "{}: {}",
@@ -60,69 +57,27 @@ fn every_fault_fails_only_its_region_and_leaves_nothing_behind() {
     let run = sb
         .cmd()
         .env("DISTEX_TEST_TOKEN", &token)
-        .args([
-            "process",
-            "d.csv",
-            "--by",
-            "region",
-            "--json",
-            "--jobs",
-            "4",
-            "--processor",
-            &proc_cmd,
-        ])
-        .args([
-            "--timeout",
-            "3",
-            "--grace",
-            "0.5",
-            "--max-memory",
-            "300M",
-            "--max-output",
-            "64K",
-        ])
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "4", "--processor", &proc_cmd])
+        .args(["--timeout", "3", "--grace", "0.5", "--max-memory", "300M", "--max-output", "64K"])
         .run()
         .expect_code(3);
     let report = run.json();
-    let error = |region: &str| {
-        report["regions"][region]["error"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
+    let error = |region: &str| report["regions"][region]["error"].as_str().unwrap_or("").to_string();
     assert!(
-        error("exit1").contains("exited with status 1")
-            && error("exit1").contains("failing on purpose"),
+        error("exit1").contains("exited with status 1") && error("exit1").contains("failing on purpose"),
         "{}",
         error("exit1")
     );
     assert!(error("segv").contains("SIGSEGV"), "{}", error("segv"));
+    assert!(error("hang").contains("timed out after 3s"), "{}", error("hang"));
+    assert!(error("hang_grandchild").contains("timed out"), "{}", error("hang_grandchild"));
+    assert!(error("memory").contains("--max-memory"), "{}", error("memory"));
     assert!(
-        error("hang").contains("timed out after 3s"),
-        "{}",
-        error("hang")
-    );
-    assert!(
-        error("hang_grandchild").contains("timed out"),
-        "{}",
-        error("hang_grandchild")
-    );
-    assert!(
-        error("memory").contains("--max-memory"),
-        "{}",
-        error("memory")
-    );
-    assert!(
-        error("garbage").contains("did not print one JSON object")
-            && error("garbage").contains("this is not JSON"),
+        error("garbage").contains("did not print one JSON object") && error("garbage").contains("this is not JSON"),
         "{}",
         error("garbage")
     );
-    assert!(
-        error("flood").contains("--max-output"),
-        "{}",
-        error("flood")
-    );
+    assert!(error("flood").contains("--max-output"), "{}", error("flood"));
     // A processor that answers but leaves a grandchild behind completes; the grandchild is killed.
     assert_eq!(report["regions"]["leave_grandchild"]["result"]["n"], 1);
     assert_eq!(report["regions"]["ok1"]["result"]["n"], 2);
@@ -136,21 +91,10 @@ fn every_fault_fails_only_its_region_and_leaves_nothing_behind() {
     assert_eq!(report["complete"], false);
     assert_eq!(report["totals"], Value::Null);
     let tasks = report["tasks"].as_array().unwrap();
-    let agg = tasks
-        .iter()
-        .find(|t| t["subject"] == "aggregate-results")
-        .unwrap();
+    let agg = tasks.iter().find(|t| t["subject"] == "aggregate-results").unwrap();
     assert_eq!(agg["status"], "failed");
-    assert!(
-        agg["error"]
-            .as_str()
-            .unwrap()
-            .contains("process-region-segv")
-    );
-    assert_eq!(
-        tasks.iter().filter(|t| t["status"] == "completed").count(),
-        3
-    );
+    assert!(agg["error"].as_str().unwrap().contains("process-region-segv"));
+    assert_eq!(tasks.iter().filter(|t| t["status"] == "completed").count(), 3);
 
     let left = processes_with(&token);
     assert!(left.is_empty(), "processes left behind: {left:#?}");
@@ -164,74 +108,26 @@ fn retries_rerun_a_failed_region_and_count_it_once() {
     let cmd = r#"if [ "$DISTEX_REGION" = A ] && [ "$DISTEX_ATTEMPT" -lt 3 ]; then exit 7; fi; echo "{\"rows\": $(($(wc -l) - 1)), \"attempt\": $DISTEX_ATTEMPT}""#;
     let run = sb
         .cmd()
-        .args([
-            "process",
-            "d.csv",
-            "--by",
-            "region",
-            "--json",
-            "--retries",
-            "2",
-            "--processor",
-            cmd,
-        ])
+        .args(["process", "d.csv", "--by", "region", "--json", "--retries", "2", "--processor", cmd])
         .run()
         .success();
     let report = run.json();
-    assert_eq!(
-        report["regions"]["A"]["result"],
-        serde_json::json!({"rows": 2, "attempt": 3})
-    );
-    assert_eq!(
-        report["totals"]["rows"], 3,
-        "each region counted once: {}",
-        report["totals"]
-    );
-    let a = report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["subject"] == "process-region-a")
-        .unwrap()
-        .clone();
+    assert_eq!(report["regions"]["A"]["result"], serde_json::json!({"rows": 2, "attempt": 3}));
+    assert_eq!(report["totals"]["rows"], 3, "each region counted once: {}", report["totals"]);
+    let a = report["tasks"].as_array().unwrap().iter().find(|t| t["subject"] == "process-region-a").unwrap().clone();
     assert_eq!(a["attempts"], 3);
     assert_eq!(a["status"], "completed");
-    assert_eq!(
-        report["warnings"].as_array().unwrap().len(),
-        2,
-        "{}",
-        report["warnings"]
-    );
-    assert!(
-        report["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("exited with status 7; retrying in 100 ms")
-    );
+    assert_eq!(report["warnings"].as_array().unwrap().len(), 2, "{}", report["warnings"]);
+    assert!(report["warnings"][0].as_str().unwrap().contains("exited with status 7; retrying in 100 ms"));
 
     // Without enough retries the region fails, with the number of attempts in the reason.
     let run = sb
         .cmd()
-        .args([
-            "process",
-            "d.csv",
-            "--by",
-            "region",
-            "--json",
-            "--retries",
-            "1",
-            "--processor",
-            cmd,
-        ])
+        .args(["process", "d.csv", "--by", "region", "--json", "--retries", "1", "--processor", cmd])
         .run()
         .expect_code(3);
     let report = run.json();
-    assert!(
-        report["regions"]["A"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("after 2 attempts")
-    );
+    assert!(report["regions"]["A"]["error"].as_str().unwrap().contains("after 2 attempts"));
     assert_eq!(report["accounting"]["in_failed_regions"], 2);
     assert_eq!(report["accounting"]["processed"], 1);
 }
@@ -241,34 +137,18 @@ fn human_output_shows_failures_and_the_incomplete_total() {
     let sb = Sandbox::new();
     let run = sb
         .cmd()
-        .args([
-            "process",
-            "--demo",
-            "--processor",
-            r#"[ "$DISTEX_REGION" = B ] && exit 1; echo '{"ok": 1}'"#,
-        ])
+        .args(["process", "--demo", "--processor", r#"[ "$DISTEX_REGION" = B ] && exit 1; echo '{"ok": 1}'"#])
         .run()
         .expect_code(3);
     let out = run.stdout();
+    assert!(out.contains("process-region-b: IN_PROGRESS -> FAILED (exited with status 1)"), "{out}");
     assert!(
-        out.contains("process-region-b: IN_PROGRESS -> FAILED (exited with status 1)"),
+        out.contains("[4] aggregate-results: BLOCKED -> FAILED (not run: blocked by failed task(s) process-region-b)"),
         "{out}"
     );
-    assert!(out.contains("[4] aggregate-results: BLOCKED -> FAILED (not run: blocked by failed task(s) process-region-b)"), "{out}");
-    assert!(
-        out.contains("Region B: FAILED, 9 records not processed"),
-        "{out}"
-    );
-    assert!(
-        out.contains("Total: not computed (1 of 3 regions failed)"),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "Accounting: 30 input records = 21 processed + 0 rejected + 9 in failed regions"
-        ),
-        "{out}"
-    );
+    assert!(out.contains("Region B: FAILED, 9 records not processed"), "{out}");
+    assert!(out.contains("Total: not computed (1 of 3 regions failed)"), "{out}");
+    assert!(out.contains("Accounting: 30 input records = 21 processed + 0 rejected + 9 in failed regions"), "{out}");
 }
 
 #[test]
@@ -289,40 +169,18 @@ fn aggregate_command_gets_every_result() {
         .run()
         .success();
     let report = run.json();
-    assert_eq!(
-        report["totals"],
-        serde_json::json!({"regions": ["A", "B", "C"], "rows": 30})
-    );
+    assert_eq!(report["totals"], serde_json::json!({"regions": ["A", "B", "C"], "rows": 30}));
     // A failing aggregator fails the aggregate task and the run.
     let run = sb
         .cmd()
-        .args([
-            "process",
-            "--demo",
-            "--json",
-            "--processor",
-            "echo '{}'",
-            "--aggregate",
-            "exit 4",
-        ])
+        .args(["process", "--demo", "--json", "--processor", "echo '{}'", "--aggregate", "exit 4"])
         .run()
         .expect_code(3);
     let report = run.json();
     assert_eq!(report["complete"], false);
     assert_eq!(report["accounting"]["processed"], 30);
-    let agg = report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["subject"] == "aggregate-results")
-        .unwrap()
-        .clone();
-    assert!(
-        agg["error"]
-            .as_str()
-            .unwrap()
-            .contains("exited with status 4")
-    );
+    let agg = report["tasks"].as_array().unwrap().iter().find(|t| t["subject"] == "aggregate-results").unwrap().clone();
+    assert!(agg["error"].as_str().unwrap().contains("exited with status 4"));
 }
 
 #[test]
@@ -334,18 +192,9 @@ fn interrupt_terminates_every_worker_group_and_exits_130() {
     let mut cmd = sb
         .cmd()
         .env("DISTEX_TEST_TOKEN", &token)
-        .args([
-            "process",
-            "--demo",
-            "--json",
-            "--grace",
-            "0.5",
-            "--processor",
-            processor,
-        ])
+        .args(["process", "--demo", "--json", "--grace", "0.5", "--processor", processor])
         .cmd;
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let pid = child.id() as i32;
     // Wait until the workers run (their grandchildren carry the token too).
@@ -353,30 +202,15 @@ fn interrupt_terminates_every_worker_group_and_exits_130() {
     while processes_with(&token).len() < 4 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(
-        processes_with(&token).len() >= 4,
-        "workers did not start: {:?}",
-        processes_with(&token)
-    );
+    assert!(processes_with(&token).len() >= 4, "workers did not start: {:?}", processes_with(&token));
     // SAFETY: signalling the child we spawned.
     unsafe { libc::kill(pid, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a report is still printed");
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report is still printed");
     assert_eq!(report["complete"], false);
     assert_eq!(report["accounting"]["in_failed_regions"], 30);
-    assert!(
-        report["regions"]["A"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("interrupted")
-    );
+    assert!(report["regions"]["A"]["error"].as_str().unwrap().contains("interrupted"));
     let left = processes_with(&token);
     assert!(left.is_empty(), "processes left behind: {left:#?}");
 }

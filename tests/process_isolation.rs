@@ -31,10 +31,7 @@ fn a_secret_in_the_parent_environment_is_invisible_to_processors() {
         let result = &region["result"];
         let env = result["env"].as_object().unwrap();
         let text = result["env"].to_string();
-        assert!(
-            !text.contains("s3cr3t"),
-            "a secret leaked into region {name}: {text}"
-        );
+        assert!(!text.contains("s3cr3t"), "a secret leaked into region {name}: {text}");
         assert!(!env.contains_key("AWS_SECRET_ACCESS_KEY") && !env.contains_key("GITHUB_TOKEN"));
         assert_eq!(env["LC_ALL"], "C.UTF-8");
         assert_eq!(env["TZ"], "UTC");
@@ -45,24 +42,12 @@ fn a_secret_in_the_parent_environment_is_invisible_to_processors() {
         let cwd = result["cwd"].as_str().unwrap();
         assert_eq!(env["HOME"].as_str().unwrap(), format!("{cwd}/home"));
         assert_eq!(env["TMPDIR"].as_str().unwrap(), format!("{cwd}/tmp"));
-        assert!(
-            !std::path::Path::new(cwd).exists(),
-            "the work directory {cwd} was not removed"
-        );
+        assert!(!std::path::Path::new(cwd).exists(), "the work directory {cwd} was not removed");
         // The records arrive on stdin in the input's format, header first.
-        assert!(
-            result["stdin"]
-                .as_str()
-                .unwrap()
-                .starts_with("region,city,product,units,revenue,note\n")
-        );
+        assert!(result["stdin"].as_str().unwrap().starts_with("region,city,product,units,revenue,note\n"));
     }
-    let cwds: std::collections::BTreeSet<&str> = report["regions"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|r| r["result"]["cwd"].as_str().unwrap())
-        .collect();
+    let cwds: std::collections::BTreeSet<&str> =
+        report["regions"].as_object().unwrap().values().map(|r| r["result"]["cwd"].as_str().unwrap()).collect();
     assert_eq!(cwds.len(), 3, "each region has its own directory");
 }
 
@@ -71,14 +56,7 @@ fn keep_workdirs_keeps_them() {
     let sb = Sandbox::new();
     let report = sb
         .cmd()
-        .args([
-            "process",
-            "--demo",
-            "--json",
-            "--keep-workdirs",
-            "--processor",
-            INSPECT,
-        ])
+        .args(["process", "--demo", "--json", "--keep-workdirs", "--processor", INSPECT])
         .run()
         .success()
         .json();
@@ -90,15 +68,7 @@ fn keep_workdirs_keeps_them() {
 }
 
 /// Region names that would do damage if they reached a shell, a path or an argument.
-const HOSTILE: [&str; 7] = [
-    "../etc",
-    "$(touch pwned)",
-    "`touch pwned2`",
-    "a b",
-    "new\nline",
-    "; rm -rf ~ #",
-    "-rf",
-];
+const HOSTILE: [&str; 7] = ["../etc", "$(touch pwned)", "`touch pwned2`", "a b", "new\nline", "; rm -rf ~ #", "-rf"];
 
 #[test]
 fn hostile_region_names_stay_data() {
@@ -112,50 +82,19 @@ fn hostile_region_names_stay_data() {
     std::fs::write(sb.path().join("home/keep"), "x").unwrap();
 
     // Built-in summary and a user processor, human and JSON output.
-    let report = sb
-        .cmd()
-        .args(["process", "d.csv", "--by", "region", "--json"])
-        .run()
-        .success()
-        .json();
+    let report = sb.cmd().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
     for (i, name) in HOSTILE.iter().enumerate() {
-        assert_eq!(
-            report["regions"][name]["stats"]["v"]["sum"],
-            (i + 1) as f64,
-            "region {name:?}"
-        );
+        assert_eq!(report["regions"][name]["stats"]["v"]["sum"], (i + 1) as f64, "region {name:?}");
     }
-    let report = sb
-        .cmd()
-        .args([
-            "process",
-            "d.csv",
-            "--by",
-            "region",
-            "--json",
-            "--processor",
-            INSPECT,
-        ])
-        .run()
-        .success()
-        .json();
+    let report =
+        sb.cmd().args(["process", "d.csv", "--by", "region", "--json", "--processor", INSPECT]).run().success().json();
     for name in HOSTILE {
         assert_eq!(report["regions"][name]["result"]["region"], name);
     }
-    let human = sb
-        .cmd()
-        .args(["process", "d.csv", "--by", "region"])
-        .run()
-        .success()
-        .stdout();
+    let human = sb.cmd().args(["process", "d.csv", "--by", "region"]).run().success().stdout();
+    assert!(human.contains("Region new\\nline: 1 records processed"), "{human}");
     assert!(
-        human.contains("Region new\\nline: 1 records processed"),
-        "{human}"
-    );
-    assert!(
-        !human
-            .lines()
-            .any(|l| l == "line: 1 records processed" || l.starts_with("line")),
+        !human.lines().any(|l| l == "line: 1 records processed" || l.starts_with("line")),
         "a newline in a name forged a line:\n{human}"
     );
     assert!(human.contains("Region ../etc: 1 records processed"));
@@ -166,54 +105,27 @@ fn hostile_region_names_stay_data() {
     for name in ["$(touch pwned3)", "a b", "-rf"] {
         std::fs::write(dir.join(format!("{name}.csv")), "v\n1\n2\n").unwrap();
     }
-    let report = sb
-        .cmd()
-        .args([
-            "process",
-            "--regions",
-            "split",
-            "--json",
-            "--processor",
-            INSPECT,
-        ])
-        .run()
-        .success()
-        .json();
-    assert_eq!(
-        report["regions"]["$(touch pwned3)"]["result"]["region"],
-        "$(touch pwned3)"
-    );
+    let report =
+        sb.cmd().args(["process", "--regions", "split", "--json", "--processor", INSPECT]).run().success().json();
+    assert_eq!(report["regions"]["$(touch pwned3)"]["result"]["region"], "$(touch pwned3)");
     assert_eq!(report["regions"]["-rf"]["records"], 2);
 
     for f in ["pwned", "pwned2", "pwned3"] {
-        assert!(
-            !sb.path().join(f).exists(),
-            "a region name ran as a command ({f})"
-        );
+        assert!(!sb.path().join(f).exists(), "a region name ran as a command ({f})");
     }
     assert!(sb.path().join("home/keep").exists());
     assert!(!sb.path().join("etc").exists());
 }
 
 fn sandbox_supported() -> bool {
-    std::process::Command::new("unshare")
-        .args(["-rn", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
+    std::process::Command::new("unshare").args(["-rn", "true"]).status().is_ok_and(|s| s.success())
         && landlock_abi() >= 3
 }
 
 /// The kernel's Landlock ABI version (landlock_create_ruleset with the VERSION flag), 0 when absent.
 fn landlock_abi() -> i64 {
     // SAFETY: the documented version query: no ruleset, size 0, flag 1.
-    let v = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    };
+    let v = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) };
     v.max(0)
 }
 
@@ -240,24 +152,10 @@ print(json.dumps(res))
 '"#,
         outside = outside.display()
     );
-    let run = sb
-        .cmd()
-        .args([
-            "process",
-            "--demo",
-            "--json",
-            "--sandbox",
-            "--processor",
-            &cmd,
-        ])
-        .run();
+    let run = sb.cmd().args(["process", "--demo", "--json", "--sandbox", "--processor", &cmd]).run();
     if !sandbox_supported() {
         let run = run.expect_code(2);
-        assert!(
-            run.stderr().contains("--sandbox is not available here"),
-            "{}",
-            run.stderr()
-        );
+        assert!(run.stderr().contains("--sandbox is not available here"), "{}", run.stderr());
         return;
     }
     let report = run.success().json();
@@ -269,28 +167,11 @@ print(json.dumps(res))
     }
     assert!(!outside.exists());
     // The built-in summary works inside the sandbox too.
-    let report = sb
-        .cmd()
-        .args(["process", "--demo", "--json", "--sandbox"])
-        .run()
-        .success()
-        .json();
+    let report = sb.cmd().args(["process", "--demo", "--json", "--sandbox"]).run().success().json();
     assert_eq!(report["totals"]["records"], 30);
     // Without --sandbox the same processor can write outside (the test is able to fail).
-    let report = sb
-        .cmd()
-        .args([
-            "process",
-            "--demo",
-            "--json",
-            "--jobs",
-            "1",
-            "--processor",
-            &cmd,
-        ])
-        .run()
-        .success()
-        .json();
+    let report =
+        sb.cmd().args(["process", "--demo", "--json", "--jobs", "1", "--processor", &cmd]).run().success().json();
     assert_eq!(report["regions"]["A"]["result"]["net"], "connected");
     assert!(outside.exists());
 }

@@ -27,40 +27,19 @@ fn assert_accounting(report: &Value) {
         a["in_failed_regions"].as_u64().unwrap(),
     );
     assert_eq!(input, processed + rejected + failed, "accounting: {a}");
-    let per_region: u64 = report["regions"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|r| r["records"].as_u64().unwrap())
-        .sum();
-    assert_eq!(
-        per_region,
-        processed + failed,
-        "region records vs accounting: {a}"
-    );
+    let per_region: u64 = report["regions"].as_object().unwrap().values().map(|r| r["records"].as_u64().unwrap()).sum();
+    assert_eq!(per_region, processed + failed, "region records vs accounting: {a}");
 }
 
 #[test]
 fn csv_with_malformed_rows_matches_an_independent_computation() {
     let sb = Sandbox::new();
     let names = regions(5);
-    let g = data::csv(&Spec {
-        rows: 6000,
-        regions: &names,
-        hot_percent: 0,
-        bad_every: Some(97),
-        seed: 1,
-    });
+    let g = data::csv(&Spec { rows: 6000, regions: &names, hot_percent: 0, bad_every: Some(97), seed: 1 });
     let file = sb.path().join("data.csv");
     std::fs::write(&file, &g.bytes).unwrap();
 
-    let run = sb
-        .cmd()
-        .args([
-            "process", "data.csv", "--by", "region", "--json", "--jobs", "2",
-        ])
-        .run()
-        .success();
+    let run = sb.cmd().args(["process", "data.csv", "--by", "region", "--json", "--jobs", "2"]).run().success();
     let report = run.json();
     let reference = data::reference(&file, "region", NUMERIC, "csv");
     data::assert_matches_reference(&report, &reference, NUMERIC);
@@ -68,50 +47,16 @@ fn csv_with_malformed_rows_matches_an_independent_computation() {
     assert_eq!(report["complete"], true);
     assert_eq!(report["accounting"]["input_records"], g.records);
     assert_eq!(report["accounting"]["rejected"], g.bad_lines.len() as u64);
-    let lines: Vec<u64> = report["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
-    assert_eq!(
-        lines, g.bad_lines,
-        "rejects are listed with the lines where the bad records start"
-    );
-    assert_eq!(
-        reference["rejected_lines"].as_array().unwrap().len(),
-        g.bad_lines.len()
-    );
-    let reasons: Vec<&str> = report["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap())
-        .collect();
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("fields, the header has 6")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("\"qty\"") && r.contains("not a number")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("missing key")),
-        "{reasons:?}"
-    );
+    let lines: Vec<u64> = report["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, g.bad_lines, "rejects are listed with the lines where the bad records start");
+    assert_eq!(reference["rejected_lines"].as_array().unwrap().len(), g.bad_lines.len());
+    let reasons: Vec<&str> =
+        report["rejects"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert!(reasons.iter().any(|r| r.contains("fields, the header has 6")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("\"qty\"") && r.contains("not a number")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("missing key")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("UTF-8")), "{reasons:?}");
-    assert!(
-        report["rejects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["file"] == "data.csv")
-    );
+    assert!(report["rejects"].as_array().unwrap().iter().all(|r| r["file"] == "data.csv"));
 
     // Totals are the exact merge of the regions.
     let totals = &report["totals"]["stats"]["price"];
@@ -127,35 +72,16 @@ fn csv_with_malformed_rows_matches_an_independent_computation() {
     // and started only after every region finished.
     let tasks = report["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 6);
-    let agg = tasks
-        .iter()
-        .find(|t| t["subject"] == "aggregate-results")
-        .unwrap();
+    let agg = tasks.iter().find(|t| t["subject"] == "aggregate-results").unwrap();
     assert_eq!(agg["blocked_by"].as_array().unwrap().len(), 5);
-    let agg_start = agg["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["status"] == "in_progress")
-        .unwrap()["at_ms"]
+    let agg_start = agg["history"].as_array().unwrap().iter().find(|h| h["status"] == "in_progress").unwrap()["at_ms"]
         .as_u64()
         .unwrap();
     for t in tasks.iter().filter(|t| t["subject"] != "aggregate-results") {
         assert_eq!(t["status"], "completed");
-        assert!(
-            t["subject"]
-                .as_str()
-                .unwrap()
-                .starts_with("process-region-r")
-        );
-        let end = t["history"].as_array().unwrap().last().unwrap()["at_ms"]
-            .as_u64()
-            .unwrap();
-        assert!(
-            end <= agg_start,
-            "aggregation started before {} finished",
-            t["subject"]
-        );
+        assert!(t["subject"].as_str().unwrap().starts_with("process-region-r"));
+        let end = t["history"].as_array().unwrap().last().unwrap()["at_ms"].as_u64().unwrap();
+        assert!(end <= agg_start, "aggregation started before {} finished", t["subject"]);
     }
 }
 
@@ -163,28 +89,14 @@ fn csv_with_malformed_rows_matches_an_independent_computation() {
 fn skewed_keys_and_many_regions_match_and_do_not_depend_on_the_split() {
     let sb = Sandbox::new();
     let names = regions(800);
-    let g = data::csv(&Spec {
-        rows: 12000,
-        regions: &names,
-        hot_percent: 50,
-        bad_every: None,
-        seed: 2,
-    });
+    let g = data::csv(&Spec { rows: 12000, regions: &names, hot_percent: 50, bad_every: None, seed: 2 });
     let file = sb.path().join("many.csv");
     std::fs::write(&file, &g.bytes).unwrap();
-    let report = sb
-        .cmd()
-        .args(["process", "many.csv", "--by", "region", "--json"])
-        .run()
-        .success()
-        .json();
+    let report = sb.cmd().args(["process", "many.csv", "--by", "region", "--json"]).run().success().json();
     let reference = data::reference(&file, "region", NUMERIC, "csv");
     data::assert_matches_reference(&report, &reference, NUMERIC);
     assert_accounting(&report);
-    assert!(
-        report["regions"]["r0"]["records"].as_u64().unwrap() > 5500,
-        "the hot region holds half the rows"
-    );
+    assert!(report["regions"]["r0"]["records"].as_u64().unwrap() > 5500, "the hot region holds half the rows");
 
     // The same data split in two gzip files, and read from stdin: same totals, bit for bit.
     let text = String::from_utf8(g.bytes.clone()).unwrap();
@@ -195,37 +107,22 @@ fn skewed_keys_and_many_regions_match_and_do_not_depend_on_the_split() {
     while records[..cut].concat().matches('"').count() % 2 == 1 {
         cut += 1;
     }
-    for (name, part) in [
-        ("a.csv.gz", records[..cut].concat()),
-        ("b.csv.gz", records[cut..].concat()),
-    ] {
+    for (name, part) in [("a.csv.gz", records[..cut].concat()), ("b.csv.gz", records[cut..].concat())] {
         let mut gz = flate2::write::GzEncoder::new(
             std::fs::File::create(sb.path().join(name)).unwrap(),
             flate2::Compression::fast(),
         );
-        gz.write_all(format!("{header}\n{part}").as_bytes())
-            .unwrap();
+        gz.write_all(format!("{header}\n{part}").as_bytes()).unwrap();
         gz.finish().unwrap();
     }
-    let split = sb
-        .cmd()
-        .args([
-            "process", "b.csv.gz", "a.csv.gz", "--by", "region", "--json",
-        ])
-        .run()
-        .success()
-        .json();
+    let split = sb.cmd().args(["process", "b.csv.gz", "a.csv.gz", "--by", "region", "--json"]).run().success().json();
     assert_same_stats(&split["totals"]["stats"], &report["totals"]["stats"]);
     for (name, region) in report["regions"].as_object().unwrap() {
         assert_eq!(split["regions"][name]["records"], region["records"]);
         assert_same_stats(&split["regions"][name]["stats"], &region["stats"]);
     }
-    let stdin = sb
-        .cmd()
-        .args(["process", "-", "--by", "region", "--json", "--jobs", "1"])
-        .stdin(&text)
-        .success()
-        .json();
+    let stdin =
+        sb.cmd().args(["process", "-", "--by", "region", "--json", "--jobs", "1"]).stdin(&text).success().json();
     assert_same_stats(&stdin["totals"]["stats"], &report["totals"]["stats"]);
 }
 
@@ -237,16 +134,10 @@ fn assert_same_stats(a: &Value, b: &Value) {
     for (col, x) in a {
         let y = &b[col];
         for f in ["count", "sum", "min", "max", "mean"] {
-            assert_eq!(
-                x[f], y[f],
-                "{f} of {col} depends on how the input was split"
-            );
+            assert_eq!(x[f], y[f], "{f} of {col} depends on how the input was split");
         }
         if let (Some(p), Some(q)) = (x["stddev"].as_f64(), y["stddev"].as_f64()) {
-            assert!(
-                (p - q).abs() <= 1e-12 * q.abs(),
-                "stddev of {col}: {p} vs {q}"
-            );
+            assert!((p - q).abs() <= 1e-12 * q.abs(), "stddev of {col}: {p} vs {q}");
         } else {
             assert_eq!(x["stddev"], y["stddev"]);
         }
@@ -258,38 +149,14 @@ fn regions_mode_tsv_and_json_lines() {
     let sb = Sandbox::new();
     let dir = sb.path().join("split");
     std::fs::create_dir(&dir).unwrap();
-    std::fs::write(
-        dir.join("north.tsv"),
-        "city\tsales\nOslo\t10\nBergen\t2.5\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("south.tsv"),
-        "city\tsales\nRome\t7\nBari\tx\nNaples\t1\n",
-    )
-    .unwrap();
-    let report = sb
-        .cmd()
-        .args([
-            "process",
-            "--regions",
-            "split",
-            "--json",
-            "--schema",
-            "sales=number",
-        ])
-        .run()
-        .success()
-        .json();
+    std::fs::write(dir.join("north.tsv"), "city\tsales\nOslo\t10\nBergen\t2.5\n").unwrap();
+    std::fs::write(dir.join("south.tsv"), "city\tsales\nRome\t7\nBari\tx\nNaples\t1\n").unwrap();
+    let report =
+        sb.cmd().args(["process", "--regions", "split", "--json", "--schema", "sales=number"]).run().success().json();
     assert_eq!(report["regions"]["north"]["stats"]["sales"]["sum"], 12.5);
     assert_eq!(report["regions"]["south"]["records"], 2);
     assert_eq!(report["rejects"][0]["line"], 3);
-    assert!(
-        report["rejects"][0]["file"]
-            .as_str()
-            .unwrap()
-            .ends_with("south.tsv")
-    );
+    assert!(report["rejects"][0]["file"].as_str().unwrap().ends_with("south.tsv"));
     assert_accounting(&report);
 
     std::fs::write(
@@ -298,20 +165,10 @@ fn regions_mode_tsv_and_json_lines() {
     )
     .unwrap();
     let file = sb.path().join("events.jsonl");
-    let report = sb
-        .cmd()
-        .args(["process", "events.jsonl", "--by", "zone", "--json"])
-        .run()
-        .success()
-        .json();
+    let report = sb.cmd().args(["process", "events.jsonl", "--by", "zone", "--json"]).run().success().json();
     let reference = data::reference(&file, "zone", "ms", "jsonl");
     data::assert_matches_reference(&report, &reference, "ms");
-    let lines: Vec<u64> = report["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
+    let lines: Vec<u64> = report["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [3, 6, 7]);
     assert_eq!(reference["rejected_lines"], serde_json::json!([3, 6, 7]));
     assert_accounting(&report);
@@ -337,53 +194,25 @@ fn demo_prints_the_seed_format() {
     );
     assert_eq!(lines[5], "");
     assert_eq!(lines[6], "=== AGGREGATED RESULTS ===");
-    assert!(
-        lines[7].starts_with("Region A: 12 records processed; revenue: sum "),
-        "{out}"
-    );
-    assert!(
-        lines[8].starts_with("Region B: 9 records processed"),
-        "{out}"
-    );
-    assert!(
-        lines[9].starts_with("Region C: 9 records processed"),
-        "{out}"
-    );
-    assert!(
-        lines[11].starts_with("Total: 30 records in 3 regions; revenue: sum 31335.75"),
-        "{out}"
-    );
-    assert!(out.contains(
-        "Accounting: 30 input records = 30 processed + 0 rejected + 0 in failed regions"
-    ));
-    assert!(
-        run.stderr().is_empty(),
-        "no progress output when stderr is not a terminal: {}",
-        run.stderr()
-    );
+    assert!(lines[7].starts_with("Region A: 12 records processed; revenue: sum "), "{out}");
+    assert!(lines[8].starts_with("Region B: 9 records processed"), "{out}");
+    assert!(lines[9].starts_with("Region C: 9 records processed"), "{out}");
+    assert!(lines[11].starts_with("Total: 30 records in 3 regions; revenue: sum 31335.75"), "{out}");
+    assert!(out.contains("Accounting: 30 input records = 30 processed + 0 rejected + 0 in failed regions"));
+    assert!(run.stderr().is_empty(), "no progress output when stderr is not a terminal: {}", run.stderr());
 }
 
 #[test]
 fn events_stream_then_report() {
     let sb = Sandbox::new();
-    let run = sb
-        .cmd()
-        .args(["process", "--demo", "--events"])
-        .run()
-        .success();
+    let run = sb.cmd().args(["process", "--demo", "--events"]).run().success();
     let lines = run.json_lines();
     assert_eq!(lines[0]["event"], "run_started");
     let report = lines.last().unwrap();
     assert_eq!(report["complete"], true);
-    let finished = lines
-        .iter()
-        .position(|l| l["event"] == "run_finished")
-        .unwrap();
+    let finished = lines.iter().position(|l| l["event"] == "run_finished").unwrap();
     assert_eq!(finished, lines.len() - 2);
-    let changes = lines
-        .iter()
-        .filter(|l| l["event"] == "task_status_changed")
-        .count();
+    let changes = lines.iter().filter(|l| l["event"] == "task_status_changed").count();
     assert_eq!(
         changes,
         3 * 2 + 2,
@@ -395,60 +224,27 @@ fn events_stream_then_report() {
 fn usage_and_input_errors_exit_2() {
     let sb = Sandbox::new();
     std::fs::write(sb.path().join("d.csv"), "a,b\n1,2\n").unwrap();
-    let run = sb
-        .cmd()
-        .args(["process", "d.csv", "--by", "region"])
-        .run()
-        .expect_code(2);
-    assert!(
-        run.stderr().contains("\"region\"") && run.stderr().contains("columns: a, b"),
-        "{}",
-        run.stderr()
-    );
-    let run = sb
-        .cmd()
-        .args(["process", "nope.csv", "--by", "a"])
-        .run()
-        .expect_code(2);
+    let run = sb.cmd().args(["process", "d.csv", "--by", "region"]).run().expect_code(2);
+    assert!(run.stderr().contains("\"region\"") && run.stderr().contains("columns: a, b"), "{}", run.stderr());
+    let run = sb.cmd().args(["process", "nope.csv", "--by", "a"]).run().expect_code(2);
     assert!(run.stderr().contains("nope.csv"), "{}", run.stderr());
     sb.cmd().args(["process", "d.csv"]).run().expect_code(2);
     sb.cmd().args(["process"]).run().expect_code(2);
-    let run = sb
-        .cmd()
-        .args(["process", "--demo", "--timeout=-1"])
-        .run()
-        .expect_code(2);
+    let run = sb.cmd().args(["process", "--demo", "--timeout=-1"]).run().expect_code(2);
     assert!(run.stderr().contains("--timeout"));
 
     // --max-rejects stops early when the input is mostly bad.
     let mut bad = String::from("k,v\n");
     for i in 0..50 {
-        bad.push_str(&format!(
-            "r{},{}\n",
-            i % 3,
-            if i % 2 == 0 { "x" } else { "1" }
-        ));
+        bad.push_str(&format!("r{},{}\n", i % 3, if i % 2 == 0 { "x" } else { "1" }));
     }
     std::fs::write(sb.path().join("bad.csv"), bad).unwrap();
     let run = sb
         .cmd()
-        .args([
-            "process",
-            "bad.csv",
-            "--by",
-            "k",
-            "--schema",
-            "v=number",
-            "--max-rejects",
-            "5",
-        ])
+        .args(["process", "bad.csv", "--by", "k", "--schema", "v=number", "--max-rejects", "5"])
         .run()
         .expect_code(2);
-    assert!(
-        run.stderr().contains("more than --max-rejects 5"),
-        "{}",
-        run.stderr()
-    );
+    assert!(run.stderr().contains("more than --max-rejects 5"), "{}", run.stderr());
     assert!(run.stderr().contains("bad.csv:2:"), "{}", run.stderr());
 }
 
@@ -474,12 +270,7 @@ fn json_op_process_takes_the_same_options() {
     assert_eq!(lines[1]["complete"], false);
     assert_eq!(lines[1]["accounting"]["in_failed_regions"], 30);
     assert_eq!(lines[2]["error"]["code"], "usage");
-    let schema = sb
-        .cmd()
-        .args(["schema", "request"])
-        .run()
-        .success()
-        .stdout();
+    let schema = sb.cmd().args(["schema", "request"]).run().success().stdout();
     assert!(schema.contains("\"process\"") && schema.contains("max_rejects"));
 }
 

@@ -14,25 +14,14 @@ use support::Sandbox;
 
 fn generated(sb: &Sandbox, rows: usize, seed: u64) -> (std::path::PathBuf, data::Generated) {
     let names: Vec<String> = (0..7).map(|i| format!("zone-{i}")).collect();
-    let g = data::csv(&Spec {
-        rows,
-        regions: &names,
-        hot_percent: 20,
-        bad_every: Some(53),
-        seed,
-    });
+    let g = data::csv(&Spec { rows, regions: &names, hot_percent: 20, bad_every: Some(53), seed });
     let file = sb.path().join("data.csv");
     std::fs::write(&file, &g.bytes).unwrap();
     (file, g)
 }
 
 fn reject_lines(report: &Value) -> Vec<u64> {
-    report["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect()
+    report["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect()
 }
 
 #[test]
@@ -41,37 +30,17 @@ fn byte_ranges_give_the_same_answer_as_regions_and_the_reference() {
     let (file, g) = generated(&sb, 4000, 3);
     let bytes = sb
         .cmd()
-        .args([
-            "process",
-            "data.csv",
-            "--by",
-            "region",
-            "--json",
-            "--split",
-            "bytes",
-            "--part-size",
-            "8K",
-        ])
+        .args(["process", "data.csv", "--by", "region", "--json", "--split", "bytes", "--part-size", "8K"])
         .run()
         .success()
         .json();
-    let regions = sb
-        .cmd()
-        .args([
-            "process", "data.csv", "--by", "region", "--json", "--split", "regions",
-        ])
-        .run()
-        .success()
-        .json();
+    let regions =
+        sb.cmd().args(["process", "data.csv", "--by", "region", "--json", "--split", "regions"]).run().success().json();
     let reference = data::reference(&file, "region", NUMERIC, "csv");
     data::assert_matches_reference(&bytes, &reference, NUMERIC);
 
     let tasks = bytes["tasks"].as_array().unwrap();
-    assert!(
-        tasks.len() > 20,
-        "an 8K part size gives many parts: {}",
-        tasks.len()
-    );
+    assert!(tasks.len() > 20, "an 8K part size gives many parts: {}", tasks.len());
     for (i, t) in tasks[..tasks.len() - 1].iter().enumerate() {
         assert_eq!(t["subject"], format!("process-part-{}", i + 1));
         assert_eq!(t["status"], "completed");
@@ -79,18 +48,11 @@ fn byte_ranges_give_the_same_answer_as_regions_and_the_reference() {
     assert_eq!(tasks.last().unwrap()["subject"], "aggregate-results");
     assert_eq!(bytes["accounting"], regions["accounting"]);
     assert_eq!(bytes["accounting"]["input_records"], g.records);
-    assert_eq!(
-        reject_lines(&bytes),
-        g.bad_lines,
-        "absolute line numbers across byte ranges"
-    );
+    assert_eq!(reject_lines(&bytes), g.bad_lines, "absolute line numbers across byte ranges");
     assert_eq!(bytes["rejects"], regions["rejects"]);
     for field in ["count", "sum", "min", "max", "mean"] {
         for col in NUMERIC.split(',') {
-            assert_eq!(
-                bytes["totals"]["stats"][col][field], regions["totals"]["stats"][col][field],
-                "{col}.{field}"
-            );
+            assert_eq!(bytes["totals"]["stats"][col][field], regions["totals"]["stats"][col][field], "{col}.{field}");
         }
     }
     assert_eq!(bytes["totals"]["records"], regions["totals"]["records"]);
@@ -98,27 +60,12 @@ fn byte_ranges_give_the_same_answer_as_regions_and_the_reference() {
     // The human output names the parts.
     let human = sb
         .cmd()
-        .args([
-            "process",
-            "data.csv",
-            "--by",
-            "region",
-            "--split",
-            "bytes",
-            "--part-size",
-            "64K",
-        ])
+        .args(["process", "data.csv", "--by", "region", "--split", "bytes", "--part-size", "64K"])
         .run()
         .success()
         .stdout();
-    assert!(
-        human.contains("[1] process-part-1: IN_PROGRESS -> COMPLETE"),
-        "{human}"
-    );
-    assert!(
-        human.contains("aggregate-results: BLOCKED -> IN_PROGRESS -> COMPLETE"),
-        "{human}"
-    );
+    assert!(human.contains("[1] process-part-1: IN_PROGRESS -> COMPLETE"), "{human}");
+    assert!(human.contains("aggregate-results: BLOCKED -> IN_PROGRESS -> COMPLETE"), "{human}");
     assert!(human.contains("Region zone-0: "), "{human}");
 }
 
@@ -139,36 +86,13 @@ fn a_stray_quote_falls_back_to_the_region_path() {
     std::fs::write(sb.path().join("q.csv"), &text).unwrap();
     let bytes = sb
         .cmd()
-        .args([
-            "process",
-            "q.csv",
-            "--by",
-            "k",
-            "--json",
-            "--split",
-            "bytes",
-            "--part-size",
-            "4K",
-        ])
+        .args(["process", "q.csv", "--by", "k", "--json", "--split", "bytes", "--part-size", "4K"])
         .run()
         .success()
         .json();
-    let regions = sb
-        .cmd()
-        .args([
-            "process", "q.csv", "--by", "k", "--json", "--split", "regions",
-        ])
-        .run()
-        .success()
-        .json();
-    assert!(
-        bytes["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("quote inside an unquoted field"),
-        "{}",
-        bytes["warnings"]
-    );
+    let regions =
+        sb.cmd().args(["process", "q.csv", "--by", "k", "--json", "--split", "regions"]).run().success().json();
+    assert!(bytes["warnings"][0].as_str().unwrap().contains("quote inside an unquoted field"), "{}", bytes["warnings"]);
     assert_eq!(bytes["regions"], regions["regions"]);
     assert_eq!(bytes["accounting"]["input_records"], 3000);
 }
@@ -200,17 +124,11 @@ fn failed_parts_keep_the_accounting_exact() {
     assert_eq!(a["input_records"], g.records);
     assert_eq!(a["rejected"], g.bad_lines.len() as u64);
     assert_eq!(a["processed"], 0);
-    assert_eq!(
-        a["in_failed_regions"].as_u64().unwrap(),
-        g.records - g.bad_lines.len() as u64
-    );
+    assert_eq!(a["in_failed_regions"].as_u64().unwrap(), g.records - g.bad_lines.len() as u64);
     assert_eq!(report["complete"], false);
     assert_eq!(reject_lines(&report), g.bad_lines);
     for (_, region) in report["regions"].as_object().unwrap() {
-        assert!(
-            region["error"].as_str().unwrap().contains("failed"),
-            "{region}"
-        );
+        assert!(region["error"].as_str().unwrap().contains("failed"), "{region}");
     }
 }
 
@@ -218,42 +136,16 @@ fn failed_parts_keep_the_accounting_exact() {
 fn bytes_split_refuses_what_it_cannot_do() {
     let sb = Sandbox::new();
     std::fs::write(sb.path().join("d.csv"), "k,v\na,1\n").unwrap();
-    let run = sb
-        .cmd()
-        .args([
-            "process",
-            "d.csv",
-            "--by",
-            "k",
-            "--split",
-            "bytes",
-            "--processor",
-            "cat",
-        ])
-        .run()
-        .expect_code(2);
-    assert!(
-        run.stderr().contains("built-in summary"),
-        "{}",
-        run.stderr()
-    );
-    let run = sb
-        .cmd()
-        .args(["process", "-", "--by", "k", "--split", "bytes"])
-        .stdin("k,v\na,1\n")
-        .expect_code(2);
+    let run =
+        sb.cmd().args(["process", "d.csv", "--by", "k", "--split", "bytes", "--processor", "cat"]).run().expect_code(2);
+    assert!(run.stderr().contains("built-in summary"), "{}", run.stderr());
+    let run = sb.cmd().args(["process", "-", "--by", "k", "--split", "bytes"]).stdin("k,v\na,1\n").expect_code(2);
     assert!(run.stderr().contains("--split bytes"), "{}", run.stderr());
     // TSV files, several of them, in one run.
     std::fs::write(sb.path().join("a.tsv"), "k\tv\nx\t1\ny\t2\n").unwrap();
     std::fs::write(sb.path().join("b.tsv"), "k\tv\nx\t3\nx\tbad\n").unwrap();
-    let report = sb
-        .cmd()
-        .args([
-            "process", "a.tsv", "b.tsv", "--by", "k", "--json", "--split", "bytes",
-        ])
-        .run()
-        .success()
-        .json();
+    let report =
+        sb.cmd().args(["process", "a.tsv", "b.tsv", "--by", "k", "--json", "--split", "bytes"]).run().success().json();
     assert_eq!(report["regions"]["x"]["stats"]["v"]["sum"], 4.0);
     assert_eq!(report["rejects"][0]["file"], "b.tsv");
     assert_eq!(report["rejects"][0]["line"], 3);

@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Plan(args) => plan_cmd(args),
         // The hook loads the config itself: a broken config must not fail it.
         Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
-        Command::Process(args) => process_cmd(*args),
+        Command::Process(args) => process_cmd(&config::load(config_flag)?, *args),
         Command::Worker { kind } => match kind.as_str() {
             "summary" => Ok(crate::process::summary::main()),
             "scan" => Ok(crate::process::scan::main()),
@@ -259,7 +259,7 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
     Ok(result.exit_code())
 }
 
-fn process_cmd(args: ProcessArgs) -> Result<u8> {
+fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     use crate::process::{self, ProcessOptions, worker::Limits};
     let usage = |m: String| Error::Usage(m);
     let size = |flag: &str, v: &Option<String>| -> Result<Option<u64>> {
@@ -303,14 +303,14 @@ fn process_cmd(args: ProcessArgs) -> Result<u8> {
         let mut events = |event: &crate::tasks::Event| {
             let _ = report::json::print(event);
         };
-        process::run(&options, &mut events)
+        process::run(&options, config, &mut events)
     } else if args.json {
-        process::run(&options, &mut crate::tasks::NullReporter)
+        process::run(&options, config, &mut crate::tasks::NullReporter)
     } else {
         // SAFETY: isatty only inspects the descriptor.
         let live = unsafe { libc::isatty(2) } == 1;
         let mut human = report::process_human::ProcessHuman::new(std::io::stdout(), live);
-        process::run(&options, &mut human)
+        process::run(&options, config, &mut human)
     };
     let report = match result {
         Ok(report) => report,

@@ -101,7 +101,7 @@ fn execute(config: &Config, request: Request) -> Result<Response, (&'static str,
         Request::Process(options) if options.inputs.iter().any(|p| p.as_os_str() == "-") => {
             Err(("usage", "process: stdin (\"-\") carries the JSON requests; give files instead".to_string()))
         }
-        Request::Process(options) => crate::process::run(&options, &mut crate::tasks::NullReporter)
+        Request::Process(options) => crate::process::run(&options, config, &mut crate::tasks::NullReporter)
             .map(Response::Process)
             .map_err(|e| (e.code(), e.to_string())),
     }

@@ -50,9 +50,7 @@ impl Acc {
                 add_object(&mut obj, m);
                 Acc::Object(obj)
             }
-            (acc @ (Acc::Empty | Acc::Int(_) | Acc::Float(_)), Value::Number(n)) => {
-                add_number(acc, n)
-            }
+            (acc @ (Acc::Empty | Acc::Int(_) | Acc::Float(_)), Value::Number(n)) => add_number(acc, n),
             _ => Acc::Mixed,
         }
     }
@@ -68,11 +66,7 @@ impl Acc {
             Acc::Object(obj) => {
                 let mut out = Map::new();
                 for (k, v) in obj {
-                    let sub = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
+                    let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                     if let Some(v) = v.into_value(&sub, warnings) {
                         out.insert(k, v);
                     }
@@ -80,7 +74,9 @@ impl Acc {
                 Some(Value::Object(out))
             }
             Acc::Mixed => {
-                warnings.push(format!("field {path:?} is a number in some region results and not in others; left out of the totals"));
+                warnings.push(format!(
+                    "field {path:?} is a number in some region results and not in others; left out of the totals"
+                ));
                 None
             }
         }
@@ -128,17 +124,13 @@ fn add_number(acc: Acc, n: &serde_json::Number) -> Acc {
 }
 
 /// Sums the numbers found at the same path in every result object.
-pub fn sum_results<'a>(
-    results: impl IntoIterator<Item = &'a Map<String, Value>>,
-) -> (Value, Vec<String>) {
+pub fn sum_results<'a>(results: impl IntoIterator<Item = &'a Map<String, Value>>) -> (Value, Vec<String>) {
     let mut root = BTreeMap::new();
     for r in results {
         add_object(&mut root, r);
     }
     let mut warnings = Vec::new();
-    let value = Acc::Object(root)
-        .into_value("", &mut warnings)
-        .unwrap_or(Value::Object(Map::new()));
+    let value = Acc::Object(root).into_value("", &mut warnings).unwrap_or(Value::Object(Map::new()));
     (value, warnings)
 }
 
@@ -152,10 +144,7 @@ mod tests {
         let a = json!({"rows": 2, "sales": {"total": 1.5, "max": 3}, "name": "A"});
         let b = json!({"rows": 3, "sales": {"total": 2.25}, "name": "B", "extra": 7});
         let (total, warnings) = sum_results([a.as_object().unwrap(), b.as_object().unwrap()]);
-        assert_eq!(
-            total,
-            json!({"rows": 5, "sales": {"total": 3.75, "max": 3}, "extra": 7})
-        );
+        assert_eq!(total, json!({"rows": 5, "sales": {"total": 3.75, "max": 3}, "extra": 7}));
         assert!(warnings.is_empty());
     }
 

@@ -63,11 +63,7 @@ pub enum Source {
 
 impl Source {
     pub fn from_arg(arg: &Path) -> Source {
-        if arg.as_os_str() == "-" {
-            Source::Stdin
-        } else {
-            Source::File(arg.to_path_buf())
-        }
+        if arg.as_os_str() == "-" { Source::Stdin } else { Source::File(arg.to_path_buf()) }
     }
 
     /// How the source is named in rejects and errors.
@@ -117,11 +113,7 @@ impl<'a> Row<'a> {
     /// Field `i`, or `None` when the record has fewer fields.
     pub fn field(&self, i: usize) -> Option<&'a [u8]> {
         let end = *self.ends.get(i)?;
-        let start = if i == 0 {
-            0
-        } else {
-            self.ends[i - 1] + self.sep
-        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + self.sep };
         Some(&self.out[start..end])
     }
 
@@ -204,14 +196,7 @@ pub fn read_headerless(
         Format::Tsv => (b'\t', false),
         _ => (b',', true),
     };
-    read_delimited(
-        input,
-        delimiter,
-        quoting,
-        Some(fields),
-        &mut |_, _| Ok(()),
-        on_item,
-    )
+    read_delimited(input, delimiter, quoting, Some(fields), &mut |_, _| Ok(()), on_item)
 }
 
 /// Counts of what a read saw.
@@ -245,12 +230,7 @@ struct Window<R> {
 
 impl<R: Read> Window<R> {
     fn new(input: R) -> Self {
-        Window {
-            input,
-            buf: vec![0; 1 << 20],
-            len: 0,
-            eof: false,
-        }
+        Window { input, buf: vec![0; 1 << 20], len: 0, eof: false }
     }
 
     /// Drops `..keep_from` and reads more; returns how many bytes were dropped.
@@ -287,10 +267,7 @@ fn read_delimited(
     on_header: &mut OnHeader<'_>,
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
-    let mut parser = csv_core::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .quoting(quoting)
-        .build();
+    let mut parser = csv_core::ReaderBuilder::new().delimiter(delimiter).quoting(quoting).build();
     let mut win = Window::new(input);
     let mut out = vec![0u8; 1 << 12];
     let mut ends = vec![0usize; 64];
@@ -322,20 +299,8 @@ fn read_delimited(
                         }
                         summary.records += 1;
                         summary.unterminated_last = false;
-                        let shape = Shape {
-                            sep: 1,
-                            plain: quoting || memchr::memchr(b'"', text).is_none(),
-                        };
-                        if emit(
-                            record_line,
-                            raw,
-                            text,
-                            &ends[..fields],
-                            shape,
-                            expected,
-                            on_item,
-                        ) == Flow::Stop
-                        {
+                        let shape = Shape { sep: 1, plain: quoting || memchr::memchr(b'"', text).is_none() };
+                        if emit(record_line, raw, text, &ends[..fields], shape, expected, on_item) == Flow::Stop {
                             summary.stopped = true;
                             return Ok(summary);
                         }
@@ -394,20 +359,8 @@ fn read_delimited(
                 } else if !raw.is_empty() {
                     summary.records += 1;
                     let expected = header.unwrap_or(0);
-                    let shape = Shape {
-                        sep: 0,
-                        plain: memchr::memchr(b'"', raw).is_none(),
-                    };
-                    if emit(
-                        record_line,
-                        raw,
-                        &out[..nout],
-                        &ends[..nend],
-                        shape,
-                        expected,
-                        on_item,
-                    ) == Flow::Stop
-                    {
+                    let shape = Shape { sep: 0, plain: memchr::memchr(b'"', raw).is_none() };
+                    if emit(record_line, raw, &out[..nout], &ends[..nend], shape, expected, on_item) == Flow::Stop {
                         summary.stopped = true;
                         return Ok(summary);
                     }
@@ -422,9 +375,7 @@ fn read_delimited(
         }
     }
     if header.is_none() {
-        return Err(ReadError::Header(
-            "the input is empty: expected a header row".into(),
-        ));
+        return Err(ReadError::Header("the input is empty: expected a header row".into()));
     }
     Ok(summary)
 }
@@ -491,12 +442,7 @@ mod simd {
     /// [`super::split_line`] 32 bytes at a time: one compare per byte class
     /// gives bit masks of delimiters, line breaks and special bytes.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn split_line(
-        avail: &[u8],
-        delim: u8,
-        quoting: bool,
-        ends: &mut Vec<usize>,
-    ) -> Split {
+    pub unsafe fn split_line(avail: &[u8], delim: u8, quoting: bool, ends: &mut Vec<usize>) -> Split {
         let vd = _mm256_set1_epi8(delim as i8);
         let vn = _mm256_set1_epi8(b'\n' as i8);
         let vr = _mm256_set1_epi8(b'\r' as i8);
@@ -552,28 +498,13 @@ fn emit(
     on_item: &mut OnItem<'_>,
 ) -> Flow {
     let item = if ends.len() != expected {
-        Item::Bad(Bad {
-            line,
-            raw,
-            reason: format!("has {} fields, the header has {expected}", ends.len()),
-        })
+        Item::Bad(Bad { line, raw, reason: format!("has {} fields, the header has {expected}", ends.len()) })
     } else if !out.is_ascii()
         && let Err(e) = std::str::from_utf8(out)
     {
-        Item::Bad(Bad {
-            line,
-            raw,
-            reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        })
+        Item::Bad(Bad { line, raw, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
     } else {
-        Item::Row(Row {
-            line,
-            raw,
-            out,
-            ends,
-            sep: shape.sep,
-            plain: shape.plain,
-        })
+        Item::Row(Row { line, raw, out, ends, sep: shape.sep, plain: shape.plain })
     };
     on_item(item)
 }
@@ -582,12 +513,8 @@ fn header_names(out: &[u8], ends: &[usize]) -> Result<Vec<String>, ReadError> {
     let mut names = Vec::with_capacity(ends.len());
     let mut prev = 0;
     for &end in ends {
-        let name = std::str::from_utf8(&out[prev..end]).map_err(|_| {
-            ReadError::Header(format!(
-                "header field {} is not valid UTF-8",
-                names.len() + 1
-            ))
-        })?;
+        let name = std::str::from_utf8(&out[prev..end])
+            .map_err(|_| ReadError::Header(format!("header field {} is not valid UTF-8", names.len() + 1)))?;
         names.push(name.trim().to_string());
         prev = end;
     }
@@ -625,20 +552,9 @@ fn read_jsonl(
                 if grew {
                     on_header(&header, b"").map_err(ReadError::Header)?;
                 }
-                Item::Row(Row {
-                    line,
-                    raw: &raw,
-                    out: &out,
-                    ends: &ends,
-                    sep: 0,
-                    plain: false,
-                })
+                Item::Row(Row { line, raw: &raw, out: &out, ends: &ends, sep: 0, plain: false })
             }
-            Err(reason) => Item::Bad(Bad {
-                line,
-                raw: &raw,
-                reason,
-            }),
+            Err(reason) => Item::Bad(Bad { line, raw: &raw, reason }),
         };
         if on_item(item) == Flow::Stop {
             summary.stopped = true;
@@ -651,16 +567,9 @@ fn read_jsonl(
 /// Lays a JSON object's values out in header order (strings as text,
 /// numbers as written, null and missing keys as empty). Returns whether the
 /// header grew.
-fn jsonl_fields(
-    raw: &[u8],
-    header: &mut Header,
-    out: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
-) -> Result<bool, String> {
-    let text = std::str::from_utf8(raw)
-        .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("broken JSON: {e}"))?;
+fn jsonl_fields(raw: &[u8], header: &mut Header, out: &mut Vec<u8>, ends: &mut Vec<usize>) -> Result<bool, String> {
+    let text = std::str::from_utf8(raw).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("broken JSON: {e}"))?;
     let serde_json::Value::Object(map) = value else {
         return Err("not a JSON object".to_string());
     };
@@ -706,9 +615,7 @@ mod tests {
                     Item::Row(r) => rows.push((
                         r.line,
                         String::from_utf8_lossy(r.raw).into_owned(),
-                        (0..r.len())
-                            .map(|i| String::from_utf8_lossy(r.field(i).unwrap()).into_owned())
-                            .collect(),
+                        (0..r.len()).map(|i| String::from_utf8_lossy(r.field(i).unwrap()).into_owned()).collect(),
                     )),
                     Item::Bad(b) => bad.push((b.line, b.reason)),
                 }
@@ -753,24 +660,14 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let len = (x % 200) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|k| alphabet[((x >> (k % 50)) as usize ^ k.wrapping_mul(31)) % alphabet.len()])
-                .collect();
+            let bytes: Vec<u8> =
+                (0..len).map(|k| alphabet[((x >> (k % 50)) as usize ^ k.wrapping_mul(31)) % alphabet.len()]).collect();
             for quoting in [true, false] {
                 let (mut a, mut b) = (vec![0usize; 4], vec![0usize; 4]);
                 let fast = split_line(&bytes, b',', quoting, &mut a);
                 let slow = split_line_scalar(&bytes, 0, 0, b',', quoting, &mut b);
                 match (fast, slow) {
-                    (
-                        Split::Line {
-                            len: l1,
-                            fields: f1,
-                        },
-                        Split::Line {
-                            len: l2,
-                            fields: f2,
-                        },
-                    ) => {
+                    (Split::Line { len: l1, fields: f1 }, Split::Line { len: l2, fields: f2 }) => {
                         assert_eq!((l1, f1), (l2, f2), "{bytes:?}");
                         assert_eq!(a[..f1], b[..f2], "{bytes:?}");
                     }

@@ -20,6 +20,7 @@ pub mod input;
 pub mod partition;
 pub mod parts;
 pub mod pool;
+pub mod remote;
 pub mod sandbox;
 pub mod scan;
 pub mod stats;
@@ -34,6 +35,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::tasks::{Event, Reporter, Task, TaskList, TaskStatus};
 use input::{Format, Source};
@@ -180,15 +182,10 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
     if let Some(t) = l.timeout
         && !(t.is_finite() && t > 0.0)
     {
-        return Err(format!(
-            "--timeout must be a positive number of seconds, got {t}"
-        ));
+        return Err(format!("--timeout must be a positive number of seconds, got {t}"));
     }
     if !(l.grace.is_finite() && l.grace >= 0.0) {
-        return Err(format!(
-            "--grace must be a non-negative number of seconds, got {}",
-            l.grace
-        ));
+        return Err(format!("--grace must be a non-negative number of seconds, got {}", l.grace));
     }
     if options.jobs == Some(0) {
         return Err("--jobs must be at least 1".into());
@@ -196,35 +193,22 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
     if l.max_open_files < 16 {
         return Err("--max-open-files must be at least 16".into());
     }
-    if options
-        .processor
-        .as_deref()
-        .is_some_and(|c| c.trim().is_empty())
-    {
+    if options.processor.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err("--processor is empty".into());
     }
     Ok(())
 }
 
 /// Runs a whole `distex process`.
-pub fn run(options: &ProcessOptions, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
+pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
     let (sources, key) = plan_inputs(options)?;
-    if !options.nodes.is_empty() {
-        return Err(Error::Usage(
-            "--nodes is not available yet in this build: region workers run on this machine only (drop --nodes)".into(),
-        ));
-    }
+    let (targets, target_warning) = targets(options, config)?;
     if options.aggregate.is_some() && options.processor.is_none() {
-        return Err(Error::Usage(
-            "--aggregate needs --processor: the built-in summary aggregates itself".into(),
-        ));
+        return Err(Error::Usage("--aggregate needs --processor: the built-in summary aggregates itself".into()));
     }
     let run_dir = worker::make_run_dir().map_err(|e| Error::io("creating the run directory", e))?;
-    let guard = RunDir {
-        path: run_dir.clone(),
-        keep: options.keep_workdirs,
-    };
+    let guard = RunDir { path: run_dir.clone(), keep: options.keep_workdirs };
     if options.sandbox {
         sandbox::check(&run_dir).map_err(Error::Usage)?;
     }
@@ -251,13 +235,52 @@ pub fn run(options: &ProcessOptions, reporter: &mut dyn Reporter) -> Result<Proc
             dir: &run_dir,
         },
     )?;
-    let mut report = coordinate(options, &part, &run_dir, started, reporter);
+    let mut report = coordinate(options, &part, &run_dir, started, reporter, &targets);
     report.warnings.extend(fallback);
+    report.warnings.extend(target_warning);
     if options.keep_workdirs {
         report.workdir = Some(run_dir.display().to_string());
     }
     drop(guard);
     Ok(report)
+}
+
+/// Where region workers run: this machine (`--jobs` at once) and every
+/// node named by `--nodes` (its `slots` at once).
+fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Target>, Option<String>)> {
+    let local = pool::Target { node: None, slots: jobs(options) };
+    if options.nodes.is_empty() {
+        return Ok((vec![local], None));
+    }
+    if options.sandbox {
+        return Err(Error::Usage(
+            "--sandbox cannot be enforced on remote nodes: drop --nodes, or drop --sandbox to accept weaker isolation there".into(),
+        ));
+    }
+    let mut targets = vec![local];
+    for name in &options.nodes {
+        if name == "local" {
+            continue;
+        }
+        let Some(node) = config.node(name) else {
+            let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "--nodes names unknown node {name:?}; known nodes: {}",
+                if known.is_empty() { "none (see `distex config init`)".to_string() } else { known.join(", ") }
+            )));
+        };
+        targets.push(pool::Target { node: Some(node.clone()), slots: node.slots.max(1) as usize });
+    }
+    if options.processor.is_none() {
+        let warning = "--nodes applies to --processor commands; the built-in summary ran on this machine".to_string();
+        return Ok((vec![targets.swap_remove(0)], Some(warning)));
+    }
+    Ok((targets, None))
+}
+
+/// Workers at once on this machine.
+fn jobs(options: &ProcessOptions) -> usize {
+    options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
 }
 
 /// Removes the run directory when dropped, unless asked to keep it.
@@ -276,76 +299,49 @@ impl Drop for RunDir {
 
 /// Turns the options into sources to read and how to key them.
 fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
-    let modes = [
-        options.demo,
-        !options.inputs.is_empty(),
-        !options.regions.is_empty(),
-    ];
+    let modes = [options.demo, !options.inputs.is_empty(), !options.regions.is_empty()];
     match modes.iter().filter(|m| **m).count() {
         0 => {
             return Err(Error::Usage(
-                "nothing to process: give INPUT... --by FIELD, --regions DIR_OR_FILES, or --demo"
-                    .into(),
+                "nothing to process: give INPUT... --by FIELD, --regions DIR_OR_FILES, or --demo".into(),
             ));
         }
         1 => {}
         _ => {
-            return Err(Error::Usage(
-                "give only one of INPUT..., --regions and --demo".into(),
-            ));
+            return Err(Error::Usage("give only one of INPUT..., --regions and --demo".into()));
         }
     }
     if options.demo {
         let key = options.by.clone().unwrap_or_else(|| "region".into());
-        return Ok((
-            vec![Source::Embedded("demo.csv", DEMO_CSV.as_bytes())],
-            KeySpec::Column(key),
-        ));
+        return Ok((vec![Source::Embedded("demo.csv", DEMO_CSV.as_bytes())], KeySpec::Column(key)));
     }
     if !options.regions.is_empty() {
         if options.by.is_some() {
-            return Err(Error::Usage(
-                "--regions takes one file per region; --by does not apply".into(),
-            ));
+            return Err(Error::Usage("--regions takes one file per region; --by does not apply".into()));
         }
         let mut files = Vec::new();
         for path in &options.regions {
             if path.is_dir() {
                 let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                    .map_err(|e| {
-                        Error::Input(format!("cannot read directory {}: {e}", path.display()))
-                    })?
+                    .map_err(|e| Error::Input(format!("cannot read directory {}: {e}", path.display())))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| {
-                        p.is_file()
-                            && !p
-                                .file_name()
-                                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                    })
+                    .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                     .collect();
                 entries.sort();
                 if entries.is_empty() {
-                    return Err(Error::Input(format!(
-                        "{}: no files in this directory",
-                        path.display()
-                    )));
+                    return Err(Error::Input(format!("{}: no files in this directory", path.display())));
                 }
                 files.extend(entries.into_iter().map(Source::File));
             } else if path.is_file() {
                 files.push(Source::File(path.clone()));
             } else {
-                return Err(Error::Input(format!(
-                    "{}: no such file or directory",
-                    path.display()
-                )));
+                return Err(Error::Input(format!("{}: no such file or directory", path.display())));
             }
         }
         return Ok((files, KeySpec::FileStem));
     }
     let Some(by) = options.by.clone() else {
-        return Err(Error::Usage(
-            "--by FIELD is required with INPUT files: which column names the region?".into(),
-        ));
+        return Err(Error::Usage("--by FIELD is required with INPUT files: which column names the region?".into()));
     };
     let mut sources = Vec::new();
     for path in &options.inputs {
@@ -370,6 +366,7 @@ fn coordinate(
     run_dir: &Path,
     started: Instant,
     reporter: &mut dyn Reporter,
+    targets: &[pool::Target],
 ) -> ProcessReport {
     let ms = || started.elapsed().as_millis() as u64;
     let mut tasks = TaskList::new();
@@ -380,10 +377,7 @@ fn coordinate(
     }
     let aggregate_id = (part.regions.len() + 1).to_string();
     tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
-    reporter.report(&Event::RunStarted {
-        run: "process".into(),
-        tasks: tasks.len(),
-    });
+    reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
 
     let numeric: Vec<String> = part
         .types
@@ -402,11 +396,8 @@ fn coordinate(
                 Some(cmd) => Program::Shell(cmd.clone()),
                 None => Program::Builtin {
                     kind: "summary",
-                    spec: serde_json::to_string(&summary::Spec {
-                        format: data.format,
-                        numeric: numeric.clone(),
-                    })
-                    .expect("spec serializes"),
+                    spec: serde_json::to_string(&summary::Spec { format: data.format, numeric: numeric.clone() })
+                        .expect("spec serializes"),
                 },
             },
             stdin: data.spool.clone(),
@@ -414,19 +405,14 @@ fn coordinate(
             records: Some(data.records),
         })
         .collect();
-    let (outcomes, warnings) =
-        pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
+    let (outcomes, warnings) = pool::run_units(options, run_dir, &units, &mut tasks, started, reporter, targets);
     let mut results: Vec<Option<pool::Outcome>> = outcomes.into_iter().map(Some).collect();
 
     let mut report = ProcessReport {
         tasks: Vec::new(),
         regions: BTreeMap::new(),
         totals: None,
-        accounting: Accounting {
-            input_records: part.input_records,
-            rejected: part.rejected,
-            ..Accounting::default()
-        },
+        accounting: Accounting { input_records: part.input_records, rejected: part.rejected, ..Accounting::default() },
         rejects: part.rejects.clone(),
         complete: false,
         warnings,
@@ -437,13 +423,8 @@ fn coordinate(
     let mut user_results: Vec<Map<String, Value>> = Vec::new();
     let mut region_results: BTreeMap<String, Value> = BTreeMap::new();
     for (i, data) in part.regions.iter().enumerate() {
-        let mut entry = RegionReport {
-            task: Some(ids[i].clone()),
-            records: data.records,
-            stats: None,
-            result: None,
-            error: None,
-        };
+        let mut entry =
+            RegionReport { task: Some(ids[i].clone()), records: data.records, stats: None, result: None, error: None };
         match results[i].take() {
             Some(Ok(output)) => {
                 report.accounting.processed += data.records;
@@ -459,15 +440,10 @@ fn coordinate(
                         }
                         Ok(s) => {
                             // Cannot happen unless the worker is broken; never hide it.
-                            entry.error = Some(format!(
-                                "the worker counted {} records, {} were sent",
-                                s.records, data.records
-                            ));
-                        }
-                        Err(e) => {
                             entry.error =
-                                Some(format!("the worker printed an unreadable summary: {e}"))
+                                Some(format!("the worker counted {} records, {} were sent", s.records, data.records));
                         }
+                        Err(e) => entry.error = Some(format!("the worker printed an unreadable summary: {e}")),
                     }
                     if let Some(e) = &entry.error {
                         report.accounting.processed -= data.records;
@@ -490,9 +466,7 @@ fn coordinate(
 
     // aggregate-results: runs once every region task completed.
     if tasks.unblocked().contains(&aggregate_id) {
-        let from = tasks
-            .transition(&aggregate_id, TaskStatus::InProgress, ms())
-            .unwrap_or(TaskStatus::Blocked);
+        let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
         if let Some(t) = tasks.get_mut(&aggregate_id) {
             t.node = Some("local".into());
         }
@@ -505,21 +479,14 @@ fn coordinate(
             Ok(totals)
         } else {
             let total = aggregate::merge_summaries(summaries.iter());
-            Ok(
-                serde_json::json!({ "records": total.records, "regions": summaries.len(), "stats": total.summaries() }),
-            )
+            Ok(serde_json::json!({ "records": total.records, "regions": summaries.len(), "stats": total.summaries() }))
         };
         let status_from = match &outcome {
             Ok(_) => tasks.transition(&aggregate_id, TaskStatus::Completed, ms()),
             Err(e) => tasks.fail(&aggregate_id, e.clone(), ms()),
         };
         if let Some(from) = status_from {
-            reporter.report(&status_event(
-                &tasks,
-                &aggregate_id,
-                from,
-                outcome.as_ref().err().cloned(),
-            ));
+            reporter.report(&status_event(&tasks, &aggregate_id, from, outcome.as_ref().err().cloned()));
         }
         report.totals = outcome.ok();
     } else {
@@ -548,24 +515,9 @@ fn coordinate(
 /// `process-region-<name>`, lower-cased as in the seed when that keeps
 /// subjects distinct. Subjects are labels: renderers escape them.
 fn region_subjects(part: &Partition) -> Vec<String> {
-    let lower: Vec<String> = part
-        .regions
-        .iter()
-        .map(|r| format!("process-region-{}", r.name.to_lowercase()))
-        .collect();
-    let distinct = lower
-        .iter()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-        == lower.len();
-    if distinct {
-        lower
-    } else {
-        part.regions
-            .iter()
-            .map(|r| format!("process-region-{}", r.name))
-            .collect()
-    }
+    let lower: Vec<String> = part.regions.iter().map(|r| format!("process-region-{}", r.name.to_lowercase())).collect();
+    let distinct = lower.iter().collect::<std::collections::BTreeSet<_>>().len() == lower.len();
+    if distinct { lower } else { part.regions.iter().map(|r| format!("process-region-{}", r.name)).collect() }
 }
 
 /// Runs `--aggregate CMD` as an isolated worker with every region's result on stdin.
@@ -578,17 +530,13 @@ fn run_aggregator(
 ) -> std::result::Result<Map<String, Value>, String> {
     let input = run_dir.join("aggregate-input.json");
     let body = serde_json::json!({ "regions": results });
-    std::fs::write(&input, format!("{body}\n"))
-        .map_err(|e| format!("cannot write the aggregator's input: {e}"))?;
+    std::fs::write(&input, format!("{body}\n")).map_err(|e| format!("cannot write the aggregator's input: {e}"))?;
     let workdir = run_dir.join("work-aggregate");
     let job = Job {
         program: Program::Shell(cmd.to_string()),
         stdin: input,
         workdir: workdir.clone(),
-        env: vec![
-            ("DISTEX_TASK_ID".into(), task_id.to_string()),
-            ("DISTEX_ATTEMPT".into(), "1".into()),
-        ],
+        env: vec![("DISTEX_TASK_ID".into(), task_id.to_string()), ("DISTEX_ATTEMPT".into(), "1".into())],
         limits: options.limits.clone(),
         sandbox: options.sandbox,
     };
@@ -608,23 +556,15 @@ pub fn human_bytes(bytes: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
 /// Parses sizes such as `512M`, `2G`, `1.5GiB`, `4096`.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (examples: 512M, 2G, 4096)"))?;
+    let value: f64 = num.parse().map_err(|_| format!("{text:?} is not a size (examples: 512M, 2G, 4096)"))?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -632,9 +572,7 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
         _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
-            ));
+            return Err(format!("{text:?}: unknown unit {unit:?} (use K, M, G or T)"));
         }
     };
     Ok((value * factor as f64) as u64)
@@ -644,16 +582,13 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 pub fn parse_schema(specs: &[String]) -> std::result::Result<BTreeMap<String, ColumnType>, String> {
     let mut out = BTreeMap::new();
     for spec in specs.iter().flat_map(|s| s.split(',')) {
-        let (name, t) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--schema expects COLUMN=number|text, got {spec:?}"))?;
+        let (name, t) =
+            spec.split_once('=').ok_or_else(|| format!("--schema expects COLUMN=number|text, got {spec:?}"))?;
         let t = match t.trim() {
             "number" | "numeric" => ColumnType::Number,
             "text" | "string" => ColumnType::Text,
             other => {
-                return Err(format!(
-                    "--schema {name}: unknown type {other:?} (number or text)"
-                ));
+                return Err(format!("--schema {name}: unknown type {other:?} (number or text)"));
             }
         };
         out.insert(name.trim().to_string(), t);

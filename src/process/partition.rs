@@ -151,11 +151,7 @@ pub fn infer_type<'v>(values: impl Iterator<Item = &'v [u8]>) -> ColumnType {
             Ok(None) => {}
         }
     }
-    if numbers > 0 && numbers * 10 >= present * 9 {
-        ColumnType::Number
-    } else {
-        ColumnType::Text
-    }
+    if numbers > 0 && numbers * 10 >= present * 9 { ColumnType::Number } else { ColumnType::Text }
 }
 
 /// Rows sampled to infer column types.
@@ -164,11 +160,7 @@ pub const SAMPLE: usize = SAMPLE_ROWS;
 /// The key of a row: the field at `key_index`, which must not be empty.
 /// The partitioner and the byte-range scan workers share these checks, so
 /// both paths reject exactly the same records with the same reasons.
-pub fn check_key<'r>(
-    row: &Row<'r>,
-    key_index: Option<usize>,
-    key_name: &str,
-) -> std::result::Result<&'r [u8], String> {
+pub fn check_key<'r>(row: &Row<'r>, key_index: Option<usize>, key_name: &str) -> std::result::Result<&'r [u8], String> {
     let key: &[u8] = match key_index {
         Some(i) => row.field(i).unwrap_or(b""),
         None => return Err(format!("missing key {key_name:?}")),
@@ -180,20 +172,12 @@ pub fn check_key<'r>(
 }
 
 /// Every numeric column must hold a number (or nothing).
-pub fn check_numbers(
-    row: &Row<'_>,
-    numeric: &[usize],
-    header: &[String],
-) -> std::result::Result<(), String> {
+pub fn check_numbers(row: &Row<'_>, numeric: &[usize], header: &[String]) -> std::result::Result<(), String> {
     for &i in numeric {
         if let Some(field) = row.field(i)
             && parse_number(field).is_err()
         {
-            return Err(format!(
-                "column {:?}: {:?} is not a number",
-                header[i],
-                String::from_utf8_lossy(field)
-            ));
+            return Err(format!("column {:?}: {:?} is not a number", header[i], String::from_utf8_lossy(field)));
         }
     }
     Ok(())
@@ -201,14 +185,7 @@ pub fn check_numbers(
 
 impl PendingRow {
     fn row(&self) -> Row<'_> {
-        Row {
-            line: self.line,
-            raw: &self.raw,
-            out: &self.out,
-            ends: &self.ends,
-            sep: self.sep,
-            plain: false,
-        }
+        Row { line: self.line, raw: &self.raw, out: &self.out, ends: &self.ends, sep: self.sep, plain: false }
     }
 }
 
@@ -246,10 +223,7 @@ impl<'a> Partitioner<'a> {
         };
         Partitioner {
             options,
-            out: Partition {
-                key,
-                ..Partition::default()
-            },
+            out: Partition { key, ..Partition::default() },
             index: HashMap::new(),
             buffers: Vec::new(),
             headers: Vec::new(),
@@ -273,10 +247,7 @@ impl<'a> Partitioner<'a> {
         self.source_name = source.display();
         self.source_stem = match source {
             Source::File(p) => {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let name = name.strip_suffix(".gz").unwrap_or(&name).to_string();
                 match name.rsplit_once('.') {
                     Some((stem, _)) if !stem.is_empty() => stem.to_string(),
@@ -286,9 +257,7 @@ impl<'a> Partitioner<'a> {
             _ => String::new(),
         };
         if self.options.key == KeySpec::FileStem && self.source_stem.is_empty() {
-            return Err(Error::Usage(
-                "--regions needs files (the region is the file stem); stdin has no name".into(),
-            ));
+            return Err(Error::Usage("--regions needs files (the region is the file stem); stdin has no name".into()));
         }
         self.format = format;
         self.header.clear();
@@ -319,21 +288,13 @@ impl<'a> Partitioner<'a> {
             }
         }
         // Columns seen for the first time are typed from a sample of rows.
-        let untyped = self
-            .header
-            .iter()
-            .any(|h| !self.out.types.contains_key(h) && Some(h) != self.out.key.as_ref());
+        let untyped = self.header.iter().any(|h| !self.out.types.contains_key(h) && Some(h) != self.out.key.as_ref());
         if untyped && first {
             self.pending = Some(Vec::new());
         } else if untyped && self.pending.is_none() {
             // Columns appearing late in JSON Lines: numbers only if --schema says so.
             for h in &self.header {
-                let t = self
-                    .options
-                    .schema
-                    .get(h)
-                    .copied()
-                    .unwrap_or(ColumnType::Text);
+                let t = self.options.schema.get(h).copied().unwrap_or(ColumnType::Text);
                 self.out.types.entry(h.clone()).or_insert(t);
             }
         }
@@ -343,19 +304,14 @@ impl<'a> Partitioner<'a> {
 
     fn update_numeric(&mut self) {
         self.numeric = (0..self.header.len())
-            .filter(|&i| {
-                Some(i) != self.key_index
-                    && self.out.types.get(&self.header[i]) == Some(&ColumnType::Number)
-            })
+            .filter(|&i| Some(i) != self.key_index && self.out.types.get(&self.header[i]) == Some(&ColumnType::Number))
             .collect();
     }
 
     fn on_item(&mut self, item: Item<'_>) -> Flow {
         self.out.input_records += 1;
         if self.out.input_records % 65536 == 0 && super::worker::interrupted() {
-            self.fatal = Some(Error::Input(
-                "interrupted while reading the input; nothing was processed".into(),
-            ));
+            self.fatal = Some(Error::Input("interrupted while reading the input; nothing was processed".into()));
             return Flow::Stop;
         }
         match item {
@@ -408,22 +364,13 @@ impl<'a> Partitioner<'a> {
     fn reject(&mut self, line: u64, reason: String) -> Flow {
         self.out.rejected += 1;
         if self.out.rejects.len() < MAX_LISTED_REJECTS {
-            self.out.rejects.push(Reject {
-                file: self.source_name.clone(),
-                line,
-                reason,
-            });
+            self.out.rejects.push(Reject { file: self.source_name.clone(), line, reason });
             self.reject_order.push((self.source_index, line));
         }
         match self.options.max_rejects {
             Some(max) if self.out.rejected > max => {
-                let first: Vec<String> = self
-                    .out
-                    .rejects
-                    .iter()
-                    .take(3)
-                    .map(|r| format!("{}:{}: {}", r.file, r.line, r.reason))
-                    .collect();
+                let first: Vec<String> =
+                    self.out.rejects.iter().take(3).map(|r| format!("{}:{}: {}", r.file, r.line, r.reason)).collect();
                 self.fatal = Some(Error::Input(format!(
                     "stopped after {} rejected records (more than --max-rejects {max}) out of {} read; first: {}",
                     self.out.rejected,
@@ -442,11 +389,10 @@ impl<'a> Partitioner<'a> {
             KeySpec::FileStem => Ok(self.source_stem.as_bytes()),
             KeySpec::Column(name) => check_key(row, self.key_index, name),
         };
-        let key =
-            match key.and_then(|k| check_numbers(row, &self.numeric, &self.header).map(|()| k)) {
-                Ok(key) => key,
-                Err(reason) => return self.reject(row.line, reason),
-            };
+        let key = match key.and_then(|k| check_numbers(row, &self.numeric, &self.header).map(|()| k)) {
+            Ok(key) => key,
+            Err(reason) => return self.reject(row.line, reason),
+        };
         let key = key.to_vec();
         let index = match self.index.get(&key) {
             Some(&i) => i,
@@ -488,19 +434,10 @@ impl<'a> Partitioner<'a> {
     }
 
     fn new_region(&mut self, key: Vec<u8>) -> Result<usize> {
-        let name = String::from_utf8(key.clone())
-            .map_err(|_| Error::Input("region key is not UTF-8".into()))?;
+        let name = String::from_utf8(key.clone()).map_err(|_| Error::Input("region key is not UTF-8".into()))?;
         let index = self.out.regions.len();
-        let spool = self
-            .options
-            .dir
-            .join(format!("region-{index}.{}", self.format.extension()));
-        self.out.regions.push(RegionData {
-            name,
-            records: 0,
-            spool,
-            format: self.format,
-        });
+        let spool = self.options.dir.join(format!("region-{index}.{}", self.format.extension()));
+        self.out.regions.push(RegionData { name, records: 0, spool, format: self.format });
         self.index.insert(key, index);
         self.buffers.push(self.header_raw.clone());
         self.buffered += self.header_raw.len();
@@ -519,8 +456,7 @@ impl<'a> Partitioner<'a> {
             .append(true)
             .open(path)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        file.write_all(buf)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        file.write_all(buf).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         self.buffered -= buf.len();
         buf.clear();
         if buf.capacity() > REGION_BUFFER * 2 {
@@ -543,14 +479,10 @@ impl<'a> Partitioner<'a> {
         if let Some(e) = self.fatal.take() {
             return Err(e);
         }
-        if let (KeySpec::Column(key), None, Format::Jsonl) =
-            (&self.options.key, self.key_index, self.format)
+        if let (KeySpec::Column(key), None, Format::Jsonl) = (&self.options.key, self.key_index, self.format)
             && self.out.input_records > self.out.rejected
         {
-            return Err(Error::Input(format!(
-                "{}: no record has the key {key:?} given to --by",
-                self.source_name
-            )));
+            return Err(Error::Input(format!("{}: no record has the key {key:?} given to --by", self.source_name)));
         }
         Ok(())
     }

@@ -45,11 +45,7 @@ pub fn try_bytes(
 ) -> Result<Bytes> {
     let forced = options.split == Split::Bytes;
     let refuse = |why: &str| -> Result<Bytes> {
-        if forced {
-            Err(Error::Usage(format!("--split bytes {why}")))
-        } else {
-            Ok(Bytes::NotApplicable)
-        }
+        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Bytes::NotApplicable) }
     };
     if options.split == Split::Regions {
         return Ok(Bytes::NotApplicable);
@@ -66,48 +62,29 @@ pub fn try_bytes(
         let Source::File(p) = s else {
             return refuse("needs files (not stdin or --demo)");
         };
-        let f = options
-            .format
-            .or_else(|| Format::from_path(p))
-            .unwrap_or(Format::Csv);
+        let f = options.format.or_else(|| Format::from_path(p)).unwrap_or(Format::Csv);
         if f == Format::Jsonl || format.is_some_and(|g| g != f) {
             return refuse("needs CSV or TSV files, all in the same format");
         }
         format = Some(f);
         files.push(p.clone());
     }
-    let total: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
+    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     if !forced && total < AUTO_MIN_BYTES {
         return Ok(Bytes::NotApplicable);
     }
     let format = format.unwrap_or(Format::Csv);
-    let jobs = options
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    let Some(plan) = scan::plan(
-        &files,
-        format,
-        key,
-        &options.schema,
-        jobs,
-        options.part_size,
-    )
-    .map_err(Error::Input)?
+    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let Some(plan) = scan::plan(&files, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?
     else {
-        return refuse(
-            "needs plain (not compressed) files with the same header, holding the --by column",
-        );
+        return refuse("needs plain (not compressed) files with the same header, holding the --by column");
     };
-    run_plan(options, &plan, format, run_dir, started, reporter)
+    run_plan(options, jobs, &plan, format, run_dir, started, reporter)
 }
 
 fn run_plan(
     options: &ProcessOptions,
+    jobs: usize,
     plan: &Plan,
     format: Format,
     run_dir: &Path,
@@ -138,10 +115,7 @@ fn run_plan(
         .map(|(i, spec)| Unit {
             task_id: ids[i].clone(),
             subject: format!("process-part-{}", i + 1),
-            program: Program::Builtin {
-                kind: "scan",
-                spec: serde_json::to_string(spec).expect("spec serializes"),
-            },
+            program: Program::Builtin { kind: "scan", spec: serde_json::to_string(spec).expect("spec serializes") },
             stdin: PathBuf::from("/dev/null"),
             env: vec![],
             records: None,
@@ -152,12 +126,16 @@ fn run_plan(
     }
     let aggregate_id = (n + 1).to_string();
     tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
-    reporter.report(&Event::RunStarted {
-        run: "process".into(),
-        tasks: tasks.len(),
-    });
-    let (outcomes, mut warnings) =
-        pool::run_units(options, run_dir, &units, &mut tasks, started, reporter);
+    reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
+    let (outcomes, mut warnings) = pool::run_units(
+        options,
+        run_dir,
+        &units,
+        &mut tasks,
+        started,
+        reporter,
+        &[pool::Target { node: None, slots: jobs }],
+    );
 
     // Read every part's result (merging its regions right away, so only one
     // part's maps are held at a time); re-count failed parts in-process.
@@ -187,10 +165,7 @@ fn run_plan(
             Err(reason) => {
                 let counted = scan::scan(&specs[i])
                     .map_err(|e| Error::Input(format!("re-reading failed part {}: {e}", i + 1)))?;
-                if tasks
-                    .get(&ids[i])
-                    .is_some_and(|t| t.status != TaskStatus::Failed)
-                {
+                if tasks.get(&ids[i]).is_some_and(|t| t.status != TaskStatus::Failed) {
                     tasks.fail(&ids[i], reason.clone(), ms());
                 }
                 results.push((counted, Some(reason)));
@@ -199,18 +174,13 @@ fn run_plan(
     }
     // Boundaries are only trustworthy when every record had balanced quotes.
     for (i, (r, _)) in results.iter().enumerate() {
-        let last_of_file = plan
-            .parts
-            .get(i + 1)
-            .is_none_or(|next| next.file_index != plan.parts[i].file_index);
+        let last_of_file = plan.parts.get(i + 1).is_none_or(|next| next.file_index != plan.parts[i].file_index);
         if r.odd_quote_records > 0 || (r.unterminated_last && !last_of_file) {
             let message = format!(
                 "{} has a quote inside an unquoted field, so it cannot be split by byte ranges safely; it was re-read sequentially, one worker per region",
                 plan.parts[i].file.display()
             );
-            reporter.report(&Event::Warning {
-                message: message.clone(),
-            });
+            reporter.report(&Event::Warning { message: message.clone() });
             return Ok(Bytes::Fallback(message));
         }
     }
@@ -237,11 +207,7 @@ fn run_plan(
             rejects.push((
                 plan.parts[i].file_index,
                 first_lines[i] + rel - 1,
-                Reject {
-                    file,
-                    line: first_lines[i] + rel - 1,
-                    reason: reason.clone(),
-                },
+                Reject { file, line: first_lines[i] + rel - 1, reason: reason.clone() },
             ));
         }
         // Completed parts were merged above (their maps are empty now).
@@ -258,11 +224,8 @@ fn run_plan(
         && accounting.rejected > max
     {
         rejects.sort_by_key(|(f, l, _)| (*f, *l));
-        let first: Vec<String> = rejects
-            .iter()
-            .take(3)
-            .map(|(_, _, r)| format!("{}:{}: {}", r.file, r.line, r.reason))
-            .collect();
+        let first: Vec<String> =
+            rejects.iter().take(3).map(|(_, _, r)| format!("{}:{}: {}", r.file, r.line, r.reason)).collect();
         return Err(Error::Input(format!(
             "stopped after {} rejected records (more than --max-rejects {max}) out of {} read; first: {}",
             accounting.rejected,
@@ -275,8 +238,7 @@ fn run_plan(
 
     accounting.processed = merged.values().map(|s| s.records).sum();
     let mut regions = BTreeMap::new();
-    let names: std::collections::BTreeSet<&String> =
-        merged.keys().chain(failed_records.keys()).collect();
+    let names: std::collections::BTreeSet<&String> = merged.keys().chain(failed_records.keys()).collect();
     for name in names {
         let ok = merged.get(name);
         let failed = failed_records.get(name);
@@ -285,19 +247,9 @@ fn run_plan(
             RegionReport {
                 task: None,
                 records: ok.map_or(0, |s| s.records) + failed.map_or(0, |f| f.0),
-                stats: if failed.is_none() {
-                    ok.map(|s| s.summaries())
-                } else {
-                    None
-                },
+                stats: if failed.is_none() { ok.map(|s| s.summaries()) } else { None },
                 result: None,
-                error: failed.map(|f| {
-                    format!(
-                        "{} of its records were not processed: {}",
-                        f.0,
-                        f.1.join("; ")
-                    )
-                }),
+                error: failed.map(|f| format!("{} of its records were not processed: {}", f.0, f.1.join("; "))),
             },
         );
     }
@@ -311,15 +263,14 @@ fn run_plan(
     }
 
     let totals = if tasks.unblocked().contains(&aggregate_id) {
-        let from = tasks
-            .transition(&aggregate_id, TaskStatus::InProgress, ms())
-            .unwrap_or(TaskStatus::Blocked);
+        let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
         if let Some(t) = tasks.get_mut(&aggregate_id) {
             t.node = Some("local".into());
         }
         reporter.report(&status_event(&tasks, &aggregate_id, from, None));
         let total = aggregate::merge_summaries(merged.values());
-        let totals = serde_json::json!({ "records": total.records, "regions": merged.len(), "stats": total.summaries() });
+        let totals =
+            serde_json::json!({ "records": total.records, "regions": merged.len(), "stats": total.summaries() });
         if let Some(from) = tasks.transition(&aggregate_id, TaskStatus::Completed, ms()) {
             reporter.report(&status_event(&tasks, &aggregate_id, from, None));
         }

@@ -37,21 +37,24 @@ pub enum Output {
 
 pub type Outcome = Result<Output, String>;
 
+/// Where units run: this machine, or a cluster node (`--nodes`), with how
+/// many at once.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub node: Option<crate::config::Node>,
+    pub slots: usize,
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        self.node.as_ref().map_or("local", |n| n.name.as_str())
+    }
+}
+
 enum Msg {
-    Started {
-        unit: usize,
-        attempt: u32,
-    },
-    Retrying {
-        unit: usize,
-        attempt: u32,
-        reason: String,
-        delay: Duration,
-    },
-    Finished {
-        unit: usize,
-        result: Outcome,
-    },
+    Started { unit: usize, attempt: u32, node: String },
+    Retrying { unit: usize, attempt: u32, reason: String, delay: Duration },
+    Finished { unit: usize, result: Outcome },
 }
 
 /// Runs every unit; returns their outcomes in order and the warnings raised.
@@ -62,24 +65,25 @@ pub fn run_units(
     tasks: &mut TaskList,
     started: Instant,
     reporter: &mut dyn Reporter,
+    targets: &[Target],
 ) -> (Vec<Outcome>, Vec<String>) {
     let ms = || started.elapsed().as_millis() as u64;
-    let jobs = options
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut threads = Vec::new();
-    for _ in 0..jobs.min(units.len()) {
-        let (queue, tx) = (queue.clone(), tx.clone());
-        let (units, options, run_dir) = (units.to_vec(), options.clone(), run_dir.to_path_buf());
-        threads.push(std::thread::spawn(move || {
-            while let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
-                let result = run_with_retries(&options, &run_dir, unit, &units[unit], &tx);
-                let _ = tx.send(Msg::Finished { unit, result });
-            }
-        }));
+    // One thread per slot of every target, all taking units from one queue:
+    // a faster target simply takes more of them.
+    for target in targets {
+        for _ in 0..target.slots.min(units.len()) {
+            let (queue, tx, target) = (queue.clone(), tx.clone(), target.clone());
+            let (units, options, run_dir) = (units.to_vec(), options.clone(), run_dir.to_path_buf());
+            threads.push(std::thread::spawn(move || {
+                while let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+                    let result = run_with_retries(&options, &run_dir, unit, &units[unit], &target, &tx);
+                    let _ = tx.send(Msg::Finished { unit, result });
+                }
+            }));
+        }
     }
     drop(tx);
 
@@ -88,31 +92,24 @@ pub fn run_units(
     let (mut done, mut records_done) = (0u64, 0u64);
     for msg in rx {
         match msg {
-            Msg::Started { unit, attempt } => {
+            Msg::Started { unit, attempt, node } => {
                 let id = &units[unit].task_id;
                 if let Some(from) = tasks.transition(id, TaskStatus::InProgress, ms()) {
                     if let Some(t) = tasks.get_mut(id) {
-                        t.node = Some("local".into());
+                        t.node = Some(node);
                     }
                     if from != TaskStatus::InProgress || attempt == 1 {
                         reporter.report(&status_event(tasks, id, from, None));
                     }
                 }
             }
-            Msg::Retrying {
-                unit,
-                attempt,
-                reason,
-                delay,
-            } => {
+            Msg::Retrying { unit, attempt, reason, delay } => {
                 let message = format!(
                     "{} attempt {attempt} failed: {reason}; retrying in {} ms",
                     units[unit].subject,
                     delay.as_millis()
                 );
-                reporter.report(&Event::Warning {
-                    message: message.clone(),
-                });
+                reporter.report(&Event::Warning { message: message.clone() });
                 warnings.push(message);
             }
             Msg::Finished { unit, result } => {
@@ -123,12 +120,7 @@ pub fn run_units(
                 };
                 // A result for a task that already finished is ignored: counted once.
                 if let Some(from) = from {
-                    reporter.report(&status_event(
-                        tasks,
-                        id,
-                        from,
-                        result.as_ref().err().cloned(),
-                    ));
+                    reporter.report(&status_event(tasks, id, from, result.as_ref().err().cloned()));
                     results[unit] = Some(result);
                     done += 1;
                     records_done += units[unit].records.unwrap_or(0);
@@ -179,14 +171,12 @@ fn run_with_retries(
     run_dir: &Path,
     index: usize,
     unit: &Unit,
+    target: &Target,
     tx: &mpsc::Sender<Msg>,
 ) -> Outcome {
     let mut attempt = 1u32;
     loop {
-        let _ = tx.send(Msg::Started {
-            unit: index,
-            attempt,
-        });
+        let _ = tx.send(Msg::Started { unit: index, attempt, node: target.name().to_string() });
         let workdir = run_dir.join(format!("work-{index}-{attempt}"));
         let mut env = unit.env.clone();
         env.push(("DISTEX_TASK_ID".into(), unit.task_id.clone()));
@@ -199,7 +189,11 @@ fn run_with_retries(
             limits: options.limits.clone(),
             sandbox: options.sandbox,
         };
-        let result = worker::run(&job).and_then(|out| match &unit.program {
+        let ran = match &target.node {
+            Some(node) => super::remote::run(node, &job),
+            None => worker::run(&job),
+        };
+        let result = ran.and_then(|out| match &unit.program {
             Program::Shell(_) => worker::parse_output(&out).map(Output::Json),
             Program::Builtin { .. } => Ok(Output::Raw(out)),
         });
@@ -210,12 +204,7 @@ fn run_with_retries(
             Ok(output) => return Ok(output),
             Err(reason) if attempt <= options.retries && !worker::interrupted() => {
                 let delay = backoff(attempt);
-                let _ = tx.send(Msg::Retrying {
-                    unit: index,
-                    attempt,
-                    reason,
-                    delay,
-                });
+                let _ = tx.send(Msg::Retrying { unit: index, attempt, reason, delay });
                 std::thread::sleep(delay);
                 attempt += 1;
             }
@@ -229,6 +218,5 @@ fn run_with_retries(
 
 /// 100 ms, 200 ms, 400 ms, ... capped at 5 s.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << (attempt - 1).min(6)))
-        .min(Duration::from_secs(5))
+    Duration::from_millis(100u64.saturating_mul(1 << (attempt - 1).min(6))).min(Duration::from_secs(5))
 }

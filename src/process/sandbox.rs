@@ -33,10 +33,7 @@ pub fn main(args: &[OsString]) -> u8 {
     }
     use std::os::unix::process::CommandExt;
     let e = std::process::Command::new(program).args(rest).exec();
-    eprintln!(
-        "distex: sandbox: cannot run {}: {e}",
-        program.to_string_lossy()
-    );
+    eprintln!("distex: sandbox: cannot run {}: {e}", program.to_string_lossy());
     127
 }
 
@@ -44,8 +41,8 @@ pub fn main(args: &[OsString]) -> u8 {
 #[cfg(target_os = "linux")]
 pub fn enter(dir: &Path) -> Result<(), String> {
     use landlock::{
-        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
-        RulesetStatus, path_beneath_rules,
+        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+        path_beneath_rules,
     };
     // SAFETY: unshare(2) with flags only; this process has a single thread.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
@@ -76,7 +73,10 @@ pub fn enter(dir: &Path) -> Result<(), String> {
         .restrict_self()
         .map_err(fail)?;
     if status.ruleset != RulesetStatus::FullyEnforced {
-        return Err("Landlock could not be fully enforced by this kernel; run without --sandbox to accept weaker isolation".into());
+        return Err(
+            "Landlock could not be fully enforced by this kernel; run without --sandbox to accept weaker isolation"
+                .into(),
+        );
     }
     Ok(())
 }

@@ -79,9 +79,8 @@ pub fn main() -> u8 {
         Ok(result) => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let ok = serde_json::to_writer(&mut out, &result).is_ok()
-                && out.write_all(b"\n").is_ok()
-                && out.flush().is_ok();
+            let ok =
+                serde_json::to_writer(&mut out, &result).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok();
             if ok { 0 } else { 1 }
         }
         Err(e) => {
@@ -135,14 +134,9 @@ impl<R: Read> Read for CountLines<R> {
 
 /// Scans one byte range.
 pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
-    let mut file =
-        File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
-    file.seek(SeekFrom::Start(spec.start))
-        .map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
-    let mut reader = CountLines {
-        inner: file.take(spec.end - spec.start),
-        newlines: 0,
-    };
+    let mut file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
+    file.seek(SeekFrom::Start(spec.start)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
+    let mut reader = CountLines { inner: file.take(spec.end - spec.start), newlines: 0 };
     let mut out = ScanResult::default();
     let mut index: HashMap<Vec<u8>, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
     let mut names: Vec<String> = Vec::new();
@@ -153,83 +147,74 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
     let mut values: Vec<Option<f64>> = vec![None; width];
     let key_name = spec.header.get(spec.key).cloned().unwrap_or_default();
     let quoting = spec.format == Format::Csv;
-    let summary =
-        input::read_headerless(&mut reader, spec.format, spec.header.len(), &mut |item| {
-            out.records += 1;
-            let (line, reason) = match item {
-                Item::Bad(bad) => {
-                    if quoting && odd_quotes(bad.raw) {
-                        out.odd_quote_records += 1;
-                    }
-                    (bad.line, bad.reason)
+    let summary = input::read_headerless(&mut reader, spec.format, spec.header.len(), &mut |item| {
+        out.records += 1;
+        let (line, reason) = match item {
+            Item::Bad(bad) => {
+                if quoting && odd_quotes(bad.raw) {
+                    out.odd_quote_records += 1;
                 }
-                Item::Row(row) => {
-                    if quoting && !row.plain && odd_quotes(row.raw) {
-                        out.odd_quote_records += 1;
-                    }
-                    let key = match check_key(&row, Some(spec.key), &key_name) {
-                        Ok(k) => k,
-                        Err(reason) => return reject(&mut out, row.line, reason, spec.max_rejects),
-                    };
-                    // Parse every numeric field once; reject before touching any accumulator.
-                    let mut bad = false;
-                    for (slot, &col) in spec.numeric.iter().enumerate() {
-                        match row.field(col).map(parse_number) {
-                            Some(Ok(v)) => values[slot] = v,
-                            None => values[slot] = None,
-                            Some(Err(())) => {
-                                bad = true;
-                                break;
-                            }
-                        }
-                    }
-                    if bad {
-                        let reason = check_numbers(&row, &spec.numeric, &spec.header)
-                            .err()
-                            .unwrap_or_default();
-                        return reject(&mut out, row.line, reason, spec.max_rejects);
-                    }
-                    let region = match index.get(key) {
-                        Some(&r) => r,
-                        None => {
-                            let r = names.len();
-                            names.push(String::from_utf8_lossy(key).into_owned());
-                            index.insert(key.to_vec(), r);
-                            accs.extend((0..width).map(|_| Running::default()));
-                            counts.push(0);
-                            r
-                        }
-                    };
-                    counts[region] += 1;
-                    let row_accs = &mut accs[region * width..(region + 1) * width];
-                    for (acc, v) in row_accs.iter_mut().zip(&values) {
-                        if let Some(v) = v {
-                            acc.push(*v);
-                        }
-                    }
-                    return Flow::Continue;
+                (bad.line, bad.reason)
+            }
+            Item::Row(row) => {
+                if quoting && !row.plain && odd_quotes(row.raw) {
+                    out.odd_quote_records += 1;
                 }
-            };
-            reject(&mut out, line, reason, spec.max_rejects)
-        })
-        .map_err(|e| match e {
-            input::ReadError::Io(e) => format!("cannot read {}: {e}", spec.file.display()),
-            input::ReadError::Header(m) => m,
-        })?;
+                let key = match check_key(&row, Some(spec.key), &key_name) {
+                    Ok(k) => k,
+                    Err(reason) => return reject(&mut out, row.line, reason, spec.max_rejects),
+                };
+                // Parse every numeric field once; reject before touching any accumulator.
+                let mut bad = false;
+                for (slot, &col) in spec.numeric.iter().enumerate() {
+                    match row.field(col).map(parse_number) {
+                        Some(Ok(v)) => values[slot] = v,
+                        None => values[slot] = None,
+                        Some(Err(())) => {
+                            bad = true;
+                            break;
+                        }
+                    }
+                }
+                if bad {
+                    let reason = check_numbers(&row, &spec.numeric, &spec.header).err().unwrap_or_default();
+                    return reject(&mut out, row.line, reason, spec.max_rejects);
+                }
+                let region = match index.get(key) {
+                    Some(&r) => r,
+                    None => {
+                        let r = names.len();
+                        names.push(String::from_utf8_lossy(key).into_owned());
+                        index.insert(key.to_vec(), r);
+                        accs.extend((0..width).map(|_| Running::default()));
+                        counts.push(0);
+                        r
+                    }
+                };
+                counts[region] += 1;
+                let row_accs = &mut accs[region * width..(region + 1) * width];
+                for (acc, v) in row_accs.iter_mut().zip(&values) {
+                    if let Some(v) = v {
+                        acc.push(*v);
+                    }
+                }
+                return Flow::Continue;
+            }
+        };
+        reject(&mut out, line, reason, spec.max_rejects)
+    })
+    .map_err(|e| match e {
+        input::ReadError::Io(e) => format!("cannot read {}: {e}", spec.file.display()),
+        input::ReadError::Header(m) => m,
+    })?;
     out.newlines = reader.newlines;
     out.unterminated_last = summary.unterminated_last;
     out.stopped = summary.stopped;
     let mut accs = accs.into_iter();
     for (r, name) in names.into_iter().enumerate() {
-        let mut stats = RegionStats {
-            records: counts[r],
-            columns: BTreeMap::new(),
-        };
+        let mut stats = RegionStats { records: counts[r], columns: BTreeMap::new() };
         for &col in &spec.numeric {
-            stats.columns.insert(
-                spec.header[col].clone(),
-                accs.next().expect("one accumulator per slot").finish(),
-            );
+            stats.columns.insert(spec.header[col].clone(), accs.next().expect("one accumulator per slot").finish());
         }
         out.regions.insert(name, stats);
     }
@@ -245,11 +230,7 @@ fn reject(out: &mut ScanResult, line: u64, reason: String, max: Option<u64>) -> 
     if out.rejects.len() < super::partition::MAX_LISTED_REJECTS {
         out.rejects.push((line, reason));
     }
-    if max.is_some_and(|m| out.rejected > m) {
-        Flow::Stop
-    } else {
-        Flow::Continue
-    }
+    if max.is_some_and(|m| out.rejected > m) { Flow::Stop } else { Flow::Continue }
 }
 
 /// One byte range of one file.
@@ -295,16 +276,10 @@ pub fn plan(
     let mut sizes = Vec::new();
     for (n, path) in files.iter().enumerate() {
         let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let size = file
-            .metadata()
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            .len();
+        let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
         let mut head = vec![0u8; HEAD.min(size as usize)];
-        file.read_exact_at(&mut head, 0)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if head.starts_with(&[0x1f, 0x8b])
-            || head.first().is_some_and(|&b| b == b'\n' || b == b'\r')
-        {
+        file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(|&b| b == b'\n' || b == b'\r') {
             return Ok(None);
         }
         let Some(header_end) = first_boundary(&head, 0, format == Format::Csv) else {
@@ -321,17 +296,9 @@ pub fn plan(
             },
             &mut |item| {
                 if let Item::Row(row) = item {
-                    sample.push(
-                        (0..row.len())
-                            .map(|i| row.field(i).unwrap_or(b"").to_vec())
-                            .collect(),
-                    );
+                    sample.push((0..row.len()).map(|i| row.field(i).unwrap_or(b"").to_vec()).collect());
                 }
-                if sample.len() >= super::partition::SAMPLE {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                }
+                if sample.len() >= super::partition::SAMPLE { Flow::Stop } else { Flow::Continue }
             },
         );
         match &header {
@@ -344,12 +311,7 @@ pub fn plan(
                         continue;
                     }
                     let t = schema.get(name).copied().unwrap_or_else(|| {
-                        infer_type(
-                            sample
-                                .iter()
-                                .filter(|r| r.len() == names.len())
-                                .map(|r| r[i].as_slice()),
-                        )
+                        infer_type(sample.iter().filter(|r| r.len() == names.len()).map(|r| r[i].as_slice()))
                     });
                     types.insert(name.clone(), t);
                 }
@@ -367,15 +329,12 @@ pub fn plan(
         return Ok(None);
     };
     let key_index = header.iter().position(|h| h == key).expect("checked");
-    let numeric: Vec<usize> = (0..header.len())
-        .filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number))
-        .collect();
+    let numeric: Vec<usize> =
+        (0..header.len()).filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number)).collect();
 
     // Part size: about four parts per job, between 8 MB and 256 MB.
     let total: u64 = sizes.iter().zip(&header_ends).map(|(s, h)| s - h).sum();
-    let part_size = part_size
-        .unwrap_or_else(|| (total / (jobs as u64 * 4).max(1)).clamp(8 << 20, 256 << 20))
-        .max(1);
+    let part_size = part_size.unwrap_or_else(|| (total / (jobs as u64 * 4).max(1)).clamp(8 << 20, 256 << 20)).max(1);
     let mut parts = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let (start, size) = (header_ends[i], sizes[i]);
@@ -386,24 +345,12 @@ pub fn plan(
         let mut prev = start;
         for cut in cuts.into_iter().chain(std::iter::once(size)) {
             if cut > prev {
-                parts.push(Part {
-                    file: path.clone(),
-                    file_index: i,
-                    start: prev,
-                    end: cut,
-                });
+                parts.push(Part { file: path.clone(), file_index: i, start: prev, end: cut });
                 prev = cut;
             }
         }
     }
-    Ok(Some(Plan {
-        header,
-        key: key_index,
-        types,
-        numeric,
-        parts,
-        first_line: header_lines,
-    }))
+    Ok(Some(Plan { header, key: key_index, types, numeric, parts, first_line: header_lines }))
 }
 
 /// Offset just after the first line break at even quote parity, from `from`
@@ -432,10 +379,7 @@ fn cut_points(
     quoting: bool,
     threads: usize,
 ) -> Result<Vec<u64>, String> {
-    let targets: Vec<u64> = (1..)
-        .map(|k| start + k * part_size)
-        .take_while(|&t| t < size)
-        .collect();
+    let targets: Vec<u64> = (1..).map(|k| start + k * part_size).take_while(|&t| t < size).collect();
     if targets.is_empty() {
         return Ok(Vec::new());
     }
@@ -464,9 +408,7 @@ fn cut_points(
         let mut pos = target;
         let mut inside = odd;
         'search: while pos < size {
-            let n = file
-                .read_at(&mut buf, pos)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let n = file.read_at(&mut buf, pos).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             if n == 0 {
                 break;
             }
@@ -492,16 +434,10 @@ fn cut_points(
 }
 
 /// Number of `"` in each segment, counted by `threads` threads.
-fn count_quotes_parallel(
-    path: &Path,
-    segments: &[(u64, u64)],
-    threads: usize,
-) -> Result<Vec<u64>, String> {
+fn count_quotes_parallel(path: &Path, segments: &[(u64, u64)], threads: usize) -> Result<Vec<u64>, String> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<u64, String>>>> = segments
-        .iter()
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
+    let results: Vec<std::sync::Mutex<Option<Result<u64, String>>>> =
+        segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1).min(segments.len()) {
             scope.spawn(|| {
@@ -535,9 +471,7 @@ fn count_quotes_parallel(
     results
         .into_iter()
         .map(|m| {
-            m.into_inner()
-                .expect("no poisoning")
-                .unwrap_or_else(|| Err(format!("cannot read {}", path.display())))
+            m.into_inner().expect("no poisoning").unwrap_or_else(|| Err(format!("cannot read {}", path.display())))
         })
         .collect()
 }

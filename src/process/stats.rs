@@ -46,12 +46,7 @@ const WINDOW: usize = 8;
 
 impl Default for ExactSum {
     fn default() -> Self {
-        ExactSum {
-            base: usize::MAX,
-            window: [0; WINDOW],
-            full: None,
-            adds: 0,
-        }
+        ExactSum { base: usize::MAX, window: [0; WINDOW], full: None, adds: 0 }
     }
 }
 
@@ -62,21 +57,13 @@ impl ExactSum {
         let exp = ((bits >> 52) & 0x7ff) as usize;
         let frac = bits & ((1u64 << 52) - 1);
         // Value = mantissa * 2^(pos - 1074).
-        let (mantissa, pos) = if exp == 0 {
-            (frac, 0)
-        } else {
-            (frac | (1u64 << 52), exp - 1)
-        };
+        let (mantissa, pos) = if exp == 0 { (frac, 0) } else { (frac | (1u64 << 52), exp - 1) };
         if mantissa == 0 {
             return;
         }
         let v = (mantissa as u128) << (pos & 31);
         let i = pos >> 5;
-        let mut l = [
-            (v & 0xffff_ffff) as i64,
-            ((v >> 32) & 0xffff_ffff) as i64,
-            (v >> 64) as i64,
-        ];
+        let mut l = [(v & 0xffff_ffff) as i64, ((v >> 32) & 0xffff_ffff) as i64, (v >> 64) as i64];
         if (bits >> 63) == 1 {
             l = [-l[0], -l[1], -l[2]];
         }
@@ -184,11 +171,7 @@ fn scale(x: f64, k: i32) -> f64 {
 }
 
 fn pow2(k: i32) -> f64 {
-    if k >= -1022 {
-        f64::from_bits(((k + 1023) as u64) << 52)
-    } else {
-        f64::from_bits(1u64 << (k + 1074))
-    }
+    if k >= -1022 { f64::from_bits(((k + 1023) as u64) << 52) } else { f64::from_bits(1u64 << (k + 1074)) }
 }
 
 /// Shewchuk's non-overlapping partials: doubles whose exact sum is the
@@ -437,10 +420,7 @@ impl RegionStats {
     }
 
     pub fn summaries(&self) -> BTreeMap<String, ColumnStats> {
-        self.columns
-            .iter()
-            .map(|(k, v)| (k.clone(), v.summary()))
-            .collect()
+        self.columns.iter().map(|(k, v)| (k.clone(), v.summary())).collect()
     }
 }
 
@@ -457,8 +437,8 @@ pub fn parse_number(field: &[u8]) -> Result<Option<f64>, ()> {
 
 /// Powers of ten that are exact in f64.
 const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
 ];
 
 /// `-?digits(.digits)?` with at most 15 significant digits: the mantissa
@@ -523,9 +503,7 @@ fn parse_number_slow(field: &[u8]) -> Result<Option<f64>, ()> {
             _ => (false, text),
         };
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            let v = digits
-                .bytes()
-                .fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64) as f64;
+            let v = digits.bytes().fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64) as f64;
             return Ok(Some(if neg { -v } else { v }));
         }
     }
@@ -580,9 +558,7 @@ mod tests {
 
     #[test]
     fn chan_merge_matches_single_pass() {
-        let values: Vec<f64> = (0..1000)
-            .map(|i| ((i * 7919) % 1013) as f64 / 7.0)
-            .collect();
+        let values: Vec<f64> = (0..1000).map(|i| ((i * 7919) % 1013) as f64 / 7.0).collect();
         let mut whole = Accumulator::default();
         values.iter().for_each(|&v| whole.push(v));
         let mut left = Accumulator::default();
@@ -632,9 +608,7 @@ mod tests {
 
     #[test]
     fn running_matches_welford() {
-        let values: Vec<f64> = (0..5000)
-            .map(|i| 1e6 + ((i * 7919) % 1013) as f64 / 7.0)
-            .collect();
+        let values: Vec<f64> = (0..5000).map(|i| 1e6 + ((i * 7919) % 1013) as f64 / 7.0).collect();
         let mut w = Accumulator::default();
         let mut r = Running::default();
         for &v in &values {

@@ -37,9 +37,8 @@ pub fn main() -> u8 {
     match summarize(&Source::Stdin, &spec) {
         Ok(stats) => {
             let mut out = std::io::stdout().lock();
-            let written = serde_json::to_writer(&mut out, &stats).is_ok()
-                && out.write_all(b"\n").is_ok()
-                && out.flush().is_ok();
+            let written =
+                serde_json::to_writer(&mut out, &stats).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok();
             if written { 0 } else { 1 }
         }
         Err(e) => {
@@ -64,9 +63,7 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
                 .numeric
                 .iter()
                 .enumerate()
-                .filter_map(|(slot, name)| {
-                    header.iter().position(|h| h == name).map(|col| (col, slot))
-                })
+                .filter_map(|(slot, name)| header.iter().position(|h| h == name).map(|col| (col, slot)))
                 .collect();
             Ok(())
         },
@@ -78,10 +75,7 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
                         Some(Ok(Some(v))) => accs[slot].push(v),
                         Some(Ok(None)) | None => {}
                         Some(Err(())) => {
-                            error = Some(format!(
-                                "line {}: column {:?} is not a number",
-                                row.line, spec.numeric[slot]
-                            ));
+                            error = Some(format!("line {}: column {:?} is not a number", row.line, spec.numeric[slot]));
                             return Flow::Stop;
                         }
                     }

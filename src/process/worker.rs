@@ -93,11 +93,9 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     let home = job.workdir.join("home");
     let tmp = job.workdir.join("tmp");
     for dir in [&home, &tmp] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create work directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create work directory {}: {e}", dir.display()))?;
     }
-    let stdin = std::fs::File::open(&job.stdin)
-        .map_err(|e| format!("cannot open {}: {e}", job.stdin.display()))?;
+    let stdin = std::fs::File::open(&job.stdin).map_err(|e| format!("cannot open {}: {e}", job.stdin.display()))?;
     let mut cmd = command(job)?;
     cmd.current_dir(&job.workdir)
         .env_clear()
@@ -119,16 +117,10 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     unsafe {
         cmd.pre_exec(move || apply_limits(&limits));
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start worker: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start worker: {e}"))?;
     let pgid = child.id() as i32;
     let exceeded = Arc::new(AtomicBool::new(false));
-    let stdout = read_capped(
-        child.stdout.take().expect("piped"),
-        job.limits.max_output,
-        exceeded.clone(),
-    );
+    let stdout = read_capped(child.stdout.take().expect("piped"), job.limits.max_output, exceeded.clone());
     let stderr = read_tail(child.stderr.take().expect("piped"));
 
     let started = Instant::now();
@@ -144,19 +136,15 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
         let now = Instant::now();
         if stopped.is_none() {
             if exceeded.load(Ordering::Relaxed) {
-                stopped = Some(format!(
-                    "printed more than {} (--max-output)",
-                    super::human_bytes(job.limits.max_output)
-                ));
+                stopped =
+                    Some(format!("printed more than {} (--max-output)", super::human_bytes(job.limits.max_output)));
             } else if timeout.is_some_and(|t| now - started >= t) {
                 stopped = Some(format!(
                     "timed out after {}s (--timeout); its process group was terminated",
                     job.limits.timeout.unwrap_or(0.0)
                 ));
             } else if interrupted() {
-                stopped = Some(
-                    "interrupted (SIGINT or SIGTERM); its process group was terminated".into(),
-                );
+                stopped = Some("interrupted (SIGINT or SIGTERM); its process group was terminated".into());
             }
             if stopped.is_some() {
                 signal_group(pgid, libc::SIGTERM);
@@ -172,23 +160,16 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     // The leader has exited but is not reaped yet, so its process group id
     // cannot be reused: kill whatever it left behind, then reap it.
     signal_group(pgid, libc::SIGKILL);
-    let status = child
-        .wait()
-        .map_err(|e| format!("cannot wait for worker: {e}"))?;
-    let out = stdout.recv_timeout(Duration::from_secs(5)).map_err(|_| {
-        "its stdout stayed open after it exited (a process escaped its process group)".to_string()
-    })?;
-    let err_tail = stderr
+    let status = child.wait().map_err(|e| format!("cannot wait for worker: {e}"))?;
+    let out = stdout
         .recv_timeout(Duration::from_secs(5))
-        .unwrap_or_default();
+        .map_err(|_| "its stdout stayed open after it exited (a process escaped its process group)".to_string())?;
+    let err_tail = stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
     if let Some(reason) = stopped {
         return Err(reason);
     }
     if exceeded.load(Ordering::Relaxed) {
-        return Err(format!(
-            "printed more than {} (--max-output)",
-            super::human_bytes(job.limits.max_output)
-        ));
+        return Err(format!("printed more than {} (--max-output)", super::human_bytes(job.limits.max_output)));
     }
     if !status.success() {
         return Err(describe_failure(status, &err_tail, &job.limits));
@@ -219,21 +200,14 @@ fn allowed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     std::env::vars_os()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
-            k == "PATH"
-                || k == "LANG"
-                || k == "TZ"
-                || k.starts_with("LC_")
-                || k.starts_with("DISTEX_")
+            k == "PATH" || k == "LANG" || k == "TZ" || k.starts_with("LC_") || k.starts_with("DISTEX_")
         })
         .collect()
 }
 
 fn apply_limits(limits: &Limits) -> std::io::Result<()> {
     fn set(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
-        let lim = libc::rlimit {
-            rlim_cur: value as libc::rlim_t,
-            rlim_max: value as libc::rlim_t,
-        };
+        let lim = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
         // SAFETY: plain syscall on a stack value.
         if unsafe { libc::setrlimit(resource, &lim) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -247,10 +221,7 @@ fn apply_limits(limits: &Limits) -> std::io::Result<()> {
     }
     if let Some(secs) = limits.max_cpu_seconds {
         // Soft limit sends SIGXCPU; the hard limit one second later kills.
-        let lim = libc::rlimit {
-            rlim_cur: secs as libc::rlim_t,
-            rlim_max: (secs + 1) as libc::rlim_t,
-        };
+        let lim = libc::rlimit { rlim_cur: secs as libc::rlim_t, rlim_max: (secs + 1) as libc::rlim_t };
         // SAFETY: as above.
         if unsafe { libc::setrlimit(libc::RLIMIT_CPU, &lim) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -270,12 +241,7 @@ fn exited_unreaped(pid: i32) -> bool {
     // SAFETY: waitid writes into the zeroed siginfo we own.
     unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
+        let rc = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
         rc == 0 && info.si_pid() != 0
     }
 }
@@ -289,11 +255,7 @@ fn signal_group(pgid: i32, signal: i32) {
 
 /// Reads stdout on a thread, keeping at most `cap` bytes; sets `exceeded`
 /// (and stops reading) when the worker prints more.
-fn read_capped(
-    mut pipe: impl Read + Send + 'static,
-    cap: u64,
-    exceeded: Arc<AtomicBool>,
-) -> mpsc::Receiver<Vec<u8>> {
+fn read_capped(mut pipe: impl Read + Send + 'static, cap: u64, exceeded: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut out = Vec::new();
@@ -341,11 +303,8 @@ fn read_tail(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 
 fn describe_failure(status: std::process::ExitStatus, stderr: &str, limits: &Limits) -> String {
     use std::os::unix::process::ExitStatusExt;
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().chars().take(300).collect::<String>());
+    let last =
+        stderr.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(300).collect::<String>());
     let mut reason = match (status.code(), status.signal()) {
         // A shell reports a command killed by signal N as status 128 + N.
         (Some(code), _) if (129..=128 + 64).contains(&code) => {
@@ -369,10 +328,7 @@ fn describe_failure(status: std::process::ExitStatus, stderr: &str, limits: &Lim
             l.contains("memory") || l.contains("alloc")
         });
         if memory_hint || status.signal() == Some(libc::SIGABRT) {
-            reason.push_str(&format!(
-                " (it may have exceeded --max-memory {})",
-                super::human_bytes(bytes)
-            ));
+            reason.push_str(&format!(" (it may have exceeded --max-memory {})", super::human_bytes(bytes)));
         }
     }
     if let Some(last) = last {
@@ -401,29 +357,19 @@ fn signal_name(sig: i32) -> &'static str {
 
 /// A worker must print exactly one JSON object (surrounding whitespace allowed).
 pub fn parse_output(out: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let text = std::str::from_utf8(out)
-        .map_err(|_| "printed output that is not UTF-8 text".to_string())?;
+    let text = std::str::from_utf8(out).map_err(|_| "printed output that is not UTF-8 text".to_string())?;
     let preview = || {
         let t = text.trim();
         let p: String = t.chars().take(120).collect();
-        if p.len() < t.len() {
-            format!("{p:?}...")
-        } else {
-            format!("{p:?}")
-        }
+        if p.len() < t.len() { format!("{p:?}...") } else { format!("{p:?}") }
     };
     if text.trim().is_empty() {
-        return Err(
-            "printed nothing; a processor must print one JSON object on stdout".to_string(),
-        );
+        return Err("printed nothing; a processor must print one JSON object on stdout".to_string());
     }
     match serde_json::from_str::<serde_json::Value>(text.trim()) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
         Ok(_) => Err(format!("printed JSON that is not an object: {}", preview())),
-        Err(_) => Err(format!(
-            "did not print one JSON object on stdout: {}",
-            preview()
-        )),
+        Err(_) => Err(format!("did not print one JSON object on stdout: {}", preview())),
     }
 }
 
@@ -454,15 +400,10 @@ pub fn interrupted() -> bool {
 pub fn make_run_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::temp_dir();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     for attempt in 0..100u32 {
-        let dir = base.join(format!(
-            "distex-process-{}-{nanos:x}-{attempt}",
-            std::process::id()
-        ));
+        let dir = base.join(format!("distex-process-{}-{nanos:x}-{attempt}", std::process::id()));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,

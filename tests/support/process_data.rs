@@ -12,15 +12,10 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407))
+        Rng(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
     }
     pub fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     pub fn below(&mut self, n: u64) -> u64 {
@@ -64,11 +59,8 @@ pub fn csv(spec: &Spec<'_>) -> Generated {
         let region = quote(region);
         let qty = rng.below(1000) as i64 - 100;
         let price = format!("{}.{:02}", rng.below(100000), rng.below(100));
-        let weight = if rng.below(10) == 0 {
-            String::new()
-        } else {
-            format!("{}", rng.below(1_000_000) as f64 / 1000.0)
-        };
+        let weight =
+            if rng.below(10) == 0 { String::new() } else { format!("{}", rng.below(1_000_000) as f64 / 1000.0) };
         let note = match rng.below(5) {
             0 => "plain".to_string(),
             1 => "\"has, a comma\"".to_string(),
@@ -96,11 +88,7 @@ pub fn csv(spec: &Spec<'_>) -> Generated {
         line += record.iter().filter(|&&b| b == b'\n').count() as u64;
         out.extend_from_slice(&record);
     }
-    Generated {
-        bytes: out,
-        bad_lines,
-        records: spec.rows as u64,
-    }
+    Generated { bytes: out, bad_lines, records: spec.rows as u64 }
 }
 
 /// RFC 4180 quoting when needed.
@@ -114,10 +102,7 @@ pub fn quote(field: &str) -> String {
 
 /// Runs the independent Python reference on `file`.
 pub fn reference(file: &Path, key: &str, numeric: &str, format: &str) -> serde_json::Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/process_reference.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/process_reference.py");
     let out = std::process::Command::new("python3")
         .arg(script)
         .arg(file)
@@ -126,31 +111,18 @@ pub fn reference(file: &Path, key: &str, numeric: &str, format: &str) -> serde_j
         .arg(format)
         .output()
         .expect("python3");
-    assert!(
-        out.status.success(),
-        "reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("reference JSON")
 }
 
 /// Asserts that distex's `--json` report agrees with the reference, column by column.
-pub fn assert_matches_reference(
-    report: &serde_json::Value,
-    reference: &serde_json::Value,
-    numeric: &str,
-) {
+pub fn assert_matches_reference(report: &serde_json::Value, reference: &serde_json::Value, numeric: &str) {
     let regions = report["regions"].as_object().expect("regions");
     let expected = reference["regions"].as_object().expect("reference regions");
     assert_eq!(regions.len(), expected.len(), "number of regions");
     for (name, want) in expected {
-        let got = regions
-            .get(name)
-            .unwrap_or_else(|| panic!("region {name:?} missing from the report"));
-        assert_eq!(
-            got["records"], want["records"],
-            "records of region {name:?}"
-        );
+        let got = regions.get(name).unwrap_or_else(|| panic!("region {name:?} missing from the report"));
+        assert_eq!(got["records"], want["records"], "records of region {name:?}");
         for col in numeric.split(',') {
             let (g, w) = (&got["stats"][col], &want["stats"][col]);
             for field in ["count", "sum", "min", "max", "mean"] {
@@ -161,10 +133,9 @@ pub fn assert_matches_reference(
                 );
             }
             match (g["stddev"].as_f64(), w["stddev"].as_f64()) {
-                (Some(a), Some(b)) => assert!(
-                    (a - b).abs() <= 1e-9 * b.abs().max(1e-300),
-                    "stddev of {col} in {name:?}: {a} vs {b}"
-                ),
+                (Some(a), Some(b)) => {
+                    assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-300), "stddev of {col} in {name:?}: {a} vs {b}")
+                }
                 (a, b) => assert_eq!(a, b, "stddev of {col} in {name:?}"),
             }
         }

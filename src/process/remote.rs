@@ -1,0 +1,191 @@
+//! Region workers on cluster nodes (`--nodes`), over distex's SSH layer
+//! ([`crate::exec::ssh`]).
+//!
+//! A remote worker gets the same contract as a local one: the region's
+//! records streamed on its stdin over the SSH channel, `DISTEX_REGION`,
+//! `DISTEX_TASK_ID` and `DISTEX_ATTEMPT`, one JSON object expected on stdout.
+//! Isolation on the node, from a small POSIX `sh` script where every value
+//! is a single-quoted positional argument, never interpolated:
+//!
+//! * its own process group (sshd starts each session in a new one and the
+//!   script `exec`s into its leader); the pid goes to a pid file so that
+//!   `--timeout` and Ctrl-C kill the whole group with
+//!   [`crate::exec::remote::kill_script`]; when the processor exits, the
+//!   script kills whatever it left behind in that group;
+//! * a fresh `mktemp -d` directory that is its cwd, HOME and TMPDIR, removed
+//!   afterwards;
+//! * `env -i` with only PATH, LANG and the DISTEX_* variables above;
+//! * `ulimit` for `--max-memory`, `--max-cpu-seconds` and open files.
+//!
+//! The exit status comes back as the exec layer's exit marker on stderr, so
+//! "the processor exited 255" is never confused with "ssh failed".
+
+use std::time::{Duration, Instant};
+
+use openssh::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::worker::{Job, Program, interrupted};
+use crate::config::Node;
+use crate::exec::remote::{ExitMarker, kill_script, sh_quote};
+use crate::exec::ssh;
+
+/// The script run on the node. Arguments: pid file, region, task id,
+/// attempt, memory limit in KiB (or empty), CPU seconds (or empty), open
+/// files, the processor command.
+const SCRIPT: &str = r#"cd || exit 125
+case $1 in /*) pf=$1 ;; *) pf=$PWD/$1 ;; esac
+mkdir -p "${pf%/*}" 2>/dev/null; echo $$ > "$pf"
+d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { rm -f "$pf"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
+mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d" "$pf"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
+(
+  [ -n "$5" ] && ulimit -v "$5"
+  [ -n "$6" ] && ulimit -t "$6"
+  ulimit -n "$7" 2>/dev/null
+  ulimit -c 0 2>/dev/null
+  exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+    DISTEX_REGION="$2" DISTEX_TASK_ID="$3" DISTEX_ATTEMPT="$4" /bin/sh -c "$8"
+)
+rc=$?
+cd / && rm -rf "$d" "$pf"
+printf '\036\037distex-exit %d\n' "$rc" >&2
+kill -KILL 0"#;
+
+/// The remote command line for one attempt.
+fn command_line(job: &Job, command: &str, pidfile: &str) -> String {
+    let var = |k: &str| job.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or("");
+    let memory_kib = job.limits.max_memory.map(|b| (b / 1024).to_string()).unwrap_or_default();
+    let cpu = job.limits.max_cpu_seconds.map(|s| s.to_string()).unwrap_or_default();
+    let args = [
+        pidfile,
+        var("DISTEX_REGION"),
+        var("DISTEX_TASK_ID"),
+        var("DISTEX_ATTEMPT"),
+        &memory_kib,
+        &cpu,
+        &job.limits.max_open_files.to_string(),
+        command,
+    ]
+    .iter()
+    .map(|a| sh_quote(a))
+    .collect::<Vec<_>>()
+    .join(" ");
+    format!("exec sh -c {} distex {args}", sh_quote(SCRIPT))
+}
+
+/// Runs `job` on `node`; returns its stdout after a clean exit, or why it failed.
+pub fn run(node: &Node, job: &Job) -> Result<Vec<u8>, String> {
+    let Program::Shell(command) = &job.program else {
+        return Err("only --processor commands run on nodes; the built-in summary runs locally".into());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the SSH runtime: {e}"))?;
+    runtime.block_on(run_async(node, job, command))
+}
+
+async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, String> {
+    let master = ssh::connect(node).await.map_err(|e| format!("node {}: cannot connect: {e}", node.name))?;
+    let attempt = job.env.iter().find(|(k, _)| k == "DISTEX_ATTEMPT").map_or("1", |(_, v)| v.as_str());
+    let task = job.env.iter().find(|(k, _)| k == "DISTEX_TASK_ID").map_or("0", |(_, v)| v.as_str());
+    let pidfile = format!(".cache/distex/process-{}-{task}-{attempt}.pid", std::process::id());
+    let mut cmd = master.session().raw_command(command_line(job, command, &pidfile));
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(|e| format!("node {}: cannot start ssh: {e}", node.name))?;
+    let (Some(mut stdin), Some(mut out), Some(mut err)) =
+        (child.stdin().take(), child.stdout().take(), child.stderr().take())
+    else {
+        return Err(format!("node {}: ssh gave no pipes", node.name));
+    };
+    let spool = job.stdin.clone();
+    // Stream the region's records into the channel.
+    let feed = async move {
+        let mut file = tokio::fs::File::open(&spool).await?;
+        tokio::io::copy(&mut file, &mut stdin).await?;
+        stdin.shutdown().await?;
+        drop(stdin);
+        Ok::<(), std::io::Error>(())
+    };
+    let cap = job.limits.max_output;
+    let pump = async {
+        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), ExitMarker::default());
+        let (mut ob, mut eb) = (vec![0u8; 64 << 10], vec![0u8; 16 << 10]);
+        let (mut out_open, mut err_open, mut exceeded) = (true, true, false);
+        while out_open || err_open {
+            tokio::select! {
+                n = out.read(&mut ob), if out_open => match n {
+                    Ok(0) | Err(_) => out_open = false,
+                    Ok(n) if stdout.len() as u64 + n as u64 > cap => { exceeded = true; break; }
+                    Ok(n) => stdout.extend_from_slice(&ob[..n]),
+                },
+                n = err.read(&mut eb), if err_open => match n {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(n) => {
+                        tail.extend(marker.feed(&eb[..n]));
+                        if tail.len() > 8192 { tail.drain(..tail.len() - 4096); }
+                    }
+                },
+            }
+        }
+        tail.extend(marker.finish());
+        (stdout, tail, marker.status, exceeded)
+    };
+    let started = Instant::now();
+    let timeout = job.limits.timeout.map(Duration::from_secs_f64);
+    let watch = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if timeout.is_some_and(|t| started.elapsed() >= t) {
+                return format!(
+                    "timed out after {}s (--timeout) on node {}; its process group was killed",
+                    job.limits.timeout.unwrap_or(0.0),
+                    node.name
+                );
+            }
+            if interrupted() {
+                return format!("interrupted; its process group on node {} was killed", node.name);
+            }
+        }
+    };
+    let (feed_result, outcome) = tokio::join!(feed, async {
+        tokio::select! {
+            r = pump => Ok(r),
+            why = watch => Err(why),
+        }
+    });
+    let (stdout, tail, status, exceeded) = match outcome {
+        Ok(r) => r,
+        Err(why) => {
+            stop(&master, &pidfile).await;
+            return Err(why);
+        }
+    };
+    if exceeded {
+        stop(&master, &pidfile).await;
+        return Err(format!("printed more than {} (--max-output) on node {}", super::human_bytes(cap), node.name));
+    }
+    let _ = child.wait().await;
+    let last = String::from_utf8_lossy(&tail);
+    let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
+    match status {
+        Some(0) => {
+            if let Err(e) = feed_result {
+                // It answered without reading all of its input: still an answer.
+                let _ = e;
+            }
+            Ok(stdout)
+        }
+        Some(code) if (129..=192).contains(&code) => {
+            Err(format!("exited with status {code} on node {} (killed by signal {}){last}", node.name, code - 128))
+        }
+        Some(code) => Err(format!("exited with status {code} on node {}{last}", node.name)),
+        None => Err(format!("node {}: the connection ended before the processor finished{last}", node.name)),
+    }
+}
+
+async fn stop(master: &ssh::Master, pidfile: &str) {
+    let mut cmd = master.session().raw_command(kill_script(pidfile));
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
+}

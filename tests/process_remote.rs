@@ -1,0 +1,123 @@
+//! `distex process --nodes`: region workers on a real sshd node on
+//! loopback. The node gets the region's records over the SSH channel and
+//! the same contract as a local worker; faults on the node fail only their
+//! region, the accounting stays exact, and nothing is left running there.
+
+mod support;
+
+use support::Sandbox;
+use support::sshd::{Cluster, all_processes_matching, stop_masters};
+
+fn setup() -> (Sandbox, Cluster) {
+    let cluster = Cluster::start(1);
+    let sandbox = Sandbox::new();
+    // One slot on this machine, two on the node: most regions go remote.
+    sandbox.write_config(&cluster.config("slots = 2\n", ""));
+    (sandbox, cluster)
+}
+
+/// Prints where it ran and what it received, or misbehaves by region.
+const PROCESSOR: &str = r#"
+case "$DISTEX_REGION" in
+  fail) echo "failing on purpose" >&2; exit 3 ;;
+  hang) sh -c 'trap "" TERM; exec sleep 600' & exec sleep 600 ;;
+esac
+rows=$(($(wc -l) - 1))
+printf '{"rows": %d, "home_is_private": %s, "secret": "%s", "region_len": %d}\n' \
+  "$rows" "$( [ "$HOME" = "$PWD/home" ] && echo true || echo false )" "${SECRET_TOKEN:-}" "${#DISTEX_REGION}"
+"#;
+
+#[test]
+fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
+    let (sb, cluster) = setup();
+    let mut csv = String::from("region,v,note\n");
+    let names = ["north", "south", "east", "west", "$(touch pwned) x", "fail", "hang"];
+    for (i, name) in names.iter().enumerate() {
+        for k in 0..=i {
+            csv.push_str(&format!("\"{}\",{k},\"a, \"\"quoted\"\"\nnote\"\n", name.replace('"', "\"\"")));
+        }
+    }
+    std::fs::write(sb.path().join("d.csv"), &csv).unwrap();
+    std::fs::write(sb.path().join("proc.sh"), PROCESSOR).unwrap();
+    let processor = format!("sh {}", sb.path().join("proc.sh").display());
+    let token = format!("remote-proc-{}", std::process::id());
+    let run = sb
+        .cmd()
+        .env("SECRET_TOKEN", "s3cr3t")
+        .args(["--config", sb.path().join("cluster.toml").to_str().unwrap()])
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "1", "--nodes", "n1"])
+        .args(["--processor", &format!("{processor} # {token}"), "--timeout", "5", "--grace", "0.5"])
+        .run()
+        .expect_code(3);
+    let report = run.json();
+    let tasks = report["tasks"].as_array().unwrap();
+    let on_node = tasks.iter().filter(|t| t["node"] == "n1").count();
+    assert!(on_node >= 2, "regions ran on the node: {tasks:#?}");
+    // Records arrive intact (quoted newlines included: wc -l counts 2 lines per record).
+    for (i, name) in names.iter().enumerate().take(5) {
+        let r = &report["regions"][name]["result"];
+        assert_eq!(r["rows"], (2 * (i + 1)) as u64, "region {name:?}: {r}");
+        assert_eq!(r["home_is_private"], true);
+        assert_eq!(r["secret"], "", "the parent's environment must not reach a worker");
+        assert_eq!(r["region_len"], name.len() as u64);
+    }
+    let fail = report["regions"]["fail"]["error"].as_str().unwrap();
+    assert!(fail.contains("exited with status 3") && fail.contains("failing on purpose"), "{fail}");
+    let hang = report["regions"]["hang"]["error"].as_str().unwrap();
+    assert!(hang.contains("timed out"), "{hang}");
+    let a = &report["accounting"];
+    assert_eq!(a["input_records"], 28);
+    assert_eq!(a["processed"], 15);
+    assert_eq!(a["in_failed_regions"], 13);
+    assert!(!sb.path().join("pwned").exists());
+    assert!(!cluster.nodes[0].workdir.join("pwned").exists());
+    // Nothing the processors started survives, on the node or here.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left: Vec<_> = all_processes_matching("sleep 600")
+        .into_iter()
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|e| String::from_utf8_lossy(&e).contains("DISTEX_REGION=hang"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    stop_masters(sb.path());
+}
+
+#[test]
+fn unknown_nodes_and_sandbox_are_refused() {
+    let (sb, _cluster) = setup();
+    let cfg = sb.path().join("cluster.toml");
+    let run = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "--demo", "--nodes", "nope", "--processor", "cat"])
+        .run()
+        .expect_code(2);
+    assert!(run.stderr().contains("unknown node \"nope\"") && run.stderr().contains("n1"), "{}", run.stderr());
+    let run = sb
+        .cmd()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "process",
+            "--demo",
+            "--nodes",
+            "n1",
+            "--sandbox",
+            "--processor",
+            "cat",
+        ])
+        .run()
+        .expect_code(2);
+    assert!(run.stderr().contains("--sandbox cannot be enforced on remote nodes"), "{}", run.stderr());
+    // The built-in summary stays local, and says so.
+    let report = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "--demo", "--nodes", "n1", "--json"])
+        .run()
+        .success()
+        .json();
+    assert!(report["warnings"][0].as_str().unwrap().contains("built-in summary ran on this machine"));
+    assert!(report["tasks"].as_array().unwrap().iter().all(|t| t["node"] == "local"));
+}
