@@ -310,7 +310,7 @@ impl<'a> Partitioner<'a> {
 
     fn on_item(&mut self, item: Item<'_>) -> Flow {
         self.out.input_records += 1;
-        if self.out.input_records % 65536 == 0 && super::worker::interrupted() {
+        if self.out.input_records.is_multiple_of(65536) && super::worker::interrupted() {
             self.fatal = Some(Error::Input("interrupted while reading the input; nothing was processed".into()));
             return Flow::Stop;
         }
