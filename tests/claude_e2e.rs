@@ -666,7 +666,6 @@ fn a_dead_node_fails_over_and_the_next_command_avoids_it() {
 /// skill says `context: fork`), and the `distex process` call it makes runs
 /// without a prompt and returns the TaskList and the aggregated results.
 #[test]
-#[ignore = "needs skills/distributed-processor/SKILL.md and `distex process` (issue 4, branch `process`); passes once merged"]
 fn the_distributed_processor_skill_reaches_the_model_and_process_returns_the_task_list() {
     let Some(session) = Session::new() else {
         return;
