@@ -286,7 +286,7 @@ fn read_delimited(
         {
             let avail = &win.buf[pos..win.len];
             match split_line(avail, delimiter, quoting, &mut ends) {
-                Split::Line { len: nl, fields } => {
+                Split::Line { len: nl, fields, ascii } => {
                     let text = &avail[..nl];
                     {
                         let raw = &avail[..=nl];
@@ -299,7 +299,7 @@ fn read_delimited(
                         }
                         summary.records += 1;
                         summary.unterminated_last = false;
-                        let shape = Shape { sep: 1, plain: quoting || memchr::memchr(b'"', text).is_none() };
+                        let shape = Shape { sep: 1, plain: quoting || memchr::memchr(b'"', text).is_none(), ascii };
                         if emit(record_line, raw, text, &ends[..fields], shape, expected, on_item) == Flow::Stop {
                             summary.stopped = true;
                             return Ok(summary);
@@ -359,7 +359,7 @@ fn read_delimited(
                 } else if !raw.is_empty() {
                     summary.records += 1;
                     let expected = header.unwrap_or(0);
-                    let shape = Shape { sep: 0, plain: memchr::memchr(b'"', raw).is_none() };
+                    let shape = Shape { sep: 0, plain: memchr::memchr(b'"', raw).is_none(), ascii: false };
                     if emit(record_line, raw, &out[..nout], &ends[..nend], shape, expected, on_item) == Flow::Stop {
                         summary.stopped = true;
                         return Ok(summary);
@@ -383,8 +383,9 @@ fn read_delimited(
 /// What [`split_line`] found at the start of a buffer.
 enum Split {
     /// A line of `len` bytes (line break excluded) with `fields` fields,
-    /// whose end offsets are in `ends`.
-    Line { len: usize, fields: usize },
+    /// whose end offsets are in `ends`; `ascii` when the splitter saw that
+    /// every byte is ASCII (so it is valid UTF-8 without another look).
+    Line { len: usize, fields: usize, ascii: bool },
     /// The line holds a quote or a carriage return: csv-core must read it.
     Special,
     /// No line break in the buffer.
@@ -425,7 +426,7 @@ fn split_line_scalar(
             push_end(ends, &mut fields, i);
         } else if c == b'\n' {
             push_end(ends, &mut fields, i);
-            return Split::Line { len: i, fields };
+            return Split::Line { len: i, fields, ascii: false };
         } else if c == b'\r' || (quoting && c == b'"') {
             return Split::Special;
         }
@@ -449,10 +450,13 @@ mod simd {
         let vq = _mm256_set1_epi8(b'"' as i8);
         let mut fields = 0usize;
         let mut base = 0usize;
+        let mut high = 0u32;
         while base + 32 <= avail.len() {
             // SAFETY: base + 32 <= len, and loadu has no alignment requirement.
             let v = unsafe { _mm256_loadu_si256(avail.as_ptr().add(base) as *const __m256i) };
             let d = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vd)) as u32;
+            // The sign bit of every byte: set for non-ASCII bytes.
+            let h = _mm256_movemask_epi8(v) as u32;
             let n = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vn)) as u32;
             let mut sp = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vr)) as u32;
             if quoting {
@@ -469,10 +473,11 @@ mod simd {
                 push_end(ends, &mut fields, base + dm.trailing_zeros() as usize);
                 dm &= dm - 1;
             }
+            high |= h & before;
             if n != 0 {
                 let len = base + k as usize;
                 push_end(ends, &mut fields, len);
-                return Split::Line { len, fields };
+                return Split::Line { len, fields, ascii: high == 0 };
             }
             base += 32;
         }
@@ -485,6 +490,8 @@ mod simd {
 struct Shape {
     sep: usize,
     plain: bool,
+    /// Known to be ASCII already.
+    ascii: bool,
 }
 
 /// Checks a parsed record (field count, UTF-8) and hands it on.
@@ -499,7 +506,8 @@ fn emit(
 ) -> Flow {
     let item = if ends.len() != expected {
         Item::Bad(Bad { line, raw, reason: format!("has {} fields, the header has {expected}", ends.len()) })
-    } else if !out.is_ascii()
+    } else if !shape.ascii
+        && !out.is_ascii()
         && let Err(e) = std::str::from_utf8(out)
     {
         Item::Bad(Bad { line, raw, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
@@ -667,7 +675,7 @@ mod tests {
                 let fast = split_line(&bytes, b',', quoting, &mut a);
                 let slow = split_line_scalar(&bytes, 0, 0, b',', quoting, &mut b);
                 match (fast, slow) {
-                    (Split::Line { len: l1, fields: f1 }, Split::Line { len: l2, fields: f2 }) => {
+                    (Split::Line { len: l1, fields: f1, .. }, Split::Line { len: l2, fields: f2, .. }) => {
                         assert_eq!((l1, f1), (l2, f2), "{bytes:?}");
                         assert_eq!(a[..f1], b[..f2], "{bytes:?}");
                     }
