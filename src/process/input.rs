@@ -209,6 +209,8 @@ pub struct ReadSummary {
     /// True when the last record was ended by the end of the input rather
     /// than by a line break (or the input ended inside a quoted field).
     pub unterminated_last: bool,
+    /// Line breaks read (CSV and TSV, when the read was not stopped).
+    pub newlines: u64,
 }
 
 #[derive(Debug)]
@@ -277,6 +279,7 @@ fn read_delimited(
     let mut line: u64 = 1;
     let mut header: Option<usize> = known_fields;
     let mut summary = ReadSummary::default();
+    let mut trailing = 0u64;
     loop {
         // Fast path, at a record boundary once the header is known: a whole
         // line without quotes or carriage returns is split on the delimiter
@@ -337,6 +340,8 @@ fn read_delimited(
             R::OutputEndsFull => ends.resize(ends.len() * 2, 0),
             R::Record | R::End => {
                 if res == R::End && nend == 0 {
+                    // Blank lines after the last record: consumed, no record.
+                    trailing = memchr::memchr_iter(b'\n', &win.buf[start..pos]).count() as u64;
                     break;
                 }
                 let mut raw = &win.buf[start..pos];
@@ -377,6 +382,7 @@ fn read_delimited(
     if header.is_none() {
         return Err(ReadError::Header("the input is empty: expected a header row".into()));
     }
+    summary.newlines = line - 1 + trailing;
     Ok(summary)
 }
 
@@ -683,6 +689,23 @@ mod tests {
                     _ => panic!("disagree on {bytes:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn newlines_are_counted_exactly() {
+        let cases: [&[u8]; 6] = [
+            b"a,1\nb,2\n",
+            b"\n\na,1\n\nb,\"x\ny\"\n\n\n",
+            b"a,1\r\nb,2\r\n\r\n",
+            b"a,1\nb,2",
+            b"a,\"unterminated\n",
+            b"",
+        ];
+        for bytes in cases {
+            let summary = read_headerless(bytes, Format::Csv, 2, &mut |_| Flow::Continue).unwrap();
+            let want = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!(summary.newlines, want, "{:?}", String::from_utf8_lossy(bytes));
         }
     }
 }

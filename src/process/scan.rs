@@ -118,25 +118,11 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// Counts line breaks in everything read through it.
-struct CountLines<R> {
-    inner: R,
-    newlines: u64,
-}
-
-impl<R: Read> Read for CountLines<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-        Ok(n)
-    }
-}
-
 /// Scans one byte range.
 pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
     let mut file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
     file.seek(SeekFrom::Start(spec.start)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
-    let mut reader = CountLines { inner: file.take(spec.end - spec.start), newlines: 0 };
+    let mut reader = file.take(spec.end - spec.start);
     let mut out = ScanResult::default();
     let mut index: HashMap<Vec<u8>, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
     let mut names: Vec<String> = Vec::new();
@@ -207,7 +193,7 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
         input::ReadError::Io(e) => format!("cannot read {}: {e}", spec.file.display()),
         input::ReadError::Header(m) => m,
     })?;
-    out.newlines = reader.newlines;
+    out.newlines = summary.newlines;
     out.unterminated_last = summary.unterminated_last;
     out.stopped = summary.stopped;
     let mut accs = accs.into_iter();
