@@ -292,3 +292,46 @@ fn live_progress_only_on_a_terminal() {
     assert!(text.contains("records/s"), "{text:?}");
     assert!(text.contains("[4] aggregate-results: BLOCKED -> IN_PROGRESS -> COMPLETE"));
 }
+
+#[test]
+fn gzip_region_files_and_json_lines_on_stdin() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("gz");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, body) in [("east", "v\n1\n2\n"), ("west", "v\n10\n\"20\"\n")] {
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(dir.join(format!("{name}.csv.gz"))).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(body.as_bytes()).unwrap();
+        gz.finish().unwrap();
+    }
+    let report = sb.cmd().args(["process", "--regions", "gz", "--json"]).run().success().json();
+    assert_eq!(report["regions"]["east"]["stats"]["v"]["sum"], 3.0);
+    assert_eq!(report["regions"]["west"]["stats"]["v"]["sum"], 30.0);
+    assert_eq!(report["totals"]["stats"]["v"]["count"], 4);
+
+    let lines = "{\"k\":\"x\",\"n\":1}\n{\"k\":\"y\",\"n\":2.5}\n{\"k\":\"x\",\"n\":-4}\n";
+    let report =
+        sb.cmd().args(["process", "-", "--by", "k", "--format", "jsonl", "--json"]).stdin(lines).success().json();
+    assert_eq!(report["regions"]["x"]["stats"]["n"]["sum"], -3.0);
+    assert_eq!(report["regions"]["y"]["records"], 1);
+    // A user processor gets JSON Lines on stdin, unchanged.
+    let report = sb
+        .cmd()
+        .args([
+            "process",
+            "-",
+            "--by",
+            "k",
+            "--format",
+            "jsonl",
+            "--json",
+            "--processor",
+            "python3 -c 'import sys,json; print(json.dumps({\"lines\": [json.loads(l) for l in sys.stdin]}))'",
+        ])
+        .stdin(lines)
+        .success()
+        .json();
+    assert_eq!(report["regions"]["x"]["result"]["lines"], serde_json::json!([{"k": "x", "n": 1}, {"k": "x", "n": -4}]));
+}
