@@ -130,12 +130,20 @@ impl ExactSum {
     }
 
     pub fn merge(&mut self, other: &ExactSum) {
+        // `adds` bounds every limb by adds * 2^32, so the sum of two bounds
+        // says when carries must be propagated before a limb could overflow.
+        if self.adds as u64 + other.adds as u64 + 1 >= 1 << 30 {
+            self.normalize();
+        }
         let theirs = other.limbs();
         let mine = self.spill();
         for (a, b) in mine.iter_mut().zip(theirs.iter()) {
             *a += b;
         }
-        self.normalize();
+        self.adds += other.adds + 1;
+        if self.adds >= 1 << 30 {
+            self.normalize();
+        }
     }
 
     /// Doubles whose exact sum is this sum.
