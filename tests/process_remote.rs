@@ -121,3 +121,56 @@ fn unknown_nodes_and_sandbox_are_refused() {
     assert!(report["warnings"][0].as_str().unwrap().contains("built-in summary ran on this machine"));
     assert!(report["tasks"].as_array().unwrap().iter().all(|t| t["node"] == "local"));
 }
+
+#[test]
+fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
+    let (sb, _cluster) = setup();
+    let cfg = sb.path().join("cluster.toml");
+    std::fs::write(sb.path().join("d.csv"), "region,v\nslow,1\nflaky,2\nflaky,3\n").unwrap();
+    // `--jobs 0`: no local workers, every region runs on n1.
+    let processor = r#"case "$DISTEX_REGION" in
+      slow) sh -c 'trap "" TERM; exec sleep 600' & exec sleep 600 ;;
+      flaky) [ "$DISTEX_ATTEMPT" -lt 2 ] && exit 9; echo "{\"rows\": $(($(wc -l) - 1))}" ;;
+    esac"#;
+    let run = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+        .args(["--jobs", "0", "--nodes", "n1", "--retries", "1", "--timeout", "2", "--processor", processor])
+        .run()
+        .expect_code(3);
+    let report = run.json();
+    assert!(
+        report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["subject"] != "aggregate-results")
+            .all(|t| t["node"] == "n1")
+    );
+    assert_eq!(report["regions"]["flaky"]["result"]["rows"], 2);
+    let flaky =
+        report["tasks"].as_array().unwrap().iter().find(|t| t["subject"] == "process-region-flaky").unwrap().clone();
+    assert_eq!(flaky["attempts"], 2);
+    assert!(
+        report["warnings"][0].as_str().unwrap().contains("exited with status 9 on node n1"),
+        "{}",
+        report["warnings"]
+    );
+    let slow = report["regions"]["slow"]["error"].as_str().unwrap();
+    assert!(slow.contains("timed out") && slow.contains("node n1"), "{slow}");
+    assert_eq!(report["accounting"]["processed"], 2);
+    assert_eq!(report["accounting"]["in_failed_regions"], 1);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left: Vec<_> = all_processes_matching("sleep 600")
+        .into_iter()
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|e| String::from_utf8_lossy(&e).contains("DISTEX_REGION=slow"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind on the node: {left:?}");
+    // --jobs 0 needs somewhere to run.
+    sb.cmd().args(["process", "--demo", "--jobs", "0", "--processor", "cat"]).run().expect_code(2);
+    stop_masters(sb.path());
+}

@@ -119,7 +119,8 @@ pub struct ProcessArgs {
     /// Shell command combining the region results (JSON on stdin; prints one JSON object).
     #[arg(long, value_name = "CMD")]
     pub aggregate: Option<String>,
-    /// Workers running at once (default: the number of cores).
+    /// Workers running at once on this machine (default: the number of cores;
+    /// 0 with --nodes: all regions go to the nodes).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Extra attempts for a failed region (backoff 100 ms, 200 ms, ...).

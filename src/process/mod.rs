@@ -187,8 +187,10 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
     if !(l.grace.is_finite() && l.grace >= 0.0) {
         return Err(format!("--grace must be a non-negative number of seconds, got {}", l.grace));
     }
-    if options.jobs == Some(0) {
-        return Err("--jobs must be at least 1".into());
+    if options.jobs == Some(0) && (options.nodes.is_empty() || options.processor.is_none()) {
+        return Err(
+            "--jobs must be at least 1 (0 means \"no local workers\", which needs --nodes and --processor)".into()
+        );
     }
     if l.max_open_files < 16 {
         return Err("--max-open-files must be at least 16".into());
@@ -248,7 +250,7 @@ pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporte
 /// Where region workers run: this machine (`--jobs` at once) and every
 /// node named by `--nodes` (its `slots` at once).
 fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Target>, Option<String>)> {
-    let local = pool::Target { node: None, slots: jobs(options) };
+    let local = pool::Target { node: None, slots: options.jobs.map_or_else(|| jobs(options), |j| j) };
     if options.nodes.is_empty() {
         return Ok((vec![local], None));
     }
@@ -257,7 +259,8 @@ fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Targe
             "--sandbox cannot be enforced on remote nodes: drop --nodes, or drop --sandbox to accept weaker isolation there".into(),
         ));
     }
-    let mut targets = vec![local];
+    // `--jobs 0` with `--nodes`: every region goes to the nodes.
+    let mut targets = if local.slots == 0 { vec![] } else { vec![local] };
     for name in &options.nodes {
         if name == "local" {
             continue;
@@ -271,9 +274,13 @@ fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Targe
         };
         targets.push(pool::Target { node: Some(node.clone()), slots: node.slots.max(1) as usize });
     }
+    if targets.is_empty() {
+        return Err(Error::Usage("--jobs 0 leaves no worker anywhere: name at least one node in --nodes".into()));
+    }
     if options.processor.is_none() {
         let warning = "--nodes applies to --processor commands; the built-in summary ran on this machine".to_string();
-        return Ok((vec![targets.swap_remove(0)], Some(warning)));
+        let here = pool::Target { node: None, slots: jobs(options) };
+        return Ok((vec![here], Some(warning)));
     }
     Ok((targets, None))
 }
