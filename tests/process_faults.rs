@@ -214,3 +214,27 @@ fn interrupt_terminates_every_worker_group_and_exits_130() {
     let left = processes_with(&token);
     assert!(left.is_empty(), "processes left behind: {left:#?}");
 }
+
+#[test]
+fn cpu_and_open_file_limits_apply_to_processors() {
+    let sb = Sandbox::new();
+    let processor = r#"case "$DISTEX_REGION" in
+      A) exec python3 -c 'while True: pass' ;;
+      B) exec python3 -c 'fs = [open("/dev/null") for _ in range(200)]; print("{}")' ;;
+      *) echo '{"ok": 1}' ;;
+    esac"#;
+    let run = sb
+        .cmd()
+        .args(["process", "--demo", "--json", "--max-cpu-seconds", "1", "--max-open-files", "32", "--timeout", "30"])
+        .args(["--processor", processor])
+        .run()
+        .expect_code(3);
+    let report = run.json();
+    let a = report["regions"]["A"]["error"].as_str().unwrap();
+    assert!(a.contains("SIGXCPU") || a.contains("--max-cpu-seconds"), "{a}");
+    assert!(!a.contains("timed out"), "the CPU limit, not the timeout, stopped it: {a}");
+    let b = report["regions"]["B"]["error"].as_str().unwrap();
+    assert!(b.contains("Too many open files"), "{b}");
+    assert_eq!(report["regions"]["C"]["result"]["ok"], 1);
+    assert_eq!(report["accounting"]["in_failed_regions"], 21);
+}
