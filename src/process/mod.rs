@@ -236,6 +236,10 @@ pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporte
             max_rejects: options.max_rejects,
             dir: &run_dir,
         },
+        &mut |records| {
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms });
+        },
     )?;
     let mut report = coordinate(options, &part, &run_dir, started, reporter, &targets);
     report.warnings.extend(fallback);

@@ -87,8 +87,11 @@ pub struct Options<'a> {
 }
 
 /// Reads every source and spools its records by region.
-pub fn partition(sources: &[Source], options: &Options<'_>) -> Result<Partition> {
-    let p = std::cell::RefCell::new(Partitioner::new(options));
+///
+/// `progress` is called with the number of records read so far, every
+/// [`PROGRESS_EVERY`] records.
+pub fn partition(sources: &[Source], options: &Options<'_>, progress: &mut dyn FnMut(u64)) -> Result<Partition> {
+    let p = std::cell::RefCell::new(Partitioner::new(options, progress));
     for source in sources {
         let format = options
             .format
@@ -189,8 +192,12 @@ impl PendingRow {
     }
 }
 
+/// How often partitioning reports progress, in records.
+pub const PROGRESS_EVERY: u64 = 1 << 18;
+
 struct Partitioner<'a> {
     options: &'a Options<'a>,
+    progress: &'a mut dyn FnMut(u64),
     out: Partition,
     /// Region name -> index into `regions` / `buffers`.
     index: HashMap<Vec<u8>, usize>,
@@ -216,13 +223,14 @@ struct Partitioner<'a> {
 }
 
 impl<'a> Partitioner<'a> {
-    fn new(options: &'a Options<'a>) -> Self {
+    fn new(options: &'a Options<'a>, progress: &'a mut dyn FnMut(u64)) -> Self {
         let key = match &options.key {
             KeySpec::Column(c) => Some(c.clone()),
             KeySpec::FileStem => None,
         };
         Partitioner {
             options,
+            progress,
             out: Partition { key, ..Partition::default() },
             index: HashMap::new(),
             buffers: Vec::new(),
@@ -310,9 +318,14 @@ impl<'a> Partitioner<'a> {
 
     fn on_item(&mut self, item: Item<'_>) -> Flow {
         self.out.input_records += 1;
-        if self.out.input_records.is_multiple_of(65536) && super::worker::interrupted() {
-            self.fatal = Some(Error::Input("interrupted while reading the input; nothing was processed".into()));
-            return Flow::Stop;
+        if self.out.input_records.is_multiple_of(65536) {
+            if super::worker::interrupted() {
+                self.fatal = Some(Error::Input("interrupted while reading the input; nothing was processed".into()));
+                return Flow::Stop;
+            }
+            if self.out.input_records.is_multiple_of(PROGRESS_EVERY) {
+                (self.progress)(self.out.input_records);
+            }
         }
         match item {
             Item::Bad(bad) => self.reject(bad.line, bad.reason),

@@ -36,12 +36,7 @@ pub struct ProcessHuman<W: Write + Send> {
 
 impl<W: Write + Send> ProcessHuman<W> {
     pub fn new(out: W, live: bool) -> Self {
-        ProcessHuman {
-            out,
-            seen: HashMap::new(),
-            live,
-            progress_shown: false,
-        }
+        ProcessHuman { out, seen: HashMap::new(), live, progress_shown: false }
     }
 
     fn clear_progress(&mut self) {
@@ -56,28 +51,18 @@ impl<W: Write + Send> Reporter for ProcessHuman<W> {
     fn report(&mut self, event: &Event) {
         match event {
             Event::RunStarted { .. } => {
+                self.clear_progress();
                 let _ = writeln!(self.out, "Distributed Processing: COORDINATING");
             }
-            Event::TaskStatusChanged {
-                id,
-                subject,
-                from,
-                to,
-                error,
-                ..
-            } => {
-                let seen = self.seen.entry(id.clone()).or_insert_with(|| {
-                    if *from == TaskStatus::Pending {
-                        vec![]
-                    } else {
-                        vec![*from]
-                    }
-                });
+            Event::TaskStatusChanged { id, subject, from, to, error, .. } => {
+                let seen = self
+                    .seen
+                    .entry(id.clone())
+                    .or_insert_with(|| if *from == TaskStatus::Pending { vec![] } else { vec![*from] });
                 seen.push(*to);
                 if to.is_finished() {
                     let path: Vec<&str> = seen.iter().map(|s| s.label()).collect();
-                    let mut line =
-                        format!("[{}] {}: {}", label(id), label(subject), path.join(" -> "));
+                    let mut line = format!("[{}] {}: {}", label(id), label(subject), path.join(" -> "));
                     if let Some(e) = error {
                         let _ = write!(line, " ({})", label(e));
                     }
@@ -87,12 +72,18 @@ impl<W: Write + Send> Reporter for ProcessHuman<W> {
                 }
             }
             Event::Progress { done, total, records, elapsed_ms } if self.live => {
-                let total = total.map_or("?".to_string(), |t| t.to_string());
-                let rate = match records {
-                    Some(r) => format!(", {} records/s", human_count(*r as f64 / (*elapsed_ms).max(1) as f64 * 1000.0)),
-                    None => String::new(),
-                };
-                eprint!("\r\x1b[Ktasks {done}/{total} done{rate}");
+                let rate = |r: u64| human_count(r as f64 / (*elapsed_ms).max(1) as f64 * 1000.0);
+                match (total, records) {
+                    // Still reading and partitioning the input.
+                    (None, Some(r)) => {
+                        eprint!("\r\x1b[Kreading input: {} records, {} records/s", human_count(*r as f64), rate(*r))
+                    }
+                    (total, records) => {
+                        let total = total.map_or("?".to_string(), |t| t.to_string());
+                        let speed = records.map(|r| format!(", {} records/s", rate(r))).unwrap_or_default();
+                        eprint!("\r\x1b[Ktasks {done}/{total} done{speed}");
+                    }
+                }
                 self.progress_shown = true;
             }
             Event::Warning { message } => {
@@ -111,19 +102,13 @@ pub fn results(report: &ProcessReport) -> String {
     let _ = writeln!(out, "\n=== AGGREGATED RESULTS ===");
     for (name, region) in &report.regions {
         let body = match (&region.error, &region.stats, &region.result) {
-            (Some(e), _, _) => format!(
-                "FAILED, {} records not processed: {}",
-                region.records,
-                label(e)
-            ),
+            (Some(e), _, _) => format!("FAILED, {} records not processed: {}", region.records, label(e)),
             (None, Some(stats), _) => {
                 format!("{} records processed{}", region.records, stats_text(stats))
             }
-            (None, None, Some(result)) => format!(
-                "{} records processed; result {}",
-                region.records,
-                short_json(result)
-            ),
+            (None, None, Some(result)) => {
+                format!("{} records processed; result {}", region.records, short_json(result))
+            }
             _ => format!("{} records processed", region.records),
         };
         let _ = writeln!(out, "Region {}: {body}", label(name));
@@ -135,26 +120,14 @@ pub fn results(report: &ProcessReport) -> String {
             let regions = totals.get("regions").and_then(|v| v.as_u64()).unwrap_or(0);
             let stats: std::collections::BTreeMap<String, ColumnStats> =
                 serde_json::from_value(totals["stats"].clone()).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "Total: {records} records in {regions} regions{}",
-                stats_text(&stats)
-            );
+            let _ = writeln!(out, "Total: {records} records in {regions} regions{}", stats_text(&stats));
         }
         Some(totals) => {
             let _ = writeln!(out, "Total: {}", short_json(totals));
         }
         None => {
-            let failed = report
-                .regions
-                .values()
-                .filter(|r| r.error.is_some())
-                .count();
-            let _ = writeln!(
-                out,
-                "Total: not computed ({failed} of {} regions failed)",
-                report.regions.len()
-            );
+            let failed = report.regions.values().filter(|r| r.error.is_some()).count();
+            let _ = writeln!(out, "Total: not computed ({failed} of {} regions failed)", report.regions.len());
         }
     }
     let a = &report.accounting;
@@ -164,21 +137,13 @@ pub fn results(report: &ProcessReport) -> String {
         a.input_records, a.processed, a.rejected, a.in_failed_regions
     );
     if a.rejected > 0 {
-        let _ = writeln!(
-            out,
-            "Rejected records (first {} of {}):",
-            report.rejects.len().min(10),
-            a.rejected
-        );
+        let _ = writeln!(out, "Rejected records (first {} of {}):", report.rejects.len().min(10), a.rejected);
         for r in report.rejects.iter().take(10) {
             let _ = writeln!(out, "  {}:{}: {}", label(&r.file), r.line, label(&r.reason));
         }
     }
     if !report.complete {
-        let _ = writeln!(
-            out,
-            "INCOMPLETE: some tasks failed; the results above do not cover every record."
-        );
+        let _ = writeln!(out, "INCOMPLETE: some tasks failed; the results above do not cover every record.");
     }
     out
 }
@@ -187,12 +152,7 @@ fn stats_text(stats: &std::collections::BTreeMap<String, ColumnStats>) -> String
     let mut out = String::new();
     for (column, s) in stats {
         let _ = write!(out, "; {}: sum {}", label(column), num(s.sum));
-        for (name, v) in [
-            ("mean", s.mean),
-            ("min", s.min),
-            ("max", s.max),
-            ("sd", s.stddev),
-        ] {
+        for (name, v) in [("mean", s.mean), ("min", s.min), ("max", s.max), ("sd", s.stddev)] {
             if let Some(v) = v {
                 let _ = write!(out, ", {name} {}", num(v));
             }
@@ -213,11 +173,7 @@ fn num(v: f64) -> String {
 
 fn short_json(v: &serde_json::Value) -> String {
     let s = v.to_string();
-    if s.chars().count() > 300 {
-        format!("{}...", s.chars().take(300).collect::<String>())
-    } else {
-        s
-    }
+    if s.chars().count() > 300 { format!("{}...", s.chars().take(300).collect::<String>()) } else { s }
 }
 
 fn human_count(v: f64) -> String {
@@ -234,13 +190,5 @@ pub fn label(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
