@@ -254,7 +254,7 @@ pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporte
 /// Where region workers run: this machine (`--jobs` at once) and every
 /// node named by `--nodes` (its `slots` at once).
 fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Target>, Option<String>)> {
-    let local = pool::Target { node: None, slots: options.jobs.map_or_else(|| jobs(options), |j| j) };
+    let local = pool::Target { node: None, slots: options.jobs.unwrap_or_else(|| jobs(options)) };
     if options.nodes.is_empty() {
         return Ok((vec![local], None));
     }
