@@ -194,11 +194,24 @@ impl SshNode {
 
     /// Kills sshd and every session process it forked: existing
     /// connections (a multiplexed master included) drop at once.
+    ///
+    /// Sessions get SIGTERM first and a moment to exit: a login shell
+    /// killed outright in the middle of its rc files can leave lock files
+    /// behind in the real home directory (pyenv's rehash lock, for one),
+    /// which would hang every later shell on this machine.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
             let tree = descendants(pid);
             signal(pid, libc::SIGKILL);
+            for &p in &tree {
+                signal(p, libc::SIGCONT);
+                signal(p, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while tree.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             for p in tree {
                 signal(p, libc::SIGKILL);
             }
@@ -301,6 +314,11 @@ fn descendants(root: i32) -> Vec<i32> {
     }
     found.remove(0);
     found
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is as good as dead: its state letter is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
 }
 
 fn signal(pid: i32, sig: i32) {
