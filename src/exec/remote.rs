@@ -9,7 +9,9 @@
 //!    command starts; [`kill_script`] kills that whole group on `--timeout`
 //!    or Ctrl-C, not just the local ssh client;
 //! 2. `cd`s into the project mirror and runs the command with the user's
-//!    login shell;
+//!    login shell (as a nested shell: `SHLVL` is raised so that bash does
+//!    not source `~/.bashrc` a second time; sshd's shell already did, and
+//!    its environment is inherited, exactly as with plain `ssh host cmd`);
 //! 3. prints an exit marker (`\x1e\x1fdistex-exit N`) on stderr.
 //!
 //! The marker is how distex tells "the command exited 255" from "ssh
@@ -57,6 +59,7 @@ pub fn wrapper(command: &str, dir: &str, pidfile: &str) -> String {
 case $1 in /*) pf=$1 ;; *) pf=$PWD/$1 ;; esac
 mkdir -p "${pf%/*}" 2>/dev/null; echo $$ > "$pf"
 cd -- "$2" || { rm -f "$pf"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
+SHLVL=$((${SHLVL:-0} + 1)); export SHLVL
 "${SHELL:-/bin/sh}" -c "$3" </dev/null
 rc=$?
 rm -f "$pf"
