@@ -57,7 +57,7 @@ pub fn sh_quote(s: &str) -> String {
 pub fn wrapper(command: &str, dir: &str, pidfile: &str) -> String {
     const SCRIPT: &str = r#"cd || exit 125
 case $1 in /*) pf=$1 ;; *) pf=$PWD/$1 ;; esac
-mkdir -p "${pf%/*}" 2>/dev/null; echo $$ > "$pf"
+[ -d "${pf%/*}" ] || mkdir -p "${pf%/*}"; echo $$ > "$pf"
 cd -- "$2" || { rm -f "$pf"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
 SHLVL=$((${SHLVL:-0} + 1)); export SHLVL
 "${SHELL:-/bin/sh}" -c "$3" </dev/null

@@ -11,7 +11,10 @@
 //! machine).
 //!
 //! Every session on a node sees `DISTEX_TEST_NODE=<name>` (sshd's
-//! `SetEnv`), so a test can tell where a command ran.
+//! `SetEnv`), so a test can tell where a command ran, and `HOME` set to the
+//! node's own empty home directory: the login shell sshd starts reads that
+//! directory's rc files, not the real user's (whose `~/.bashrc` may be slow
+//! or take locks), so nodes are hermetic.
 //!
 //! Failure injection: [`SshNode::kill`] kills the listener *and* every
 //! session process it forked (so an existing multiplexed master dies too),
@@ -74,6 +77,7 @@ impl Cluster {
             std::fs::create_dir_all(&node_dir).unwrap();
             std::fs::write(node_dir.join("authorized_keys"), &public).unwrap();
             keygen(&node_dir.join("host_key"));
+            std::fs::create_dir_all(node_dir.join("home")).unwrap();
             let workdir = node_dir.join("work");
             std::fs::create_dir_all(&workdir).unwrap();
             let mut node = SshNode { name, addr: pick_addr(), port: 0, dir: node_dir, workdir, child: None };
@@ -144,7 +148,7 @@ impl SshNode {
                  PidFile {dir}/sshd.pid\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  PrintMotd no\nPrintLastLog no\nMaxSessions 200\nMaxStartups 200\nLogLevel ERROR\n\
-                 AcceptEnv LANG\nSetEnv DISTEX_TEST_NODE={name}\n",
+                 AcceptEnv LANG\nSetEnv DISTEX_TEST_NODE={name} HOME={dir}/home\n",
                 name = self.name,
                 addr = self.addr,
                 port = self.port,
