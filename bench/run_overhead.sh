@@ -42,7 +42,7 @@ M=$(ms "$OUT/parm.json" mean "$RUNS")
 ratio_ssh=$(python3 -c "print('%.2f' % ($D/$S))")
 ratio_m=$(python3 -c "print('%.1f' % ($M/$D))")
 
-python3 bench/lib/results.py "Remote execution (issue 3): per-command overhead${BENCH_REAL_HOME:+, nodes with this machine's real ~/.bashrc}" <<TABLE
+python3 bench/lib/results.py "Remote execution (issue 3): per-command overhead${BENCH_REAL_HOME:+, nodes with the real ~/.bashrc}" <<TABLE
 Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores, $(uname -sr); loopback sshd (OpenSSH $(ssh -V 2>&1 | cut -d' ' -f1 | cut -d_ -f2)), $RUNS \`true\` commands, each a separate process.
 
 | runner | per command (ms) |

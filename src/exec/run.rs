@@ -51,7 +51,7 @@ pub struct RunSpec {
     pub sync: Option<bool>,
     /// Paths to bring back, relative to `cwd` (added to the rule's).
     pub returns: Vec<String>,
-    /// A unique id for this run (names the remote pid file).
+    /// A unique id for this run (for logs and events).
     pub run_id: String,
     /// Nodes already synced by this distex process (`distex parallel`
     /// syncs each node once, not once per task).
@@ -283,9 +283,8 @@ pub async fn attempt_remote(
             }
         }
         let dir = if sync { project.remote_cwd(&node.workdir) } else { ".".to_string() };
-        let pidfile = format!("{}/.distex-run/{}.pid", node.workdir.trim_start_matches("~/").trim_end_matches('/'), spec.run_id);
         let t = Instant::now();
-        let outcome = remote::run(&master, &spec.command, &dir, &pidfile, sink, stopper.wait()).await;
+        let outcome = remote::run(&master, &spec.command, &dir, sink, stopper.wait()).await;
         timings.run_ms += ms(t.elapsed());
         let status = match outcome {
             RemoteOutcome::Exited(code) => RunStatus::Exited { code },
