@@ -162,3 +162,35 @@ fn ctrl_c_kills_the_remote_command() {
     assert!(left.is_empty(), "processes left: {left:?}");
     stop_masters(sb.path());
 }
+
+#[test]
+fn a_dead_master_is_replaced_when_the_node_comes_back() {
+    let (sb, mut cluster) = setup(1, "", "");
+    distex(&sb).args(["run", "--node", "n1", "--", "true"]).run().success();
+    // The node restarts: its sessions die, and with them the persistent master.
+    cluster.node_mut("n1").kill();
+    cluster.node_mut("n1").restart();
+    let v = distex(&sb).args(["run", "--json", "--node", "n1", "--", "echo again"]).run().success().json();
+    assert_eq!(v["node"], "n1", "{v}");
+    assert_eq!(v["failed_attempts"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["stdout"]["text"], "again\n");
+    stop_masters(sb.path());
+}
+
+#[test]
+fn probe_measures_every_node_and_records_the_dead_one() {
+    let (sb, mut cluster) = setup(2, "", "");
+    cluster.node_mut("n2").kill();
+    let run = distex(&sb).args(["nodes", "--probe", "--json"]).run().expect_code(1);
+    let v = run.json();
+    let node = |name: &str| v["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap().clone();
+    assert_eq!(node("n1")["answered"], true);
+    assert!(node("n1")["load"].as_f64().is_some_and(|l| l >= 0.0));
+    assert_eq!(node("n1")["load_age_secs"], 0);
+    assert_eq!(node("n2")["answered"], false);
+    assert!(node("n2")["error"].as_str().unwrap().contains("127.0.0."), "{}", node("n2"));
+    // The table shows the same.
+    let table = distex(&sb).args(["nodes"]).run().success().stdout();
+    assert!(table.lines().any(|l| l.starts_with("n2") && l.contains("DOWN")), "{table}");
+    stop_masters(sb.path());
+}

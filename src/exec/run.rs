@@ -374,6 +374,7 @@ fn ms(d: Duration) -> u64 {
 
 /// Runs `spec` where `decision` says (or on `forced`), failing over on
 /// transport errors. `inherit`: let a local command use our terminal.
+#[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
 pub async fn execute(
     config: &Config,
     decision: &Decision,
@@ -424,14 +425,13 @@ pub async fn execute(
         None => {
             let tried: Vec<String> = failed.iter().map(|a| format!("{} ({})", a.node, a.error)).collect();
             let mut error = format!("no node could run the command; tried: {}", tried.join("; "));
-            if !order.iter().any(|t| matches!(t, Target::Local)) {
-                if let Some(req) = requirement(config, decision) {
-                    error.push_str(&format!(
-                        ". This machine does not satisfy rule {} ({}), so it was not used",
-                        decision.rule.as_deref().unwrap_or("?"),
-                        crate::route::describe(req)
-                    ));
-                }
+            let local_tried = order.iter().any(|t| matches!(t, Target::Local));
+            if let Some(req) = requirement(config, decision).filter(|_| !local_tried) {
+                error.push_str(&format!(
+                    ". This machine does not satisfy rule {} ({}), so it was not used",
+                    decision.rule.as_deref().unwrap_or("?"),
+                    crate::route::describe(req)
+                ));
             }
             (RunStatus::Transport { error }, false, vec![], Timings::default())
         }

@@ -109,6 +109,9 @@ enum Msg {
     Done { id: String, target: String, result: Result<AttemptResult, TransportError>, output: (Capture, Capture) },
 }
 
+/// What a task that ran left behind: exit code, timings, (stdout, stderr).
+type Finished = (Option<i32>, Timings, (Capture, Capture));
+
 /// How much of each stream a parallel task's report keeps.
 pub const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
 
@@ -207,7 +210,7 @@ pub async fn run(
     let mut running = 0usize;
     let mut stop_starting = false;
     let mut interrupted = false;
-    let mut results: HashMap<String, (Option<i32>, Timings, (Capture, Capture))> = HashMap::new();
+    let mut results: HashMap<String, Finished> = HashMap::new();
     let mut completed_on: BTreeMap<String, usize> = BTreeMap::new();
     let mut last_errors: HashMap<String, Vec<String>> = HashMap::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();

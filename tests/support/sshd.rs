@@ -178,10 +178,8 @@ impl SshNode {
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr = SocketAddr::from((self.addr, self.port));
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false;
-                }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false;
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return true;
