@@ -43,3 +43,14 @@ fn local_parallel_runs_dependencies_in_order() {
     assert!(out.contains("[read] data"), "{out}");
     assert!(out.contains("[write] sleep 0.2; echo data > f.txt: IN_PROGRESS -> COMPLETE (local)"), "{out}");
 }
+
+#[test]
+fn parallel_timeout_fails_the_slow_task_only() {
+    let sb = Sandbox::new();
+    let v = sb.cmd().args(["parallel", "--json", "--keep-going", "--timeout", "1", "--nodes", "local", "--", "sleep 30", "echo quick"]).run().expect_code(1).json();
+    let slow = &v["tasks"][0];
+    assert_eq!(slow["status"], "failed");
+    assert_eq!(slow["error"], "timed out");
+    assert_eq!(v["tasks"][1]["status"], "completed");
+    assert_eq!(v["tasks"][1]["stdout"]["text"], "quick\n");
+}
