@@ -31,7 +31,7 @@ D=$(s "$OUT/distex.json" median); DMAX=$(s "$OUT/distex.json" max)
 P=$(s "$OUT/par.json" median)
 over=$(python3 -c "print('%.1f' % (($D/2.5-1)*100))")
 
-python3 bench/lib/results.py "Remote execution (issue 3): fan-out makespan" <<TABLE
+python3 bench/lib/results.py "Remote execution (issue 3): fan-out makespan${BENCH_REAL_HOME:+, nodes with the real ~/.bashrc}" <<TABLE
 Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores, $(uname -sr); 40 \`sleep 0.5\` tasks, two loopback sshd nodes with 4 slots each, warm masters, $RUNS runs.
 
 | runner | makespan median (s) | max (s) |

@@ -29,9 +29,9 @@ hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$OUT/distex.json" \
 hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$OUT/ssh.json" \
     "ssh -S $SOCK -o BatchMode=yes -p 9 none true" >/dev/null
 # GNU parallel: one invocation runs all 200 jobs; per-job cost = mean / 200.
-hyperfine --warmup 1 --runs 3 --export-json "$OUT/par.json" \
+hyperfine --runs 1 --export-json "$OUT/par.json" \
     "seq $RUNS | parallel -j1 --ssh 'ssh -F $SSH_CFG' -S n1 true" >/dev/null
-hyperfine --warmup 1 --runs 3 --export-json "$OUT/parm.json" \
+hyperfine --runs 1 --export-json "$OUT/parm.json" \
     "seq $RUNS | parallel -j1 -M --ssh 'ssh -F $SSH_CFG' -S n1 true" >/dev/null
 
 ms() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.2f" % (r[sys.argv[2]]*1000/float(sys.argv[3])))' "$1" "$2" "$3"; }
@@ -42,7 +42,7 @@ M=$(ms "$OUT/parm.json" mean "$RUNS")
 ratio_ssh=$(python3 -c "print('%.2f' % ($D/$S))")
 ratio_m=$(python3 -c "print('%.1f' % ($M/$D))")
 
-python3 bench/lib/results.py "Remote execution (issue 3): per-command overhead" <<TABLE
+python3 bench/lib/results.py "Remote execution (issue 3): per-command overhead${BENCH_REAL_HOME:+, nodes with the real ~/.bashrc}" <<TABLE
 Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores, $(uname -sr); loopback sshd (OpenSSH $(ssh -V 2>&1 | cut -d' ' -f1 | cut -d_ -f2)), $RUNS \`true\` commands, each a separate process.
 
 | runner | per command (ms) |

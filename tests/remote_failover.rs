@@ -28,7 +28,7 @@ fn node_killed_mid_run_fails_over_to_the_next_node() {
     let (sb, mut cluster) = setup(RULE);
     let tag = format!("dx-mid-{}", std::process::id());
     let cmd = format!("crunch() {{ sleep 2; echo finished; }}; crunch # {tag}");
-    let mut child =
+    let child =
         distex(&sb).args(["run", "--json", "--", &cmd]).cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
     // Wait until the command runs on n1, then kill n1's sshd and its sessions.
     let deadline = Instant::now() + Duration::from_secs(20);

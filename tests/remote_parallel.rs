@@ -139,6 +139,7 @@ fn json_op_parallel_runs_tasks_and_reports_the_tasklist() {
     assert_eq!(v["op"], "parallel");
     assert_eq!(v["id"], 7);
     assert_eq!(task_by_id(v, "a")["status"], "completed");
+    assert_eq!(task_by_id(v, "a")["stdout"]["text"], "A\n", "the JSON op returns each task's output");
     assert_eq!(task_by_id(v, "b")["exit_code"], 3);
     assert_eq!(task_by_id(v, "c")["status"], "completed");
     assert_eq!(task_by_id(v, "d")["status"], "failed");

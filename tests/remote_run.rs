@@ -145,42 +145,79 @@ fn master_persists_across_processes() {
     stop_masters(sb.path());
 }
 
+/// A sleep duration no other process on the machine uses, so a test can
+/// find exactly its own sleeps in the process table.
+fn unique_sleep(salt: u32) -> String {
+    format!("{}.{:03}{}", 300 + std::process::id() % 500, salt, std::process::id() % 1000)
+}
+
 #[test]
 fn timeout_kills_the_whole_remote_process_group() {
-    let (sb, cluster) = setup(1, "", "");
-    let tag = format!("dx-timeout-{}", std::process::id());
+    let (sb, _cluster) = setup(1, "", "");
+    let (bg, fg) = (unique_sleep(1), unique_sleep(2));
     let started = Instant::now();
     // A background grandchild and a foreground sleep: both must die.
-    let cmd = format!("sh -c 'sleep 300; echo {tag}' & sleep 301 # {tag}");
+    let cmd = format!("sh -c 'sleep {bg}; echo never' & sleep {fg}");
     let run = distex(&sb).args(["run", "--timeout", "1", "--node", "n1", "--", &cmd]).run().expect_code(124);
     assert!(run.stderr().contains("timed out"), "{}", run.stderr());
     assert!(started.elapsed() < Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
-    let left = all_processes_matching(&tag);
+    let left: Vec<_> = [&bg, &fg].iter().flat_map(|s| all_processes_matching(&format!("sleep {s}"))).collect();
     assert!(left.is_empty(), "processes left on the node: {left:?}");
-    let _ = cluster;
     stop_masters(sb.path());
 }
 
 #[test]
 fn ctrl_c_kills_the_remote_command() {
-    let (sb, _cluster) = setup(1, "", "");
-    let tag = format!("dx-int-{}", std::process::id());
-    let mut child = distex(&sb).args(["run", "--node", "n1", "--", &format!("sleep 300 # {tag}")]).cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let (sb, cluster) = setup(1, "", "");
+    let s = unique_sleep(3);
+    let needle = format!("sleep {s}");
+    let mut child = distex(&sb).args(["run", "--node", "n1", "--", &format!("sleep {s}")]).cmd.spawn().unwrap();
     // Wait until the command itself runs on the node.
-    while !all_processes_matching(&tag)
-        .iter()
-        .any(|(_, c)| c.starts_with("/bin/bash -c sleep") || c.starts_with("sleep"))
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.node("n1").processes_matching(&needle).iter().all(|(_, c)| !c.starts_with("sleep"))
         && Instant::now() < deadline
     {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(Instant::now() < deadline, "the command never started on n1");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     std::thread::sleep(Duration::from_millis(300));
-    let left: Vec<_> = all_processes_matching(&tag);
+    let left = all_processes_matching(&needle);
     assert!(left.is_empty(), "processes left: {left:?}");
+    stop_masters(sb.path());
+}
+
+#[test]
+fn a_dead_master_is_replaced_when_the_node_comes_back() {
+    let (sb, mut cluster) = setup(1, "", "");
+    distex(&sb).args(["run", "--node", "n1", "--", "true"]).run().success();
+    // The node restarts: its sessions die, and with them the persistent master.
+    cluster.node_mut("n1").kill();
+    cluster.node_mut("n1").restart();
+    let v = distex(&sb).args(["run", "--json", "--node", "n1", "--", "echo again"]).run().success().json();
+    assert_eq!(v["node"], "n1", "{v}");
+    assert_eq!(v["failed_attempts"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["stdout"]["text"], "again\n");
+    stop_masters(sb.path());
+}
+
+#[test]
+fn probe_measures_every_node_and_records_the_dead_one() {
+    let (sb, mut cluster) = setup(2, "", "");
+    cluster.node_mut("n2").kill();
+    let run = distex(&sb).args(["nodes", "--probe", "--json"]).run().expect_code(1);
+    let v = run.json();
+    let node = |name: &str| v["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap().clone();
+    assert_eq!(node("n1")["answered"], true);
+    assert!(node("n1")["load"].as_f64().is_some_and(|l| l >= 0.0));
+    assert_eq!(node("n1")["load_age_secs"], 0);
+    assert_eq!(node("n2")["answered"], false);
+    assert!(node("n2")["error"].as_str().unwrap().contains("127.0.0."), "{}", node("n2"));
+    // The table shows the same.
+    let table = distex(&sb).args(["nodes"]).run().success().stdout();
+    assert!(table.lines().any(|l| l.starts_with("n2") && l.contains("DOWN")), "{table}");
     stop_masters(sb.path());
 }

@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 
 use support::Sandbox;
-use support::sshd::{Cluster, all_processes_matching, stop_masters};
+use support::sshd::{Cluster, stop_masters};
 
 fn setup() -> (Sandbox, Cluster, std::path::PathBuf) {
     let cluster = Cluster::start(1);

@@ -3,7 +3,11 @@
 # remote-execution benchmarks, the same way tests/support/sshd.rs does:
 # own host keys, a generated client key, pinned known_hosts, an empty
 # ssh_config, a distex cluster.toml and an ssh_config for plain ssh / GNU
-# parallel (`Host n1` ...). Source it, then call `cluster_start N SLOTS`;
+# parallel (`Host n1` ...). Each node's sessions get HOME set to the node's
+# own empty home (sshd SetEnv), so the login shell reads no rc files: a lean
+# node, independent of this machine's own ~/.bashrc. Set BENCH_REAL_HOME=1
+# to keep the real home (and its rc files) instead.
+# Source it, then call `cluster_start N SLOTS`;
 # everything is removed (and every sshd killed) on exit.
 #
 # Exports: CLUSTER_DIR, DISTEX_CONFIG, DISTEX_STATE_DIR, DISTEX_RUNTIME_DIR,
@@ -50,7 +54,7 @@ cluster_start() {
     printf '[local]\nname = "bench"\nos = "linux"\n\n[routing]\noverload_threshold = 1000.0\n\n' > "$CLUSTER_DIR/cluster.toml"
     for i in $(seq 1 "$n"); do
         local name=n$i addr=127.0.0.$((i + 1)) dir=$CLUSTER_DIR/n$i port
-        mkdir -p "$dir/work"
+        mkdir -p "$dir/work" "$dir/home"
         port=$(free_port "$addr")
         ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
         cp "$CLUSTER_DIR/client_key.pub" "$dir/authorized_keys"
@@ -69,6 +73,7 @@ MaxSessions 200
 MaxStartups 200
 LogLevel ERROR
 CFG
+        [ -n "${BENCH_REAL_HOME:-}" ] || echo "SetEnv HOME=$dir/home" >> "$dir/sshd_config"
         /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
         cluster_pids+=($!)
         echo "[$addr]:$port $(cut -d' ' -f1,2 "$dir/host_key.pub")" >> "$CLUSTER_DIR/known_hosts"

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::args::{
-    Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs, RunArgs, SchemaName,
+    Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs, RunArgs,
+    SchemaName,
 };
 use crate::commands::{json, nodes, route};
 use crate::config::{self, Config};

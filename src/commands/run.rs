@@ -23,16 +23,16 @@ pub struct RunOptions {
 
 /// Checks the options against the configuration before anything runs.
 pub fn validate(config: &Config, opts: &RunOptions) -> Result<()> {
-    if let Some(node) = opts.node.as_deref() {
-        if node != "local" && config.node(node).is_none() {
-            let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
-            return Err(Error::Usage(format!(
-                "--node {node}: no such node in {}; known nodes: local{}{}",
-                config.file.as_ref().map_or("the embedded default config".to_string(), |f| f.display().to_string()),
-                if known.is_empty() { "" } else { ", " },
-                known.join(", ")
-            )));
-        }
+    if let Some(node) = opts.node.as_deref().filter(|n| *n != "local")
+        && config.node(node).is_none()
+    {
+        let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "--node {node}: no such node in {}; known nodes: local{}{}",
+            config.file.as_ref().map_or("the embedded default config".to_string(), |f| f.display().to_string()),
+            if known.is_empty() { "" } else { ", " },
+            known.join(", ")
+        )));
     }
     for path in &opts.returns {
         check_return_path(path).map_err(Error::Usage)?;

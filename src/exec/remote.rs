@@ -1,24 +1,29 @@
 //! Running one command on a node over its SSH master.
 //!
-//! The command is wrapped in a small POSIX `sh` script (built by
-//! [`wrapper`], all data single-quoted, never interpolated) that:
+//! sshd runs every command string with the node user's login shell, in a
+//! new session (setsid), so that shell is the leader of a process group
+//! holding everything the command starts. The string distex sends (built by
+//! [`wrapper`], every piece of data single-quoted, never interpolated) is a
+//! short POSIX script, interpreted by that login shell itself (no extra
+//! shell is started: one shell startup per command, as with plain `ssh
+//! host cmd`). It:
 //!
-//! 1. records its pid in a pid file: sshd starts every session in a new
-//!    session and process group (setsid), and the wrapper `exec`s into that
-//!    group's leader, so this pid is the process group of everything the
-//!    command starts; [`kill_script`] kills that whole group on `--timeout`
-//!    or Ctrl-C, not just the local ssh client;
-//! 2. `cd`s into the project mirror and runs the command with the user's
-//!    login shell;
+//! 1. prints a pid marker (`\x1e\x1fdistex-pid N`) on stderr: the login
+//!    shell's pid, which is the process group to kill on `--timeout` or
+//!    Ctrl-C ([`kill_script`]), not just the local ssh client;
+//! 2. `cd`s into the project mirror and `eval`s the command in a subshell,
+//!    in the login shell's own language (as `ssh host cmd` would);
 //! 3. prints an exit marker (`\x1e\x1fdistex-exit N`) on stderr.
 //!
-//! The marker is how distex tells "the command exited 255" from "ssh
+//! The exit marker is how distex tells "the command exited 255" from "ssh
 //! failed with 255": no marker means the transport failed (or distex
-//! stopped the command). [`ExitMarker`] strips it from the stream.
+//! stopped the command). [`Markers`] strips both markers from the stream.
+//! The login shell must be POSIX-like (sh, bash, zsh, ksh, dash).
+
+use std::future::Future;
+use std::time::Duration;
 
 use openssh::Stdio;
-use std::future::Future;
-
 use tokio::io::AsyncReadExt;
 
 use super::output::OutputSink;
@@ -43,55 +48,51 @@ pub enum RemoteOutcome {
     Transport(String),
 }
 
-const MARKER: &[u8] = b"\x1e\x1fdistex-exit ";
+const PREFIX: &[u8] = b"\x1e\x1fdistex-";
 
 /// Quotes `s` for POSIX sh: `'...'`, with `'` written as `'\''`.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The remote command line for `command` run in `dir`, with its pid in
-/// `pidfile` (relative paths are relative to the remote home).
-pub fn wrapper(command: &str, dir: &str, pidfile: &str) -> String {
-    const SCRIPT: &str = r#"cd || exit 125
-case $1 in /*) pf=$1 ;; *) pf=$PWD/$1 ;; esac
-mkdir -p "${pf%/*}" 2>/dev/null; echo $$ > "$pf"
-cd -- "$2" || { rm -f "$pf"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
-"${SHELL:-/bin/sh}" -c "$3" </dev/null
-rc=$?
-rm -f "$pf"
-printf '\036\037distex-exit %d\n' "$rc" >&2
-exit "$rc""#;
-    format!("exec sh -c {} distex {} {} {}", sh_quote(SCRIPT), sh_quote(pidfile), sh_quote(dir), sh_quote(command))
+/// The remote command line that runs `command` in `dir` (relative paths
+/// are relative to the remote home).
+pub fn wrapper(command: &str, dir: &str) -> String {
+    format!(
+        "cd || exit 125\n\
+         printf '\\036\\037distex-pid %d\\n' \"$$\" >&2\n\
+         cd -- {dir} || {{ printf '\\036\\037distex-exit 125\\n' >&2; exit 125; }}\n\
+         (eval {command}) </dev/null\n\
+         rc=$?\n\
+         printf '\\036\\037distex-exit %d\\n' \"$rc\" >&2\n\
+         exit \"$rc\"",
+        dir = sh_quote(dir),
+        command = sh_quote(command)
+    )
 }
 
-/// The remote command line that kills the process group recorded in
-/// `pidfile`: SIGTERM, up to 2 s of grace, then SIGKILL. When the stop
-/// comes right at the start, the pid file may not be written yet: it waits
-/// up to 2 s for it.
-pub fn kill_script(pidfile: &str) -> String {
-    const SCRIPT: &str = r#"cd || exit 0
-i=0
-while [ ! -s "$1" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
-p=$(cat "$1" 2>/dev/null) || exit 0
-[ -n "$p" ] || exit 0
-kill -TERM "-$p" 2>/dev/null
-i=0
-while kill -0 "-$p" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
-kill -KILL "-$p" 2>/dev/null
-rm -f "$1""#;
-    format!("exec sh -c {} distex {}", sh_quote(SCRIPT), sh_quote(pidfile))
+/// The remote command line that kills process group `pgid`: SIGTERM, up
+/// to 2 s of grace, then SIGKILL.
+pub fn kill_script(pgid: u32) -> String {
+    format!(
+        "kill -TERM -{pgid} 2>/dev/null; i=0; \
+         while kill -0 -{pgid} 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; \
+         kill -KILL -{pgid} 2>/dev/null; exit 0"
+    )
 }
 
-/// Finds and removes the exit marker in a stderr stream, passing every
+/// Finds and removes distex's markers in a stderr stream, passing every
 /// other byte through unchanged (also across chunk boundaries).
 #[derive(Debug, Default)]
-pub struct ExitMarker {
+pub struct Markers {
     held: Vec<u8>,
+    /// The remote process group, once announced.
+    pub pid: Option<u32>,
+    /// The command's exit status, once reported.
     pub status: Option<i32>,
 }
 
-impl ExitMarker {
+impl Markers {
     /// Feeds a chunk; returns the bytes to show the user.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.held.extend_from_slice(bytes);
@@ -102,23 +103,25 @@ impl ExitMarker {
                 return out;
             };
             out.extend(self.held.drain(..start));
-            let candidate = &self.held[..];
-            let n = candidate.len().min(MARKER.len());
-            if candidate[..n] != MARKER[..n] {
+            let n = self.held.len().min(PREFIX.len());
+            if self.held[..n] != PREFIX[..n] {
                 out.push(self.held.remove(0)); // a stray 0x1e: not ours
                 continue;
             }
-            if candidate.len() < MARKER.len() {
-                return out; // maybe the marker, split across chunks: wait
-            }
-            let Some(end) = candidate.iter().position(|&b| b == b'\n') else { return out };
-            let digits = String::from_utf8_lossy(&candidate[MARKER.len()..end]).into_owned();
-            match digits.trim().parse() {
-                Ok(code) => {
-                    self.status = Some(code);
+            let Some(end) = self.held.iter().position(|&b| b == b'\n') else {
+                return out; // maybe a marker split across chunks: wait
+            };
+            let text = String::from_utf8_lossy(&self.held[PREFIX.len().min(end)..end]).into_owned();
+            let parsed = match text.split_once(' ') {
+                Some(("exit", n)) => n.trim().parse().ok().map(|n| self.status = Some(n)),
+                Some(("pid", n)) => n.trim().parse().ok().map(|n| self.pid = Some(n)),
+                _ => None,
+            };
+            match parsed {
+                Some(()) => {
                     self.held.drain(..=end);
                 }
-                Err(_) => out.push(self.held.remove(0)),
+                None => out.push(self.held.remove(0)),
             }
         }
     }
@@ -136,12 +139,10 @@ pub async fn run(
     master: &Master,
     command: &str,
     dir: &str,
-    pidfile: &str,
     sink: &mut dyn OutputSink,
     stop: impl Future<Output = Stop>,
 ) -> RemoteOutcome {
-    let line = wrapper(command, dir, pidfile);
-    let mut cmd = master.session().raw_command(&line);
+    let mut cmd = master.session().raw_command(wrapper(command, dir));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match cmd.spawn().await {
         Ok(child) => child,
@@ -150,43 +151,51 @@ pub async fn run(
     let (Some(mut out), Some(mut err)) = (child.stdout().take(), child.stderr().take()) else {
         return RemoteOutcome::Transport("ssh gave no output pipes".into());
     };
-    let mut marker = ExitMarker::default();
-    let pump = async {
-        let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-        let (mut out_open, mut err_open) = (true, true);
-        while out_open || err_open {
-            tokio::select! {
-                n = out.read(&mut out_buf), if out_open => match n {
-                    Ok(0) | Err(_) => out_open = false,
-                    Ok(n) => sink.chunk(Stream::Stdout, &out_buf[..n]),
-                },
-                n = err.read(&mut err_buf), if err_open => match n {
-                    Ok(0) | Err(_) => err_open = false,
-                    Ok(n) => {
-                        let shown = marker.feed(&err_buf[..n]);
-                        if !shown.is_empty() { sink.chunk(Stream::Stderr, &shown) }
-                    }
-                },
-            }
-        }
-    };
+    let mut markers = Markers::default();
+    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut out_open, mut err_open) = (true, true);
     tokio::pin!(stop);
-    let stopped = tokio::select! {
-        () = pump => None,
-        why = &mut stop => Some(why),
-    };
+    let mut stopped: Option<Stop> = None;
+    // After a stop, keep reading (up to 2 s) until the pid marker arrives.
+    let grace = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(grace);
+    while out_open || err_open {
+        if let (Some(_), Some(_)) = (stopped, markers.pid) {
+            break;
+        }
+        tokio::select! {
+            n = out.read(&mut out_buf), if out_open => match n {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => sink.chunk(Stream::Stdout, &out_buf[..n]),
+            },
+            n = err.read(&mut err_buf), if err_open => match n {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => {
+                    let shown = markers.feed(&err_buf[..n]);
+                    if !shown.is_empty() { sink.chunk(Stream::Stderr, &shown) }
+                }
+            },
+            why = &mut stop, if stopped.is_none() => {
+                stopped = Some(why);
+                grace.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(2));
+            },
+            () = &mut grace, if stopped.is_some() => break,
+        }
+    }
     if let Some(why) = stopped {
-        kill_remote(master, pidfile).await;
+        if let Some(pgid) = markers.pid {
+            kill_remote(master, pgid).await;
+        }
         drop(child); // closes our ends; the local ssh client exits
         return RemoteOutcome::Stopped(why);
     }
-    let rest = marker.finish();
+    let rest = markers.finish();
     if !rest.is_empty() {
         sink.chunk(Stream::Stderr, &rest);
     }
     sink.finish();
     let waited = child.wait().await;
-    match marker.status {
+    match markers.status {
         Some(code) => RemoteOutcome::Exited(code),
         None => RemoteOutcome::Transport(match waited {
             Ok(status) => format!("the connection ended before the command finished (ssh exit {status})"),
@@ -195,11 +204,11 @@ pub async fn run(
     }
 }
 
-/// Kills the process group recorded in `pidfile` on the node.
-pub async fn kill_remote(master: &Master, pidfile: &str) {
-    let mut cmd = master.session().raw_command(kill_script(pidfile));
+/// Kills process group `pgid` on the node.
+pub async fn kill_remote(master: &Master, pgid: u32) {
+    let mut cmd = master.session().raw_command(kill_script(pgid));
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), cmd.status()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
 }
 
 #[cfg(test)]
@@ -214,17 +223,17 @@ mod tests {
 
     #[test]
     fn marker_is_stripped_and_parsed_across_chunks() {
-        let mut m = ExitMarker::default();
-        let mut shown = m.feed(b"warning: x\n\x1e\x1fdistex-ex");
+        let mut m = Markers::default();
+        let mut shown = m.feed(b"\x1e\x1fdistex-pid 42\nwarning: x\n\x1e\x1fdistex-ex");
         shown.extend(m.feed(b"it 255\n"));
         shown.extend(m.finish());
         assert_eq!(shown, b"warning: x\n");
-        assert_eq!(m.status, Some(255));
+        assert_eq!((m.pid, m.status), (Some(42), Some(255)));
     }
 
     #[test]
     fn stray_record_separators_are_output() {
-        let mut m = ExitMarker::default();
+        let mut m = Markers::default();
         let mut shown = m.feed(b"a\x1eb");
         shown.extend(m.finish());
         assert_eq!(shown, b"a\x1eb");
@@ -232,15 +241,19 @@ mod tests {
     }
 
     #[test]
-    fn wrapper_runs_a_real_shell() {
-        // The wrapper must be valid sh on its own: run it locally.
-        let dir = std::env::temp_dir();
-        let pid = format!("{}/dx-wrapper-test-{}.pid", dir.display(), std::process::id());
-        let line = wrapper("echo \"it's\" $((1+2)); exit 7", &dir.display().to_string(), &pid);
-        let out = std::process::Command::new("sh").arg("-c").arg(&line).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's 3\n");
-        assert_eq!(out.status.code(), Some(7));
-        assert!(String::from_utf8_lossy(&out.stderr).ends_with("distex-exit 7\n"));
-        assert!(!std::path::Path::new(&pid).exists());
+    fn wrapper_runs_in_a_real_shell() {
+        // The wrapper must be valid for sh and bash on its own: run it locally.
+        for shell in ["sh", "bash"] {
+            let dir = std::env::temp_dir().display().to_string();
+            let line = wrapper("echo \"it's\" $((1+2)); pwd; exit 7", &dir);
+            let out = std::process::Command::new(shell).arg("-c").arg(&line).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), format!("it's 3\n{dir}\n"), "{shell}");
+            assert_eq!(out.status.code(), Some(7));
+            let mut m = Markers::default();
+            let shown = m.feed(&out.stderr);
+            assert!(shown.is_empty(), "{shell}: {}", String::from_utf8_lossy(&shown));
+            assert_eq!(m.status, Some(7));
+            assert!(m.pid.is_some());
+        }
     }
 }

@@ -51,7 +51,7 @@ pub struct RunSpec {
     pub sync: Option<bool>,
     /// Paths to bring back, relative to `cwd` (added to the rule's).
     pub returns: Vec<String>,
-    /// A unique id for this run (names the remote pid file).
+    /// A unique id for this run (for logs and events).
     pub run_id: String,
     /// Nodes already synced by this distex process (`distex parallel`
     /// syncs each node once, not once per task).
@@ -286,10 +286,8 @@ pub async fn attempt_remote(
             }
         }
         let dir = if sync { project.remote_cwd(&node.workdir) } else { ".".to_string() };
-        let pidfile =
-            format!("{}/.distex-run/{}.pid", node.workdir.trim_start_matches("~/").trim_end_matches('/'), spec.run_id);
         let t = Instant::now();
-        let outcome = remote::run(&master, &spec.command, &dir, &pidfile, sink, stopper.wait()).await;
+        let outcome = remote::run(&master, &spec.command, &dir, sink, stopper.wait()).await;
         timings.run_ms += ms(t.elapsed());
         let status = match outcome {
             RemoteOutcome::Exited(code) => RunStatus::Exited { code },
@@ -391,6 +389,7 @@ fn ms(d: Duration) -> u64 {
 
 /// Runs `spec` where `decision` says (or on `forced`), failing over on
 /// transport errors. `inherit`: let a local command use our terminal.
+#[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
 pub async fn execute(
     config: &Config,
     decision: &Decision,
@@ -441,14 +440,13 @@ pub async fn execute(
         None => {
             let tried: Vec<String> = failed.iter().map(|a| format!("{} ({})", a.node, a.error)).collect();
             let mut error = format!("no node could run the command; tried: {}", tried.join("; "));
-            if !order.iter().any(|t| matches!(t, Target::Local)) {
-                if let Some(req) = requirement(config, decision) {
-                    error.push_str(&format!(
-                        ". This machine does not satisfy rule {} ({}), so it was not used",
-                        decision.rule.as_deref().unwrap_or("?"),
-                        crate::route::describe(req)
-                    ));
-                }
+            let local_tried = order.iter().any(|t| matches!(t, Target::Local));
+            if let Some(req) = requirement(config, decision).filter(|_| !local_tried) {
+                error.push_str(&format!(
+                    ". This machine does not satisfy rule {} ({}), so it was not used",
+                    decision.rule.as_deref().unwrap_or("?"),
+                    crate::route::describe(req)
+                ));
             }
             (RunStatus::Transport { error }, false, vec![], Timings::default())
         }

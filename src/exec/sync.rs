@@ -113,8 +113,9 @@ pub fn push_args(project: &Project, mirror: &str, control_socket: &Path) -> Vec<
     args.push("--exclude=/.git".into());
     args.push("--filter=:- .gitignore".into());
     args.push("--filter=:- .distexignore".into());
-    // The mirror's parent may not exist yet: create it with the same round trip.
-    args.push(format!("--rsync-path=mkdir -p {} && rsync", sh_quote(mirror)).into());
+    // The mirror's parent may not exist yet: create it with the same round
+    // trip. `cd` first: relative workdirs are relative to $HOME, as for runs.
+    args.push(format!("--rsync-path=cd && mkdir -p {} && rsync", sh_quote(mirror)).into());
     let mut src = project.root.clone().into_os_string();
     src.push("/");
     args.push(src);
@@ -128,6 +129,7 @@ pub fn return_args(project: &Project, mirror: &str, paths: &[String], control_so
     let mut args: Vec<OsString> = ["-a", "--relative", "--compress"].map(OsString::from).to_vec();
     args.push(OsString::from("-e"));
     args.push(rsh(control_socket).into());
+    args.push("--rsync-path=cd && rsync".into());
     for path in paths {
         let rel = project.subdir.join(path.trim_start_matches("./"));
         // `/./` tells rsync --relative where the kept part of the path starts.

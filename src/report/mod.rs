@@ -2,5 +2,5 @@
 
 pub mod human;
 pub mod json;
-pub mod tasks;
 pub mod process_human;
+pub mod tasks;

@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use crate::tasks::plan::Plan;
-use crate::tasks::scheduler::ParallelReport;
 use crate::tasks::{Event, Reporter, Stream, TaskStatus};
 
 /// Human lines: status changes and prefixed output on stdout, task stderr
@@ -58,17 +57,6 @@ impl Reporter for JsonLinesReporter {
     fn report(&mut self, event: &Event) {
         let _ = super::json::print(event);
     }
-}
-
-/// Per-task lines of a finished run, for `--json`-less callers that want
-/// the final state (used by tests and the summary).
-pub fn summary_table(report: &ParallelReport) -> String {
-    let mut out = String::new();
-    for t in &report.tasks {
-        let node = t.task.node.as_deref().unwrap_or("-");
-        out.push_str(&format!("[{}] {} {} on {node}\n", t.task.id, t.task.status.label(), t.task.subject));
-    }
-    out
 }
 
 /// `distex plan` for people: the waves, then why each inferred edge exists.

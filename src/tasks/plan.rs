@@ -268,10 +268,11 @@ fn redirect_targets(line: &str) -> Vec<String> {
     let Ok(tokens) = brush_parser::tokenize_str(line) else { return vec![] };
     let mut out = Vec::new();
     for pair in tokens.windows(2) {
-        if let (Token::Operator(op, _), Token::Word(w, _)) = (&pair[0], &pair[1]) {
-            if matches!(op.as_str(), ">" | ">|" | "&>") && !w.starts_with('&') {
-                out.push(w.trim_matches(|c| c == '"' || c == '\'').to_string());
-            }
+        if let (Token::Operator(op, _), Token::Word(w, _)) = (&pair[0], &pair[1])
+            && matches!(op.as_str(), ">" | ">|" | "&>")
+            && !w.starts_with('&')
+        {
+            out.push(w.trim_matches(|c| c == '"' || c == '\'').to_string());
         }
     }
     out

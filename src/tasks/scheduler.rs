@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::plan::{Inferred, Plan};
 use super::{Event, Reporter, Stream, Task, TaskList, TaskStatus};
 use crate::config::Config;
-use crate::exec::output::{LineSplitter, OutputSink};
+use crate::exec::output::{Capture, LineSplitter, OutputSink, Tail};
 use crate::exec::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, SyncedNodes, Timings};
 use crate::exec::ssh::TransportError;
 use crate::route::Decision;
@@ -59,6 +59,11 @@ pub struct TaskReport {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+    /// The end of the task's output (last attempt), bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<Capture>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<Capture>,
     /// Dependencies distex inferred (shared build directories, files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inferred: Vec<Inferred>,
@@ -101,8 +106,14 @@ impl ParallelReport {
 
 enum Msg {
     Output { id: String, stream: Stream, line: String },
-    Done { id: String, target: String, result: Result<AttemptResult, TransportError> },
+    Done { id: String, target: String, result: Result<AttemptResult, TransportError>, output: (Capture, Capture) },
 }
+
+/// What a task that ran left behind: exit code, timings, (stdout, stderr).
+type Finished = (Option<i32>, Timings, (Capture, Capture));
+
+/// How much of each stream a parallel task's report keeps.
+pub const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
 
 /// Sends a task's output, line by line, to the scheduler loop.
 struct LineSink {
@@ -110,13 +121,21 @@ struct LineSink {
     tx: mpsc::UnboundedSender<Msg>,
     out: LineSplitter,
     err: LineSplitter,
+    out_tail: Tail,
+    err_tail: Tail,
 }
 
 impl OutputSink for LineSink {
     fn chunk(&mut self, stream: Stream, bytes: &[u8]) {
         let splitter = match stream {
-            Stream::Stdout => &mut self.out,
-            Stream::Stderr => &mut self.err,
+            Stream::Stdout => {
+                self.out_tail.push(bytes);
+                &mut self.out
+            }
+            Stream::Stderr => {
+                self.err_tail.push(bytes);
+                &mut self.err
+            }
         };
         for line in splitter.feed(bytes) {
             let _ = self.tx.send(Msg::Output { id: self.id.clone(), stream, line });
@@ -203,7 +222,7 @@ pub async fn run(
     let mut running = 0usize;
     let mut stop_starting = false;
     let mut interrupted = false;
-    let mut results: HashMap<String, (Option<i32>, Timings)> = HashMap::new();
+    let mut results: HashMap<String, Finished> = HashMap::new();
     let mut completed_on: BTreeMap<String, usize> = BTreeMap::new();
     let mut last_errors: HashMap<String, Vec<String>> = HashMap::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
@@ -272,6 +291,8 @@ pub async fn run(
                         tx: tx.clone(),
                         out: LineSplitter::default(),
                         err: LineSplitter::default(),
+                        out_tail: Tail::new(TASK_CAPTURE_LIMIT),
+                        err_tail: Tail::new(TASK_CAPTURE_LIMIT),
                     };
                     let result = match config.node(&target) {
                         Some(node) => {
@@ -279,7 +300,8 @@ pub async fn run(
                         }
                         None => Ok(run::attempt_local(&spec, false, &mut sink, &task_stopper).await),
                     };
-                    let _ = tx.send(Msg::Done { id, target, result });
+                    let output = (sink.out_tail.capture(), sink.err_tail.capture());
+                    let _ = tx.send(Msg::Done { id, target, result, output });
                 });
             }
         }
@@ -300,7 +322,7 @@ pub async fn run(
         let Some(msg) = msg else { break };
         match msg {
             Msg::Output { id, stream, line } => reporter.report(&Event::TaskOutput { id, stream, line }),
-            Msg::Done { id, target, result } => {
+            Msg::Done { id, target, result, output } => {
                 running -= 1;
                 if let Some(b) = busy.get_mut(&target) {
                     *b -= 1;
@@ -311,7 +333,7 @@ pub async fn run(
                             RunStatus::Exited { code } => Some(code),
                             _ => None,
                         };
-                        results.insert(id.clone(), (code, r.timings));
+                        results.insert(id.clone(), (code, r.timings, output));
                         if r.status.succeeded() {
                             *completed_on.entry(target.clone()).or_default() += 1;
                             emit(reporter, &mut list, &id, TaskStatus::Completed, at(), Some(target), None);
@@ -362,12 +384,17 @@ pub async fn run(
         .into_vec()
         .into_iter()
         .map(|task| {
-            let (exit_code, timings) = results.remove(&task.id).map_or((None, None), |(c, t)| (c, Some(t)));
+            let (exit_code, timings, stdout, stderr) = match results.remove(&task.id) {
+                Some((c, t, (out, err))) => (c, Some(t), Some(out), Some(err)),
+                None => (None, None, None, None),
+            };
             TaskReport {
                 command: commands.get(task.id.as_str()).map(|c| c.to_string()).unwrap_or_default(),
                 inferred: inferred.get(task.id.as_str()).map(|v| (*v).clone()).unwrap_or_default(),
                 exit_code,
                 timings,
+                stdout,
+                stderr,
                 task,
             }
         })

@@ -11,7 +11,10 @@
 //! machine).
 //!
 //! Every session on a node sees `DISTEX_TEST_NODE=<name>` (sshd's
-//! `SetEnv`), so a test can tell where a command ran.
+//! `SetEnv`), so a test can tell where a command ran, and `HOME` set to the
+//! node's own empty home directory: the login shell sshd starts reads that
+//! directory's rc files, not the real user's (whose `~/.bashrc` may be slow
+//! or take locks), so nodes are hermetic.
 //!
 //! Failure injection: [`SshNode::kill`] kills the listener *and* every
 //! session process it forked (so an existing multiplexed master dies too),
@@ -74,6 +77,7 @@ impl Cluster {
             std::fs::create_dir_all(&node_dir).unwrap();
             std::fs::write(node_dir.join("authorized_keys"), &public).unwrap();
             keygen(&node_dir.join("host_key"));
+            std::fs::create_dir_all(node_dir.join("home")).unwrap();
             let workdir = node_dir.join("work");
             std::fs::create_dir_all(&workdir).unwrap();
             let mut node = SshNode { name, addr: pick_addr(), port: 0, dir: node_dir, workdir, child: None };
@@ -146,7 +150,7 @@ impl SshNode {
                  PidFile {dir}/sshd.pid\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  PrintMotd no\nPrintLastLog no\nMaxSessions 200\nMaxStartups 200\nLogLevel ERROR\n\
-                 AcceptEnv LANG\nSetEnv DISTEX_TEST_NODE={name}\n",
+                 AcceptEnv LANG\nSetEnv DISTEX_TEST_NODE={name} HOME={dir}/home\n",
                 name = self.name,
                 addr = self.addr,
                 port = self.port,
@@ -176,10 +180,8 @@ impl SshNode {
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr = SocketAddr::from((self.addr, self.port));
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false;
-                }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false;
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return true;
@@ -196,11 +198,24 @@ impl SshNode {
 
     /// Kills sshd and every session process it forked: existing
     /// connections (a multiplexed master included) drop at once.
+    ///
+    /// Sessions get SIGTERM first and a moment to exit: a login shell
+    /// killed outright in the middle of its rc files can leave lock files
+    /// behind in the real home directory (pyenv's rehash lock, for one),
+    /// which would hang every later shell on this machine.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
             let tree = descendants(pid);
             signal(pid, libc::SIGKILL);
+            for &p in &tree {
+                signal(p, libc::SIGCONT);
+                signal(p, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while tree.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             for p in tree {
                 signal(p, libc::SIGKILL);
             }
@@ -303,6 +318,12 @@ fn descendants(root: i32) -> Vec<i32> {
     }
     found.remove(0);
     found
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is as good as dead: its state letter is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
 }
 
 fn signal(pid: i32, sig: i32) {
