@@ -126,7 +126,13 @@ fn unknown_nodes_and_sandbox_are_refused() {
 fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     let (sb, _cluster) = setup();
     let cfg = sb.path().join("cluster.toml");
-    std::fs::write(sb.path().join("d.csv"), "region,v\nslow,1\nflaky,2\nflaky,3\n").unwrap();
+    // The slow region holds ~5 MB it never reads (more than the SSH channel window): the feed blocks on a full
+    // channel, and the timeout must still fire.
+    let mut csv = String::from("region,v\nflaky,2\nflaky,3\n");
+    for i in 0..400_000 {
+        csv.push_str(&format!("slow,{i}.5\n"));
+    }
+    std::fs::write(sb.path().join("d.csv"), csv).unwrap();
     // `--jobs 0`: no local workers, every region runs on n1.
     let processor = r#"case "$DISTEX_REGION" in
       slow) sh -c 'trap "" TERM; exec sleep 600' & exec sleep 600 ;;
@@ -159,7 +165,7 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     let slow = report["regions"]["slow"]["error"].as_str().unwrap();
     assert!(slow.contains("timed out") && slow.contains("node n1"), "{slow}");
     assert_eq!(report["accounting"]["processed"], 2);
-    assert_eq!(report["accounting"]["in_failed_regions"], 1);
+    assert_eq!(report["accounting"]["in_failed_regions"], 400_000);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let left: Vec<_> = all_processes_matching("sleep 600")
         .into_iter()

@@ -148,12 +148,17 @@ async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, Str
             }
         }
     };
-    let (feed_result, outcome) = tokio::join!(feed, async {
+    // Feeding stdin must never keep a timeout from firing: a processor that
+    // hangs without reading leaves the feed blocked on a full channel.
+    tokio::pin!(feed, pump, watch);
+    let mut feeding = true;
+    let outcome = loop {
         tokio::select! {
-            r = pump => Ok(r),
-            why = watch => Err(why),
+            _ = &mut feed, if feeding => feeding = false,
+            r = &mut pump => break Ok(r),
+            why = &mut watch => break Err(why),
         }
-    });
+    };
     let (stdout, tail, status, exceeded) = match outcome {
         Ok(r) => r,
         Err(why) => {
@@ -169,13 +174,8 @@ async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, Str
     let last = String::from_utf8_lossy(&tail);
     let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     match status {
-        Some(0) => {
-            if let Err(e) = feed_result {
-                // It answered without reading all of its input: still an answer.
-                let _ = e;
-            }
-            Ok(stdout)
-        }
+        // (A processor may answer without reading all of its input.)
+        Some(0) => Ok(stdout),
         Some(code) if (129..=192).contains(&code) => {
             Err(format!("exited with status {code} on node {} (killed by signal {}){last}", node.name, code - 128))
         }

@@ -129,6 +129,7 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     let mut stopped: Option<String> = None;
     let mut term_sent: Option<Instant> = None;
     let mut nap = Duration::from_millis(2);
+    let exit_fd = ExitFd::open(pgid);
     loop {
         if exited_unreaped(pgid) {
             break;
@@ -154,7 +155,7 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
             signal_group(pgid, libc::SIGKILL);
             term_sent = None;
         }
-        std::thread::sleep(nap);
+        exit_fd.wait(nap);
         nap = (nap * 2).min(Duration::from_millis(25));
     }
     // The leader has exited but is not reaped yet, so its process group id
@@ -233,6 +234,40 @@ fn apply_limits(limits: &Limits) -> std::io::Result<()> {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
     Ok(())
+}
+
+/// Wakes the monitor loop the moment a worker exits (a Linux pidfd), so
+/// short workers are not charged a polling delay; elsewhere it just sleeps.
+struct ExitFd(Option<std::os::fd::OwnedFd>);
+
+impl ExitFd {
+    fn open(pid: i32) -> ExitFd {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: pidfd_open(2) returns a new descriptor we own, or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            if fd >= 0 {
+                // SAFETY: fd is a fresh, valid descriptor.
+                return ExitFd(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }));
+            }
+        }
+        let _ = pid;
+        ExitFd(None)
+    }
+
+    /// Returns when the process exits or after `at_most`, whichever is first.
+    fn wait(&self, at_most: Duration) {
+        match &self.0 {
+            Some(fd) => {
+                use std::os::fd::AsRawFd;
+                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one pollfd we own; a signal or timeout just returns.
+                unsafe { libc::poll(&mut p, 1, at_most.as_millis().max(1) as libc::c_int) };
+            }
+            None => std::thread::sleep(at_most),
+        }
+    }
 }
 
 /// True once the process has exited; it stays a zombie (not reaped) so its
