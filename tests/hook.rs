@@ -212,9 +212,10 @@ fn the_announcement_is_spoken_without_waiting() {
         &tts,
         format!(
             "#!/bin/sh\nprintf '%s' \"$1\" > '{said}.tmp'\necho $$ > '{said}.pid'\nmv '{said}.tmp' '{said}'\n\
-             while [ ! -e '{release}' ]; do sleep 0.05; done\n",
+             while [ ! -e '{release}' ] && [ -d '{dir}' ]; do sleep 0.05; done\n",
             said = said.display(),
-            release = release.display()
+            release = release.display(),
+            dir = dir.display()
         ),
     )
     .unwrap();
@@ -228,6 +229,14 @@ fn the_announcement_is_spoken_without_waiting() {
     let pid: i32 = wait_for_file(&dir.join("said.txt.pid")).trim().parse().unwrap();
     assert!(process_alive(pid), "the speaker should still be running after the hook exited");
     std::fs::write(&release, "").unwrap();
+    // Released, it ends by itself: nothing is left behind.
+    for _ in 0..200 {
+        if !process_alive(pid) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("the stand-in speaker {pid} did not exit after being released");
 }
 
 fn wait_for_file(path: &std::path::Path) -> String {

@@ -8,10 +8,10 @@
 //! is a single-quoted positional argument, never interpolated:
 //!
 //! * its own process group (sshd starts each session in a new one and the
-//!   script `exec`s into its leader); the pid goes to a pid file so that
-//!   `--timeout` and Ctrl-C kill the whole group with
-//!   [`crate::exec::remote::kill_script`]; when the processor exits, the
-//!   script kills whatever it left behind in that group;
+//!   script `exec`s into its leader); the script announces that pid with the
+//!   exec layer's pid marker, so that `--timeout` and Ctrl-C kill the whole
+//!   group with [`crate::exec::remote::kill_script`]; when the processor
+//!   exits, the script kills whatever it left behind in that group;
 //! * a fresh `mktemp -d` directory that is its cwd, HOME and TMPDIR, removed
 //!   afterwards;
 //! * `env -i` with only PATH, LANG and the DISTEX_* variables above;
@@ -27,37 +27,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::worker::{Job, Program, interrupted};
 use crate::config::Node;
-use crate::exec::remote::{ExitMarker, kill_script, sh_quote};
+use crate::exec::remote::{Markers, kill_script, sh_quote};
 use crate::exec::ssh;
 
-/// The script run on the node. Arguments: pid file, region, task id,
-/// attempt, memory limit in KiB (or empty), CPU seconds (or empty), open
-/// files, the processor command.
+/// The script run on the node. Arguments: region, task id, attempt, memory
+/// limit in KiB (or empty), CPU seconds (or empty), open files, the
+/// processor command. It first announces its pid, which is also its process
+/// group (sshd starts each session in a new one and the login shell `exec`s
+/// into this script), with the exec layer's pid marker.
 const SCRIPT: &str = r#"cd || exit 125
-case $1 in /*) pf=$1 ;; *) pf=$PWD/$1 ;; esac
-mkdir -p "${pf%/*}" 2>/dev/null; echo $$ > "$pf"
-d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { rm -f "$pf"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
-mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d" "$pf"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
+printf '\036\037distex-pid %d\n' "$$" >&2
+d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-exit 125\n' >&2; exit 125; }
+mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
 (
-  [ -n "$5" ] && ulimit -v "$5"
-  [ -n "$6" ] && ulimit -t "$6"
-  ulimit -n "$7" 2>/dev/null
+  [ -n "$4" ] && ulimit -v "$4"
+  [ -n "$5" ] && ulimit -t "$5"
+  ulimit -n "$6" 2>/dev/null
   ulimit -c 0 2>/dev/null
   exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
-    DISTEX_REGION="$2" DISTEX_TASK_ID="$3" DISTEX_ATTEMPT="$4" /bin/sh -c "$8"
+    DISTEX_REGION="$1" DISTEX_TASK_ID="$2" DISTEX_ATTEMPT="$3" /bin/sh -c "$7"
 )
 rc=$?
-cd / && rm -rf "$d" "$pf"
+cd / && rm -rf "$d"
 printf '\036\037distex-exit %d\n' "$rc" >&2
 kill -KILL 0"#;
 
 /// The remote command line for one attempt.
-fn command_line(job: &Job, command: &str, pidfile: &str) -> String {
+fn command_line(job: &Job, command: &str) -> String {
     let var = |k: &str| job.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or("");
     let memory_kib = job.limits.max_memory.map(|b| (b / 1024).to_string()).unwrap_or_default();
     let cpu = job.limits.max_cpu_seconds.map(|s| s.to_string()).unwrap_or_default();
     let args = [
-        pidfile,
         var("DISTEX_REGION"),
         var("DISTEX_TASK_ID"),
         var("DISTEX_ATTEMPT"),
@@ -87,10 +87,7 @@ pub fn run(node: &Node, job: &Job) -> Result<Vec<u8>, String> {
 
 async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, String> {
     let master = ssh::connect(node).await.map_err(|e| format!("node {}: cannot connect: {e}", node.name))?;
-    let attempt = job.env.iter().find(|(k, _)| k == "DISTEX_ATTEMPT").map_or("1", |(_, v)| v.as_str());
-    let task = job.env.iter().find(|(k, _)| k == "DISTEX_TASK_ID").map_or("0", |(_, v)| v.as_str());
-    let pidfile = format!(".cache/distex/process-{}-{task}-{attempt}.pid", std::process::id());
-    let mut cmd = master.session().raw_command(command_line(job, command, &pidfile));
+    let mut cmd = master.session().raw_command(command_line(job, command));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().await.map_err(|e| format!("node {}: cannot start ssh: {e}", node.name))?;
     let (Some(mut stdin), Some(mut out), Some(mut err)) =
@@ -108,8 +105,10 @@ async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, Str
         Ok::<(), std::io::Error>(())
     };
     let cap = job.limits.max_output;
+    // The worker's process group on the node, once its script announced it.
+    let pgid = std::cell::Cell::new(None);
     let pump = async {
-        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), ExitMarker::default());
+        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::default());
         let (mut ob, mut eb) = (vec![0u8; 64 << 10], vec![0u8; 16 << 10]);
         let (mut out_open, mut err_open, mut exceeded) = (true, true, false);
         while out_open || err_open {
@@ -123,6 +122,7 @@ async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, Str
                     Ok(0) | Err(_) => err_open = false,
                     Ok(n) => {
                         tail.extend(marker.feed(&eb[..n]));
+                        pgid.set(marker.pid);
                         if tail.len() > 8192 { tail.drain(..tail.len() - 4096); }
                     }
                 },
@@ -162,12 +162,12 @@ async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, Str
     let (stdout, tail, status, exceeded) = match outcome {
         Ok(r) => r,
         Err(why) => {
-            stop(&master, &pidfile).await;
+            stop(&master, pgid.get()).await;
             return Err(why);
         }
     };
     if exceeded {
-        stop(&master, &pidfile).await;
+        stop(&master, pgid.get()).await;
         return Err(format!("printed more than {} (--max-output) on node {}", super::human_bytes(cap), node.name));
     }
     let _ = child.wait().await;
@@ -184,8 +184,12 @@ async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, Str
     }
 }
 
-async fn stop(master: &ssh::Master, pidfile: &str) {
-    let mut cmd = master.session().raw_command(kill_script(pidfile));
+/// Kills the worker's process group on the node (TERM, grace, KILL). With
+/// no pid announced yet, nothing has started there that could outlive the
+/// dropped channel.
+async fn stop(master: &ssh::Master, pgid: Option<u32>) {
+    let Some(pgid) = pgid else { return };
+    let mut cmd = master.session().raw_command(kill_script(pgid));
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
 }
