@@ -9,8 +9,6 @@
 
 #[path = "support/model_server.rs"]
 mod model_server;
-#[path = "support/sshd.rs"]
-mod sshd;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -564,7 +562,7 @@ fn a_heavy_command_runs_on_a_loopback_sshd_node_through_the_hook() {
     let Some(session) = Session::new() else {
         return;
     };
-    let cluster = sshd::Cluster::start(1);
+    let cluster = support::sshd::Cluster::start(1);
     // This machine is Linux without the builder role: `make` must go to n1.
     let config = cluster.config("roles = [\"builder\"]\nslots = 2", "");
     let session = session.config(&config).recording().allow("Bash");
@@ -638,7 +636,7 @@ fn a_dead_node_fails_over_and_the_next_command_avoids_it() {
     let Some(session) = Session::new() else {
         return;
     };
-    let mut cluster = sshd::Cluster::start(2);
+    let mut cluster = support::sshd::Cluster::start(2);
     let config = cluster.config("roles = [\"builder\"]\nslots = 2", "");
     cluster.node_mut("n1").kill();
     let session = session.config(&config).recording().allow("Bash");

@@ -56,12 +56,10 @@ fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
     route::check_assumed(config, &assumed).map_err(Error::Usage)?;
     let line = command_line(&args.command);
     let mut decision = route::route(config, &line, &route::facts(assumed));
-    if (args.speak || config.announce.speak) && decision.distribute {
-        if let Some(warning) =
-            decision.announcement.as_deref().and_then(|t| crate::announce::speak(&config.announce, t))
-        {
-            decision.warnings.push(warning);
-        }
+    let speak = (args.speak || config.announce.speak) && decision.distribute;
+    let announcement = decision.announcement.as_deref().filter(|_| speak);
+    if let Some(warning) = announcement.and_then(|text| crate::announce::speak(&config.announce, text)) {
+        decision.warnings.push(warning);
     }
     if args.json {
         report::json::print(&decision).map_err(io("writing output"))?;
