@@ -38,6 +38,16 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// Prints `value` as one JSON line, or its human rendering.
+fn emit<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
+    if json {
+        report::json::print(value).map_err(io("writing output"))
+    } else {
+        print!("{}", human(value));
+        Ok(())
+    }
+}
+
 fn io(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(context, e)
 }
@@ -77,11 +87,7 @@ fn nodes_cmd(config: &Config, args: NodesArgs) -> Result<u8> {
         return probe_cmd(config, args.json);
     }
     let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
-    if args.json {
-        report::json::print(&report).map_err(io("writing output"))?;
-    } else {
-        print!("{}", report::human::nodes(&report));
-    }
+    emit(args.json, &report, report::human::nodes)?;
     Ok(exit::OK)
 }
 
@@ -184,11 +190,7 @@ fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
         .map_err(|e| Error::io("starting the async runtime", e))?;
     let probes = runtime.block_on(crate::exec::probe::probe_all(config));
     let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
-    if json {
-        report::json::print(&report).map_err(io("writing output"))?;
-    } else {
-        print!("{}", report::human::nodes(&report));
-    }
+    emit(json, &report, report::human::nodes)?;
     Ok(if probes.iter().all(|p| p.answered) { exit::OK } else { exit::FAILED })
 }
 
@@ -215,11 +217,7 @@ fn task_specs(file: Option<&Path>, commands: &[String]) -> Result<Vec<crate::tas
 fn plan_cmd(args: PlanArgs) -> Result<u8> {
     let specs = task_specs(args.file.as_deref(), &args.commands)?;
     let plan = crate::commands::parallel::make_plan(&specs)?;
-    if args.json {
-        report::json::print(&plan).map_err(io("writing output"))?;
-    } else {
-        print!("{}", report::tasks::plan(&plan));
-    }
+    emit(args.json, &plan, report::tasks::plan)?;
     Ok(exit::OK)
 }
 
