@@ -172,10 +172,20 @@ fn run_plan(
             }
         }
     }
-    // Boundaries are only trustworthy when every record had balanced quotes.
+    // Boundaries are only trustworthy when every record had balanced quotes
+    // and every cut had an even number of quotes before it in its file (the
+    // planner inferred the quote parity at each cut from the bytes around it).
+    let stopped = results.iter().any(|(r, _)| r.stopped);
+    let mut quotes_before = 0u64;
     for (i, (r, _)) in results.iter().enumerate() {
+        let first_of_file = i == 0 || plan.parts[i - 1].file_index != plan.parts[i].file_index;
+        if first_of_file {
+            quotes_before = 0;
+        }
+        let misplaced_cut = !stopped && quotes_before % 2 == 1;
+        quotes_before += r.quotes;
         let last_of_file = plan.parts.get(i + 1).is_none_or(|next| next.file_index != plan.parts[i].file_index);
-        if r.odd_quote_records > 0 || (r.unterminated_last && !last_of_file) {
+        if r.odd_quote_records > 0 || misplaced_cut || (r.unterminated_last && !last_of_file) {
             let message = format!(
                 "{} has a quote inside an unquoted field, so it cannot be split by byte ranges safely; it was re-read sequentially, one worker per region",
                 plan.parts[i].file.display()

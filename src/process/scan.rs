@@ -57,6 +57,10 @@ pub struct ScanResult {
     pub newlines: u64,
     /// Records with an odd number of quotes: boundaries cannot be trusted.
     pub odd_quote_records: u64,
+    /// Quote characters in the range (CSV): every cut must have an even
+    /// number before it in its file, or it did not fall on a record boundary.
+    #[serde(default)]
+    pub quotes: u64,
     /// The last record was ended by the end of the range, not a line break.
     pub unterminated_last: bool,
     /// Stopped early because of `max_rejects`.
@@ -137,14 +141,18 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
         out.records += 1;
         let (line, reason) = match item {
             Item::Bad(bad) => {
-                if quoting && odd_quotes(bad.raw) {
-                    out.odd_quote_records += 1;
+                if quoting {
+                    let q = count_quotes(bad.raw);
+                    out.quotes += q;
+                    out.odd_quote_records += q % 2;
                 }
                 (bad.line, bad.reason)
             }
             Item::Row(row) => {
-                if quoting && !row.plain && odd_quotes(row.raw) {
-                    out.odd_quote_records += 1;
+                if quoting && !row.plain {
+                    let q = count_quotes(row.raw);
+                    out.quotes += q;
+                    out.odd_quote_records += q % 2;
                 }
                 let key = match check_key(&row, Some(spec.key), &key_name) {
                     Ok(k) => k,
@@ -207,8 +215,8 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
     Ok(out)
 }
 
-fn odd_quotes(raw: &[u8]) -> bool {
-    memchr::memchr(b'"', raw).is_some() && memchr::memchr_iter(b'"', raw).count() % 2 == 1
+fn count_quotes(raw: &[u8]) -> u64 {
+    if memchr::memchr(b'"', raw).is_none() { 0 } else { memchr::memchr_iter(b'"', raw).count() as u64 }
 }
 
 fn reject(out: &mut ScanResult, line: u64, reason: String, max: Option<u64>) -> Flow {
@@ -369,8 +377,25 @@ fn cut_points(
     if targets.is_empty() {
         return Ok(Vec::new());
     }
-    // Quote parity of [start, target) for each target, counted in parallel.
-    let parity: Vec<bool> = if quoting {
+    // Quote parity at each target: read off the bytes around it when they
+    // tell (see `local_parity`), else counted over [start, target) in
+    // parallel — a whole extra pass over the file.
+    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let local: Option<Vec<bool>> = if quoting {
+        let mut buf = vec![0u8; 64 << 10];
+        targets
+            .iter()
+            .map(|&t| -> Result<Option<bool>, String> {
+                let n = file.read_at(&mut buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Ok(local_parity(&buf[..n]))
+            })
+            .collect::<Result<Option<Vec<bool>>, String>>()?
+    } else {
+        Some(vec![false; targets.len()])
+    };
+    let parity: Vec<bool> = if let Some(local) = local {
+        local
+    } else if quoting {
         let mut bounds = vec![start];
         bounds.extend(&targets);
         let segments: Vec<(u64, u64)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
@@ -386,7 +411,6 @@ fn cut_points(
     } else {
         vec![false; targets.len()]
     };
-    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut cuts = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     for (target, odd) in targets.into_iter().zip(parity) {
@@ -417,6 +441,40 @@ fn cut_points(
     }
     cuts.dedup();
     Ok(cuts)
+}
+
+/// Whether the byte at offset 1 of `buf` lies inside a quoted field, read
+/// off the first quote whose neighbours leave one reading in valid
+/// RFC 4180 CSV (`buf[0]` is the byte before, for context):
+///
+/// * after a comma or line break and before a byte that is none of
+///   `,` `\n` `\r` `"`, a quote opens a field: outside before it (inside,
+///   a lone quote could only close the field, and a comma or line break
+///   would follow);
+/// * after a byte that is none of `,` `\n` `\r` `"`, a quote is inside
+///   (outside, quotes only open fields, right after a comma or line break).
+///
+/// The parity of the quotes between offset 1 and that quote then gives the
+/// answer. `None` when no quote in `buf` decides. A wrong answer can only
+/// come from invalid CSV (a stray quote); scan workers report the quotes
+/// of their ranges, and the coordinator checks every cut had an even count
+/// before it, falling back to the region path otherwise.
+fn local_parity(buf: &[u8]) -> Option<bool> {
+    let mut count = 0usize;
+    for i in memchr::memchr_iter(b'"', buf.get(1..)?).map(|i| i + 1) {
+        let prev = buf[i - 1];
+        let next = *buf.get(i + 1)?;
+        let boundary = |b: u8| b == b',' || b == b'\n';
+        let special = |b: u8| boundary(b) || b == b'\r' || b == b'"';
+        if boundary(prev) && !special(next) {
+            return Some(count % 2 == 1);
+        }
+        if !special(prev) {
+            return Some(count % 2 == 0);
+        }
+        count += 1;
+    }
+    None
 }
 
 /// Number of `"` in each segment, counted by `threads` threads.
@@ -460,4 +518,41 @@ fn count_quotes_parallel(path: &Path, segments: &[(u64, u64)], threads: usize) -
             m.into_inner().expect("no poisoning").unwrap_or_else(|| Err(format!("cannot read {}", path.display())))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wherever the bytes around an offset decide, `local_parity` agrees
+    /// with counting every quote from the start of the file.
+    #[test]
+    fn local_parity_agrees_with_counting() {
+        let fields: [&[u8]; 8] =
+            [b"plain", b"\"a,b\"", b"\"say \"\"hi\"\"\"", b"\"two\nlines\"", b"", b"\"\"", b"12.5", b"\"x\"\"\n,\"\"y\""];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut csv = Vec::new();
+        for _ in 0..3000 {
+            for f in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if f > 0 {
+                    csv.push(b',');
+                }
+                csv.extend_from_slice(fields[(x % 8) as usize]);
+            }
+            csv.push(b'\n');
+        }
+        let mut decided = 0;
+        for t in 1..csv.len() {
+            let inside = csv[..t].iter().filter(|&&b| b == b'"').count() % 2 == 1;
+            let end = (t + 200).min(csv.len());
+            if let Some(guess) = local_parity(&csv[t - 1..end]) {
+                assert_eq!(guess, inside, "at {t}: {:?}", String::from_utf8_lossy(&csv[t - 1..end]));
+                decided += 1;
+            }
+        }
+        assert!(decided > csv.len() * 9 / 10, "decided only {decided} of {}", csv.len());
+    }
 }
