@@ -17,9 +17,8 @@
 //! into the end of the range; on either, the coordinator falls back to the
 //! region path, which reads the file sequentially.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::input::{self, Flow, Format, Item};
+use super::keys::RegionTable;
 use super::partition::{ColumnType, check_key, check_numbers, infer_type};
 use super::stats::{RegionStats, Running, parse_number};
 
@@ -94,41 +94,13 @@ pub fn main() -> u8 {
     }
 }
 
-/// A small, fast hasher for region keys (FxHash's multiply-rotate).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        // Murmur3's finalizer: every input bit reaches the low bits the
-        // table indexes with, so keys differing only at the end spread out.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
-        }
-    }
-}
-
 /// Scans one byte range.
 pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
     let mut file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
     file.seek(SeekFrom::Start(spec.start)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
     let mut reader = file.take(spec.end - spec.start);
     let mut out = ScanResult::default();
-    let mut index: HashMap<Vec<u8>, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
+    let mut index = RegionTable::default();
     let mut names: Vec<String> = Vec::new();
     // accs[region * width + slot]
     let width = spec.numeric.len();
@@ -174,17 +146,12 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
                     let reason = check_numbers(&row, &spec.numeric, &spec.header).err().unwrap_or_default();
                     return reject(&mut out, row.line, reason, spec.max_rejects);
                 }
-                let region = match index.get(key) {
-                    Some(&r) => r,
-                    None => {
-                        let r = names.len();
-                        names.push(String::from_utf8_lossy(key).into_owned());
-                        index.insert(key.to_vec(), r);
-                        accs.extend((0..width).map(|_| Running::default()));
-                        counts.push(0);
-                        r
-                    }
-                };
+                let (region, new) = index.get_or_insert(key);
+                if new {
+                    names.push(String::from_utf8_lossy(key).into_owned());
+                    accs.extend((0..width).map(|_| Running::default()));
+                    counts.push(0);
+                }
                 counts[region] += 1;
                 let row_accs = &mut accs[region * width..(region + 1) * width];
                 for (acc, v) in row_accs.iter_mut().zip(&values) {
