@@ -69,6 +69,24 @@ impl RegionTable {
         self.len == 0
     }
 
+    /// The region number of `key`, if it was seen.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<usize> {
+        let h = head(key);
+        let mask = self.slots.len() - 1;
+        let mut i = (hash(h, key) as usize) & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot.len_plus_one == 0 {
+                return None;
+            }
+            if slot.head == h && slot.len_plus_one as usize == key.len() + 1 && self.tail_matches(slot.region, key) {
+                return Some(slot.region as usize);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// The region number of `key`, and whether it was new.
     #[inline]
     pub fn get_or_insert(&mut self, key: &[u8]) -> (usize, bool) {
@@ -149,7 +167,9 @@ mod tests {
             })
             .collect();
         for (n, k) in keys.iter().enumerate() {
+            assert_eq!(table.get(k), None);
             assert_eq!(table.get_or_insert(k), (n, true));
+            assert_eq!(table.get(k), Some(n));
         }
         for (n, k) in keys.iter().enumerate().rev() {
             assert_eq!(table.get_or_insert(k), (n, false), "{:?}", String::from_utf8_lossy(k));
