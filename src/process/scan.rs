@@ -375,7 +375,10 @@ fn cut_points(
     quoting: bool,
     threads: usize,
 ) -> Result<Vec<u64>, String> {
-    let targets: Vec<u64> = (1..).map(|k| start + k * part_size).take_while(|&t| t < size).collect();
+    // A cut in the last eighth of a part (at most 64 KB) before the end
+    // would leave a sliver: not worth a worker.
+    let sliver = (part_size / 8).min(64 << 10);
+    let targets: Vec<u64> = (1..).map(|k| start + k * part_size).take_while(|&t| t + sliver < size).collect();
     if targets.is_empty() {
         return Ok(Vec::new());
     }
@@ -384,12 +387,14 @@ fn cut_points(
     // parallel — a whole extra pass over the file.
     let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let local: Option<Vec<bool>> = if quoting {
-        let mut buf = vec![0u8; 64 << 10];
+        let mut buf = vec![0u8; 1 << 20];
         targets
             .iter()
             .map(|&t| -> Result<Option<bool>, String> {
-                let n = file.read_at(&mut buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Ok(local_parity(&buf[..n]))
+                let want = ((size - (t - 1)) as usize).min(buf.len());
+                let buf = &mut buf[..want];
+                file.read_exact_at(buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Ok(local_parity(buf))
             })
             .collect::<Result<Option<Vec<bool>>, String>>()?
     } else {
