@@ -51,7 +51,7 @@ impl Default for ExactSum {
 }
 
 impl ExactSum {
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, x: f64) {
         let bits = x.to_bits();
         let exp = ((bits >> 52) & 0x7ff) as usize;
@@ -78,17 +78,22 @@ impl ExactSum {
                 w[1] += l[1];
                 w[2] += l[2];
             }
-            _ => {
-                let full = self.spill();
-                full[i] += l[0];
-                full[i + 1] += l[1];
-                full[i + 2] += l[2];
-            }
+            _ => self.add_outside(i, l),
         }
         self.adds += 1;
         if self.adds >= 1 << 30 {
             self.normalize();
         }
+    }
+
+    /// The rare case of [`ExactSum::add`]: a value outside the window.
+    #[cold]
+    #[inline(never)]
+    fn add_outside(&mut self, i: usize, l: [i64; 3]) {
+        let full = self.spill();
+        full[i] += l[0];
+        full[i + 1] += l[1];
+        full[i + 2] += l[2];
     }
 
     /// Moves the window into the full array (once) and returns it.
