@@ -468,6 +468,12 @@ fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
     if n == 0 || n > 16 {
         return None;
     }
+    if n >= 4
+        && n <= 8
+        && let Some(v) = parse_short_decimal(d)
+    {
+        return Some(if neg { -v } else { v });
+    }
     let mut mantissa: u64 = 0;
     let mut i = 0;
     while i < n {
@@ -501,6 +507,54 @@ fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
     }
     let v = mantissa as f64 / POW10[frac];
     Some(if neg { -v } else { v })
+}
+
+/// Bytes of '0' in every lane.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// [`parse_plain_decimal`] of 4 to 8 bytes (no sign) without a loop: the
+/// bytes go right-aligned into one word padded with '0' (which leaves the
+/// value alone), the dot is found and squeezed out, all eight lanes are
+/// checked to be digits, and the digits are combined pairwise (SWAR). At
+/// most 8 significant digits, so the same single division as the loop
+/// gives the correctly rounded value. `None` sends the field to the loop.
+#[inline]
+fn parse_short_decimal(d: &[u8]) -> Option<f64> {
+    let n = d.len();
+    if !(4..=8).contains(&n) {
+        return None;
+    }
+    // Lane k holds byte k of the padded text: lanes 8-n.. hold `d`.
+    let first4 = u32::from_le_bytes(d[..4].try_into().ok()?) as u64;
+    let last4 = u32::from_le_bytes(d[n - 4..].try_into().ok()?) as u64;
+    let pad = 8 * (8 - n) as u32;
+    let low = ((first4 << pad) | (ZEROS & ((1u64 << pad) - 1))) & 0xffff_ffff;
+    let mut w = low | (last4 << 32);
+    // The first '.' lane, if any (exact for the lowest zero lane).
+    let t = w ^ 0x2e2e_2e2e_2e2e_2e2e;
+    let dots = t.wrapping_sub(0x0101_0101_0101_0101) & !t & 0x8080_8080_8080_8080;
+    let mut frac = 0;
+    if dots != 0 {
+        let p = (dots.trailing_zeros() / 8) as usize;
+        // At least one digit before the dot and one after.
+        if p <= 8 - n || p == 7 {
+            return None;
+        }
+        frac = 7 - p;
+        // Lanes ..p move up one lane over the dot; lane 0 becomes '0'.
+        let below = (1u64 << (8 * (p + 1))) - 1;
+        w = ((w << 8) & below) | (w & !below) | 0x30;
+    }
+    let high = 0xf0f0_f0f0_f0f0_f0f0;
+    if w & high != ZEROS || w.wrapping_add(0x0606_0606_0606_0606) & high != ZEROS {
+        return None;
+    }
+    let mut v = w - ZEROS;
+    v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    v = v.wrapping_mul(10000) + (v >> 32);
+    let mantissa = v & 0xffff_ffff;
+    Some(mantissa as f64 / POW10[frac])
 }
 
 fn parse_number_slow(field: &[u8]) -> Result<Option<f64>, ()> {
@@ -616,6 +670,25 @@ mod tests {
             }
             let want: f64 = text.parse().unwrap();
             assert_eq!(parse_number(text.as_bytes()), Ok(Some(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn short_decimals_parse_like_the_full_parser() {
+        for text in [
+            "1234", "0001", "97196.35", "244.892", "-49.5", "1.000000", "9999.999", "12345678", "0.000001", "-0.0000",
+            "1.2.3", "12a4", "1.", ".123", "12.3e", "+123", " 123", "123 ", "1,23", "99999999",
+        ] {
+            let want = text.parse::<f64>().ok().filter(|_| !text.starts_with('+') && !text.contains(' '));
+            let got = parse_plain_decimal(text.as_bytes());
+            assert_eq!(got.map(f64::to_bits), want.filter(|_| got.is_some()).map(f64::to_bits), "{text}");
+            assert_eq!(parse_number(text.as_bytes()).ok().flatten().map(f64::to_bits), text.trim().parse::<f64>().ok().map(f64::to_bits), "{text}");
+        }
+        for (text, v) in [("97196.35", 97196.35), ("0244.892", 244.892), ("1234", 1234.0), ("12345678", 12345678.0)] {
+            assert_eq!(parse_short_decimal(text.as_bytes()).map(f64::to_bits), Some(f64::to_bits(v)), "{text}");
+        }
+        for text in ["1.2.3", "12a4", "1.", ".123", "1,23"] {
+            assert_eq!(parse_short_decimal(text.as_bytes()), None, "{text}");
         }
     }
 
