@@ -328,9 +328,11 @@ pub fn plan(
     let numeric: Vec<usize> =
         (0..header.len()).filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number)).collect();
 
-    // Part size: about four parts per job, between 8 MB and 256 MB.
+    // Part size: about two parts per job (some slack for a slow worker;
+    // every part prints every region it saw, so with thousands of regions
+    // more parts mean more to print and merge), between 8 MB and 256 MB.
     let total: u64 = sizes.iter().zip(&header_ends).map(|(s, h)| s - h).sum();
-    let part_size = part_size.unwrap_or_else(|| (total / (jobs as u64 * 4).max(1)).clamp(8 << 20, 256 << 20)).max(1);
+    let part_size = part_size.unwrap_or_else(|| (total / (jobs as u64 * 2).max(1)).clamp(8 << 20, 256 << 20)).max(1);
     let mut parts = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let (start, size) = (header_ends[i], sizes[i]);
