@@ -83,8 +83,12 @@ pub fn main() -> u8 {
         Ok(result) => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let ok =
-                serde_json::to_writer(&mut out, &result).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok();
+            // One write: stdout is line-buffered, and serde_json's many small
+            // writes would each be searched for a line break.
+            let ok = serde_json::to_vec(&result).is_ok_and(|mut bytes| {
+                bytes.push(b'\n');
+                out.write_all(&bytes).is_ok() && out.flush().is_ok()
+            });
             if ok { 0 } else { 1 }
         }
         Err(e) => {
