@@ -17,6 +17,7 @@
 
 pub mod aggregate;
 pub mod input;
+pub mod keys;
 pub mod partition;
 pub mod parts;
 pub mod pool;

@@ -82,6 +82,64 @@ pub fn try_bytes(
     run_plan(options, jobs, &plan, format, run_dir, started, reporter)
 }
 
+/// Parses the parts' results on `threads` threads and merges their
+/// regions: each result comes back with its regions taken out, or the
+/// reason it is unreadable.
+fn read_results(
+    outcomes: Vec<pool::Outcome>,
+    threads: usize,
+) -> (Vec<std::result::Result<ScanResult, String>>, BTreeMap<String, RegionStats>) {
+    let chunk = outcomes.len().div_ceil(threads.max(1)).max(1);
+    let mut outcomes = outcomes.into_iter();
+    let runs: Vec<Vec<pool::Outcome>> =
+        std::iter::from_fn(|| Some(outcomes.by_ref().take(chunk).collect::<Vec<_>>()).filter(|r| !r.is_empty()))
+            .collect();
+    let done: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs.into_iter().map(|run| scope.spawn(move || read_run(run))).collect();
+        handles.into_iter().map(|h| h.join().expect("result readers do not panic")).collect()
+    });
+    let mut parsed = Vec::new();
+    let mut merged: BTreeMap<String, RegionStats> = BTreeMap::new();
+    for (run_parsed, run_merged) in done {
+        parsed.extend(run_parsed);
+        merge_into(&mut merged, run_merged);
+    }
+    (parsed, merged)
+}
+
+/// [`read_results`] of one run of parts, in order.
+fn read_run(run: Vec<pool::Outcome>) -> (Vec<std::result::Result<ScanResult, String>>, BTreeMap<String, RegionStats>) {
+    let mut merged = BTreeMap::new();
+    let parsed = run
+        .into_iter()
+        .map(|outcome| {
+            let mut r = outcome.and_then(|output| match output {
+                pool::Output::Raw(bytes) => serde_json::from_slice::<ScanResult>(&bytes)
+                    .map_err(|e| format!("the worker printed an unreadable result: {e}")),
+                pool::Output::Json(_) => Err("unexpected output".to_string()),
+            })?;
+            merge_into(&mut merged, std::mem::take(&mut r.regions));
+            Ok(r)
+        })
+        .collect();
+    (parsed, merged)
+}
+
+fn merge_into(merged: &mut BTreeMap<String, RegionStats>, regions: BTreeMap<String, RegionStats>) {
+    if merged.is_empty() {
+        *merged = regions;
+        return;
+    }
+    for (name, stats) in regions {
+        match merged.get_mut(&name) {
+            Some(m) => m.merge(&stats),
+            None => {
+                merged.insert(name, stats);
+            }
+        }
+    }
+}
+
 fn run_plan(
     options: &ProcessOptions,
     jobs: usize,
@@ -137,28 +195,17 @@ fn run_plan(
         &[pool::Target { node: None, slots: jobs }],
     );
 
-    // Read every part's result (merging its regions right away, so only one
-    // part's maps are held at a time); re-count failed parts in-process.
+    // Read every part's result, merging its regions right away (so only
+    // one part's maps are held at a time per thread). With many regions
+    // this is real work, done after the last worker ends: `jobs` threads
+    // each take a contiguous run of parts (a fixed split, so the merge
+    // order and the result do not vary between runs).
+    let (parsed, mut merged) = read_results(outcomes, jobs);
+    // Re-count failed parts in-process.
     let mut results: Vec<(ScanResult, Option<String>)> = Vec::with_capacity(n);
-    let mut merged: BTreeMap<String, RegionStats> = BTreeMap::new();
-    for (i, outcome) in outcomes.into_iter().enumerate() {
-        let parsed = outcome.and_then(|output| match output {
-            pool::Output::Raw(bytes) => serde_json::from_slice::<ScanResult>(&bytes)
-                .map_err(|e| format!("the worker printed an unreadable result: {e}")),
-            pool::Output::Json(_) => Err("unexpected output".to_string()),
-        });
+    for (i, parsed) in parsed.into_iter().enumerate() {
         match parsed {
-            Ok(mut r) => {
-                for (name, stats) in std::mem::take(&mut r.regions) {
-                    match merged.get_mut(&name) {
-                        Some(m) => m.merge(&stats),
-                        None => {
-                            merged.insert(name, stats);
-                        }
-                    }
-                }
-                results.push((r, None));
-            }
+            Ok(r) => results.push((r, None)),
             Err(_) if super::worker::interrupted() => {
                 return Err(Error::Input("interrupted; nothing was aggregated".into()));
             }
@@ -172,10 +219,20 @@ fn run_plan(
             }
         }
     }
-    // Boundaries are only trustworthy when every record had balanced quotes.
+    // Boundaries are only trustworthy when every record had balanced quotes
+    // and every cut had an even number of quotes before it in its file (the
+    // planner inferred the quote parity at each cut from the bytes around it).
+    let stopped = results.iter().any(|(r, _)| r.stopped);
+    let mut quotes_before = 0u64;
     for (i, (r, _)) in results.iter().enumerate() {
+        let first_of_file = i == 0 || plan.parts[i - 1].file_index != plan.parts[i].file_index;
+        if first_of_file {
+            quotes_before = 0;
+        }
+        let misplaced_cut = !stopped && quotes_before % 2 == 1;
+        quotes_before += r.quotes;
         let last_of_file = plan.parts.get(i + 1).is_none_or(|next| next.file_index != plan.parts[i].file_index);
-        if r.odd_quote_records > 0 || (r.unterminated_last && !last_of_file) {
+        if r.odd_quote_records > 0 || misplaced_cut || (r.unterminated_last && !last_of_file) {
             let message = format!(
                 "{} has a quote inside an unquoted field, so it cannot be split by byte ranges safely; it was re-read sequentially, one worker per region",
                 plan.parts[i].file.display()

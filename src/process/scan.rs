@@ -17,9 +17,8 @@
 //! into the end of the range; on either, the coordinator falls back to the
 //! region path, which reads the file sequentially.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::input::{self, Flow, Format, Item};
+use super::keys::RegionTable;
 use super::partition::{ColumnType, check_key, check_numbers, infer_type};
 use super::stats::{RegionStats, Running, parse_number};
 
@@ -57,6 +57,10 @@ pub struct ScanResult {
     pub newlines: u64,
     /// Records with an odd number of quotes: boundaries cannot be trusted.
     pub odd_quote_records: u64,
+    /// Quote characters in the range (CSV): every cut must have an even
+    /// number before it in its file, or it did not fall on a record boundary.
+    #[serde(default)]
+    pub quotes: u64,
     /// The last record was ended by the end of the range, not a line break.
     pub unterminated_last: bool,
     /// Stopped early because of `max_rejects`.
@@ -79,41 +83,17 @@ pub fn main() -> u8 {
         Ok(result) => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let ok =
-                serde_json::to_writer(&mut out, &result).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok();
+            // One write: stdout is line-buffered, and serde_json's many small
+            // writes would each be searched for a line break.
+            let ok = serde_json::to_vec(&result).is_ok_and(|mut bytes| {
+                bytes.push(b'\n');
+                out.write_all(&bytes).is_ok() && out.flush().is_ok()
+            });
             if ok { 0 } else { 1 }
         }
         Err(e) => {
             eprintln!("distex worker: {e}");
             1
-        }
-    }
-}
-
-/// A small, fast hasher for region keys (FxHash's multiply-rotate).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        // Murmur3's finalizer: every input bit reaches the low bits the
-        // table indexes with, so keys differing only at the end spread out.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
         }
     }
 }
@@ -124,7 +104,7 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
     file.seek(SeekFrom::Start(spec.start)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
     let mut reader = file.take(spec.end - spec.start);
     let mut out = ScanResult::default();
-    let mut index: HashMap<Vec<u8>, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
+    let mut index = RegionTable::default();
     let mut names: Vec<String> = Vec::new();
     // accs[region * width + slot]
     let width = spec.numeric.len();
@@ -137,19 +117,30 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
         out.records += 1;
         let (line, reason) = match item {
             Item::Bad(bad) => {
-                if quoting && odd_quotes(bad.raw) {
-                    out.odd_quote_records += 1;
+                if quoting {
+                    let q = count_quotes(bad.raw);
+                    out.quotes += q;
+                    out.odd_quote_records += q % 2;
                 }
                 (bad.line, bad.reason)
             }
             Item::Row(row) => {
-                if quoting && !row.plain && odd_quotes(row.raw) {
-                    out.odd_quote_records += 1;
+                if quoting && !row.plain {
+                    let q = count_quotes(row.raw);
+                    out.quotes += q;
+                    out.odd_quote_records += q % 2;
                 }
                 let key = match check_key(&row, Some(spec.key), &key_name) {
                     Ok(k) => k,
                     Err(reason) => return reject(&mut out, row.line, reason, spec.max_rejects),
                 };
+                // With many regions their accumulators are not in cache:
+                // start loading them now, to arrive while the numbers parse.
+                let known = index.get(key);
+                if let Some(region) = known {
+                    prefetch(&counts[region]);
+                    prefetch_all(&accs[region * width..(region + 1) * width]);
+                }
                 // Parse every numeric field once; reject before touching any accumulator.
                 let mut bad = false;
                 for (slot, &col) in spec.numeric.iter().enumerate() {
@@ -166,15 +157,14 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
                     let reason = check_numbers(&row, &spec.numeric, &spec.header).err().unwrap_or_default();
                     return reject(&mut out, row.line, reason, spec.max_rejects);
                 }
-                let region = match index.get(key) {
-                    Some(&r) => r,
+                let region = match known {
+                    Some(region) => region,
                     None => {
-                        let r = names.len();
+                        let (region, _) = index.get_or_insert(key);
                         names.push(String::from_utf8_lossy(key).into_owned());
-                        index.insert(key.to_vec(), r);
                         accs.extend((0..width).map(|_| Running::default()));
                         counts.push(0);
-                        r
+                        region
                     }
                 };
                 counts[region] += 1;
@@ -207,8 +197,32 @@ pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
     Ok(out)
 }
 
-fn odd_quotes(raw: &[u8]) -> bool {
-    memchr::memchr(b'"', raw).is_some() && memchr::memchr_iter(b'"', raw).count() % 2 == 1
+/// Hints the CPU to load the cache line holding `x`.
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it never faults, even on a bad address.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(x as *const T as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
+/// [`prefetch`] every cache line of `xs`.
+#[inline(always)]
+fn prefetch_all<T>(xs: &[T]) {
+    let bytes = std::mem::size_of_val(xs);
+    let base = xs.as_ptr() as *const u8;
+    for off in (0..bytes).step_by(64) {
+        // SAFETY: `off` < the slice's size in bytes, so the pointer stays inside it.
+        prefetch(unsafe { &*base.add(off) });
+    }
+}
+
+fn count_quotes(raw: &[u8]) -> u64 {
+    if memchr::memchr(b'"', raw).is_none() { 0 } else { memchr::memchr_iter(b'"', raw).count() as u64 }
 }
 
 fn reject(out: &mut ScanResult, line: u64, reason: String, max: Option<u64>) -> Flow {
@@ -318,9 +332,11 @@ pub fn plan(
     let numeric: Vec<usize> =
         (0..header.len()).filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number)).collect();
 
-    // Part size: about four parts per job, between 8 MB and 256 MB.
+    // Part size: about two parts per job (some slack for a slow worker;
+    // every part prints every region it saw, so with thousands of regions
+    // more parts mean more to print and merge), between 8 MB and 256 MB.
     let total: u64 = sizes.iter().zip(&header_ends).map(|(s, h)| s - h).sum();
-    let part_size = part_size.unwrap_or_else(|| (total / (jobs as u64 * 4).max(1)).clamp(8 << 20, 256 << 20)).max(1);
+    let part_size = part_size.unwrap_or_else(|| (total / (jobs as u64 * 2).max(1)).clamp(8 << 20, 256 << 20)).max(1);
     let mut parts = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let (start, size) = (header_ends[i], sizes[i]);
@@ -365,12 +381,34 @@ fn cut_points(
     quoting: bool,
     threads: usize,
 ) -> Result<Vec<u64>, String> {
-    let targets: Vec<u64> = (1..).map(|k| start + k * part_size).take_while(|&t| t < size).collect();
+    // A cut in the last eighth of a part (at most 64 KB) before the end
+    // would leave a sliver: not worth a worker.
+    let sliver = (part_size / 8).min(64 << 10);
+    let targets: Vec<u64> = (1..).map(|k| start + k * part_size).take_while(|&t| t + sliver < size).collect();
     if targets.is_empty() {
         return Ok(Vec::new());
     }
-    // Quote parity of [start, target) for each target, counted in parallel.
-    let parity: Vec<bool> = if quoting {
+    // Quote parity at each target: read off the bytes around it when they
+    // tell (see `local_parity`), else counted over [start, target) in
+    // parallel — a whole extra pass over the file.
+    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let local: Option<Vec<bool>> = if quoting {
+        let mut buf = vec![0u8; 1 << 20];
+        targets
+            .iter()
+            .map(|&t| -> Result<Option<bool>, String> {
+                let want = ((size - (t - 1)) as usize).min(buf.len());
+                let buf = &mut buf[..want];
+                file.read_exact_at(buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Ok(local_parity(buf))
+            })
+            .collect::<Result<Option<Vec<bool>>, String>>()?
+    } else {
+        Some(vec![false; targets.len()])
+    };
+    let parity: Vec<bool> = if let Some(local) = local {
+        local
+    } else if quoting {
         let mut bounds = vec![start];
         bounds.extend(&targets);
         let segments: Vec<(u64, u64)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
@@ -386,7 +424,6 @@ fn cut_points(
     } else {
         vec![false; targets.len()]
     };
-    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut cuts = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     for (target, odd) in targets.into_iter().zip(parity) {
@@ -417,6 +454,40 @@ fn cut_points(
     }
     cuts.dedup();
     Ok(cuts)
+}
+
+/// Whether the byte at offset 1 of `buf` lies inside a quoted field, read
+/// off the first quote whose neighbours leave one reading in valid
+/// RFC 4180 CSV (`buf[0]` is the byte before, for context):
+///
+/// * after a comma or line break and before a byte that is none of
+///   `,` `\n` `\r` `"`, a quote opens a field: outside before it (inside,
+///   a lone quote could only close the field, and a comma or line break
+///   would follow);
+/// * after a byte that is none of `,` `\n` `\r` `"`, a quote is inside
+///   (outside, quotes only open fields, right after a comma or line break).
+///
+/// The parity of the quotes between offset 1 and that quote then gives the
+/// answer. `None` when no quote in `buf` decides. A wrong answer can only
+/// come from invalid CSV (a stray quote); scan workers report the quotes
+/// of their ranges, and the coordinator checks every cut had an even count
+/// before it, falling back to the region path otherwise.
+fn local_parity(buf: &[u8]) -> Option<bool> {
+    let mut count = 0usize;
+    for i in memchr::memchr_iter(b'"', buf.get(1..)?).map(|i| i + 1) {
+        let prev = buf[i - 1];
+        let next = *buf.get(i + 1)?;
+        let boundary = |b: u8| b == b',' || b == b'\n';
+        let special = |b: u8| boundary(b) || b == b'\r' || b == b'"';
+        if boundary(prev) && !special(next) {
+            return Some(count % 2 == 1);
+        }
+        if !special(prev) {
+            return Some(count % 2 == 0);
+        }
+        count += 1;
+    }
+    None
 }
 
 /// Number of `"` in each segment, counted by `threads` threads.
@@ -460,4 +531,42 @@ fn count_quotes_parallel(path: &Path, segments: &[(u64, u64)], threads: usize) -
             m.into_inner().expect("no poisoning").unwrap_or_else(|| Err(format!("cannot read {}", path.display())))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wherever the bytes around an offset decide, `local_parity` agrees
+    /// with counting every quote from the start of the file.
+    #[test]
+    fn local_parity_agrees_with_counting() {
+        let fields: [&[u8]; 8] =
+            [b"plain", b"\"a,b\"", b"\"say \"\"hi\"\"\"", b"\"two\nlines\"", b"", b"\"\"", b"12.5", b"\"x\"\"\n,\"\"y\""];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut csv = Vec::new();
+        for _ in 0..3000 {
+            for f in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if f > 0 {
+                    csv.push(b',');
+                }
+                csv.extend_from_slice(fields[(x % 8) as usize]);
+            }
+            csv.push(b'\n');
+        }
+        let mut decided = 0;
+        let mut inside = csv[0] == b'"';
+        for t in 1..csv.len() {
+            let end = (t + 200).min(csv.len());
+            if let Some(guess) = local_parity(&csv[t - 1..end]) {
+                assert_eq!(guess, inside, "at {t}: {:?}", String::from_utf8_lossy(&csv[t - 1..end]));
+                decided += 1;
+            }
+            inside ^= csv[t] == b'"';
+        }
+        assert!(decided > csv.len() * 9 / 10, "decided only {decided} of {}", csv.len());
+    }
 }
