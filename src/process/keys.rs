@@ -39,7 +39,10 @@ fn head(key: &[u8]) -> [u64; 2] {
     let mut buf = [0u8; 16];
     let n = key.len().min(16);
     buf[..n].copy_from_slice(&key[..n]);
-    [u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")), u64::from_le_bytes(buf[8..].try_into().expect("8 bytes"))]
+    [
+        u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")),
+        u64::from_le_bytes(buf[8..].try_into().expect("8 bytes")),
+    ]
 }
 
 /// Mixes the head words, the length and any tail into a 64-bit hash whose

@@ -473,19 +473,17 @@ fn cut_points(
 /// of their ranges, and the coordinator checks every cut had an even count
 /// before it, falling back to the region path otherwise.
 fn local_parity(buf: &[u8]) -> Option<bool> {
-    let mut count = 0usize;
-    for i in memchr::memchr_iter(b'"', buf.get(1..)?).map(|i| i + 1) {
+    for (count, i) in memchr::memchr_iter(b'"', buf.get(1..)?).map(|i| i + 1).enumerate() {
         let prev = buf[i - 1];
         let next = *buf.get(i + 1)?;
         let boundary = |b: u8| b == b',' || b == b'\n';
         let special = |b: u8| boundary(b) || b == b'\r' || b == b'"';
         if boundary(prev) && !special(next) {
-            return Some(count % 2 == 1);
+            return Some(!count.is_multiple_of(2));
         }
         if !special(prev) {
-            return Some(count % 2 == 0);
+            return Some(count.is_multiple_of(2));
         }
-        count += 1;
     }
     None
 }
@@ -541,8 +539,16 @@ mod tests {
     /// with counting every quote from the start of the file.
     #[test]
     fn local_parity_agrees_with_counting() {
-        let fields: [&[u8]; 8] =
-            [b"plain", b"\"a,b\"", b"\"say \"\"hi\"\"\"", b"\"two\nlines\"", b"", b"\"\"", b"12.5", b"\"x\"\"\n,\"\"y\""];
+        let fields: [&[u8]; 8] = [
+            b"plain",
+            b"\"a,b\"",
+            b"\"say \"\"hi\"\"\"",
+            b"\"two\nlines\"",
+            b"",
+            b"\"\"",
+            b"12.5",
+            b"\"x\"\"\n,\"\"y\"",
+        ];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut csv = Vec::new();
         for _ in 0..3000 {

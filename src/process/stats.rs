@@ -476,8 +476,7 @@ fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
     if n == 0 || n > 16 {
         return None;
     }
-    if n >= 4
-        && n <= 8
+    if (4..=8).contains(&n)
         && let Some(v) = parse_short_decimal(d)
     {
         return Some(if neg { -v } else { v });
@@ -690,7 +689,11 @@ mod tests {
             let want = text.parse::<f64>().ok().filter(|_| !text.starts_with('+') && !text.contains(' '));
             let got = parse_plain_decimal(text.as_bytes());
             assert_eq!(got.map(f64::to_bits), want.filter(|_| got.is_some()).map(f64::to_bits), "{text}");
-            assert_eq!(parse_number(text.as_bytes()).ok().flatten().map(f64::to_bits), text.trim().parse::<f64>().ok().map(f64::to_bits), "{text}");
+            assert_eq!(
+                parse_number(text.as_bytes()).ok().flatten().map(f64::to_bits),
+                text.trim().parse::<f64>().ok().map(f64::to_bits),
+                "{text}"
+            );
         }
         for (text, v) in [("97196.35", 97196.35), ("0244.892", 244.892), ("1234", 1234.0), ("12345678", 12345678.0)] {
             assert_eq!(parse_short_decimal(text.as_bytes()).map(f64::to_bits), Some(f64::to_bits(v)), "{text}");
