@@ -180,3 +180,88 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     sb.cmd().args(["process", "--demo", "--jobs", "0", "--processor", "cat"]).run().expect_code(2);
     stop_masters(sb.path());
 }
+
+/// Prints where it ran; the `fail` region fails on purpose (a processor
+/// fault, which must stay on its target).
+const WHERE: &str = r#"case "$DISTEX_REGION" in fail) echo "failing on purpose" >&2; exit 3 ;; esac
+echo "{\"rows\": $(($(wc -l) - 1)), \"attempt\": $DISTEX_ATTEMPT}""#;
+
+#[test]
+fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
+    let mut cluster = Cluster::start(2);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&cluster.config("slots = 2\n", ""));
+    let mut csv = String::from("region,v\n");
+    let names = ["a", "b", "c", "d", "e", "fail"];
+    for (i, name) in names.iter().enumerate() {
+        for k in 0..=i {
+            csv.push_str(&format!("{name},{k}\n"));
+        }
+    }
+    std::fs::write(sb.path().join("d.csv"), &csv).unwrap();
+    cluster.node_mut("n1").kill();
+    let processor = format!("{WHERE} # failover-{}", std::process::id());
+    // `--jobs 0`: nothing here is a target of its own; n1 is dead, n2 healthy.
+    let run = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+        .args(["--jobs", "0", "--nodes", "n1,n2", "--retries", "0", "--processor", &processor])
+        .run()
+        .expect_code(3);
+    let report = run.json();
+    let tasks: Vec<_> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["subject"].as_str().unwrap().starts_with("process-region-"))
+        .cloned()
+        .collect();
+    assert_eq!(tasks.len(), names.len());
+    assert!(tasks.iter().all(|t| t["node"] == "n2"), "every region really ran on n2: {tasks:#?}");
+    for (i, name) in names.iter().enumerate().take(5) {
+        assert_eq!(report["regions"][name]["result"]["rows"], (i + 1) as u64, "region {name}: {report:#}");
+    }
+    // A unit that tried n1 first shows the move in its attempts and in a warning.
+    let moved: Vec<_> = tasks.iter().filter(|t| t["attempts"] == 2).collect();
+    assert!(!moved.is_empty(), "some regions started on n1: {tasks:#?}");
+    assert!(tasks.iter().all(|t| t["attempts"] == 1 || t["attempts"] == 2), "{tasks:#?}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("node n1: cannot connect") && warnings.contains("moving it to node n2"), "{warnings}");
+    // The processor's own failure is not a node fault: it stays on n2, not retried (--retries 0).
+    let fail = report["regions"]["fail"]["error"].as_str().unwrap();
+    assert!(fail.contains("exited with status 3 on node n2"), "{fail}");
+    let a = &report["accounting"];
+    assert_eq!(a["input_records"], 21);
+    assert_eq!(a["processed"], 15);
+    assert_eq!(a["in_failed_regions"], 6);
+    assert_eq!(a["rejected"], 0);
+    // The node cache (what `distex route` reads) knows n1 is down.
+    let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
+    let node = |name: &str| nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap().clone();
+    assert_eq!(node("n1")["answered"], false, "{nodes:#}");
+    assert_ne!(node("n2")["answered"], false, "{nodes:#}");
+
+    // With every node down, the regions run on this machine.
+    cluster.node_mut("n2").kill();
+    let report = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+        .args(["--jobs", "0", "--nodes", "n1,n2", "--retries", "0", "--processor", &processor])
+        .run()
+        .expect_code(3)
+        .json();
+    let tasks: Vec<_> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["subject"].as_str().unwrap().starts_with("process-region-"))
+        .cloned()
+        .collect();
+    assert!(tasks.iter().all(|t| t["node"] == "local"), "{tasks:#?}");
+    assert_eq!(report["regions"]["e"]["result"]["rows"], 5);
+    assert_eq!(report["accounting"]["processed"], 15);
+    assert_eq!(report["accounting"]["in_failed_regions"], 6);
+    let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
+    assert!(nodes["nodes"].as_array().unwrap().iter().filter(|n| n["name"] == "n2").all(|n| n["answered"] == false));
+    stop_masters(sb.path());
+}

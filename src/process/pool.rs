@@ -2,8 +2,15 @@
 //! retried with backoff) and the coordinator thread turns what they report
 //! into task transitions and events. Only the coordinator touches the
 //! [`TaskList`] and the [`Reporter`].
+//!
+//! Failover: when a node cannot be reached (or the connection drops before
+//! its worker reported an exit status), the unit moves to the next healthy
+//! target, else this machine, in a new attempt; the node is marked down for
+//! the rest of the run and in the node cache (`distex route` reads it), and
+//! its slots stop taking units. A processor that fails is not failover: it
+//! is retried on its own target per `--retries`.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -11,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::ProcessOptions;
+use super::remote::{self, RemoteError};
 use super::worker::{self, Job, Program};
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
@@ -51,9 +59,36 @@ impl Target {
     }
 }
 
+/// Nodes found unreachable during this run.
+type Down = Arc<Mutex<HashSet<String>>>;
+
+fn is_down(down: &Down, target: &Target) -> bool {
+    target.node.as_ref().is_some_and(|n| down.lock().is_ok_and(|d| d.contains(&n.name)))
+}
+
+/// Where a unit whose home is `targets[home]` runs now: its home if it is
+/// up, else the next node that is up, else this machine.
+fn pick(targets: &[Target], home: usize, down: &Down) -> Target {
+    let n = targets.len();
+    let healthy = |t: &&Target| !is_down(down, t);
+    let home_target = targets.get(home).filter(healthy);
+    home_target
+        .or_else(|| (1..n).map(|k| &targets[(home + k) % n]).filter(|t| t.node.is_some()).find(healthy))
+        .or_else(|| targets.iter().find(|t| t.node.is_none()))
+        .cloned()
+        .unwrap_or(Target { node: None, slots: 1 })
+}
+
+/// Whether the slots of a down target should stop taking units: yes while
+/// some other target is up to take them (this machine always is).
+fn retire(targets: &[Target], home: usize, down: &Down) -> bool {
+    is_down(down, &targets[home]) && targets.iter().any(|t| !is_down(down, t))
+}
+
 enum Msg {
     Started { unit: usize, attempt: u32, node: String },
     Retrying { unit: usize, attempt: u32, reason: String, delay: Duration },
+    Moved { unit: usize, attempt: u32, reason: String, to: String },
     Finished { unit: usize, result: Outcome },
 }
 
@@ -70,16 +105,19 @@ pub fn run_units(
     let ms = || started.elapsed().as_millis() as u64;
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (tx, rx) = mpsc::channel::<Msg>();
+    let down: Down = Arc::default();
     let mut threads = Vec::new();
     // One thread per slot of every target, all taking units from one queue:
     // a faster target simply takes more of them.
-    for target in targets {
+    for (home, target) in targets.iter().enumerate() {
         for _ in 0..target.slots.min(units.len()) {
-            let (queue, tx, target) = (queue.clone(), tx.clone(), target.clone());
+            let (queue, tx, down, targets) = (queue.clone(), tx.clone(), down.clone(), targets.to_vec());
             let (units, options, run_dir) = (units.to_vec(), options.clone(), run_dir.to_path_buf());
             threads.push(std::thread::spawn(move || {
-                while let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
-                    let result = run_with_retries(&options, &run_dir, unit, &units[unit], &target, &tx);
+                let place = Placement { targets: &targets, home, down: &down };
+                while !retire(&targets, home, &down) {
+                    let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
+                    let result = run_with_retries(&options, &run_dir, unit, &units[unit], &place, &tx);
                     let _ = tx.send(Msg::Finished { unit, result });
                 }
             }));
@@ -109,6 +147,12 @@ pub fn run_units(
                     units[unit].subject,
                     delay.as_millis()
                 );
+                reporter.report(&Event::Warning { message: message.clone() });
+                warnings.push(message);
+            }
+            Msg::Moved { unit, attempt, reason, to } => {
+                let message =
+                    format!("{} attempt {attempt} could not run: {reason}; moving it to {to}", units[unit].subject);
                 reporter.report(&Event::Warning { message: message.clone() });
                 warnings.push(message);
             }
@@ -164,17 +208,26 @@ pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<
     }
 }
 
+/// The targets a worker thread may use: its own (`home`) first.
+struct Placement<'a> {
+    targets: &'a [Target],
+    home: usize,
+    down: &'a Down,
+}
+
 /// Runs one unit with up to `options.retries` extra attempts, each in a
-/// fresh work directory.
+/// fresh work directory. Moves off an unreachable node do not use up
+/// `--retries` (every move marks one more node down, so they are bounded).
 fn run_with_retries(
     options: &ProcessOptions,
     run_dir: &Path,
     index: usize,
     unit: &Unit,
-    target: &Target,
+    place: &Placement,
     tx: &mpsc::Sender<Msg>,
 ) -> Outcome {
-    let mut attempt = 1u32;
+    let (mut attempt, mut moves) = (1u32, 0u32);
+    let mut target = pick(place.targets, place.home, place.down);
     loop {
         let _ = tx.send(Msg::Started { unit: index, attempt, node: target.name().to_string() });
         let workdir = run_dir.join(format!("work-{index}-{attempt}"));
@@ -190,19 +243,31 @@ fn run_with_retries(
             sandbox: options.sandbox,
         };
         let ran = match &target.node {
-            Some(node) => super::remote::run(node, &job),
-            None => worker::run(&job),
+            Some(node) => remote::run(node, &job),
+            None => worker::run(&job).map_err(RemoteError::Failed),
         };
         let result = ran.and_then(|out| match &unit.program {
-            Program::Shell(_) => worker::parse_output(&out).map(Output::Json),
+            Program::Shell(_) => worker::parse_output(&out).map(Output::Json).map_err(RemoteError::Failed),
             Program::Builtin { .. } => Ok(Output::Raw(out)),
         });
         if !options.keep_workdirs {
             worker::remove_dir(&workdir);
         }
+        let result = match result {
+            Err(RemoteError::Transport(reason)) if !worker::interrupted() => {
+                mark_down(place.down, &target, &reason);
+                target = pick(place.targets, place.home, place.down);
+                let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
+                let _ = tx.send(Msg::Moved { unit: index, attempt, reason, to });
+                attempt += 1;
+                moves += 1;
+                continue;
+            }
+            other => other.map_err(|e| e.to_string()),
+        };
         match result {
             Ok(output) => return Ok(output),
-            Err(reason) if attempt <= options.retries && !worker::interrupted() => {
+            Err(reason) if attempt - moves <= options.retries && !worker::interrupted() => {
                 let delay = backoff(attempt);
                 let _ = tx.send(Msg::Retrying { unit: index, attempt, reason, delay });
                 std::thread::sleep(delay);
@@ -213,6 +278,17 @@ fn run_with_retries(
             }
             Err(reason) => return Err(reason),
         }
+    }
+}
+
+/// Marks `target`'s node down for this run and, once per node, in the node
+/// cache, so that later runs and `distex route` avoid it.
+fn mark_down(down: &Down, target: &Target, reason: &str) {
+    let Some(node) = &target.node else { return };
+    let first = down.lock().is_ok_and(|mut d| d.insert(node.name.clone()));
+    if first {
+        // Only a cache: a run must not fail because it cannot be written.
+        let _ = crate::state::NodeStates::record_failure(&node.name, reason);
     }
 }
 

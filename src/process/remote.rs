@@ -20,6 +20,7 @@
 //! The exit status comes back as the exec layer's exit marker on stderr, so
 //! "the processor exited 255" is never confused with "ssh failed".
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use openssh::Stdio;
@@ -73,27 +74,50 @@ fn command_line(job: &Job, command: &str) -> String {
     format!("exec sh -c {} distex {args}", sh_quote(SCRIPT))
 }
 
+/// Why a remote attempt produced no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteError {
+    /// The node could not be reached, or the connection was lost before the
+    /// worker reported its exit status: the node is at fault, not the
+    /// processor, so the unit may run elsewhere.
+    Transport(String),
+    /// The processor ran and failed (non-zero exit, timeout, too much
+    /// output, interrupted): retried on its own target per `--retries`.
+    Failed(String),
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteError::Transport(why) | RemoteError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Runs `job` on `node`; returns its stdout after a clean exit, or why it failed.
-pub fn run(node: &Node, job: &Job) -> Result<Vec<u8>, String> {
+pub fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let Program::Shell(command) = &job.program else {
-        return Err("only --processor commands run on nodes; the built-in summary runs locally".into());
+        return Err(RemoteError::Failed(
+            "only --processor commands run on nodes; the built-in summary runs locally".into(),
+        ));
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the SSH runtime: {e}"))?;
+        .map_err(|e| RemoteError::Failed(format!("cannot start the SSH runtime: {e}")))?;
     runtime.block_on(run_async(node, job, command))
 }
 
-async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, String> {
-    let master = ssh::connect(node).await.map_err(|e| format!("node {}: cannot connect: {e}", node.name))?;
+async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, RemoteError> {
+    let transport = RemoteError::Transport;
+    let master = ssh::connect(node).await.map_err(|e| transport(format!("node {}: cannot connect: {e}", node.name)))?;
     let mut cmd = master.session().raw_command(command_line(job, command));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().await.map_err(|e| format!("node {}: cannot start ssh: {e}", node.name))?;
+    let mut child = cmd.spawn().await.map_err(|e| transport(format!("node {}: cannot start ssh: {e}", node.name)))?;
     let (Some(mut stdin), Some(mut out), Some(mut err)) =
         (child.stdin().take(), child.stdout().take(), child.stderr().take())
     else {
-        return Err(format!("node {}: ssh gave no pipes", node.name));
+        return Err(transport(format!("node {}: ssh gave no pipes", node.name)));
     };
     let spool = job.stdin.clone();
     // Stream the region's records into the channel.
@@ -163,24 +187,32 @@ async fn run_async(node: &Node, job: &Job, command: &str) -> Result<Vec<u8>, Str
         Ok(r) => r,
         Err(why) => {
             stop(&master, pgid.get()).await;
-            return Err(why);
+            return Err(RemoteError::Failed(why));
         }
     };
     if exceeded {
         stop(&master, pgid.get()).await;
-        return Err(format!("printed more than {} (--max-output) on node {}", super::human_bytes(cap), node.name));
+        return Err(RemoteError::Failed(format!(
+            "printed more than {} (--max-output) on node {}",
+            super::human_bytes(cap),
+            node.name
+        )));
     }
     let _ = child.wait().await;
     let last = String::from_utf8_lossy(&tail);
     let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
+    let failed = RemoteError::Failed;
     match status {
         // (A processor may answer without reading all of its input.)
         Some(0) => Ok(stdout),
-        Some(code) if (129..=192).contains(&code) => {
-            Err(format!("exited with status {code} on node {} (killed by signal {}){last}", node.name, code - 128))
-        }
-        Some(code) => Err(format!("exited with status {code} on node {}{last}", node.name)),
-        None => Err(format!("node {}: the connection ended before the processor finished{last}", node.name)),
+        Some(code) if (129..=192).contains(&code) => Err(failed(format!(
+            "exited with status {code} on node {} (killed by signal {}){last}",
+            node.name,
+            code - 128
+        ))),
+        Some(code) => Err(failed(format!("exited with status {code} on node {}{last}", node.name))),
+        // No exit marker: the channel closed before the script could report.
+        None => Err(transport(format!("node {}: the connection ended before the processor finished{last}", node.name))),
     }
 }
 
