@@ -59,7 +59,8 @@ impl Target {
     }
 }
 
-/// Nodes found unreachable during this run.
+/// A set of node names shared by the worker threads: the nodes found
+/// unreachable during this run, or those that answered.
 type Down = Arc<Mutex<HashSet<String>>>;
 
 fn is_down(down: &Down, target: &Target) -> bool {
@@ -105,16 +106,17 @@ pub fn run_units(
     let ms = || started.elapsed().as_millis() as u64;
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (tx, rx) = mpsc::channel::<Msg>();
-    let down: Down = Arc::default();
+    let (down, answered): (Down, Down) = (Arc::default(), Arc::default());
     let mut threads = Vec::new();
     // One thread per slot of every target, all taking units from one queue:
     // a faster target simply takes more of them.
     for (home, target) in targets.iter().enumerate() {
         for _ in 0..target.slots.min(units.len()) {
-            let (queue, tx, down, targets) = (queue.clone(), tx.clone(), down.clone(), targets.to_vec());
+            let (queue, tx, targets) = (queue.clone(), tx.clone(), targets.to_vec());
+            let (down, answered) = (down.clone(), answered.clone());
             let (units, options, run_dir) = (units.to_vec(), options.clone(), run_dir.to_path_buf());
             threads.push(std::thread::spawn(move || {
-                let place = Placement { targets: &targets, home, down: &down };
+                let place = Placement { targets: &targets, home, down: &down, answered: &answered };
                 while !retire(&targets, home, &down) {
                     let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
                     let result = run_with_retries(&options, &run_dir, unit, &units[unit], &place, &tx);
@@ -213,6 +215,7 @@ struct Placement<'a> {
     targets: &'a [Target],
     home: usize,
     down: &'a Down,
+    answered: &'a Down,
 }
 
 /// Runs one unit with up to `options.retries` extra attempts, each in a
@@ -266,7 +269,10 @@ fn run_with_retries(
             other => other.map_err(|e| e.to_string()),
         };
         match result {
-            Ok(output) => return Ok(output),
+            Ok(output) => {
+                mark_up(place, &target);
+                return Ok(output);
+            }
             Err(reason) if attempt - moves <= options.retries && !worker::interrupted() => {
                 let delay = backoff(attempt);
                 let _ = tx.send(Msg::Retrying { unit: index, attempt, reason, delay });
@@ -292,7 +298,61 @@ fn mark_down(down: &Down, target: &Target, reason: &str) {
     }
 }
 
+/// Records in the node cache, once per node and run, that a node answered
+/// (so a node that was down in an earlier run is trusted again), unless it
+/// was found down since.
+fn mark_up(place: &Placement, target: &Target) {
+    let Some(node) = &target.node else { return };
+    if is_down(place.down, target) {
+        return;
+    }
+    if place.answered.lock().is_ok_and(|mut a| a.insert(node.name.clone())) {
+        let _ = crate::state::NodeStates::record_answer(&node.name, None);
+    }
+}
+
 /// 100 ms, 200 ms, 400 ms, ... capped at 5 s.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << (attempt - 1).min(6))).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> Target {
+        use crate::config::{Detected, Os, parse};
+        let detected = Detected { hostname: "here".into(), os: Os::Linux, cores: 2 };
+        let text = format!("[[node]]\nname = \"{name}\"\nhost = \"{name}.example\"\nos = \"linux\"\n");
+        let config = parse(&text, None, &detected).expect("valid config");
+        Target { node: config.node(name).cloned(), slots: 2 }
+    }
+
+    fn down(names: &[&str]) -> Down {
+        Arc::new(Mutex::new(names.iter().map(|n| n.to_string()).collect()))
+    }
+
+    #[test]
+    fn a_unit_moves_to_the_next_node_up_then_to_this_machine() {
+        let here = Target { node: None, slots: 1 };
+        let targets = [here, node("a"), node("b"), node("c")];
+        assert_eq!(pick(&targets, 1, &down(&[])).name(), "a");
+        assert_eq!(pick(&targets, 1, &down(&["a"])).name(), "b");
+        assert_eq!(pick(&targets, 3, &down(&["c"])).name(), "a", "wraps around the nodes");
+        assert_eq!(pick(&targets, 1, &down(&["a", "b", "c"])).name(), "local");
+        assert_eq!(pick(&targets, 0, &down(&["a", "b", "c"])).name(), "local");
+    }
+
+    #[test]
+    fn without_local_slots_the_last_resort_is_still_this_machine() {
+        let targets = [node("a"), node("b")];
+        let all_down = down(&["a", "b"]);
+        let last = pick(&targets, 0, &all_down);
+        assert!(last.node.is_none());
+        // The slots of a down node retire while another target is up, and
+        // keep working (here) once none is.
+        assert!(retire(&targets, 0, &down(&["a"])));
+        assert!(!retire(&targets, 1, &down(&["a"])));
+        assert!(!retire(&targets, 0, &all_down));
+    }
 }
