@@ -241,6 +241,20 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
     assert_eq!(node("n1")["answered"], false, "{nodes:#}");
     assert_eq!(node("n2")["answered"], true, "n2 answered: {nodes:#}");
 
+    // The next run does not knock on n1 again: the cache says it is down.
+    let report = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+        .args(["--jobs", "0", "--nodes", "n1,n2", "--retries", "0", "--processor", &processor])
+        .run()
+        .expect_code(3)
+        .json();
+    let regions = report["tasks"].as_array().unwrap().iter().filter(|t| t["subject"] != "aggregate-results");
+    assert!(regions.clone().all(|t| t["node"] == "n2" && t["attempts"] == 1), "{report:#}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("skipped node(s) n1") && !warnings.contains("cannot connect"), "{warnings}");
+    assert_eq!(report["accounting"]["processed"], 15);
+
     // With every node down, the regions run on this machine.
     cluster.node_mut("n2").kill();
     let report = sb

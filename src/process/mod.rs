@@ -282,12 +282,41 @@ fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Targe
     if targets.is_empty() {
         return Err(Error::Usage("--jobs 0 leaves no worker anywhere: name at least one node in --nodes".into()));
     }
+    let skipped = skip_known_down(&mut targets, config);
     if options.processor.is_none() {
         let warning = "--nodes applies to --processor commands; the built-in summary ran on this machine".to_string();
         let here = pool::Target { node: None, slots: jobs(options) };
         return Ok((vec![here], Some(warning)));
     }
-    Ok((targets, None))
+    Ok((targets, skipped))
+}
+
+/// Leaves out nodes that the health cache says did not answer recently
+/// (as `distex route` does), unless that would leave no target at all.
+/// They are tried again once `routing.unhealthy_for` has passed, or after
+/// `distex nodes --probe` finds them up.
+fn skip_known_down(targets: &mut Vec<pool::Target>, config: &Config) -> Option<String> {
+    let states = crate::state::NodeStates::load();
+    let now = crate::state::now_secs();
+    let down = |t: &pool::Target| {
+        t.node
+            .as_ref()
+            .and_then(|n| states.get(&n.name))
+            .is_some_and(|h| !h.answered && now.saturating_sub(h.checked_at) < config.routing.unhealthy_for)
+    };
+    let (skipped, kept): (Vec<pool::Target>, Vec<pool::Target>) = targets.drain(..).partition(down);
+    if kept.is_empty() {
+        *targets = skipped;
+        return None;
+    }
+    *targets = kept;
+    let names: Vec<&str> = skipped.iter().map(pool::Target::name).collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "skipped node(s) {} that did not answer recently (see `distex nodes`; `distex nodes --probe` rechecks)",
+            names.join(", ")
+        )
+    })
 }
 
 /// Workers at once on this machine.
