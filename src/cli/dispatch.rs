@@ -48,6 +48,22 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> St
     }
 }
 
+/// `--timeout D` as a duration (`30`, `1.5`, `500ms`, `2m`).
+fn timeout_flag(value: Option<&str>) -> Result<Option<std::time::Duration>> {
+    value.map(crate::commands::run::parse_timeout).transpose().map_err(|m| Error::Usage(format!("--timeout: {m}")))
+}
+
+/// `--sync` / `--no-sync`: forced on, forced off, or the rule's default.
+fn sync_flag(sync: bool, no_sync: bool) -> Option<bool> {
+    if sync {
+        Some(true)
+    } else if no_sync {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 fn io(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(context, e)
 }
@@ -136,23 +152,12 @@ fn schema_cmd(kind: SchemaName) -> Result<u8> {
 }
 
 fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
-    let timeout = args
-        .timeout
-        .as_deref()
-        .map(crate::commands::run::parse_timeout)
-        .transpose()
-        .map_err(|m| Error::Usage(format!("--timeout: {m}")))?;
+    let timeout = timeout_flag(args.timeout.as_deref())?;
     let opts = crate::commands::run::RunOptions {
         command: command_line(&args.command),
         node: args.node,
         timeout,
-        sync: if args.sync {
-            Some(true)
-        } else if args.no_sync {
-            Some(false)
-        } else {
-            None
-        },
+        sync: sync_flag(args.sync, args.no_sync),
         returns: args.returns,
         capture: args.json,
     };
@@ -224,23 +229,12 @@ fn plan_cmd(args: PlanArgs) -> Result<u8> {
 fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
     let specs = task_specs(args.file.as_deref(), &args.commands)?;
     let plan = crate::commands::parallel::make_plan(&specs)?;
-    let timeout = args
-        .timeout
-        .as_deref()
-        .map(crate::commands::run::parse_timeout)
-        .transpose()
-        .map_err(|m| Error::Usage(format!("--timeout: {m}")))?;
+    let timeout = timeout_flag(args.timeout.as_deref())?;
     let opts = crate::tasks::scheduler::ParallelOptions {
         jobs: args.jobs,
         keep_going: args.keep_going,
         nodes: args.nodes,
-        sync: if args.sync {
-            Some(true)
-        } else if args.no_sync {
-            Some(false)
-        } else {
-            None
-        },
+        sync: sync_flag(args.sync, args.no_sync),
         timeout,
         cwd: std::env::current_dir().map_err(io("reading the current directory"))?,
     };
