@@ -333,15 +333,7 @@ fn run_plan(
         }
         Some(totals)
     } else {
-        let failed: Vec<&str> = tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id)
-            .map(|t| t.subject.as_str())
-            .collect();
-        let reason = format!("not run: blocked by failed task(s) {}", failed.join(", "));
-        if let Some(from) = tasks.fail(&aggregate_id, reason.clone(), ms()) {
-            reporter.report(&status_event(&tasks, &aggregate_id, from, Some(reason)));
-        }
+        pool::fail_blocked(&mut tasks, &aggregate_id, ms(), reporter);
         None
     };
     let complete = tasks.iter().all(|t| t.status == TaskStatus::Completed);

@@ -210,6 +210,19 @@ pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<
     }
 }
 
+/// Fails `aggregate_id` because tasks it waits on failed, naming them.
+pub fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
+    let failed: Vec<&str> = tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id)
+        .map(|t| t.subject.as_str())
+        .collect();
+    let reason = format!("not run: blocked by failed task(s) {}", failed.join(", "));
+    if let Some(from) = tasks.fail(aggregate_id, reason.clone(), at_ms) {
+        reporter.report(&status_event(tasks, aggregate_id, from, Some(reason)));
+    }
+}
+
 /// The targets a worker thread may use: its own (`home`) first.
 struct Placement<'a> {
     targets: &'a [Target],

@@ -69,15 +69,9 @@ pub struct ScanResult {
 
 /// Entry point of `distex __worker scan`.
 pub fn main() -> u8 {
-    let spec: ScanSpec = match std::env::var("DISTEX_WORKER_SPEC")
-        .map_err(|e| e.to_string())
-        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
-    {
+    let spec: ScanSpec = match super::worker::spec_from_env() {
         Ok(spec) => spec,
-        Err(e) => {
-            eprintln!("distex worker: bad DISTEX_WORKER_SPEC: {e}");
-            return 2;
-        }
+        Err(status) => return status,
     };
     match scan(&spec) {
         Ok(result) => {

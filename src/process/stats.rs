@@ -195,6 +195,13 @@ fn pow2(k: i32) -> f64 {
 /// Shewchuk's non-overlapping partials: doubles whose exact sum is the
 /// exact sum of `values`.
 fn partials(values: &[f64]) -> Vec<f64> {
+    let mut p = raw_partials(values);
+    p.retain(|&x| x != 0.0);
+    p
+}
+
+/// The partials as Shewchuk's algorithm leaves them (the last one may be 0).
+fn raw_partials(values: &[f64]) -> Vec<f64> {
     let mut p: Vec<f64> = Vec::new();
     for &v in values {
         let mut x = v;
@@ -215,32 +222,12 @@ fn partials(values: &[f64]) -> Vec<f64> {
         p.truncate(i);
         p.push(x);
     }
-    p.retain(|&x| x != 0.0);
     p
 }
 
 /// Shewchuk's exactly rounded sum of a few doubles (as Python's math.fsum).
 fn fsum(values: &[f64]) -> f64 {
-    let mut p: Vec<f64> = Vec::new();
-    for &v in values {
-        let mut x = v;
-        let mut i = 0;
-        for j in 0..p.len() {
-            let mut y = p[j];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
-            let hi = x + y;
-            let lo = y - (hi - x);
-            if lo != 0.0 {
-                p[i] = lo;
-                i += 1;
-            }
-            x = hi;
-        }
-        p.truncate(i);
-        p.push(x);
-    }
+    let p = raw_partials(values);
     let Some(mut n) = p.len().checked_sub(1) else {
         return 0.0;
     };

@@ -24,15 +24,9 @@ pub struct Spec {
 
 /// Entry point of `distex __worker summary`; returns the exit status.
 pub fn main() -> u8 {
-    let spec: Spec = match std::env::var("DISTEX_WORKER_SPEC")
-        .map_err(|e| e.to_string())
-        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
-    {
+    let spec: Spec = match super::worker::spec_from_env() {
         Ok(spec) => spec,
-        Err(e) => {
-            eprintln!("distex worker: bad DISTEX_WORKER_SPEC: {e}");
-            return 2;
-        }
+        Err(status) => return status,
     };
     match summarize(&Source::Stdin, &spec) {
         Ok(stats) => {

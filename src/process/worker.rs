@@ -452,3 +452,15 @@ pub fn make_run_dir() -> std::io::Result<PathBuf> {
 pub fn remove_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The spec a built-in worker (`distex __worker KIND`) was started with, from
+/// DISTEX_WORKER_SPEC; `Err` is the exit status after saying what is wrong.
+pub fn spec_from_env<T: serde::de::DeserializeOwned>() -> Result<T, u8> {
+    std::env::var("DISTEX_WORKER_SPEC")
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            eprintln!("distex worker: bad DISTEX_WORKER_SPEC: {e}");
+            2
+        })
+}
