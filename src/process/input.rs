@@ -177,8 +177,8 @@ pub fn read_from(
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     match format {
-        Format::Csv => read_delimited(input, b',', true, None, on_header, on_item),
-        Format::Tsv => read_delimited(input, b'\t', false, None, on_header, on_item),
+        Format::Csv => read_delimited(input, b',', true, None, 1 << 20, on_header, on_item),
+        Format::Tsv => read_delimited(input, b'\t', false, None, 1 << 20, on_header, on_item),
         Format::Jsonl => read_jsonl(input, on_header, on_item),
     }
 }
@@ -196,7 +196,22 @@ pub fn read_headerless(
         Format::Tsv => (b'\t', false),
         _ => (b',', true),
     };
-    read_delimited(input, delimiter, quoting, Some(fields), &mut |_, _| Ok(()), on_item)
+    read_delimited(input, delimiter, quoting, Some(fields), 1 << 20, &mut |_, _| Ok(()), on_item)
+}
+
+/// [`read_headerless`] of a few records already in memory (it sizes its
+/// buffer to them instead of allocating a megabyte).
+pub fn read_headerless_slice(
+    input: &[u8],
+    format: Format,
+    fields: usize,
+    on_item: &mut OnItem<'_>,
+) -> Result<ReadSummary, ReadError> {
+    let (delimiter, quoting) = match format {
+        Format::Tsv => (b'\t', false),
+        _ => (b',', true),
+    };
+    read_delimited(input, delimiter, quoting, Some(fields), input.len() + 1, &mut |_, _| Ok(()), on_item)
 }
 
 /// Counts of what a read saw.
@@ -231,8 +246,8 @@ struct Window<R> {
 }
 
 impl<R: Read> Window<R> {
-    fn new(input: R) -> Self {
-        Window { input, buf: vec![0; 1 << 20], len: 0, eof: false }
+    fn new(input: R, capacity: usize) -> Self {
+        Window { input, buf: vec![0; capacity.max(64)], len: 0, eof: false }
     }
 
     /// Drops `..keep_from` and reads more; returns how many bytes were dropped.
@@ -266,11 +281,12 @@ fn read_delimited(
     delimiter: u8,
     quoting: bool,
     known_fields: Option<usize>,
+    window: usize,
     on_header: &mut OnHeader<'_>,
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     let mut parser = csv_core::ReaderBuilder::new().delimiter(delimiter).quoting(quoting).build();
-    let mut win = Window::new(input);
+    let mut win = Window::new(input, window);
     let mut out = vec![0u8; 1 << 12];
     let mut ends = vec![0usize; 64];
     let (mut pos, mut start) = (0usize, 0usize);

@@ -75,7 +75,30 @@ impl RegionTable {
     /// The region number of `key`, if it was seen.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<usize> {
-        let h = head(key);
+        self.find(head(key), key)
+    }
+
+    /// [`RegionTable::get`] of the key `buf[s..e]`, loading its head with
+    /// one 16-byte read: `buf` must hold 16 bytes from `s` (the scan
+    /// buffer's padding guarantees it), whatever the key's length.
+    #[inline(always)]
+    pub fn get_at(&self, buf: &[u8], s: usize, e: usize) -> Option<usize> {
+        let key = &buf[s..e];
+        let h = if key.len() >= 16 {
+            head(key)
+        } else {
+            let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+            let (lo, hi) = (word(s), word(s + 8));
+            let n = key.len() as u32;
+            let mask = |bytes: u32| if bytes >= 8 { u64::MAX } else { (1u64 << (8 * bytes)) - 1 };
+            [lo & mask(n), hi & mask(n.saturating_sub(8))]
+        };
+        self.find(h, key)
+    }
+
+    /// The region of `key`, whose head words are `h`.
+    #[inline(always)]
+    fn find(&self, h: [u64; 2], key: &[u8]) -> Option<usize> {
         let mask = self.slots.len() - 1;
         let mut i = (hash(h, key) as usize) & mask;
         loop {

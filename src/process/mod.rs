@@ -25,6 +25,7 @@ pub mod remote;
 pub mod sandbox;
 pub mod scan;
 pub mod stats;
+pub mod structural;
 pub mod summary;
 pub mod worker;
 

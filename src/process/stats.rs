@@ -508,10 +508,7 @@ const ZEROS: u64 = 0x3030_3030_3030_3030;
 
 /// [`parse_plain_decimal`] of 4 to 8 bytes (no sign) without a loop: the
 /// bytes go right-aligned into one word padded with '0' (which leaves the
-/// value alone), the dot is found and squeezed out, all eight lanes are
-/// checked to be digits, and the digits are combined pairwise (SWAR). At
-/// most 8 significant digits, so the same single division as the loop
-/// gives the correctly rounded value. `None` sends the field to the loop.
+/// value alone); then see [`decimal_word`]. `None` sends the field to the loop.
 #[inline]
 fn parse_short_decimal(d: &[u8]) -> Option<f64> {
     let n = d.len();
@@ -523,7 +520,37 @@ fn parse_short_decimal(d: &[u8]) -> Option<f64> {
     let last4 = u32::from_le_bytes(d[n - 4..].try_into().ok()?) as u64;
     let pad = 8 * (8 - n) as u32;
     let low = ((first4 << pad) | (ZEROS & ((1u64 << pad) - 1))) & 0xffff_ffff;
-    let mut w = low | (last4 << 32);
+    decimal_word(low | (last4 << 32), n)
+}
+
+/// [`parse_number`] of `buf[s..e]` (`s < e`), reading the 8 bytes before
+/// `e` so that a plain decimal of up to 8 characters after its sign takes
+/// one path whatever its length, with no loop and no copy: the word is
+/// loaded whole, the bytes before the field are masked to '0', and
+/// [`decimal_word`] does the rest. The caller guarantees `e >= 8`.
+#[inline(always)]
+#[allow(clippy::result_unit_err)]
+pub fn parse_number_at(buf: &[u8], s: usize, e: usize) -> Result<Option<f64>, ()> {
+    let neg = buf[s] == b'-';
+    let n = e - s - neg as usize;
+    if (1..=8).contains(&n) {
+        let word = u64::from_le_bytes(buf[e - 8..e].try_into().expect("8 bytes"));
+        let keep = u64::MAX << (8 * (8 - n));
+        if let Some(v) = decimal_word((word & keep) | (ZEROS & !keep), n) {
+            return Ok(Some(if neg { -v } else { v }));
+        }
+    }
+    parse_number(&buf[s..e])
+}
+
+/// The value of a decimal of `n` characters right-aligned in `w` (lane k =
+/// byte k), the lanes before it '0': the dot is found and squeezed out, all
+/// eight lanes are checked to be digits, and the digits are combined
+/// pairwise (SWAR). At most 8 significant digits, so one division gives
+/// the correctly rounded value, the same bits as the loop. `None` when the
+/// text is not `digits` or `digits.digits`.
+#[inline(always)]
+fn decimal_word(mut w: u64, n: usize) -> Option<f64> {
     // The first '.' lane, if any (exact for the lowest zero lane).
     let t = w ^ 0x2e2e_2e2e_2e2e_2e2e;
     let dots = t.wrapping_sub(0x0101_0101_0101_0101) & !t & 0x8080_8080_8080_8080;
@@ -687,6 +714,34 @@ mod tests {
         }
         for text in ["1.2.3", "12a4", "1.", ".123", "1,23"] {
             assert_eq!(parse_short_decimal(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    /// `parse_number_at` reads bytes before the field; whatever they are,
+    /// it gives the same result, bit for bit, as `parse_number`.
+    #[test]
+    fn parse_number_at_ignores_what_precedes_the_field() {
+        let alphabet = b"0123456789.-+e ,x\"";
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..200_000 {
+            let len = 1 + next(11);
+            let mut buf: Vec<u8> = (0..8 + len).map(|_| alphabet[next(alphabet.len())]).collect();
+            // Mostly digits, so that many fields are valid numbers.
+            for b in buf[8..].iter_mut() {
+                if next(3) > 0 {
+                    *b = b'0' + next(10) as u8;
+                }
+            }
+            let field = &buf[8..];
+            let got = parse_number_at(&buf, 8, buf.len()).map(|v| v.map(f64::to_bits));
+            let want = parse_number(field).map(|v| v.map(f64::to_bits));
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(field));
         }
     }
 

@@ -1,0 +1,254 @@
+//! Structural indexing of CSV and TSV text, 64 bytes at a time: where every
+//! field and record ends, found without looking at the bytes one by one.
+//!
+//! This is the first stage of a scan worker (the second, in
+//! [`super::scan`], reads fields at the offsets found here). For each
+//! 64-byte block, one SIMD compare per byte class gives a bit mask of the
+//! quotes, delimiters, line breaks and carriage returns in it. Whether a
+//! byte lies inside a quoted field is the parity of the quotes before it,
+//! which is the *prefix XOR* of the quote mask (bit i = XOR of bits 0..=i),
+//! carried from block to block. A delimiter or line break counts only
+//! outside quotes. RFC 4180 doubles a quote inside a quoted field (`""`),
+//! and a doubled quote flips the parity twice, so it changes nothing.
+//!
+//! The buffer must start on a record boundary (outside quotes). The index
+//! is only as good as the quoting: parity describes valid CSV, and the
+//! second stage checks every record holding a quote before trusting it
+//! (see `scan::regular_quotes`); anything unusual goes to csv-core.
+
+/// Offsets (into the indexed buffer) found by [`index`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// Every delimiter and record-ending line break outside quotes, in order.
+    pub seps: Vec<u32>,
+    /// For every record-ending line break: its position in `seps`.
+    pub records: Vec<u32>,
+    /// Every quote and carriage return, inside quotes or not.
+    pub specials: Vec<u32>,
+    /// The start of every 64-byte block holding a byte >= 0x80.
+    pub high_blocks: Vec<u32>,
+}
+
+impl Index {
+    fn clear(&mut self) {
+        self.seps.clear();
+        self.records.clear();
+        self.specials.clear();
+        self.high_blocks.clear();
+    }
+}
+
+/// Bytes a buffer must have after the indexed range: whole blocks are
+/// loaded, and bytes past `to` are masked out.
+pub const PADDING: usize = 64;
+
+/// Indexes `buf[from..to]` (offsets recorded are into `buf`). `buf` must
+/// hold at least [`PADDING`] bytes after `to`. `quoting` is false for TSV,
+/// where a quote is an ordinary byte.
+pub fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
+    assert!(to + PADDING <= buf.len() && from <= to && to <= u32::MAX as usize, "index needs padding");
+    out.clear();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("bmi1")
+        && std::arch::is_x86_feature_detected!("popcnt")
+    {
+        // SAFETY: the features are available (checked just above); bounds asserted above.
+        unsafe { avx2::index(buf, from, to, delim, quoting, out) };
+        return;
+    }
+    index_scalar(buf, from, to, delim, quoting, out);
+}
+
+/// Bit i = XOR of bits 0..=i of `x`.
+#[inline(always)]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+/// Masks of one block of up to 64 bytes.
+#[derive(Clone, Copy)]
+struct Block {
+    quotes: u64,
+    delims: u64,
+    newlines: u64,
+    returns: u64,
+    high: u64,
+}
+
+/// Carries the quote parity from block to block and records what the block holds.
+struct Builder<'a> {
+    out: &'a mut Index,
+    /// All ones while inside a quoted field at the end of the last block.
+    inside: u64,
+}
+
+impl Builder<'_> {
+    #[inline(always)]
+    fn block(&mut self, at: usize, b: Block) {
+        let inside = prefix_xor(b.quotes) ^ self.inside;
+        self.inside = 0u64.wrapping_sub(inside >> 63);
+        let seps = (b.delims | b.newlines) & !inside;
+        let ends = b.newlines & !inside;
+        let before = self.out.seps.len() as u32;
+        push_bits(&mut self.out.seps, at, seps);
+        let mut e = ends;
+        while e != 0 {
+            let bit = e & e.wrapping_neg();
+            self.out.records.push(before + (seps & (bit - 1)).count_ones());
+            e ^= bit;
+        }
+        push_bits(&mut self.out.specials, at, b.quotes | b.returns);
+        if b.high != 0 {
+            self.out.high_blocks.push(at as u32);
+        }
+    }
+}
+
+/// Appends `at + i` for every set bit i of `bits`, in order.
+#[inline(always)]
+fn push_bits(out: &mut Vec<u32>, at: usize, mut bits: u64) {
+    if bits == 0 {
+        return;
+    }
+    let n = bits.count_ones() as usize;
+    out.reserve(n);
+    let spare = &mut out.spare_capacity_mut()[..n];
+    for slot in spare.iter_mut() {
+        slot.write(at as u32 + bits.trailing_zeros());
+        bits &= bits - 1;
+    }
+    // SAFETY: the `n` slots after the old length were just written.
+    unsafe { out.set_len(out.len() + n) };
+}
+
+/// Bits of the block at `at` that lie before `to`.
+#[inline(always)]
+fn valid(at: usize, to: usize) -> u64 {
+    if to - at >= 64 { u64::MAX } else { (1u64 << (to - at)) - 1 }
+}
+
+/// [`index`] without SIMD: the same masks, built a byte at a time.
+fn index_scalar(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
+    let mut builder = Builder { out, inside: 0 };
+    let mut at = from;
+    while at < to {
+        let mut b = Block { quotes: 0, delims: 0, newlines: 0, returns: 0, high: 0 };
+        for (i, &c) in buf[at..at + 64].iter().enumerate() {
+            let bit = 1u64 << i;
+            match c {
+                b'"' if quoting => b.quotes |= bit,
+                b'\n' => b.newlines |= bit,
+                b'\r' => b.returns |= bit,
+                _ if c == delim => b.delims |= bit,
+                _ if c >= 0x80 => b.high |= bit,
+                _ => {}
+            }
+        }
+        let v = valid(at, to);
+        b = Block {
+            quotes: b.quotes & v,
+            delims: b.delims & v,
+            newlines: b.newlines & v,
+            returns: b.returns & v,
+            high: b.high & v,
+        };
+        builder.block(at, b);
+        at += 64;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Block, Builder, Index, valid};
+
+    /// The mask of bytes equal to `c` in the 64 bytes `lo`, `hi`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn eq(lo: __m256i, hi: __m256i, c: __m256i) -> u64 {
+        let l = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, c)) as u32 as u64;
+        let h = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, c)) as u32 as u64;
+        l | (h << 32)
+    }
+
+    #[target_feature(enable = "avx2,bmi1,popcnt")]
+    pub unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
+        let (vq, vd) = (_mm256_set1_epi8(b'"' as i8), _mm256_set1_epi8(delim as i8));
+        let (vn, vr) = (_mm256_set1_epi8(b'\n' as i8), _mm256_set1_epi8(b'\r' as i8));
+        let mut builder = Builder { out, inside: 0 };
+        let mut at = from;
+        while at < to {
+            // SAFETY: at < to and the caller guarantees 64 bytes of padding after `to`.
+            let (lo, hi) = unsafe {
+                let p = buf.as_ptr().add(at);
+                (_mm256_loadu_si256(p as *const __m256i), _mm256_loadu_si256(p.add(32) as *const __m256i))
+            };
+            let v = valid(at, to);
+            let high = (_mm256_movemask_epi8(lo) as u32 as u64 | ((_mm256_movemask_epi8(hi) as u32 as u64) << 32)) & v;
+            let block = Block {
+                quotes: if quoting { eq(lo, hi, vq) & v } else { 0 },
+                delims: eq(lo, hi, vd) & v,
+                newlines: eq(lo, hi, vn) & v,
+                returns: eq(lo, hi, vr) & v,
+                high,
+            };
+            builder.block(at, block);
+            at += 64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexed(text: &[u8], scalar: bool) -> Index {
+        let mut buf = text.to_vec();
+        buf.resize(text.len() + PADDING, b'"');
+        let mut out = Index::default();
+        if scalar {
+            index_scalar(&buf, 0, text.len(), b',', true, &mut out);
+        } else {
+            index(&buf, 0, text.len(), b',', true, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn separators_outside_quotes_only() {
+        let text = b"a,\"b,c\",d\n\"x\ny\",\"q\"\"r\"\n";
+        let idx = indexed(text, false);
+        // a , "b,c" , d \n "x\ny" , "q""r" \n
+        assert_eq!(idx.seps, vec![1, 7, 9, 15, 22]);
+        assert_eq!(idx.records, vec![2, 4]);
+        assert_eq!(idx.specials.len(), 8);
+        assert!(idx.high_blocks.is_empty());
+    }
+
+    /// The SIMD and scalar indexes agree on random CSV-like text, across
+    /// block boundaries and with padding that would matter if read.
+    #[test]
+    fn simd_matches_scalar() {
+        let alphabet = b"ab,,\"\n\r\xc3\xa9x";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in [0usize, 1, 63, 64, 65, 127, 200, 1000] {
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            assert_eq!(indexed(&text, false), indexed(&text, true), "len {len}");
+        }
+    }
+}
