@@ -5,8 +5,8 @@
 
 mod support;
 
-use support::Sandbox;
 use support::sshd::{Cluster, all_processes_matching, stop_masters};
+use support::{DISTEX, Sandbox};
 
 fn setup() -> (Sandbox, Cluster) {
     let cluster = Cluster::start(1);
@@ -111,15 +111,13 @@ fn unknown_nodes_and_sandbox_are_refused() {
         .run()
         .expect_code(2);
     assert!(run.stderr().contains("--sandbox cannot be enforced on remote nodes"), "{}", run.stderr());
-    // The built-in summary stays local, and says so.
-    let report = sb
+    // A byte-range split scans files here: it cannot use nodes.
+    let run = sb
         .cmd()
-        .args(["--config", cfg.to_str().unwrap(), "process", "--demo", "--nodes", "n1", "--json"])
+        .args(["--config", cfg.to_str().unwrap(), "process", "--demo", "--nodes", "n1", "--split", "bytes"])
         .run()
-        .success()
-        .json();
-    assert!(report["warnings"][0].as_str().unwrap().contains("built-in summary ran on this machine"));
-    assert!(report["tasks"].as_array().unwrap().iter().all(|t| t["node"] == "local"));
+        .expect_code(2);
+    assert!(run.stderr().contains("--split bytes") && run.stderr().contains("--nodes"), "{}", run.stderr());
 }
 
 #[test]
@@ -277,5 +275,137 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
     assert_eq!(report["accounting"]["in_failed_regions"], 6);
     let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
     assert!(nodes["nodes"].as_array().unwrap().iter().filter(|n| n["name"] == "n2").all(|n| n["answered"] == false));
+    stop_masters(sb.path());
+}
+
+/// A `cluster.toml` with this machine (2 slots) and one `[[node]]` table per
+/// `(node, extra keys)`.
+fn config_with(cluster: &Cluster, nodes: &[(&str, &str)]) -> String {
+    let mut text = String::from(
+        "[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n[routing]\noverload_threshold = 1000.0\n\n",
+    );
+    for (name, extra) in nodes {
+        text.push_str(&cluster.node_table(cluster.node(name), extra));
+        text.push('\n');
+    }
+    text
+}
+
+/// Regions of different sizes, quoted fields holding commas, quotes and
+/// newlines, values whose float sums depend on the order they are added in
+/// (unless summed exactly), and an empty numeric cell.
+fn summary_data() -> String {
+    let mut csv = String::from("region,note,v,w\n");
+    for i in 0..600u64 {
+        let region = ["north", "south", "east", "west", "$(touch pwned) x"][((i * 3 + i / 7 + i / 97) % 5) as usize];
+        let v = match i % 4 {
+            0 => format!("{}e15", i % 9 + 1),
+            1 => format!("0.{}", i * 7919 % 1000 + 1),
+            2 => format!("-{}e15", i % 9 + 1),
+            _ => format!("{}.000000001", i),
+        };
+        let w = if i % 11 == 0 { String::new() } else { format!("{}", i as f64 / 3.0) };
+        csv.push_str(&format!("\"{}\",\"a, \"\"b\"\"\nc\",{v},{w}\n", region.replace('"', "\"\"")));
+    }
+    csv
+}
+
+/// Region tasks (not aggregate-results) of a report.
+fn region_tasks(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["subject"].as_str().unwrap().starts_with("process-region-"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn summary_regions_run_on_the_node_and_equal_a_local_run_exactly() {
+    let cluster = Cluster::start(1);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&config_with(&cluster, &[("n1", &format!("slots = 2\ndistex = \"{DISTEX}\""))]));
+    std::fs::write(sb.path().join("d.csv"), summary_data()).unwrap();
+    let process = |extra: &[&str]| {
+        sb.cmd()
+            .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+            .args(extra)
+            .run()
+            .success()
+            .json()
+    };
+    let local = process(&["--jobs", "2"]);
+    assert!(region_tasks(&local).iter().all(|t| t["node"] == "local"));
+    assert_eq!(local["accounting"]["input_records"], 600);
+
+    // `--jobs 0`: every summary worker runs on n1 (distex itself, as `distex __worker summary`).
+    let remote = process(&["--jobs", "0", "--nodes", "n1"]);
+    let tasks = region_tasks(&remote);
+    assert_eq!(tasks.len(), 5);
+    assert!(tasks.iter().all(|t| t["node"] == "n1" && t["attempts"] == 1), "{tasks:#?}");
+    assert_eq!(remote["warnings"], serde_json::json!([]), "{remote:#}");
+    assert_eq!(remote["complete"], true);
+    // Bit for bit: the JSON numbers are the same text.
+    assert_eq!(remote["regions"].to_string(), local["regions"].to_string());
+    assert_eq!(remote["totals"].to_string(), local["totals"].to_string());
+    assert_eq!(remote["accounting"], local["accounting"]);
+
+    // Regions shared between this machine and the node merge to the same totals.
+    let mixed = process(&["--jobs", "1", "--nodes", "n1"]);
+    assert!(region_tasks(&mixed).iter().any(|t| t["node"] == "n1"), "{mixed:#}");
+    assert_eq!(mixed["totals"].to_string(), local["totals"].to_string());
+    assert_eq!(mixed["regions"].to_string(), local["regions"].to_string());
+    assert!(!sb.path().join("pwned").exists());
+    stop_masters(sb.path());
+}
+
+#[test]
+fn summary_regions_move_off_nodes_without_a_usable_distex_and_the_nodes_stay_up() {
+    let cluster = Cluster::start(2);
+    let sb = Sandbox::new();
+    // n1: no distex where its config says; n2: a distex of another version.
+    let old = sb.path().join("old-distex");
+    std::fs::write(&old, "#!/bin/sh\necho 'distex 0.0.1'\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&old).status().unwrap();
+    let missing = sb.path().join("no/such/distex");
+    let cfg = sb.write_config(&config_with(
+        &cluster,
+        &[
+            ("n1", &format!("slots = 2\ndistex = \"{}\"", missing.display())),
+            ("n2", &format!("slots = 2\ndistex = \"{}\"", old.display())),
+        ],
+    ));
+    std::fs::write(sb.path().join("d.csv"), summary_data()).unwrap();
+    let args = ["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"];
+    let local = sb.cmd().args(args).args(["--jobs", "2"]).run().success().json();
+    let report = sb.cmd().args(args).args(["--jobs", "0", "--nodes", "n1,n2"]).run().success().json();
+    let tasks = region_tasks(&report);
+    assert!(tasks.iter().all(|t| t["node"] == "local"), "every region ended up here: {tasks:#?}");
+    assert!(tasks.iter().any(|t| t["attempts"] == 2), "some started on a node: {tasks:#?}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("node n1 has no usable distex binary")
+            && warnings.contains("not found")
+            && warnings.contains("distex = \\\"/path/to/distex\\\"` in node n1's [[node]] table"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("node n2 has no usable distex binary")
+            && warnings.contains("it is distex 0.0.1, not distex "),
+        "{warnings}"
+    );
+    assert!(warnings.contains("moving it to this machine"), "{warnings}");
+    assert_eq!(report["complete"], true);
+    let a = &report["accounting"];
+    assert_eq!((a["input_records"].clone(), a["processed"].clone()), (600.into(), 600.into()));
+    assert_eq!((a["rejected"].clone(), a["in_failed_regions"].clone()), (0.into(), 0.into()));
+    assert_eq!(report["totals"].to_string(), local["totals"].to_string());
+    assert_eq!(report["regions"].to_string(), local["regions"].to_string());
+    // Both nodes answered: neither is down in the node cache.
+    let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
+    for n in nodes["nodes"].as_array().unwrap().iter().filter(|n| n["name"] != "here") {
+        assert_ne!(n["answered"], false, "{nodes:#}");
+    }
     stop_masters(sb.path());
 }

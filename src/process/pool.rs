@@ -7,7 +7,9 @@
 //! its worker reported an exit status), the unit moves to the next healthy
 //! target, else this machine, in a new attempt; the node is marked down for
 //! the rest of the run and in the node cache (`distex route` reads it), and
-//! its slots stop taking units. A processor that fails is not failover: it
+//! its slots stop taking units. A node that answers but has no usable
+//! distex for a built-in worker is left out of the run the same way, but
+//! not marked down in the cache. A processor that fails is not failover: it
 //! is retried on its own target per `--retries`.
 
 use std::collections::{HashSet, VecDeque};
@@ -279,6 +281,17 @@ fn run_with_retries(
                 moves += 1;
                 continue;
             }
+            Err(RemoteError::NoWorker(reason)) if !worker::interrupted() => {
+                // The node answered: it is left out of this run only, not
+                // marked down in the node cache.
+                exclude(place.down, &target);
+                target = pick(place.targets, place.home, place.down);
+                let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
+                let _ = tx.send(Msg::Moved { unit: index, attempt, reason, to });
+                attempt += 1;
+                moves += 1;
+                continue;
+            }
             other => other.map_err(|e| e.to_string()),
         };
         match result {
@@ -308,6 +321,16 @@ fn mark_down(down: &Down, target: &Target, reason: &str) {
     if first {
         // Only a cache: a run must not fail because it cannot be written.
         let _ = crate::state::NodeStates::record_failure(&node.name, reason);
+    }
+}
+
+/// Takes `target`'s node out of this run (its slots stop taking units)
+/// without touching the node cache: it answered, it just cannot run them.
+fn exclude(down: &Down, target: &Target) {
+    if let Some(node) = &target.node
+        && let Ok(mut d) = down.lock()
+    {
+        d.insert(node.name.clone());
     }
 }
 
