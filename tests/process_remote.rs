@@ -409,3 +409,105 @@ fn summary_regions_move_off_nodes_without_a_usable_distex_and_the_nodes_stay_up(
     }
     stop_masters(sb.path());
 }
+
+#[test]
+fn a_connection_cut_mid_run_moves_its_regions_and_leaves_nothing_behind() {
+    let mut cluster = Cluster::start(1);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&cluster.config("slots = 2\n", ""));
+    let mut csv = String::from("region,v\n");
+    let names = ["a", "b", "c", "d"];
+    for (i, name) in names.iter().enumerate() {
+        for k in 0..=i {
+            csv.push_str(&format!("{name},{k}\n"));
+        }
+    }
+    std::fs::write(sb.path().join("d.csv"), &csv).unwrap();
+    let started = sb.path().join("started");
+    std::fs::create_dir(&started).unwrap();
+    // On the node (its work directory is a `mktemp -d` distex-worker.XXXXXX),
+    // the processor says where it runs and then blocks in a sleep whose
+    // length is this test's marker; here it answers at once.
+    let marker = format!("{}.4242", 600 + std::process::id() % 1000);
+    let processor = format!(
+        r#"case "$(pwd)" in */distex-worker.*) pwd > {started}/"$DISTEX_TASK_ID"; sleep {marker}; exit 0 ;; esac
+echo "{{\"rows\": $(($(wc -l) - 1)), \"attempt\": $DISTEX_ATTEMPT}}""#,
+        started = started.display()
+    );
+    // `--jobs 0`: every region starts on n1, two at a time.
+    let mut cmd = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+        .args(["--jobs", "0", "--nodes", "n1", "--processor", &processor])
+        .cmd;
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("start distex");
+    let on_node = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_dir(&started).unwrap().count() < n {
+            assert!(std::time::Instant::now() < deadline, "no region started on n1");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    on_node(2);
+    // Both of n1's slots are busy: its sshd dies under them.
+    cluster.node_mut("n1").cut();
+    let run = support::Run { output: child.wait_with_output().unwrap() }.success();
+    let report = run.json();
+
+    let tasks = region_tasks(&report);
+    assert_eq!(tasks.len(), names.len());
+    let cut: Vec<_> = tasks.iter().filter(|t| t["attempts"] == 2).collect();
+    assert_eq!(cut.len(), 2, "the two regions running on n1 moved: {tasks:#?}");
+    assert!(tasks.iter().all(|t| t["node"] == "local" && t["status"] == "completed"), "{tasks:#?}");
+    // Every region's records were processed once, by the attempt that completed.
+    for (i, name) in names.iter().enumerate() {
+        let result = &report["regions"][name]["result"];
+        assert_eq!(result["rows"], (i + 1) as u64, "region {name}: {report:#}");
+    }
+    for t in &cut {
+        let name = t["subject"].as_str().unwrap().trim_start_matches("process-region-");
+        assert_eq!(report["regions"][name]["result"]["attempt"], 2, "{report:#}");
+    }
+    let a = &report["accounting"];
+    assert_eq!(a["input_records"], 10);
+    assert_eq!(a["processed"], 10);
+    assert_eq!(a["rejected"], 0);
+    assert_eq!(a["in_failed_regions"], 0);
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["totals"]["rows"], 10);
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("node n1: the connection ended before the processor finished")
+            && warnings.contains("moving it to this machine"),
+        "{warnings}"
+    );
+    // The node cache knows n1 is down.
+    let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
+    let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    assert_eq!(n1["answered"], false, "{nodes:#}");
+
+    // Nothing is left running: not the ssh clients here, not the orphaned
+    // workers on the node (their script notices the lost session and kills
+    // its process group), and their work directories are gone.
+    let dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&started)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap().trim().into())
+        .collect();
+    assert_eq!(dirs.len(), 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut left = all_processes_matching(&marker);
+    while (!left.is_empty() || dirs.iter().any(|d| d.exists())) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = all_processes_matching(&marker);
+    }
+    for (pid, _) in &left {
+        // SAFETY: kill(2) on a process this test's run started; the test fails below.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    for d in &dirs {
+        assert!(!d.exists(), "{} was not removed", d.display());
+    }
+    stop_masters(sb.path());
+}

@@ -15,7 +15,9 @@
 //!   script `exec`s into its leader); the script announces that pid with the
 //!   exec layer's pid marker, so that `--timeout` and Ctrl-C kill the whole
 //!   group with [`crate::exec::remote::kill_script`]; when the processor
-//!   exits, the script kills whatever it left behind in that group;
+//!   exits, the script kills whatever it left behind in that group; when
+//!   the session's sshd goes away (a dropped connection), a watchdog in the
+//!   script kills the group on the node;
 //! * a fresh `mktemp -d` directory that is its cwd, HOME and TMPDIR, removed
 //!   afterwards;
 //! * `env -i` with only PATH, LANG and the DISTEX_* variables above (plus
@@ -47,6 +49,15 @@ use crate::exec::ssh;
 /// A node without a usable distex (not found, not executable, another
 /// version) exits 127 before anything runs, with the reason as the last
 /// line on stderr: distex moves that region elsewhere.
+///
+/// A watchdog in the background checks every second that the sshd process
+/// that started the script is still there. When it is gone (the connection
+/// dropped, or sshd died), nobody can read the worker's result or stop it
+/// any more, so the watchdog stops it as a timeout would: SIGTERM to the
+/// group (the script itself only waits for the worker to end, then removes
+/// its directory; it ignores SIGPIPE, restored for the worker, so that
+/// writing to the dead channel cannot kill it first), 2 s of grace, SIGKILL. The script's last act, after a
+/// normal end, kills the watchdog with the rest of the group.
 const SCRIPT: &str = r#"cd || exit 125
 printf '\036\037distex-pid %d\n' "$$" >&2
 d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-exit 125\n' >&2; exit 125; }
@@ -57,7 +68,16 @@ if [ -n "$9" ]; then
   [ "$rc" -eq 0 ] && [ "$v" != "${10}" ] && { v="it is $(printf %s "$v" | head -n 1), not ${10}"; rc=127; }
   [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
 fi
+trap : TERM
+trap '' PIPE
 (
+  trap '' TERM
+  exec </dev/null >/dev/null 2>&1
+  while kill -0 "$PPID" 2>/dev/null; do sleep 1; done
+  kill -TERM 0; sleep 2; kill -KILL 0
+) &
+(
+  trap - PIPE
   [ -n "$4" ] && ulimit -v "$4"
   [ -n "$5" ] && ulimit -t "$5"
   ulimit -n "$6" 2>/dev/null
