@@ -225,6 +225,7 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
     assert!(tasks.iter().all(|t| t["attempts"] == 1 || t["attempts"] == 2), "{tasks:#?}");
     let warnings = report["warnings"].to_string();
     assert!(warnings.contains("node n1: cannot connect") && warnings.contains("moving it to node n2"), "{warnings}");
+    assert!(warnings.contains("node n1 is marked down") && !warnings.contains("node n2 is marked"), "{warnings}");
     // The processor's own failure is not a node fault: it stays on n2, not retried (--retries 0).
     let fail = report["regions"]["fail"]["error"].as_str().unwrap();
     assert!(fail.contains("exited with status 3 on node n2"), "{fail}");
@@ -395,7 +396,7 @@ fn summary_regions_move_off_nodes_without_a_usable_distex_and_the_nodes_stay_up(
             && warnings.contains("it is distex 0.0.1, not distex "),
         "{warnings}"
     );
-    assert!(warnings.contains("moving it to this machine"), "{warnings}");
+    assert!(warnings.contains("moving it to this machine") && !warnings.contains("marked down"), "{warnings}");
     assert_eq!(report["complete"], true);
     let a = &report["accounting"];
     assert_eq!((a["input_records"].clone(), a["processed"].clone()), (600.into(), 600.into()));
@@ -482,6 +483,7 @@ echo "{{\"rows\": $(($(wc -l) - 1)), \"attempt\": $DISTEX_ATTEMPT}}""#,
             && warnings.contains("moving it to this machine"),
         "{warnings}"
     );
+    assert_eq!(warnings.matches("node n1 is marked down").count(), 1, "said once: {warnings}");
     // The node cache knows n1 is down.
     let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
     let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();

@@ -92,6 +92,7 @@ enum Msg {
     Started { unit: usize, attempt: u32, node: String },
     Retrying { unit: usize, attempt: u32, reason: String, delay: Duration },
     Moved { unit: usize, attempt: u32, reason: String, to: String },
+    NodeDown { node: String },
     Finished { unit: usize, result: Outcome },
 }
 
@@ -157,6 +158,14 @@ pub fn run_units(
             Msg::Moved { unit, attempt, reason, to } => {
                 let message =
                     format!("{} attempt {attempt} could not run: {reason}; moving it to {to}", units[unit].subject);
+                reporter.report(&Event::Warning { message: message.clone() });
+                warnings.push(message);
+            }
+            Msg::NodeDown { node } => {
+                let message = format!(
+                    "node {node} is marked down: no more regions go there in this run, and later runs skip it \
+                     for routing.unhealthy_for (see `distex nodes`; `distex nodes --probe` rechecks)"
+                );
                 reporter.report(&Event::Warning { message: message.clone() });
                 warnings.push(message);
             }
@@ -273,7 +282,9 @@ fn run_with_retries(
         }
         let result = match result {
             Err(RemoteError::Transport(reason)) if !worker::interrupted() => {
-                mark_down(place.down, &target, &reason);
+                if mark_down(place.down, &target, &reason) {
+                    let _ = tx.send(Msg::NodeDown { node: target.name().to_string() });
+                }
                 target = pick(place.targets, place.home, place.down);
                 let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
                 let _ = tx.send(Msg::Moved { unit: index, attempt, reason, to });
@@ -314,14 +325,16 @@ fn run_with_retries(
 }
 
 /// Marks `target`'s node down for this run and, once per node, in the node
-/// cache, so that later runs and `distex route` avoid it.
-fn mark_down(down: &Down, target: &Target, reason: &str) {
-    let Some(node) = &target.node else { return };
+/// cache, so that later runs and `distex route` avoid it. True the first
+/// time (the caller says so once).
+fn mark_down(down: &Down, target: &Target, reason: &str) -> bool {
+    let Some(node) = &target.node else { return false };
     let first = down.lock().is_ok_and(|mut d| d.insert(node.name.clone()));
     if first {
         // Only a cache: a run must not fail because it cannot be written.
         let _ = crate::state::NodeStates::record_failure(&node.name, reason);
     }
+    first
 }
 
 /// Takes `target`'s node out of this run (its slots stop taking units)
