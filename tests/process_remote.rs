@@ -292,11 +292,17 @@ fn config_with(cluster: &Cluster, nodes: &[(&str, &str)]) -> String {
     text
 }
 
+/// The name of a numeric column of [`summary_data`]: it reaches the node
+/// in the worker's spec, and must stay data there.
+fn hostile_column(dir: &std::path::Path) -> String {
+    format!("w'$(touch {}/pwned-col) \"q\"", dir.display())
+}
+
 /// Regions of different sizes, quoted fields holding commas, quotes and
 /// newlines, values whose float sums depend on the order they are added in
-/// (unless summed exactly), and an empty numeric cell.
-fn summary_data() -> String {
-    let mut csv = String::from("region,note,v,w\n");
+/// (unless summed exactly), empty numeric cells, and a hostile column name.
+fn summary_data(dir: &std::path::Path) -> String {
+    let mut csv = format!("region,note,v,\"{}\"\n", hostile_column(dir).replace('"', "\"\""));
     for i in 0..600u64 {
         let region = ["north", "south", "east", "west", "$(touch pwned) x"][((i * 3 + i / 7 + i / 97) % 5) as usize];
         let v = match i % 4 {
@@ -327,7 +333,7 @@ fn summary_regions_run_on_the_node_and_equal_a_local_run_exactly() {
     let cluster = Cluster::start(1);
     let sb = Sandbox::new();
     let cfg = sb.write_config(&config_with(&cluster, &[("n1", &format!("slots = 2\ndistex = \"{DISTEX}\""))]));
-    std::fs::write(sb.path().join("d.csv"), summary_data()).unwrap();
+    std::fs::write(sb.path().join("d.csv"), summary_data(sb.path())).unwrap();
     let process = |extra: &[&str]| {
         sb.cmd()
             .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
@@ -351,13 +357,15 @@ fn summary_regions_run_on_the_node_and_equal_a_local_run_exactly() {
     assert_eq!(remote["regions"].to_string(), local["regions"].to_string());
     assert_eq!(remote["totals"].to_string(), local["totals"].to_string());
     assert_eq!(remote["accounting"], local["accounting"]);
+    let w = &remote["totals"]["stats"][hostile_column(sb.path())];
+    assert_eq!(w["count"], 545, "{remote:#}");
 
     // Regions shared between this machine and the node merge to the same totals.
     let mixed = process(&["--jobs", "1", "--nodes", "n1"]);
     assert!(region_tasks(&mixed).iter().any(|t| t["node"] == "n1"), "{mixed:#}");
     assert_eq!(mixed["totals"].to_string(), local["totals"].to_string());
     assert_eq!(mixed["regions"].to_string(), local["regions"].to_string());
-    assert!(!sb.path().join("pwned").exists());
+    assert!(!sb.path().join("pwned").exists() && !sb.path().join("pwned-col").exists());
     stop_masters(sb.path());
 }
 
@@ -377,7 +385,7 @@ fn summary_regions_move_off_nodes_without_a_usable_distex_and_the_nodes_stay_up(
             ("n2", &format!("slots = 2\ndistex = \"{}\"", old.display())),
         ],
     ));
-    std::fs::write(sb.path().join("d.csv"), summary_data()).unwrap();
+    std::fs::write(sb.path().join("d.csv"), summary_data(sb.path())).unwrap();
     let args = ["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"];
     let local = sb.cmd().args(args).args(["--jobs", "2"]).run().success().json();
     let report = sb.cmd().args(args).args(["--jobs", "0", "--nodes", "n1,n2"]).run().success().json();
