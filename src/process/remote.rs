@@ -54,10 +54,11 @@ use crate::exec::ssh;
 /// that started the script is still there. When it is gone (the connection
 /// dropped, or sshd died), nobody can read the worker's result or stop it
 /// any more, so the watchdog stops it as a timeout would: SIGTERM to the
-/// group (the script itself only waits for the worker to end, then removes
-/// its directory; it ignores SIGPIPE, restored for the worker, so that
-/// writing to the dead channel cannot kill it first), 2 s of grace, SIGKILL. The script's last act, after a
-/// normal end, kills the watchdog with the rest of the group.
+/// group, 2 s of grace, SIGKILL. The script itself survives the SIGTERM
+/// (it only waits for the worker to end, then removes its directory) and
+/// ignores SIGPIPE (restored for the worker), so that writing to the dead
+/// channel cannot kill it before that. Its last act, after a normal end,
+/// kills the watchdog with the rest of the group.
 const SCRIPT: &str = r#"cd || exit 125
 printf '\036\037distex-pid %d\n' "$$" >&2
 d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-exit 125\n' >&2; exit 125; }
