@@ -5,8 +5,8 @@
 
 mod support;
 
-use support::Sandbox;
 use support::sshd::{Cluster, all_processes_matching, stop_masters};
+use support::{DISTEX, Sandbox};
 
 fn setup() -> (Sandbox, Cluster) {
     let cluster = Cluster::start(1);
@@ -111,15 +111,13 @@ fn unknown_nodes_and_sandbox_are_refused() {
         .run()
         .expect_code(2);
     assert!(run.stderr().contains("--sandbox cannot be enforced on remote nodes"), "{}", run.stderr());
-    // The built-in summary stays local, and says so.
-    let report = sb
+    // A byte-range split scans files here: it cannot use nodes.
+    let run = sb
         .cmd()
-        .args(["--config", cfg.to_str().unwrap(), "process", "--demo", "--nodes", "n1", "--json"])
+        .args(["--config", cfg.to_str().unwrap(), "process", "--demo", "--nodes", "n1", "--split", "bytes"])
         .run()
-        .success()
-        .json();
-    assert!(report["warnings"][0].as_str().unwrap().contains("built-in summary ran on this machine"));
-    assert!(report["tasks"].as_array().unwrap().iter().all(|t| t["node"] == "local"));
+        .expect_code(2);
+    assert!(run.stderr().contains("--split bytes") && run.stderr().contains("--nodes"), "{}", run.stderr());
 }
 
 #[test]
@@ -227,6 +225,7 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
     assert!(tasks.iter().all(|t| t["attempts"] == 1 || t["attempts"] == 2), "{tasks:#?}");
     let warnings = report["warnings"].to_string();
     assert!(warnings.contains("node n1: cannot connect") && warnings.contains("moving it to node n2"), "{warnings}");
+    assert!(warnings.contains("node n1 is marked down") && !warnings.contains("node n2 is marked"), "{warnings}");
     // The processor's own failure is not a node fault: it stays on n2, not retried (--retries 0).
     let fail = report["regions"]["fail"]["error"].as_str().unwrap();
     assert!(fail.contains("exited with status 3 on node n2"), "{fail}");
@@ -277,5 +276,248 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
     assert_eq!(report["accounting"]["in_failed_regions"], 6);
     let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
     assert!(nodes["nodes"].as_array().unwrap().iter().filter(|n| n["name"] == "n2").all(|n| n["answered"] == false));
+    stop_masters(sb.path());
+}
+
+/// A `cluster.toml` with this machine (2 slots) and one `[[node]]` table per
+/// `(node, extra keys)`.
+fn config_with(cluster: &Cluster, nodes: &[(&str, &str)]) -> String {
+    let mut text = String::from(
+        "[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n[routing]\noverload_threshold = 1000.0\n\n",
+    );
+    for (name, extra) in nodes {
+        text.push_str(&cluster.node_table(cluster.node(name), extra));
+        text.push('\n');
+    }
+    text
+}
+
+/// The name of a numeric column of [`summary_data`]: it reaches the node
+/// in the worker's spec, and must stay data there.
+fn hostile_column(dir: &std::path::Path) -> String {
+    format!("w'$(touch {}/pwned-col) \"q\"", dir.display())
+}
+
+/// Regions of different sizes, quoted fields holding commas, quotes and
+/// newlines, values whose float sums depend on the order they are added in
+/// (unless summed exactly), empty numeric cells, and a hostile column name.
+fn summary_data(dir: &std::path::Path) -> String {
+    let mut csv = format!("region,note,v,\"{}\"\n", hostile_column(dir).replace('"', "\"\""));
+    for i in 0..600u64 {
+        let region = ["north", "south", "east", "west", "$(touch pwned) x"][((i * 3 + i / 7 + i / 97) % 5) as usize];
+        let v = match i % 4 {
+            0 => format!("{}e15", i % 9 + 1),
+            1 => format!("0.{}", i * 7919 % 1000 + 1),
+            2 => format!("-{}e15", i % 9 + 1),
+            _ => format!("{}.000000001", i),
+        };
+        let w = if i % 11 == 0 { String::new() } else { format!("{}", i as f64 / 3.0) };
+        csv.push_str(&format!("\"{}\",\"a, \"\"b\"\"\nc\",{v},{w}\n", region.replace('"', "\"\"")));
+    }
+    csv
+}
+
+/// Region tasks (not aggregate-results) of a report.
+fn region_tasks(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["subject"].as_str().unwrap().starts_with("process-region-"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn summary_regions_run_on_the_node_and_equal_a_local_run_exactly() {
+    let cluster = Cluster::start(1);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&config_with(&cluster, &[("n1", &format!("slots = 2\ndistex = \"{DISTEX}\""))]));
+    std::fs::write(sb.path().join("d.csv"), summary_data(sb.path())).unwrap();
+    let process = |extra: &[&str]| {
+        sb.cmd()
+            .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+            .args(extra)
+            .run()
+            .success()
+            .json()
+    };
+    let local = process(&["--jobs", "2"]);
+    assert!(region_tasks(&local).iter().all(|t| t["node"] == "local"));
+    assert_eq!(local["accounting"]["input_records"], 600);
+
+    // `--jobs 0`: every summary worker runs on n1 (distex itself, as `distex __worker summary`).
+    let remote = process(&["--jobs", "0", "--nodes", "n1"]);
+    let tasks = region_tasks(&remote);
+    assert_eq!(tasks.len(), 5);
+    assert!(tasks.iter().all(|t| t["node"] == "n1" && t["attempts"] == 1), "{tasks:#?}");
+    assert_eq!(remote["warnings"], serde_json::json!([]), "{remote:#}");
+    assert_eq!(remote["complete"], true);
+    // Bit for bit: the JSON numbers are the same text.
+    assert_eq!(remote["regions"].to_string(), local["regions"].to_string());
+    assert_eq!(remote["totals"].to_string(), local["totals"].to_string());
+    assert_eq!(remote["accounting"], local["accounting"]);
+    let w = &remote["totals"]["stats"][hostile_column(sb.path())];
+    assert_eq!(w["count"], 545, "{remote:#}");
+
+    // Regions shared between this machine and the node merge to the same totals.
+    let mixed = process(&["--jobs", "1", "--nodes", "n1"]);
+    assert!(region_tasks(&mixed).iter().any(|t| t["node"] == "n1"), "{mixed:#}");
+    assert_eq!(mixed["totals"].to_string(), local["totals"].to_string());
+    assert_eq!(mixed["regions"].to_string(), local["regions"].to_string());
+    assert!(!sb.path().join("pwned").exists() && !sb.path().join("pwned-col").exists());
+    stop_masters(sb.path());
+}
+
+#[test]
+fn summary_regions_move_off_nodes_without_a_usable_distex_and_the_nodes_stay_up() {
+    let cluster = Cluster::start(2);
+    let sb = Sandbox::new();
+    // n1: no distex where its config says; n2: a distex of another version.
+    let old = sb.path().join("old-distex");
+    std::fs::write(&old, "#!/bin/sh\necho 'distex 0.0.1'\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&old).status().unwrap();
+    let missing = sb.path().join("no/such/distex");
+    let cfg = sb.write_config(&config_with(
+        &cluster,
+        &[
+            ("n1", &format!("slots = 2\ndistex = \"{}\"", missing.display())),
+            ("n2", &format!("slots = 2\ndistex = \"{}\"", old.display())),
+        ],
+    ));
+    std::fs::write(sb.path().join("d.csv"), summary_data(sb.path())).unwrap();
+    let args = ["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"];
+    let local = sb.cmd().args(args).args(["--jobs", "2"]).run().success().json();
+    let report = sb.cmd().args(args).args(["--jobs", "0", "--nodes", "n1,n2"]).run().success().json();
+    let tasks = region_tasks(&report);
+    assert!(tasks.iter().all(|t| t["node"] == "local"), "every region ended up here: {tasks:#?}");
+    assert!(tasks.iter().any(|t| t["attempts"] == 2), "some started on a node: {tasks:#?}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("node n1 has no usable distex binary")
+            && warnings.contains("not found")
+            && warnings.contains("distex = \\\"/path/to/distex\\\"` in node n1's [[node]] table"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("node n2 has no usable distex binary")
+            && warnings.contains("it is distex 0.0.1, not distex "),
+        "{warnings}"
+    );
+    assert!(warnings.contains("moving it to this machine") && !warnings.contains("marked down"), "{warnings}");
+    assert_eq!(report["complete"], true);
+    let a = &report["accounting"];
+    assert_eq!((a["input_records"].clone(), a["processed"].clone()), (600.into(), 600.into()));
+    assert_eq!((a["rejected"].clone(), a["in_failed_regions"].clone()), (0.into(), 0.into()));
+    assert_eq!(report["totals"].to_string(), local["totals"].to_string());
+    assert_eq!(report["regions"].to_string(), local["regions"].to_string());
+    // Both nodes answered: neither is down in the node cache.
+    let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
+    for n in nodes["nodes"].as_array().unwrap().iter().filter(|n| n["name"] != "here") {
+        assert_ne!(n["answered"], false, "{nodes:#}");
+    }
+    stop_masters(sb.path());
+}
+
+#[test]
+fn a_connection_cut_mid_run_moves_its_regions_and_leaves_nothing_behind() {
+    let mut cluster = Cluster::start(1);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&cluster.config("slots = 2\n", ""));
+    let mut csv = String::from("region,v\n");
+    let names = ["a", "b", "c", "d"];
+    for (i, name) in names.iter().enumerate() {
+        for k in 0..=i {
+            csv.push_str(&format!("{name},{k}\n"));
+        }
+    }
+    std::fs::write(sb.path().join("d.csv"), &csv).unwrap();
+    let started = sb.path().join("started");
+    std::fs::create_dir(&started).unwrap();
+    // On the node (its work directory is a `mktemp -d` distex-worker.XXXXXX),
+    // the processor says where it runs and then blocks in a sleep whose
+    // length is this test's marker; here it answers at once.
+    let marker = format!("{}.4242", 600 + std::process::id() % 1000);
+    let processor = format!(
+        r#"case "$(pwd)" in */distex-worker.*) pwd > {started}/"$DISTEX_TASK_ID"; sleep {marker}; exit 0 ;; esac
+echo "{{\"rows\": $(($(wc -l) - 1)), \"attempt\": $DISTEX_ATTEMPT}}""#,
+        started = started.display()
+    );
+    // `--jobs 0`: every region starts on n1, two at a time.
+    let mut cmd = sb
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
+        .args(["--jobs", "0", "--nodes", "n1", "--processor", &processor])
+        .cmd;
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("start distex");
+    let on_node = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_dir(&started).unwrap().count() < n {
+            assert!(std::time::Instant::now() < deadline, "no region started on n1");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    on_node(2);
+    // Both of n1's slots are busy: its sshd dies under them.
+    cluster.node_mut("n1").cut();
+    let run = support::Run { output: child.wait_with_output().unwrap() }.success();
+    let report = run.json();
+
+    let tasks = region_tasks(&report);
+    assert_eq!(tasks.len(), names.len());
+    let cut: Vec<_> = tasks.iter().filter(|t| t["attempts"] == 2).collect();
+    assert_eq!(cut.len(), 2, "the two regions running on n1 moved: {tasks:#?}");
+    assert!(tasks.iter().all(|t| t["node"] == "local" && t["status"] == "completed"), "{tasks:#?}");
+    // Every region's records were processed once, by the attempt that completed.
+    for (i, name) in names.iter().enumerate() {
+        let result = &report["regions"][name]["result"];
+        assert_eq!(result["rows"], (i + 1) as u64, "region {name}: {report:#}");
+    }
+    for t in &cut {
+        let name = t["subject"].as_str().unwrap().trim_start_matches("process-region-");
+        assert_eq!(report["regions"][name]["result"]["attempt"], 2, "{report:#}");
+    }
+    let a = &report["accounting"];
+    assert_eq!(a["input_records"], 10);
+    assert_eq!(a["processed"], 10);
+    assert_eq!(a["rejected"], 0);
+    assert_eq!(a["in_failed_regions"], 0);
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["totals"]["rows"], 10);
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("node n1: the connection ended before the processor finished")
+            && warnings.contains("moving it to this machine"),
+        "{warnings}"
+    );
+    assert_eq!(warnings.matches("node n1 is marked down").count(), 1, "said once: {warnings}");
+    // The node cache knows n1 is down.
+    let nodes = sb.cmd().args(["--config", cfg.to_str().unwrap(), "nodes", "--json"]).run().success().json();
+    let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    assert_eq!(n1["answered"], false, "{nodes:#}");
+
+    // Nothing is left running: not the ssh clients here, not the orphaned
+    // workers on the node (their script notices the lost session and kills
+    // its process group), and their work directories are gone.
+    let dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&started)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap().trim().into())
+        .collect();
+    assert_eq!(dirs.len(), 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut left = all_processes_matching(&marker);
+    while (!left.is_empty() || dirs.iter().any(|d| d.exists())) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = all_processes_matching(&marker);
+    }
+    for (pid, _) in &left {
+        // SAFETY: kill(2) on a process this test's run started; the test fails below.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    for d in &dirs {
+        assert!(!d.exists(), "{} was not removed", d.display());
+    }
     stop_masters(sb.path());
 }

@@ -158,7 +158,7 @@ pub struct ProcessArgs {
     pub nodes: Vec<String>,
     /// How work is split into workers: `regions` (one per region), `bytes`
     /// (byte ranges of plain CSV/TSV files, built-in summary only), or `auto`
-    /// (bytes for plain files of 64 MiB or more).
+    /// (bytes for plain files of 64 MiB or more; regions with --nodes).
     #[arg(long, value_name = "auto|regions|bytes", default_value = "auto")]
     pub split: String,
     /// Target size of each byte range with --split bytes (e.g. 64M).

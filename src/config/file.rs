@@ -69,6 +69,9 @@ pub struct NodeTable {
     #[serde(default)]
     pub host_key_checking: HostKeyChecking,
     pub connect_timeout: Option<u64>,
+    /// The distex binary on the node, run as the built-in summary's worker
+    /// by `distex process --nodes` (default: `distex` on the node's PATH).
+    pub distex: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

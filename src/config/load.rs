@@ -208,6 +208,15 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
     if n.host.trim().is_empty() || n.host.starts_with('-') {
         return Err(ctx.error(offset, format!("{key}.host"), "must be an ssh destination such as \"builder.local\""));
     }
+    if let Some(d) = &n.distex
+        && (d.trim().is_empty() || d.starts_with('-') || d.contains(['\n', '\0']))
+    {
+        return Err(ctx.error(
+            offset,
+            format!("{key}.distex"),
+            "must be the distex binary on the node: a path such as \"/usr/local/bin/distex\", or \"distex\" to use its PATH",
+        ));
+    }
     let node = Node {
         name: n.name.clone(),
         host: n.host.clone(),
@@ -223,6 +232,7 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
         workdir: n.workdir.clone().unwrap_or_else(|| ".cache/distex/work".to_string()),
         host_key_checking: n.host_key_checking,
         connect_timeout: n.connect_timeout.unwrap_or(5).max(1),
+        distex: n.distex.clone().unwrap_or_else(|| "distex".to_string()),
     };
     check_slots_speed(node.slots, node.speed, &key, offset, ctx)?;
     sources.push(Source { key, from: ctx.at(offset) });
@@ -393,6 +403,16 @@ mod tests {
         assert_eq!(heavy.commands, ["bazel build"]);
         assert_eq!(heavy.requires.roles, ["builder"], "unset keys inherit the built-in's");
         assert_eq!(heavy.source, "cluster.toml:1");
+    }
+
+    #[test]
+    fn node_distex_defaults_to_the_path_and_is_checked() {
+        let node = "[[node]]\nname = \"a\"\nhost = \"h\"\nos = \"linux\"\n";
+        assert_eq!(parse_ok(node).node("a").unwrap().distex, "distex");
+        let c = parse_ok(&format!("{node}distex = \"/opt/distex/bin/distex\"\n"));
+        assert_eq!(c.node("a").unwrap().distex, "/opt/distex/bin/distex");
+        let msg = parse_err(&format!("{node}distex = \"-x\"\n"));
+        assert!(msg.starts_with("cluster.toml:1:") && msg.contains("node.a.distex"), "{msg}");
     }
 
     #[test]

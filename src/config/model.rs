@@ -122,6 +122,10 @@ pub struct Node {
     pub host_key_checking: HostKeyChecking,
     /// Seconds to wait for the SSH connection before calling the node down.
     pub connect_timeout: u64,
+    /// The distex binary on the node (a path, or a name looked up in the
+    /// node's PATH): `distex process --nodes` runs it as the built-in
+    /// summary's worker.
+    pub distex: String,
 }
 
 /// A routing rule: commands it matches and what they require.

@@ -80,7 +80,7 @@ pub struct ProcessOptions {
     pub sandbox: bool,
     /// Keep the run directory (spools and work directories) for inspection.
     pub keep_workdirs: bool,
-    /// Cluster nodes to place region workers on (not available yet).
+    /// Cluster nodes to place region workers on as well as this machine.
     pub nodes: Vec<String>,
     /// How work is split into worker processes.
     pub split: Split,
@@ -189,10 +189,8 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
     if !(l.grace.is_finite() && l.grace >= 0.0) {
         return Err(format!("--grace must be a non-negative number of seconds, got {}", l.grace));
     }
-    if options.jobs == Some(0) && (options.nodes.is_empty() || options.processor.is_none()) {
-        return Err(
-            "--jobs must be at least 1 (0 means \"no local workers\", which needs --nodes and --processor)".into()
-        );
+    if options.jobs == Some(0) && options.nodes.is_empty() {
+        return Err("--jobs must be at least 1 (0 means \"no local workers\", which needs --nodes)".into());
     }
     if l.max_open_files < 16 {
         return Err("--max-open-files must be at least 16".into());
@@ -208,6 +206,22 @@ pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporte
     check_options(options).map_err(Error::Usage)?;
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
+    // Byte ranges are scans of files on this machine: with nodes to place
+    // work on, the work is split by region.
+    let remote_split;
+    let options = if targets.iter().any(|t| t.node.is_some()) {
+        if options.split == Split::Bytes {
+            return Err(Error::Usage(
+                "--split bytes scans the input files on this machine and cannot use --nodes: \
+                 drop --nodes, or use --split regions"
+                    .into(),
+            ));
+        }
+        remote_split = ProcessOptions { split: Split::Regions, ..options.clone() };
+        &remote_split
+    } else {
+        options
+    };
     if options.aggregate.is_some() && options.processor.is_none() {
         return Err(Error::Usage("--aggregate needs --processor: the built-in summary aggregates itself".into()));
     }
@@ -284,11 +298,6 @@ fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Targe
         return Err(Error::Usage("--jobs 0 leaves no worker anywhere: name at least one node in --nodes".into()));
     }
     let skipped = skip_known_down(&mut targets, config);
-    if options.processor.is_none() {
-        let warning = "--nodes applies to --processor commands; the built-in summary ran on this machine".to_string();
-        let here = pool::Target { node: None, slots: jobs(options) };
-        return Ok((vec![here], Some(warning)));
-    }
     Ok((targets, skipped))
 }
 

@@ -7,7 +7,9 @@
 //! its worker reported an exit status), the unit moves to the next healthy
 //! target, else this machine, in a new attempt; the node is marked down for
 //! the rest of the run and in the node cache (`distex route` reads it), and
-//! its slots stop taking units. A processor that fails is not failover: it
+//! its slots stop taking units. A node that answers but has no usable
+//! distex for a built-in worker is left out of the run the same way, but
+//! not marked down in the cache. A processor that fails is not failover: it
 //! is retried on its own target per `--retries`.
 
 use std::collections::{HashSet, VecDeque};
@@ -90,6 +92,7 @@ enum Msg {
     Started { unit: usize, attempt: u32, node: String },
     Retrying { unit: usize, attempt: u32, reason: String, delay: Duration },
     Moved { unit: usize, attempt: u32, reason: String, to: String },
+    NodeDown { node: String },
     Finished { unit: usize, result: Outcome },
 }
 
@@ -155,6 +158,14 @@ pub fn run_units(
             Msg::Moved { unit, attempt, reason, to } => {
                 let message =
                     format!("{} attempt {attempt} could not run: {reason}; moving it to {to}", units[unit].subject);
+                reporter.report(&Event::Warning { message: message.clone() });
+                warnings.push(message);
+            }
+            Msg::NodeDown { node } => {
+                let message = format!(
+                    "node {node} is marked down: no more regions go there in this run, and later runs skip it \
+                     for routing.unhealthy_for (see `distex nodes`; `distex nodes --probe` rechecks)"
+                );
                 reporter.report(&Event::Warning { message: message.clone() });
                 warnings.push(message);
             }
@@ -271,7 +282,20 @@ fn run_with_retries(
         }
         let result = match result {
             Err(RemoteError::Transport(reason)) if !worker::interrupted() => {
-                mark_down(place.down, &target, &reason);
+                if mark_down(place.down, &target, &reason) {
+                    let _ = tx.send(Msg::NodeDown { node: target.name().to_string() });
+                }
+                target = pick(place.targets, place.home, place.down);
+                let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
+                let _ = tx.send(Msg::Moved { unit: index, attempt, reason, to });
+                attempt += 1;
+                moves += 1;
+                continue;
+            }
+            Err(RemoteError::NoWorker(reason)) if !worker::interrupted() => {
+                // The node answered: it is left out of this run only, not
+                // marked down in the node cache.
+                exclude(place.down, &target);
                 target = pick(place.targets, place.home, place.down);
                 let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
                 let _ = tx.send(Msg::Moved { unit: index, attempt, reason, to });
@@ -301,13 +325,25 @@ fn run_with_retries(
 }
 
 /// Marks `target`'s node down for this run and, once per node, in the node
-/// cache, so that later runs and `distex route` avoid it.
-fn mark_down(down: &Down, target: &Target, reason: &str) {
-    let Some(node) = &target.node else { return };
+/// cache, so that later runs and `distex route` avoid it. True the first
+/// time (the caller says so once).
+fn mark_down(down: &Down, target: &Target, reason: &str) -> bool {
+    let Some(node) = &target.node else { return false };
     let first = down.lock().is_ok_and(|mut d| d.insert(node.name.clone()));
     if first {
         // Only a cache: a run must not fail because it cannot be written.
         let _ = crate::state::NodeStates::record_failure(&node.name, reason);
+    }
+    first
+}
+
+/// Takes `target`'s node out of this run (its slots stop taking units)
+/// without touching the node cache: it answered, it just cannot run them.
+fn exclude(down: &Down, target: &Target) {
+    if let Some(node) = &target.node
+        && let Ok(mut d) = down.lock()
+    {
+        d.insert(node.name.clone());
     }
 }
 

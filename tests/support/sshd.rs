@@ -19,7 +19,9 @@
 //! Failure injection: [`SshNode::kill`] kills the listener *and* every
 //! session process it forked (so an existing multiplexed master dies too),
 //! [`SshNode::stop`] freezes the listener with SIGSTOP so new connections
-//! hang until `ConnectTimeout`, [`SshNode::resume`] thaws it. Dropping the
+//! hang until `ConnectTimeout`, [`SshNode::resume`] thaws it;
+//! [`SshNode::cut`] kills only the sshd processes, leaving the commands
+//! they ran orphaned on the node, as a dying sshd or dropped connection would. Dropping the
 //! cluster kills every sshd it started, so no server outlives a test.
 
 #![allow(dead_code)]
@@ -217,6 +219,24 @@ impl SshNode {
                 std::thread::sleep(Duration::from_millis(20));
             }
             for p in tree {
+                signal(p, libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills this node's sshd - the listener and every sshd process serving
+    /// a connection - but not the commands its sessions started: as when
+    /// the node's sshd dies, every connection drops at once and the
+    /// commands it ran are orphaned on the node (still running, their
+    /// stdin at end of file, their stdout and stderr going nowhere).
+    pub fn cut(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            let serving: Vec<i32> =
+                descendants(pid).into_iter().filter(|&p| cmdline(p).is_some_and(|c| c.starts_with("sshd"))).collect();
+            signal(pid, libc::SIGKILL);
+            for p in serving {
                 signal(p, libc::SIGKILL);
             }
             let _ = child.wait();
