@@ -18,6 +18,7 @@
 pub mod aggregate;
 pub mod input;
 pub mod keys;
+pub mod merge;
 pub mod partition;
 pub mod parts;
 pub mod pool;
@@ -27,6 +28,7 @@ pub mod scan;
 pub mod stats;
 pub mod structural;
 pub mod summary;
+pub mod wire;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::input::{Format, Source};
+use super::merge::TreeMerge;
 use super::partition::{KeySpec, MAX_LISTED_REJECTS, Reject};
 use super::pool::{self, Unit, status_event};
 use super::scan::{self, Plan, ScanResult, ScanSpec};
-use super::stats::RegionStats;
 use super::worker::Program;
-use super::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split, aggregate};
+use super::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split, wire};
 use crate::error::{Error, Result};
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
@@ -82,62 +82,21 @@ pub fn try_bytes(
     run_plan(options, jobs, &plan, format, run_dir, started, reporter)
 }
 
-/// Parses the parts' results on `threads` threads and merges their
-/// regions: each result comes back with its regions taken out, or the
-/// reason it is unreadable.
-fn read_results(
-    outcomes: Vec<pool::Outcome>,
-    threads: usize,
-) -> (Vec<std::result::Result<ScanResult, String>>, BTreeMap<String, RegionStats>) {
-    let chunk = outcomes.len().div_ceil(threads.max(1)).max(1);
-    let mut outcomes = outcomes.into_iter();
-    let runs: Vec<Vec<pool::Outcome>> =
-        std::iter::from_fn(|| Some(outcomes.by_ref().take(chunk).collect::<Vec<_>>()).filter(|r| !r.is_empty()))
-            .collect();
-    let done: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = runs.into_iter().map(|run| scope.spawn(move || read_run(run))).collect();
-        handles.into_iter().map(|h| h.join().expect("result readers do not panic")).collect()
-    });
-    let mut parsed = Vec::new();
-    let mut merged: BTreeMap<String, RegionStats> = BTreeMap::new();
-    for (run_parsed, run_merged) in done {
-        parsed.extend(run_parsed);
-        merge_into(&mut merged, run_merged);
+/// The result of one part as the pool handed it over: decoded and checked
+/// against the plan's numeric columns, or the reason it is unusable.
+fn read_part(outcome: pool::Outcome, columns: &[String]) -> std::result::Result<ScanResult, String> {
+    let bytes = match outcome? {
+        pool::Output::Raw(bytes) => bytes,
+        pool::Output::Json(_) => return Err("unexpected output".to_string()),
+    };
+    let result = wire::decode(&bytes).map_err(|e| format!("the worker printed an unreadable result: {e}"))?;
+    if result.regions.columns != columns {
+        return Err(format!(
+            "the worker summarised the columns {:?}, not {columns:?} as planned",
+            result.regions.columns
+        ));
     }
-    (parsed, merged)
-}
-
-/// [`read_results`] of one run of parts, in order.
-fn read_run(run: Vec<pool::Outcome>) -> (Vec<std::result::Result<ScanResult, String>>, BTreeMap<String, RegionStats>) {
-    let mut merged = BTreeMap::new();
-    let parsed = run
-        .into_iter()
-        .map(|outcome| {
-            let mut r = outcome.and_then(|output| match output {
-                pool::Output::Raw(bytes) => serde_json::from_slice::<ScanResult>(&bytes)
-                    .map_err(|e| format!("the worker printed an unreadable result: {e}")),
-                pool::Output::Json(_) => Err("unexpected output".to_string()),
-            })?;
-            merge_into(&mut merged, std::mem::take(&mut r.regions));
-            Ok(r)
-        })
-        .collect();
-    (parsed, merged)
-}
-
-fn merge_into(merged: &mut BTreeMap<String, RegionStats>, regions: BTreeMap<String, RegionStats>) {
-    if merged.is_empty() {
-        *merged = regions;
-        return;
-    }
-    for (name, stats) in regions {
-        match merged.get_mut(&name) {
-            Some(m) => m.merge(&stats),
-            None => {
-                merged.insert(name, stats);
-            }
-        }
-    }
+    Ok(result)
 }
 
 fn run_plan(
@@ -185,7 +144,15 @@ fn run_plan(
     let aggregate_id = (n + 1).to_string();
     tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
     reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
-    let (outcomes, mut warnings) = pool::run_units(
+    // Read every part's result as soon as its worker ends and merge its
+    // regions while the other parts still run, so that little is left to
+    // do after the last one. The merge tree is fixed (runs of contiguous
+    // parts, one per job), so the result does not depend on which part
+    // finished first.
+    let columns: Vec<String> = plan.numeric.iter().map(|&c| plan.header[c].clone()).collect();
+    let mut tree = TreeMerge::new(n, jobs, columns.clone());
+    let mut parsed: Vec<std::result::Result<ScanResult, String>> = (0..n).map(|_| Err(String::new())).collect();
+    let mut warnings = pool::run_units_into(
         options,
         run_dir,
         &units,
@@ -193,14 +160,18 @@ fn run_plan(
         started,
         reporter,
         &[pool::Target { node: None, slots: jobs }],
+        &mut |i, outcome| {
+            let result = read_part(outcome, &columns).map(|mut r| {
+                tree.add(i, Some(std::mem::take(&mut r.regions)));
+                r
+            });
+            if result.is_err() {
+                tree.add(i, None);
+            }
+            parsed[i] = result;
+        },
     );
-
-    // Read every part's result, merging its regions right away (so only
-    // one part's maps are held at a time per thread). With many regions
-    // this is real work, done after the last worker ends: `jobs` threads
-    // each take a contiguous run of parts (a fixed split, so the merge
-    // order and the result do not vary between runs).
-    let (parsed, mut merged) = read_results(outcomes, jobs);
+    let merged = tree.finish();
     // Re-count failed parts in-process.
     let mut results: Vec<(ScanResult, Option<String>)> = Vec::with_capacity(n);
     for (i, parsed) in parsed.into_iter().enumerate() {
@@ -267,12 +238,12 @@ fn run_plan(
                 Reject { file, line: first_lines[i] + rel - 1, reason: reason.clone() },
             ));
         }
-        // Completed parts were merged above (their maps are empty now).
-        for (name, stats) in &r.regions {
-            if let Some(reason) = failure {
-                accounting.in_failed_regions += stats.records;
+        // Completed parts were merged above (their tables are empty now).
+        if let Some(reason) = failure {
+            for (name, &records) in r.regions.names.iter().zip(&r.regions.records) {
+                accounting.in_failed_regions += records;
                 let entry = failed_records.entry(name.clone()).or_default();
-                entry.0 += stats.records;
+                entry.0 += records;
                 entry.1.push(format!("part {} failed: {reason}", i + 1));
             }
         }
@@ -293,29 +264,41 @@ fn run_plan(
     rejects.sort_by_key(|(f, l, _)| (*f, *l));
     rejects.truncate(MAX_LISTED_REJECTS);
 
-    accounting.processed = merged.values().map(|s| s.records).sum();
-    let mut regions = BTreeMap::new();
-    let names: std::collections::BTreeSet<&String> = merged.keys().chain(failed_records.keys()).collect();
-    for name in names {
-        let ok = merged.get(name);
-        let failed = failed_records.get(name);
-        regions.insert(
-            name.clone(),
-            RegionReport {
+    // The report, by region name. A region is failed as a whole when any
+    // of its records were lost: its processed records count as
+    // in_failed_regions too, and it is left out of the totals.
+    let order = merged.by_name();
+    let error = |f: &(u64, Vec<String>)| format!("{} of its records were not processed: {}", f.0, f.1.join("; "));
+    let mut regions: BTreeMap<String, RegionReport> = order
+        .iter()
+        .map(|&r| {
+            let name = &merged.names[r];
+            let failed = failed_records.get(name);
+            let report = RegionReport {
                 task: None,
-                records: ok.map_or(0, |s| s.records) + failed.map_or(0, |f| f.0),
-                stats: if failed.is_none() { ok.map(|s| s.summaries()) } else { None },
+                records: merged.records[r] + failed.map_or(0, |f| f.0),
+                stats: if failed.is_none() { Some(merged.summaries(r)) } else { None },
                 result: None,
-                error: failed.map(|f| format!("{} of its records were not processed: {}", f.0, f.1.join("; "))),
-            },
-        );
+                error: failed.map(error),
+            };
+            (name.clone(), report)
+        })
+        .collect();
+    for (name, failed) in &failed_records {
+        regions.entry(name.clone()).or_insert_with(|| RegionReport {
+            task: None,
+            records: failed.0,
+            stats: None,
+            result: None,
+            error: Some(error(failed)),
+        });
     }
-    // A region is failed as a whole when any of its records were lost:
-    // move its processed records to in_failed_regions too.
-    for (name, _) in failed_records.iter() {
-        if let Some(s) = merged.remove(name) {
-            accounting.processed -= s.records;
-            accounting.in_failed_regions += s.records;
+    let ok: Vec<usize> = order.into_iter().filter(|&r| !failed_records.contains_key(&merged.names[r])).collect();
+    for (r, &records) in merged.records.iter().enumerate() {
+        if failed_records.contains_key(&merged.names[r]) {
+            accounting.in_failed_regions += records;
+        } else {
+            accounting.processed += records;
         }
     }
 
@@ -325,9 +308,8 @@ fn run_plan(
             t.node = Some("local".into());
         }
         reporter.report(&status_event(&tasks, &aggregate_id, from, None));
-        let total = aggregate::merge_summaries(merged.values());
-        let totals =
-            serde_json::json!({ "records": total.records, "regions": merged.len(), "stats": total.summaries() });
+        let total = merged.total(ok.iter().copied());
+        let totals = serde_json::json!({ "records": total.records, "regions": ok.len(), "stats": total.summaries() });
         if let Some(from) = tasks.transition(&aggregate_id, TaskStatus::Completed, ms()) {
             reporter.report(&status_event(&tasks, &aggregate_id, from, None));
         }

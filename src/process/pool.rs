@@ -106,6 +106,28 @@ pub fn run_units(
     reporter: &mut dyn Reporter,
     targets: &[Target],
 ) -> (Vec<Outcome>, Vec<String>) {
+    let mut results: Vec<Option<Outcome>> = vec![None; units.len()];
+    let warnings = run_units_into(options, run_dir, units, tasks, started, reporter, targets, &mut |unit, outcome| {
+        results[unit] = Some(outcome);
+    });
+    let outcomes = results.into_iter().map(|r| r.expect("run_units_into hands over every outcome")).collect();
+    (outcomes, warnings)
+}
+
+/// [`run_units`], handing each unit's outcome to `done` (on this thread)
+/// as soon as it is known, so the caller can start on it while other units
+/// still run. `done` gets every unit exactly once; returns the warnings.
+#[allow(clippy::too_many_arguments)]
+pub fn run_units_into(
+    options: &ProcessOptions,
+    run_dir: &Path,
+    units: &[Unit],
+    tasks: &mut TaskList,
+    started: Instant,
+    reporter: &mut dyn Reporter,
+    targets: &[Target],
+    done: &mut dyn FnMut(usize, Outcome),
+) -> Vec<String> {
     let ms = || started.elapsed().as_millis() as u64;
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (tx, rx) = mpsc::channel::<Msg>();
@@ -130,9 +152,9 @@ pub fn run_units(
     }
     drop(tx);
 
-    let mut results: Vec<Option<Outcome>> = vec![None; units.len()];
+    let mut handed: Vec<bool> = vec![false; units.len()];
     let mut warnings = Vec::new();
-    let (mut done, mut records_done) = (0u64, 0u64);
+    let (mut finished, mut records_done) = (0u64, 0u64);
     for msg in rx {
         match msg {
             Msg::Started { unit, attempt, node } => {
@@ -178,15 +200,16 @@ pub fn run_units(
                 // A result for a task that already finished is ignored: counted once.
                 if let Some(from) = from {
                     reporter.report(&status_event(tasks, id, from, result.as_ref().err().cloned()));
-                    results[unit] = Some(result);
-                    done += 1;
+                    finished += 1;
                     records_done += units[unit].records.unwrap_or(0);
                     reporter.report(&Event::Progress {
-                        done,
+                        done: finished,
                         total: Some(units.len() as u64),
                         records: units[unit].records.map(|_| records_done),
                         elapsed_ms: ms(),
                     });
+                    handed[unit] = true;
+                    done(unit, result);
                 }
             }
         }
@@ -194,18 +217,12 @@ pub fn run_units(
     for t in threads {
         let _ = t.join();
     }
-    let outcomes = results
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|| {
-                let reason = "the worker pool stopped before running it".to_string();
-                tasks.fail(&units[i].task_id, reason.clone(), ms());
-                Err(reason)
-            })
-        })
-        .collect();
-    (outcomes, warnings)
+    for (i, _) in handed.iter().enumerate().filter(|(_, h)| !**h) {
+        let reason = "the worker pool stopped before running it".to_string();
+        tasks.fail(&units[i].task_id, reason.clone(), ms());
+        done(i, Err(reason));
+    }
+    warnings
 }
 
 pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use super::input::{self, Flow, Format, Item};
 use super::keys::RegionTable;
+use super::merge::Regions;
 use super::partition::{ColumnType, check_key, check_numbers, infer_type};
-use super::stats::{RegionStats, Running, parse_number, parse_number_at};
+use super::stats::{Running, parse_number, parse_number_at};
 use super::structural::{self, Index};
 
 /// What a scan worker is told (in DISTEX_WORKER_SPEC).
@@ -46,10 +47,10 @@ pub struct ScanSpec {
     pub max_rejects: Option<u64>,
 }
 
-/// What a scan worker prints.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What a scan worker prints (in the binary format of [`super::wire`]).
+#[derive(Debug, Clone, Default)]
 pub struct ScanResult {
-    pub regions: BTreeMap<String, RegionStats>,
+    pub regions: Regions,
     pub records: u64,
     pub rejected: u64,
     /// The first rejects: line relative to the range (1 = its first line), reason.
@@ -60,7 +61,6 @@ pub struct ScanResult {
     pub odd_quote_records: u64,
     /// Quote characters in the range (CSV): every cut must have an even
     /// number before it in its file, or it did not fall on a record boundary.
-    #[serde(default)]
     pub quotes: u64,
     /// The last record was ended by the end of the range, not a line break.
     pub unterminated_last: bool,
@@ -77,13 +77,9 @@ pub fn main() -> u8 {
     match scan(&spec) {
         Ok(result) => {
             use std::io::Write;
+            // One write of the whole result (stdout is line-buffered).
             let mut out = std::io::stdout().lock();
-            // One write: stdout is line-buffered, and serde_json's many small
-            // writes would each be searched for a line break.
-            let ok = serde_json::to_vec(&result).is_ok_and(|mut bytes| {
-                bytes.push(b'\n');
-                out.write_all(&bytes).is_ok() && out.flush().is_ok()
-            });
+            let ok = out.write_all(&super::wire::encode(&result)).is_ok() && out.flush().is_ok();
             if ok { 0 } else { 1 }
         }
         Err(e) => {
@@ -431,15 +427,12 @@ impl<'s> Summarizer<'s> {
 
     fn finish(self) -> ScanResult {
         let mut out = self.out;
-        let mut accs = self.accs.into_iter();
-        for (r, name) in self.names.into_iter().enumerate() {
-            let mut stats = RegionStats { records: self.counts[r], columns: BTreeMap::new() };
-            for &col in &self.spec.numeric {
-                let acc = accs.next().expect("one accumulator per slot");
-                stats.columns.insert(self.spec.header[col].clone(), acc.finish());
-            }
-            out.regions.insert(name, stats);
-        }
+        out.regions = Regions {
+            columns: self.spec.numeric.iter().map(|&col| self.spec.header[col].clone()).collect(),
+            names: self.names,
+            records: self.counts,
+            accs: self.accs.into_iter().map(Running::finish).collect(),
+        };
         out
     }
 }

@@ -8,8 +8,10 @@
 //!   pairwise formula to merge two accumulators.
 //! * count, min and max are exact by nature.
 //!
-//! Accumulators travel between worker processes as JSON: serde_json writes
-//! f64 with shortest round-trip precision, so nothing is lost on the way.
+//! Accumulators travel between worker processes as JSON (serde_json writes
+//! f64 with shortest round-trip precision, so nothing is lost on the way),
+//! or, from byte-range scan workers, in the binary format of
+//! [`super::wire`] (floats as their bits, the sum as its integer digits).
 
 use std::collections::BTreeMap;
 
@@ -275,6 +277,95 @@ impl<'de> Deserialize<'de> for ExactSum {
         }
         Ok(sum)
     }
+}
+
+/// Most base-2^32 digits of a sum's magnitude: the 66 limbs, plus the
+/// carries the top limb can hold beyond 32 bits.
+pub const MAX_DIGITS: usize = LIMBS + 1;
+
+impl ExactSum {
+    /// The sum as a sign and a magnitude in base 2^32, for the binary
+    /// format of part results (`super::wire`): `(negative, lo)` and the
+    /// digits in `out`, so that the sum is ±Σ out[k]·2^(32·(lo+k) − 1074).
+    /// The first and last digits are non-zero (no digits for zero).
+    pub fn to_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+        out.clear();
+        let (limbs, start): (&[i64], usize) = match &self.full {
+            Some(full) => (&full[..], 0),
+            None if self.base == NO_BASE => return (false, 0),
+            None => (&self.window[..], self.base as usize),
+        };
+        let Some(first) = limbs.iter().position(|&l| l != 0) else {
+            return (false, 0);
+        };
+        let last = limbs.iter().rposition(|&l| l != 0).expect("one is non-zero");
+        let limbs = &limbs[first..=last];
+        // Propagate carries; a negative carry out of the top means a
+        // negative sum: then do it again on the negated limbs.
+        let carry = carry_digits(limbs, false, out);
+        let negative = carry < 0;
+        let carry = if negative { carry_digits(limbs, true, out) } else { carry };
+        let mut carry = carry as u64;
+        while carry != 0 {
+            out.push(carry as u32);
+            carry >>= 32;
+        }
+        let skip = out.iter().position(|&d| d != 0).unwrap_or(out.len());
+        out.drain(..skip);
+        while out.last() == Some(&0) {
+            out.pop();
+        }
+        (negative && !out.is_empty(), start + first + skip)
+    }
+
+    /// The sum [`ExactSum::to_digits`] describes; `None` when the digits
+    /// lie outside the range of limbs.
+    pub fn from_digits(negative: bool, lo: usize, digits: &[u32]) -> Option<ExactSum> {
+        let Some(last) = digits.iter().rposition(|&d| d != 0) else {
+            return Some(ExactSum::default());
+        };
+        if lo + digits.len() > MAX_DIGITS {
+            return None;
+        }
+        // Digits above the top limb fold into it (it holds up to 2^62).
+        let mut limbs = [0i64; LIMBS];
+        for (k, &d) in digits[..=last].iter().enumerate() {
+            match lo + k {
+                i if i < LIMBS => limbs[i] = d as i64,
+                _ if d >= 1 << 30 => return None,
+                _ => limbs[LIMBS - 1] += (d as i64) << 32,
+            }
+        }
+        if negative {
+            limbs.iter_mut().for_each(|l| *l = -*l);
+        }
+        let hi = (lo + last).min(LIMBS - 1);
+        // Every limb is below 2^32 in size except the top one: `adds`
+        // bounds them all (see `merge`).
+        let adds = 1 + (limbs[LIMBS - 1].unsigned_abs() >> 32) as u32;
+        let mut sum = ExactSum { adds, ..ExactSum::default() };
+        if hi - lo < WINDOW {
+            let base = lo.min(LIMBS - WINDOW);
+            sum.base = base as u32;
+            sum.window.copy_from_slice(&limbs[base..base + WINDOW]);
+        } else {
+            sum.full = Some(Box::new(limbs));
+        }
+        Some(sum)
+    }
+}
+
+/// Base-2^32 digits of Σ limbs[k]·2^(32k) (negated when `negate`) into
+/// `out`; returns the carry out of the top, whose sign is the sum's.
+fn carry_digits(limbs: &[i64], negate: bool, out: &mut Vec<u32>) -> i64 {
+    out.clear();
+    let mut carry = 0i64;
+    for &l in limbs {
+        let t = if negate { carry - l } else { carry + l };
+        out.push(t as u32);
+        carry = t >> 32;
+    }
+    carry
 }
 
 /// The accumulator of one numeric column.
