@@ -144,7 +144,11 @@ impl ExactSum {
     pub fn merge(&mut self, other: &ExactSum) {
         // `adds` bounds every limb by adds * 2^32, so the sum of two bounds
         // says when carries must be propagated before a limb could overflow.
-        if self.adds as u64 + other.adds as u64 + 1 >= 1 << 30 {
+        let safe = (self.adds as u64 + other.adds as u64 + 1) < 1 << 30;
+        if safe && self.full.is_none() && other.full.is_none() && self.merge_windows(other) {
+            return;
+        }
+        if !safe {
             self.normalize();
         }
         let theirs = other.limbs();
@@ -156,6 +160,49 @@ impl ExactSum {
         if self.adds >= 1 << 30 {
             self.normalize();
         }
+    }
+
+    /// [`ExactSum::merge`] of two sums that both fit in their windows,
+    /// when the limbs of both fit in one window (the usual case: one
+    /// column's values have similar magnitudes in every part), without
+    /// moving to the full array. False, and nothing done, otherwise.
+    fn merge_windows(&mut self, other: &ExactSum) -> bool {
+        let Some((their_lo, their_hi)) = other.window_span() else {
+            self.adds += other.adds + 1;
+            return true;
+        };
+        let (lo, hi) = match self.window_span() {
+            Some((lo, hi)) => (lo.min(their_lo), hi.max(their_hi)),
+            None => (their_lo, their_hi),
+        };
+        if hi - lo >= WINDOW {
+            return false;
+        }
+        let base = window_base(lo, hi);
+        if base != self.base as usize {
+            let old = std::mem::replace(&mut self.window, [0; WINDOW]);
+            if self.base != NO_BASE {
+                for (k, &l) in old.iter().enumerate().filter(|(_, l)| **l != 0) {
+                    self.window[self.base as usize + k - base] = l;
+                }
+            }
+            self.base = base as u32;
+        }
+        for (k, &l) in other.window.iter().enumerate().filter(|(_, l)| **l != 0) {
+            self.window[other.base as usize + k - base] += l;
+        }
+        self.adds += other.adds + 1;
+        true
+    }
+
+    /// The first and last non-zero limbs of the window (`None`: all zero).
+    fn window_span(&self) -> Option<(usize, usize)> {
+        if self.base == NO_BASE {
+            return None;
+        }
+        let first = self.window.iter().position(|&l| l != 0)?;
+        let last = self.window.iter().rposition(|&l| l != 0)?;
+        Some((self.base as usize + first, self.base as usize + last))
     }
 
     /// Doubles whose exact sum is this sum.
@@ -345,7 +392,7 @@ impl ExactSum {
         let adds = 1 + (limbs[LIMBS - 1].unsigned_abs() >> 32) as u32;
         let mut sum = ExactSum { adds, ..ExactSum::default() };
         if hi - lo < WINDOW {
-            let base = lo.min(LIMBS - WINDOW);
+            let base = window_base(lo, hi);
             sum.base = base as u32;
             sum.window.copy_from_slice(&limbs[base..base + WINDOW]);
         } else {
@@ -353,6 +400,14 @@ impl ExactSum {
         }
         Some(sum)
     }
+}
+
+/// Where a window holding limbs `lo..=hi` starts: placed by its top limb,
+/// so that sums of similar size (one column's, from several parts) share
+/// it and merge window to window.
+fn window_base(lo: usize, hi: usize) -> usize {
+    debug_assert!(lo <= hi && hi - lo < WINDOW && hi < LIMBS);
+    (hi + 1).saturating_sub(WINDOW).min(LIMBS - WINDOW)
 }
 
 /// Base-2^32 digits of Σ limbs[k]·2^(32k) (negated when `negate`) into
@@ -733,6 +788,37 @@ mod tests {
         let mut s = ExactSum::default();
         [1e308, 1e308, -1e308].iter().for_each(|&v| s.add(v));
         assert_eq!(s.value(), 1e308);
+    }
+
+    /// Merges of sums that stay in their windows (or do not) give the
+    /// exactly rounded sum of all the values, as fsum does.
+    #[test]
+    fn merged_sums_are_exact_whatever_their_windows() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..3000 {
+            let mut all = Vec::new();
+            let mut total = ExactSum::default();
+            for _ in 0..1 + next(6) {
+                let mut part = ExactSum::default();
+                // Similar magnitudes (window merges) or, now and then, wild ones.
+                let scale = if round % 5 == 0 { pow2(next(400) as i32 - 200) } else { 1.0 };
+                for _ in 0..next(8) {
+                    let v = (next(2_000_000) as f64 - 1e6) / 100.0 * scale;
+                    all.push(v);
+                    part.add(v);
+                }
+                let mut digits = Vec::new();
+                let (negative, lo) = part.to_digits(&mut digits);
+                total.merge(&ExactSum::from_digits(negative, lo, &digits).unwrap());
+            }
+            assert_eq!(total.value().to_bits(), fsum(&all).to_bits(), "{all:?}");
+        }
     }
 
     #[test]
