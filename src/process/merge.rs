@@ -183,13 +183,19 @@ impl TreeMerge {
 
     /// Merges the runs (and any part still waiting its turn, in order).
     pub fn finish(self) -> Regions {
-        let mut total = Merged::default();
+        let mut total: Option<Merged> = None;
         for mut run in self.runs {
             for regions in run.waiting.drain(run.next..).flatten().flatten() {
                 run.merged.absorb(regions);
             }
-            total.absorb(run.merged.into_regions());
+            // The first run is the start of the total as it is (absorbing
+            // it into an empty table would give the same, and index it again).
+            match &mut total {
+                None => total = Some(run.merged),
+                Some(total) => total.absorb(run.merged.into_regions()),
+            }
         }
+        let total = total.unwrap_or_default();
         let mut regions = total.into_regions();
         if regions.is_empty() {
             regions.columns = self.columns;
@@ -216,7 +222,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 a.push((x % 100_000) as f64 / 100.0);
-                if x % 3 > 0 {
+                if !x.is_multiple_of(3) {
                     b.push(1e6 + (x >> 40) as f64 / 7.0);
                 }
             }

@@ -269,21 +269,28 @@ fn run_plan(
     // in_failed_regions too, and it is left out of the totals.
     let order = merged.by_name();
     let error = |f: &(u64, Vec<String>)| format!("{} of its records were not processed: {}", f.0, f.1.join("; "));
-    let mut regions: BTreeMap<String, RegionReport> = order
-        .iter()
-        .map(|&r| {
-            let name = &merged.names[r];
-            let failed = failed_records.get(name);
-            let report = RegionReport {
-                task: None,
-                records: merged.records[r] + failed.map_or(0, |f| f.0),
-                stats: if failed.is_none() { Some(merged.summaries(r)) } else { None },
-                result: None,
-                error: failed.map(error),
-            };
-            (name.clone(), report)
-        })
-        .collect();
+    let report = |r: usize| {
+        let name = &merged.names[r];
+        let failed = failed_records.get(name);
+        let report = RegionReport {
+            task: None,
+            records: merged.records[r] + failed.map_or(0, |f| f.0),
+            stats: if failed.is_none() { Some(merged.summaries(r)) } else { None },
+            result: None,
+            error: failed.map(error),
+        };
+        (name.clone(), report)
+    };
+    // Thousands of regions take milliseconds to summarise, and the workers
+    // are done: use their cores.
+    let chunk = order.len().div_ceil(jobs).max(2000);
+    let mut regions: BTreeMap<String, RegionReport> = std::thread::scope(|scope| {
+        let handles: Vec<_> = order
+            .chunks(chunk)
+            .map(|run| scope.spawn(move || run.iter().map(|&r| report(r)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("summaries do not panic")).collect()
+    });
     for (name, failed) in &failed_records {
         regions.entry(name.clone()).or_insert_with(|| RegionReport {
             task: None,

@@ -296,7 +296,9 @@ fn raw_partials(values: &[f64]) -> Vec<f64> {
     p
 }
 
-/// Shewchuk's exactly rounded sum of a few doubles (as Python's math.fsum).
+/// Shewchuk's exactly rounded sum of a few doubles (as Python's math.fsum):
+/// the reference [`ExactSum::value`] is tested against.
+#[cfg(test)]
 fn fsum(values: &[f64]) -> f64 {
     let p = raw_partials(values);
     let Some(mut n) = p.len().checked_sub(1) else {
