@@ -456,6 +456,7 @@ fn coordinate(
             stdin: data.spool.clone(),
             env: vec![("DISTEX_REGION".into(), data.name.clone())],
             records: Some(data.records),
+            read: None,
         })
         .collect();
     let (outcomes, warnings) = pool::run_units(options, run_dir, &units, &mut tasks, started, reporter, targets);

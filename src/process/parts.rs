@@ -82,21 +82,27 @@ pub fn try_bytes(
     run_plan(options, jobs, &plan, format, run_dir, started, reporter)
 }
 
-/// The result of one part as the pool handed it over: decoded and checked
-/// against the plan's numeric columns, or the reason it is unusable.
+/// Reads a scan worker's output, on the pool's thread ([`pool::Unit::read`]):
+/// a damaged result fails that attempt with the reason.
+fn read_scan(bytes: Vec<u8>) -> std::result::Result<pool::Output, String> {
+    wire::decode(&bytes)
+        .map(|r| pool::Output::Part(Box::new(r)))
+        .map_err(|e| format!("the worker printed an unreadable result: {e}"))
+}
+
+/// The result of one part as the pool handed it over, checked against the
+/// plan's numeric columns, or the reason it is unusable.
 fn read_part(outcome: pool::Outcome, columns: &[String]) -> std::result::Result<ScanResult, String> {
-    let bytes = match outcome? {
-        pool::Output::Raw(bytes) => bytes,
-        pool::Output::Json(_) => return Err("unexpected output".to_string()),
+    let pool::Output::Part(result) = outcome? else {
+        return Err("unexpected output".to_string());
     };
-    let result = wire::decode(&bytes).map_err(|e| format!("the worker printed an unreadable result: {e}"))?;
     if result.regions.columns != columns {
         return Err(format!(
             "the worker summarised the columns {:?}, not {columns:?} as planned",
             result.regions.columns
         ));
     }
-    Ok(result)
+    Ok(*result)
 }
 
 fn run_plan(
@@ -136,6 +142,7 @@ fn run_plan(
             stdin: PathBuf::from("/dev/null"),
             env: vec![],
             records: None,
+            read: Some(read_scan),
         })
         .collect();
     for u in &units {
@@ -168,7 +175,9 @@ fn run_plan(
             if result.is_err() {
                 tree.add(i, None);
             }
+            let verdict = result.as_ref().map(|_| ()).map_err(String::clone);
             parsed[i] = result;
+            verdict
         },
     );
     let merged = tree.finish();
@@ -344,4 +353,38 @@ fn run_plan(
         workdir: None,
         elapsed_ms,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::merge::Regions;
+
+    fn result(columns: &[&str]) -> ScanResult {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        let mut regions = Regions { columns, ..Regions::default() };
+        regions.names.push("north".into());
+        regions.records.push(2);
+        regions.accs.resize(regions.columns.len(), Default::default());
+        ScanResult { regions, records: 2, ..ScanResult::default() }
+    }
+
+    /// What the task of a part says when its worker's output is not a
+    /// usable result: garbage, a truncated result, other columns.
+    #[test]
+    fn an_unusable_result_fails_its_part_with_the_reason() {
+        let planned = vec!["v".to_string()];
+        let read = |bytes: Vec<u8>| read_part(read_scan(bytes), &planned).map(|r| r.records);
+        assert_eq!(read(wire::encode(&result(&["v"]))), Ok(2));
+        let garbage = read(b"this is not JSON\n".to_vec()).unwrap_err();
+        assert!(garbage.contains("unreadable result") && garbage.contains("this is not JSON"), "{garbage}");
+        let mut cut = wire::encode(&result(&["v"]));
+        cut.truncate(cut.len() - 5);
+        let truncated = read(cut).unwrap_err();
+        assert!(truncated.contains("unreadable result") && truncated.contains("truncated"), "{truncated}");
+        let other = read(wire::encode(&result(&["w"]))).unwrap_err();
+        assert!(other.contains("[\"w\"]") && other.contains("[\"v\"]"), "{other}");
+        let failed = read_part(Err("exited with status 1".into()), &planned).unwrap_err();
+        assert_eq!(failed, "exited with status 1");
+    }
 }

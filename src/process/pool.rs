@@ -35,14 +35,24 @@ pub struct Unit {
     pub env: Vec<(String, String)>,
     /// Records it holds, for progress (unknown for byte ranges).
     pub records: Option<u64>,
+    /// Reads a built-in worker's output as part of its attempt, on the
+    /// pool's thread: an output it refuses fails the attempt (retried per
+    /// `--retries`) like a processor that printed garbage. Without it the
+    /// output is handed over raw.
+    pub read: Option<ReadOutput>,
 }
 
-/// What a unit produced: the JSON object a user command printed, or the
-/// raw output of a built-in worker (parsed into its type by the caller).
+/// See [`Unit::read`].
+pub type ReadOutput = fn(Vec<u8>) -> Result<Output, String>;
+
+/// What a unit produced: the JSON object a user command printed, the raw
+/// output of a built-in worker (parsed into its type by the caller), or a
+/// byte-range part's result, read by [`Unit::read`].
 #[derive(Debug, Clone)]
 pub enum Output {
     Json(Map<String, Value>),
     Raw(Vec<u8>),
+    Part(Box<super::scan::ScanResult>),
 }
 
 pub type Outcome = Result<Output, String>;
@@ -108,7 +118,9 @@ pub fn run_units(
 ) -> (Vec<Outcome>, Vec<String>) {
     let mut results: Vec<Option<Outcome>> = vec![None; units.len()];
     let warnings = run_units_into(options, run_dir, units, tasks, started, reporter, targets, &mut |unit, outcome| {
+        let verdict = outcome.as_ref().map(|_| ()).map_err(String::clone);
         results[unit] = Some(outcome);
+        verdict
     });
     let outcomes = results.into_iter().map(|r| r.expect("run_units_into hands over every outcome")).collect();
     (outcomes, warnings)
@@ -116,7 +128,9 @@ pub fn run_units(
 
 /// [`run_units`], handing each unit's outcome to `done` (on this thread)
 /// as soon as it is known, so the caller can start on it while other units
-/// still run. `done` gets every unit exactly once; returns the warnings.
+/// still run. `done` gets every unit exactly once, and says whether the
+/// unit completed: `Err` fails its task with that reason (an output the
+/// caller cannot use). Returns the warnings.
 #[allow(clippy::too_many_arguments)]
 pub fn run_units_into(
     options: &ProcessOptions,
@@ -126,7 +140,7 @@ pub fn run_units_into(
     started: Instant,
     reporter: &mut dyn Reporter,
     targets: &[Target],
-    done: &mut dyn FnMut(usize, Outcome),
+    done: &mut dyn FnMut(usize, Outcome) -> Result<(), String>,
 ) -> Vec<String> {
     let ms = || started.elapsed().as_millis() as u64;
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
@@ -192,14 +206,19 @@ pub fn run_units_into(
                 warnings.push(message);
             }
             Msg::Finished { unit, result } => {
+                // A result for a task that already finished is ignored: counted once.
+                if handed[unit] {
+                    continue;
+                }
+                handed[unit] = true;
                 let id = &units[unit].task_id;
-                let from = match &result {
-                    Ok(_) => tasks.transition(id, TaskStatus::Completed, ms()),
+                let verdict = done(unit, result);
+                let from = match &verdict {
+                    Ok(()) => tasks.transition(id, TaskStatus::Completed, ms()),
                     Err(reason) => tasks.fail(id, reason.clone(), ms()),
                 };
-                // A result for a task that already finished is ignored: counted once.
                 if let Some(from) = from {
-                    reporter.report(&status_event(tasks, id, from, result.as_ref().err().cloned()));
+                    reporter.report(&status_event(tasks, id, from, verdict.err()));
                     finished += 1;
                     records_done += units[unit].records.unwrap_or(0);
                     reporter.report(&Event::Progress {
@@ -208,8 +227,6 @@ pub fn run_units_into(
                         records: units[unit].records.map(|_| records_done),
                         elapsed_ms: ms(),
                     });
-                    handed[unit] = true;
-                    done(unit, result);
                 }
             }
         }
@@ -220,7 +237,7 @@ pub fn run_units_into(
     for (i, _) in handed.iter().enumerate().filter(|(_, h)| !**h) {
         let reason = "the worker pool stopped before running it".to_string();
         tasks.fail(&units[i].task_id, reason.clone(), ms());
-        done(i, Err(reason));
+        let _ = done(i, Err(reason));
     }
     warnings
 }
@@ -292,7 +309,10 @@ fn run_with_retries(
         };
         let result = ran.and_then(|out| match &unit.program {
             Program::Shell(_) => worker::parse_output(&out).map(Output::Json).map_err(RemoteError::Failed),
-            Program::Builtin { .. } => Ok(Output::Raw(out)),
+            Program::Builtin { .. } => match unit.read {
+                Some(read) => read(out).map_err(RemoteError::Failed),
+                None => Ok(Output::Raw(out)),
+            },
         });
         if !options.keep_workdirs {
             worker::remove_dir(&workdir);
@@ -396,6 +416,57 @@ mod tests {
 
     fn down(names: &[&str]) -> Down {
         Arc::new(Mutex::new(names.iter().map(|n| n.to_string()).collect()))
+    }
+
+    /// The caller's verdict decides a unit's status: an output it cannot
+    /// use fails the task with the reason (it is not left `completed`).
+    #[test]
+    fn an_output_the_caller_refuses_fails_its_task() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let units: Vec<Unit> = ["good", "bad"]
+            .iter()
+            .map(|name| Unit {
+                task_id: name.to_string(),
+                subject: format!("process-part-{name}"),
+                program: Program::Shell(format!("echo '{{\"name\": \"{name}\"}}'")),
+                stdin: PathBuf::from("/dev/null"),
+                env: vec![],
+                records: None,
+                read: None,
+            })
+            .collect();
+        let mut tasks = TaskList::new();
+        for u in &units {
+            tasks.add(u.task_id.clone(), u.subject.clone(), vec![]);
+        }
+        let mut seen = Vec::new();
+        let options = ProcessOptions::default();
+        let local = [Target { node: None, slots: 2 }];
+        let mut reporter = crate::tasks::NullReporter;
+        run_units_into(
+            &options,
+            run_dir.path(),
+            &units,
+            &mut tasks,
+            Instant::now(),
+            &mut reporter,
+            &local,
+            &mut |i, out| {
+                seen.push(i);
+                match out {
+                    Ok(Output::Json(map)) if map["name"] == "bad" => Err("its result names other columns".into()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            },
+        );
+        seen.sort();
+        assert_eq!(seen, [0, 1], "every unit is handed over once");
+        let good = tasks.get("good").unwrap();
+        assert_eq!(good.status, TaskStatus::Completed);
+        let bad = tasks.get("bad").unwrap();
+        assert_eq!(bad.status, TaskStatus::Failed);
+        assert_eq!(bad.error.as_deref(), Some("its result names other columns"));
     }
 
     #[test]
