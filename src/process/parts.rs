@@ -1,6 +1,8 @@
 //! Coordinating the byte-range path (`--split bytes`, or `auto` on large
 //! plain files): one isolated `distex __worker scan` per range of a file,
-//! then an exact merge of the per-region accumulators they print.
+//! then an exact merge of the per-region accumulators they print (in the
+//! binary format of [`super::wire`]), part by part as they finish and in a
+//! fixed order ([`super::merge`]).
 //!
 //! The tasks are the ranges that really ran (`process-part-<n>`) and
 //! `aggregate-results`, blocked by all of them. When a part fails even
