@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use super::input::{self, Flow, Format, Item};
 use super::keys::RegionTable;
 use super::partition::{ColumnType, check_key, check_numbers, infer_type};
-use super::stats::{RegionStats, Running, parse_number, parse_number_at};
+use super::running::Columns;
+use super::stats::{RegionStats, parse_number, parse_number_at};
 use super::structural::{self, Index};
 
 /// What a scan worker is told (in DISTEX_WORKER_SPEC).
@@ -242,8 +243,8 @@ struct Summarizer<'s> {
     fields: usize,
     index: RegionTable,
     names: Vec<String>,
-    /// `accs[region * width + slot]`, one per numeric column.
-    accs: Vec<Running>,
+    /// The running statistics of every region's numeric columns.
+    columns: Columns,
     counts: Vec<u64>,
     values: Vec<Option<f64>>,
     /// Unescaped bytes of a quoted field.
@@ -283,7 +284,7 @@ impl<'s> Summarizer<'s> {
             fields: spec.header.len(),
             index: RegionTable::default(),
             names: Vec::new(),
-            accs: Vec::new(),
+            columns: Columns::new(spec.numeric.len()),
             counts: Vec::new(),
             values: vec![None; spec.numeric.len()],
             scratch: Vec::new(),
@@ -428,7 +429,7 @@ impl<'s> Summarizer<'s> {
     fn new_region(&mut self, key: &[u8]) -> usize {
         let (region, _) = self.index.get_or_insert(key);
         self.names.push(String::from_utf8_lossy(key).into_owned());
-        self.accs.extend((0..self.spec.numeric.len()).map(|_| Running::default()));
+        self.columns.add_region();
         self.counts.push(0);
         region
     }
@@ -436,14 +437,8 @@ impl<'s> Summarizer<'s> {
     /// Adds `self.values` to `region`.
     #[inline(always)]
     fn add(&mut self, region: usize) {
-        let width = self.spec.numeric.len();
         self.counts[region] += 1;
-        let accs = &mut self.accs[region * width..(region + 1) * width];
-        for (acc, v) in accs.iter_mut().zip(&self.values) {
-            if let Some(v) = v {
-                acc.push(*v);
-            }
-        }
+        self.columns.push(region, &self.values);
     }
 
     /// Reads `raw` (whole records, or the range's unterminated end when
@@ -521,12 +516,10 @@ impl<'s> Summarizer<'s> {
 
     fn finish(self) -> ScanResult {
         let mut out = self.out;
-        let mut accs = self.accs.into_iter();
         for (r, name) in self.names.into_iter().enumerate() {
             let mut stats = RegionStats { records: self.counts[r], columns: BTreeMap::new() };
-            for &col in &self.spec.numeric {
-                let acc = accs.next().expect("one accumulator per slot");
-                stats.columns.insert(self.spec.header[col].clone(), acc.finish());
+            for (&col, acc) in self.spec.numeric.iter().zip(self.columns.finish(r)) {
+                stats.columns.insert(self.spec.header[col].clone(), acc);
             }
             out.regions.insert(name, stats);
         }

@@ -376,58 +376,6 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// The hot-loop accumulator of a worker: an exact sum, min, max, and
-/// shifted sums for the variance (Σ(x−K) and Σ(x−K)² around the first
-/// value K, which keeps cancellation small without a division per value).
-/// It becomes an [`Accumulator`] (mean and M2, mergeable by Chan's
-/// formulas) when the worker is done.
-///
-/// 128 bytes, aligned to cache lines: a value touches exactly two lines.
-#[derive(Debug, Clone, Default)]
-#[repr(align(64))]
-pub struct Running {
-    count: u64,
-    sum: ExactSum,
-    min: f64,
-    max: f64,
-    shift: f64,
-    s1: f64,
-    s2: f64,
-}
-
-impl Running {
-    #[inline(always)]
-    pub fn push(&mut self, x: f64) {
-        if self.count == 0 {
-            self.shift = x;
-            self.min = x;
-            self.max = x;
-        }
-        self.count += 1;
-        self.sum.add(x);
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
-        let d = x - self.shift;
-        self.s1 += d;
-        self.s2 += d * d;
-    }
-
-    pub fn finish(self) -> Accumulator {
-        if self.count == 0 {
-            return Accumulator::default();
-        }
-        let n = self.count as f64;
-        Accumulator {
-            count: self.count,
-            min: Some(self.min),
-            max: Some(self.max),
-            mean: self.shift + self.s1 / n,
-            m2: (self.s2 - self.s1 * self.s1 / n).max(0.0),
-            sum: self.sum,
-        }
-    }
-}
-
 /// count, sum, min, max, mean and sample standard deviation of a column.
 /// `mean` is the exact sum divided by the count; `stddev` is null below 2 values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -790,24 +738,5 @@ mod tests {
             let want = parse_number(field).map(|v| v.map(f64::to_bits));
             assert_eq!(got, want, "{:?}", String::from_utf8_lossy(field));
         }
-    }
-
-    #[test]
-    fn running_fills_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<Running>(), 128);
-    }
-
-    #[test]
-    fn running_matches_welford() {
-        let values: Vec<f64> = (0..5000).map(|i| 1e6 + ((i * 7919) % 1013) as f64 / 7.0).collect();
-        let mut w = Accumulator::default();
-        let mut r = Running::default();
-        for &v in &values {
-            w.push(v);
-            r.push(v);
-        }
-        let (a, b) = (w.summary(), r.finish().summary());
-        assert_eq!(a.sum, b.sum);
-        assert!((a.stddev.unwrap() - b.stddev.unwrap()).abs() < 1e-9 * a.stddev.unwrap());
     }
 }
