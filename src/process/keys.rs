@@ -45,6 +45,19 @@ fn head(key: &[u8]) -> [u64; 2] {
     ]
 }
 
+/// [`head`] of the key `buf[s..e]` with one 16-byte read: `buf` must hold
+/// 16 bytes from `s` (the scan buffer's padding guarantees it).
+#[inline(always)]
+fn head_at(buf: &[u8], s: usize, e: usize) -> [u64; 2] {
+    let n = e - s;
+    if n >= 16 {
+        return head(&buf[s..e]);
+    }
+    let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+    let mask = |bytes: usize| if bytes >= 8 { u64::MAX } else { (1u64 << (8 * bytes)) - 1 };
+    [word(s) & mask(n), word(s + 8) & mask(n.saturating_sub(8))]
+}
+
 /// Mixes the head words, the length and any tail into a 64-bit hash whose
 /// high bits pick the slot.
 #[inline]
@@ -83,17 +96,15 @@ impl RegionTable {
     /// buffer's padding guarantees it), whatever the key's length.
     #[inline(always)]
     pub fn get_at(&self, buf: &[u8], s: usize, e: usize) -> Option<usize> {
-        let key = &buf[s..e];
-        let h = if key.len() >= 16 {
-            head(key)
-        } else {
-            let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
-            let (lo, hi) = (word(s), word(s + 8));
-            let n = key.len() as u32;
-            let mask = |bytes: u32| if bytes >= 8 { u64::MAX } else { (1u64 << (8 * bytes)) - 1 };
-            [lo & mask(n), hi & mask(n.saturating_sub(8))]
-        };
-        self.find(h, key)
+        self.find(head_at(buf, s, e), &buf[s..e])
+    }
+
+    /// Starts loading the slot where [`RegionTable::get_at`] of the same
+    /// key will look first.
+    #[inline(always)]
+    pub fn prefetch_at(&self, buf: &[u8], s: usize, e: usize) {
+        let i = (hash(head_at(buf, s, e), &buf[s..e]) as usize) & (self.slots.len() - 1);
+        super::scan::prefetch(&self.slots[i]);
     }
 
     /// The region of `key`, whose head words are `h`.

@@ -207,7 +207,6 @@ impl TreeMerge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::stats::Running;
 
     /// A part of `regions` regions (named from `first`) with two columns.
     fn part(seed: u64, first: usize, regions: usize) -> Regions {
@@ -215,7 +214,7 @@ mod tests {
         let mut out = Regions { columns: vec!["a".into(), "b".into()], ..Regions::default() };
         for r in 0..regions {
             out.names.push(format!("region-{:03}", (first + r * 7) % 50));
-            let (mut a, mut b) = (Running::default(), Running::default());
+            let (mut a, mut b) = (Accumulator::default(), Accumulator::default());
             let n = 1 + r % 5;
             for _ in 0..n {
                 x ^= x << 13;
@@ -227,8 +226,8 @@ mod tests {
                 }
             }
             out.records.push(n as u64);
-            out.accs.push(a.finish());
-            out.accs.push(b.finish());
+            out.accs.push(a);
+            out.accs.push(b);
         }
         out
     }

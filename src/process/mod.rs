@@ -23,6 +23,7 @@ pub mod partition;
 pub mod parts;
 pub mod pool;
 pub mod remote;
+pub mod running;
 pub mod sandbox;
 pub mod scan;
 pub mod stats;

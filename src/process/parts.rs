@@ -192,7 +192,7 @@ fn run_plan(
                 return Err(Error::Input("interrupted; nothing was aggregated".into()));
             }
             Err(reason) => {
-                let counted = scan::scan(&specs[i])
+                let counted = scan::scan(&specs[i], scan::Reading::Copied)
                     .map_err(|e| Error::Input(format!("re-reading failed part {}: {e}", i + 1)))?;
                 if tasks.get(&ids[i]).is_some_and(|t| t.status != TaskStatus::Failed) {
                     tasks.fail(&ids[i], reason.clone(), ms());

@@ -29,7 +29,8 @@ use super::input::{self, Flow, Format, Item};
 use super::keys::RegionTable;
 use super::merge::Regions;
 use super::partition::{ColumnType, check_key, check_numbers, infer_type};
-use super::stats::{Running, parse_number, parse_number_at};
+use super::running::Columns;
+use super::stats::{parse_number, parse_number_at};
 use super::structural::{self, Index};
 
 /// What a scan worker is told (in DISTEX_WORKER_SPEC).
@@ -74,7 +75,7 @@ pub fn main() -> u8 {
         Ok(spec) => spec,
         Err(status) => return status,
     };
-    match scan(&spec) {
+    match scan(&spec, Reading::Mapped) {
         Ok(result) => {
             use std::io::Write;
             // One write of the whole result (stdout is line-buffered).
@@ -95,18 +96,92 @@ const CHUNK: usize = 512 << 10;
 /// that end where their field ends ([`parse_number_at`]).
 const FRONT: usize = 64;
 
-/// Scans one byte range, in chunks: each chunk is indexed
-/// ([`structural::index`]), then its records are read at the offsets found.
-pub fn scan(spec: &ScanSpec) -> Result<ScanResult, String> {
-    scan_in_chunks(spec, CHUNK)
+/// How a scan gets the bytes of its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Memory-mapped windows, read in place with no copy (the last bytes of
+    /// the file are copied). A file that shrinks while it is mapped kills
+    /// the process (SIGBUS): workers use this, and a failed part is re-read
+    /// by the coordinator with [`Reading::Copied`].
+    Mapped,
+    /// `read(2)` into a buffer only.
+    Copied,
 }
 
-fn scan_in_chunks(spec: &ScanSpec, chunk: usize) -> Result<ScanResult, String> {
-    let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", spec.file.display());
-    let mut file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
-    file.seek(SeekFrom::Start(spec.start)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
-    let mut reader = file.take(spec.end - spec.start);
+/// Scans one byte range, in chunks: each chunk is indexed
+/// ([`structural::index`]), then its records are read at the offsets found.
+pub fn scan(spec: &ScanSpec, reading: Reading) -> Result<ScanResult, String> {
+    let file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
     let mut summary = Summarizer::new(spec);
+    let mut pos = spec.start;
+    if reading == Reading::Mapped {
+        pos = scan_mapped(&file, spec, &mut summary)?;
+    }
+    if !summary.out.stopped {
+        scan_copied(file, pos, &mut summary, CHUNK)?;
+    }
+    Ok(summary.finish())
+}
+
+/// Bytes mapped at a time: bounded, so that the mapped pages (which count
+/// as the worker's resident memory) stay few.
+const WINDOW: u64 = 8 << 20;
+
+/// Scans `spec`'s range in mapped windows as far as it safely can; returns
+/// where the rest (at most the range's last record or two) begins.
+fn scan_mapped(file: &File, spec: &ScanSpec, summary: &mut Summarizer<'_>) -> Result<u64, String> {
+    let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", spec.file.display()))?.len();
+    // The index loads whole blocks past what it indexes: the mapped windows
+    // stop short of the end of the file, whose last bytes are copied.
+    let safe_end = spec.end.min(size.saturating_sub(structural::PADDING as u64));
+    let (delim, quoting) = if spec.format == Format::Tsv { (b'\t', false) } else { (b',', true) };
+    let mut index = Index::default();
+    let mut pos = spec.start;
+    while pos + (CHUNK as u64) < safe_end {
+        // Some bytes before `pos` too: numbers are read with the 8 bytes ending at their end.
+        let map_start = pos.saturating_sub(FRONT as u64);
+        let map_to = (map_start + WINDOW).min(safe_end);
+        let len = (map_to - map_start) as usize + structural::PADDING;
+        // SAFETY: the mapping is only read. Its bytes could change if the
+        // file were written meanwhile (input files are not), and a file that
+        // shrinks kills the worker with SIGBUS, which fails only this part.
+        let map = unsafe { memmap2::MmapOptions::new().offset(map_start).len(len).populate().map(file) }
+            .map_err(|e| format!("cannot map {}: {e}", spec.file.display()))?;
+        let (start, to) = ((pos - map_start) as usize, (map_to - map_start) as usize);
+        let mut from = start;
+        let mut span = CHUNK;
+        while from < to {
+            let chunk_to = (from + span).min(to);
+            structural::index(&map, from, chunk_to, delim, quoting, &mut index);
+            let done = summary.records(&map, from, &index);
+            if summary.out.stopped {
+                return Ok(map_start + done as u64);
+            }
+            if done == from {
+                if chunk_to == to {
+                    break;
+                }
+                // A record longer than a chunk: index the rest of the window.
+                span = to - from;
+                continue;
+            }
+            (from, span) = (done, CHUNK);
+        }
+        if from == start {
+            break; // a record longer than a window: the copying reader grows its buffer
+        }
+        pos = map_start + from as u64;
+    }
+    Ok(pos)
+}
+
+/// Scans `summary`'s range from `pos` (a record boundary) by reading it
+/// into a buffer of `chunk` bytes (grown for a longer record).
+fn scan_copied(mut file: File, pos: u64, summary: &mut Summarizer<'_>, chunk: usize) -> Result<(), String> {
+    let spec = summary.spec;
+    let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", spec.file.display());
+    file.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
+    let mut reader = file.take(spec.end.saturating_sub(pos));
     let (delim, quoting) = if spec.format == Format::Tsv { (b'\t', false) } else { (b',', true) };
     let mut capacity = chunk;
     let mut buf = vec![0u8; FRONT + capacity + structural::PADDING];
@@ -134,7 +209,7 @@ fn scan_in_chunks(spec: &ScanSpec, chunk: usize) -> Result<ScanResult, String> {
             buf.resize(FRONT + capacity + structural::PADDING, 0);
         }
     }
-    Ok(summary.finish())
+    Ok(())
 }
 
 /// Reads until `buf` is full or the input ends (then returns true), adding
@@ -164,8 +239,8 @@ struct Summarizer<'s> {
     fields: usize,
     index: RegionTable,
     names: Vec<String>,
-    /// `accs[region * width + slot]`, one per numeric column.
-    accs: Vec<Running>,
+    /// The running statistics of every region's numeric columns.
+    columns: Columns,
     counts: Vec<u64>,
     values: Vec<Option<f64>>,
     /// Unescaped bytes of a quoted field.
@@ -173,6 +248,11 @@ struct Summarizer<'s> {
     /// Line of the next record, 1 = the range's first line.
     line: u64,
 }
+
+/// How many records ahead a record's key is hashed and its slot in the
+/// region table fetched: with thousands of regions the table is not all in
+/// cache, and a miss takes as long as reading several records.
+const AHEAD: usize = 16;
 
 /// The bounds of a record's fields, from the separators that end them.
 struct Fields<'a> {
@@ -200,7 +280,7 @@ impl<'s> Summarizer<'s> {
             fields: spec.header.len(),
             index: RegionTable::default(),
             names: Vec::new(),
-            accs: Vec::new(),
+            columns: Columns::new(spec.numeric.len()),
             counts: Vec::new(),
             values: vec![None; spec.numeric.len()],
             scratch: Vec::new(),
@@ -212,7 +292,13 @@ impl<'s> Summarizer<'s> {
     /// returns where the unread rest begins.
     fn records(&mut self, buf: &[u8], from: usize, index: &Index) -> usize {
         let (mut start, mut first_sep, mut special, mut high) = (from, 0usize, 0usize, 0usize);
-        for &last in &index.records {
+        for (r, &last) in index.records.iter().enumerate() {
+            if let Some(&later) = index.records.get(r + AHEAD) {
+                let prev = index.records[r + AHEAD - 1] as usize;
+                if let Some((ks, ke)) = self.plain_key(index, prev, later as usize) {
+                    self.index.prefetch_at(buf, ks, ke);
+                }
+            }
             let last = last as usize;
             let newline = index.seps[last] as usize;
             let specials_start = special;
@@ -232,6 +318,18 @@ impl<'s> Summarizer<'s> {
             }
         }
         start
+    }
+
+    /// Where the key of the record whose separators are `index.seps[prev +
+    /// 1..=last]` lies, read as a plain record with the right field count.
+    #[inline(always)]
+    fn plain_key(&self, index: &Index, prev: usize, last: usize) -> Option<(usize, usize)> {
+        if last - prev != self.fields {
+            return None;
+        }
+        let key = self.spec.key;
+        let (ks, ke) = (index.seps[prev + key] as usize + 1, index.seps[prev + 1 + key] as usize);
+        (ks < ke).then_some((ks, ke))
     }
 
     /// One record: `buf[start..=newline]` where the newline is the last of `seps`.
@@ -293,13 +391,6 @@ impl<'s> Summarizer<'s> {
             }
             self.index.get_at(buf, ks, ke)
         };
-        let width = self.spec.numeric.len();
-        // With many regions their accumulators are not in cache: start
-        // loading them now, to arrive while the numbers parse.
-        if let Some(region) = known {
-            prefetch(&self.counts[region]);
-            prefetch_all(&self.accs[region * width..(region + 1) * width]);
-        }
         // Parse every numeric field once; reject before touching any accumulator.
         for (slot, &col) in self.spec.numeric.iter().enumerate() {
             let (s, e) = fields.bounds(col);
@@ -334,7 +425,7 @@ impl<'s> Summarizer<'s> {
     fn new_region(&mut self, key: &[u8]) -> usize {
         let (region, _) = self.index.get_or_insert(key);
         self.names.push(String::from_utf8_lossy(key).into_owned());
-        self.accs.extend((0..self.spec.numeric.len()).map(|_| Running::default()));
+        self.columns.add_region();
         self.counts.push(0);
         region
     }
@@ -342,14 +433,8 @@ impl<'s> Summarizer<'s> {
     /// Adds `self.values` to `region`.
     #[inline(always)]
     fn add(&mut self, region: usize) {
-        let width = self.spec.numeric.len();
         self.counts[region] += 1;
-        let accs = &mut self.accs[region * width..(region + 1) * width];
-        for (acc, v) in accs.iter_mut().zip(&self.values) {
-            if let Some(v) = v {
-                acc.push(*v);
-            }
-        }
+        self.columns.push(region, &self.values);
     }
 
     /// Reads `raw` (whole records, or the range's unterminated end when
@@ -429,9 +514,9 @@ impl<'s> Summarizer<'s> {
         let mut out = self.out;
         out.regions = Regions {
             columns: self.spec.numeric.iter().map(|&col| self.spec.header[col].clone()).collect(),
+            accs: (0..self.names.len()).flat_map(|r| self.columns.finish(r)).collect(),
             names: self.names,
             records: self.counts,
-            accs: self.accs.into_iter().map(Running::finish).collect(),
         };
         out
     }
@@ -497,7 +582,7 @@ fn unquote<'a>(buf: &'a [u8], s: usize, e: usize, scratch: &'a mut Vec<u8>) -> &
 
 /// Hints the CPU to load the cache line holding `x`.
 #[inline(always)]
-fn prefetch<T>(x: &T) {
+pub(super) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults, even on a bad address.
     unsafe {
@@ -506,17 +591,6 @@ fn prefetch<T>(x: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
-}
-
-/// [`prefetch`] every cache line of `xs`.
-#[inline(always)]
-fn prefetch_all<T>(xs: &[T]) {
-    let bytes = std::mem::size_of_val(xs);
-    let base = xs.as_ptr() as *const u8;
-    for off in (0..bytes).step_by(64) {
-        // SAFETY: `off` < the slice's size in bytes, so the pointer stays inside it.
-        prefetch(unsafe { &*base.add(off) });
-    }
 }
 
 fn count_quotes(raw: &[u8]) -> u64 {
@@ -920,7 +994,15 @@ mod tests {
                 numeric: vec![1, 2],
                 max_rejects: None,
             };
-            let fast = scan_in_chunks(&spec, chunk).unwrap();
+            let file = File::open(&spec.file).unwrap();
+            let mut fast = Summarizer::new(&spec);
+            scan_copied(file, 0, &mut fast, chunk).unwrap();
+            let fast = fast.finish();
+            let mapped = scan(&spec, Reading::Mapped).unwrap();
+            assert_eq!(
+                (mapped.records, &mapped.rejects, &mapped.regions),
+                (fast.records, &fast.rejects, &fast.regions)
+            );
             let mut reference = Summarizer::new(&spec);
             reference.general(&body, true);
             let reference = reference.finish();

@@ -58,9 +58,37 @@ impl ExactSum {
     #[inline(always)]
     pub fn add(&mut self, x: f64) {
         let bits = x.to_bits();
-        let exp = ((bits >> 52) & 0x7ff) as usize;
+        let exp = ((bits >> 52) & 0x7ff) as u32;
         let frac = bits & ((1u64 << 52) - 1);
         // Value = mantissa * 2^(pos - 1074).
+        let (mantissa, pos) = if exp == 0 { (frac, 0) } else { (frac | (1u64 << 52), exp - 1) };
+        // Where the value's three limbs start in the window; far out of
+        // range (wrapping) when below it, or before the first value.
+        let k = ((pos >> 5) as usize).wrapping_sub(self.base as usize);
+        if k > WINDOW - 3 || self.full.is_some() {
+            return self.add_cold(x);
+        }
+        let v = (mantissa as u128) << (pos & 31);
+        // Negated without a branch when the sign bit is set: (l ^ -1) + 1 = -l.
+        let sign = 0i64.wrapping_sub((bits >> 63) as i64);
+        let limb = |l: i64| (l ^ sign).wrapping_sub(sign);
+        self.window[k] += limb((v & 0xffff_ffff) as i64);
+        self.window[k + 1] += limb(((v >> 32) & 0xffff_ffff) as i64);
+        self.window[k + 2] += limb((v >> 64) as i64);
+        self.adds += 1;
+        if self.adds >= 1 << 30 {
+            self.normalize();
+        }
+    }
+
+    /// [`ExactSum::add`] of a value outside the window, or the first value
+    /// (which places the window).
+    #[cold]
+    #[inline(never)]
+    fn add_cold(&mut self, x: f64) {
+        let bits = x.to_bits();
+        let exp = ((bits >> 52) & 0x7ff) as usize;
+        let frac = bits & ((1u64 << 52) - 1);
         let (mantissa, pos) = if exp == 0 { (frac, 0) } else { (frac | (1u64 << 52), exp - 1) };
         if mantissa == 0 {
             return;
@@ -553,58 +581,6 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// The hot-loop accumulator of a worker: an exact sum, min, max, and
-/// shifted sums for the variance (Σ(x−K) and Σ(x−K)² around the first
-/// value K, which keeps cancellation small without a division per value).
-/// It becomes an [`Accumulator`] (mean and M2, mergeable by Chan's
-/// formulas) when the worker is done.
-///
-/// 128 bytes, aligned to cache lines: a value touches exactly two lines.
-#[derive(Debug, Clone, Default)]
-#[repr(align(64))]
-pub struct Running {
-    count: u64,
-    sum: ExactSum,
-    min: f64,
-    max: f64,
-    shift: f64,
-    s1: f64,
-    s2: f64,
-}
-
-impl Running {
-    #[inline]
-    pub fn push(&mut self, x: f64) {
-        if self.count == 0 {
-            self.shift = x;
-            self.min = x;
-            self.max = x;
-        }
-        self.count += 1;
-        self.sum.add(x);
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
-        let d = x - self.shift;
-        self.s1 += d;
-        self.s2 += d * d;
-    }
-
-    pub fn finish(self) -> Accumulator {
-        if self.count == 0 {
-            return Accumulator::default();
-        }
-        let n = self.count as f64;
-        Accumulator {
-            count: self.count,
-            min: Some(self.min),
-            max: Some(self.max),
-            mean: self.shift + self.s1 / n,
-            m2: (self.s2 - self.s1 * self.s1 / n).max(0.0),
-            sum: self.sum,
-        }
-    }
-}
-
 /// count, sum, min, max, mean and sample standard deviation of a column.
 /// `mean` is the exact sum divided by the count; `stddev` is null below 2 values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -732,13 +708,13 @@ fn parse_short_decimal(d: &[u8]) -> Option<f64> {
 /// `e` so that a plain decimal of up to 8 characters after its sign takes
 /// one path whatever its length, with no loop and no copy: the word is
 /// loaded whole, the bytes before the field are masked to '0', and
-/// [`decimal_word`] does the rest. The caller guarantees `e >= 8`.
+/// [`decimal_word`] does the rest (when `e >= 8`; else the slow way).
 #[inline(always)]
 #[allow(clippy::result_unit_err)]
 pub fn parse_number_at(buf: &[u8], s: usize, e: usize) -> Result<Option<f64>, ()> {
     let neg = buf[s] == b'-';
     let n = e - s - neg as usize;
-    if (1..=8).contains(&n) {
+    if (1..=8).contains(&n) && e >= 8 {
         let word = u64::from_le_bytes(buf[e - 8..e].try_into().expect("8 bytes"));
         let keep = u64::MAX << (8 * (8 - n));
         if let Some(v) = decimal_word((word & keep) | (ZEROS & !keep), n) {
@@ -779,8 +755,9 @@ fn decimal_word(mut w: u64, n: usize) -> Option<f64> {
     v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
     v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
     v = v.wrapping_mul(10000) + (v >> 32);
-    let mantissa = v & 0xffff_ffff;
-    Some(mantissa as f64 / POW10[frac])
+    let mantissa = (v & 0xffff_ffff) as f64;
+    // An integer needs no division (the branch is as regular as the column).
+    Some(if frac == 0 { mantissa } else { mantissa / POW10[frac] })
 }
 
 fn parse_number_slow(field: &[u8]) -> Result<Option<f64>, ()> {
@@ -827,6 +804,24 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: ExactSum = serde_json::from_str(&json).unwrap();
         assert_eq!(back.value(), a.value());
+    }
+
+    /// The window is placed by the first value: tiny and subnormal first
+    /// values (limbs at the very bottom) and negative ones must count too.
+    #[test]
+    fn exact_sum_counts_tiny_subnormal_and_negative_values() {
+        let cases: [&[f64]; 5] = [
+            &[5e-324, 1e-300, -5e-324, 2.5e-310, 1.0],
+            &[-1e-310, -1e-310, 3e-320],
+            &[1e-320],
+            &[-0.0, 0.0, -7.25, 1e300, -1e300],
+            &[-3.5, 2.0, -1e-5, 12345.678],
+        ];
+        for values in cases {
+            let mut sum = ExactSum::default();
+            values.iter().for_each(|&v| sum.add(v));
+            assert_eq!(sum.value().to_bits(), fsum(values).to_bits(), "{values:?}");
+        }
     }
 
     #[test]
@@ -1024,24 +1019,5 @@ mod tests {
             let want = parse_number(field).map(|v| v.map(f64::to_bits));
             assert_eq!(got, want, "{:?}", String::from_utf8_lossy(field));
         }
-    }
-
-    #[test]
-    fn running_fills_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<Running>(), 128);
-    }
-
-    #[test]
-    fn running_matches_welford() {
-        let values: Vec<f64> = (0..5000).map(|i| 1e6 + ((i * 7919) % 1013) as f64 / 7.0).collect();
-        let mut w = Accumulator::default();
-        let mut r = Running::default();
-        for &v in &values {
-            w.push(v);
-            r.push(v);
-        }
-        let (a, b) = (w.summary(), r.finish().summary());
-        assert_eq!(a.sum, b.sum);
-        assert!((a.stddev.unwrap() - b.stddev.unwrap()).abs() < 1e-9 * a.stddev.unwrap());
     }
 }

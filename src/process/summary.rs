@@ -12,7 +12,8 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use super::input::{self, Flow, Format, Item, Source};
-use super::stats::{RegionStats, Running, parse_number};
+use super::running::Columns;
+use super::stats::{RegionStats, parse_number};
 
 /// What the coordinator tells a summary worker (in DISTEX_WORKER_SPEC).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,7 +48,9 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
     let mut stats = RegionStats::default();
     // Column index -> accumulator slot; rebuilt when the header changes.
     let slots: std::cell::RefCell<Vec<(usize, usize)>> = Default::default();
-    let mut accs: Vec<Running> = spec.numeric.iter().map(|_| Running::default()).collect();
+    let mut columns = Columns::new(spec.numeric.len());
+    columns.add_region();
+    let mut values: Vec<Option<f64>> = vec![None; spec.numeric.len()];
     let mut error = None;
     let result = input::read(
         source,
@@ -64,16 +67,18 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
         &mut |item| match item {
             Item::Row(row) => {
                 stats.records += 1;
+                values.fill(None);
                 for &(col, slot) in slots.borrow().iter() {
                     match row.field(col).map(parse_number) {
-                        Some(Ok(Some(v))) => accs[slot].push(v),
-                        Some(Ok(None)) | None => {}
+                        Some(Ok(v)) => values[slot] = v,
+                        None => {}
                         Some(Err(())) => {
                             error = Some(format!("line {}: column {:?} is not a number", row.line, spec.numeric[slot]));
                             return Flow::Stop;
                         }
                     }
                 }
+                columns.push(0, &values);
                 Flow::Continue
             }
             Item::Bad(bad) => {
@@ -91,8 +96,8 @@ pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
     if let Some(e) = error {
         return Err(e);
     }
-    for (name, acc) in spec.numeric.iter().zip(accs) {
-        stats.columns.insert(name.clone(), acc.finish());
+    for (name, acc) in spec.numeric.iter().zip(columns.finish(0)) {
+        stats.columns.insert(name.clone(), acc);
     }
     Ok(stats)
 }
