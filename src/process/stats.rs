@@ -195,6 +195,13 @@ impl ExactSum {
     /// column's values have similar magnitudes in every part), without
     /// moving to the full array. False, and nothing done, otherwise.
     fn merge_windows(&mut self, other: &ExactSum) -> bool {
+        if self.base == other.base && self.base != NO_BASE {
+            for (a, b) in self.window.iter_mut().zip(&other.window) {
+                *a += b;
+            }
+            self.adds += other.adds + 1;
+            return true;
+        }
         let Some((their_lo, their_hi)) = other.window_span() else {
             self.adds += other.adds + 1;
             return true;
