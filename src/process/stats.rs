@@ -240,23 +240,20 @@ impl ExactSum {
         Some((self.base as usize + first, self.base as usize + last))
     }
 
-    /// Doubles whose exact sum is this sum.
+    /// Doubles whose exact sum is this sum: one per base-2^32 digit of its
+    /// magnitude, all of its sign (so none overflows while the sum is
+    /// within the range of doubles).
     fn terms(&self) -> Vec<f64> {
-        let mut out = Vec::new();
-        for (i, &c) in self.limbs().iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            let (lo, hi) = ((c & 0xffff_ffff) as f64, (c >> 32) as f64);
-            let k = 32 * i as i32 - 1074;
-            if lo != 0.0 {
-                out.push(scale(lo, k));
-            }
-            if hi != 0.0 {
-                out.push(scale(hi, k + 32));
-            }
-        }
-        out
+        let digits = self.digits();
+        let sign = if digits.negative { -1.0 } else { 1.0 };
+        let at = |k: usize| 32 * (digits.lo + k) as i32 - 1074;
+        digits
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d != 0)
+            .map(|(k, &d)| sign * scale(d as f64, at(k)))
+            .collect()
     }
 
     /// The sum, correctly rounded to the nearest f64 (ties to even).
@@ -811,6 +808,20 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: ExactSum = serde_json::from_str(&json).unwrap();
         assert_eq!(back.value(), a.value());
+        // Large negative sums too (their terms used to overflow into NaN,
+        // which JSON writes as null).
+        for (values, want) in [
+            (&[-1e308, -1e308, 1e308, -2.5][..], -1e308),
+            (&[-1.7e308, 1e-300], -1.7e308),
+            (&[-8e307, -8e307], -1.6e308),
+        ] {
+            let mut big = ExactSum::default();
+            values.iter().for_each(|&v| big.add(v));
+            let json = serde_json::to_string(&big).unwrap();
+            let back: ExactSum = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.value().to_bits(), big.value().to_bits(), "{json}");
+            assert_eq!(back.value(), want, "{json}");
+        }
     }
 
     /// The window is placed by the first value: tiny and subnormal first
