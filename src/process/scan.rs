@@ -366,10 +366,14 @@ impl<'s> Summarizer<'s> {
             self.general(raw, false);
             return;
         }
-        let newlines = memchr::memchr_iter(b'\n', raw).count() as u64;
+        let (mut quotes, mut newlines) = (0, 1);
+        for &p in specials {
+            quotes += (buf[p as usize] == b'"') as u64;
+            newlines += (buf[p as usize] == b'\n') as u64;
+        }
         self.out.records += 1;
         self.out.newlines += newlines;
-        self.out.quotes += specials.iter().filter(|&&p| buf[p as usize] == b'"').count() as u64;
+        self.out.quotes += quotes;
         self.line += newlines;
     }
 
@@ -522,11 +526,12 @@ impl<'s> Summarizer<'s> {
     }
 }
 
-/// Whether every quote of a record (`specials`: its quotes and carriage
-/// returns, in order) sits where RFC 4180 puts it: a field holding any is
-/// wrapped in quotes, with the quotes inside it doubled; a carriage return
-/// is either inside a quoted field or right before the line break. Then
-/// csv-core would read the record exactly as the index split it.
+/// Whether every quote of a record (`specials`: its quotes, carriage
+/// returns and quoted line breaks, in order) sits where RFC 4180 puts it: a
+/// field holding any is wrapped in quotes, with the quotes inside it
+/// doubled; a carriage return is either inside a quoted field or right
+/// before the line break. Then csv-core would read the record exactly as
+/// the index split it.
 fn regular_quotes(buf: &[u8], fields: &Fields<'_>, specials: &[u32]) -> bool {
     let mut next = 0;
     for i in 0..fields.seps.len() {
@@ -544,8 +549,8 @@ fn regular_quotes(buf: &[u8], fields: &Fields<'_>, specials: &[u32]) -> bool {
         let mut k = 0;
         while k < middle.len() {
             let p = middle[k] as usize;
-            if buf[p] == b'\r' {
-                k += 1;
+            if buf[p] != b'"' {
+                k += 1; // a carriage return or line break inside the quotes
             } else if middle.get(k + 1).is_some_and(|&q| q as usize == p + 1 && buf[p + 1] == b'"') {
                 k += 2;
             } else {

@@ -23,7 +23,8 @@ pub struct Index {
     pub seps: Vec<u32>,
     /// For every record-ending line break: its position in `seps`.
     pub records: Vec<u32>,
-    /// Every quote and carriage return, inside quotes or not.
+    /// Every quote and carriage return, inside quotes or not, and every
+    /// line break inside quotes.
     pub specials: Vec<u32>,
     /// The start of every 64-byte block holding a byte >= 0x80.
     pub high_blocks: Vec<u32>,
@@ -107,13 +108,8 @@ impl Builder<'_> {
         let ends = b.newlines & !inside;
         let before = self.out.seps.len() as u32;
         push_bits(&mut self.out.seps, at, seps);
-        let mut e = ends;
-        while e != 0 {
-            let bit = e & e.wrapping_neg();
-            self.out.records.push(before + (seps & (bit - 1)).count_ones());
-            e ^= bit;
-        }
-        push_bits(&mut self.out.specials, at, b.quotes | b.returns);
+        push_record_ends(&mut self.out.records, before, seps, ends);
+        push_bits(&mut self.out.specials, at, b.quotes | b.returns | (b.newlines & inside));
         if b.high != 0 {
             self.out.high_blocks.push(at as u32);
         }
@@ -145,6 +141,31 @@ fn push_bits(out: &mut Vec<u32>, at: usize, mut bits: u64) {
             slot.write(at + bits.trailing_zeros());
             bits &= bits.wrapping_sub(1);
         }
+    }
+    // SAFETY: the `n` slots after the old length were written above.
+    unsafe { out.set_len(len + n) };
+}
+
+/// Appends, for every record-ending line break (a bit of `ends`), its
+/// position in `seps` (`before` entries precede the block's). Like
+/// [`push_bits`]: two entries are always written, most blocks have fewer.
+#[inline(always)]
+fn push_record_ends(out: &mut Vec<u32>, before: u32, seps: u64, mut ends: u64) {
+    if ends == 0 {
+        return;
+    }
+    let n = ends.count_ones() as usize;
+    out.reserve(64);
+    let len = out.len();
+    let spare = out.spare_capacity_mut();
+    let mut write = |slot: &mut std::mem::MaybeUninit<u32>| {
+        let bit = ends & ends.wrapping_neg();
+        slot.write(before + (seps & bit.wrapping_sub(1)).count_ones());
+        ends ^= bit;
+    };
+    spare[..2].iter_mut().for_each(&mut write);
+    if n > 2 {
+        spare[2..n].iter_mut().for_each(&mut write);
     }
     // SAFETY: the `n` slots after the old length were written above.
     unsafe { out.set_len(len + n) };
@@ -310,7 +331,7 @@ mod tests {
         // a , "b,c" , d \n "x\ny" , "q""r" \n
         assert_eq!(idx.seps, vec![1, 7, 9, 15, 22]);
         assert_eq!(idx.records, vec![2, 4]);
-        assert_eq!(idx.specials.len(), 8);
+        assert_eq!(idx.specials.len(), 9, "8 quotes and the line break inside quotes");
         assert!(idx.high_blocks.is_empty());
     }
 
