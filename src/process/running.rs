@@ -164,6 +164,14 @@ impl Columns {
         region
     }
 
+    /// Starts loading `region`'s accumulators into the cache.
+    #[inline(always)]
+    pub fn prefetch(&self, region: usize) {
+        for acc in &self.hot[region * self.width..(region + 1) * self.width] {
+            super::scan::prefetch(acc);
+        }
+    }
+
     /// Adds one record's values (`None`: missing) to `region`.
     #[inline(always)]
     pub fn push(&mut self, region: usize, values: &[Option<f64>]) {
