@@ -24,6 +24,12 @@ pub enum Format {
 }
 
 impl Format {
+    /// The field delimiter of a delimited format, and whether `"` quotes
+    /// fields (CSV) or is an ordinary byte (TSV).
+    pub fn delimiter(self) -> (u8, bool) {
+        if self == Format::Tsv { (b'\t', false) } else { (b',', true) }
+    }
+
     /// Guesses the format from a file name (`.csv`, `.tsv`, `.jsonl`, with or
     /// without `.gz`); `None` when the name says nothing.
     pub fn from_path(path: &Path) -> Option<Format> {
@@ -183,34 +189,17 @@ pub fn read_from(
     }
 }
 
-/// Reads records with no header row (a byte range of a CSV or TSV file
-/// that starts on a record boundary); `fields` is the header's length.
-/// Lines are counted from 1 at the start of `input`.
+/// Reads records with no header row, already in memory (whole records of
+/// a CSV or TSV file, starting on a record boundary); `fields` is the
+/// header's length. Lines are counted from 1 at the start of `input`.
 pub fn read_headerless(
-    input: impl Read,
-    format: Format,
-    fields: usize,
-    on_item: &mut OnItem<'_>,
-) -> Result<ReadSummary, ReadError> {
-    let (delimiter, quoting) = match format {
-        Format::Tsv => (b'\t', false),
-        _ => (b',', true),
-    };
-    read_delimited(input, delimiter, quoting, Some(fields), 1 << 20, &mut |_, _| Ok(()), on_item)
-}
-
-/// [`read_headerless`] of a few records already in memory (it sizes its
-/// buffer to them instead of allocating a megabyte).
-pub fn read_headerless_slice(
     input: &[u8],
     format: Format,
     fields: usize,
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
-    let (delimiter, quoting) = match format {
-        Format::Tsv => (b'\t', false),
-        _ => (b',', true),
-    };
+    let (delimiter, quoting) = format.delimiter();
+    // A buffer the size of the input, not the usual megabyte.
     read_delimited(input, delimiter, quoting, Some(fields), input.len() + 1, &mut |_, _| Ok(()), on_item)
 }
 

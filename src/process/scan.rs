@@ -134,7 +134,7 @@ fn scan_mapped(file: &File, spec: &ScanSpec, summary: &mut Summarizer<'_>) -> Re
     // The index loads whole blocks past what it indexes: the mapped windows
     // stop short of the end of the file, whose last bytes are copied.
     let safe_end = spec.end.min(size.saturating_sub(structural::PADDING as u64));
-    let (delim, quoting) = if spec.format == Format::Tsv { (b'\t', false) } else { (b',', true) };
+    let (delim, quoting) = spec.format.delimiter();
     let mut index = Index::default();
     let mut pos = spec.start;
     while pos + (CHUNK as u64) < safe_end {
@@ -182,7 +182,7 @@ fn scan_copied(mut file: File, pos: u64, summary: &mut Summarizer<'_>, chunk: us
     let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", spec.file.display());
     file.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek in {}: {e}", spec.file.display()))?;
     let mut reader = file.take(spec.end.saturating_sub(pos));
-    let (delim, quoting) = if spec.format == Format::Tsv { (b'\t', false) } else { (b',', true) };
+    let (delim, quoting) = spec.format.delimiter();
     let mut capacity = chunk;
     let mut buf = vec![0u8; FRONT + capacity + structural::PADDING];
     let mut index = Index::default();
@@ -487,7 +487,7 @@ impl<'s> Summarizer<'s> {
         let base = self.line - 1;
         let mut seen = 0u64;
         let spec = self.spec;
-        let result = input::read_headerless_slice(raw, spec.format, self.fields, &mut |item| {
+        let result = input::read_headerless(raw, spec.format, self.fields, &mut |item| {
             seen += 1;
             self.item(item, base)
         });

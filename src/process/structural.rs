@@ -50,22 +50,18 @@ pub fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: 
     assert!(to + PADDING <= buf.len() && from <= to && to <= u32::MAX as usize, "index needs padding");
     out.clear();
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("bmi1")
-        && std::arch::is_x86_feature_detected!("popcnt")
     {
-        // SAFETY: the features are available (checked just above); bounds asserted above.
-        unsafe { avx512::index(buf, from, to, delim, quoting, out) };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("bmi1")
-        && std::arch::is_x86_feature_detected!("popcnt")
-    {
-        // SAFETY: the features are available (checked just above); bounds asserted above.
-        unsafe { avx2::index(buf, from, to, delim, quoting, out) };
-        return;
+        use std::arch::is_x86_feature_detected as has;
+        let bits = has!("bmi1") && has!("popcnt");
+        // SAFETY (both): the features are available (checked here); bounds asserted above.
+        if bits && has!("avx512bw") {
+            unsafe { avx512::index(buf, from, to, delim, quoting, out) };
+            return;
+        }
+        if bits && has!("avx2") {
+            unsafe { avx2::index(buf, from, to, delim, quoting, out) };
+            return;
+        }
     }
     index_scalar(buf, from, to, delim, quoting, out);
 }
