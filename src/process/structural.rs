@@ -113,13 +113,26 @@ impl Builder<'_> {
 }
 
 /// Appends `at + i` for every set bit i of `bits`, in order.
+#[inline(always)]
+fn push_bits(out: &mut Vec<u32>, at: usize, bits: u64) {
+    push_each::<8>(out, bits, |bit| at as u32 + bit.trailing_zeros());
+}
+
+/// Appends, for every record-ending line break (a bit of `ends`), its
+/// position in `seps` (`before` entries precede the block's).
+#[inline(always)]
+fn push_record_ends(out: &mut Vec<u32>, before: u32, seps: u64, ends: u64) {
+    push_each::<2>(out, ends, |bit| before + (seps & bit.wrapping_sub(1)).count_ones());
+}
+
+/// Appends `value(bit)` for every set bit of `bits`, lowest first.
 ///
 /// Written without a loop per bit, whose trip count the CPU could not
-/// predict: eight offsets are always written (those past the real count are
-/// garbage beyond the new length), and only the rare block with more set
-/// bits loops.
+/// predict: `ALWAYS` values are always written (those past the real count
+/// are garbage beyond the new length; `value` then gets 0), and only the
+/// rare block with more set bits loops.
 #[inline(always)]
-fn push_bits(out: &mut Vec<u32>, at: usize, mut bits: u64) {
+fn push_each<const ALWAYS: usize>(out: &mut Vec<u32>, mut bits: u64, value: impl Fn(u64) -> u32) {
     if bits == 0 {
         return;
     }
@@ -127,41 +140,14 @@ fn push_bits(out: &mut Vec<u32>, at: usize, mut bits: u64) {
     out.reserve(64);
     let len = out.len();
     let spare = out.spare_capacity_mut();
-    let at = at as u32;
-    for slot in &mut spare[..8] {
-        slot.write(at + bits.trailing_zeros());
-        bits &= bits.wrapping_sub(1);
-    }
-    if n > 8 {
-        for slot in &mut spare[8..n] {
-            slot.write(at + bits.trailing_zeros());
-            bits &= bits.wrapping_sub(1);
-        }
-    }
-    // SAFETY: the `n` slots after the old length were written above.
-    unsafe { out.set_len(len + n) };
-}
-
-/// Appends, for every record-ending line break (a bit of `ends`), its
-/// position in `seps` (`before` entries precede the block's). Like
-/// [`push_bits`]: two entries are always written, most blocks have fewer.
-#[inline(always)]
-fn push_record_ends(out: &mut Vec<u32>, before: u32, seps: u64, mut ends: u64) {
-    if ends == 0 {
-        return;
-    }
-    let n = ends.count_ones() as usize;
-    out.reserve(64);
-    let len = out.len();
-    let spare = out.spare_capacity_mut();
     let mut write = |slot: &mut std::mem::MaybeUninit<u32>| {
-        let bit = ends & ends.wrapping_neg();
-        slot.write(before + (seps & bit.wrapping_sub(1)).count_ones());
-        ends ^= bit;
+        let bit = bits & bits.wrapping_neg();
+        slot.write(value(bit));
+        bits ^= bit;
     };
-    spare[..2].iter_mut().for_each(&mut write);
-    if n > 2 {
-        spare[2..n].iter_mut().for_each(&mut write);
+    spare[..ALWAYS].iter_mut().for_each(&mut write);
+    if n > ALWAYS {
+        spare[ALWAYS..n].iter_mut().for_each(&mut write);
     }
     // SAFETY: the `n` slots after the old length were written above.
     unsafe { out.set_len(len + n) };
