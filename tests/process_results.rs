@@ -335,3 +335,23 @@ fn gzip_region_files_and_json_lines_on_stdin() {
         .json();
     assert_eq!(report["regions"]["x"]["result"]["lines"], serde_json::json!([{"k": "x", "n": 1}, {"k": "x", "n": -4}]));
 }
+
+/// A file with a header and no records is a complete run over nothing:
+/// exit 0, `aggregate-results` completed, every count zero, on every path.
+#[test]
+fn a_header_without_records_is_a_complete_empty_run() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("empty.csv"), "region,qty\n").unwrap();
+    for extra in [&["--split", "regions"][..], &["--split", "bytes"], &["--processor", "echo '{}'"]] {
+        let mut args = vec!["process", "empty.csv", "--by", "region", "--json"];
+        args.extend_from_slice(extra);
+        let report = sb.cmd().args(args).run().success().json();
+        assert_eq!(report["complete"], true, "{extra:?}: {report}");
+        let tasks = report["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 1, "{extra:?}");
+        assert_eq!(tasks[0]["subject"], "aggregate-results");
+        assert_eq!(tasks[0]["status"], "completed");
+        assert_eq!(report["accounting"]["input_records"], 0);
+        assert_eq!(report["regions"], serde_json::json!({}));
+    }
+}

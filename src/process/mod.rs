@@ -520,7 +520,7 @@ fn coordinate(
     }
 
     // aggregate-results: runs once every region task completed.
-    if tasks.unblocked().contains(&aggregate_id) {
+    if pool::aggregate_ready(&tasks, &aggregate_id) {
         let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
         if let Some(t) = tasks.get_mut(&aggregate_id) {
             t.node = Some("local".into());

@@ -320,7 +320,7 @@ fn run_plan(
         }
     }
 
-    let totals = if tasks.unblocked().contains(&aggregate_id) {
+    let totals = if pool::aggregate_ready(&tasks, &aggregate_id) {
         let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
         if let Some(t) = tasks.get_mut(&aggregate_id) {
             t.node = Some("local".into());

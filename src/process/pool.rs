@@ -255,6 +255,13 @@ pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<
     }
 }
 
+/// Whether `aggregate_id` can run: every task it waits on completed (or,
+/// for an input without records, it waits on none and is still pending).
+pub fn aggregate_ready(tasks: &TaskList, aggregate_id: &str) -> bool {
+    tasks.get(aggregate_id).is_some_and(|t| t.status == TaskStatus::Pending)
+        || tasks.unblocked().iter().any(|id| id == aggregate_id)
+}
+
 /// Fails `aggregate_id` because tasks it waits on failed, naming them.
 pub fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
     let failed: Vec<&str> = tasks
