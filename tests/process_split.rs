@@ -150,3 +150,38 @@ fn bytes_split_refuses_what_it_cannot_do() {
     assert_eq!(report["rejects"][0]["file"], "b.tsv");
     assert_eq!(report["rejects"][0]["line"], 3);
 }
+
+/// `--max-output` caps what a user's processor prints, not distex's own
+/// workers: a part that summarizes hundreds of regions prints more than a
+/// tiny cap and must still complete.
+#[test]
+fn max_output_does_not_cap_the_built_in_workers() {
+    let sb = Sandbox::new();
+    let mut text = String::from("k,v\n");
+    for i in 0..3000 {
+        text.push_str(&format!("region-{},{}\n", i % 500, i));
+    }
+    std::fs::write(sb.path().join("many.csv"), &text).unwrap();
+    for split in ["bytes", "regions"] {
+        let args = ["process", "many.csv", "--by", "k", "--json", "--split", split, "--max-output", "1K"];
+        let report = sb.cmd().args(args).run().success().json();
+        assert_eq!(report["complete"], true, "{split}");
+        assert_eq!(report["regions"].as_object().unwrap().len(), 500, "{split}");
+        assert_eq!(report["accounting"]["processed"], 3000, "{split}");
+    }
+    // A user processor is still held to it.
+    let args = [
+        "process",
+        "many.csv",
+        "--by",
+        "k",
+        "--json",
+        "--max-output",
+        "1K",
+        "--processor",
+        "head -c 2000 /dev/zero | tr '\\0' x; echo",
+    ];
+    let report = sb.cmd().args(args).run().expect_code(3).json();
+    let error = report["tasks"][0]["error"].as_str().unwrap();
+    assert!(error.contains("--max-output"), "{error}");
+}

@@ -141,7 +141,8 @@ pub struct ProcessArgs {
     /// CPU-time limit per worker, in seconds.
     #[arg(long, value_name = "SECS")]
     pub max_cpu_seconds: Option<u64>,
-    /// Most a worker may print on stdout (default 16M).
+    /// Most a --processor command may print on stdout (default 16M; the
+    /// built-in summary workers are not capped).
     #[arg(long, value_name = "SIZE")]
     pub max_output: Option<String>,
     /// Open-file limit per worker.

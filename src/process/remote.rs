@@ -184,7 +184,7 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         drop(stdin);
         Ok::<(), std::io::Error>(())
     };
-    let cap = job.limits.max_output;
+    let cap = job.output_cap();
     // The worker's process group on the node, once its script announced it.
     let pgid = std::cell::Cell::new(None);
     let pump = async {

@@ -86,6 +86,19 @@ pub struct Job {
     pub sandbox: bool,
 }
 
+impl Job {
+    /// How much of its stdout is read before the worker is stopped:
+    /// `--max-output` guards against a runaway user processor; distex's own
+    /// workers print an amount fixed by the data (a summary per region),
+    /// which can pass 16 MB with hundreds of thousands of regions.
+    pub fn output_cap(&self) -> u64 {
+        match self.program {
+            Program::Builtin { .. } => u64::MAX,
+            Program::Shell(_) => self.limits.max_output,
+        }
+    }
+}
+
 /// Runs `job` to the end; returns what it printed on stdout (after a clean
 /// exit) or why it failed. Callers check the output: [`parse_output`] for
 /// user commands, typed parsing for built-in workers.
@@ -120,7 +133,7 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     let mut child = cmd.spawn().map_err(|e| format!("cannot start worker: {e}"))?;
     let pgid = child.id() as i32;
     let exceeded = Arc::new(AtomicBool::new(false));
-    let stdout = read_capped(child.stdout.take().expect("piped"), job.limits.max_output, exceeded.clone());
+    let stdout = read_capped(child.stdout.take().expect("piped"), job.output_cap(), exceeded.clone());
     let stderr = read_tail(child.stderr.take().expect("piped"));
 
     let started = Instant::now();
