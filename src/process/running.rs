@@ -9,7 +9,7 @@
 //!
 //! The fixed-point sum is exact. A double is an integer mantissa `m` (53
 //! bits) times `2^e`; the column's *unit* `2^u` is chosen from its first
-//! non-zero value (see [`unit_for`]), and a value with `u <= e <= u + 43`
+//! non-zero value (see `unit_for`), and a value with `u <= e <= u + 43`
 //! is exactly `m << (e - u)` units, below 2^96, so 2^31 of them cannot
 //! overflow. A value that does not fit (a much smaller or larger magnitude,
 //! with bits below the unit) goes to a cold [`ExactSum`] kept aside, and

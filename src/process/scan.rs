@@ -3,19 +3,28 @@
 //! For plain (uncompressed) CSV and TSV files the coordinator does not
 //! spool regions at all. It cuts every file into byte ranges that start on
 //! record boundaries ([`plan`]) and starts one isolated `distex __worker
-//! scan` per range. Each scan worker parses its range, rejects what the
-//! region path would reject (the same [`check_key`]/[`check_numbers`]),
-//! and prints per-region accumulators that merge exactly. The tasks shown
-//! are the ranges that really ran (`process-part-N`), never regions.
+//! scan` per range. The tasks shown are the ranges that really ran
+//! (`process-part-N`), never regions.
+//!
+//! A scan worker reads its range through memory-mapped windows
+//! ([`Reading::Mapped`]), 512 KB at a time: first a structural index of the
+//! chunk ([`structural::index`]: where every field and record ends), then
+//! every record's fields read in place at those offsets (`Summarizer`).
+//! A record the index cannot vouch for (irregular quoting) or that must be
+//! rejected goes to the same csv-core reader as the region path, so rejects
+//! and their reasons do not depend on the path. It prints per-region
+//! accumulators that merge exactly (in the binary format of
+//! [`super::wire`]).
 //!
 //! Finding record boundaries: a line break is a record boundary when an
 //! even number of `"` precede it (RFC 4180 quotes come in pairs inside
-//! quoted fields). The planner counts quotes in parallel to know the
-//! parity at each cut. That reasoning only holds when every record has an
-//! even number of quotes, so scan workers report records with an odd count
-//! (a stray quote in an unquoted field) and a range whose last record ran
-//! into the end of the range; on either, the coordinator falls back to the
-//! region path, which reads the file sequentially.
+//! quoted fields). The planner reads the parity at each cut off the quotes
+//! near it (`local_parity`). That reasoning only holds for valid CSV, so
+//! scan workers report the quotes of their ranges and the records csv-core
+//! read differently from the index (a stray quote in an unquoted field),
+//! and a range whose last record ran into the end of the range; on any of
+//! these the coordinator falls back to the region path, which reads the
+//! file sequentially.
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -389,7 +389,7 @@ pub const MAX_DIGITS: usize = LIMBS + 1;
 impl ExactSum {
     /// The sum as a sign and a magnitude in base 2^32, for the binary
     /// format of part results (`super::wire`): `(negative, lo)` and the
-    /// digits in `out`, so that the sum is ±Σ out[k]·2^(32·(lo+k) − 1074).
+    /// digits in `out`, so that the sum is ±Σ out\[k\]·2^(32·(lo+k) − 1074).
     /// The first and last digits are non-zero (no digits for zero).
     pub fn to_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
         let digits = self.digits();
@@ -712,7 +712,7 @@ fn parse_short_decimal(d: &[u8]) -> Option<f64> {
 /// `e` so that a plain decimal of up to 8 characters after its sign takes
 /// one path whatever its length, with no loop and no copy: the word is
 /// loaded whole, the bytes before the field are masked to '0', and
-/// [`decimal_word`] does the rest (when `e >= 8`; else the slow way).
+/// `decimal_word` does the rest (when `e >= 8`; else the slow way).
 #[inline(always)]
 #[allow(clippy::result_unit_err)]
 pub fn parse_number_at(buf: &[u8], s: usize, e: usize) -> Result<Option<f64>, ()> {
