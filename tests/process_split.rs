@@ -185,3 +185,33 @@ fn max_output_does_not_cap_the_built_in_workers() {
     let error = report["tasks"][0]["error"].as_str().unwrap();
     assert!(error.contains("--max-output"), "{error}");
 }
+
+/// With more rejects than are listed, both paths list the first ones in
+/// input order, whatever kind they are: a missing key among the rows held
+/// back to infer types is judged later than a wrong field count after them.
+#[test]
+fn both_paths_list_the_first_rejects_in_input_order() {
+    let sb = Sandbox::new();
+    let mut text = String::from("k,v,note\n");
+    for i in 0..6000 {
+        let line = match i % 7 {
+            0 => format!(",{i},x\n"),                 // missing key
+            3 => format!("r{},{i},x,extra\n", i % 5), // wrong field count
+            _ => format!("r{},{i},x\n", i % 5),
+        };
+        text.push_str(&line);
+    }
+    std::fs::write(sb.path().join("r.csv"), &text).unwrap();
+    let run = |split: &str| {
+        let args = ["process", "r.csv", "--by", "k", "--json", "--split", split, "--part-size", "16K"];
+        sb.cmd().args(args).run().success().json()
+    };
+    let (bytes, regions) = (run("bytes"), run("regions"));
+    let lines = reject_lines(&regions);
+    assert_eq!(lines.len(), 100, "the list is capped");
+    let mut want: Vec<u64> = (0..6000u64).filter(|i| i % 7 == 0 || i % 7 == 3).map(|i| i + 2).collect();
+    want.truncate(100);
+    assert_eq!(lines, want, "the first 100 rejects, in input order");
+    assert_eq!(bytes["rejects"], regions["rejects"]);
+    assert_eq!(bytes["accounting"]["rejected"], regions["accounting"]["rejected"]);
+}

@@ -219,6 +219,7 @@ struct Partitioner<'a> {
     /// Position of the current source, to list rejects in input order
     /// (rows held back for type inference are judged after later ones).
     source_index: usize,
+    /// (source, line) of each listed reject, sorted, parallel to `out.rejects`.
     reject_order: Vec<(usize, u64)>,
 }
 
@@ -376,9 +377,16 @@ impl<'a> Partitioner<'a> {
 
     fn reject(&mut self, line: u64, reason: String) -> Flow {
         self.out.rejected += 1;
-        if self.out.rejects.len() < MAX_LISTED_REJECTS {
-            self.out.rejects.push(Reject { file: self.source_name.clone(), line, reason });
-            self.reject_order.push((self.source_index, line));
+        // Rejects arrive out of order (rows held back to infer column types
+        // are checked later): keep the first ones by position, sorted.
+        let at = (self.source_index, line);
+        let full = self.out.rejects.len() >= MAX_LISTED_REJECTS;
+        if !full || self.reject_order.last().is_some_and(|&last| at < last) {
+            let i = self.reject_order.partition_point(|&o| o < at);
+            self.reject_order.insert(i, at);
+            self.out.rejects.insert(i, Reject { file: self.source_name.clone(), line, reason });
+            self.reject_order.truncate(MAX_LISTED_REJECTS);
+            self.out.rejects.truncate(MAX_LISTED_REJECTS);
         }
         match self.options.max_rejects {
             Some(max) if self.out.rejected > max => {
@@ -504,9 +512,7 @@ impl<'a> Partitioner<'a> {
         self.flush_all()?;
         let mut out = self.out;
         out.regions.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut order: Vec<usize> = (0..out.rejects.len()).collect();
-        order.sort_by_key(|&i| self.reject_order[i]);
-        out.rejects = order.into_iter().map(|i| out.rejects[i].clone()).collect();
+        // `rejects` is kept sorted by position (see `reject`).
         Ok(out)
     }
 }
