@@ -120,11 +120,16 @@ pub enum Reading {
 /// Scans one byte range, in chunks: each chunk is indexed
 /// ([`structural::index`]), then its records are read at the offsets found.
 pub fn scan(spec: &ScanSpec, reading: Reading) -> Result<ScanResult, String> {
+    scan_with_window(spec, reading, WINDOW)
+}
+
+/// [`scan`] with mapped windows of `window` bytes.
+fn scan_with_window(spec: &ScanSpec, reading: Reading, window: u64) -> Result<ScanResult, String> {
     let file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
     let mut summary = Summarizer::new(spec);
     let mut pos = spec.start;
     if reading == Reading::Mapped {
-        pos = scan_mapped(&file, spec, &mut summary)?;
+        pos = scan_mapped(&file, spec, &mut summary, window)?;
     }
     if !summary.out.stopped {
         scan_copied(file, pos, &mut summary, CHUNK)?;
@@ -138,7 +143,7 @@ const WINDOW: u64 = 8 << 20;
 
 /// Scans `spec`'s range in mapped windows as far as it safely can; returns
 /// where the rest (at most the range's last record or two) begins.
-fn scan_mapped(file: &File, spec: &ScanSpec, summary: &mut Summarizer<'_>) -> Result<u64, String> {
+fn scan_mapped(file: &File, spec: &ScanSpec, summary: &mut Summarizer<'_>, window: u64) -> Result<u64, String> {
     let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", spec.file.display()))?.len();
     // The index loads whole blocks past what it indexes: the mapped windows
     // stop short of the end of the file, whose last bytes are copied.
@@ -149,7 +154,7 @@ fn scan_mapped(file: &File, spec: &ScanSpec, summary: &mut Summarizer<'_>) -> Re
     while pos + (CHUNK as u64) < safe_end {
         // Some bytes before `pos` too: numbers are read with the 8 bytes ending at their end.
         let map_start = pos.saturating_sub(FRONT as u64);
-        let map_to = (map_start + WINDOW).min(safe_end);
+        let map_to = (map_start + window).min(safe_end);
         let len = (map_to - map_start) as usize + structural::PADDING;
         // SAFETY: the mapping is only read. Its bytes could change if the
         // file were written meanwhile (input files are not), and a file that
@@ -1070,6 +1075,44 @@ mod tests {
             assert_eq!((fast.odd_quote_records, fast.unterminated_last), (0, false));
             assert!(fast.rejected > 0 && fast.regions.len() > FEW_REGIONS, "the data exercises both outcomes");
         }
+    }
+
+    /// A range in the middle of a file, over several windows: the
+    /// mapped reader (windows that start mid-file, chunks within them, then
+    /// the copied rest) gives what the copying reader gives.
+    #[test]
+    fn mapped_windows_read_a_middle_range_like_copies() {
+        let mut x = 0x9e37_79b9_7f4a_7c15;
+        let mut body = Vec::new();
+        while body.len() < 1_500_000 {
+            body.extend(random_record(&mut x));
+        }
+        // Cut on record boundaries the index agrees with: after a plain line.
+        let boundary =
+            |near: usize| near + body[near..].windows(2).position(|w| w == b"\n1" || w == b"\nn").unwrap() + 1;
+        let (start, end) = (boundary(123_457), boundary(body.len() - 50_000));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data.csv");
+        std::fs::write(&file, &body).unwrap();
+        let header: Vec<String> = ["region", "qty", "price", "note"].iter().map(|s| s.to_string()).collect();
+        let spec = ScanSpec {
+            file,
+            start: start as u64,
+            end: end as u64,
+            format: Format::Csv,
+            header,
+            key: 0,
+            numeric: vec![1, 2],
+            max_rejects: None,
+        };
+        // Windows of 600 KB: a chunk and a bit each, so that chunks end inside windows too.
+        let mapped = scan_with_window(&spec, Reading::Mapped, 600_000).unwrap();
+        let copied = scan(&spec, Reading::Copied).unwrap();
+        assert!(mapped.records > 20_000, "{}", mapped.records);
+        assert_eq!(mapped.records, copied.records);
+        assert_eq!(mapped.rejects, copied.rejects);
+        assert_eq!(mapped.regions, copied.regions);
+        assert_eq!((mapped.newlines, mapped.quotes), (copied.newlines, copied.quotes));
     }
 
     /// Wherever the bytes around an offset decide, `local_parity` agrees
