@@ -73,14 +73,7 @@ fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
     assert!(!cluster.nodes[0].workdir.join("pwned").exists());
     // Nothing the processors started survives, on the node or here.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let left: Vec<_> = all_processes_matching("sleep 600")
-        .into_iter()
-        .filter(|(pid, _)| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|e| String::from_utf8_lossy(&e).contains("DISTEX_REGION=hang"))
-                .unwrap_or(false)
-        })
-        .collect();
+    let left = region_processes("sleep 600", "hang");
     assert!(left.is_empty(), "left behind: {left:?}");
     stop_masters(sb.path());
 }
@@ -143,14 +136,7 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
         .run()
         .expect_code(3);
     let report = run.json();
-    assert!(
-        report["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["subject"] != "aggregate-results")
-            .all(|t| t["node"] == "n1")
-    );
+    assert!(region_tasks(&report).iter().all(|t| t["node"] == "n1"));
     assert_eq!(report["regions"]["flaky"]["result"]["rows"], 2);
     let flaky =
         report["tasks"].as_array().unwrap().iter().find(|t| t["subject"] == "process-region-flaky").unwrap().clone();
@@ -165,14 +151,7 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     assert_eq!(report["accounting"]["processed"], 2);
     assert_eq!(report["accounting"]["in_failed_regions"], 400_000);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let left: Vec<_> = all_processes_matching("sleep 600")
-        .into_iter()
-        .filter(|(pid, _)| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|e| String::from_utf8_lossy(&e).contains("DISTEX_REGION=slow"))
-                .unwrap_or(false)
-        })
-        .collect();
+    let left = region_processes("sleep 600", "slow");
     assert!(left.is_empty(), "left behind on the node: {left:?}");
     // --jobs 0 needs somewhere to run.
     sb.cmd().args(["process", "--demo", "--jobs", "0", "--processor", "cat"]).run().expect_code(2);
@@ -207,13 +186,7 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
         .run()
         .expect_code(3);
     let report = run.json();
-    let tasks: Vec<_> = report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["subject"].as_str().unwrap().starts_with("process-region-"))
-        .cloned()
-        .collect();
+    let tasks = region_tasks(&report);
     assert_eq!(tasks.len(), names.len());
     assert!(tasks.iter().all(|t| t["node"] == "n2"), "every region really ran on n2: {tasks:#?}");
     for (i, name) in names.iter().enumerate().take(5) {
@@ -248,8 +221,7 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
         .run()
         .expect_code(3)
         .json();
-    let regions = report["tasks"].as_array().unwrap().iter().filter(|t| t["subject"] != "aggregate-results");
-    assert!(regions.clone().all(|t| t["node"] == "n2" && t["attempts"] == 1), "{report:#}");
+    assert!(region_tasks(&report).iter().all(|t| t["node"] == "n2" && t["attempts"] == 1), "{report:#}");
     let warnings = report["warnings"].to_string();
     assert!(warnings.contains("skipped node(s) n1") && !warnings.contains("cannot connect"), "{warnings}");
     assert_eq!(report["accounting"]["processed"], 15);
@@ -263,13 +235,7 @@ fn regions_move_off_an_unreachable_node_and_the_node_is_marked_down() {
         .run()
         .expect_code(3)
         .json();
-    let tasks: Vec<_> = report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["subject"].as_str().unwrap().starts_with("process-region-"))
-        .cloned()
-        .collect();
+    let tasks = region_tasks(&report);
     assert!(tasks.iter().all(|t| t["node"] == "local"), "{tasks:#?}");
     assert_eq!(report["regions"]["e"]["result"]["rows"], 5);
     assert_eq!(report["accounting"]["processed"], 15);
@@ -315,6 +281,18 @@ fn summary_data(dir: &std::path::Path) -> String {
         csv.push_str(&format!("\"{}\",\"a, \"\"b\"\"\nc\",{v},{w}\n", region.replace('"', "\"\"")));
     }
     csv
+}
+
+/// Processes matching `pattern` that a worker of `region` started (by the
+/// DISTEX_REGION in their environment).
+fn region_processes(pattern: &str, region: &str) -> Vec<(i32, String)> {
+    let marker = format!("DISTEX_REGION={region}");
+    all_processes_matching(pattern)
+        .into_iter()
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| String::from_utf8_lossy(&e).contains(&marker))
+        })
+        .collect()
 }
 
 /// Region tasks (not aggregate-results) of a report.
