@@ -96,6 +96,34 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// Indexes `buf[from..to]`, 64 bytes at a time: `masks(at)` gives the
+    /// byte classes of the 64 bytes at `at` (which may run into the
+    /// padding: the bits past `to` are cleared here, and quotes when
+    /// `quoting` is off).
+    #[inline(always)]
+    fn run(&mut self, buf: &[u8], from: usize, to: usize, quoting: bool, mut masks: impl FnMut(usize) -> Block) {
+        let mut at = from;
+        while at < to {
+            // The hardware prefetcher stops at page boundaries: ask for the
+            // bytes a few blocks ahead (a hint; it never faults).
+            if let Some(ahead) = buf.get(at + PREFETCH) {
+                super::scan::prefetch(ahead);
+            }
+            let b = masks(at);
+            let v = valid(at, to);
+            let quotes = if quoting { b.quotes & v } else { 0 };
+            let b = Block {
+                quotes,
+                delims: b.delims & v,
+                newlines: b.newlines & v,
+                returns: b.returns & v,
+                high: b.high & v,
+            };
+            self.block(at, b);
+            at += 64;
+        }
+    }
+
     #[inline(always)]
     fn block(&mut self, at: usize, b: Block) {
         let inside = prefix_xor(b.quotes) ^ self.inside;
@@ -164,9 +192,7 @@ fn valid(at: usize, to: usize) -> u64 {
 
 /// [`index`] without SIMD: the same masks, built a byte at a time.
 fn index_scalar(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
-    let mut builder = Builder { out, inside: 0 };
-    let mut at = from;
-    while at < to {
+    Builder { out, inside: 0 }.run(buf, from, to, quoting, |at| {
         let mut b = Block { quotes: 0, delims: 0, newlines: 0, returns: 0, high: 0 };
         for (i, &c) in buf[at..at + 64].iter().enumerate() {
             let bit = 1u64 << i;
@@ -179,24 +205,15 @@ fn index_scalar(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, ou
                 _ => {}
             }
         }
-        let v = valid(at, to);
-        b = Block {
-            quotes: b.quotes & v,
-            delims: b.delims & v,
-            newlines: b.newlines & v,
-            returns: b.returns & v,
-            high: b.high & v,
-        };
-        builder.block(at, b);
-        at += 64;
-    }
+        b
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Block, Builder, Index, valid};
+    use super::{Block, Builder, Index};
 
     /// The mask of bytes equal to `c` in the 64 bytes `lo`, `hi`.
     #[target_feature(enable = "avx2")]
@@ -211,26 +228,21 @@ mod avx2 {
     pub unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
         let (vq, vd) = (_mm256_set1_epi8(b'"' as i8), _mm256_set1_epi8(delim as i8));
         let (vn, vr) = (_mm256_set1_epi8(b'\n' as i8), _mm256_set1_epi8(b'\r' as i8));
-        let mut builder = Builder { out, inside: 0 };
-        let mut at = from;
-        while at < to {
-            // SAFETY: at < to and the caller guarantees 64 bytes of padding after `to`.
+        Builder { out, inside: 0 }.run(buf, from, to, quoting, |at| {
+            // SAFETY: `run` asks for blocks that start before `to`, and the
+            // caller guarantees 64 bytes of padding after `to`.
             let (lo, hi) = unsafe {
                 let p = buf.as_ptr().add(at);
                 (_mm256_loadu_si256(p as *const __m256i), _mm256_loadu_si256(p.add(32) as *const __m256i))
             };
-            let v = valid(at, to);
-            let high = (_mm256_movemask_epi8(lo) as u32 as u64 | ((_mm256_movemask_epi8(hi) as u32 as u64) << 32)) & v;
-            let block = Block {
-                quotes: if quoting { eq(lo, hi, vq) & v } else { 0 },
-                delims: eq(lo, hi, vd) & v,
-                newlines: eq(lo, hi, vn) & v,
-                returns: eq(lo, hi, vr) & v,
-                high,
-            };
-            builder.block(at, block);
-            at += 64;
-        }
+            Block {
+                quotes: eq(lo, hi, vq),
+                delims: eq(lo, hi, vd),
+                newlines: eq(lo, hi, vn),
+                returns: eq(lo, hi, vr),
+                high: _mm256_movemask_epi8(lo) as u32 as u64 | ((_mm256_movemask_epi8(hi) as u32 as u64) << 32),
+            }
+        });
     }
 }
 
@@ -238,32 +250,25 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Block, Builder, Index, PREFETCH, valid};
+    use super::{Block, Builder, Index};
 
     /// [`super::index`] with one 64-byte compare per byte class, straight into a mask.
     #[target_feature(enable = "avx512f,avx512bw,bmi1,popcnt")]
     pub unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
         let (vq, vd) = (_mm512_set1_epi8(b'"' as i8), _mm512_set1_epi8(delim as i8));
         let (vn, vr) = (_mm512_set1_epi8(b'\n' as i8), _mm512_set1_epi8(b'\r' as i8));
-        let mut builder = Builder { out, inside: 0 };
-        let mut at = from;
-        while at < to {
-            // SAFETY: at < to and the caller guarantees 64 bytes of padding after `to`.
+        Builder { out, inside: 0 }.run(buf, from, to, quoting, |at| {
+            // SAFETY: `run` asks for blocks that start before `to`, and the
+            // caller guarantees 64 bytes of padding after `to`.
             let v = unsafe { _mm512_loadu_si512(buf.as_ptr().add(at) as *const __m512i) };
-            // The hardware prefetcher stops at page boundaries: ask for the
-            // bytes a few blocks ahead (a hint; it never faults).
-            _mm_prefetch::<_MM_HINT_T0>(buf.as_ptr().wrapping_add(at + PREFETCH) as *const i8);
-            let m = valid(at, to);
-            let block = Block {
-                quotes: if quoting { _mm512_cmpeq_epi8_mask(v, vq) & m } else { 0 },
-                delims: _mm512_cmpeq_epi8_mask(v, vd) & m,
-                newlines: _mm512_cmpeq_epi8_mask(v, vn) & m,
-                returns: _mm512_cmpeq_epi8_mask(v, vr) & m,
-                high: _mm512_movepi8_mask(v) & m,
-            };
-            builder.block(at, block);
-            at += 64;
-        }
+            Block {
+                quotes: _mm512_cmpeq_epi8_mask(v, vq),
+                delims: _mm512_cmpeq_epi8_mask(v, vd),
+                newlines: _mm512_cmpeq_epi8_mask(v, vn),
+                returns: _mm512_cmpeq_epi8_mask(v, vr),
+                high: _mm512_movepi8_mask(v),
+            }
+        });
     }
 }
 
