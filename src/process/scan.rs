@@ -261,9 +261,6 @@ struct Summarizer<'s> {
     scratch: Vec<u8>,
     /// Line of the next record, 1 = the range's first line.
     line: u64,
-    /// The region of the record being read if [`Self::look_ahead`] found
-    /// it (as a plain record), else [`UNKNOWN`].
-    hint: u32,
 }
 
 /// How many records ahead a record's key is hashed and its slot in the
@@ -313,7 +310,6 @@ impl<'s> Summarizer<'s> {
             values: vec![None; spec.numeric.len()],
             scratch: Vec::new(),
             line: 1,
-            hint: UNKNOWN,
         }
     }
 
@@ -326,6 +322,7 @@ impl<'s> Summarizer<'s> {
         // A few regions' table slots and accumulators stay in cache anyway.
         let ahead = self.names.len() > FEW_REGIONS;
         for (r, &last) in index.records.iter().enumerate() {
+            let mut hint = UNKNOWN;
             if ahead {
                 if let Some(&later) = index.records.get(r + AHEAD) {
                     let prev = index.records[r + AHEAD - 1] as usize;
@@ -333,7 +330,7 @@ impl<'s> Summarizer<'s> {
                         self.index.prefetch_at(buf, ks, ke);
                     }
                 }
-                self.hint = found[r % LOOKUP];
+                hint = found[r % LOOKUP];
                 found[r % LOOKUP] = match index.records.get(r + LOOKUP) {
                     Some(&later) => self.look_ahead(buf, index, index.records[r + LOOKUP - 1] as usize, later as usize),
                     None => UNKNOWN,
@@ -350,7 +347,7 @@ impl<'s> Summarizer<'s> {
             }
             let is_high = index.high_blocks.get(high).is_some_and(|&b| (b as usize) <= newline);
             let seps = &index.seps[first_sep..=last];
-            self.record(buf, start, seps, &index.specials[specials_start..special], is_high);
+            self.record(buf, start, seps, &index.specials[specials_start..special], is_high, hint);
             start = newline + 1;
             first_sep = last + 1;
             if self.out.stopped {
@@ -384,9 +381,11 @@ impl<'s> Summarizer<'s> {
         (ks < ke).then_some((ks, ke))
     }
 
-    /// One record: `buf[start..=newline]` where the newline is the last of `seps`.
+    /// One record: `buf[start..=newline]` where the newline is the last of
+    /// `seps`. `hint`: its region if [`Self::look_ahead`] found it (as a
+    /// plain record), else [`UNKNOWN`].
     #[inline]
-    fn record(&mut self, buf: &[u8], start: usize, seps: &[u32], specials: &[u32], high: bool) {
+    fn record(&mut self, buf: &[u8], start: usize, seps: &[u32], specials: &[u32], high: bool, hint: u32) {
         let newline = *seps.last().expect("a record ends at its line break") as usize;
         if newline == start {
             // A blank line is no record.
@@ -397,7 +396,7 @@ impl<'s> Summarizer<'s> {
         let raw = &buf[start..=newline];
         if specials.is_empty() && !high && seps.len() == self.fields {
             let fields = Fields { start, seps, crlf: false };
-            if self.summarize(buf, &fields, false) {
+            if self.summarize(buf, &fields, false, hint) {
                 self.out.records += 1;
                 self.out.newlines += 1;
                 self.line += 1;
@@ -413,7 +412,7 @@ impl<'s> Summarizer<'s> {
         let accepted = seps.len() == self.fields
             && (!high || std::str::from_utf8(raw).is_ok())
             && regular_quotes(buf, &fields, specials)
-            && self.summarize(buf, &fields, !specials.is_empty());
+            && self.summarize(buf, &fields, !specials.is_empty(), hint);
         if !accepted {
             self.general(raw, false);
             return;
@@ -431,9 +430,10 @@ impl<'s> Summarizer<'s> {
 
     /// Adds a well-formed record to its region; false (and nothing added)
     /// when the record must be rejected, which [`Self::general`] then does
-    /// with the reason. `quoted`: fields may be quoted and need unescaping.
+    /// with the reason. `quoted`: fields may be quoted and need unescaping;
+    /// `hint`: see [`Self::record`] (used only for an unquoted key).
     #[inline(always)]
-    fn summarize(&mut self, buf: &[u8], fields: &Fields<'_>, quoted: bool) -> bool {
+    fn summarize(&mut self, buf: &[u8], fields: &Fields<'_>, quoted: bool, hint: u32) -> bool {
         let (ks, ke) = fields.bounds(self.spec.key);
         let known = if quoted {
             let key = unquote(buf, ks, ke, &mut self.scratch);
@@ -446,7 +446,7 @@ impl<'s> Summarizer<'s> {
                 return false;
             }
             // A plain record's key lies where `look_ahead` looked.
-            if self.hint != UNKNOWN { Some(self.hint as usize) } else { self.index.get_at(buf, ks, ke) }
+            if hint != UNKNOWN { Some(hint as usize) } else { self.index.get_at(buf, ks, ke) }
         };
         // Parse every numeric field once; reject before touching any accumulator.
         for (slot, &col) in self.spec.numeric.iter().enumerate() {

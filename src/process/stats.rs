@@ -1,11 +1,13 @@
 //! Per-column statistics that merge exactly, whatever the split.
 //!
-//! * The sum is exact: [`ExactSum`] keeps a list of non-overlapping partial
-//!   sums (Shewchuk's algorithm, as in Python's `math.fsum`), so adding
-//!   values in any order or merging accumulators built on any split of the
-//!   data gives the same, correctly rounded result.
-//! * The variance uses Welford's update per value and Chan et al.'s
-//!   pairwise formula to merge two accumulators.
+//! * The sum is exact: [`ExactSum`] adds every double exactly into integer
+//!   limbs (a fixed-point superaccumulator covering the whole f64 range),
+//!   so adding values in any order or merging accumulators built on any
+//!   split of the data gives the same total, rounded once, correctly (the
+//!   same bits as Python's `math.fsum`).
+//! * The variance: workers keep shifted sums per value (see
+//!   [`super::running`]) and hand over the mean and M2 of Welford's
+//!   method; Chan et al.'s pairwise formula merges two accumulators.
 //! * count, min and max are exact by nature.
 //!
 //! Accumulators travel between worker processes as JSON (serde_json writes
