@@ -104,7 +104,7 @@ impl RegionTable {
     #[inline(always)]
     pub fn prefetch_at(&self, buf: &[u8], s: usize, e: usize) {
         let i = (hash(head_at(buf, s, e), &buf[s..e]) as usize) & (self.slots.len() - 1);
-        super::scan::prefetch(&self.slots[i]);
+        super::cache::prefetch(&self.slots[i]);
     }
 
     /// The region of `key`, whose head words are `h`.

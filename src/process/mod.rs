@@ -16,6 +16,7 @@
 //! and the outcome is a [`ProcessReport`] for the caller to render.
 
 pub mod aggregate;
+pub mod cache;
 pub mod input;
 pub mod keys;
 pub mod merge;

@@ -168,7 +168,7 @@ impl Columns {
     #[inline(always)]
     pub fn prefetch(&self, region: usize) {
         for acc in &self.hot[region * self.width..(region + 1) * self.width] {
-            super::scan::prefetch(acc);
+            super::cache::prefetch(acc);
         }
     }
 

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::cache::prefetch;
 use super::input::{self, Flow, Format, Item};
 use super::keys::RegionTable;
 use super::merge::Regions;
@@ -636,19 +637,6 @@ fn unquote<'a>(buf: &'a [u8], s: usize, e: usize, scratch: &'a mut Vec<u8>) -> &
         scratch.push(b);
     }
     scratch
-}
-
-/// Hints the CPU to load the cache line holding `x`.
-#[inline(always)]
-pub(super) fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint; it never faults, even on a bad address.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(x as *const T as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
 }
 
 fn count_quotes(raw: &[u8]) -> u64 {
