@@ -312,13 +312,17 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
         Err(e) => return Err(e),
     };
     if args.json || args.events {
-        report::json::print(&report).map_err(io("writing output"))?;
+        report::process_json::print(&report).map_err(io("writing output"))?;
     } else {
         print!("{}", report::process_human::results(&report));
     }
+    let complete = report.complete;
+    // The process exits next: freeing thousands of regions one by one
+    // would only delay it.
+    std::mem::forget(report);
     Ok(if process::worker::interrupted() {
         exit::INTERRUPTED
-    } else if report.complete {
+    } else if complete {
         exit::OK
     } else {
         exit::INCOMPLETE

@@ -668,6 +668,10 @@ pub struct Plan {
 /// Bytes read from the start of each file to find the header and sample types.
 const HEAD: usize = 4 << 20;
 
+/// Distinct keys among the sampled rows (up to a thousand per file) from
+/// which the planner expects thousands of regions (see [`plan`]).
+const MANY_REGIONS_SAMPLED: usize = 500;
+
 /// Plans byte ranges for `files`, or returns `None` when the fast path does
 /// not apply (compressed input, differing headers, a header the planner
 /// cannot place) and the region path should be used instead.
@@ -684,6 +688,7 @@ pub fn plan(
     let mut header_lines = Vec::new();
     let mut types = BTreeMap::new();
     let mut sizes = Vec::new();
+    let mut sampled_keys = std::collections::HashSet::new();
     for (n, path) in files.iter().enumerate() {
         let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
@@ -731,6 +736,9 @@ pub fn plan(
             Some(_) => {}
         }
         let _ = n;
+        if let Some(k) = header.as_ref().and_then(|h| h.iter().position(|c| c == key)) {
+            sampled_keys.extend(sample.iter().filter_map(|r| r.get(k).cloned()));
+        }
         header_lines.push(1 + memchr::memchr_iter(b'\n', &head[..header_end]).count() as u64);
         header_ends.push(header_end as u64);
         sizes.push(size);
@@ -742,11 +750,16 @@ pub fn plan(
     let numeric: Vec<usize> =
         (0..header.len()).filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number)).collect();
 
-    // Part size: about two parts per job (some slack for a slow worker;
-    // every part prints every region it saw, so with thousands of regions
-    // more parts mean more to print and merge), between 8 MB and 256 MB.
+    // Part size: about two parts per job, between 8 MB and 256 MB, so that
+    // a slow worker gets help. But every part prints every region it saw,
+    // and the coordinator decodes and merges each one (a microsecond or so
+    // per region): when most sampled rows have a region of their own, there
+    // are thousands, and one part per job (up to 1 GB) costs less.
+    let many_regions = sampled_keys.len() >= MANY_REGIONS_SAMPLED;
+    let (per_job, largest) = if many_regions { (1, 1 << 30) } else { (2, 256 << 20) };
     let total: u64 = sizes.iter().zip(&header_ends).map(|(s, h)| s - h).sum();
-    let part_size = part_size.unwrap_or_else(|| (total / (jobs as u64 * 2).max(1)).clamp(8 << 20, 256 << 20)).max(1);
+    let part_size =
+        part_size.unwrap_or_else(|| (total / (jobs as u64 * per_job).max(1)).clamp(8 << 20, largest)).max(1);
     let mut parts = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let (start, size) = (header_ends[i], sizes[i]);
@@ -1134,5 +1147,29 @@ mod tests {
             inside ^= csv[t] == b'"';
         }
         assert!(decided > csv.len() * 9 / 10, "decided only {decided} of {}", csv.len());
+    }
+
+    /// Two parts per job when the sample shows few regions (a slow worker
+    /// gets help); one per job when it shows thousands (every part prints
+    /// and the coordinator merges every region it saw).
+    #[test]
+    fn the_plan_has_fewer_parts_when_regions_are_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = |regions: usize| {
+            let file = dir.path().join(format!("{regions}.csv"));
+            let mut body = b"region,qty\n".to_vec();
+            let mut i = 0;
+            while body.len() < 40 << 20 {
+                body.extend(format!("r{:05},{}\n", (i * 7919) % regions, i % 100).as_bytes());
+                i += 1;
+            }
+            std::fs::write(&file, &body).unwrap();
+            let plan = plan(&[file], Format::Csv, "region", &BTreeMap::new(), 2, None).unwrap().unwrap();
+            assert_eq!(plan.parts.first().map(|p| p.start), Some(11));
+            assert_eq!(plan.parts.last().map(|p| p.end), Some(body.len() as u64));
+            plan.parts.len()
+        };
+        assert_eq!(parts(8), 4);
+        assert_eq!(parts(10_000), 2);
     }
 }

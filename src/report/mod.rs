@@ -3,4 +3,5 @@
 pub mod human;
 pub mod json;
 pub mod process_human;
+pub mod process_json;
 pub mod tasks;

@@ -1,0 +1,161 @@
+//! The JSON report of `distex process --json`: the text serde writes for a
+//! [`ProcessReport`], but a large `regions` map is written on several
+//! threads. With thousands of regions their entries are most of the report
+//! (about 500 bytes and twenty numbers each), and the workers are done by
+//! then, so their cores are free.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::process::{ProcessReport, RegionReport};
+
+/// Reports with this many regions or more are written on several threads.
+const PARALLEL_FROM: usize = 2000;
+
+/// Writes `report` as one line of JSON to stdout.
+pub fn print(report: &ProcessReport) -> std::io::Result<()> {
+    let mut bytes = to_vec(report)?;
+    bytes.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)?;
+    out.flush()
+}
+
+/// The same bytes as `serde_json::to_vec(report)`.
+pub fn to_vec(report: &ProcessReport) -> serde_json::Result<Vec<u8>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if report.regions.len() < PARALLEL_FROM || threads < 2 {
+        return serde_json::to_vec(report);
+    }
+    // Every field, in declaration order (a new field fails to compile here).
+    let ProcessReport { tasks, regions, totals, accounting, rejects, complete, warnings, workdir, elapsed_ms } = report;
+    let runs = regions_in_parallel(regions, threads)?;
+    let mut out = Vec::with_capacity(runs.iter().map(|r| r.len() + 1).sum::<usize>() + 64 * 1024);
+    out.push(b'{');
+    field(&mut out, "tasks", tasks)?;
+    out.extend_from_slice(b",\"regions\":{");
+    for (i, run) in runs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(run);
+    }
+    out.push(b'}');
+    field(&mut out, "totals", totals)?;
+    field(&mut out, "accounting", accounting)?;
+    field(&mut out, "rejects", rejects)?;
+    field(&mut out, "complete", complete)?;
+    field(&mut out, "warnings", warnings)?;
+    // Serde skips it when it is `None`.
+    if let Some(workdir) = workdir {
+        field(&mut out, "workdir", workdir)?;
+    }
+    field(&mut out, "elapsed_ms", elapsed_ms)?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// `"name":value`, after a comma unless it is the first in its object.
+fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) -> serde_json::Result<()> {
+    if out.last().is_some_and(|&b| b != b'{') {
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, name)?;
+    out.push(b':');
+    serde_json::to_writer(&mut *out, value)
+}
+
+/// The entries of `regions` (`"name":{...}`, comma-separated, without the
+/// braces) in runs of about equal length, one per thread, in order.
+fn regions_in_parallel(
+    regions: &std::collections::BTreeMap<String, RegionReport>,
+    threads: usize,
+) -> serde_json::Result<Vec<Vec<u8>>> {
+    let entries: Vec<(&String, &RegionReport)> = regions.iter().collect();
+    let run_len = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries.chunks(run_len).map(|run| scope.spawn(move || entries_json(run))).collect();
+        handles.into_iter().map(|h| h.join().expect("serializing does not panic")).collect()
+    })
+}
+
+fn entries_json(entries: &[(&String, &RegionReport)]) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(entries.len() * 600);
+    for (name, region) in entries {
+        field(&mut out, name, region)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::process::partition::Reject;
+    use crate::process::stats::ColumnStats;
+    use crate::process::{Accounting, RegionReport};
+    use crate::tasks::{TaskList, TaskStatus};
+
+    /// Regions of every shape the report has: names that need escaping,
+    /// stats with missing figures, processor results, failures.
+    fn region(i: usize) -> (String, RegionReport) {
+        let name = match i % 5 {
+            0 => format!("r{i:05}"),
+            1 => format!("quote \" and \\ {i}"),
+            2 => format!("ünïcødé\n{i}"),
+            3 => format!("ctrl\u{1}{i}"),
+            _ => format!("{i}"),
+        };
+        let stats = |n: u64| ColumnStats {
+            count: n,
+            sum: n as f64 * 0.1,
+            min: (n > 0).then_some(-1.5),
+            max: (n > 0).then_some(1e300),
+            mean: (n > 0).then_some(1.0 / 3.0),
+            stddev: (n > 1).then_some(f64::MIN_POSITIVE),
+        };
+        let report = RegionReport {
+            task: (i % 7 == 0).then(|| format!("task-{i}")),
+            records: i as u64,
+            stats: (i % 4 != 0).then(|| BTreeMap::from([("a".to_string(), stats(i as u64 % 3)), ("z".into(), stats(9))])),
+            result: (i % 4 == 0).then(|| serde_json::json!({"n": i, "nested": {"x": [1, 2.5, null]}})),
+            error: (i % 11 == 0).then(|| format!("failed: \"{i}\"")),
+        };
+        (name, report)
+    }
+
+    fn report(regions: usize, workdir: Option<&str>) -> ProcessReport {
+        let mut tasks = TaskList::new();
+        tasks.add("1", "process-part-1", vec![]);
+        tasks.add("2", "aggregate-results", vec!["1".into()]);
+        tasks.fail("1", "exited with status 1", 5);
+        tasks.transition("2", TaskStatus::Failed, 6);
+        ProcessReport {
+            tasks: tasks.into_vec(),
+            regions: (0..regions).map(region).collect(),
+            totals: Some(serde_json::json!({"records": 12, "regions": regions})),
+            accounting: Accounting { input_records: 12, processed: 10, rejected: 1, in_failed_regions: 1 },
+            rejects: vec![Reject { file: "a \"b\".csv".into(), line: 3, reason: "wrong field count".into() }],
+            complete: false,
+            warnings: vec!["a warning".into()],
+            workdir: workdir.map(String::from),
+            elapsed_ms: 42,
+        }
+    }
+
+    #[test]
+    fn writes_what_serde_writes_whatever_the_size() {
+        for regions in [0, 3, PARALLEL_FROM - 1, PARALLEL_FROM, 3 * PARALLEL_FROM + 1] {
+            for workdir in [None, Some("/tmp/run \"1\"")] {
+                let report = report(regions, workdir);
+                let ours = to_vec(&report).unwrap();
+                let serde = serde_json::to_vec(&report).unwrap();
+                assert!(ours == serde, "{regions} regions, workdir {workdir:?}");
+                let back: ProcessReport = serde_json::from_slice(&ours).unwrap();
+                assert_eq!(back.regions.len(), regions);
+            }
+        }
+    }
+}
