@@ -20,6 +20,8 @@ use super::stats::{Accumulator, ExactSum};
 
 /// Largest shift of a mantissa into the fixed-point sum (see the module docs).
 const MAX_SHIFT: i32 = 43;
+/// Accumulators reserved at first (4 MB of address space).
+const RESERVED: usize = 1 << 16;
 /// The unit of a column before its first non-zero value.
 const NO_UNIT: i32 = i32::MIN;
 
@@ -158,6 +160,13 @@ impl Columns {
 
     /// Makes room for one more region; returns its number.
     pub fn add_region(&mut self) -> usize {
+        if self.hot.len() + self.width > self.hot.capacity() {
+            // A buffer aligned to cache lines is not grown in place: every
+            // doubling would copy the accumulators into fresh pages. Room
+            // for thousands of regions up front costs only address space
+            // until they come.
+            self.hot.reserve(self.hot.capacity().max(RESERVED));
+        }
         let region = self.hot.len() / self.width.max(1);
         self.hot.extend((0..self.width).map(|_| Running::default()));
         self.cold.extend((0..self.width).map(|_| None));

@@ -85,12 +85,12 @@ pub fn main() -> u8 {
         Ok(spec) => spec,
         Err(status) => return status,
     };
-    match scan(&spec, Reading::Mapped) {
-        Ok(result) => {
+    match scan_summary(&spec, Reading::Mapped, WINDOW) {
+        Ok(summary) => {
             use std::io::Write;
             // One write of the whole result (stdout is line-buffered).
             let mut out = std::io::stdout().lock();
-            let ok = out.write_all(&super::wire::encode(&result)).is_ok() && out.flush().is_ok();
+            let ok = out.write_all(&summary.encode()).is_ok() && out.flush().is_ok();
             if ok { 0 } else { 1 }
         }
         Err(e) => {
@@ -126,6 +126,11 @@ pub fn scan(spec: &ScanSpec, reading: Reading) -> Result<ScanResult, String> {
 
 /// [`scan`] with mapped windows of `window` bytes.
 fn scan_with_window(spec: &ScanSpec, reading: Reading, window: u64) -> Result<ScanResult, String> {
+    scan_summary(spec, reading, window).map(Summarizer::finish)
+}
+
+/// The range read, its regions still running statistics.
+fn scan_summary(spec: &ScanSpec, reading: Reading, window: u64) -> Result<Summarizer<'_>, String> {
     let file = File::open(&spec.file).map_err(|e| format!("cannot open {}: {e}", spec.file.display()))?;
     let mut summary = Summarizer::new(spec);
     let mut pos = spec.start;
@@ -135,7 +140,7 @@ fn scan_with_window(spec: &ScanSpec, reading: Reading, window: u64) -> Result<Sc
     if !summary.out.stopped {
         scan_copied(file, pos, &mut summary, CHUNK)?;
     }
-    Ok(summary.finish())
+    Ok(summary)
 }
 
 /// Bytes mapped at a time: bounded, so that the mapped pages (which count
@@ -566,6 +571,15 @@ impl<'s> Summarizer<'s> {
         } else {
             Flow::Continue
         }
+    }
+
+    /// What the worker prints ([`wire::encode`] of [`Self::finish`]),
+    /// written straight from the running statistics.
+    fn encode(&self) -> Vec<u8> {
+        let columns: Vec<String> = self.spec.numeric.iter().map(|&col| self.spec.header[col].clone()).collect();
+        super::wire::encode_regions(&self.out, &columns, self.names.len(), |r| {
+            (self.names[r].as_str(), self.counts[r], self.columns.finish(r))
+        })
     }
 
     fn finish(self) -> ScanResult {
@@ -1106,6 +1120,26 @@ mod tests {
         assert_eq!(mapped.rejects, copied.rejects);
         assert_eq!(mapped.regions, copied.regions);
         assert_eq!((mapped.newlines, mapped.quotes), (copied.newlines, copied.quotes));
+    }
+
+    /// A worker prints, straight from its running statistics, exactly the
+    /// bytes of the result table it stands for; with enough regions that
+    /// the accumulators outgrow their first reservation too.
+    #[test]
+    fn a_worker_encodes_its_statistics_as_their_table() {
+        let mut x = 0x2545_f491_4f6c_dd1d;
+        let mut body = Vec::new();
+        for i in 0..40_000 {
+            body.extend(random_record(&mut x));
+            body.extend(format!("r{i},{i},0.5,x\n").as_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let spec = written(dir.path(), &body, 0, body.len());
+        let summary = scan_summary(&spec, Reading::Copied, WINDOW).unwrap();
+        let printed = summary.encode();
+        let table = summary.finish();
+        assert!(table.regions.len() > 40_000, "{}", table.regions.len());
+        assert!(printed == super::super::wire::encode(&table));
     }
 
     /// Wherever the bytes around an offset decide, `local_parity` agrees

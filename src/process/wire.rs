@@ -36,29 +36,46 @@ const HEADER: usize = 6 + 2 + 8 + 8;
 pub fn encode(result: &ScanResult) -> Vec<u8> {
     let regions = &result.regions;
     let width = regions.columns.len();
+    encode_regions(result, &regions.columns, regions.len(), |r| {
+        (regions.names[r].as_str(), regions.records[r], regions.accs[r * width..(r + 1) * width].iter().cloned())
+    })
+}
+
+/// [`encode`] of `head` (all but its regions) and `n` regions, each given
+/// by `region(r)` as its name, records and accumulators in column order:
+/// a scan worker encodes its regions straight from its running statistics,
+/// without building a [`Regions`] table of thousands of them first.
+pub fn encode_regions<'a, A: Iterator<Item = Accumulator>>(
+    head: &ScanResult,
+    columns: &[String],
+    n: usize,
+    region: impl Fn(usize) -> (&'a str, u64, A),
+) -> Vec<u8> {
+    let width = columns.len();
     // About 60 bytes per accumulator: allocate once.
-    let mut w = Writer(Vec::with_capacity(HEADER + 256 + regions.names.len() * (32 + 60 * width)));
+    let mut w = Writer(Vec::with_capacity(HEADER + 256 + n * (32 + 60 * width)));
     w.0.extend_from_slice(&[0; HEADER]);
-    for n in [result.records, result.rejected, result.newlines, result.odd_quote_records, result.quotes] {
+    for n in [head.records, head.rejected, head.newlines, head.odd_quote_records, head.quotes] {
         w.u64(n);
     }
-    w.u8(result.unterminated_last as u8 | (result.stopped as u8) << 1);
+    w.u8(head.unterminated_last as u8 | (head.stopped as u8) << 1);
     w.u32(width as u32);
-    for c in &regions.columns {
+    for c in columns {
         w.str(c);
     }
-    w.u32(result.rejects.len() as u32);
-    for (line, reason) in &result.rejects {
+    w.u32(head.rejects.len() as u32);
+    for (line, reason) in &head.rejects {
         w.u64(*line);
         w.str(reason);
     }
-    w.u32(regions.names.len() as u32);
+    w.u32(n as u32);
     let mut digits = Vec::with_capacity(MAX_DIGITS);
-    for (r, name) in regions.names.iter().enumerate() {
+    for r in 0..n {
+        let (name, records, accs) = region(r);
         w.str(name);
-        w.u64(regions.records[r]);
-        for acc in &regions.accs[r * width..(r + 1) * width] {
-            w.accumulator(acc, &mut digits);
+        w.u64(records);
+        for acc in accs {
+            w.accumulator(&acc, &mut digits);
         }
     }
     let mut out = w.0;
