@@ -9,6 +9,14 @@
 //! slots take about 770 KB, far less than a `HashMap<Vec<u8>, _>` whose
 //! every key is a separate allocation.
 
+/// A key's hash and head words, computed once to fetch its slot ahead and
+/// to look it up a few records later.
+#[derive(Clone, Copy, Default)]
+pub struct HashedKey {
+    hash: u64,
+    head: [u64; 2],
+}
+
 /// Raw key bytes to region numbers `0..len()`, in order of first sight.
 pub struct RegionTable {
     slots: Vec<Slot>,
@@ -99,19 +107,38 @@ impl RegionTable {
         self.find(head_at(buf, s, e), &buf[s..e])
     }
 
-    /// Starts loading the slot where [`RegionTable::get_at`] of the same
-    /// key will look first.
+    /// The key `buf[s..e]` hashed, for [`RegionTable::prefetch_hashed`]
+    /// now and [`RegionTable::get_hashed`] later (`buf` as for `get_at`).
     #[inline(always)]
-    pub fn prefetch_at(&self, buf: &[u8], s: usize, e: usize) {
-        let i = (hash(head_at(buf, s, e), &buf[s..e]) as usize) & (self.slots.len() - 1);
-        super::cache::prefetch(&self.slots[i]);
+    pub fn hash_at(&self, buf: &[u8], s: usize, e: usize) -> HashedKey {
+        let head = head_at(buf, s, e);
+        HashedKey { hash: hash(head, &buf[s..e]), head }
+    }
+
+    /// Starts loading the slot where the lookup of `key` will look first.
+    #[inline(always)]
+    pub fn prefetch_hashed(&self, key: &HashedKey) {
+        super::cache::prefetch(&self.slots[(key.hash as usize) & (self.slots.len() - 1)]);
+    }
+
+    /// [`RegionTable::get`] of `key`, hashed as `hashed` (by `hash_at`,
+    /// perhaps before the table grew: the slot is placed now).
+    #[inline(always)]
+    pub fn get_hashed(&self, hashed: &HashedKey, key: &[u8]) -> Option<usize> {
+        self.find_from(hashed.hash, hashed.head, key)
     }
 
     /// The region of `key`, whose head words are `h`.
     #[inline(always)]
     fn find(&self, h: [u64; 2], key: &[u8]) -> Option<usize> {
+        self.find_from(hash(h, key), h, key)
+    }
+
+    /// [`RegionTable::find`] with the key's hash.
+    #[inline(always)]
+    fn find_from(&self, hash: u64, h: [u64; 2], key: &[u8]) -> Option<usize> {
         let mask = self.slots.len() - 1;
-        let mut i = (hash(h, key) as usize) & mask;
+        let mut i = (hash as usize) & mask;
         loop {
             let slot = self.slots[i];
             if slot.len_plus_one == 0 {

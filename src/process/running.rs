@@ -196,6 +196,16 @@ impl Columns {
         }
     }
 
+    /// Values counted in `region`'s first column (0 without columns).
+    pub fn count(&self, region: usize) -> u64 {
+        self.hot.get(region * self.width).map_or(0, |acc| acc.count)
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.width == 0
+    }
+
     /// The accumulators of `region`, one per column slot.
     pub fn finish(&self, region: usize) -> impl Iterator<Item = Accumulator> + '_ {
         let at = region * self.width;

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::prefetch;
 use super::input::{self, Flow, Format, Item};
-use super::keys::RegionTable;
+use super::keys::{HashedKey, RegionTable};
 use super::merge::Regions;
 use super::partition::{ColumnType, check_key, check_numbers, infer_type};
 use super::running::Columns;
@@ -261,7 +261,10 @@ struct Summarizer<'s> {
     names: Vec<String>,
     /// The running statistics of every region's numeric columns.
     columns: Columns,
-    counts: Vec<u64>,
+    /// Records of each region that its first numeric column did not count
+    /// (the field was empty, or there are no numeric columns): the others
+    /// are counted by that column's accumulator, already in cache.
+    uncounted: Vec<u64>,
     values: Vec<Option<f64>>,
     /// Unescaped bytes of a quoted field.
     scratch: Vec<u8>,
@@ -312,7 +315,7 @@ impl<'s> Summarizer<'s> {
             index: RegionTable::default(),
             names: Vec::new(),
             columns: Columns::new(spec.numeric.len()),
-            counts: Vec::new(),
+            uncounted: Vec::new(),
             values: vec![None; spec.numeric.len()],
             scratch: Vec::new(),
             line: 1,
@@ -325,21 +328,26 @@ impl<'s> Summarizer<'s> {
         let (mut start, mut first_sep, mut special, mut high) = (from, 0usize, 0usize, 0usize);
         // found[r % LOOKUP]: the region of record r, looked up LOOKUP records before.
         let mut found = [UNKNOWN; LOOKUP];
+        // hashed[r % AHEAD]: the key of record r, hashed AHEAD records before
+        // (its slot fetched then), to be looked up LOOKUP records before.
+        let mut hashed: [Option<(HashedKey, usize, usize)>; AHEAD] = [None; AHEAD];
         // A few regions' table slots and accumulators stay in cache anyway.
         let ahead = self.names.len() > FEW_REGIONS;
+        if ahead {
+            for r in LOOKUP..AHEAD.min(index.records.len()) {
+                hashed[r] = self.hash_ahead(buf, index, r);
+            }
+        }
         for (r, &last) in index.records.iter().enumerate() {
             let mut hint = UNKNOWN;
             if ahead {
-                if let Some(&later) = index.records.get(r + AHEAD) {
-                    let prev = index.records[r + AHEAD - 1] as usize;
-                    if let Some((ks, ke)) = self.plain_key(index, prev, later as usize) {
-                        self.index.prefetch_at(buf, ks, ke);
-                    }
+                if r + AHEAD < index.records.len() {
+                    hashed[r % AHEAD] = self.hash_ahead(buf, index, r + AHEAD);
                 }
                 hint = found[r % LOOKUP];
-                found[r % LOOKUP] = match index.records.get(r + LOOKUP) {
-                    Some(&later) => self.look_ahead(buf, index, index.records[r + LOOKUP - 1] as usize, later as usize),
-                    None => UNKNOWN,
+                found[r % LOOKUP] = match hashed[(r + LOOKUP) % AHEAD].take() {
+                    Some(key) if r + LOOKUP < index.records.len() => self.look_ahead(buf, key),
+                    _ => UNKNOWN,
                 };
             }
             let last = last as usize;
@@ -367,12 +375,24 @@ impl<'s> Summarizer<'s> {
     /// 1..=last]`, read as a plain record, if it is known; its accumulators
     /// are fetched, to be in cache when the record is read.
     #[inline(always)]
-    fn look_ahead(&self, buf: &[u8], index: &Index, prev: usize, last: usize) -> u32 {
-        let Some((ks, ke)) = self.plain_key(index, prev, last) else { return UNKNOWN };
-        let Some(region) = self.index.get_at(buf, ks, ke) else { return UNKNOWN };
-        prefetch(&self.counts[region]);
+    fn look_ahead(&self, buf: &[u8], (key, ks, ke): (HashedKey, usize, usize)) -> u32 {
+        let Some(region) = self.index.get_hashed(&key, &buf[ks..ke]) else { return UNKNOWN };
+        if self.columns.is_empty() {
+            prefetch(&self.uncounted[region]);
+        }
         self.columns.prefetch(region);
         region as u32
+    }
+
+    /// The key of record `r >= 1` of the index, read as a plain record,
+    /// hashed and its table slot fetched; with where it lies in `buf`.
+    #[inline(always)]
+    fn hash_ahead(&self, buf: &[u8], index: &Index, r: usize) -> Option<(HashedKey, usize, usize)> {
+        let (prev, last) = (index.records[r - 1] as usize, index.records[r] as usize);
+        let (ks, ke) = self.plain_key(index, prev, last)?;
+        let key = self.index.hash_at(buf, ks, ke);
+        self.index.prefetch_hashed(&key);
+        Some((key, ks, ke))
     }
 
     /// Where the key of the record whose separators are `index.seps[prev +
@@ -489,15 +509,22 @@ impl<'s> Summarizer<'s> {
         let (region, _) = self.index.get_or_insert(key);
         self.names.push(String::from_utf8_lossy(key).into_owned());
         self.columns.add_region();
-        self.counts.push(0);
+        self.uncounted.push(0);
         region
     }
 
     /// Adds `self.values` to `region`.
     #[inline(always)]
     fn add(&mut self, region: usize) {
-        self.counts[region] += 1;
+        if self.values.first().is_none_or(Option::is_none) {
+            self.uncounted[region] += 1;
+        }
         self.columns.push(region, &self.values);
+    }
+
+    /// Records of `region`.
+    fn records_of(&self, region: usize) -> u64 {
+        self.uncounted[region] + self.columns.count(region)
     }
 
     /// Reads `raw` (whole records, or the range's unterminated end when
@@ -578,17 +605,18 @@ impl<'s> Summarizer<'s> {
     fn encode(&self) -> Vec<u8> {
         let columns: Vec<String> = self.spec.numeric.iter().map(|&col| self.spec.header[col].clone()).collect();
         super::wire::encode_regions(&self.out, &columns, self.names.len(), |r| {
-            (self.names[r].as_str(), self.counts[r], self.columns.finish(r))
+            (self.names[r].as_str(), self.records_of(r), self.columns.finish(r))
         })
     }
 
     fn finish(self) -> ScanResult {
+        let records = (0..self.names.len()).map(|r| self.records_of(r)).collect();
         let mut out = self.out;
         out.regions = Regions {
             columns: self.spec.numeric.iter().map(|&col| self.spec.header[col].clone()).collect(),
             accs: (0..self.names.len()).flat_map(|r| self.columns.finish(r)).collect(),
+            records,
             names: self.names,
-            records: self.counts,
         };
         out
     }

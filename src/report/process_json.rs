@@ -119,7 +119,8 @@ mod tests {
         let report = RegionReport {
             task: (i % 7 == 0).then(|| format!("task-{i}")),
             records: i as u64,
-            stats: (i % 4 != 0).then(|| BTreeMap::from([("a".to_string(), stats(i as u64 % 3)), ("z".into(), stats(9))])),
+            stats: (i % 4 != 0)
+                .then(|| BTreeMap::from([("a".to_string(), stats(i as u64 % 3)), ("z".into(), stats(9))])),
             result: (i % 4 == 0).then(|| serde_json::json!({"n": i, "nested": {"x": [1, 2.5, null]}})),
             error: (i % 11 == 0).then(|| format!("failed: \"{i}\"")),
         };
