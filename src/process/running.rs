@@ -16,7 +16,8 @@
 //! the two are added when the worker is done: the total is the same exact
 //! sum, correctly rounded once, whichever path each value took.
 
-use super::stats::{Accumulator, ExactSum};
+use super::stats::{Accumulator, ExactSum, Figures};
+use super::wire;
 
 /// Largest shift of a mantissa into the fixed-point sum (see the module docs).
 const MAX_SHIFT: i32 = 43;
@@ -108,16 +109,69 @@ impl Running {
         }
         let mut sum = cold.cloned().unwrap_or_default();
         add_fixed(&mut sum, self.sum, unit);
+        Accumulator::from_figures(self.figures(), sum)
+    }
+
+    /// All but the sum: count, min, max, mean and the sum of squared
+    /// deviations.
+    fn figures(&self) -> Figures {
+        if self.count == 0 {
+            return Figures::default();
+        }
         let n = self.count as f64;
-        Accumulator {
+        Figures {
             count: self.count,
             min: Some(self.min),
             max: Some(self.max),
             mean: self.shift + self.s1 / n,
             m2: (self.s2 - self.s1 * self.s1 / n).max(0.0),
-            sum,
         }
     }
+}
+
+/// A column of a region as a scan worker prints it ([`wire::Encode`]):
+/// its figures, and the digits of its exact sum straight from the
+/// fixed-point sum, unless some of its values went to the cold sum.
+pub struct Finished<'a> {
+    running: &'a Running,
+    unit: i32,
+    cold: Option<&'a ExactSum>,
+}
+
+impl wire::Encode for Finished<'_> {
+    fn figures(&self) -> Figures {
+        self.running.figures()
+    }
+
+    fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+        match self.cold {
+            Some(_) => self.running.finish(self.unit, self.cold).sum.to_digits(out),
+            None => fixed_digits(self.running.sum, self.unit, out),
+        }
+    }
+}
+
+/// [`ExactSum::to_digits`] of `value * 2^unit`: the magnitude's base-2^32
+/// digits counted from 2^-1074, without zero digits at either end.
+fn fixed_digits(value: i128, unit: i32, out: &mut Vec<u32>) -> (bool, usize) {
+    out.clear();
+    if value == 0 {
+        return (false, 0);
+    }
+    // `unit` is at least -1074 whenever a value was added (see `unit_for`).
+    let p = (unit + 1074) as usize;
+    let (word, bit) = (p / 32, (p % 32) as i32);
+    let m = value.unsigned_abs();
+    // The magnitude shifted left by `bit` spans at most 127 + 31 bits: five digits.
+    let digit = |k: i32| {
+        let shift = 32 * k - bit;
+        (if shift < 0 { m << -shift } else { m.checked_shr(shift as u32).unwrap_or(0) }) as u32
+    };
+    let digits: [u32; 5] = std::array::from_fn(|k| digit(k as i32));
+    let first = digits.iter().position(|&d| d != 0).expect("a non-zero value has a non-zero digit");
+    let last = digits.iter().rposition(|&d| d != 0).expect("as above");
+    out.extend_from_slice(&digits[first..=last]);
+    (value < 0, word + first)
 }
 
 /// Adds `value * 2^unit` to `sum`, exactly: in pieces of 43 bits, each an
@@ -206,6 +260,16 @@ impl Columns {
         self.width == 0
     }
 
+    /// The columns of `region` as a worker prints them, one per slot.
+    pub fn finished(&self, region: usize) -> impl Iterator<Item = Finished<'_>> + '_ {
+        let at = region * self.width;
+        (0..self.width).map(move |slot| Finished {
+            running: &self.hot[at + slot],
+            unit: self.units[slot],
+            cold: self.cold[at + slot].as_deref(),
+        })
+    }
+
     /// The accumulators of `region`, one per column slot.
     pub fn finish(&self, region: usize) -> impl Iterator<Item = Accumulator> + '_ {
         let at = region * self.width;
@@ -261,6 +325,35 @@ mod tests {
         }
         assert_eq!(spilled, 1);
         assert_eq!(r.sum, i128::MAX - 10);
+    }
+
+    /// The digits a worker prints straight from a fixed-point sum are
+    /// those of the exact sum it stands for, whatever the value and unit.
+    #[test]
+    fn fixed_sums_print_the_digits_of_their_exact_sum() {
+        use crate::process::wire::Encode;
+        let mut x = 0x243f_6a88_85a3_08d3u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut values = vec![0i128, 1, -1, i128::MAX, i128::MIN + 1, 1 << 64, -(1 << 95), u32::MAX as i128];
+        for _ in 0..2000 {
+            let bits = next() % 127;
+            let v = ((next() as i128) << 64 | next() as i128) >> (127 - bits);
+            values.push(v);
+        }
+        for (i, &value) in values.iter().enumerate() {
+            let unit = [-1074, -1073, -1043, -600, -60, -32, -1, 0, 31, 32, 700, 800][i % 12];
+            let running = Running { sum: value, count: 1, ..Running::default() };
+            let finished = Finished { running: &running, unit, cold: None };
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            let expected = running.finish(unit, None).sum.to_digits(&mut slow);
+            assert_eq!(finished.sum_digits(&mut fast), expected, "{value} at unit {unit}");
+            assert_eq!(fast, slow, "{value} at unit {unit}");
+        }
     }
 
     #[test]

@@ -605,7 +605,7 @@ impl<'s> Summarizer<'s> {
     fn encode(&self) -> Vec<u8> {
         let columns: Vec<String> = self.spec.numeric.iter().map(|&col| self.spec.header[col].clone()).collect();
         super::wire::encode_regions(&self.out, &columns, self.names.len(), |r| {
-            (self.names[r].as_str(), self.records_of(r), self.columns.finish(r))
+            (self.names[r].as_str(), self.records_of(r), self.columns.finished(r))
         })
     }
 

@@ -516,6 +516,16 @@ fn carry_digits(limbs: &[i64], negate: bool, out: &mut [u32]) -> i64 {
     carry
 }
 
+/// The figures of an [`Accumulator`] but its exact sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Figures {
+    pub count: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: f64,
+    pub m2: f64,
+}
+
 /// The accumulator of one numeric column.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accumulator {
@@ -557,6 +567,18 @@ impl Accumulator {
         self.sum.merge(&other.sum);
         self.min = min_opt(self.min, other.min);
         self.max = max_opt(self.max, other.max);
+    }
+
+    /// Its figures but the sum.
+    pub fn figures(&self) -> Figures {
+        let Accumulator { count, min, max, mean, m2, .. } = *self;
+        Figures { count, min, max, mean, m2 }
+    }
+
+    /// The accumulator with `figures` and `sum`.
+    pub fn from_figures(figures: Figures, sum: ExactSum) -> Self {
+        let Figures { count, min, max, mean, m2 } = figures;
+        Accumulator { count, sum, min, max, mean, m2 }
     }
 
     /// The figures users see.

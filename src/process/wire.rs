@@ -26,7 +26,7 @@
 
 use super::merge::Regions;
 use super::scan::ScanResult;
-use super::stats::{Accumulator, ExactSum, MAX_DIGITS};
+use super::stats::{Accumulator, ExactSum, Figures, MAX_DIGITS};
 
 const MAGIC: &[u8; 6] = b"DXPART";
 const VERSION: u16 = 1;
@@ -45,7 +45,7 @@ pub fn encode(result: &ScanResult) -> Vec<u8> {
 /// by `region(r)` as its name, records and accumulators in column order:
 /// a scan worker encodes its regions straight from its running statistics,
 /// without building a [`Regions`] table of thousands of them first.
-pub fn encode_regions<'a, A: Iterator<Item = Accumulator>>(
+pub fn encode_regions<'a, E: Encode, A: Iterator<Item = E>>(
     head: &ScanResult,
     columns: &[String],
     n: usize,
@@ -151,6 +151,25 @@ fn read_result(r: &mut Reader<'_>) -> Result<ScanResult, String> {
     Ok(out)
 }
 
+/// An accumulator as the format carries it: an [`Accumulator`], or a scan
+/// worker's running statistics read without building one.
+pub trait Encode {
+    /// Its figures but the sum.
+    fn figures(&self) -> Figures;
+    /// Its exact sum as [`ExactSum::to_digits`] gives it.
+    fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize);
+}
+
+impl Encode for Accumulator {
+    fn figures(&self) -> Figures {
+        Accumulator::figures(self)
+    }
+
+    fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+        self.sum.to_digits(out)
+    }
+}
+
 struct Writer(Vec<u8>);
 
 impl Writer {
@@ -175,15 +194,16 @@ impl Writer {
         self.0.extend_from_slice(s.as_bytes());
     }
 
-    fn accumulator(&mut self, acc: &Accumulator, digits: &mut Vec<u32>) {
-        let (negative, lo) = acc.sum.to_digits(digits);
-        self.u64(acc.count);
-        self.u8(acc.min.is_some() as u8 | (acc.max.is_some() as u8) << 1 | (negative as u8) << 2);
-        for v in [acc.min, acc.max].into_iter().flatten() {
+    fn accumulator(&mut self, acc: &impl Encode, digits: &mut Vec<u32>) {
+        let (negative, lo) = acc.sum_digits(digits);
+        let Figures { count, min, max, mean, m2 } = acc.figures();
+        self.u64(count);
+        self.u8(min.is_some() as u8 | (max.is_some() as u8) << 1 | (negative as u8) << 2);
+        for v in [min, max].into_iter().flatten() {
             self.f64(v);
         }
-        self.f64(acc.mean);
-        self.f64(acc.m2);
+        self.f64(mean);
+        self.f64(m2);
         self.u8(lo as u8);
         self.u8(digits.len() as u8);
         for &d in digits.iter() {
