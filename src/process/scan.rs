@@ -334,8 +334,8 @@ impl<'s> Summarizer<'s> {
         // A few regions' table slots and accumulators stay in cache anyway.
         let ahead = self.names.len() > FEW_REGIONS;
         if ahead {
-            for r in LOOKUP..AHEAD.min(index.records.len()) {
-                hashed[r] = self.hash_ahead(buf, index, r);
+            for (r, key) in hashed.iter_mut().enumerate().take(index.records.len()).skip(LOOKUP) {
+                *key = self.hash_ahead(buf, index, r);
             }
         }
         for (r, &last) in index.records.iter().enumerate() {

@@ -117,12 +117,12 @@ mod tests {
             stddev: (n > 1).then_some(f64::MIN_POSITIVE),
         };
         let report = RegionReport {
-            task: (i % 7 == 0).then(|| format!("task-{i}")),
+            task: i.is_multiple_of(7).then(|| format!("task-{i}")),
             records: i as u64,
-            stats: (i % 4 != 0)
+            stats: (!i.is_multiple_of(4))
                 .then(|| BTreeMap::from([("a".to_string(), stats(i as u64 % 3)), ("z".into(), stats(9))])),
-            result: (i % 4 == 0).then(|| serde_json::json!({"n": i, "nested": {"x": [1, 2.5, null]}})),
-            error: (i % 11 == 0).then(|| format!("failed: \"{i}\"")),
+            result: i.is_multiple_of(4).then(|| serde_json::json!({"n": i, "nested": {"x": [1, 2.5, null]}})),
+            error: i.is_multiple_of(11).then(|| format!("failed: \"{i}\"")),
         };
         (name, report)
     }
