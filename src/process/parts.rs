@@ -300,7 +300,12 @@ fn run_plan(
             .chunks(chunk)
             .map(|run| scope.spawn(move || run.iter().map(|&r| report(r)).collect::<Vec<_>>()))
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("summaries do not panic")).collect()
+        let mut all = Vec::with_capacity(order.len());
+        for h in handles {
+            all.extend(h.join().expect("summaries do not panic"));
+        }
+        // In name order already: the map is built without sorting.
+        all.into_iter().collect()
     });
     for (name, failed) in &failed_records {
         regions.entry(name.clone()).or_insert_with(|| RegionReport {

@@ -15,45 +15,53 @@ const PARALLEL_FROM: usize = 2000;
 
 /// Writes `report` as one line of JSON to stdout.
 pub fn print(report: &ProcessReport) -> std::io::Result<()> {
-    let mut bytes = to_vec(report)?;
-    bytes.push(b'\n');
+    // Piece by piece: joining megabytes of regions first would only copy
+    // them into fresh memory.
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)?;
+    for piece in pieces(report)? {
+        out.write_all(&piece)?;
+    }
+    out.write_all(b"\n")?;
     out.flush()
 }
 
 /// The same bytes as `serde_json::to_vec(report)`.
 pub fn to_vec(report: &ProcessReport) -> serde_json::Result<Vec<u8>> {
+    Ok(pieces(report)?.concat())
+}
+
+/// The JSON of `report`, in pieces to write one after the other.
+fn pieces(report: &ProcessReport) -> serde_json::Result<Vec<Vec<u8>>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if report.regions.len() < PARALLEL_FROM || threads < 2 {
-        return serde_json::to_vec(report);
+        return Ok(vec![serde_json::to_vec(report)?]);
     }
     // Every field, in declaration order (a new field fails to compile here).
     let ProcessReport { tasks, regions, totals, accounting, rejects, complete, warnings, workdir, elapsed_ms } = report;
-    let runs = regions_in_parallel(regions, threads)?;
-    let mut out = Vec::with_capacity(runs.iter().map(|r| r.len() + 1).sum::<usize>() + 64 * 1024);
-    out.push(b'{');
-    field(&mut out, "tasks", tasks)?;
-    out.extend_from_slice(b",\"regions\":{");
-    for (i, run) in runs.iter().enumerate() {
+    let mut head = b"{".to_vec();
+    field(&mut head, "tasks", tasks)?;
+    head.extend_from_slice(b",\"regions\":{");
+    let mut pieces = vec![head];
+    for (i, run) in regions_in_parallel(regions, threads)?.into_iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            pieces.push(b",".to_vec());
         }
-        out.extend_from_slice(run);
+        pieces.push(run);
     }
-    out.push(b'}');
-    field(&mut out, "totals", totals)?;
-    field(&mut out, "accounting", accounting)?;
-    field(&mut out, "rejects", rejects)?;
-    field(&mut out, "complete", complete)?;
-    field(&mut out, "warnings", warnings)?;
+    let mut rest = b"}".to_vec();
+    field(&mut rest, "totals", totals)?;
+    field(&mut rest, "accounting", accounting)?;
+    field(&mut rest, "rejects", rejects)?;
+    field(&mut rest, "complete", complete)?;
+    field(&mut rest, "warnings", warnings)?;
     // Serde skips it when it is `None`.
     if let Some(workdir) = workdir {
-        field(&mut out, "workdir", workdir)?;
+        field(&mut rest, "workdir", workdir)?;
     }
-    field(&mut out, "elapsed_ms", elapsed_ms)?;
-    out.push(b'}');
-    Ok(out)
+    field(&mut rest, "elapsed_ms", elapsed_ms)?;
+    rest.push(b'}');
+    pieces.push(rest);
+    Ok(pieces)
 }
 
 /// `"name":value`, after a comma unless it is the first in its object.
