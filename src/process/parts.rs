@@ -292,21 +292,10 @@ fn run_plan(
         };
         (name.clone(), report)
     };
-    // Thousands of regions take milliseconds to summarise, and the workers
-    // are done: use their cores.
-    let chunk = order.len().div_ceil(jobs).max(2000);
-    let mut regions: BTreeMap<String, RegionReport> = std::thread::scope(|scope| {
-        let handles: Vec<_> = order
-            .chunks(chunk)
-            .map(|run| scope.spawn(move || run.iter().map(|&r| report(r)).collect::<Vec<_>>()))
-            .collect();
-        let mut all = Vec::with_capacity(order.len());
-        for h in handles {
-            all.extend(h.join().expect("summaries do not panic"));
-        }
-        // In name order already: the map is built without sorting.
-        all.into_iter().collect()
-    });
+    // On this thread: summarising is mostly small allocations, and threads
+    // would contend for the one malloc arena (see `alloc.rs`); measured
+    // slower at 10,000 regions.
+    let mut regions: BTreeMap<String, RegionReport> = order.iter().map(|&r| report(r)).collect();
     for (name, failed) in &failed_records {
         regions.entry(name.clone()).or_insert_with(|| RegionReport {
             task: None,
