@@ -162,7 +162,9 @@ pub struct ProcessArgs {
     /// (bytes for plain files of 64 MiB or more; regions with --nodes).
     #[arg(long, value_name = "auto|regions|bytes", default_value = "auto")]
     pub split: String,
-    /// Target size of each byte range with --split bytes (e.g. 64M).
+    /// Target size of each byte range with --split bytes (e.g. 64M). Default: two ranges per
+    /// job (8M to 256M), or one per job (up to 1G) when the input's first rows show thousands
+    /// of regions.
     #[arg(long, value_name = "SIZE")]
     pub part_size: Option<String>,
     /// Print the report as one JSON object.
