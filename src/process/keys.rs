@@ -245,4 +245,30 @@ mod tests {
         assert_eq!(t.get_or_insert(b""), (2, true));
         assert_eq!(t.len(), 3);
     }
+
+    /// A key hashed before the table grew is still found where it lies now.
+    #[test]
+    fn keys_hashed_before_the_table_grew_are_found() {
+        let mut table = RegionTable::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut spans = Vec::new();
+        for i in 0..300 {
+            let key = if i % 2 == 0 { format!("k{i}") } else { format!("a-key-longer-than-sixteen-{i}") };
+            spans.push((buf.len(), buf.len() + key.len()));
+            buf.extend(key.as_bytes());
+        }
+        buf.extend([0u8; 16]);
+        for &(s, e) in &spans[..100] {
+            table.get_or_insert(&buf[s..e]);
+        }
+        let hashed: Vec<HashedKey> = spans.iter().map(|&(s, e)| table.hash_at(&buf, s, e)).collect();
+        for &(s, e) in &spans[100..200] {
+            table.get_or_insert(&buf[s..e]);
+        }
+        for (i, (&(s, e), key)) in spans.iter().zip(&hashed).enumerate() {
+            let expected = (i < 200).then_some(i);
+            assert_eq!(table.get_hashed(key, &buf[s..e]), expected, "key {i}");
+            assert_eq!(table.get_at(&buf, s, e), expected, "key {i}");
+        }
+    }
 }

@@ -371,9 +371,9 @@ impl<'s> Summarizer<'s> {
         start
     }
 
-    /// The region of the record whose separators are `index.seps[prev +
-    /// 1..=last]`, read as a plain record, if it is known; its accumulators
-    /// are fetched, to be in cache when the record is read.
+    /// The region of a plain record whose key, `buf[ks..ke]`, was hashed by
+    /// [`Self::hash_ahead`], if it is known ([`UNKNOWN`] if not); its
+    /// accumulators are fetched, to be in cache when the record is read.
     #[inline(always)]
     fn look_ahead(&self, buf: &[u8], (key, ks, ke): (HashedKey, usize, usize)) -> u32 {
         let Some(region) = self.index.get_hashed(&key, &buf[ks..ke]) else { return UNKNOWN };
