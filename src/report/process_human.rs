@@ -149,46 +149,55 @@ pub fn results(report: &ProcessReport) -> String {
 }
 
 fn stats_text(stats: &std::collections::BTreeMap<String, ColumnStats>) -> String {
+    // Written in place: with thousands of regions, a string per number
+    // would cost more than the numbers.
     let mut out = String::new();
     for (column, s) in stats {
-        let _ = write!(out, "; {}: sum {}", label(column), num(s.sum));
+        let _ = write!(out, "; {}: sum ", label(column));
+        push_num(&mut out, s.sum);
         for (name, v) in [("mean", s.mean), ("min", s.min), ("max", s.max), ("sd", s.stddev)] {
             if let Some(v) = v {
-                let _ = write!(out, ", {name} {}", num(v));
+                let _ = write!(out, ", {name} ");
+                push_num(&mut out, v);
             }
         }
     }
     out
 }
 
-/// Integers without decimals, others with up to 4 decimals.
-fn num(v: f64) -> String {
+/// Appends `v` to `out`: integers without decimals, others with up to 4
+/// decimals.
+fn push_num(out: &mut String, v: f64) {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         // What `{v:.0}` prints, without float formatting.
         let sign = if v.is_sign_negative() { "-" } else { "" };
-        format!("{sign}{}", v.abs() as u64)
-    } else {
-        let s = fixed4(v).unwrap_or_else(|| format!("{v:.4}"));
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+        let _ = write!(out, "{sign}{}", v.abs() as u64);
+        return;
     }
+    let start = out.len();
+    if !push_fixed4(out, v) {
+        let _ = write!(out, "{v:.4}");
+    }
+    let kept = out[start..].trim_end_matches('0').trim_end_matches('.').len();
+    out.truncate(start + kept);
 }
 
-/// What `format!("{v:.4}")` prints, by integer arithmetic, for a value
-/// with a fraction below 2^53 (`None` otherwise). Float formatting with a
+/// Appends what `format!("{v:.4}")` prints, by integer arithmetic, for a
+/// value with a fraction below 2^53 (false, and nothing written, otherwise). Float formatting with a
 /// fixed precision often falls back to a slow exact algorithm, which shows
 /// with thousands of regions of five figures each. `v` is m·2^e exactly,
 /// so v·10^4 is m·10^4 / 2^-e: a quotient and an exact remainder, rounded
 /// half to even.
-fn fixed4(v: f64) -> Option<String> {
+fn push_fixed4(out: &mut String, v: f64) -> bool {
     if !v.is_finite() || v.abs() >= 9_007_199_254_740_992.0 {
-        return None;
+        return false;
     }
     let bits = v.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
     let frac = bits & ((1 << 52) - 1);
     let (m, e) = if exp == 0 { (frac, -1074) } else { (frac | 1 << 52, exp - 1075) };
     if e >= 0 {
-        return None;
+        return false;
     }
     let shift = e.unsigned_abs();
     let scaled = m as u128 * 10_000;
@@ -202,7 +211,13 @@ fn fixed4(v: f64) -> Option<String> {
         }
     }
     let sign = if v.is_sign_negative() { "-" } else { "" };
-    Some(format!("{sign}{}.{:04}", q / 10_000, q % 10_000))
+    // In 64 bits where it fits: 128-bit division is a library call.
+    let (whole, frac) = match u64::try_from(q) {
+        Ok(q) => (q / 10_000, q % 10_000),
+        Err(_) => ((q / 10_000) as u64, (q % 10_000) as u64),
+    };
+    let _ = write!(out, "{sign}{whole}.{frac:04}");
+    true
 }
 
 fn short_json(v: &serde_json::Value) -> String {
@@ -220,9 +235,9 @@ fn human_count(v: f64) -> String {
 
 /// Escapes control characters (newlines, escape sequences) in text that
 /// came from data, so it stays on its line and cannot drive the terminal.
-pub fn label(text: &str) -> String {
+pub fn label(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
-        return text.to_string();
+        return text.into();
     }
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
@@ -260,7 +275,9 @@ mod tests {
                 let s = format!("{v:.4}");
                 s.trim_end_matches('0').trim_end_matches('.').to_string()
             };
-            assert_eq!(num(v), want, "{v:e}");
+            let mut got = String::from("x");
+            push_num(&mut got, v);
+            assert_eq!(got[1..], want, "{v:e}");
         }
     }
 }
