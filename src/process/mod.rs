@@ -209,7 +209,6 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
 /// Runs a whole `distex process`.
 pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
-    alloc::keep_freed_memory();
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
     // Byte ranges are scans of files on this machine: with nodes to place
