@@ -675,9 +675,7 @@ mod tests {
         let alphabet = b"abcdefghij,,,0123456789\"\r\nxyzklmnopqrstuvwABCDEFGHIJKLMNOPQRSTUV";
         let mut x: u64 = 0x2545f4914f6cdd1d;
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::process::xorshift(&mut x);
             let len = (x % 200) as usize;
             let bytes: Vec<u8> =
                 (0..len).map(|k| alphabet[((x >> (k % 50)) as usize ^ k.wrapping_mul(31)) % alphabet.len()]).collect();

@@ -223,9 +223,7 @@ mod tests {
             let (mut a, mut b) = (Accumulator::default(), Accumulator::default());
             let n = 1 + r % 5;
             for _ in 0..n {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                crate::process::xorshift(&mut x);
                 a.push((x % 100_000) as f64 / 100.0);
                 if !x.is_multiple_of(3) {
                     b.push(1e6 + (x >> 40) as f64 / 7.0);

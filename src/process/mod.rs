@@ -34,6 +34,15 @@ pub mod summary;
 pub mod wire;
 pub mod worker;
 
+/// One step of Marsaglia's xorshift64: the tests' reproducible random numbers.
+#[cfg(test)]
+pub(crate) fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

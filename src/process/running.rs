@@ -333,12 +333,7 @@ mod tests {
     fn fixed_sums_print_the_digits_of_their_exact_sum() {
         use crate::process::wire::Encode;
         let mut x = 0x243f_6a88_85a3_08d3u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = || crate::process::xorshift(&mut x);
         let mut values = vec![0i128, 1, -1, i128::MAX, i128::MIN + 1, 1 << 64, -(1 << 95), u32::MAX as i128];
         for _ in 0..2000 {
             let bits = next() % 127;

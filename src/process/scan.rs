@@ -1007,12 +1007,7 @@ mod tests {
     /// blank lines, quotes inside unquoted fields (in pairs: an odd count
     /// makes byte ranges unsafe, which the coordinator handles).
     fn random_record(x: &mut u64) -> Vec<u8> {
-        let mut next = |n: u64| {
-            *x ^= *x << 13;
-            *x ^= *x >> 7;
-            *x ^= *x << 17;
-            *x % n
-        };
+        let mut next = |n: u64| crate::process::xorshift(x) % n;
         let keys: [&[u8]; 9] = [
             b"north",
             b"south",
@@ -1188,9 +1183,7 @@ mod tests {
         let mut csv = Vec::new();
         for _ in 0..3000 {
             for f in 0..4 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                crate::process::xorshift(&mut x);
                 if f > 0 {
                     csv.push(b',');
                 }

@@ -898,12 +898,7 @@ mod tests {
     #[test]
     fn merged_sums_are_exact_whatever_their_windows() {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = |n: u64| crate::process::xorshift(&mut x) % n;
         for round in 0..3000 {
             let mut all = Vec::new();
             let mut total = ExactSum::default();
@@ -931,12 +926,7 @@ mod tests {
     #[test]
     fn value_rounds_like_fsum() {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = || crate::process::xorshift(&mut x);
         for round in 0..20000 {
             let mut sum = ExactSum::default();
             let mut values = Vec::new();
@@ -994,9 +984,7 @@ mod tests {
     fn fast_decimal_parse_gives_the_same_bits_as_the_full_parser() {
         let mut x: u64 = 0x9e3779b97f4a7c15;
         for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::process::xorshift(&mut x);
             let digits = (x % 15 + 1) as usize;
             let m = x % 10u64.pow(digits as u32);
             let frac = (x >> 40) as usize % (digits + 1);
@@ -1041,12 +1029,7 @@ mod tests {
     fn parse_number_at_ignores_what_precedes_the_field() {
         let alphabet = b"0123456789.-+e ,x\"";
         let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut next = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut next = |n: usize| (crate::process::xorshift(&mut x) % n as u64) as usize;
         for _ in 0..200_000 {
             let len = 1 + next(11);
             let mut buf: Vec<u8> = (0..8 + len).map(|_| alphabet[next(alphabet.len())]).collect();

@@ -336,12 +336,7 @@ mod tests {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for len in [0usize, 1, 63, 64, 65, 127, 200, 1000] {
             let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    alphabet[(x % alphabet.len() as u64) as usize]
-                })
+                .map(|_| alphabet[(crate::process::xorshift(&mut x) % alphabet.len() as u64) as usize])
                 .collect();
             assert_eq!(indexed(&text, false), indexed(&text, true), "len {len}");
         }

@@ -388,9 +388,7 @@ mod tests {
             let mut sum = ExactSum::default();
             let mut values = Vec::new();
             for _ in 0..1 + round % 7 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                crate::process::xorshift(&mut x);
                 let v = f64::from_bits(x & !(0x7ff << 52) | ((x >> 20) % 2047) << 52);
                 values.push(v);
                 sum.add(v);

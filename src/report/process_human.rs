@@ -252,12 +252,7 @@ mod tests {
     #[test]
     fn numbers_print_as_float_formatting_does() {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = || crate::process::xorshift(&mut x);
         let mut values = vec![0.0, -0.0, 0.00005, 0.00015, 0.03125, -0.03125, 2.5e-5, 5e-324, -1e-30, 1e15 + 0.5];
         for _ in 0..300_000 {
             let r = next();
