@@ -148,3 +148,11 @@ impl Run {
             .collect()
     }
 }
+
+/// A `distex process` report's accounting: input records, processed,
+/// rejected, in failed regions (each must be there, as a number).
+pub fn accounting(report: &serde_json::Value) -> [u64; 4] {
+    ["input_records", "processed", "rejected", "in_failed_regions"].map(|k| {
+        report["accounting"][k].as_u64().unwrap_or_else(|| panic!("accounting.{k} is not a count: {report:#}"))
+    })
+}
