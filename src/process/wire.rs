@@ -35,9 +35,8 @@ const HEADER: usize = 6 + 2 + 8 + 8;
 /// The bytes a scan worker prints for `result`.
 pub fn encode(result: &ScanResult) -> Vec<u8> {
     let regions = &result.regions;
-    let width = regions.columns.len();
     encode_regions(result, &regions.columns, regions.len(), |r| {
-        (regions.names[r].as_str(), regions.records[r], regions.accs[r * width..(r + 1) * width].iter().cloned())
+        (regions.names[r].as_str(), regions.records[r], regions.accs(r).iter())
     })
 }
 
@@ -160,7 +159,7 @@ pub trait Encode {
     fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize);
 }
 
-impl Encode for Accumulator {
+impl Encode for &Accumulator {
     fn figures(&self) -> Figures {
         Accumulator::figures(self)
     }
