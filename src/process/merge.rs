@@ -15,9 +15,10 @@
 //! its next part is there, and merges the runs left to right at the end.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::keys::RegionTable;
-use super::stats::{Accumulator, ColumnStats, RegionStats};
+use super::stats::{Accumulator, ColumnMap, RegionStats};
 
 /// Per-region accumulators: region `r`'s accumulator of column `slot` is
 /// `accs[r * columns.len() + slot]`.
@@ -54,15 +55,20 @@ impl Regions {
         order
     }
 
-    /// The figures users see for region `r`, by column name.
-    pub fn summaries(&self, r: usize) -> BTreeMap<String, ColumnStats> {
-        // Inserted one by one: collecting would sort a temporary vector
-        // first, for each of thousands of regions.
-        let mut map = BTreeMap::new();
-        for (c, acc) in self.columns.iter().zip(self.accs(r)) {
-            map.insert(c.clone(), acc.summary());
-        }
-        map
+    /// The figures users see for every region, in `order`, by column name.
+    pub fn summaries(&self, order: &[usize]) -> Vec<ColumnMap> {
+        // The column names once, shared, in name order.
+        let mut columns: Vec<(Arc<str>, usize)> =
+            self.columns.iter().enumerate().map(|(slot, c)| (Arc::from(c.as_str()), slot)).collect();
+        columns.sort_by(|a, b| a.0.cmp(&b.0));
+        columns.dedup_by(|a, b| a.0 == b.0);
+        order
+            .iter()
+            .map(|&r| {
+                let accs = self.accs(r);
+                ColumnMap::new(columns.iter().map(|(name, slot)| (name.clone(), accs[*slot].summary())).collect())
+            })
+            .collect()
     }
 
     /// The regions `order` merged into one, in that order (as
@@ -260,8 +266,8 @@ mod tests {
             .map(|(name, s)| {
                 let cols = s
                     .summaries()
-                    .values()
-                    .map(|c| {
+                    .iter()
+                    .map(|(_, c)| {
                         let f = |v: Option<f64>| v.map_or(u64::MAX, f64::to_bits);
                         [c.count, c.sum.to_bits(), f(c.min), f(c.max), f(c.mean), f(c.stddev)]
                     })

@@ -57,7 +57,7 @@ use crate::tasks::{Event, Reporter, Task, TaskList, TaskStatus};
 use input::{Format, Source};
 use partition::{ColumnType, KeySpec, Partition, Reject};
 use pool::{Unit, status_event};
-use stats::{ColumnStats, RegionStats};
+use stats::{ColumnMap, ColumnStats, RegionStats};
 use worker::{Job, Limits, Program};
 
 /// The demo dataset embedded in the binary (`--demo`).
@@ -163,7 +163,8 @@ pub struct RegionReport {
     pub records: u64,
     /// Built-in summary: statistics of every numeric column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<BTreeMap<String, ColumnStats>>,
+    #[schemars(with = "Option<BTreeMap<String, ColumnStats>>")]
+    pub stats: Option<ColumnMap>,
     /// `--processor`: the JSON object it printed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,

@@ -272,14 +272,10 @@ struct Summarizer<'s> {
     line: u64,
 }
 
-/// How many records ahead a record's key is hashed and its slot in the
-/// region table fetched: with thousands of regions the table is not all in
+/// Records whose regions are found together, before they are read: with
+/// thousands of regions the table and the accumulators are not all in
 /// cache, and a miss takes as long as reading several records.
-const AHEAD: usize = 16;
-
-/// How many records ahead a record's region is looked up (its table slot
-/// is in cache by then) and its accumulators fetched.
-const LOOKUP: usize = 8;
+const BATCH: usize = 32;
 
 /// No region found ahead.
 const UNKNOWN: u32 = u32::MAX;
@@ -326,53 +322,69 @@ impl<'s> Summarizer<'s> {
     /// returns where the unread rest begins.
     fn records(&mut self, buf: &[u8], from: usize, index: &Index) -> usize {
         let (mut start, mut first_sep, mut special, mut high) = (from, 0usize, 0usize, 0usize);
-        // found[r % LOOKUP]: the region of record r, looked up LOOKUP records before.
-        let mut found = [UNKNOWN; LOOKUP];
-        // hashed[r % AHEAD]: the key of record r, hashed AHEAD records before
-        // (its slot fetched then), to be looked up LOOKUP records before.
-        let mut hashed: [Option<(HashedKey, usize, usize)>; AHEAD] = [None; AHEAD];
         // A few regions' table slots and accumulators stay in cache anyway.
         let ahead = self.names.len() > FEW_REGIONS;
-        if ahead {
-            for (r, key) in hashed.iter_mut().enumerate().take(index.records.len()).skip(LOOKUP) {
-                *key = self.hash_ahead(buf, index, r);
-            }
-        }
-        for (r, &last) in index.records.iter().enumerate() {
-            let mut hint = UNKNOWN;
+        // hints[k]: the region of record `batch + k`, found before the batch is read.
+        let mut hints = [UNKNOWN; BATCH];
+        for batch in (0..index.records.len()).step_by(BATCH) {
+            let batch_end = index.records.len().min(batch + BATCH);
             if ahead {
-                if r + AHEAD < index.records.len() {
-                    hashed[r % AHEAD] = self.hash_ahead(buf, index, r + AHEAD);
+                self.find_ahead(buf, index, batch, batch_end, &mut hints);
+            }
+            for (k, &last) in index.records[batch..batch_end].iter().enumerate() {
+                let last = last as usize;
+                let newline = index.seps[last] as usize;
+                let specials_start = special;
+                while index.specials.get(special).is_some_and(|&s| (s as usize) < newline) {
+                    special += 1;
                 }
-                hint = found[r % LOOKUP];
-                found[r % LOOKUP] = match hashed[(r + LOOKUP) % AHEAD].take() {
-                    Some(key) if r + LOOKUP < index.records.len() => self.look_ahead(buf, key),
-                    _ => UNKNOWN,
-                };
-            }
-            let last = last as usize;
-            let newline = index.seps[last] as usize;
-            let specials_start = special;
-            while index.specials.get(special).is_some_and(|&s| (s as usize) < newline) {
-                special += 1;
-            }
-            while index.high_blocks.get(high).is_some_and(|&b| b as usize + 64 <= start) {
-                high += 1;
-            }
-            let is_high = index.high_blocks.get(high).is_some_and(|&b| (b as usize) <= newline);
-            let seps = &index.seps[first_sep..=last];
-            self.record(buf, start, seps, &index.specials[specials_start..special], is_high, hint);
-            start = newline + 1;
-            first_sep = last + 1;
-            if self.out.stopped {
-                break;
+                while index.high_blocks.get(high).is_some_and(|&b| b as usize + 64 <= start) {
+                    high += 1;
+                }
+                let is_high = index.high_blocks.get(high).is_some_and(|&b| (b as usize) <= newline);
+                let seps = &index.seps[first_sep..=last];
+                self.record(buf, start, seps, &index.specials[specials_start..special], is_high, hints[k]);
+                start = newline + 1;
+                first_sep = last + 1;
+                if self.out.stopped {
+                    return start;
+                }
             }
         }
         start
     }
 
+    /// The regions of records `batch..end` of the index, read as plain
+    /// records, into `hints` ([`UNKNOWN`] where not found), in two passes so
+    /// that the cache misses of a batch overlap: every key is hashed and its
+    /// table slot fetched, then every slot is read and the region's
+    /// accumulators fetched, to be in cache when the record is read.
+    #[inline(always)]
+    fn find_ahead(&self, buf: &[u8], index: &Index, batch: usize, end: usize, hints: &mut [u32; BATCH]) {
+        let mut keys = [(HashedKey::default(), 0usize, 0usize); BATCH];
+        for (k, r) in (batch..end).enumerate() {
+            // Record 0 of a chunk starts where no separator says: looked up as it is read.
+            let span = if r == 0 {
+                None
+            } else {
+                self.plain_key(index, index.records[r - 1] as usize, index.records[r] as usize)
+            };
+            keys[k] = match span {
+                Some((ks, ke)) => {
+                    let key = self.index.hash_at(buf, ks, ke);
+                    self.index.prefetch_hashed(&key);
+                    (key, ks, ke)
+                }
+                None => (HashedKey::default(), 0, 0),
+            };
+        }
+        for (hint, &(key, ks, ke)) in hints.iter_mut().zip(&keys[..end - batch]) {
+            *hint = if ks == ke { UNKNOWN } else { self.look_ahead(buf, (key, ks, ke)) };
+        }
+    }
+
     /// The region of a plain record whose key, `buf[ks..ke]`, was hashed by
-    /// [`Self::hash_ahead`], if it is known ([`UNKNOWN`] if not); its
+    /// [`Self::find_ahead`], if it is known ([`UNKNOWN`] if not); its
     /// accumulators are fetched, to be in cache when the record is read.
     #[inline(always)]
     fn look_ahead(&self, buf: &[u8], (key, ks, ke): (HashedKey, usize, usize)) -> u32 {
@@ -382,17 +394,6 @@ impl<'s> Summarizer<'s> {
         }
         self.columns.prefetch(region);
         region as u32
-    }
-
-    /// The key of record `r >= 1` of the index, read as a plain record,
-    /// hashed and its table slot fetched; with where it lies in `buf`.
-    #[inline(always)]
-    fn hash_ahead(&self, buf: &[u8], index: &Index, r: usize) -> Option<(HashedKey, usize, usize)> {
-        let (prev, last) = (index.records[r - 1] as usize, index.records[r] as usize);
-        let (ks, ke) = self.plain_key(index, prev, last)?;
-        let key = self.index.hash_at(buf, ks, ke);
-        self.index.prefetch_hashed(&key);
-        Some((key, ks, ke))
     }
 
     /// Where the key of the record whose separators are `index.seps[prev +

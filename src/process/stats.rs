@@ -16,6 +16,7 @@
 //! [`super::wire`] (floats as their bits, the sum as its integer digits).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -621,6 +622,58 @@ pub struct ColumnStats {
     pub stddev: Option<f64>,
 }
 
+/// The statistics of a region's numeric columns by column name, in name
+/// order; a JSON object like a map. Column names are shared between all
+/// regions' maps, so a report of thousands of regions holds one small
+/// vector per region instead of a map and a copy of every name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnMap(Vec<(Arc<str>, ColumnStats)>);
+
+impl ColumnMap {
+    /// A map of `entries` in any order, each name once.
+    pub fn new(mut entries: Vec<(Arc<str>, ColumnStats)>) -> Self {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+        ColumnMap(entries)
+    }
+
+    pub fn get(&self, column: &str) -> Option<&ColumnStats> {
+        let at = self.0.binary_search_by(|(name, _)| (**name).cmp(column)).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    /// Columns and their statistics, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ColumnStats)> {
+        self.0.iter().map(|(name, stats)| (&**name, stats))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<BTreeMap<String, ColumnStats>> for ColumnMap {
+    fn from(map: BTreeMap<String, ColumnStats>) -> Self {
+        ColumnMap(map.into_iter().map(|(name, stats)| (Arc::from(name), stats)).collect())
+    }
+}
+
+impl Serialize for ColumnMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, ColumnStats>::deserialize(deserializer).map(ColumnMap::from)
+    }
+}
+
 /// Accumulators for every numeric column of one region (or of everything).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegionStats {
@@ -636,8 +689,8 @@ impl RegionStats {
         }
     }
 
-    pub fn summaries(&self) -> BTreeMap<String, ColumnStats> {
-        self.columns.iter().map(|(k, v)| (k.clone(), v.summary())).collect()
+    pub fn summaries(&self) -> ColumnMap {
+        ColumnMap(self.columns.iter().map(|(k, v)| (Arc::from(k.as_str()), v.summary())).collect())
     }
 }
 
@@ -814,6 +867,27 @@ fn parse_number_slow(field: &[u8]) -> Result<Option<f64>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_column_map_is_a_json_object_in_name_order() {
+        let stats = |n: u64| Accumulator { count: n, ..Accumulator::default() }.summary();
+        let shared: Arc<str> = Arc::from("b \"quoted\"");
+        let map = ColumnMap::new(vec![
+            (shared.clone(), stats(2)),
+            (Arc::from("a"), stats(1)),
+            (Arc::from("a"), stats(7)),
+            (Arc::from("c"), stats(3)),
+        ]);
+        assert_eq!(map.len(), 3, "a name appears once");
+        assert_eq!(map.get("a").map(|s| s.count), Some(1), "the first of a name is kept");
+        assert_eq!(map.get(&shared).map(|s| s.count), Some(2));
+        assert_eq!(map.get("d"), None);
+        let as_map: BTreeMap<String, ColumnStats> = map.iter().map(|(name, s)| (name.to_string(), s.clone())).collect();
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(json, serde_json::to_string(&as_map).unwrap());
+        assert_eq!(serde_json::from_str::<ColumnMap>(&json).unwrap(), map);
+        assert!(serde_json::from_str::<ColumnMap>("[1]").is_err());
+    }
 
     #[test]
     fn exact_sum_is_order_independent() {

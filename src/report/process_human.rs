@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::process::ProcessReport;
-use crate::process::stats::ColumnStats;
+use crate::process::stats::ColumnMap;
 use crate::tasks::{Event, Reporter, TaskStatus};
 
 /// Renders task transitions as lines on `out`, progress on a terminal.
@@ -118,8 +118,7 @@ pub fn results(report: &ProcessReport) -> String {
         Some(totals) if totals.get("stats").is_some() => {
             let records = totals.get("records").and_then(|v| v.as_u64()).unwrap_or(0);
             let regions = totals.get("regions").and_then(|v| v.as_u64()).unwrap_or(0);
-            let stats: std::collections::BTreeMap<String, ColumnStats> =
-                serde_json::from_value(totals["stats"].clone()).unwrap_or_default();
+            let stats: ColumnMap = serde_json::from_value(totals["stats"].clone()).unwrap_or_default();
             let _ = writeln!(out, "Total: {records} records in {regions} regions{}", stats_text(&stats));
         }
         Some(totals) => {
@@ -148,11 +147,11 @@ pub fn results(report: &ProcessReport) -> String {
     out
 }
 
-fn stats_text(stats: &std::collections::BTreeMap<String, ColumnStats>) -> String {
+fn stats_text(stats: &ColumnMap) -> String {
     // Written in place: with thousands of regions, a string per number
     // would cost more than the numbers.
     let mut out = String::new();
-    for (column, s) in stats {
+    for (column, s) in stats.iter() {
         let _ = write!(out, "; {}: sum ", label(column));
         push_num(&mut out, s.sum);
         for (name, v) in [("mean", s.mean), ("min", s.min), ("max", s.max), ("sd", s.stddev)] {

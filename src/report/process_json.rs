@@ -128,7 +128,7 @@ mod tests {
             task: i.is_multiple_of(7).then(|| format!("task-{i}")),
             records: i as u64,
             stats: (!i.is_multiple_of(4))
-                .then(|| BTreeMap::from([("a".to_string(), stats(i as u64 % 3)), ("z".into(), stats(9))])),
+                .then(|| BTreeMap::from([("a".to_string(), stats(i as u64 % 3)), ("z".into(), stats(9))]).into()),
             result: i.is_multiple_of(4).then(|| serde_json::json!({"n": i, "nested": {"x": [1, 2.5, null]}})),
             error: i.is_multiple_of(11).then(|| format!("failed: \"{i}\"")),
         };
