@@ -260,14 +260,39 @@ impl ExactSum {
     }
 
     /// The sum, correctly rounded to the nearest f64 (ties to even).
-    ///
-    /// From the magnitude's digits: the top three (up to 96 bits) go into
+    pub fn value(&self) -> f64 {
+        self.value_from_window().unwrap_or_else(|| self.value_from_digits())
+    }
+
+    /// [`ExactSum::value`] the short way, for the usual sum: at most three
+    /// adjacent limbs of the window are non-zero, so the limbs add up
+    /// exactly in an i128, which converts to f64 in one correctly rounded
+    /// step; scaling by a power of two is then exact when the result is a
+    /// normal double. `None` for any other sum.
+    fn value_from_window(&self) -> Option<f64> {
+        if self.full.is_some() || self.base == NO_BASE {
+            return None;
+        }
+        let (lo, hi) = self.window_span()?;
+        if hi - lo > 2 {
+            return None;
+        }
+        let at = lo - self.base as usize;
+        let mut v: i128 = 0;
+        for (k, &l) in self.window[at..=at + (hi - lo)].iter().enumerate() {
+            v = v.checked_add((l as i128).checked_mul(1 << (32 * k))?)?;
+        }
+        let x = scale(v as f64, 32 * lo as i32 - 1074);
+        x.is_normal().then_some(x)
+    }
+
+    /// [`ExactSum::value`] of any sum, from the magnitude's digits: the top three (up to 96 bits) go into
     /// an integer whose top 64 bits convert to f64 in one correctly
     /// rounded step, with every lower bit folded into the last one (a
     /// "sticky" bit: it can only break a tie, never make one). Scaling by
     /// a power of two is then exact; a result in the subnormal range is a
     /// multiple of 2^-1074 with at most 52 bits, exact all the way.
-    pub fn value(&self) -> f64 {
+    fn value_from_digits(&self) -> f64 {
         let digits = self.digits();
         let d = digits.as_slice();
         let n = d.len();
@@ -1001,6 +1026,7 @@ mod tests {
     fn value_rounds_like_fsum() {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = || crate::process::xorshift(&mut x);
+        let mut short_ways = 0;
         for round in 0..20000 {
             let mut sum = ExactSum::default();
             let mut values = Vec::new();
@@ -1022,8 +1048,11 @@ mod tests {
             let want = fsum(&values);
             if want.is_finite() {
                 assert_eq!(sum.value().to_bits(), want.to_bits(), "{values:?}");
+                assert_eq!(sum.value_from_digits().to_bits(), want.to_bits(), "{values:?}");
+                short_ways += sum.value_from_window().is_some() as u32;
             }
         }
+        assert!(short_ways > 5000, "the short way is taken often: {short_ways}");
     }
 
     #[test]
