@@ -55,6 +55,45 @@ impl Regions {
         order
     }
 
+    /// The same regions, in the order of their names. Reading thousands of
+    /// regions' accumulators by name from a table in order of first sight
+    /// is a cache miss each (at 10,000 regions they take 5 MB); once in
+    /// order, summarising, totalling and reporting read them front to back.
+    pub fn into_sorted_by_name(mut self) -> Regions {
+        let order = self.by_name();
+        if order.iter().enumerate().all(|(i, &r)| i == r) {
+            return self;
+        }
+        let width = self.columns.len();
+        let mut sorted = Regions {
+            columns: std::mem::take(&mut self.columns),
+            names: Vec::with_capacity(order.len()),
+            records: Vec::with_capacity(order.len()),
+            accs: Vec::with_capacity(self.accs.len()),
+        };
+        for (i, &r) in order.iter().enumerate() {
+            // Fetched a few regions ahead: their misses overlap.
+            if let Some(&ahead) = order.get(i + 4) {
+                self.prefetch_accs(ahead);
+            }
+            sorted.names.push(std::mem::take(&mut self.names[r]));
+            sorted.records.push(self.records[r]);
+            sorted.accs.extend_from_slice(&self.accs[r * width..(r + 1) * width]);
+        }
+        sorted
+    }
+
+    /// Starts loading region `r`'s accumulators into the cache.
+    fn prefetch_accs(&self, r: usize) {
+        let accs = self.accs(r);
+        let bytes = std::mem::size_of_val(accs);
+        let start = accs.as_ptr() as *const u8;
+        for offset in (0..bytes).step_by(64) {
+            // SAFETY: `offset` stays within the accumulators' bytes.
+            super::cache::prefetch(unsafe { &*start.add(offset) });
+        }
+    }
+
     /// The figures users see for every region, in `order`, by column name.
     pub fn summaries(&self, order: &[usize]) -> Vec<ColumnMap> {
         // The column names once, shared, in name order.
@@ -292,6 +331,23 @@ mod tests {
                 assert_eq!(bits(&tree.finish().to_map()), want, "runs {runs}, order {order:?}");
             }
         }
+    }
+
+    /// Sorting a table by name moves every region with its own records and
+    /// accumulators, and leaves a sorted table as it is.
+    #[test]
+    fn a_table_sorted_by_name_holds_the_same_regions() {
+        let mut merged = Merged::default();
+        for p in 0..3 {
+            merged.absorb(part(p * 31 + 7, p as usize, 45));
+        }
+        let table = merged.into_regions();
+        assert!(table.names.windows(2).any(|w| w[0] > w[1]), "the test starts out of order");
+        let sorted = table.clone().into_sorted_by_name();
+        assert!(sorted.names.windows(2).all(|w| w[0] < w[1]), "{:?}", sorted.names);
+        assert_eq!(sorted.columns, table.columns);
+        assert_eq!(sorted.to_map(), table.to_map());
+        assert_eq!(sorted.clone().into_sorted_by_name(), sorted);
     }
 
     #[test]

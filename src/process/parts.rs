@@ -185,7 +185,7 @@ fn run_plan(
             verdict
         },
     );
-    let merged = tree.finish();
+    let merged = tree.finish().into_sorted_by_name();
     // Re-count failed parts in-process.
     let mut results: Vec<(ScanResult, Option<String>)> = Vec::with_capacity(n);
     for (i, parsed) in parsed.into_iter().enumerate() {
@@ -281,7 +281,8 @@ fn run_plan(
     // The report, by region name. A region is failed as a whole when any
     // of its records were lost: its processed records count as
     // in_failed_regions too, and it is left out of the totals.
-    let order = merged.by_name();
+    // `merged` is in name order.
+    let order: Vec<usize> = (0..merged.len()).collect();
     let error = |f: &(u64, Vec<String>)| format!("{} of its records were not processed: {}", f.0, f.1.join("; "));
     // On this thread: threads would contend for the one malloc arena (see
     // `alloc.rs`), and a thread with an arena of its own starts on fresh

@@ -303,24 +303,17 @@ fn signal_group(pgid: i32, signal: i32) {
 
 /// Reads stdout on a thread, keeping at most `cap` bytes; sets `exceeded`
 /// (and stops reading) when the worker prints more.
-fn read_capped(mut pipe: impl Read + Send + 'static, cap: u64, exceeded: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+fn read_capped(pipe: impl Read + Send + 'static, cap: u64, exceeded: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        // Straight into the result, which grows as the bytes come; one byte
+        // past the cap tells that it was exceeded. A read error ends the
+        // output as it stands (EINTR is retried).
         let mut out = Vec::new();
-        let mut buf = [0u8; 64 << 10];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if out.len() as u64 + n as u64 > cap {
-                        exceeded.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    out.extend_from_slice(&buf[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
+        let _ = pipe.take(cap.saturating_add(1)).read_to_end(&mut out);
+        if out.len() as u64 > cap {
+            exceeded.store(true, Ordering::Relaxed);
+            out.truncate(cap as usize);
         }
         let _ = tx.send(out);
     });
