@@ -1,11 +1,11 @@
 //! Merging the per-region accumulators of byte-range parts on the
 //! coordinator, as the parts finish.
 //!
-//! A part's regions are a [`Regions`] table: names in order of first sight
-//! and one accumulator per region and numeric column, indexed by slot,
-//! with the column names once. Merging looks each region up once in a
-//! [`RegionTable`] and merges its accumulators slot by slot; maps keyed by
-//! name are only built for the report, once, at the end.
+//! A part's regions are a [`Regions`] table: names (in name order, as scan
+//! workers print them) and one accumulator per region and numeric column,
+//! indexed by slot, with the column names once. Merging walks two tables
+//! side by side and merges the accumulators of a name slot by slot; maps
+//! keyed by name are only built for the report, once, at the end.
 //!
 //! The order of merges is fixed, whatever order the parts finish in:
 //! Chan's formulas for the variance are exact in theory but not in the
@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::keys::RegionTable;
 use super::stats::{Accumulator, ColumnMap, RegionStats};
 
 /// Per-region accumulators: region `r`'s accumulator of column `slot` is
@@ -55,15 +54,19 @@ impl Regions {
         order
     }
 
-    /// The same regions, in the order of their names. Reading thousands of
-    /// regions' accumulators by name from a table in order of first sight
-    /// is a cache miss each (at 10,000 regions they take 5 MB); once in
-    /// order, summarising, totalling and reporting read them front to back.
+    /// The same regions, in the order of their names, each name once (a
+    /// name seen twice is merged in order of appearance, as merging into an
+    /// empty table would). Reading thousands of regions' accumulators by
+    /// name from a table in order of first sight is a cache miss each (at
+    /// 10,000 regions they take 5 MB); once in order, merging, summarising
+    /// and reporting read them front to back.
     pub fn into_sorted_by_name(mut self) -> Regions {
-        let order = self.by_name();
-        if order.iter().enumerate().all(|(i, &r)| i == r) {
+        if self.names.windows(2).all(|w| w[0] < w[1]) {
             return self;
         }
+        // Stable: equal names keep their order of appearance.
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
         let width = self.columns.len();
         let mut sorted = Regions {
             columns: std::mem::take(&mut self.columns),
@@ -76,11 +79,27 @@ impl Regions {
             if let Some(&ahead) = order.get(i + 4) {
                 self.prefetch_accs(ahead);
             }
-            sorted.names.push(std::mem::take(&mut self.names[r]));
-            sorted.records.push(self.records[r]);
-            sorted.accs.extend_from_slice(&self.accs[r * width..(r + 1) * width]);
+            let accs = self.accs[r * width..(r + 1) * width].iter();
+            sorted.push(std::mem::take(&mut self.names[r]), self.records[r], accs.cloned());
         }
         sorted
+    }
+
+    /// Appends a region after the last, or merges it into the last when it
+    /// has the same name.
+    fn push(&mut self, name: String, records: u64, accs: impl Iterator<Item = Accumulator>) {
+        let width = self.columns.len();
+        if self.names.last() == Some(&name) {
+            *self.records.last_mut().expect("a last region") += records;
+            let at = self.accs.len() - width;
+            for (mine, theirs) in self.accs[at..].iter_mut().zip(accs) {
+                mine.merge(&theirs);
+            }
+        } else {
+            self.names.push(name);
+            self.records.push(records);
+            self.accs.extend(accs);
+        }
     }
 
     /// Starts loading region `r`'s accumulators into the cache.
@@ -138,52 +157,61 @@ impl Regions {
     }
 }
 
-/// A [`Regions`] table that others merge into, with its names indexed.
+/// A [`Regions`] table in name order that others merge into.
 #[derive(Default)]
 pub struct Merged {
     regions: Regions,
-    table: RegionTable,
 }
 
 impl Merged {
     /// Merges `part` in: a region seen before merges slot by slot, a new
-    /// one moves in as it is (the same as merging into an empty one).
+    /// one moves in as it is (the same as merging into an empty one). Both
+    /// tables in name order (scan workers print theirs so; another is
+    /// sorted first), merging walks them side by side.
     pub fn absorb(&mut self, part: Regions) {
-        if self.regions.is_empty() {
-            for name in &part.names {
-                self.table.get_or_insert(name.as_bytes());
-            }
-            if self.table.len() == part.len() {
-                self.regions = part;
-                return;
-            }
-            // The same name twice in one part (it cannot happen, but it
-            // would merge): rebuild below.
-            self.table = RegionTable::default();
-        }
-        let width = part.columns.len();
+        let part = part.into_sorted_by_name();
         debug_assert!(self.regions.is_empty() || self.regions.columns == part.columns);
         if self.regions.is_empty() {
-            self.regions.columns = part.columns;
+            self.regions = part;
+            return;
         }
-        let mut accs = part.accs.into_iter();
-        for (name, records) in part.names.into_iter().zip(part.records) {
-            let (r, new) = self.table.get_or_insert(name.as_bytes());
-            if new {
-                self.regions.names.push(name);
-                self.regions.records.push(records);
-                self.regions.accs.extend(accs.by_ref().take(width));
-                continue;
+        let width = part.columns.len();
+        if self.regions.names == part.names {
+            // The usual case: every part saw every region.
+            for (mine, theirs) in self.regions.records.iter_mut().zip(&part.records) {
+                *mine += theirs;
             }
-            self.regions.records[r] += records;
-            for (mine, theirs) in
-                self.regions.accs[r * width..(r + 1) * width].iter_mut().zip(accs.by_ref().take(width))
-            {
-                mine.merge(&theirs);
+            for (mine, theirs) in self.regions.accs.iter_mut().zip(&part.accs) {
+                mine.merge(theirs);
             }
+            return;
         }
+        let mine = std::mem::take(&mut self.regions);
+        let mut merged = Regions {
+            columns: mine.columns,
+            names: Vec::with_capacity(mine.names.len().max(part.names.len())),
+            records: Vec::with_capacity(mine.records.len().max(part.records.len())),
+            accs: Vec::with_capacity(mine.accs.len().max(part.accs.len())),
+        };
+        let mut ours = mine.names.into_iter().zip(mine.records).peekable();
+        let mut theirs = part.names.into_iter().zip(part.records).peekable();
+        let (mut our_accs, mut their_accs) = (mine.accs.into_iter(), part.accs.into_iter());
+        // The smaller name goes first; on a tie ours, then theirs merges into it.
+        while let Some(from_ours) = match (ours.peek(), theirs.peek()) {
+            (Some(a), Some(b)) => Some(a.0 <= b.0),
+            (a, b) => a.map(|_| true).or(b.map(|_| false)),
+        } {
+            let ((name, records), accs) = if from_ours {
+                (ours.next().expect("peeked"), &mut our_accs)
+            } else {
+                (theirs.next().expect("peeked"), &mut their_accs)
+            };
+            merged.push(name, records, accs.by_ref().take(width));
+        }
+        self.regions = merged;
     }
 
+    /// The merged regions, in name order.
     pub fn into_regions(self) -> Regions {
         self.regions
     }
@@ -232,7 +260,8 @@ impl TreeMerge {
         }
     }
 
-    /// Merges the runs (and any part still waiting its turn, in order).
+    /// Merges the runs (and any part still waiting its turn, in order);
+    /// the regions come out in name order.
     pub fn finish(self) -> Regions {
         let mut total: Option<Merged> = None;
         for mut run in self.runs {
@@ -240,7 +269,7 @@ impl TreeMerge {
                 run.merged.absorb(regions);
             }
             // The first run is the start of the total as it is (absorbing
-            // it into an empty table would give the same, and index it again).
+            // it into an empty table would give the same).
             match &mut total {
                 None => total = Some(run.merged),
                 Some(total) => total.absorb(run.merged.into_regions()),
@@ -334,20 +363,40 @@ mod tests {
     }
 
     /// Sorting a table by name moves every region with its own records and
-    /// accumulators, and leaves a sorted table as it is.
+    /// accumulators, merges a name seen twice in order of appearance, and
+    /// leaves a sorted table as it is.
     #[test]
     fn a_table_sorted_by_name_holds_the_same_regions() {
-        let mut merged = Merged::default();
-        for p in 0..3 {
-            merged.absorb(part(p * 31 + 7, p as usize, 45));
-        }
-        let table = merged.into_regions();
+        // 60 regions over 50 names: ten of them twice.
+        let table = part(7, 3, 60);
         assert!(table.names.windows(2).any(|w| w[0] > w[1]), "the test starts out of order");
+        let mut want: BTreeMap<String, RegionStats> = BTreeMap::new();
+        for r in 0..table.len() {
+            let columns = table.columns.iter().cloned().zip(table.accs(r).iter().cloned()).collect();
+            let stats = RegionStats { records: table.records[r], columns };
+            want.entry(table.names[r].clone()).or_default().merge(&stats);
+        }
         let sorted = table.clone().into_sorted_by_name();
         assert!(sorted.names.windows(2).all(|w| w[0] < w[1]), "{:?}", sorted.names);
-        assert_eq!(sorted.columns, table.columns);
-        assert_eq!(sorted.to_map(), table.to_map());
+        assert_eq!((sorted.len(), &sorted.columns), (50, &table.columns));
+        assert_eq!(bits(&sorted.to_map()), bits(&want));
         assert_eq!(sorted.clone().into_sorted_by_name(), sorted);
+    }
+
+    /// Merging walks two sorted tables side by side: names in one only,
+    /// in both, and the same names in both give what merging maps gives.
+    #[test]
+    fn merging_sorted_tables_is_merging_maps() {
+        let parts = [part(11, 0, 30), part(12, 5, 30), part(13, 0, 30), part(14, 2, 49)];
+        for pair in [[0, 1], [0, 2], [1, 3], [3, 0]] {
+            let mut merged = Merged::default();
+            merged.absorb(parts[pair[0]].clone());
+            merged.absorb(parts[pair[1]].clone());
+            let two = [parts[pair[0]].clone(), parts[pair[1]].clone()];
+            let got = merged.into_regions();
+            assert!(got.names.windows(2).all(|w| w[0] < w[1]), "{pair:?}");
+            assert_eq!(bits(&got.to_map()), bits(&by_maps(&two, 1)), "{pair:?}");
+        }
     }
 
     #[test]

@@ -185,7 +185,7 @@ fn run_plan(
             verdict
         },
     );
-    let merged = tree.finish().into_sorted_by_name();
+    let merged = tree.finish();
     // Re-count failed parts in-process.
     let mut results: Vec<(ScanResult, Option<String>)> = Vec::with_capacity(n);
     for (i, parsed) in parsed.into_iter().enumerate() {

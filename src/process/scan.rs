@@ -602,10 +602,18 @@ impl<'s> Summarizer<'s> {
     }
 
     /// What the worker prints ([`wire::encode`] of [`Self::finish`]),
-    /// written straight from the running statistics.
+    /// written straight from the running statistics, in name order: the
+    /// coordinator merges parts by walking them side by side.
     fn encode(&self) -> Vec<u8> {
         let columns: Vec<String> = self.spec.numeric.iter().map(|&col| self.spec.header[col].clone()).collect();
-        super::wire::encode_regions(&self.out, &columns, self.names.len(), |r| {
+        let mut order: Vec<usize> = (0..self.names.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.names[a].cmp(&self.names[b]));
+        super::wire::encode_regions(&self.out, &columns, order.len(), |i| {
+            // Fetched a few regions ahead: their misses overlap.
+            if let Some(&ahead) = order.get(i + 4) {
+                self.columns.prefetch(ahead);
+            }
+            let r = order[i];
             (self.names[r].as_str(), self.records_of(r), self.columns.finished(r))
         })
     }
@@ -1161,8 +1169,10 @@ mod tests {
         let spec = written(dir.path(), &body, 0, body.len());
         let summary = scan_summary(&spec, Reading::Copied, WINDOW).unwrap();
         let printed = summary.encode();
-        let table = summary.finish();
+        let mut table = summary.finish();
         assert!(table.regions.len() > 40_000, "{}", table.regions.len());
+        // Printed in name order.
+        table.regions = table.regions.into_sorted_by_name();
         assert!(printed == super::super::wire::encode(&table));
     }
 
