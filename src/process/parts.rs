@@ -27,6 +27,11 @@ use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 /// Files smaller than this in total use the region path under `--split auto`.
 const AUTO_MIN_BYTES: u64 = 64 << 20;
 
+/// From this many accumulators in a part's result (about a thousand
+/// regions), the heap that decoding the next one takes is made resident
+/// before it arrives ([`super::alloc::prefault_heap`]).
+const PREFAULT_FROM: usize = 4096;
+
 pub enum Bytes {
     /// The byte-range path does not apply; use the region path.
     NotApplicable,
@@ -163,6 +168,7 @@ fn run_plan(
     // finished first.
     let columns: Vec<String> = plan.numeric.iter().map(|&c| plan.header[c].clone()).collect();
     let mut tree = TreeMerge::new(n, jobs, columns.clone());
+    let mut arrived = 0;
     let mut parsed: Vec<std::result::Result<ScanResult, String>> = (0..n).map(|_| Err(String::new())).collect();
     let mut warnings = pool::run_units_into(
         options,
@@ -174,7 +180,13 @@ fn run_plan(
         &[pool::Target { node: None, slots: jobs }],
         &mut |i, outcome| {
             let result = read_part(outcome, &columns).map(|mut r| {
+                let accs = r.regions.accs.len();
                 tree.add(i, Some(std::mem::take(&mut r.regions)));
+                arrived += 1;
+                if arrived < n && accs >= PREFAULT_FROM {
+                    // The next result is about as large as this one.
+                    super::alloc::prefault_heap(accs * std::mem::size_of::<super::stats::Accumulator>() * 5 / 4);
+                }
                 r
             });
             if result.is_err() {
