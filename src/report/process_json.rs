@@ -8,6 +8,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::process::stats::ColumnStats;
 use crate::process::{ProcessReport, RegionReport};
 
 /// Reports with this many regions or more are written on several threads.
@@ -90,10 +91,63 @@ fn regions_in_parallel(
 
 fn entries_json(entries: &[(&String, &RegionReport)]) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(entries.len() * 600);
-    for (name, region) in entries {
-        field(&mut out, name, region)?;
+    for (i, (name, region)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        region_json(&mut out, name, region)?;
     }
     Ok(out)
+}
+
+/// `"name":{...}`: the bytes serde writes for a region, written without
+/// its machinery for maps and structs. The keys are known, so each goes
+/// out in one piece with the punctuation around it; names, strings and
+/// numbers are still written by serde_json (the same escapes and digits).
+fn region_json(out: &mut Vec<u8>, name: &str, region: &RegionReport) -> serde_json::Result<()> {
+    // Every field, in declaration order (a new field fails to compile here).
+    let RegionReport { task, records, stats, result, error } = region;
+    serde_json::to_writer(&mut *out, name)?;
+    out.extend_from_slice(b":{");
+    if let Some(task) = task {
+        out.extend_from_slice(b"\"task\":");
+        serde_json::to_writer(&mut *out, task)?;
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"records\":");
+    serde_json::to_writer(&mut *out, records)?;
+    if let Some(stats) = stats {
+        out.extend_from_slice(b",\"stats\":{");
+        for (i, (column, s)) in stats.iter().enumerate() {
+            let ColumnStats { count, sum, min, max, mean, stddev } = s;
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, column)?;
+            out.extend_from_slice(b":{\"count\":");
+            serde_json::to_writer(&mut *out, count)?;
+            out.extend_from_slice(b",\"sum\":");
+            serde_json::to_writer(&mut *out, sum)?;
+            for (key, v) in
+                [(&b",\"min\":"[..], min), (b",\"max\":", max), (b",\"mean\":", mean), (b",\"stddev\":", stddev)]
+            {
+                out.extend_from_slice(key);
+                serde_json::to_writer(&mut *out, v)?;
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+    if let Some(result) = result {
+        out.extend_from_slice(b",\"result\":");
+        serde_json::to_writer(&mut *out, result)?;
+    }
+    if let Some(error) = error {
+        out.extend_from_slice(b",\"error\":");
+        serde_json::to_writer(&mut *out, error)?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -102,7 +156,6 @@ mod tests {
 
     use super::*;
     use crate::process::partition::Reject;
-    use crate::process::stats::ColumnStats;
     use crate::process::{Accounting, RegionReport};
     use crate::tasks::{TaskList, TaskStatus};
 
@@ -127,8 +180,15 @@ mod tests {
         let report = RegionReport {
             task: i.is_multiple_of(7).then(|| format!("task-{i}")),
             records: i as u64,
-            stats: (!i.is_multiple_of(4))
-                .then(|| BTreeMap::from([("a".to_string(), stats(i as u64 % 3)), ("z".into(), stats(9))]).into()),
+            stats: (!i.is_multiple_of(4)).then(|| {
+                let huge = ColumnStats { sum: f64::MAX, ..stats(2) };
+                BTreeMap::from([
+                    ("a".to_string(), stats(i as u64 % 3)),
+                    ("q\"uote\n".into(), huge),
+                    ("z".into(), stats(9)),
+                ])
+                .into()
+            }),
             result: i.is_multiple_of(4).then(|| serde_json::json!({"n": i, "nested": {"x": [1, 2.5, null]}})),
             error: i.is_multiple_of(11).then(|| format!("failed: \"{i}\"")),
         };
