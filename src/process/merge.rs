@@ -113,16 +113,16 @@ impl Regions {
         }
     }
 
-    /// The figures users see for every region, in `order`, by column name.
-    pub fn summaries(&self, order: &[usize]) -> Vec<ColumnMap> {
+    /// The figures users see for every region, in table order, by column
+    /// name.
+    pub fn summaries(&self) -> Vec<ColumnMap> {
         // The column names once, shared, in name order.
         let mut columns: Vec<(Arc<str>, usize)> =
             self.columns.iter().enumerate().map(|(slot, c)| (Arc::from(c.as_str()), slot)).collect();
         columns.sort_by(|a, b| a.0.cmp(&b.0));
         columns.dedup_by(|a, b| a.0 == b.0);
-        order
-            .iter()
-            .map(|&r| {
+        (0..self.len())
+            .map(|r| {
                 let accs = self.accs(r);
                 ColumnMap::new(columns.iter().map(|(name, slot)| (name.clone(), accs[*slot].summary())).collect())
             })

@@ -197,7 +197,7 @@ fn run_plan(
             verdict
         },
     );
-    let merged = tree.finish();
+    let mut merged = tree.finish();
     // Re-count failed parts in-process.
     let mut results: Vec<(ScanResult, Option<String>)> = Vec::with_capacity(n);
     for (i, parsed) in parsed.into_iter().enumerate() {
@@ -293,26 +293,35 @@ fn run_plan(
     // The report, by region name. A region is failed as a whole when any
     // of its records were lost: its processed records count as
     // in_failed_regions too, and it is left out of the totals.
-    // `merged` is in name order.
-    let order: Vec<usize> = (0..merged.len()).collect();
+    let failed: Vec<bool> = merged.names.iter().map(|name| failed_records.contains_key(name)).collect();
+    let ok: Vec<usize> = (0..merged.len()).filter(|&r| !failed[r]).collect();
+    for (&records, &failed) in merged.records.iter().zip(&failed) {
+        if failed {
+            accounting.in_failed_regions += records;
+        } else {
+            accounting.processed += records;
+        }
+    }
     let error = |f: &(u64, Vec<String>)| format!("{} of its records were not processed: {}", f.0, f.1.join("; "));
     // On this thread: threads would contend for the one malloc arena (see
     // `alloc.rs`), and a thread with an arena of its own starts on fresh
     // pages; both measured slower at 10,000 regions.
-    let mut regions: BTreeMap<String, RegionReport> = order
-        .iter()
-        .zip(merged.summaries(&order))
-        .map(|(&r, stats)| {
-            let name = &merged.names[r];
-            let failed = failed_records.get(name);
+    let stats = merged.summaries();
+    // `merged` is in name order: the map is built from a sorted run.
+    let mut regions: BTreeMap<String, RegionReport> = std::mem::take(&mut merged.names)
+        .into_iter()
+        .zip(stats)
+        .enumerate()
+        .map(|(r, (name, stats))| {
+            let lost = failed_records.get(&name);
             let report = RegionReport {
                 task: None,
-                records: merged.records[r] + failed.map_or(0, |f| f.0),
-                stats: if failed.is_none() { Some(stats) } else { None },
+                records: merged.records[r] + lost.map_or(0, |f| f.0),
+                stats: if lost.is_none() { Some(stats) } else { None },
                 result: None,
-                error: failed.map(error),
+                error: lost.map(error),
             };
-            (name.clone(), report)
+            (name, report)
         })
         .collect();
     for (name, failed) in &failed_records {
@@ -323,14 +332,6 @@ fn run_plan(
             result: None,
             error: Some(error(failed)),
         });
-    }
-    let ok: Vec<usize> = order.into_iter().filter(|&r| !failed_records.contains_key(&merged.names[r])).collect();
-    for (r, &records) in merged.records.iter().enumerate() {
-        if failed_records.contains_key(&merged.names[r]) {
-            accounting.in_failed_regions += records;
-        } else {
-            accounting.processed += records;
-        }
     }
 
     let totals = if pool::aggregate_ready(&tasks, &aggregate_id) {
