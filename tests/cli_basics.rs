@@ -254,3 +254,22 @@ fn speak_starts_tts_without_waiting_and_warns_when_there_is_none() {
     assert_eq!(v["node"], "macpro51");
     assert!(v["warnings"].to_string().contains("cannot speak"), "{v}");
 }
+
+/// A reader that goes away (`distex ... | head`) ends the output quietly:
+/// exit 0, nothing on stderr (no error, no "internal error").
+#[test]
+fn a_closed_stdout_is_no_error() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&format!("[local]\nos = \"macos\"\n{NODE}"));
+    let cfg = cfg.to_str().unwrap();
+    let runs: [&[&str]; 4] = [
+        &["process", "--demo"],
+        &["process", "--demo", "--json"],
+        &["--config", cfg, "route", "--assume-load", "local=0", "--", "make"],
+        &["--config", cfg, "config", "show"],
+    ];
+    for args in runs {
+        let run = sb.cmd().args(args).run_with_stdout_closed();
+        assert_eq!((run.code(), run.stderr()), (Some(0), String::new()), "{args:?}");
+    }
+}

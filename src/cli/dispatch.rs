@@ -40,12 +40,7 @@ pub fn run(cli: Cli) -> Result<u8> {
 
 /// Prints `value` as one JSON line, or its human rendering.
 fn emit<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
-    if json {
-        report::json::print(value).map_err(io("writing output"))
-    } else {
-        print!("{}", human(value));
-        Ok(())
-    }
+    if json { output(report::json::print(value)) } else { print_out(&human(value)) }
 }
 
 /// `--timeout D` as a duration (`30`, `1.5`, `500ms`, `2m`).
@@ -68,6 +63,23 @@ fn io(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(context, e)
 }
 
+/// What became of writing the output. A reader that went away before the
+/// end (`distex ... | head`) is no error, as with other command-line tools:
+/// the rest of the output is dropped quietly.
+fn output(written: std::io::Result<()>) -> Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(io("writing output")),
+    }
+}
+
+/// Writes `text` to stdout (see [`output`]).
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    output(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
 /// Several words after `--` are joined with spaces; one word is the whole line.
 fn command_line(words: &[String]) -> String {
     words.join(" ")
@@ -88,9 +100,9 @@ fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
         decision.warnings.push(warning);
     }
     if args.json {
-        report::json::print(&decision).map_err(io("writing output"))?;
+        output(report::json::print(&decision))?;
     } else {
-        println!("{}", report::human::decision(&decision, &line));
+        print_out(&format!("{}\n", report::human::decision(&decision, &line)))?;
         for w in &decision.warnings {
             eprintln!("warning: {w}");
         }
@@ -109,9 +121,9 @@ fn nodes_cmd(config: &Config, args: NodesArgs) -> Result<u8> {
 
 fn config_show(config: &Config, json: bool) -> Result<u8> {
     if json {
-        report::json::print_pretty(config).map_err(io("writing output"))?;
+        output(report::json::print_pretty(config))?;
     } else {
-        print!("{}", report::human::config(config));
+        print_out(&report::human::config(config))?;
     }
     Ok(exit::OK)
 }
@@ -130,7 +142,7 @@ fn config_init(path: Option<&Path>, force: bool) -> Result<u8> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
     std::fs::write(&path, config::STARTER).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    println!("wrote {}; edit it, then check it with `distex config show`", path.display());
+    print_out(&format!("wrote {}; edit it, then check it with `distex config show`\n", path.display()))?;
     Ok(exit::OK)
 }
 
@@ -147,7 +159,7 @@ fn schema_cmd(kind: SchemaName) -> Result<u8> {
         SchemaName::Response => SchemaKind::Response,
         SchemaName::Config => SchemaKind::Config,
     };
-    report::json::print_pretty(&protocol::schema(kind)).map_err(io("writing output"))?;
+    output(report::json::print_pretty(&protocol::schema(kind)))?;
     Ok(exit::OK)
 }
 
@@ -172,7 +184,7 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
     };
     let result = crate::commands::run::run(config, &opts, &mut on_failover)?;
     if args.json {
-        report::json::print(&result).map_err(io("writing output"))?;
+        output(report::json::print(&result))?;
     } else {
         for w in &result.warnings {
             eprintln!("distex: warning: {w}");
@@ -245,7 +257,7 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
     };
     let result = crate::commands::parallel::run(config, &plan, &opts, reporter.as_mut())?;
     if args.json {
-        report::json::print(&result).map_err(io("writing output"))?;
+        output(report::json::print(&result))?;
     }
     Ok(result.exit_code())
 }
@@ -312,9 +324,9 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
         Err(e) => return Err(e),
     };
     if args.json || args.events {
-        report::process_json::print(&report).map_err(io("writing output"))?;
+        output(report::process_json::print(&report))?;
     } else {
-        print!("{}", report::process_human::results(&report));
+        print_out(&report::process_human::results(&report))?;
     }
     let complete = report.complete;
     // The process exits next: freeing thousands of regions one by one

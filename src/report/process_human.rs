@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use crate::process::ProcessReport;
 use crate::process::stats::ColumnMap;
+use crate::process::{ProcessReport, RegionReport};
 use crate::tasks::{Event, Reporter, TaskStatus};
 
 /// Renders task transitions as lines on `out`, progress on a terminal.
@@ -96,22 +96,34 @@ impl<W: Write + Send> Reporter for ProcessHuman<W> {
     }
 }
 
+/// Reports with this many regions or more have their lines written on
+/// several threads (the workers are done, so their cores are free).
+const PARALLEL_FROM: usize = 2000;
+
 /// The results section, after the task lines.
 pub fn results(report: &ProcessReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n=== AGGREGATED RESULTS ===");
-    for (name, region) in &report.regions {
-        let body = match (&region.error, &region.stats, &region.result) {
-            (Some(e), _, _) => format!("FAILED, {} records not processed: {}", region.records, label(e)),
-            (None, Some(stats), _) => {
-                format!("{} records processed{}", region.records, stats_text(stats))
-            }
-            (None, None, Some(result)) => {
-                format!("{} records processed; result {}", region.records, short_json(result))
-            }
-            _ => format!("{} records processed", region.records),
-        };
-        let _ = writeln!(out, "Region {}: {body}", label(name));
+    let regions: Vec<(&String, &RegionReport)> = report.regions.iter().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if regions.len() < PARALLEL_FROM || threads < 2 {
+        region_lines(&mut out, &regions);
+    } else {
+        let run_len = regions.len().div_ceil(threads);
+        let runs: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = regions
+                .chunks(run_len)
+                .map(|run| {
+                    scope.spawn(move || {
+                        let mut lines = String::with_capacity(run.len() * 400);
+                        region_lines(&mut lines, run);
+                        lines
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("formatting does not panic")).collect()
+        });
+        runs.iter().for_each(|run| out.push_str(run));
     }
     let _ = writeln!(out);
     match &report.totals {
@@ -147,21 +159,49 @@ pub fn results(report: &ProcessReport) -> String {
     out
 }
 
+/// A line per region: `Region <name>: <records and summary>`.
+fn region_lines(out: &mut String, regions: &[(&String, &RegionReport)]) {
+    for (name, region) in regions {
+        let _ = write!(out, "Region {}: ", label(name));
+        match (&region.error, &region.stats, &region.result) {
+            (Some(e), _, _) => {
+                let _ = write!(out, "FAILED, {} records not processed: {}", region.records, label(e));
+            }
+            (None, Some(stats), _) => {
+                let _ = write!(out, "{} records processed", region.records);
+                push_stats(out, stats);
+            }
+            (None, None, Some(result)) => {
+                let _ = write!(out, "{} records processed; result {}", region.records, short_json(result));
+            }
+            _ => {
+                let _ = write!(out, "{} records processed", region.records);
+            }
+        }
+        out.push('\n');
+    }
+}
+
 fn stats_text(stats: &ColumnMap) -> String {
-    // Written in place: with thousands of regions, a string per number
-    // would cost more than the numbers.
     let mut out = String::new();
+    push_stats(&mut out, stats);
+    out
+}
+
+/// Appends `; <column>: sum .., mean .., min .., max .., sd ..` for every
+/// column. Written in place: with thousands of regions, a string per
+/// number would cost more than the numbers.
+fn push_stats(out: &mut String, stats: &ColumnMap) {
     for (column, s) in stats.iter() {
         let _ = write!(out, "; {}: sum ", label(column));
-        push_num(&mut out, s.sum);
+        push_num(out, s.sum);
         for (name, v) in [("mean", s.mean), ("min", s.min), ("max", s.max), ("sd", s.stddev)] {
             if let Some(v) = v {
                 let _ = write!(out, ", {name} ");
-                push_num(&mut out, v);
+                push_num(out, v);
             }
         }
     }
-    out
 }
 
 /// Appends `v` to `out`: integers without decimals, others with up to 4
@@ -273,5 +313,55 @@ mod tests {
             push_num(&mut got, v);
             assert_eq!(got[1..], want, "{v:e}");
         }
+    }
+
+    /// With thousands of regions the lines are written on several threads;
+    /// they come out as one thread writes them: every region once, in
+    /// name order, failures and odd names included.
+    #[test]
+    fn many_regions_print_as_one_thread_prints_them() {
+        use std::collections::BTreeMap;
+
+        use crate::process::stats::ColumnStats;
+        let stats = |n: u64| ColumnStats {
+            count: n,
+            sum: n as f64 * 1.25,
+            min: Some(-0.5),
+            max: (n > 1).then_some(1e9 / 7.0),
+            mean: Some(n as f64 / 3.0),
+            stddev: (n > 1).then_some(0.1),
+        };
+        let regions: BTreeMap<String, RegionReport> = (0..2 * PARALLEL_FROM + 3)
+            .map(|i| {
+                let name = if i % 9 == 0 { format!("odd\nname {i}") } else { format!("r{i:05}") };
+                let report = RegionReport {
+                    task: None,
+                    records: i as u64,
+                    stats: (i % 5 != 0).then(|| BTreeMap::from([("v".to_string(), stats(i as u64))]).into()),
+                    result: None,
+                    error: (i % 5 == 0).then(|| format!("failed {i}")),
+                };
+                (name, report)
+            })
+            .collect();
+        let entries: Vec<(&String, &RegionReport)> = regions.iter().collect();
+        let mut want = String::new();
+        region_lines(&mut want, &entries);
+        let report = ProcessReport {
+            tasks: vec![],
+            regions,
+            totals: None,
+            accounting: Default::default(),
+            rejects: vec![],
+            complete: false,
+            warnings: vec![],
+            workdir: None,
+            elapsed_ms: 0,
+        };
+        let got = results(&report);
+        assert!(got.contains(&format!("=== AGGREGATED RESULTS ===\n{want}\n")), "the lines differ");
+        assert_eq!(got.matches("\nRegion ").count(), 2 * PARALLEL_FROM + 3);
+        assert!(got.contains("Region odd\\nname 9: 9 records processed; v: sum 11.25, mean 3, min -0.5"));
+        assert!(got.contains("Region r00005: FAILED, 5 records not processed: failed 5\n"));
     }
 }

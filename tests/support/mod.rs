@@ -102,6 +102,15 @@ impl TestCommand {
     pub fn run(mut self) -> Run {
         Run { output: self.cmd.output().expect("run distex") }
     }
+
+    /// Runs with the reading end of stdout closed before distex writes, as
+    /// when `distex ... | head` stopped reading.
+    pub fn run_with_stdout_closed(mut self) -> Run {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn distex");
+        drop(child.stdout.take());
+        Run { output: child.wait_with_output().expect("wait distex") }
+    }
 }
 
 /// A finished run.
