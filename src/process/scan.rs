@@ -38,7 +38,7 @@ use super::cache::prefetch;
 use super::input::{self, Flow, Format, Item};
 use super::keys::{HashedKey, RegionTable};
 use super::merge::Regions;
-use super::partition::{ColumnType, check_key, check_numbers, infer_type};
+use super::partition::{ColumnType, SAMPLE, check_key, check_numbers, infer_type};
 use super::running::Columns;
 use super::stats::{parse_number, parse_number_at};
 use super::structural::{self, Index};
@@ -716,8 +716,13 @@ pub struct Plan {
     pub first_line: Vec<u64>,
 }
 
-/// Bytes read from the start of each file to find the header and sample types.
-const HEAD: usize = 4 << 20;
+/// Bytes read from the start of each file to find the header and sample
+/// types: a first read of [`HEAD`] (a thousand rows of 100 bytes fit in
+/// it), and up to [`LONG_HEAD`] when that did not hold the header and the
+/// sample. Fresh memory costs a page fault per 4 KB, and everything waits
+/// for the plan.
+const HEAD: usize = 256 << 10;
+const LONG_HEAD: usize = 4 << 20;
 
 /// Distinct keys among the sampled rows (up to a thousand per file) from
 /// which the planner expects thousands of regions (see [`plan`]).
@@ -743,30 +748,20 @@ pub fn plan(
     for (n, path) in files.iter().enumerate() {
         let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
-        let mut head = vec![0u8; HEAD.min(size as usize)];
-        file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(|&b| b == b'\n' || b == b'\r') {
-            return Ok(None);
+        let read_head = |len: usize| -> Result<Vec<u8>, String> {
+            let mut head = vec![0u8; len.min(size as usize)];
+            file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Ok(head)
+        };
+        let mut head = read_head(HEAD)?;
+        let mut sampled = sample_head(&head, format);
+        if head.len() < size as usize && sampled.as_ref().is_none_or(|s| s.sample.len() < SAMPLE) {
+            head = read_head(LONG_HEAD)?;
+            sampled = sample_head(&head, format);
         }
-        let Some(header_end) = first_boundary(&head, 0, format == Format::Csv) else {
+        let Some(Head { header_end, names, sample }) = sampled else {
             return Ok(None);
         };
-        let mut names = Vec::new();
-        let mut sample: Vec<Vec<Vec<u8>>> = Vec::new();
-        let _ = input::read_from(
-            &head[..],
-            format,
-            &mut |h, _| {
-                names = h.clone();
-                Ok(())
-            },
-            &mut |item| {
-                if let Item::Row(row) = item {
-                    sample.push((0..row.len()).map(|i| row.field(i).unwrap_or(b"").to_vec()).collect());
-                }
-                if sample.len() >= super::partition::SAMPLE { Flow::Stop } else { Flow::Continue }
-            },
-        );
         match &header {
             None => {
                 let Some(k) = names.iter().position(|h| h == key) else {
@@ -846,6 +841,41 @@ fn first_boundary(buf: &[u8], from: usize, quoting: bool) -> Option<usize> {
     None
 }
 
+/// What the start of a file says: where its header ends, its names, and
+/// up to [`SAMPLE`] rows after it (their fields).
+struct Head {
+    header_end: usize,
+    names: Vec<String>,
+    sample: Vec<Vec<Vec<u8>>>,
+}
+
+/// The [`Head`] of a file that starts with `head`; `None` when it is not a
+/// plain file's start (compressed, starting with a blank line) or holds no
+/// whole header.
+fn sample_head(head: &[u8], format: Format) -> Option<Head> {
+    if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        return None;
+    }
+    let header_end = first_boundary(head, 0, format == Format::Csv)?;
+    let mut names = Vec::new();
+    let mut sample: Vec<Vec<Vec<u8>>> = Vec::new();
+    let _ = input::read_from(
+        head,
+        format,
+        &mut |h, _| {
+            names = h.clone();
+            Ok(())
+        },
+        &mut |item| {
+            if let Item::Row(row) = item {
+                sample.push((0..row.len()).map(|i| row.field(i).unwrap_or(b"").to_vec()).collect());
+            }
+            if sample.len() >= SAMPLE { Flow::Stop } else { Flow::Continue }
+        },
+    );
+    Some(Head { header_end, names, sample })
+}
+
 /// Record boundaries near every multiple of `part_size` in `[start, size)`.
 fn cut_points(
     path: &Path,
@@ -866,15 +896,23 @@ fn cut_points(
     // tell (see `local_parity`), else counted over [start, target) in
     // parallel — a whole extra pass over the file.
     let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // 64 KB around a cut usually tell; up to 1 MB when they do not.
     let local: Option<Vec<bool>> = if quoting {
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = Vec::new();
         targets
             .iter()
             .map(|&t| -> Result<Option<bool>, String> {
-                let want = ((size - (t - 1)) as usize).min(buf.len());
-                let buf = &mut buf[..want];
-                file.read_exact_at(buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Ok(local_parity(buf))
+                let mut parity = None;
+                for len in [64 << 10, 1 << 20] {
+                    let want = ((size - (t - 1)) as usize).min(len);
+                    buf.resize(want, 0);
+                    file.read_exact_at(&mut buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    parity = local_parity(&buf);
+                    if parity.is_some() || want < len {
+                        break;
+                    }
+                }
+                Ok(parity)
             })
             .collect::<Result<Option<Vec<bool>>, String>>()?
     } else {
@@ -899,7 +937,8 @@ fn cut_points(
         vec![false; targets.len()]
     };
     let mut cuts = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // A record boundary is usually within a few hundred bytes.
+    let mut buf = vec![0u8; 64 << 10];
     for (target, odd) in targets.into_iter().zip(parity) {
         // Scan forward from the target with the known parity.
         let mut pos = target;
@@ -1237,5 +1276,25 @@ mod tests {
         };
         assert_eq!(parts(8), 4);
         assert_eq!(parts(10_000), 2);
+    }
+
+    /// Types are inferred from the first thousand rows even when they do
+    /// not fit the planner's first read: rows of 2 KB whose `v` is a number
+    /// in the first 300 rows and text in the next 700 make `v` text.
+    #[test]
+    fn types_come_from_a_thousand_rows_however_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("long.csv");
+        let pad = "x".repeat(2000);
+        let mut body = b"region,v,pad\n".to_vec();
+        for i in 0..40_000 {
+            let v = if (300..1000).contains(&i) { format!("t{i}") } else { i.to_string() };
+            body.extend(format!("r{},{v},{pad}\n", i % 3).as_bytes());
+        }
+        assert!(300 * 2010 > HEAD, "the first read holds fewer than 300 rows");
+        std::fs::write(&file, &body).unwrap();
+        let plan = plan(&[file], Format::Csv, "region", &BTreeMap::new(), 2, None).unwrap().unwrap();
+        assert_eq!(plan.types.get("v"), Some(&ColumnType::Text));
+        assert!(plan.numeric.is_empty());
     }
 }
