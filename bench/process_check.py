@@ -6,7 +6,7 @@ agreement."""
 import json, math, os, re, sys
 
 out, size, rows, regions = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-COLS = ["qty", "price", "weight"]
+COLS = ["id", "qty", "price", "weight"]
 STATS = ["count", "sum", "min", "max", "mean", "stddev"]
 
 

@@ -11,11 +11,16 @@ WORK=${BENCH_DIR:-/var/tmp/distex-bench-process}
 DATA="$WORK/data-$ROWS-$REGIONS.csv"
 DISTEX=${CARGO_TARGET_DIR:-target}/release/distex
 log="$WORK/repeat.log"; : > "$log"
+# The scripts bench/process.sh wrote name the data it ran on: point them at this one.
+for tool in duckdb polars; do
+  sed -E "s#$WORK/data-[0-9]+-[0-9]+\.csv#$DATA#g" "$WORK/out/bench_$tool.py" > "$WORK/repeat_$tool.py"
+  grep -q "$DATA" "$WORK/repeat_$tool.py" || { echo "no data path in $WORK/out/bench_$tool.py: run bench/process.sh first" >&2; exit 2; }
+done
 cat "$DATA" > /dev/null
 for _ in $(seq "$RUNS"); do
   /usr/bin/time -a -o "$log" -f "distex %e %M" "$DISTEX" process "$DATA" --by region --json > /dev/null
-  /usr/bin/time -a -o "$log" -f "duckdb %e %M" "$WORK/venv/bin/python" "$WORK/out/bench_duckdb.py" > /dev/null
-  /usr/bin/time -a -o "$log" -f "polars %e %M" "$WORK/venv/bin/python" "$WORK/out/bench_polars.py" > /dev/null
+  /usr/bin/time -a -o "$log" -f "duckdb %e %M" "$WORK/venv/bin/python" "$WORK/repeat_duckdb.py" > /dev/null
+  /usr/bin/time -a -o "$log" -f "polars %e %M" "$WORK/venv/bin/python" "$WORK/repeat_polars.py" > /dev/null
 done
 python3 - "$log" "$(stat -c %s "$DATA")" <<'PY'
 import statistics, sys
