@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
+use super::PARALLEL_FROM;
 use crate::process::stats::ColumnMap;
 use crate::process::{ProcessReport, RegionReport};
 use crate::tasks::{Event, Reporter, TaskStatus};
@@ -96,32 +97,19 @@ impl<W: Write + Send> Reporter for ProcessHuman<W> {
     }
 }
 
-/// Reports with this many regions or more have their lines written on
-/// several threads (the workers are done, so their cores are free).
-const PARALLEL_FROM: usize = 2000;
-
 /// The results section, after the task lines.
 pub fn results(report: &ProcessReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n=== AGGREGATED RESULTS ===");
     let regions: Vec<(&String, &RegionReport)> = report.regions.iter().collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = super::threads();
     if regions.len() < PARALLEL_FROM || threads < 2 {
         region_lines(&mut out, &regions);
     } else {
-        let run_len = regions.len().div_ceil(threads);
-        let runs: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = regions
-                .chunks(run_len)
-                .map(|run| {
-                    scope.spawn(move || {
-                        let mut lines = String::with_capacity(run.len() * 400);
-                        region_lines(&mut lines, run);
-                        lines
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("formatting does not panic")).collect()
+        let runs = super::in_parallel(&regions, threads, |run| {
+            let mut lines = String::with_capacity(run.len() * 400);
+            region_lines(&mut lines, run);
+            lines
         });
         runs.iter().for_each(|run| out.push_str(run));
     }

@@ -8,11 +8,9 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::PARALLEL_FROM;
 use crate::process::stats::ColumnStats;
 use crate::process::{ProcessReport, RegionReport};
-
-/// Reports with this many regions or more are written on several threads.
-const PARALLEL_FROM: usize = 2000;
 
 /// Writes `report` as one line of JSON to stdout.
 pub fn print(report: &ProcessReport) -> std::io::Result<()> {
@@ -33,7 +31,7 @@ pub fn to_vec(report: &ProcessReport) -> serde_json::Result<Vec<u8>> {
 
 /// The JSON of `report`, in pieces to write one after the other.
 fn pieces(report: &ProcessReport) -> serde_json::Result<Vec<Vec<u8>>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = super::threads();
     if report.regions.len() < PARALLEL_FROM || threads < 2 {
         return Ok(vec![serde_json::to_vec(report)?]);
     }
@@ -82,11 +80,7 @@ fn regions_in_parallel(
     threads: usize,
 ) -> serde_json::Result<Vec<Vec<u8>>> {
     let entries: Vec<(&String, &RegionReport)> = regions.iter().collect();
-    let run_len = entries.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = entries.chunks(run_len).map(|run| scope.spawn(move || entries_json(run))).collect();
-        handles.into_iter().map(|h| h.join().expect("serializing does not panic")).collect()
-    })
+    super::in_parallel(&entries, threads, entries_json).into_iter().collect()
 }
 
 fn entries_json(entries: &[(&String, &RegionReport)]) -> serde_json::Result<Vec<u8>> {
