@@ -102,6 +102,54 @@ impl Regions {
         }
     }
 
+    /// Merges `part` in: a region seen before merges slot by slot, a new
+    /// one moves in as it is (the same as merging into an empty one). With
+    /// both tables in name order (scan workers print theirs so; another is
+    /// sorted first), merging walks them side by side; the result is in
+    /// name order.
+    pub fn absorb(&mut self, part: Regions) {
+        let part = part.into_sorted_by_name();
+        debug_assert!(self.is_empty() || self.columns == part.columns);
+        if self.is_empty() {
+            *self = part;
+            return;
+        }
+        let width = part.columns.len();
+        if self.names == part.names {
+            // The usual case: every part saw every region.
+            for (mine, theirs) in self.records.iter_mut().zip(&part.records) {
+                *mine += theirs;
+            }
+            for (mine, theirs) in self.accs.iter_mut().zip(&part.accs) {
+                mine.merge(theirs);
+            }
+            return;
+        }
+        let mine = std::mem::take(self).into_sorted_by_name();
+        let mut merged = Regions {
+            columns: mine.columns,
+            names: Vec::with_capacity(mine.names.len().max(part.names.len())),
+            records: Vec::with_capacity(mine.records.len().max(part.records.len())),
+            accs: Vec::with_capacity(mine.accs.len().max(part.accs.len())),
+        };
+        let mut ours = mine.names.into_iter().zip(mine.records).peekable();
+        let mut theirs = part.names.into_iter().zip(part.records).peekable();
+        let (mut our_accs, mut their_accs) = (mine.accs.into_iter(), part.accs.into_iter());
+        // The smaller name goes first; on a tie ours, then theirs merges into it.
+        while let Some(from_ours) = match (ours.peek(), theirs.peek()) {
+            (Some(a), Some(b)) => Some(a.0 <= b.0),
+            (a, b) => a.map(|_| true).or(b.map(|_| false)),
+        } {
+            let ((name, records), accs) = if from_ours {
+                (ours.next().expect("peeked"), &mut our_accs)
+            } else {
+                (theirs.next().expect("peeked"), &mut their_accs)
+            };
+            merged.push(name, records, accs.by_ref().take(width));
+        }
+        *self = merged;
+    }
+
     /// Starts loading region `r`'s accumulators into the cache.
     fn prefetch_accs(&self, r: usize) {
         let accs = self.accs(r);
@@ -116,15 +164,15 @@ impl Regions {
     /// The figures users see for every region, in table order, by column
     /// name.
     pub fn summaries(&self) -> Vec<ColumnMap> {
-        // The column names once, shared, in name order.
-        let mut columns: Vec<(Arc<str>, usize)> =
-            self.columns.iter().enumerate().map(|(slot, c)| (Arc::from(c.as_str()), slot)).collect();
-        columns.sort_by(|a, b| a.0.cmp(&b.0));
-        columns.dedup_by(|a, b| a.0 == b.0);
+        // The column names once, shared by every region's map.
+        let names: Vec<Arc<str>> = self.columns.iter().map(|c| Arc::from(c.as_str())).collect();
         (0..self.len())
             .map(|r| {
-                let accs = self.accs(r);
-                ColumnMap::new(columns.iter().map(|(name, slot)| (name.clone(), accs[*slot].summary())).collect())
+                // Last slot first: of a name given to two columns,
+                // `ColumnMap::new` keeps the first it sees, and the totals'
+                // map (see `total`) the last column.
+                let entries = names.iter().zip(self.accs(r)).rev();
+                ColumnMap::new(entries.map(|(name, acc)| (name.clone(), acc.summary())).collect())
             })
             .collect()
     }
@@ -157,66 +205,6 @@ impl Regions {
     }
 }
 
-/// A [`Regions`] table in name order that others merge into.
-#[derive(Default)]
-pub struct Merged {
-    regions: Regions,
-}
-
-impl Merged {
-    /// Merges `part` in: a region seen before merges slot by slot, a new
-    /// one moves in as it is (the same as merging into an empty one). Both
-    /// tables in name order (scan workers print theirs so; another is
-    /// sorted first), merging walks them side by side.
-    pub fn absorb(&mut self, part: Regions) {
-        let part = part.into_sorted_by_name();
-        debug_assert!(self.regions.is_empty() || self.regions.columns == part.columns);
-        if self.regions.is_empty() {
-            self.regions = part;
-            return;
-        }
-        let width = part.columns.len();
-        if self.regions.names == part.names {
-            // The usual case: every part saw every region.
-            for (mine, theirs) in self.regions.records.iter_mut().zip(&part.records) {
-                *mine += theirs;
-            }
-            for (mine, theirs) in self.regions.accs.iter_mut().zip(&part.accs) {
-                mine.merge(theirs);
-            }
-            return;
-        }
-        let mine = std::mem::take(&mut self.regions);
-        let mut merged = Regions {
-            columns: mine.columns,
-            names: Vec::with_capacity(mine.names.len().max(part.names.len())),
-            records: Vec::with_capacity(mine.records.len().max(part.records.len())),
-            accs: Vec::with_capacity(mine.accs.len().max(part.accs.len())),
-        };
-        let mut ours = mine.names.into_iter().zip(mine.records).peekable();
-        let mut theirs = part.names.into_iter().zip(part.records).peekable();
-        let (mut our_accs, mut their_accs) = (mine.accs.into_iter(), part.accs.into_iter());
-        // The smaller name goes first; on a tie ours, then theirs merges into it.
-        while let Some(from_ours) = match (ours.peek(), theirs.peek()) {
-            (Some(a), Some(b)) => Some(a.0 <= b.0),
-            (a, b) => a.map(|_| true).or(b.map(|_| false)),
-        } {
-            let ((name, records), accs) = if from_ours {
-                (ours.next().expect("peeked"), &mut our_accs)
-            } else {
-                (theirs.next().expect("peeked"), &mut their_accs)
-            };
-            merged.push(name, records, accs.by_ref().take(width));
-        }
-        self.regions = merged;
-    }
-
-    /// The merged regions, in name order.
-    pub fn into_regions(self) -> Regions {
-        self.regions
-    }
-}
-
 /// Merges `n` parts in a fixed tree as they arrive in any order: runs of
 /// `n.div_ceil(runs)` contiguous parts, each merged left to right, then
 /// the runs left to right.
@@ -227,7 +215,7 @@ pub struct TreeMerge {
 }
 
 struct Run {
-    merged: Merged,
+    merged: Regions,
     /// The run's parts that arrived out of turn, and failed ones (`None`).
     waiting: Vec<Option<Option<Regions>>>,
     /// The first part of the run not merged yet.
@@ -239,7 +227,7 @@ impl TreeMerge {
         let run_len = n.div_ceil(runs.max(1)).max(1);
         let runs = (0..n.div_ceil(run_len))
             .map(|k| Run {
-                merged: Merged::default(),
+                merged: Regions::default(),
                 waiting: (0..run_len.min(n - k * run_len)).map(|_| None).collect(),
                 next: 0,
             })
@@ -263,20 +251,14 @@ impl TreeMerge {
     /// Merges the runs (and any part still waiting its turn, in order);
     /// the regions come out in name order.
     pub fn finish(self) -> Regions {
-        let mut total: Option<Merged> = None;
+        // The first run moves into the empty total as it is.
+        let mut regions = Regions::default();
         for mut run in self.runs {
-            for regions in run.waiting.drain(run.next..).flatten().flatten() {
-                run.merged.absorb(regions);
+            for part in run.waiting.drain(run.next..).flatten().flatten() {
+                run.merged.absorb(part);
             }
-            // The first run is the start of the total as it is (absorbing
-            // it into an empty table would give the same).
-            match &mut total {
-                None => total = Some(run.merged),
-                Some(total) => total.absorb(run.merged.into_regions()),
-            }
+            regions.absorb(run.merged);
         }
-        let total = total.unwrap_or_default();
-        let mut regions = total.into_regions();
         if regions.is_empty() {
             regions.columns = self.columns;
         }
@@ -383,17 +365,36 @@ mod tests {
         assert_eq!(sorted.clone().into_sorted_by_name(), sorted);
     }
 
+    /// Of two columns with one name, a region's figures and the totals
+    /// both show the last, as a map of columns by name would.
+    #[test]
+    fn a_name_given_to_two_columns_shows_its_last_in_regions_and_totals() {
+        let (mut first, mut last) = (Accumulator::default(), Accumulator::default());
+        first.push(1.0);
+        last.push(10.0);
+        last.push(20.0);
+        let table = Regions {
+            columns: vec!["v".into(), "v".into()],
+            names: vec!["a".into()],
+            records: vec![2],
+            accs: vec![first, last.clone()],
+        };
+        let region = &table.summaries()[0];
+        assert_eq!(region.len(), 1);
+        assert_eq!(region.get("v"), Some(&last.summary()));
+        assert_eq!(table.total([0]).summaries().get("v"), Some(&last.summary()));
+    }
+
     /// Merging walks two sorted tables side by side: names in one only,
     /// in both, and the same names in both give what merging maps gives.
     #[test]
     fn merging_sorted_tables_is_merging_maps() {
         let parts = [part(11, 0, 30), part(12, 5, 30), part(13, 0, 30), part(14, 2, 49)];
         for pair in [[0, 1], [0, 2], [1, 3], [3, 0]] {
-            let mut merged = Merged::default();
-            merged.absorb(parts[pair[0]].clone());
-            merged.absorb(parts[pair[1]].clone());
+            let mut got = Regions::default();
+            got.absorb(parts[pair[0]].clone());
+            got.absorb(parts[pair[1]].clone());
             let two = [parts[pair[0]].clone(), parts[pair[1]].clone()];
-            let got = merged.into_regions();
             assert!(got.names.windows(2).all(|w| w[0] < w[1]), "{pair:?}");
             assert_eq!(bits(&got.to_map()), bits(&by_maps(&two, 1)), "{pair:?}");
         }

@@ -11,10 +11,20 @@ pub mod tasks;
 /// and the workers are done by then, so their cores are free.
 pub const PARALLEL_FROM: usize = 2000;
 
-/// `render` of `items` cut into runs of about equal length, one per core
-/// (of `threads`), each on its own thread; the runs' results in order.
-pub fn in_parallel<T: Sync, R: Send>(items: &[T], threads: usize, render: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
-    let run_len = items.len().div_ceil(threads.max(1)).max(1);
+/// Whether `n` regions are rendered on several threads (there are several
+/// cores, and that many regions).
+pub fn in_parallel_from(n: usize) -> bool {
+    n >= PARALLEL_FROM && threads() >= 2
+}
+
+/// `render` of `items`: on this thread when [`in_parallel_from`] says no,
+/// else cut into runs of about equal length, one per core, each on its own
+/// thread; the runs' results in order.
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], render: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    if !in_parallel_from(items.len()) {
+        return vec![render(items)];
+    }
+    let run_len = items.len().div_ceil(threads());
     let render = &render;
     std::thread::scope(|scope| {
         let handles: Vec<_> = items.chunks(run_len).map(|run| scope.spawn(move || render(run))).collect();
@@ -22,7 +32,7 @@ pub fn in_parallel<T: Sync, R: Send>(items: &[T], threads: usize, render: impl F
     })
 }
 
-/// The number of threads [`in_parallel`] uses: the cores this process may run on.
-pub fn threads() -> usize {
+/// The cores this process may run on.
+fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::PARALLEL_FROM;
 use crate::process::stats::ColumnMap;
 use crate::process::{ProcessReport, RegionReport};
 use crate::tasks::{Event, Reporter, TaskStatus};
@@ -102,17 +101,12 @@ pub fn results(report: &ProcessReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n=== AGGREGATED RESULTS ===");
     let regions: Vec<(&String, &RegionReport)> = report.regions.iter().collect();
-    let threads = super::threads();
-    if regions.len() < PARALLEL_FROM || threads < 2 {
-        region_lines(&mut out, &regions);
-    } else {
-        let runs = super::in_parallel(&regions, threads, |run| {
-            let mut lines = String::with_capacity(run.len() * 400);
-            region_lines(&mut lines, run);
-            lines
-        });
-        runs.iter().for_each(|run| out.push_str(run));
-    }
+    let runs = super::in_parallel(&regions, |run| {
+        let mut lines = String::with_capacity(run.len() * 400);
+        region_lines(&mut lines, run);
+        lines
+    });
+    runs.iter().for_each(|run| out.push_str(run));
     let _ = writeln!(out);
     match &report.totals {
         Some(totals) if totals.get("stats").is_some() => {
@@ -272,6 +266,7 @@ pub fn label(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::PARALLEL_FROM;
 
     /// The integer path prints exactly what float formatting prints:
     /// every magnitude, signs, zeros, ties (multiples of 2^-5 end in 5 at

@@ -8,7 +8,6 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::PARALLEL_FROM;
 use crate::process::stats::ColumnStats;
 use crate::process::{ProcessReport, RegionReport};
 
@@ -31,8 +30,7 @@ pub fn to_vec(report: &ProcessReport) -> serde_json::Result<Vec<u8>> {
 
 /// The JSON of `report`, in pieces to write one after the other.
 fn pieces(report: &ProcessReport) -> serde_json::Result<Vec<Vec<u8>>> {
-    let threads = super::threads();
-    if report.regions.len() < PARALLEL_FROM || threads < 2 {
+    if !super::in_parallel_from(report.regions.len()) {
         return Ok(vec![serde_json::to_vec(report)?]);
     }
     // Every field, in declaration order (a new field fails to compile here).
@@ -41,7 +39,7 @@ fn pieces(report: &ProcessReport) -> serde_json::Result<Vec<Vec<u8>>> {
     field(&mut head, "tasks", tasks)?;
     head.extend_from_slice(b",\"regions\":{");
     let mut pieces = vec![head];
-    for (i, run) in regions_in_parallel(regions, threads)?.into_iter().enumerate() {
+    for (i, run) in regions_in_parallel(regions)?.into_iter().enumerate() {
         if i > 0 {
             pieces.push(b",".to_vec());
         }
@@ -75,12 +73,9 @@ fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) -> ser
 
 /// The entries of `regions` (`"name":{...}`, comma-separated, without the
 /// braces) in runs of about equal length, one per thread, in order.
-fn regions_in_parallel(
-    regions: &std::collections::BTreeMap<String, RegionReport>,
-    threads: usize,
-) -> serde_json::Result<Vec<Vec<u8>>> {
+fn regions_in_parallel(regions: &std::collections::BTreeMap<String, RegionReport>) -> serde_json::Result<Vec<Vec<u8>>> {
     let entries: Vec<(&String, &RegionReport)> = regions.iter().collect();
-    super::in_parallel(&entries, threads, entries_json).into_iter().collect()
+    super::in_parallel(&entries, entries_json).into_iter().collect()
 }
 
 fn entries_json(entries: &[(&String, &RegionReport)]) -> serde_json::Result<Vec<u8>> {
@@ -151,6 +146,7 @@ mod tests {
     use super::*;
     use crate::process::partition::Reject;
     use crate::process::{Accounting, RegionReport};
+    use crate::report::PARALLEL_FROM;
     use crate::tasks::{TaskList, TaskStatus};
 
     /// Regions of every shape the report has: names that need escaping,
