@@ -219,7 +219,13 @@ fn speak_starts_tts_without_waiting_and_warns_when_there_is_none() {
     // A stand-in TTS program that takes a while, then records what it was asked to say.
     let said = sb.path().join("said.txt");
     let tts = sb.path().join("slow-tts");
-    std::fs::write(&tts, format!("#!/bin/sh\nsleep 1\nprintf '%s' \"$1\" > '{}'\n", said.display())).unwrap();
+    // Written aside and renamed, so the file appears whole, never empty.
+    let said_text = said.display();
+    std::fs::write(
+        &tts,
+        format!("#!/bin/sh\nsleep 1\nprintf '%s' \"$1\" > '{said_text}.tmp'\nmv '{said_text}.tmp' '{said_text}'\n"),
+    )
+    .unwrap();
     std::fs::set_permissions(&tts, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cfg = sb.write_config(&format!("[local]\nos = \"macos\"\n[announce]\ncommand = \"{}\"\n{NODE}", tts.display()));
     let v = sb

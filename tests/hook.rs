@@ -295,7 +295,13 @@ fn a_suggestion_is_not_announced() {
     let speaker = |name: &str| {
         let script = sandbox.path().join(name);
         let out = sandbox.path().join(format!("{name}.said"));
-        std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", out.display())).unwrap();
+        // Written aside and renamed: the file appears whole, never empty.
+        let out_text = out.display();
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nprintf '%s' \"$1\" > '{out_text}.tmp'\nmv '{out_text}.tmp' '{out_text}'\n"),
+        )
+        .unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         (script, out)
     };
