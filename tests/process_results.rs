@@ -355,3 +355,36 @@ fn a_header_without_records_is_a_complete_empty_run() {
         assert_eq!(report["regions"], serde_json::json!({}));
     }
 }
+
+/// Two columns with one name would show the figures of only one of them:
+/// every path refuses the input, naming the file, both columns and the
+/// name, and nothing runs.
+#[test]
+fn a_header_naming_two_columns_alike_is_refused_on_every_path() {
+    let sb = Sandbox::new();
+    // Large enough that `auto` plans byte ranges for it.
+    let mut big = String::from("region,v,w, v\n");
+    for i in 0..200_000 {
+        big.push_str(&format!("r{},{i},{},{}\n", i % 5, i * 2, i * 3));
+    }
+    std::fs::write(sb.path().join("big.csv"), &big).unwrap();
+    std::fs::write(sb.path().join("small.tsv"), "region\tv\tw\tv\nr1\t1\t2\t3\n").unwrap();
+    std::fs::create_dir(sb.path().join("split")).unwrap();
+    std::fs::write(sb.path().join("split/a.csv"), "v,w\n1,2\n").unwrap();
+    std::fs::write(sb.path().join("split/b.csv"), "w,v,w\n1,2,3\n").unwrap();
+    let cases: [(&[&str], &str, &str); 6] = [
+        (&["big.csv", "--by", "region"], "big.csv", "columns 2 and 4 are both named \"v\""),
+        (&["big.csv", "--by", "region", "--split", "bytes"], "big.csv", "columns 2 and 4"),
+        (&["big.csv", "--by", "region", "--split", "regions"], "big.csv", "columns 2 and 4"),
+        (&["big.csv", "--by", "region", "--processor", "echo '{}'"], "big.csv", "columns 2 and 4"),
+        (&["small.tsv", "--by", "region"], "small.tsv", "columns 2 and 4 are both named \"v\""),
+        (&["--regions", "split"], "b.csv", "columns 1 and 3 are both named \"w\""),
+    ];
+    for (args, file, says) in cases {
+        let run = sb.cmd().arg("process").args(args).arg("--json").run().expect_code(2);
+        let err = run.stderr();
+        assert!(err.contains(file) && err.contains("line 1") && err.contains(says), "{args:?}: {err}");
+        assert!(err.contains("give every column its own name"), "{args:?}: {err}");
+        assert!(run.stdout().is_empty(), "{args:?}: nothing ran, so there is no report: {}", run.stdout());
+    }
+}

@@ -7,6 +7,7 @@
 //! cannot be read. Rows are handed to a callback and borrow the reader's
 //! buffers, so reading allocates nothing per row for CSV and TSV.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -537,7 +538,26 @@ fn header_names(out: &[u8], ends: &[usize]) -> Result<Vec<String>, ReadError> {
         names.push(name.trim().to_string());
         prev = end;
     }
+    refuse_repeated_names(&names)?;
     Ok(names)
+}
+
+/// distex keeps a column's figures, type and `--by` under its name, so two
+/// columns with one name would silently show only one of them: refused,
+/// naming both columns (1-based, as a spreadsheet counts).
+fn refuse_repeated_names(names: &[String]) -> Result<(), ReadError> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if let Some(first) = seen.insert(name, i) {
+            return Err(ReadError::Header(format!(
+                "line 1: columns {} and {} are both named {name:?}; give every column its own name \
+                 (distex reports each column by its name)",
+                first + 1,
+                i + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn read_jsonl(

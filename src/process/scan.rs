@@ -754,10 +754,11 @@ pub fn plan(
             Ok(head)
         };
         let mut head = read_head(HEAD)?;
-        let mut sampled = sample_head(&head, format);
+        let unusable = |m: String| format!("{}: {m}", path.display());
+        let mut sampled = sample_head(&head, format).map_err(unusable)?;
         if head.len() < size as usize && sampled.as_ref().is_none_or(|s| s.sample.len() < SAMPLE) {
             head = read_head(LONG_HEAD)?;
-            sampled = sample_head(&head, format);
+            sampled = sample_head(&head, format).map_err(unusable)?;
         }
         let Some(Head { header_end, names, sample }) = sampled else {
             return Ok(None);
@@ -851,15 +852,17 @@ struct Head {
 
 /// The [`Head`] of a file that starts with `head`; `None` when it is not a
 /// plain file's start (compressed, starting with a blank line) or holds no
-/// whole header.
-fn sample_head(head: &[u8], format: Format) -> Option<Head> {
+/// whole header, and an error when its header cannot be used at all.
+fn sample_head(head: &[u8], format: Format) -> Result<Option<Head>, String> {
     if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(|&b| b == b'\n' || b == b'\r') {
-        return None;
+        return Ok(None);
     }
-    let header_end = first_boundary(head, 0, format == Format::Csv)?;
+    let Some(header_end) = first_boundary(head, 0, format == Format::Csv) else {
+        return Ok(None);
+    };
     let mut names = Vec::new();
     let mut sample: Vec<Vec<Vec<u8>>> = Vec::new();
-    let _ = input::read_from(
+    let read = input::read_from(
         head,
         format,
         &mut |h, _| {
@@ -873,7 +876,10 @@ fn sample_head(head: &[u8], format: Format) -> Option<Head> {
             if sample.len() >= SAMPLE { Flow::Stop } else { Flow::Continue }
         },
     );
-    Some(Head { header_end, names, sample })
+    if let Err(input::ReadError::Header(m)) = read {
+        return Err(m);
+    }
+    Ok(Some(Head { header_end, names, sample }))
 }
 
 /// Record boundaries near every multiple of `part_size` in `[start, size)`.
