@@ -388,3 +388,48 @@ fn a_header_naming_two_columns_alike_is_refused_on_every_path() {
         assert!(run.stdout().is_empty(), "{args:?}: nothing ran, so there is no report: {}", run.stdout());
     }
 }
+
+/// Values near the limit of doubles (1.7e308) are numbers like any other:
+/// a region whose sum is beyond the range of doubles completes, its sum is
+/// null (JSON has no infinity) while its mean, min and max are exact, and
+/// the other regions and the totals are unaffected, on every split.
+#[test]
+fn sums_beyond_the_range_of_doubles_complete_with_a_null_sum() {
+    let sb = Sandbox::new();
+    let mut csv = String::from("region,v\n");
+    for i in 0..30_000 {
+        match i % 3 {
+            0 => csv.push_str("huge,1.5e308\n"),
+            1 => csv.push_str("small,2\n"),
+            _ => csv.push_str("neg,-1.5e308\n"),
+        }
+    }
+    std::fs::write(sb.path().join("d.csv"), &csv).unwrap();
+    for split in ["regions", "bytes"] {
+        let args = ["process", "d.csv", "--by", "region", "--split", split, "--part-size", "65536", "--json"];
+        let report = sb.cmd().args(args).run().success().json();
+        assert_eq!(report["complete"], true, "{split}: {report}");
+        for (region, mean) in [("huge", 1.5e308), ("neg", -1.5e308)] {
+            let v = &report["regions"][region]["stats"]["v"];
+            assert_eq!(v["count"], 10_000, "{split} {region}: {v}");
+            assert_eq!(v["sum"], Value::Null, "{split} {region}: {v}");
+            assert_eq!((v["min"].as_f64(), v["max"].as_f64()), (Some(mean), Some(mean)), "{split} {region}: {v}");
+            // The exact sum's quotient, rounded twice like any mean (sum, then division).
+            let got = v["mean"].as_f64().unwrap();
+            assert!(((got - mean) / mean).abs() < 1e-15, "{split} {region}: {v}");
+        }
+        assert_eq!(report["regions"]["small"]["stats"]["v"]["sum"], 20_000.0, "{split}");
+        // The totals: +1.5e308 and -1.5e308 cancel exactly.
+        let total = &report["totals"]["stats"]["v"];
+        assert_eq!(
+            (total["count"].as_u64(), total["sum"].as_f64()),
+            (Some(30_000), Some(20_000.0)),
+            "{split}: {total}"
+        );
+        assert_eq!(report["accounting"]["processed"], 30_000);
+
+        let human = sb.cmd().args(&args[..args.len() - 1]).run().success();
+        let line = human.stdout().lines().find(|l| l.starts_with("Region huge:")).unwrap_or_default().to_string();
+        assert!(line.contains("v: sum beyond the range of doubles, mean 1.4999"), "{split}: {}", human.stdout());
+    }
+}

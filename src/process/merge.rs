@@ -319,7 +319,7 @@ mod tests {
                     .iter()
                     .map(|(_, c)| {
                         let f = |v: Option<f64>| v.map_or(u64::MAX, f64::to_bits);
-                        [c.count, c.sum.to_bits(), f(c.min), f(c.max), f(c.mean), f(c.stddev)]
+                        [c.count, f(c.sum), f(c.min), f(c.max), f(c.mean), f(c.stddev)]
                     })
                     .collect();
                 (name.clone(), s.records, cols)

@@ -469,11 +469,24 @@ fn coordinate(
             stdin: data.spool.clone(),
             env: vec![("DISTEX_REGION".into(), data.name.clone())],
             records: Some(data.records),
-            read: None,
+            read: options.processor.is_none().then_some(read_summary as pool::ReadOutput),
         })
         .collect();
-    let (outcomes, warnings) = pool::run_units(options, run_dir, &units, &mut tasks, started, reporter, targets);
-    let mut results: Vec<Option<pool::Outcome>> = outcomes.into_iter().map(Some).collect();
+    // A summary that does not account for every record sent fails its task
+    // (it cannot happen unless the worker is broken; never hide it).
+    let mut results: Vec<Option<pool::Outcome>> = vec![None; units.len()];
+    let warnings =
+        pool::run_units_into(options, run_dir, &units, &mut tasks, started, reporter, targets, &mut |i, outcome| {
+            let outcome = match outcome {
+                Ok(pool::Output::Summary(s)) if s.records != part.regions[i].records => {
+                    Err(format!("the worker counted {} records, {} were sent", s.records, part.regions[i].records))
+                }
+                outcome => outcome,
+            };
+            let verdict = outcome.as_ref().map(|_| ()).map_err(String::clone);
+            results[i] = Some(outcome);
+            verdict
+        });
 
     let mut report = ProcessReport {
         tasks: Vec::new(),
@@ -495,31 +508,17 @@ fn coordinate(
         match results[i].take() {
             Some(Ok(output)) => {
                 report.accounting.processed += data.records;
-                if let pool::Output::Json(map) = output {
-                    region_results.insert(data.name.clone(), Value::Object(map.clone()));
-                    user_results.push(map.clone());
-                    entry.result = Some(Value::Object(map));
-                } else if let pool::Output::Raw(bytes) = output {
-                    match serde_json::from_slice::<RegionStats>(&bytes) {
-                        Ok(s) if s.records == data.records => {
-                            entry.stats = Some(s.summaries());
-                            summaries.push(s);
-                        }
-                        Ok(s) => {
-                            // Cannot happen unless the worker is broken; never hide it.
-                            entry.error =
-                                Some(format!("the worker counted {} records, {} were sent", s.records, data.records));
-                        }
-                        Err(e) => entry.error = Some(format!("the worker printed an unreadable summary: {e}")),
+                match output {
+                    pool::Output::Json(map) => {
+                        region_results.insert(data.name.clone(), Value::Object(map.clone()));
+                        user_results.push(map.clone());
+                        entry.result = Some(Value::Object(map));
                     }
-                    if let Some(e) = &entry.error {
-                        report.accounting.processed -= data.records;
-                        report.accounting.in_failed_regions += data.records;
-                        if let Some(t) = tasks.get_mut(&ids[i]) {
-                            t.status = TaskStatus::Failed;
-                            t.error = Some(e.clone());
-                        }
+                    pool::Output::Summary(s) => {
+                        entry.stats = Some(s.summaries());
+                        summaries.push(*s);
                     }
+                    pool::Output::Raw(_) | pool::Output::Part(_) => unreachable!("region units print JSON"),
                 }
             }
             Some(Err(reason)) => {
@@ -569,6 +568,14 @@ fn coordinate(
     });
     report.tasks = tasks.into_vec();
     report
+}
+
+/// Reads a built-in summary worker's output, as part of its attempt: an
+/// unreadable one fails the attempt (retried per `--retries`).
+fn read_summary(bytes: Vec<u8>) -> std::result::Result<pool::Output, String> {
+    serde_json::from_slice::<RegionStats>(&bytes)
+        .map(|s| pool::Output::Summary(Box::new(s)))
+        .map_err(|e| format!("the worker printed an unreadable summary: {e}"))
 }
 
 /// `process-region-<name>`, lower-cased as in the seed when that keeps

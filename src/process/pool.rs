@@ -52,6 +52,8 @@ pub type ReadOutput = fn(Vec<u8>) -> Result<Output, String>;
 pub enum Output {
     Json(Map<String, Value>),
     Raw(Vec<u8>),
+    /// A built-in summary worker's result for one region.
+    Summary(Box<super::stats::RegionStats>),
     Part(Box<super::scan::ScanResult>),
 }
 

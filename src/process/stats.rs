@@ -259,9 +259,17 @@ impl ExactSum {
             .collect()
     }
 
-    /// The sum, correctly rounded to the nearest f64 (ties to even).
+    /// The sum, correctly rounded to the nearest f64 (ties to even);
+    /// ±infinity beyond the range of doubles.
     pub fn value(&self) -> f64 {
-        self.value_from_window().unwrap_or_else(|| self.value_from_digits())
+        self.value_from_window().unwrap_or_else(|| self.value_from_digits(0))
+    }
+
+    /// The sum divided by `count` when the sum itself is beyond the range
+    /// of doubles (two values of 1e308): scaled down by an exact power of
+    /// two first, divided, and scaled back, so the mean is finite.
+    pub fn mean_beyond_range(&self, count: u64) -> f64 {
+        scale(self.value_from_digits(-64) / count as f64, 64)
     }
 
     /// [`ExactSum::value`] the short way, for the usual sum: at most three
@@ -292,7 +300,8 @@ impl ExactSum {
     /// "sticky" bit: it can only break a tie, never make one). Scaling by
     /// a power of two is then exact; a result in the subnormal range is a
     /// multiple of 2^-1074 with at most 52 bits, exact all the way.
-    fn value_from_digits(&self) -> f64 {
+    /// `shift` scales the result by 2^shift on the way (exactly).
+    fn value_from_digits(&self, shift: i32) -> f64 {
         let digits = self.digits();
         let d = digits.as_slice();
         let n = d.len();
@@ -306,7 +315,7 @@ impl ExactSum {
         // Below the top three digits: the lowest digit is never zero.
         let sticky = n > 3 || norm as u64 != 0;
         let top = (norm >> 64) as u64 | sticky as u64;
-        let exp = 32 * (digits.lo as i32 + n as i32 - 3) - 1074 + 64 - lz as i32;
+        let exp = 32 * (digits.lo as i32 + n as i32 - 3) - 1074 + 64 - lz as i32 + shift;
         let v = scale(top as f64, exp);
         if digits.negative { -v } else { v }
     }
@@ -388,25 +397,47 @@ fn fsum(values: &[f64]) -> f64 {
     hi
 }
 
+/// How an [`ExactSum`] travels as JSON between a worker and the coordinator.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SumJson {
+    /// A few non-overlapping doubles whose exact sum is the sum (usually
+    /// one to three), as long as the sum is within the range of doubles.
+    Partials(Vec<f64>),
+    /// Any sum, as [`ExactSum::to_digits`] gives it: for sums beyond the
+    /// range of doubles, whose partials would overflow (JSON has no
+    /// infinity).
+    Digits { negative: bool, lo: usize, digits: Vec<u32> },
+}
+
 impl Serialize for ExactSum {
-    /// A few non-overlapping doubles whose exact sum is this sum
-    /// (usually one to three), not the limbs themselves.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        partials(&self.terms()).serialize(s)
+        let partials = partials(&self.terms());
+        if partials.iter().all(|p| p.is_finite()) {
+            return SumJson::Partials(partials).serialize(s);
+        }
+        let mut digits = Vec::new();
+        let (negative, lo) = self.to_digits(&mut digits);
+        SumJson::Digits { negative, lo, digits }.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for ExactSum {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let terms = Vec::<f64>::deserialize(d)?;
-        let mut sum = ExactSum::default();
-        for t in terms {
-            if !t.is_finite() {
-                return Err(serde::de::Error::custom("sum terms must be finite"));
+        match SumJson::deserialize(d)? {
+            SumJson::Partials(terms) => {
+                let mut sum = ExactSum::default();
+                for t in terms {
+                    if !t.is_finite() {
+                        return Err(serde::de::Error::custom("sum terms must be finite"));
+                    }
+                    sum.add(t);
+                }
+                Ok(sum)
             }
-            sum.add(t);
+            SumJson::Digits { negative, lo, digits } => ExactSum::from_digits(negative, lo, &digits)
+                .ok_or_else(|| serde::de::Error::custom("a sum out of range")),
         }
-        Ok(sum)
     }
 }
 
@@ -559,9 +590,18 @@ pub struct Accumulator {
     pub sum: ExactSum,
     pub min: Option<f64>,
     pub max: Option<f64>,
-    /// Welford's running mean and sum of squared deviations.
+    /// Welford's running mean and sum of squared deviations. They overflow
+    /// for values near the limits of doubles; JSON writes that as null,
+    /// read back as NaN, which [`Accumulator::summary`] leaves out as it
+    /// does the infinity.
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub m2: f64,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Accumulator {
@@ -607,16 +647,22 @@ impl Accumulator {
         Accumulator { count, sum, min, max, mean, m2 }
     }
 
-    /// The figures users see.
+    /// The figures users see. A figure beyond the range of doubles (a sum
+    /// of values near 1.8e308, or a spread that large) is left out rather
+    /// than shown as infinite: JSON has no infinity.
     pub fn summary(&self) -> ColumnStats {
+        let finite = |v: f64| v.is_finite().then_some(v);
         let sum = self.sum.value();
+        let n = self.count;
         ColumnStats {
-            count: self.count,
-            sum,
+            count: n,
+            sum: finite(sum),
             min: self.min,
             max: self.max,
-            mean: (self.count > 0).then(|| sum / self.count as f64),
-            stddev: (self.count > 1).then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt()),
+            mean: (n > 0).then(|| if sum.is_finite() { sum / n as f64 } else { self.sum.mean_beyond_range(n) }),
+            stddev: (self.count > 1 && self.m2.is_finite())
+                .then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt())
+                .and_then(finite),
         }
     }
 }
@@ -636,11 +682,13 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// count, sum, min, max, mean and sample standard deviation of a column.
-/// `mean` is the exact sum divided by the count; `stddev` is null below 2 values.
+/// `mean` is the exact sum divided by the count; `stddev` is null below 2
+/// values; `sum` (and `stddev`) are null when beyond the range of doubles
+/// (about ±1.8e308), which only values near that bound can reach.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ColumnStats {
     pub count: u64,
-    pub sum: f64,
+    pub sum: Option<f64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub mean: Option<f64>,
@@ -1048,11 +1096,55 @@ mod tests {
             let want = fsum(&values);
             if want.is_finite() {
                 assert_eq!(sum.value().to_bits(), want.to_bits(), "{values:?}");
-                assert_eq!(sum.value_from_digits().to_bits(), want.to_bits(), "{values:?}");
+                assert_eq!(sum.value_from_digits(0).to_bits(), want.to_bits(), "{values:?}");
                 short_ways += sum.value_from_window().is_some() as u32;
             }
         }
         assert!(short_ways > 5000, "the short way is taken often: {short_ways}");
+    }
+
+    /// A sum beyond the range of doubles travels exactly between
+    /// processes (JSON has no infinity), has a finite mean, and is left
+    /// out of the figures users see instead of shown as infinite.
+    #[test]
+    fn a_sum_beyond_the_range_of_doubles_travels_and_has_a_mean() {
+        for sign in [1.0, -1.0] {
+            let mut acc = Accumulator::default();
+            for v in [1e308, 1.7e308, 1.5e308, 3.0] {
+                acc.push(sign * v);
+            }
+            assert_eq!(acc.sum.value(), sign * f64::INFINITY);
+            let json = serde_json::to_string(&acc).unwrap();
+            assert!(json.contains("\"digits\""), "{json}");
+            let back: Accumulator = serde_json::from_str(&json).unwrap();
+            let digits = |s: &ExactSum| {
+                let mut d = Vec::new();
+                (s.to_digits(&mut d), d)
+            };
+            assert_eq!(digits(&back.sum), digits(&acc.sum), "the same sum, exactly");
+            assert_eq!((back.count, back.min, back.max), (acc.count, acc.min, acc.max));
+            assert_eq!(back.summary(), acc.summary());
+            let mut less = back.clone();
+            less.push(sign * -1.7e308);
+            less.push(sign * -1.5e308);
+            assert_eq!(less.sum.value(), sign * (1e308 + 3.0));
+            let figures = acc.summary();
+            assert_eq!(figures.sum, None);
+            // (4.2e308 + 3) / 4, from the exact sum.
+            assert_eq!(figures.mean, Some(sign * 1.05e308));
+            assert_eq!(figures.count, 4);
+            // The spread overflowed in Welford's update: no stddev rather than a wrong one.
+            assert!(!acc.m2.is_finite());
+            assert_eq!(figures.stddev, None);
+        }
+        // An ordinary sum still travels as a few doubles.
+        let mut acc = Accumulator::default();
+        acc.push(0.1);
+        acc.push(0.2);
+        let json = serde_json::to_string(&acc.sum).unwrap();
+        assert!(json.starts_with('[') && !json.contains("digits"), "{json}");
+        assert_eq!(serde_json::from_str::<ExactSum>(&json).unwrap().value(), acc.sum.value());
+        assert_eq!(acc.summary().sum, Some(0.30000000000000004));
     }
 
     #[test]

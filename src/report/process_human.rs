@@ -176,7 +176,10 @@ fn stats_text(stats: &ColumnMap) -> String {
 fn push_stats(out: &mut String, stats: &ColumnMap) {
     for (column, s) in stats.iter() {
         let _ = write!(out, "; {}: sum ", label(column));
-        push_num(out, s.sum);
+        match s.sum {
+            Some(sum) => push_num(out, sum),
+            None => out.push_str("beyond the range of doubles"),
+        }
         for (name, v) in [("mean", s.mean), ("min", s.min), ("max", s.max), ("sd", s.stddev)] {
             if let Some(v) = v {
                 let _ = write!(out, ", {name} ");
@@ -187,8 +190,13 @@ fn push_stats(out: &mut String, stats: &ColumnMap) {
 }
 
 /// Appends `v` to `out`: integers without decimals, others with up to 4
-/// decimals.
+/// decimals; in scientific notation when that would print more than 21
+/// digits or round a value that is not zero to 0 (`1e308`, `2.5e-7`).
 fn push_num(out: &mut String, v: f64) {
+    if v != 0.0 && !(1e-4..1e21).contains(&v.abs()) {
+        let _ = write!(out, "{v:e}");
+        return;
+    }
     if v.fract() == 0.0 && v.abs() < 1e15 {
         // What `{v:.0}` prints, without float formatting.
         let sign = if v.is_sign_negative() { "-" } else { "" };
@@ -273,6 +281,12 @@ mod tests {
     /// the fifth decimal) and subnormals.
     #[test]
     fn numbers_print_as_float_formatting_does() {
+        // Very large and very small ones in scientific notation.
+        for (v, want) in [(1e308, "1e308"), (-2.5e21, "-2.5e21"), (2.5e-7, "2.5e-7"), (1e20, "100000000000000000000")] {
+            let mut got = String::new();
+            push_num(&mut got, v);
+            assert_eq!(got, want);
+        }
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = || crate::process::xorshift(&mut x);
         let mut values = vec![0.0, -0.0, 0.00005, 0.00015, 0.03125, -0.03125, 2.5e-5, 5e-324, -1e-30, 1e15 + 0.5];
@@ -286,7 +300,9 @@ mod tests {
             });
         }
         for v in values.into_iter().filter(|v| v.is_finite()) {
-            let want = if v.fract() == 0.0 && v.abs() < 1e15 {
+            let want = if v != 0.0 && !(1e-4..1e21).contains(&v.abs()) {
+                format!("{v:e}")
+            } else if v.fract() == 0.0 && v.abs() < 1e15 {
                 format!("{v:.0}")
             } else {
                 let s = format!("{v:.4}");
@@ -308,7 +324,7 @@ mod tests {
         use crate::process::stats::ColumnStats;
         let stats = |n: u64| ColumnStats {
             count: n,
-            sum: n as f64 * 1.25,
+            sum: Some(n as f64 * 1.25),
             min: Some(-0.5),
             max: (n > 1).then_some(1e9 / 7.0),
             mean: Some(n as f64 / 3.0),
