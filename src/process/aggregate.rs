@@ -62,7 +62,15 @@ impl Acc {
                 Ok(v) => Value::from(v),
                 Err(_) => Value::from(i as f64),
             }),
-            Acc::Float(s) => Some(Value::from(s.value())),
+            Acc::Float(s) => {
+                let sum = s.value();
+                if !sum.is_finite() {
+                    warnings.push(format!(
+                        "field {path:?} sums beyond the range of doubles (about ±1.8e308); null in the totals"
+                    ));
+                }
+                Some(Value::from(sum))
+            }
             Acc::Object(obj) => {
                 let mut out = Map::new();
                 for (k, v) in obj {
@@ -155,5 +163,15 @@ mod tests {
         let (total, warnings) = sum_results([a.as_object().unwrap(), b.as_object().unwrap()]);
         assert_eq!(total, json!({}));
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_sum_beyond_the_range_of_doubles_is_null_with_a_warning() {
+        let a = json!({"big": 1.5e308, "ok": 1.5e308});
+        let b = json!({"big": 1e308, "ok": -1e308});
+        let (total, warnings) = sum_results([a.as_object().unwrap(), b.as_object().unwrap()]);
+        assert_eq!(total, json!({"big": null, "ok": 5e307}));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("\"big\"") && warnings[0].contains("beyond the range"), "{warnings:?}");
     }
 }
