@@ -136,7 +136,7 @@ fn bytes_split_refuses_what_it_cannot_do() {
     let run =
         sb.cmd().args(["process", "d.csv", "--by", "k", "--split", "bytes", "--processor", "cat"]).run().expect_code(2);
     assert!(run.stderr().contains("built-in summary"), "{}", run.stderr());
-    let run = sb.cmd().args(["process", "-", "--by", "k", "--split", "bytes"]).stdin("k,v\na,1\n").expect_code(2);
+    let run = sb.cmd().args(["process", "--demo", "--split", "bytes"]).run().expect_code(2);
     assert!(run.stderr().contains("--split bytes"), "{}", run.stderr());
     // TSV files, several of them, in one run.
     std::fs::write(sb.path().join("a.tsv"), "k\tv\nx\t1\ny\t2\n").unwrap();
@@ -211,4 +211,82 @@ fn both_paths_list_the_first_rejects_in_input_order() {
     assert_eq!(lines, want, "the first 100 rejects, in input order");
     assert_eq!(bytes["rejects"], regions["rejects"]);
     assert_eq!(bytes["accounting"]["rejected"], regions["accounting"]["rejected"]);
+}
+
+/// Stdin and gzip files are split into byte ranges too, through a plain
+/// copy in the run directory: the same figures, rejects (named as the
+/// original, at the same lines) and accounting as the plain file, and the
+/// copy goes with the run directory.
+#[test]
+fn stdin_and_gzip_files_are_split_by_bytes_like_a_plain_file() {
+    use std::io::Write;
+    let sb = Sandbox::new();
+    let (_, g) = generated(&sb, 4000, 11);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&g.bytes).unwrap();
+    std::fs::write(sb.path().join("data.csv.gz"), gz.finish().unwrap()).unwrap();
+    let tmp = sb.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let split = ["--by", "region", "--json", "--split", "bytes", "--part-size", "8K"];
+    let run = |input: &str, stdin: Option<&std::path::Path>| {
+        let cmd = sb.cmd().env("TMPDIR", &tmp).arg("process").arg(input).args(split);
+        let report = match stdin {
+            Some(file) => cmd.stdin_file(file).success().json(),
+            None => cmd.run().success().json(),
+        };
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "{input}: the run directory and its copy are removed: {left:?}");
+        report
+    };
+    let plain_file = sb.path().join("data.csv");
+    let plain = run("data.csv", None);
+    for (input, report) in [("data.csv.gz", run("data.csv.gz", None)), ("-", run("-", Some(&plain_file)))] {
+        let tasks = report["tasks"].as_array().unwrap();
+        assert!(tasks.len() > 20, "{input}: byte ranges, not regions: {}", tasks.len());
+        assert_eq!(tasks[0]["subject"], "process-part-1", "{input}");
+        for key in ["regions", "totals", "accounting", "complete"] {
+            assert_eq!(report[key], plain[key], "{input}: {key}");
+        }
+        assert_eq!(reject_lines(&report), g.bad_lines, "{input}");
+        assert!(
+            report["rejects"].as_array().unwrap().iter().all(|r| r["file"] == input),
+            "{input}: {}",
+            report["rejects"]
+        );
+    }
+}
+
+/// Under `--split auto` a small file of a few regions runs a task per
+/// region, as the seed shows; from dozens of regions in its first rows it
+/// is split by bytes, where a worker per region would cost more than the
+/// data. Both give the same figures.
+#[test]
+fn auto_splits_a_small_file_of_many_regions_by_bytes() {
+    let sb = Sandbox::new();
+    let mut text = String::from("k,v\n");
+    for i in 0..2000 {
+        text.push_str(&format!("region-{},{}\n", i % 100, i));
+    }
+    std::fs::write(sb.path().join("many.csv"), &text).unwrap();
+    let auto = sb.cmd().args(["process", "many.csv", "--by", "k", "--json"]).run().success().json();
+    let subjects: Vec<&str> =
+        auto["tasks"].as_array().unwrap().iter().map(|t| t["subject"].as_str().unwrap()).collect();
+    assert!(subjects.iter().all(|s| s.starts_with("process-part-") || *s == "aggregate-results"), "{subjects:?}");
+    let by_region =
+        sb.cmd().args(["process", "many.csv", "--by", "k", "--json", "--split", "regions"]).run().success().json();
+    assert_eq!(by_region["tasks"].as_array().unwrap().len(), 101);
+    assert_eq!(auto["accounting"], by_region["accounting"]);
+    assert_eq!(auto["regions"].as_object().unwrap().len(), 100);
+    for (name, region) in auto["regions"].as_object().unwrap() {
+        let other = &by_region["regions"][name];
+        assert_eq!(region["records"], other["records"], "{name}");
+        for field in ["count", "sum", "min", "max", "mean"] {
+            assert_eq!(region["stats"]["v"][field], other["stats"]["v"][field], "{name} {field}");
+        }
+    }
+
+    // A few regions: one task per region.
+    std::fs::write(sb.path().join("few.csv"), "k,v\na,1\nb,2\nc,3\n").unwrap();
+    let few = sb.cmd().args(["process", "few.csv", "--by", "k", "--json"]).run().success().json();
+    assert_eq!(few["tasks"][0]["subject"], "process-region-a");
 }

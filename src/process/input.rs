@@ -66,6 +66,13 @@ pub enum Source {
     File(PathBuf),
     /// Bytes embedded in the binary (the `--demo` dataset).
     Embedded(&'static str, &'static [u8]),
+    /// A plain copy, in the run directory, of stdin or a compressed file
+    /// (see `super::copy`): read from `path`, named `name` in rejects and
+    /// errors, as the original was.
+    Copy {
+        path: PathBuf,
+        name: String,
+    },
 }
 
 impl Source {
@@ -79,6 +86,16 @@ impl Source {
             Source::Stdin => "-".to_string(),
             Source::File(p) => p.display().to_string(),
             Source::Embedded(name, _) => name.to_string(),
+            Source::Copy { name, .. } => name.clone(),
+        }
+    }
+
+    /// The format its name suggests (`.csv`, `.tsv.gz`, ...), if any.
+    pub fn format_hint(&self) -> Option<Format> {
+        match self {
+            Source::File(path) => Format::from_path(path),
+            Source::Copy { name, .. } => Format::from_path(Path::new(name)),
+            Source::Stdin | Source::Embedded(..) => None,
         }
     }
 
@@ -87,7 +104,7 @@ impl Source {
     pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         let raw: Box<dyn Read + Send> = match self {
             Source::Stdin => Box::new(io::stdin()),
-            Source::File(p) => Box::new(File::open(p)?),
+            Source::File(p) | Source::Copy { path: p, .. } => Box::new(File::open(p)?),
             Source::Embedded(_, bytes) => Box::new(*bytes),
         };
         let mut buffered = BufReader::with_capacity(1 << 16, raw);

@@ -18,6 +18,7 @@
 pub mod aggregate;
 pub mod alloc;
 pub mod cache;
+pub mod copy;
 pub mod input;
 pub mod keys;
 pub mod merge;
@@ -246,6 +247,12 @@ pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporte
         sandbox::check(&run_dir).map_err(Error::Usage)?;
     }
     let started = Instant::now();
+    // Stdin and compressed files can then be split into byte ranges too.
+    let sources = if parts::may_split_bytes(options, &key) {
+        copy::plain_copies(sources, options.format, &run_dir)?
+    } else {
+        sources
+    };
     let mut fallback = None;
     match parts::try_bytes(options, &sources, &key, &run_dir, started, reporter)? {
         parts::Bytes::NotApplicable => {}

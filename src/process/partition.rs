@@ -93,13 +93,7 @@ pub struct Options<'a> {
 pub fn partition(sources: &[Source], options: &Options<'_>, progress: &mut dyn FnMut(u64)) -> Result<Partition> {
     let p = std::cell::RefCell::new(Partitioner::new(options, progress));
     for source in sources {
-        let format = options
-            .format
-            .or_else(|| match source {
-                Source::File(path) => Format::from_path(path),
-                _ => None,
-            })
-            .unwrap_or(Format::Csv);
+        let format = options.format.or_else(|| source.format_hint()).unwrap_or(Format::Csv);
         p.borrow_mut().begin_source(source, format)?;
         let name = source.display();
         let mut header_error = None;

@@ -24,8 +24,10 @@ use super::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split, wire
 use crate::error::{Error, Result};
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
-/// Files smaller than this in total use the region path under `--split auto`.
+/// Files smaller than this in total use the region path under `--split
+/// auto`, unless their first rows hold [`AUTO_MIN_REGIONS`] regions.
 const AUTO_MIN_BYTES: u64 = 64 << 20;
+const AUTO_MIN_REGIONS: usize = 64;
 
 /// From this many accumulators in a part's result (about a thousand
 /// regions), the heap that decoding the next one takes is made resident
@@ -39,6 +41,12 @@ pub enum Bytes {
     /// It ran but its boundaries cannot be trusted (a stray quote); use the
     /// region path and add this warning.
     Fallback(String),
+}
+
+/// Whether the byte-range path may run: the built-in summary of a `--by`
+/// column, split as `auto` or `bytes`, on this machine.
+pub fn may_split_bytes(options: &ProcessOptions, key: &KeySpec) -> bool {
+    options.split != Split::Regions && options.processor.is_none() && matches!(key, KeySpec::Column(_))
 }
 
 /// Runs the byte-range path when it applies.
@@ -64,29 +72,35 @@ pub fn try_bytes(
         return refuse("needs INPUT files and --by (not --regions)");
     };
     let mut files: Vec<PathBuf> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     let mut format = None;
     for s in sources {
-        let Source::File(p) = s else {
-            return refuse("needs files (not stdin or --demo)");
+        let (Source::File(p) | Source::Copy { path: p, .. }) = s else {
+            return refuse("needs files or stdin (not --demo)");
         };
-        let f = options.format.or_else(|| Format::from_path(p)).unwrap_or(Format::Csv);
+        let f = options.format.or_else(|| s.format_hint()).unwrap_or(Format::Csv);
         if f == Format::Jsonl || format.is_some_and(|g| g != f) {
             return refuse("needs CSV or TSV files, all in the same format");
         }
         format = Some(f);
         files.push(p.clone());
-    }
-    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    if !forced && total < AUTO_MIN_BYTES {
-        return Ok(Bytes::NotApplicable);
+        names.push(s.display());
     }
     let format = format.unwrap_or(Format::Csv);
     let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-    let Some(plan) = scan::plan(&files, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?
-    else {
-        return refuse("needs plain (not compressed) files with the same header, holding the --by column");
+    let plan =
+        scan::plan(&files, &names, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?;
+    let Some(plan) = plan else {
+        return refuse("needs files with the same header, holding the --by column");
     };
-    run_plan(options, jobs, &plan, format, run_dir, started, reporter)
+    // Small inputs of a few regions read well as one task per region (the
+    // seed's display); from dozens of regions a worker per region costs
+    // more than the data.
+    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    if !forced && total < AUTO_MIN_BYTES && plan.sampled_regions < AUTO_MIN_REGIONS {
+        return Ok(Bytes::NotApplicable);
+    }
+    run_plan(options, jobs, &plan, &names, format, run_dir, started, reporter)
 }
 
 /// Reads a scan worker's output, on the pool's thread ([`pool::Unit::read`]):
@@ -112,10 +126,12 @@ fn read_part(outcome: pool::Outcome, columns: &[String]) -> std::result::Result<
     Ok(*result)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_plan(
     options: &ProcessOptions,
     jobs: usize,
     plan: &Plan,
+    names: &[String],
     format: Format,
     run_dir: &Path,
     started: Instant,
@@ -232,7 +248,7 @@ fn run_plan(
         if r.odd_quote_records > 0 || misplaced_cut || (r.unterminated_last && !last_of_file) {
             let message = format!(
                 "{} has a quote inside an unquoted field, so it cannot be split by byte ranges safely; it was re-read sequentially, one worker per region",
-                plan.parts[i].file.display()
+                names[plan.parts[i].file_index]
             );
             reporter.report(&Event::Warning { message: message.clone() });
             return Ok(Bytes::Fallback(message));
@@ -257,7 +273,7 @@ fn run_plan(
         accounting.input_records += r.records;
         accounting.rejected += r.rejected;
         for (rel, reason) in &r.rejects {
-            let file = plan.parts[i].file.display().to_string();
+            let file = names[plan.parts[i].file_index].clone();
             rejects.push((
                 plan.parts[i].file_index,
                 first_lines[i] + rel - 1,

@@ -714,6 +714,8 @@ pub struct Plan {
     pub parts: Vec<Part>,
     /// Line of each file where its first data record may start (after the header).
     pub first_line: Vec<u64>,
+    /// Distinct regions among the rows sampled from each file's head.
+    pub sampled_regions: usize,
 }
 
 /// Bytes read from the start of each file to find the header and sample
@@ -733,6 +735,7 @@ const MANY_REGIONS_SAMPLED: usize = 500;
 /// cannot place) and the region path should be used instead.
 pub fn plan(
     files: &[PathBuf],
+    names: &[String],
     format: Format,
     key: &str,
     schema: &BTreeMap<String, ColumnType>,
@@ -754,7 +757,7 @@ pub fn plan(
             Ok(head)
         };
         let mut head = read_head(HEAD)?;
-        let unusable = |m: String| format!("{}: {m}", path.display());
+        let unusable = |m: String| format!("{}: {m}", names[n]);
         let mut sampled = sample_head(&head, format).map_err(unusable)?;
         if head.len() < size as usize && sampled.as_ref().is_none_or(|s| s.sample.len() < SAMPLE) {
             head = read_head(LONG_HEAD)?;
@@ -782,7 +785,6 @@ pub fn plan(
             Some(h) if *h != names => return Ok(None),
             Some(_) => {}
         }
-        let _ = n;
         if let Some(k) = header.as_ref().and_then(|h| h.iter().position(|c| c == key)) {
             sampled_keys.extend(sample.iter().filter_map(|r| r.get(k).cloned()));
         }
@@ -822,7 +824,8 @@ pub fn plan(
             }
         }
     }
-    Ok(Some(Plan { header, key: key_index, types, numeric, parts, first_line: header_lines }))
+    let sampled_regions = sampled_keys.len();
+    Ok(Some(Plan { header, key: key_index, types, numeric, parts, first_line: header_lines, sampled_regions }))
 }
 
 /// Offset just after the first line break at even quote parity, from `from`
@@ -1275,7 +1278,8 @@ mod tests {
                 i += 1;
             }
             std::fs::write(&file, &body).unwrap();
-            let plan = plan(&[file], Format::Csv, "region", &BTreeMap::new(), 2, None).unwrap().unwrap();
+            let plan =
+                plan(&[file], &["f.csv".into()], Format::Csv, "region", &BTreeMap::new(), 2, None).unwrap().unwrap();
             assert_eq!(plan.parts.first().map(|p| p.start), Some(11));
             assert_eq!(plan.parts.last().map(|p| p.end), Some(body.len() as u64));
             plan.parts.len()
@@ -1300,7 +1304,7 @@ mod tests {
         // The first read holds fewer than 300 rows.
         const { assert!(300 * 2010 > HEAD) };
         std::fs::write(&file, &body).unwrap();
-        let plan = plan(&[file], Format::Csv, "region", &BTreeMap::new(), 2, None).unwrap().unwrap();
+        let plan = plan(&[file], &["f.csv".into()], Format::Csv, "region", &BTreeMap::new(), 2, None).unwrap().unwrap();
         assert_eq!(plan.types.get("v"), Some(&ColumnType::Text));
         assert!(plan.numeric.is_empty());
     }

@@ -84,6 +84,12 @@ impl TestCommand {
         self
     }
 
+    /// Runs with the file at `path` on stdin (any bytes, not only text).
+    pub fn stdin_file(mut self, path: impl AsRef<Path>) -> Run {
+        self.cmd.stdin(std::fs::File::open(path).expect("open stdin file"));
+        self.run()
+    }
+
     /// Runs with `input` on stdin.
     pub fn stdin(mut self, input: &str) -> Run {
         use std::io::Write;

@@ -1,0 +1,54 @@
+//! Plain copies of stdin and compressed inputs, so that the byte-range path
+//! can read them in parallel.
+//!
+//! The byte-range path splits plain files into ranges that several workers
+//! read at once; a gzip stream or a pipe can only be read front to back.
+//! Reading one through the region path means parsing every record on one
+//! thread and starting a worker per region (seconds with a thousand
+//! regions). Decompressing it once into the run directory instead, without
+//! parsing, costs a sequential copy and then scales like any plain file.
+//! The copy is named as its original in rejects and errors, and goes with
+//! the run directory.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use super::input::{Format, Source};
+use crate::error::{Error, Result};
+
+/// `sources` with stdin and every compressed file replaced by a plain copy
+/// in `dir` ([`Source::Copy`]); plain files are left as they are.
+pub fn plain_copies(sources: Vec<Source>, format: Option<Format>, dir: &Path) -> Result<Vec<Source>> {
+    let mut out = Vec::with_capacity(sources.len());
+    for (i, source) in sources.into_iter().enumerate() {
+        let needs_copy = match &source {
+            Source::Stdin => true,
+            Source::File(path) => is_gzip(path),
+            Source::Embedded(..) | Source::Copy { .. } => false,
+        };
+        if !needs_copy || format.or_else(|| source.format_hint()) == Some(Format::Jsonl) {
+            out.push(source);
+            continue;
+        }
+        let name = source.display();
+        let path = dir.join(format!("input-{}", i + 1));
+        copy_plain(&source, &path).map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
+        out.push(Source::Copy { path, name });
+    }
+    Ok(out)
+}
+
+/// Whether `path` starts with gzip's magic bytes (an unreadable file is
+/// left to the reader, which says why).
+fn is_gzip(path: &Path) -> bool {
+    let mut magic = [0u8; 2];
+    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
+}
+
+fn copy_plain(source: &Source, path: &Path) -> io::Result<()> {
+    let mut reader = source.open()?;
+    let mut writer = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    io::copy(&mut reader, &mut writer)?;
+    writer.flush()
+}
