@@ -254,6 +254,21 @@ fn stdin_and_gzip_files_are_split_by_bytes_like_a_plain_file() {
             report["rejects"]
         );
     }
+
+    // A gzip file cut short: refused before anything runs, naming it, on both paths.
+    let whole = std::fs::read(sb.path().join("data.csv.gz")).unwrap();
+    std::fs::write(sb.path().join("cut.csv.gz"), &whole[..whole.len() / 2]).unwrap();
+    for split in ["auto", "regions"] {
+        let run = sb
+            .cmd()
+            .env("TMPDIR", &tmp)
+            .args(["process", "cut.csv.gz", "--by", "region", "--json", "--split", split])
+            .run()
+            .expect_code(2);
+        assert!(run.stderr().contains("cut.csv.gz"), "{split}: {}", run.stderr());
+        assert!(run.stdout().is_empty(), "{split}: {}", run.stdout());
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{split}: nothing left behind");
+    }
 }
 
 /// Under `--split auto` a small file of a few regions runs a task per

@@ -158,8 +158,9 @@ pub struct ProcessArgs {
     #[arg(long, value_name = "NODE,...", value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// How work is split into workers: `regions` (one per region), `bytes`
-    /// (byte ranges of plain CSV/TSV files, built-in summary only), or `auto`
-    /// (bytes for plain files of 64 MiB or more; regions with --nodes).
+    /// (byte ranges of CSV/TSV input, built-in summary only; stdin and gzip
+    /// are decompressed to a plain copy first), or `auto` (bytes for 64 MiB
+    /// or more, or 64 regions or more in the first rows; regions with --nodes).
     #[arg(long, value_name = "auto|regions|bytes", default_value = "auto")]
     pub split: String,
     /// Target size of each byte range with --split bytes (e.g. 64M). Default: two ranges per

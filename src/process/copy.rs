@@ -33,7 +33,14 @@ pub fn plain_copies(sources: Vec<Source>, format: Option<Format>, dir: &Path) ->
         }
         let name = source.display();
         let path = dir.join(format!("input-{}", i + 1));
-        copy_plain(&source, &path).map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
+        copy_plain(&source, &path).map_err(|e| match e {
+            CopyError::Read(e) => Error::Input(format!("cannot read {name}: {e}")),
+            CopyError::Write(e) => Error::Input(format!(
+                "cannot copy {name} to {}: {e} (stdin and gzip input are copied, decompressed, to be split \
+                 by byte ranges; --split regions reads them without a copy)",
+                path.display()
+            )),
+        })?;
         out.push(Source::Copy { path, name });
     }
     Ok(out)
@@ -46,9 +53,24 @@ fn is_gzip(path: &Path) -> bool {
     File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
 }
 
-fn copy_plain(source: &Source, path: &Path) -> io::Result<()> {
-    let mut reader = source.open()?;
-    let mut writer = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    io::copy(&mut reader, &mut writer)?;
-    writer.flush()
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `source`, decompressed, to a new file at `path`.
+fn copy_plain(source: &Source, path: &Path) -> Result<(), CopyError> {
+    let mut reader = source.open().map_err(CopyError::Read)?;
+    let mut writer = BufWriter::with_capacity(1 << 20, File::create(path).map_err(CopyError::Write)?);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
+    }
+    writer.flush().map_err(CopyError::Write)
 }
