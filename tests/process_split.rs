@@ -20,6 +20,15 @@ fn generated(sb: &Sandbox, rows: usize, seed: u64) -> (std::path::PathBuf, data:
     (file, g)
 }
 
+/// `many.csv`: `rows` records `k,v` spread over `regions` regions in turn.
+fn write_many_regions(sb: &Sandbox, rows: usize, regions: usize) {
+    let mut text = String::from("k,v\n");
+    for i in 0..rows {
+        text.push_str(&format!("region-{},{}\n", i % regions, i));
+    }
+    std::fs::write(sb.path().join("many.csv"), &text).unwrap();
+}
+
 fn reject_lines(report: &Value) -> Vec<u64> {
     report["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect()
 }
@@ -154,11 +163,7 @@ fn bytes_split_refuses_what_it_cannot_do() {
 #[test]
 fn max_output_does_not_cap_the_built_in_workers() {
     let sb = Sandbox::new();
-    let mut text = String::from("k,v\n");
-    for i in 0..3000 {
-        text.push_str(&format!("region-{},{}\n", i % 500, i));
-    }
-    std::fs::write(sb.path().join("many.csv"), &text).unwrap();
+    write_many_regions(&sb, 3000, 500);
     for split in ["bytes", "regions"] {
         let args = ["process", "many.csv", "--by", "k", "--json", "--split", split, "--max-output", "1K"];
         let report = sb.cmd().args(args).run().success().json();
@@ -278,11 +283,7 @@ fn stdin_and_gzip_files_are_split_by_bytes_like_a_plain_file() {
 #[test]
 fn auto_splits_a_small_file_of_many_regions_by_bytes() {
     let sb = Sandbox::new();
-    let mut text = String::from("k,v\n");
-    for i in 0..2000 {
-        text.push_str(&format!("region-{},{}\n", i % 100, i));
-    }
-    std::fs::write(sb.path().join("many.csv"), &text).unwrap();
+    write_many_regions(&sb, 2000, 100);
     let auto = sb.cmd().args(["process", "many.csv", "--by", "k", "--json"]).run().success().json();
     let subjects: Vec<&str> =
         auto["tasks"].as_array().unwrap().iter().map(|t| t["subject"].as_str().unwrap()).collect();
