@@ -352,7 +352,7 @@ fn skip_known_down(targets: &mut Vec<pool::Target>, config: &Config) -> Option<S
 }
 
 /// Workers at once on this machine.
-fn jobs(options: &ProcessOptions) -> usize {
+pub(super) fn jobs(options: &ProcessOptions) -> usize {
     options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
 }
 
@@ -525,7 +525,7 @@ fn coordinate(
                         entry.stats = Some(s.summaries());
                         summaries.push(*s);
                     }
-                    pool::Output::Raw(_) | pool::Output::Part(_) => unreachable!("region units print JSON"),
+                    pool::Output::Part(_) => unreachable!("region units are read as JSON"),
                 }
             }
             Some(Err(reason)) => {

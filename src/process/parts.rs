@@ -87,7 +87,7 @@ pub fn try_bytes(
         names.push(s.display());
     }
     let format = format.unwrap_or(Format::Csv);
-    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let jobs = super::jobs(options);
     let plan =
         scan::plan(&files, &names, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?;
     let Some(plan) = plan else {

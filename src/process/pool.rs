@@ -38,20 +38,18 @@ pub struct Unit {
     /// Reads a built-in worker's output as part of its attempt, on the
     /// pool's thread: an output it refuses fails the attempt (retried per
     /// `--retries`) like a processor that printed garbage. Without it the
-    /// output is handed over raw.
+    /// output must be one JSON object, as a user's processor prints.
     pub read: Option<ReadOutput>,
 }
 
 /// See [`Unit::read`].
 pub type ReadOutput = fn(Vec<u8>) -> Result<Output, String>;
 
-/// What a unit produced: the JSON object a user command printed, the raw
-/// output of a built-in worker (parsed into its type by the caller), or a
-/// byte-range part's result, read by [`Unit::read`].
+/// What a unit produced: the JSON object a user command printed, or what
+/// [`Unit::read`] made of a built-in worker's output.
 #[derive(Debug, Clone)]
 pub enum Output {
     Json(Map<String, Value>),
-    Raw(Vec<u8>),
     /// A built-in summary worker's result for one region.
     Summary(Box<super::stats::RegionStats>),
     Part(Box<super::scan::ScanResult>),
@@ -316,12 +314,12 @@ fn run_with_retries(
             Some(node) => remote::run(node, &job),
             None => worker::run(&job).map_err(RemoteError::Failed),
         };
-        let result = ran.and_then(|out| match &unit.program {
-            Program::Shell(_) => worker::parse_output(&out).map(Output::Json).map_err(RemoteError::Failed),
-            Program::Builtin { .. } => match unit.read {
-                Some(read) => read(out).map_err(RemoteError::Failed),
-                None => Ok(Output::Raw(out)),
-            },
+        let result = ran.and_then(|out| {
+            match unit.read {
+                Some(read) => read(out),
+                None => worker::parse_output(&out).map(Output::Json),
+            }
+            .map_err(RemoteError::Failed)
         });
         if !options.keep_workdirs {
             worker::remove_dir(&workdir);
