@@ -660,9 +660,7 @@ impl Accumulator {
             min: self.min,
             max: self.max,
             mean: (n > 0).then(|| if sum.is_finite() { sum / n as f64 } else { self.sum.mean_beyond_range(n) }),
-            stddev: (self.count > 1 && self.m2.is_finite())
-                .then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt())
-                .and_then(finite),
+            stddev: (n > 1 && self.m2.is_finite()).then(|| (self.m2.max(0.0) / (n - 1) as f64).sqrt()),
         }
     }
 }
@@ -683,8 +681,9 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// count, sum, min, max, mean and sample standard deviation of a column.
 /// `mean` is the exact sum divided by the count; `stddev` is null below 2
-/// values; `sum` (and `stddev`) are null when beyond the range of doubles
-/// (about ±1.8e308), which only values near that bound can reach.
+/// values; `sum` is null beyond the range of doubles (about ±1.8e308), and
+/// `stddev` when computing it overflowed, which only values near that
+/// bound can cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ColumnStats {
     pub count: u64,

@@ -190,8 +190,8 @@ fn push_stats(out: &mut String, stats: &ColumnMap) {
 }
 
 /// Appends `v` to `out`: integers without decimals, others with up to 4
-/// decimals; in scientific notation when that would print more than 21
-/// digits or round a value that is not zero to 0 (`1e308`, `2.5e-7`).
+/// decimals; in scientific notation from 1e21, and below 1e-4 where four
+/// decimals would show a value that is not zero as 0 (`1e308`, `2.5e-7`).
 fn push_num(out: &mut String, v: f64) {
     if v != 0.0 && !(1e-4..1e21).contains(&v.abs()) {
         let _ = write!(out, "{v:e}");
