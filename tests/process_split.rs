@@ -218,8 +218,8 @@ fn both_paths_list_the_first_rejects_in_input_order() {
     assert_eq!(bytes["accounting"]["rejected"], regions["accounting"]["rejected"]);
 }
 
-/// Stdin and gzip files are split into byte ranges too, through a plain
-/// copy in the run directory: the same figures, rejects (named as the
+/// Stdin, named pipes and gzip files are split into byte ranges too,
+/// through a plain copy in the run directory: the same figures, rejects (named as the
 /// original, at the same lines) and accounting as the plain file, and the
 /// copy goes with the run directory.
 #[test]
@@ -245,7 +245,17 @@ fn stdin_and_gzip_files_are_split_by_bytes_like_a_plain_file() {
     };
     let plain_file = sb.path().join("data.csv");
     let plain = run("data.csv", None);
-    for (input, report) in [("data.csv.gz", run("data.csv.gz", None)), ("-", run("-", Some(&plain_file)))] {
+    // A named pipe, as `<(zcat data.csv.gz)` gives: read once, like stdin.
+    let fifo = sb.path().join("pipe.csv");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let writer = {
+        let (fifo, bytes) = (fifo.clone(), g.bytes.clone());
+        std::thread::spawn(move || std::fs::write(fifo, bytes).unwrap())
+    };
+    let piped = run("pipe.csv", None);
+    writer.join().unwrap();
+    let inputs = [("data.csv.gz", run("data.csv.gz", None)), ("-", run("-", Some(&plain_file))), ("pipe.csv", piped)];
+    for (input, report) in inputs {
         let tasks = report["tasks"].as_array().unwrap();
         assert!(tasks.len() > 20, "{input}: byte ranges, not regions: {}", tasks.len());
         assert_eq!(tasks[0]["subject"], "process-part-1", "{input}");

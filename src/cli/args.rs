@@ -95,7 +95,7 @@ pub enum HookCommand {
 #[command(after_help = "Exit status: 0 every region and the aggregation completed; 3 some task failed \
 (the report says complete: false); 2 usage or input error (nothing was processed).")]
 pub struct ProcessArgs {
-    /// Input files (CSV, TSV or JSON Lines, plain or gzip); `-` reads stdin.
+    /// Input files (CSV, TSV or JSON Lines, plain or gzip) or named pipes; `-` reads stdin.
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// The column that names each record's region.

@@ -2,7 +2,8 @@
 //! can read them in parallel.
 //!
 //! The byte-range path splits plain files into ranges that several workers
-//! read at once; a gzip stream or a pipe can only be read front to back.
+//! read at once; a gzip stream or a pipe (stdin, or a named one such as
+//! `<(zcat a.gz)`) can only be read front to back.
 //! Reading one through the region path means parsing every record on one
 //! thread and starting a worker per region (seconds with a thousand
 //! regions). Decompressing it once into the run directory instead, without
@@ -17,14 +18,15 @@ use std::path::Path;
 use super::input::{Format, Source};
 use crate::error::{Error, Result};
 
-/// `sources` with stdin and every compressed file replaced by a plain copy
-/// in `dir` ([`Source::Copy`]); plain files are left as they are.
+/// `sources` with stdin, pipes and every compressed file replaced by a
+/// plain copy in `dir` ([`Source::Copy`]); plain files are left as they are.
 pub fn plain_copies(sources: Vec<Source>, format: Option<Format>, dir: &Path) -> Result<Vec<Source>> {
     let mut out = Vec::with_capacity(sources.len());
     for (i, source) in sources.into_iter().enumerate() {
         let needs_copy = match &source {
             Source::Stdin => true,
-            Source::File(path) => is_gzip(path),
+            // Not a regular file (a pipe): read once, so never peeked at.
+            Source::File(path) => !path.metadata().is_ok_and(|m| m.is_file()) || is_gzip(path),
             Source::Embedded(..) | Source::Copy { .. } => false,
         };
         if !needs_copy || format.or_else(|| source.format_hint()) == Some(Format::Jsonl) {

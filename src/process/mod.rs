@@ -419,10 +419,18 @@ fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
     let mut sources = Vec::new();
     for path in &options.inputs {
         let source = Source::from_arg(path);
-        if let Source::File(p) = &source
-            && !p.is_file()
-        {
-            return Err(Error::Input(format!("{}: no such file", p.display())));
+        // Pipes (`<(zcat a.gz)`) are read like stdin; directories are not input.
+        if let Source::File(p) = &source {
+            match std::fs::metadata(p) {
+                Err(e) => return Err(Error::Input(format!("cannot read {}: {e}", p.display()))),
+                Ok(m) if m.is_dir() => {
+                    return Err(Error::Input(format!(
+                        "{} is a directory: name its files, or use --regions for one file per region",
+                        p.display()
+                    )));
+                }
+                Ok(_) => {}
+            }
         }
         sources.push(source);
     }
