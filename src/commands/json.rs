@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 
 use serde_json::Value;
 
-use super::{nodes, route};
+use super::route;
 use crate::config::Config;
 use crate::protocol::{OPS, Request, RequestLine, Response, ResponseLine};
 
@@ -88,12 +88,10 @@ fn execute(config: &Config, request: Request) -> Result<Response, (&'static str,
     match request {
         Request::Route(r) => {
             route::check_assumed(config, &r.assume_load).map_err(|m| ("usage", m))?;
-            let facts = route::facts(r.assume_load);
-            Ok(Response::Route(route::route(config, &r.command, &facts)))
+            let facts = crate::state::LoadFacts::read(r.assume_load);
+            Ok(Response::Route(crate::route::decide_line(config, &r.command, &facts)))
         }
-        Request::Nodes(_) => {
-            Ok(Response::Nodes(nodes::report(config, &crate::state::NodeStates::load(), route::local_load())))
-        }
+        Request::Nodes(_) => Ok(Response::Nodes(crate::state::NodesReport::read(config))),
         Request::Plan(r) => {
             super::parallel::make_plan(&r.tasks).map(Response::Plan).map_err(|e| (e.code(), e.to_string()))
         }

@@ -5,7 +5,6 @@
 //! always agree.
 
 pub mod json;
-pub mod nodes;
 pub mod parallel;
 pub mod route;
 pub mod run;

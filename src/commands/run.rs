@@ -52,7 +52,7 @@ pub fn run(
     on_failover: &mut dyn FnMut(&Attempt, Option<&str>),
 ) -> Result<RunResult> {
     validate(config, opts)?;
-    let decision = super::route::route(config, &opts.command, &super::route::facts(Default::default()));
+    let decision = crate::route::decide_line(config, &opts.command, &crate::state::LoadFacts::read(Default::default()));
     let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
     let spec = RunSpec {
         command: opts.command.clone(),

@@ -22,15 +22,7 @@ pub fn cores() -> u32 {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // on success (we also cap at the buffer's end).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "local".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]);
+    let Some(name) = crate::sys_core::hostname() else { return "local".to_string() };
     let short = name.split('.').next().unwrap_or("");
     if short.is_empty() { "local".to_string() } else { short.to_string() }
 }

@@ -11,9 +11,9 @@ use std::process::Stdio;
 
 use tokio::io::AsyncReadExt;
 
-use super::output::OutputSink;
+use super::output::{OutputSink, Stream};
 use super::remote::Stop;
-use crate::tasks::Stream;
+use crate::sys_core::{GroupSignal, group_alive, signal_group};
 
 /// How a local run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,15 +103,12 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &
 
 /// SIGTERM to the group, up to 2 s of grace, then SIGKILL.
 async fn kill_group(pgid: i32) {
-    // SAFETY: kill(2) on the process group we created.
-    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    signal_group(pgid, GroupSignal::Terminate);
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        // SAFETY: signal 0 only checks existence.
-        if unsafe { libc::kill(-pgid, 0) } != 0 {
+        if !group_alive(pgid) {
             return;
         }
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    signal_group(pgid, GroupSignal::Kill);
 }

@@ -9,7 +9,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::tasks::Stream;
+/// Which output stream a chunk or line of a command's output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
 
 /// How much of each stream a result keeps (the tail: where errors are).
 pub const CAPTURE_LIMIT: usize = 64 * 1024;

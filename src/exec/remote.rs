@@ -3,7 +3,7 @@
 //! sshd runs every command string with the node user's login shell, in a
 //! new session (setsid), so that shell is the leader of a process group
 //! holding everything the command starts. The string distex sends (built by
-//! [`wrapper`], every piece of data single-quoted, never interpolated) is a
+//! [`wrapper`], every piece of data quoted by [`sh_quote`], never interpolated) is a
 //! short POSIX script, interpreted by that login shell itself (no extra
 //! shell is started: one shell startup per command, as with plain `ssh
 //! host cmd`). It:
@@ -26,9 +26,8 @@ use std::time::Duration;
 use openssh::Stdio;
 use tokio::io::AsyncReadExt;
 
-use super::output::OutputSink;
+use super::output::{OutputSink, Stream};
 use super::ssh::Master;
-use crate::tasks::Stream;
 
 /// Why distex stopped a command itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +49,19 @@ pub enum RemoteOutcome {
 
 const PREFIX: &[u8] = b"\x1e\x1fdistex-";
 
-/// Quotes `s` for POSIX sh: `'...'`, with `'` written as `'\''`.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+/// Quotes `word` for a POSIX shell so that it stays exactly one word with
+/// nothing expanded: wrap it in single quotes (inside which nothing is
+/// special) and write each single quote as `'\''` (close, escaped quote,
+/// reopen). Plain words such as node names are left bare for readability.
+/// This is distex's one shell-quoting function: everything it puts into a
+/// shell command line (here, in rsync's arguments, in the hook's rewrite,
+/// in remote workers' arguments) goes through it.
+pub fn sh_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    if plain {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// The remote command line that runs `command` in `dir` (relative paths
@@ -219,6 +228,18 @@ mod tests {
     fn quoting_survives_single_quotes() {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(word)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", sh_quote(word));
+        }
     }
 
     #[test]

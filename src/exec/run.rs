@@ -331,10 +331,10 @@ async fn push(master: &Master, project: &Project, workdir: &str) -> Result<(), S
     let lock_path =
         master.control_socket().with_file_name(format!("sync-{:08x}.lock", ssh::fnv1a(mirror.as_bytes()) as u32));
     let lock = std::fs::File::create(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    // An exclusive advisory lock (flock on Unix), released when `lock` drops.
+    // As always, a lock that cannot be taken does not stop the push.
     let lock = tokio::task::spawn_blocking(move || {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a valid open descriptor; released when `lock` drops.
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        let _ = lock.lock();
         lock
     })
     .await

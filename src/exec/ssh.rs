@@ -84,7 +84,7 @@ pub async fn connect(node: &Node) -> Result<Master, TransportError> {
     let lock_path = dir.with_extension("lock");
     let lock =
         File::create(&lock_path).map_err(|e| fail(node, format!("cannot create {}: {e}", lock_path.display())))?;
-    let lock = tokio::task::spawn_blocking(move || lock_exclusive(&lock).map(|()| lock))
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
         .await
         .map_err(|e| fail(node, e.to_string()))?
         .map_err(|e| fail(node, format!("cannot lock {}: {e}", lock_path.display())))?;
@@ -217,15 +217,5 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-fn lock_exclusive(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

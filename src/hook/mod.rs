@@ -23,7 +23,6 @@ pub mod respond;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
-use crate::commands::route;
 use crate::config::{self, HookMode};
 
 /// Claude Code's hook input is a few KB; anything far larger is not for us.
@@ -70,7 +69,7 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
     if config.hook.mode == HookMode::Off || config.nodes.is_empty() {
         return Ok(None);
     }
-    let decision = route::route(&config, command, &route::facts(Default::default()));
+    let decision = crate::route::decide_line(&config, command, &crate::state::LoadFacts::read(Default::default()));
     let Some(reply) = respond::respond(&config.hook, &event, &decision) else {
         return Ok(None);
     };

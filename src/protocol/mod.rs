@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::commands::nodes::NodesReport;
 use crate::route::Decision;
+use crate::state::NodesReport;
 
 /// `{"op": "route", "command": "cargo build"}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::commands::nodes::NodesReport;
 use crate::config::Config;
 use crate::route::Decision;
+use crate::state::NodesReport;
 
 /// One line saying where the command goes and why.
 pub fn decision(d: &Decision, line: &str) -> String {

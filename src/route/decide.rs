@@ -12,28 +12,12 @@
 //! broken by configuration order; nodes that also satisfy the other rules
 //! the line matched come first.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{RuleMatch, match_rules};
 use crate::config::{Config, Node, Requirement};
-use crate::state::NodeStates;
-
-/// Loads and health known at decision time. Plain data: the caller reads
-/// `/proc/loadavg` and the cache; tests make it up.
-#[derive(Debug, Clone, Default)]
-pub struct LoadFacts {
-    /// This machine's 1-minute load average, if it could be read.
-    pub local_load: Option<f64>,
-    /// Cached node health and loads.
-    pub states: NodeStates,
-    /// `--assume-load NODE=LOAD` overrides (`local` for this machine).
-    pub assumed: BTreeMap<String, f64>,
-    /// Current Unix time, seconds.
-    pub now: u64,
-}
+use crate::state::LoadFacts;
 
 /// One node considered for a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

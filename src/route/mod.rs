@@ -13,10 +13,26 @@ mod rules;
 mod shell;
 mod wrappers;
 
-pub use decide::{Candidate, Decision, LoadFacts, decide, describe};
+use crate::config::Config;
+
+pub use crate::state::LoadFacts;
+pub use decide::{Candidate, Decision, decide, describe};
 pub use rules::{RuleMatch, match_rules};
 pub use shell::{ParseFailure, simple_commands};
 pub use wrappers::effective_commands;
+
+/// Decides where `line` should run: [`analyze`] then [`decide`]. A line
+/// that is not valid shell matches no rule (and says so in a warning).
+pub fn decide_line(config: &Config, line: &str, facts: &LoadFacts) -> Decision {
+    match analyze(line) {
+        Ok(commands) => decide(config, line, &commands, facts),
+        Err(failure) => {
+            let mut decision = decide(config, line, &[], facts);
+            decision.warnings.insert(0, format!("could not parse the command as shell ({failure}); no rule applied"));
+            decision
+        }
+    }
+}
 
 /// The commands a line would run, after looking through wrappers, or why
 /// the line could not be understood.

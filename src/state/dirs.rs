@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::sys_core::uid;
+
 /// `$DISTEX_STATE_DIR`, else `$XDG_STATE_HOME/distex`, else `~/.local/state/distex`.
 pub fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DISTEX_STATE_DIR").filter(|v| !v.is_empty()) {
@@ -27,9 +29,4 @@ pub fn runtime_dir() -> PathBuf {
         return PathBuf::from(dir).join("distex");
     }
     PathBuf::from(format!("/tmp/distex-{}", uid()))
-}
-
-fn uid() -> u32 {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() }
 }

@@ -5,8 +5,12 @@
 //! the network. The cache is one small JSON file, written atomically under
 //! an advisory lock so that parallel runs do not lose each other's updates.
 
+mod cluster;
 mod dirs;
+mod facts;
 mod nodes;
 
+pub use cluster::{NodeInfo, NodesReport};
 pub use dirs::{runtime_dir, state_dir};
+pub use facts::LoadFacts;
 pub use nodes::{NodeHealth, NodeStates, now_secs};

@@ -67,7 +67,7 @@ impl NodeStates {
         let dir = path.parent().expect("state path has a parent");
         std::fs::create_dir_all(dir)?;
         let lock = File::create(dir.join("nodes.lock"))?;
-        lock_exclusive(&lock)?;
+        lock.lock()?;
         let mut states = Self::load_from(&path);
         update(&mut states);
         let tmp = dir.join(format!("nodes.json.{}", std::process::id()));
@@ -103,15 +103,5 @@ impl NodeStates {
             entry.checked_at = now;
             entry.error = Some(error.to_string());
         })
-    }
-}
-
-fn lock_exclusive(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

@@ -8,14 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::model::TaskStatus;
-
-/// Which output stream a line of task output came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
+use crate::exec::output::Stream;
 
 /// Something that happened during a run. Serialized one per line by `--events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -9,5 +9,6 @@ mod model;
 pub mod plan;
 pub mod scheduler;
 
-pub use events::{Event, NullReporter, Reporter, Stream};
+pub use crate::exec::output::Stream;
+pub use events::{Event, NullReporter, Reporter};
 pub use model::{Task, TaskList, TaskStatus, Transition};

@@ -192,10 +192,10 @@ pub async fn run(
     }
     reporter.report(&Event::RunStarted { run: run::run_id(), tasks: list.len() });
 
-    let facts = crate::commands::route::facts(Default::default());
+    let facts = crate::state::LoadFacts::read(Default::default());
     let mut plans: HashMap<String, (Vec<String>, bool, Vec<String>)> = HashMap::new();
     for t in &plan.tasks {
-        let decision = crate::commands::route::route(&config, &t.command, &facts);
+        let decision = crate::route::decide_line(&config, &t.command, &facts);
         let spec = RunSpec {
             command: t.command.clone(),
             cwd: opts.cwd.clone(),
