@@ -14,7 +14,7 @@ use crate::protocol::{self, SchemaKind};
 use crate::report;
 
 /// Runs the parsed command line; returns the exit status.
-pub fn run(cli: Cli) -> Result<u8> {
+pub(crate) fn run(cli: Cli) -> Result<u8> {
     let config_flag = cli.config.as_deref();
     match cli.command {
         Command::Route(args) => route_cmd(&config::load(config_flag)?, args),

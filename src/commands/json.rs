@@ -14,13 +14,13 @@ use crate::protocol::{OPS, Request, RequestLine, Response, ResponseLine};
 
 /// Counts of what was served.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Served {
-    pub ok: usize,
-    pub failed: usize,
+pub(crate) struct Served {
+    pub(crate) ok: usize,
+    pub(crate) failed: usize,
 }
 
 /// Reads requests from `input` until EOF, writing one response line each.
-pub fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
+pub(crate) fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
     let mut served = Served::default();
     for (index, line) in input.lines().enumerate() {
         let line = match line {
@@ -54,7 +54,7 @@ fn write_line(output: &mut impl Write, response: &ResponseLine) -> std::io::Resu
 }
 
 /// Answers one request line (`number` is 1-based, for messages).
-pub fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
+pub(crate) fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return ResponseLine::error(None, "parse_error", format!("line {number}: not JSON: {e}")),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::config::Config;
 
 /// Parses `NODE=LOAD` (as given to `--assume-load`).
-pub fn parse_assumed_load(spec: &str) -> Result<(String, f64), String> {
+pub(crate) fn parse_assumed_load(spec: &str) -> Result<(String, f64), String> {
     let (node, load) = spec.split_once('=').ok_or_else(|| format!("expected NODE=LOAD, got {spec:?}"))?;
     let load: f64 = load.trim().parse().map_err(|_| format!("{load:?} is not a number in {spec:?}"))?;
     if !(load.is_finite() && load >= 0.0) {
@@ -17,7 +17,7 @@ pub fn parse_assumed_load(spec: &str) -> Result<(String, f64), String> {
 }
 
 /// Checks that every `--assume-load` node exists.
-pub fn check_assumed(config: &Config, assumed: &BTreeMap<String, f64>) -> Result<(), String> {
+pub(crate) fn check_assumed(config: &Config, assumed: &BTreeMap<String, f64>) -> Result<(), String> {
     for node in assumed.keys() {
         if node != "local" && config.node(node).is_none() {
             let known: Vec<_> = config.nodes.iter().map(|n| n.name.as_str()).collect();

@@ -4,20 +4,20 @@ use super::model::Os;
 
 /// Facts about this machine used to fill in `[local]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Detected {
-    pub hostname: String,
-    pub os: Os,
-    pub cores: u32,
+pub(crate) struct Detected {
+    pub(crate) hostname: String,
+    pub(crate) os: Os,
+    pub(crate) cores: u32,
 }
 
 impl Detected {
-    pub fn probe() -> Self {
+    pub(crate) fn probe() -> Self {
         Detected { hostname: hostname(), os: Os::current().unwrap_or(Os::Linux), cores: cores() }
     }
 }
 
 /// Number of CPUs this process may use.
-pub fn cores() -> u32 {
+pub(crate) fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 

@@ -17,7 +17,7 @@ use crate::sys_core::{GroupSignal, group_alive, signal_group};
 
 /// How a local run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalOutcome {
+pub(crate) enum LocalOutcome {
     Exited(i32),
     Signaled(i32),
     Stopped(Stop),
@@ -26,14 +26,14 @@ pub enum LocalOutcome {
 }
 
 /// The user's shell (`$SHELL`), else `/bin/sh`.
-pub fn user_shell() -> String {
+pub(crate) fn user_shell() -> String {
     std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())
 }
 
 /// Runs `command` in `cwd`. With `inherit`, the child writes straight to
 /// our terminal (colours and progress bars keep working) and `sink` sees
 /// nothing; otherwise output goes through `sink`.
-pub async fn run(
+pub(crate) async fn run(
     command: &str,
     cwd: &Path,
     inherit: bool,

@@ -31,14 +31,14 @@ use super::ssh::Master;
 
 /// Why distex stopped a command itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     Timeout,
     Interrupted,
 }
 
 /// How a remote run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteOutcome {
+pub(crate) enum RemoteOutcome {
     /// The command ran and exited with this status (128+N for a signal).
     Exited(i32),
     /// distex stopped it (its process group was killed on the node).
@@ -56,7 +56,7 @@ const PREFIX: &[u8] = b"\x1e\x1fdistex-";
 /// This is distex's one shell-quoting function: everything it puts into a
 /// shell command line (here, in rsync's arguments, in the hook's rewrite,
 /// in remote workers' arguments) goes through it.
-pub fn sh_quote(word: &str) -> String {
+pub(crate) fn sh_quote(word: &str) -> String {
     let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
     if plain {
         return word.to_string();
@@ -66,7 +66,7 @@ pub fn sh_quote(word: &str) -> String {
 
 /// The remote command line that runs `command` in `dir` (relative paths
 /// are relative to the remote home).
-pub fn wrapper(command: &str, dir: &str) -> String {
+pub(crate) fn wrapper(command: &str, dir: &str) -> String {
     format!(
         "cd || exit 125\n\
          printf '\\036\\037distex-pid %d\\n' \"$$\" >&2\n\
@@ -82,7 +82,7 @@ pub fn wrapper(command: &str, dir: &str) -> String {
 
 /// The remote command line that kills process group `pgid`: SIGTERM, up
 /// to 2 s of grace, then SIGKILL.
-pub fn kill_script(pgid: u32) -> String {
+pub(crate) fn kill_script(pgid: u32) -> String {
     format!(
         "kill -TERM -{pgid} 2>/dev/null; i=0; \
          while kill -0 -{pgid} 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; \
@@ -93,17 +93,17 @@ pub fn kill_script(pgid: u32) -> String {
 /// Finds and removes distex's markers in a stderr stream, passing every
 /// other byte through unchanged (also across chunk boundaries).
 #[derive(Debug, Default)]
-pub struct Markers {
+pub(crate) struct Markers {
     held: Vec<u8>,
     /// The remote process group, once announced.
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// The command's exit status, once reported.
-    pub status: Option<i32>,
+    pub(crate) status: Option<i32>,
 }
 
 impl Markers {
     /// Feeds a chunk; returns the bytes to show the user.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.held.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
@@ -136,7 +136,7 @@ impl Markers {
     }
 
     /// The stream ended: whatever is still held is ordinary output.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.held)
     }
 }
@@ -144,7 +144,7 @@ impl Markers {
 /// Runs `command` in `dir` on the master's node, streaming output to
 /// `sink`, until it exits or `stop` resolves (then its process group on the
 /// node is killed).
-pub async fn run(
+pub(crate) async fn run(
     master: &Master,
     command: &str,
     dir: &str,
@@ -214,7 +214,7 @@ pub async fn run(
 }
 
 /// Kills process group `pgid` on the node.
-pub async fn kill_remote(master: &Master, pgid: u32) {
+pub(crate) async fn kill_remote(master: &Master, pgid: u32) {
     let mut cmd = master.session().raw_command(kill_script(pgid));
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;

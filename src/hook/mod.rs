@@ -16,9 +16,9 @@
 //! [`input`] reads Claude Code's JSON, [`respond`] is the pure decision of
 //! what to answer, [`log`] is the log file; this module is the I/O edge.
 
-pub mod input;
-pub mod log;
-pub mod respond;
+pub(crate) mod input;
+pub(crate) mod log;
+pub(crate) mod respond;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -29,7 +29,7 @@ use crate::config::{self, HookMode};
 const MAX_INPUT: u64 = 4 << 20;
 
 /// Runs the PreToolUse hook with stdin/stdout; returns the exit status (always 0).
-pub fn pre_tool_use(config_flag: Option<&Path>) -> u8 {
+pub(crate) fn pre_tool_use(config_flag: Option<&Path>) -> u8 {
     // A panic must not reach Claude Code as a backtrace or a non-zero status
     // it could misread: log it and let the command run as it was.
     std::panic::set_hook(Box::new(|info| log::append(&format!("internal error (bug in distex): {info}"))));

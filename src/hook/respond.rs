@@ -28,24 +28,24 @@ use crate::route::Decision;
 /// The JSON object printed on stdout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HookOutput {
-    pub hook_specific_output: PreToolUseOutput,
+pub(crate) struct HookOutput {
+    pub(crate) hook_specific_output: PreToolUseOutput,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PreToolUseOutput {
-    pub hook_event_name: &'static str,
+pub(crate) struct PreToolUseOutput {
+    pub(crate) hook_event_name: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub permission_decision: Option<&'static str>,
-    pub permission_decision_reason: String,
+    pub(crate) permission_decision: Option<&'static str>,
+    pub(crate) permission_decision_reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_input: Option<Value>,
-    pub additional_context: String,
+    pub(crate) updated_input: Option<Value>,
+    pub(crate) additional_context: String,
 }
 
 /// The answer for `event` given `decision`, or None to leave the command alone.
-pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision) -> Option<HookOutput> {
+pub(crate) fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision) -> Option<HookOutput> {
     let command = event.bash_command()?;
     let node = decision.node.as_deref().filter(|_| decision.distribute)?;
     let rewritten = rewrite(node, command);
@@ -90,7 +90,7 @@ pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision)
 }
 
 /// `distex run --node NODE -- 'COMMAND'`: the original line as one shell word.
-pub fn rewrite(node: &str, command: &str) -> String {
+pub(crate) fn rewrite(node: &str, command: &str) -> String {
     format!("distex run --node {} -- {}", sh_quote(node), sh_quote(command))
 }
 

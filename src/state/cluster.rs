@@ -9,40 +9,40 @@ use crate::config::{Config, Os};
 
 /// One machine in `distex nodes` output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct NodeInfo {
-    pub name: String,
+pub(crate) struct NodeInfo {
+    pub(crate) name: String,
     /// `local` for this machine, else the ssh destination.
-    pub host: String,
-    pub os: Os,
-    pub features: Vec<String>,
-    pub roles: Vec<String>,
-    pub slots: u32,
-    pub speed: f64,
+    pub(crate) host: String,
+    pub(crate) os: Os,
+    pub(crate) features: Vec<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) slots: u32,
+    pub(crate) speed: f64,
     /// Last known 1-minute load (live for this machine).
-    pub load: Option<f64>,
-    pub cores: Option<u32>,
+    pub(crate) load: Option<f64>,
+    pub(crate) cores: Option<u32>,
     /// Seconds since the load was measured (0 for this machine).
-    pub load_age_secs: Option<u64>,
+    pub(crate) load_age_secs: Option<u64>,
     /// Whether the node answered the last time it was contacted (null: never tried).
-    pub answered: Option<bool>,
+    pub(crate) answered: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// `distex nodes` output: this machine first, then the configured nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct NodesReport {
-    pub nodes: Vec<NodeInfo>,
+pub(crate) struct NodesReport {
+    pub(crate) nodes: Vec<NodeInfo>,
 }
 
 impl NodesReport {
     /// The report as of now: this machine's live load and the node cache.
-    pub fn read(config: &Config) -> NodesReport {
+    pub(crate) fn read(config: &Config) -> NodesReport {
         Self::build(config, &NodeStates::load(), crate::sys_core::load_average())
     }
 
     /// Builds the report from configuration and the cached states.
-    pub fn build(config: &Config, states: &NodeStates, local_load: Option<f64>) -> NodesReport {
+    pub(crate) fn build(config: &Config, states: &NodeStates, local_load: Option<f64>) -> NodesReport {
         let now = now_secs();
         let local = NodeInfo {
             name: config.local.name.clone(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::sys_core::uid;
 
 /// `$DISTEX_STATE_DIR`, else `$XDG_STATE_HOME/distex`, else `~/.local/state/distex`.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DISTEX_STATE_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -21,7 +21,7 @@ pub fn state_dir() -> PathBuf {
 /// A short, private directory for SSH control sockets (Unix socket paths are
 /// limited to ~104 bytes, so this must stay short): `$DISTEX_RUNTIME_DIR`,
 /// else `$XDG_RUNTIME_DIR/distex`, else `/tmp/distex-UID`.
-pub fn runtime_dir() -> PathBuf {
+pub(crate) fn runtime_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DISTEX_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }

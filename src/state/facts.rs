@@ -8,21 +8,21 @@ use super::nodes::{NodeStates, now_secs};
 /// Loads and health known at decision time. Plain data: [`LoadFacts::read`]
 /// reads the load average and the cache; tests make it up.
 #[derive(Debug, Clone, Default)]
-pub struct LoadFacts {
+pub(crate) struct LoadFacts {
     /// This machine's 1-minute load average, if it could be read.
-    pub local_load: Option<f64>,
+    pub(crate) local_load: Option<f64>,
     /// Cached node health and loads.
-    pub states: NodeStates,
+    pub(crate) states: NodeStates,
     /// `--assume-load NODE=LOAD` overrides (`local` for this machine).
-    pub assumed: BTreeMap<String, f64>,
+    pub(crate) assumed: BTreeMap<String, f64>,
     /// Current Unix time, seconds.
-    pub now: u64,
+    pub(crate) now: u64,
 }
 
 impl LoadFacts {
     /// Reads this machine's load and the node cache, with the `assumed`
     /// overrides on top.
-    pub fn read(assumed: BTreeMap<String, f64>) -> Self {
+    pub(crate) fn read(assumed: BTreeMap<String, f64>) -> Self {
         LoadFacts { local_load: crate::sys_core::load_average(), states: NodeStates::load(), assumed, now: now_secs() }
     }
 }

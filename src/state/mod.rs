@@ -10,7 +10,7 @@ mod dirs;
 mod facts;
 mod nodes;
 
-pub use cluster::{NodeInfo, NodesReport};
-pub use dirs::{runtime_dir, state_dir};
-pub use facts::LoadFacts;
-pub use nodes::{NodeHealth, NodeStates, now_secs};
+pub(crate) use cluster::NodesReport;
+pub(crate) use dirs::{runtime_dir, state_dir};
+pub(crate) use facts::LoadFacts;
+pub(crate) use nodes::{NodeStates, now_secs};

@@ -6,9 +6,9 @@
 
 mod events;
 mod model;
-pub mod plan;
-pub mod scheduler;
+pub(crate) mod plan;
+pub(crate) mod scheduler;
 
-pub use crate::exec::output::Stream;
-pub use events::{Event, NullReporter, Reporter};
-pub use model::{Task, TaskList, TaskStatus, Transition};
+pub(crate) use crate::exec::output::Stream;
+pub(crate) use events::{Event, NullReporter, Reporter};
+pub(crate) use model::{Task, TaskList, TaskStatus};

@@ -33,66 +33,66 @@ use crate::route::Decision;
 
 /// How to run a plan.
 #[derive(Debug, Clone, Default)]
-pub struct ParallelOptions {
+pub(crate) struct ParallelOptions {
     /// At most this many tasks at once (default: the cluster's total slots).
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// Keep starting tasks that do not depend on a failed one.
-    pub keep_going: bool,
+    pub(crate) keep_going: bool,
     /// Only use these targets (`local` included by name).
-    pub nodes: Option<Vec<String>>,
+    pub(crate) nodes: Option<Vec<String>>,
     /// Sync the project before remote tasks (None: each rule's default).
-    pub sync: Option<bool>,
+    pub(crate) sync: Option<bool>,
     /// Per-task timeout.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// Where the commands belong locally.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
 }
 
 /// One task in the final report: the shared TaskList shape plus what ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TaskReport {
+pub(crate) struct TaskReport {
     #[serde(flatten)]
-    pub task: Task,
-    pub command: String,
+    pub(crate) task: Task,
+    pub(crate) command: String,
     /// The command's exit status, when it ran to the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timings: Option<Timings>,
+    pub(crate) timings: Option<Timings>,
     /// The end of the task's output (last attempt), bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<Capture>,
+    pub(crate) stdout: Option<Capture>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stderr: Option<Capture>,
+    pub(crate) stderr: Option<Capture>,
     /// Dependencies distex inferred (shared build directories, files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inferred: Vec<Inferred>,
+    pub(crate) inferred: Vec<Inferred>,
 }
 
 /// Totals of a parallel run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Summary {
-    pub total: usize,
-    pub completed: usize,
-    pub failed: usize,
+pub(crate) struct Summary {
+    pub(crate) total: usize,
+    pub(crate) completed: usize,
+    pub(crate) failed: usize,
     /// Failed tasks that never started (a dependency failed, or the run stopped).
-    pub not_started: usize,
-    pub elapsed_ms: u64,
-    pub interrupted: bool,
+    pub(crate) not_started: usize,
+    pub(crate) elapsed_ms: u64,
+    pub(crate) interrupted: bool,
     /// Tasks completed per target.
-    pub per_node: BTreeMap<String, usize>,
+    pub(crate) per_node: BTreeMap<String, usize>,
 }
 
 /// `{"tasks": [...], "summary": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ParallelReport {
-    pub tasks: Vec<TaskReport>,
-    pub summary: Summary,
+pub(crate) struct ParallelReport {
+    pub(crate) tasks: Vec<TaskReport>,
+    pub(crate) summary: Summary,
 }
 
 impl ParallelReport {
     /// 0 all completed, 130 interrupted, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         use crate::error::exit;
         if self.summary.interrupted {
             exit::INTERRUPTED
@@ -113,7 +113,7 @@ enum Msg {
 type Finished = (Option<i32>, Timings, (Capture, Capture));
 
 /// How much of each stream a parallel task's report keeps.
-pub const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
+pub(crate) const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
 
 /// Sends a task's output, line by line, to the scheduler loop.
 struct LineSink {
@@ -177,7 +177,7 @@ fn subject(command: &str) -> String {
 }
 
 /// Runs the plan to the end (or until Ctrl-C).
-pub async fn run(
+pub(crate) async fn run(
     config: Arc<Config>,
     plan: &Plan,
     opts: &ParallelOptions,
@@ -201,7 +201,6 @@ pub async fn run(
             cwd: opts.cwd.clone(),
             sync: opts.sync,
             returns: vec![],
-            run_id: String::new(),
             synced_nodes: None,
         };
         let (sync, returns) = run::sync_plan(&config, &decision, None, &spec);
@@ -279,7 +278,6 @@ pub async fn run(
                     cwd: opts.cwd.clone(),
                     sync: Some(sync),
                     returns: vec![],
-                    run_id: run::run_id(),
                     synced_nodes: Some(synced.clone()),
                 };
                 let task_stopper =
