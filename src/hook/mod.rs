@@ -16,21 +16,20 @@
 //! [`input`] reads Claude Code's JSON, [`respond`] is the pure decision of
 //! what to answer, [`log`] is the log file; this module is the I/O edge.
 
-pub mod input;
-pub mod log;
-pub mod respond;
+pub(crate) mod input;
+pub(crate) mod log;
+pub(crate) mod respond;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
-use crate::commands::route;
 use crate::config::{self, HookMode};
 
 /// Claude Code's hook input is a few KB; anything far larger is not for us.
 const MAX_INPUT: u64 = 4 << 20;
 
 /// Runs the PreToolUse hook with stdin/stdout; returns the exit status (always 0).
-pub fn pre_tool_use(config_flag: Option<&Path>) -> u8 {
+pub(crate) fn pre_tool_use(config_flag: Option<&Path>) -> u8 {
     // A panic must not reach Claude Code as a backtrace or a non-zero status
     // it could misread: log it and let the command run as it was.
     std::panic::set_hook(Box::new(|info| log::append(&format!("internal error (bug in distex): {info}"))));
@@ -70,7 +69,7 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
     if config.hook.mode == HookMode::Off || config.nodes.is_empty() {
         return Ok(None);
     }
-    let decision = route::route(&config, command, &route::facts(Default::default()));
+    let decision = crate::route::decide_line(&config, command, &crate::state::LoadFacts::read(Default::default()));
     let Some(reply) = respond::respond(&config.hook, &event, &decision) else {
         return Ok(None);
     };

@@ -22,29 +22,30 @@ use serde_json::Value;
 
 use super::input::PreToolUse;
 use crate::config::{HookMode, HookSettings};
+use crate::exec::remote::sh_quote;
 use crate::route::Decision;
 
 /// The JSON object printed on stdout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HookOutput {
-    pub hook_specific_output: PreToolUseOutput,
+pub(crate) struct HookOutput {
+    pub(crate) hook_specific_output: PreToolUseOutput,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PreToolUseOutput {
-    pub hook_event_name: &'static str,
+pub(crate) struct PreToolUseOutput {
+    pub(crate) hook_event_name: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub permission_decision: Option<&'static str>,
-    pub permission_decision_reason: String,
+    pub(crate) permission_decision: Option<&'static str>,
+    pub(crate) permission_decision_reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_input: Option<Value>,
-    pub additional_context: String,
+    pub(crate) updated_input: Option<Value>,
+    pub(crate) additional_context: String,
 }
 
 /// The answer for `event` given `decision`, or None to leave the command alone.
-pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision) -> Option<HookOutput> {
+pub(crate) fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision) -> Option<HookOutput> {
     let command = event.bash_command()?;
     let node = decision.node.as_deref().filter(|_| decision.distribute)?;
     let rewritten = rewrite(node, command);
@@ -89,20 +90,8 @@ pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision)
 }
 
 /// `distex run --node NODE -- 'COMMAND'`: the original line as one shell word.
-pub fn rewrite(node: &str, command: &str) -> String {
-    format!("distex run --node {} -- {}", quote(node), quote(command))
-}
-
-/// Quotes `word` for a POSIX shell so that it stays exactly one word with
-/// nothing expanded: wrap it in single quotes (inside which nothing is
-/// special) and write each single quote as `'\''` (close, escaped quote,
-/// reopen). Plain words such as node names are left bare for readability.
-pub fn quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
-    if plain {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
+pub(crate) fn rewrite(node: &str, command: &str) -> String {
+    format!("distex run --node {} -- {}", sh_quote(node), sh_quote(command))
 }
 
 /// "heavy_computation: matched `cargo build`. Heavy compilation detected, ..."
@@ -233,15 +222,6 @@ mod tests {
             let commands = simple_commands(&rewritten).unwrap_or_else(|e| panic!("{rewritten}: {e:?}"));
             assert_eq!(commands.len(), 1, "{rewritten}");
             assert_eq!(commands[0], vec!["distex", "run", "--node", "builder", "--", line], "{rewritten}");
-        }
-    }
-
-    #[test]
-    fn quoting_survives_a_real_shell() {
-        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
-            let out =
-                std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(word))).output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", quote(word));
         }
     }
 

@@ -11,33 +11,33 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub mod sshd;
+pub(crate) mod sshd;
 
-pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
+pub(crate) const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
 
 /// A sandbox for one test: a temp dir holding config, state and runtime dirs.
-pub struct Sandbox {
-    pub dir: tempfile::TempDir,
+pub(crate) struct Sandbox {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Sandbox { dir: tempfile::Builder::new().prefix("dx").tempdir_in("/tmp").expect("temp dir") }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes `cluster.toml` in the sandbox and returns its path.
-    pub fn write_config(&self, text: &str) -> PathBuf {
+    pub(crate) fn write_config(&self, text: &str) -> PathBuf {
         let path = self.path().join("cluster.toml");
         std::fs::write(&path, text).expect("write config");
         path
     }
 
     /// A `distex` invocation that sees only this sandbox.
-    pub fn cmd(&self) -> TestCommand {
+    pub(crate) fn cmd(&self) -> TestCommand {
         let mut cmd = Command::new(DISTEX);
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
@@ -55,12 +55,12 @@ impl Sandbox {
 }
 
 /// A builder around [`Command`] with assertions that print everything on failure.
-pub struct TestCommand {
-    pub cmd: Command,
+pub(crate) struct TestCommand {
+    pub(crate) cmd: Command,
 }
 
 impl TestCommand {
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -69,29 +69,29 @@ impl TestCommand {
         self
     }
 
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.cmd.arg(arg);
         self
     }
 
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+    pub(crate) fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.cmd.env(key, value);
         self
     }
 
-    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+    pub(crate) fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.cmd.current_dir(dir);
         self
     }
 
     /// Runs with the file at `path` on stdin (any bytes, not only text).
-    pub fn stdin_file(mut self, path: impl AsRef<Path>) -> Run {
+    pub(crate) fn stdin_file(mut self, path: impl AsRef<Path>) -> Run {
         self.cmd.stdin(std::fs::File::open(path).expect("open stdin file"));
         self.run()
     }
 
     /// Runs with `input` on stdin.
-    pub fn stdin(mut self, input: &str) -> Run {
+    pub(crate) fn stdin(mut self, input: &str) -> Run {
         use std::io::Write;
         self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.cmd.spawn().expect("spawn distex");
@@ -105,13 +105,13 @@ impl TestCommand {
         Run { output }
     }
 
-    pub fn run(mut self) -> Run {
+    pub(crate) fn run(mut self) -> Run {
         Run { output: self.cmd.output().expect("run distex") }
     }
 
     /// Runs with the reading end of stdout closed before distex writes, as
     /// when `distex ... | head` stopped reading.
-    pub fn run_with_stdout_closed(mut self) -> Run {
+    pub(crate) fn run_with_stdout_closed(mut self) -> Run {
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.cmd.spawn().expect("spawn distex");
         drop(child.stdout.take());
@@ -120,42 +120,42 @@ impl TestCommand {
 }
 
 /// A finished run.
-pub struct Run {
-    pub output: Output,
+pub(crate) struct Run {
+    pub(crate) output: Output,
 }
 
 impl Run {
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 
-    pub fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         self.output.status.code()
     }
 
     /// Asserts the exit code, showing both streams when it differs.
-    pub fn expect_code(self, code: i32) -> Self {
+    pub(crate) fn expect_code(self, code: i32) -> Self {
         assert_eq!(self.code(), Some(code), "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout(), self.stderr());
         assert!(!self.stderr().contains("panicked"), "a Rust panic reached the user:\n{}", self.stderr());
         self
     }
 
-    pub fn success(self) -> Self {
+    pub(crate) fn success(self) -> Self {
         self.expect_code(0)
     }
 
     /// stdout parsed as one JSON value.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout().trim())
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
     }
 
     /// stdout parsed as JSON Lines.
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn json_lines(&self) -> Vec<serde_json::Value> {
         self.stdout()
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -166,7 +166,7 @@ impl Run {
 
 /// A `distex process` report's accounting: input records, processed,
 /// rejected, in failed regions (each must be there, as a number).
-pub fn accounting(report: &serde_json::Value) -> [u64; 4] {
+pub(crate) fn accounting(report: &serde_json::Value) -> [u64; 4] {
     ["input_records", "processed", "rejected", "in_failed_regions"].map(|k| {
         report["accounting"][k].as_u64().unwrap_or_else(|| panic!("accounting.{k} is not a count: {report:#}"))
     })

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 /// One scripted model answer.
 #[derive(Debug, Clone)]
-pub enum Turn {
+pub(crate) enum Turn {
     /// Plain text; the turn ends (`stop_reason: end_turn`).
     Text(String),
     /// One tool call (`stop_reason: tool_use`), e.g. `Bash` with `{"command": ...}`.
@@ -40,37 +40,37 @@ pub enum Turn {
 }
 
 impl Turn {
-    pub fn text(text: &str) -> Turn {
+    pub(crate) fn text(text: &str) -> Turn {
         Turn::Text(text.to_string())
     }
 
-    pub fn bash(command: &str) -> Turn {
+    pub(crate) fn bash(command: &str) -> Turn {
         Turn::ToolUse { name: "Bash".into(), input: json!({ "command": command, "description": "scripted command" }) }
     }
 
     /// A Bash call with Claude Code's own timeout raised to its maximum
     /// (10 minutes), for commands that go over SSH on a busy machine.
-    pub fn slow_bash(command: &str) -> Turn {
+    pub(crate) fn slow_bash(command: &str) -> Turn {
         Turn::ToolUse {
             name: "Bash".into(),
             input: json!({ "command": command, "description": "scripted command", "timeout": 600000 }),
         }
     }
 
-    pub fn tool(name: &str, input: Value) -> Turn {
+    pub(crate) fn tool(name: &str, input: Value) -> Turn {
         Turn::ToolUse { name: name.into(), input }
     }
 }
 
 /// A request the server received.
 #[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
+pub(crate) struct Recorded {
+    pub(crate) method: String,
+    pub(crate) path: String,
     /// The body parsed as JSON (`Value::Null` when empty or not JSON).
-    pub body: Value,
+    pub(crate) body: Value,
     /// Whether this request was answered from the script.
-    pub scripted: bool,
+    pub(crate) scripted: bool,
 }
 
 #[derive(Default)]
@@ -85,14 +85,14 @@ struct Shared {
 
 /// The running server. It lives as long as the test process; its threads are
 /// idle once the CLI under test has exited.
-pub struct ModelServer {
-    pub addr: SocketAddr,
+pub(crate) struct ModelServer {
+    pub(crate) addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
 impl ModelServer {
     /// Starts a server that will answer with `script`, one turn per conversation request.
-    pub fn start(script: Vec<Turn>) -> ModelServer {
+    pub(crate) fn start(script: Vec<Turn>) -> ModelServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the scripted model server");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared { script: Mutex::new(script), ..Default::default() });
@@ -107,34 +107,34 @@ impl ModelServer {
     }
 
     /// The value for `ANTHROPIC_BASE_URL`.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.shared.log.lock().unwrap().clone()
     }
 
     /// The conversation requests (those answered from the script or after it).
-    pub fn conversation(&self) -> Vec<Value> {
+    pub(crate) fn conversation(&self) -> Vec<Value> {
         self.requests().into_iter().filter(|r| r.scripted).map(|r| r.body).collect()
     }
 
     /// The tool_use id the server sent in the `n`th conversation answer
     /// (counting from 0), to find that call's result.
-    pub fn tool_use_id_of_turn(&self, n: usize) -> Option<String> {
+    pub(crate) fn tool_use_id_of_turn(&self, n: usize) -> Option<String> {
         self.shared.turn_ids.lock().unwrap().get(n).cloned()
     }
 
     /// How many scripted turns have been served.
-    pub fn turns_served(&self) -> usize {
+    pub(crate) fn turns_served(&self) -> usize {
         self.shared.next.load(Ordering::SeqCst)
     }
 
     /// Every `tool_result` block Claude Code sent back, in order, with the
     /// text of its content flattened.
-    pub fn tool_results(&self) -> Vec<ToolResult> {
+    pub(crate) fn tool_results(&self) -> Vec<ToolResult> {
         // Each conversation request repeats the whole history, so read the last one.
         let Some(last) = self.conversation().pop() else {
             return vec![];
@@ -156,7 +156,7 @@ impl ModelServer {
 
     /// Every text Claude Code sent in any conversation request (system
     /// prompts included): for things a subagent (a forked skill) saw.
-    pub fn all_text(&self) -> String {
+    pub(crate) fn all_text(&self) -> String {
         let mut text = String::new();
         for body in self.conversation() {
             text.push_str(&flatten_text(&body["system"]));
@@ -171,7 +171,7 @@ impl ModelServer {
 
     /// Every tool_result block in any conversation request (subagents'
     /// included), deduplicated by tool_use_id, in order of first appearance.
-    pub fn all_tool_results(&self) -> Vec<ToolResult> {
+    pub(crate) fn all_tool_results(&self) -> Vec<ToolResult> {
         let mut out: Vec<ToolResult> = Vec::new();
         for body in self.conversation() {
             for message in body["messages"].as_array().into_iter().flatten() {
@@ -192,7 +192,7 @@ impl ModelServer {
 
     /// All text Claude Code sent in the last conversation request (system
     /// prompt excluded): user messages, tool results, injected context.
-    pub fn last_request_text(&self) -> String {
+    pub(crate) fn last_request_text(&self) -> String {
         let Some(last) = self.conversation().pop() else {
             return String::new();
         };
@@ -207,15 +207,15 @@ impl ModelServer {
 
 /// A `tool_result` block as Claude Code sent it.
 #[derive(Debug, Clone)]
-pub struct ToolResult {
-    pub tool_use_id: String,
-    pub content: String,
-    pub is_error: bool,
+pub(crate) struct ToolResult {
+    pub(crate) tool_use_id: String,
+    pub(crate) content: String,
+    pub(crate) is_error: bool,
 }
 
 /// Text of a content value: a string, or the text parts of an array of blocks
 /// (nested tool_result content included).
-pub fn flatten_text(content: &Value) -> String {
+pub(crate) fn flatten_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(blocks) => blocks

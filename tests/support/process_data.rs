@@ -8,42 +8,42 @@
 use std::path::Path;
 
 /// A deterministic pseudo-random sequence (64-bit LCG).
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
     }
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
     }
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
-pub struct Generated {
-    pub bytes: Vec<u8>,
+pub(crate) struct Generated {
+    pub(crate) bytes: Vec<u8>,
     /// Lines where malformed records start.
-    pub bad_lines: Vec<u64>,
+    pub(crate) bad_lines: Vec<u64>,
     /// Records after the header, malformed ones included.
-    pub records: u64,
+    pub(crate) records: u64,
 }
 
-pub struct Spec<'a> {
-    pub rows: usize,
-    pub regions: &'a [String],
+pub(crate) struct Spec<'a> {
+    pub(crate) rows: usize,
+    pub(crate) regions: &'a [String],
     /// Fraction (0..100) of rows that go to the first region.
-    pub hot_percent: u64,
+    pub(crate) hot_percent: u64,
     /// Put a malformed record every this many rows.
-    pub bad_every: Option<usize>,
-    pub seed: u64,
+    pub(crate) bad_every: Option<usize>,
+    pub(crate) seed: u64,
 }
 
-pub const NUMERIC: &str = "qty,price,weight";
+pub(crate) const NUMERIC: &str = "qty,price,weight";
 
-pub fn csv(spec: &Spec<'_>) -> Generated {
+pub(crate) fn csv(spec: &Spec<'_>) -> Generated {
     let mut rng = Rng::new(spec.seed);
     let mut out = Vec::new();
     out.extend_from_slice(b"id,region,qty,price,weight,note\n");
@@ -92,7 +92,7 @@ pub fn csv(spec: &Spec<'_>) -> Generated {
 }
 
 /// RFC 4180 quoting when needed.
-pub fn quote(field: &str) -> String {
+pub(crate) fn quote(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) || field.starts_with(' ') || field.ends_with(' ') {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
@@ -101,7 +101,7 @@ pub fn quote(field: &str) -> String {
 }
 
 /// Runs the independent Python reference on `file`.
-pub fn reference(file: &Path, key: &str, numeric: &str, format: &str) -> serde_json::Value {
+pub(crate) fn reference(file: &Path, key: &str, numeric: &str, format: &str) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/process_reference.py");
     let out = std::process::Command::new("python3")
         .arg(script)
@@ -116,7 +116,7 @@ pub fn reference(file: &Path, key: &str, numeric: &str, format: &str) -> serde_j
 }
 
 /// Asserts that distex's `--json` report agrees with the reference, column by column.
-pub fn assert_matches_reference(report: &serde_json::Value, reference: &serde_json::Value, numeric: &str) {
+pub(crate) fn assert_matches_reference(report: &serde_json::Value, reference: &serde_json::Value, numeric: &str) {
     let regions = report["regions"].as_object().expect("regions");
     let expected = reference["regions"].as_object().expect("reference regions");
     assert_eq!(regions.len(), expected.len(), "number of regions");

@@ -37,24 +37,24 @@ use std::time::{Duration, Instant};
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// One running sshd.
-pub struct SshNode {
-    pub name: String,
-    pub addr: Ipv4Addr,
-    pub port: u16,
+pub(crate) struct SshNode {
+    pub(crate) name: String,
+    pub(crate) addr: Ipv4Addr,
+    pub(crate) port: u16,
     /// The node's own directory (host key, sshd_config, log).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The directory distex uses as this node's `workdir`.
-    pub workdir: PathBuf,
+    pub(crate) workdir: PathBuf,
     child: Option<Child>,
 }
 
 /// A set of nodes sharing a client key and a known_hosts file.
-pub struct Cluster {
-    pub dir: tempfile::TempDir,
-    pub nodes: Vec<SshNode>,
-    pub client_key: PathBuf,
-    pub known_hosts: PathBuf,
-    pub ssh_config: PathBuf,
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) nodes: Vec<SshNode>,
+    pub(crate) client_key: PathBuf,
+    pub(crate) known_hosts: PathBuf,
+    pub(crate) ssh_config: PathBuf,
 }
 
 /// Spreads concurrent tests over different loopback addresses.
@@ -62,7 +62,7 @@ static NEXT_ADDR: AtomicU32 = AtomicU32::new(0);
 
 impl Cluster {
     /// Starts `n` nodes named n1, n2, ...
-    pub fn start(n: usize) -> Cluster {
+    pub(crate) fn start(n: usize) -> Cluster {
         ensure_privsep_dir();
         let dir = tempfile::Builder::new().prefix("dxssh").tempdir_in("/tmp").expect("temp dir");
         let client_key = dir.path().join("client_key");
@@ -93,17 +93,17 @@ impl Cluster {
         Cluster { dir, nodes, client_key, known_hosts, ssh_config }
     }
 
-    pub fn node(&self, name: &str) -> &SshNode {
+    pub(crate) fn node(&self, name: &str) -> &SshNode {
         self.nodes.iter().find(|n| n.name == name).expect("node exists")
     }
 
-    pub fn node_mut(&mut self, name: &str) -> &mut SshNode {
+    pub(crate) fn node_mut(&mut self, name: &str) -> &mut SshNode {
         self.nodes.iter_mut().find(|n| n.name == name).expect("node exists")
     }
 
     /// The `[[node]]` table for one node; `extra` is appended verbatim
     /// (e.g. `roles = ["builder"]\nslots = 2`).
-    pub fn node_table(&self, node: &SshNode, extra: &str) -> String {
+    pub(crate) fn node_table(&self, node: &SshNode, extra: &str) -> String {
         format!(
             "[[node]]\nname = \"{name}\"\nhost = \"{addr}\"\nport = {port}\nuser = \"{user}\"\n\
              identity_file = \"{key}\"\nknown_hosts = \"{kh}\"\nssh_config = \"{cfg}\"\n\
@@ -123,7 +123,7 @@ impl Cluster {
     /// `node_extra`, then `tail` (rules...). The overload threshold is set
     /// out of reach so that the machine's real load (tests run in
     /// parallel) never changes a decision.
-    pub fn config(&self, node_extra: &str, tail: &str) -> String {
+    pub(crate) fn config(&self, node_extra: &str, tail: &str) -> String {
         let mut text = String::from(
             "[local]\nname = \"here\"\nos = \"linux\"\nslots = 2\n\n[routing]\noverload_threshold = 1000.0\n\n",
         );
@@ -194,7 +194,7 @@ impl SshNode {
     }
 
     /// The listener's pid, while it runs.
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
@@ -205,7 +205,7 @@ impl SshNode {
     /// killed outright in the middle of its rc files can leave lock files
     /// behind in the real home directory (pyenv's rehash lock, for one),
     /// which would hang every later shell on this machine.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
             let tree = descendants(pid);
@@ -230,7 +230,7 @@ impl SshNode {
     /// the node's sshd dies, every connection drops at once and the
     /// commands it ran are orphaned on the node (still running, their
     /// stdin at end of file, their stdout and stderr going nowhere).
-    pub fn cut(&mut self) {
+    pub(crate) fn cut(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
             let serving: Vec<i32> =
@@ -245,28 +245,28 @@ impl SshNode {
 
     /// Freezes the listener (SIGSTOP): new connections are accepted by the
     /// kernel but never greeted, so clients hit their connect timeout.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         if let Some(pid) = self.pid() {
             signal(pid as i32, libc::SIGSTOP);
         }
     }
 
     /// Thaws a node frozen by [`SshNode::stop`].
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         if let Some(pid) = self.pid() {
             signal(pid as i32, libc::SIGCONT);
         }
     }
 
     /// Starts sshd again after [`SshNode::kill`], on the same address and port.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.launch();
     }
 
     /// Processes (pid, command line) whose command line contains `needle`,
     /// among the descendants of this node's sshd: what is still running "on
     /// the node".
-    pub fn processes_matching(&self, needle: &str) -> Vec<(i32, String)> {
+    pub(crate) fn processes_matching(&self, needle: &str) -> Vec<(i32, String)> {
         let Some(pid) = self.pid() else { return vec![] };
         descendants(pid as i32)
             .into_iter()
@@ -285,7 +285,7 @@ impl Drop for SshNode {
 
 /// Every process on the machine whose command line contains `needle`
 /// (processes reparented to init escape [`SshNode::processes_matching`]).
-pub fn all_processes_matching(needle: &str) -> Vec<(i32, String)> {
+pub(crate) fn all_processes_matching(needle: &str) -> Vec<(i32, String)> {
     let me = std::process::id() as i32;
     std::fs::read_dir("/proc")
         .unwrap()
@@ -298,7 +298,7 @@ pub fn all_processes_matching(needle: &str) -> Vec<(i32, String)> {
 
 /// Stops the persistent SSH masters distex started for a sandbox (they
 /// would die with their sshd anyway; this makes it immediate).
-pub fn stop_masters(sandbox: &Path) {
+pub(crate) fn stop_masters(sandbox: &Path) {
     let run_dir = sandbox.join("run").display().to_string();
     for (pid, cmd) in all_processes_matching(&run_dir) {
         if cmd.starts_with("ssh ") {
@@ -382,7 +382,7 @@ fn port_free(addr: Ipv4Addr, port: u16) -> bool {
     TcpListener::bind((addr, port)).is_ok()
 }
 
-pub fn current_user() -> String {
+pub(crate) fn current_user() -> String {
     std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
         let out = Command::new("id").arg("-un").output().expect("id -un");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
