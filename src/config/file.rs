@@ -2,7 +2,7 @@
 //!
 //! These structs mirror `cluster.toml` one to one and reject unknown keys,
 //! so a typo (`slot = 4`) is an error naming the key instead of a silently
-//! ignored line. [`super::load`] turns them into the effective [`super::Config`].
+//! ignored line. [`super::load()`] turns them into the effective [`super::Config`].
 
 use std::path::PathBuf;
 

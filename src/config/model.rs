@@ -1,5 +1,5 @@
 //! The effective cluster configuration: plain data, validated, with defaults
-//! filled in. Produced by [`super::load`]; read by everything else.
+//! filled in. Produced by [`super::load()`]; read by everything else.
 
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! Everything here is pure. `shell` parses the command line with a real
 //! shell parser into the simple commands it would execute, `wrappers`
 //! looks through `sudo`, `env`, `bash -c` and friends, `rules` matches
-//! command words against the configured rules, and [`decide`] applies the
+//! command words against the configured rules, and [`decide()`] applies the
 //! decision tree (Linux-only → a Linux node, heavy → a builder, overloaded →
 //! the least-loaded node, otherwise local). Loads and node health come in
 //! as plain data ([`LoadFacts`]); nothing here touches the network or disk.

@@ -1,7 +1,7 @@
 //! `distex run` against real sshd nodes: output, exit codes, the JSON
 //! record, transport failures and failover, timeouts.
 
-mod support;
+use crate::util as support;
 
 use std::time::{Duration, Instant};
 

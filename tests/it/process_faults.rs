@@ -4,7 +4,7 @@
 //! limit, prints garbage, prints too much, or leaves a grandchild that
 //! ignores SIGTERM. Also: retries with backoff, exit status 3.
 
-mod support;
+use crate::util as support;
 
 use serde_json::Value;
 use support::Sandbox;

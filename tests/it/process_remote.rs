@@ -3,7 +3,7 @@
 //! the same contract as a local worker; faults on the node fail only their
 //! region, the accounting stays exact, and nothing is left running there.
 
-mod support;
+use crate::util as support;
 
 use support::sshd::{Cluster, all_processes_matching, stop_masters};
 use support::{DISTEX, Sandbox};

@@ -24,8 +24,6 @@
 //! they ran orphaned on the node, as a dying sshd or dropped connection would. Dropping the
 //! cluster kills every sshd it started, so no server outlives a test.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,16 +1,17 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test file brings this
+//! module in as `support`).
 //!
 //! [`TestCommand`] runs the real `distex` binary with an isolated
 //! environment: its own config, state and runtime directories under a
 //! temporary directory, and none of the developer's DISTEX_* or XDG_*
 //! settings, so tests never read or write the user's files.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod model_server;
+pub mod process_data;
 pub mod sshd;
 
 pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");

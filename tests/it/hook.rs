@@ -3,7 +3,7 @@
 //! status, and what it leaves in the log, for every mode and every way the
 //! input or the config can go wrong.
 
-mod support;
+use crate::util as support;
 
 use serde_json::{Value, json};
 use support::Sandbox;

@@ -1,7 +1,7 @@
 //! The command line as users meet it: `route`, `config`, `nodes`, `json`,
 //! `schema`, their errors and exit codes.
 
-mod support;
+use crate::util as support;
 
 use serde_json::json;
 use support::Sandbox;

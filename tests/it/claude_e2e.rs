@@ -7,10 +7,8 @@
 //! (tool results, loaded skill text), files the commands wrote, and the
 //! stream-json events on stdout.
 
-#[path = "support/model_server.rs"]
-mod model_server;
-#[path = "support/mod.rs"]
-mod support;
+use crate::util as support;
+use crate::util::model_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
