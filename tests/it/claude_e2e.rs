@@ -9,6 +9,7 @@
 
 use crate::util as support;
 use crate::util::model_server;
+use support::BUILDER_CLUSTER;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -197,27 +198,6 @@ fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> std::p
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-/// A cluster whose only remote node is a Linux builder. Nothing listens on
-/// 127.0.0.2:1, so a command that really goes there fails fast. The overload
-/// threshold is out of reach so this machine's own load never routes.
-const BUILDER_CLUSTER: &str = r#"
-[local]
-name = "laptop"
-os = "macos"
-
-[[node]]
-name = "builder"
-host = "127.0.0.2"
-port = 1
-os = "linux"
-roles = ["builder"]
-slots = 4
-connect_timeout = 2
-
-[routing]
-overload_threshold = 1000.0
-"#;
 
 const REWRITTEN_CARGO: &str = "distex run --node builder -- 'cargo build'";
 

@@ -8,28 +8,9 @@ use crate::util as support;
 use serde_json::{Value, json};
 use support::Sandbox;
 
-/// One builder node on a local "macos" machine, so heavy commands route;
-/// the overload threshold is out of reach so the test machine's own load
-/// never routes anything.
+/// [`support::BUILDER_CLUSTER`] followed by `extra`.
 fn cluster(extra: &str) -> String {
-    format!(
-        r#"
-[local]
-name = "laptop"
-os = "macos"
-
-[[node]]
-name = "builder"
-host = "127.0.0.2"
-os = "linux"
-roles = ["builder"]
-slots = 4
-
-[routing]
-overload_threshold = 1000.0
-{extra}
-"#
-    )
+    format!("{}{extra}\n", support::BUILDER_CLUSTER)
 }
 
 fn bash(command: &str) -> String {

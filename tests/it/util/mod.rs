@@ -16,6 +16,30 @@ pub mod sshd;
 
 pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
 
+/// The cluster the hook tests route against: this machine is a "laptop"
+/// on macOS (so Linux-only commands leave it) and its one remote node is a
+/// Linux builder. Nothing listens on 127.0.0.2:1, so a command that really
+/// goes there fails fast. The overload threshold is out of reach so this
+/// machine's own load never routes anything. Append tables (`[hook]`,
+/// `[announce]`, more `[[node]]`s) to it as needed.
+pub const BUILDER_CLUSTER: &str = r#"
+[local]
+name = "laptop"
+os = "macos"
+
+[[node]]
+name = "builder"
+host = "127.0.0.2"
+port = 1
+os = "linux"
+roles = ["builder"]
+slots = 4
+connect_timeout = 2
+
+[routing]
+overload_threshold = 1000.0
+"#;
+
 /// A sandbox for one test: a temp dir holding config, state and runtime dirs.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
