@@ -9,7 +9,7 @@
 
 use crate::util as support;
 use crate::util::model_server;
-use support::BUILDER_CLUSTER;
+use support::{BUILDER_CLUSTER, write_executable};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -229,12 +229,6 @@ impl Session {
     fn hook_log(&self) -> String {
         std::fs::read_to_string(self.sandbox.path().join("state/hook.log")).unwrap_or_default()
     }
-}
-
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 impl Finished {
@@ -513,12 +507,7 @@ fn session_start_builds_the_helper_into_the_plugin_data_dir() {
         .map(|d| d.path().join("target/release/distex"))
         .find(|_| true)
         .unwrap();
-    for _ in 0..400 {
-        if exe.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    support::eventually(Duration::from_secs(60), || exe.exists());
     assert!(exe.exists(), "the session-start build never produced {}\n{}", exe.display(), done.dump());
     let calls = std::fs::read_to_string(session.sandbox.path().join("cargo.log")).unwrap();
     assert!(calls.starts_with("build --release --locked"), "{calls}");

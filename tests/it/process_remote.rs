@@ -72,7 +72,7 @@ fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
     assert!(!sb.path().join("pwned").exists());
     assert!(!cluster.nodes[0].workdir.join("pwned").exists());
     // Nothing the processors started survives, on the node or here.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    support::eventually(std::time::Duration::from_secs(10), || region_processes("sleep 600", "hang").is_empty());
     let left = region_processes("sleep 600", "hang");
     assert!(left.is_empty(), "left behind: {left:?}");
     stop_masters(sb.path());
@@ -150,7 +150,7 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     assert!(slow.contains("timed out") && slow.contains("node n1"), "{slow}");
     assert_eq!(report["accounting"]["processed"], 2);
     assert_eq!(report["accounting"]["in_failed_regions"], 400_000);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    support::eventually(std::time::Duration::from_secs(10), || region_processes("sleep 600", "slow").is_empty());
     let left = region_processes("sleep 600", "slow");
     assert!(left.is_empty(), "left behind on the node: {left:?}");
     // --jobs 0 needs somewhere to run.
@@ -349,8 +349,7 @@ fn summary_regions_move_off_nodes_without_a_usable_distex_and_the_nodes_stay_up(
     let sb = Sandbox::new();
     // n1: no distex where its config says; n2: a distex of another version.
     let old = sb.path().join("old-distex");
-    std::fs::write(&old, "#!/bin/sh\necho 'distex 0.0.1'\n").unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&old).status().unwrap();
+    support::write_executable(&old, "#!/bin/sh\necho 'distex 0.0.1'\n");
     let missing = sb.path().join("no/such/distex");
     let cfg = sb.write_config(&config_with(
         &cluster,

@@ -161,8 +161,10 @@ fn timeout_kills_the_whole_remote_process_group() {
     let run = distex(&sb).args(["run", "--timeout", "1", "--node", "n1", "--", &cmd]).run().expect_code(124);
     assert!(run.stderr().contains("timed out"), "{}", run.stderr());
     assert!(started.elapsed() < Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(300));
-    let left: Vec<_> = [&bg, &fg].iter().flat_map(|s| all_processes_matching(&format!("sleep {s}"))).collect();
+    let leftovers =
+        || -> Vec<_> { [&bg, &fg].iter().flat_map(|s| all_processes_matching(&format!("sleep {s}"))).collect() };
+    support::eventually(Duration::from_secs(10), || leftovers().is_empty());
+    let left = leftovers();
     assert!(left.is_empty(), "processes left on the node: {left:?}");
     stop_masters(sb.path());
 }
@@ -184,7 +186,7 @@ fn ctrl_c_kills_the_remote_command() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    std::thread::sleep(Duration::from_millis(300));
+    support::eventually(Duration::from_secs(10), || all_processes_matching(&needle).is_empty());
     let left = all_processes_matching(&needle);
     assert!(left.is_empty(), "processes left: {left:?}");
     stop_masters(sb.path());

@@ -9,6 +9,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub mod model_server;
 pub mod process_data;
@@ -195,4 +196,46 @@ pub fn accounting(report: &serde_json::Value) -> [u64; 4] {
     ["input_records", "processed", "rejected", "in_failed_regions"].map(|k| {
         report["accounting"][k].as_u64().unwrap_or_else(|| panic!("accounting.{k} is not a count: {report:#}"))
     })
+}
+
+/// Writes an executable script at `path`, safely while other tests run.
+///
+/// Linux refuses to execute a file that any process holds open for writing
+/// (ETXTBSY, "Text file busy"). The test harness runs tests on many threads:
+/// a child another thread forks while this one has the file open inherits
+/// the descriptor and keeps it until that child execs, so writing the file
+/// here and running it at once fails now and then. Renaming into place does
+/// not help (the inode is the same, still open for writing). So this test
+/// process writes only a scratch copy, and `install`, a separate process
+/// that forks nothing, writes the executable: no process that could fork
+/// ever holds it open for writing.
+pub fn write_executable(path: &Path, text: &str) {
+    let scratch = path.with_file_name(format!(".{}.text", path.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&scratch, text).expect("write script text");
+    let status = Command::new("install")
+        .args(["-m", "755"])
+        .arg(&scratch)
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("run install (coreutils)");
+    assert!(status.success(), "install {} failed", path.display());
+    std::fs::remove_file(&scratch).expect("remove script text");
+}
+
+/// Polls `done` every 20 ms until it holds or `limit` passes; says whether
+/// it held. For what another process brings about (a file appearing,
+/// processes exiting): a fixed sleep is either wasted time or, on a loaded
+/// machine, too short. The caller asserts, with its own message.
+pub fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
