@@ -38,7 +38,8 @@ fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
         }
     }
     std::fs::write(sb.path().join("d.csv"), &csv).unwrap();
-    std::fs::write(sb.path().join("proc.sh"), PROCESSOR).unwrap();
+    let sleep = own_sleep(1);
+    std::fs::write(sb.path().join("proc.sh"), PROCESSOR.replace("sleep 600", &sleep)).unwrap();
     let processor = format!("sh {}", sb.path().join("proc.sh").display());
     let token = format!("remote-proc-{}", std::process::id());
     let run = sb
@@ -72,8 +73,8 @@ fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
     assert!(!sb.path().join("pwned").exists());
     assert!(!cluster.nodes[0].workdir.join("pwned").exists());
     // Nothing the processors started survives, on the node or here.
-    support::eventually(std::time::Duration::from_secs(10), || region_processes("sleep 600", "hang").is_empty());
-    let left = region_processes("sleep 600", "hang");
+    support::eventually(std::time::Duration::from_secs(10), || region_processes(&sleep, "hang").is_empty());
+    let left = region_processes(&sleep, "hang");
     assert!(left.is_empty(), "left behind: {left:?}");
     stop_masters(sb.path());
 }
@@ -125,10 +126,13 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     }
     std::fs::write(sb.path().join("d.csv"), csv).unwrap();
     // `--jobs 0`: no local workers, every region runs on n1.
+    let sleep = own_sleep(2);
     let processor = r#"case "$DISTEX_REGION" in
       slow) sh -c 'trap "" TERM; exec sleep 600' & exec sleep 600 ;;
       flaky) [ "$DISTEX_ATTEMPT" -lt 2 ] && exit 9; echo "{\"rows\": $(($(wc -l) - 1))}" ;;
-    esac"#;
+    esac"#
+        .replace("sleep 600", &sleep);
+    let processor = processor.as_str();
     let run = sb
         .cmd()
         .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
@@ -150,8 +154,8 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     assert!(slow.contains("timed out") && slow.contains("node n1"), "{slow}");
     assert_eq!(report["accounting"]["processed"], 2);
     assert_eq!(report["accounting"]["in_failed_regions"], 400_000);
-    support::eventually(std::time::Duration::from_secs(10), || region_processes("sleep 600", "slow").is_empty());
-    let left = region_processes("sleep 600", "slow");
+    support::eventually(std::time::Duration::from_secs(10), || region_processes(&sleep, "slow").is_empty());
+    let left = region_processes(&sleep, "slow");
     assert!(left.is_empty(), "left behind on the node: {left:?}");
     // --jobs 0 needs somewhere to run.
     sb.cmd().args(["process", "--demo", "--jobs", "0", "--processor", "cat"]).run().expect_code(2);
@@ -281,6 +285,13 @@ fn summary_data(dir: &std::path::Path) -> String {
 
 /// Processes matching `pattern` that a worker of `region` started (by the
 /// DISTEX_REGION in their environment).
+/// `sleep 600.<pid><salt>`: a sleep no other test (in this binary or another
+/// run on this machine) starts, so [`region_processes`] finds only this
+/// test's processes.
+fn own_sleep(salt: u32) -> String {
+    format!("sleep 600.{}{salt}", std::process::id())
+}
+
 fn region_processes(pattern: &str, region: &str) -> Vec<(i32, String)> {
     let marker = format!("DISTEX_REGION={region}");
     all_processes_matching(pattern)
