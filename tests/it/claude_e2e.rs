@@ -478,7 +478,7 @@ fn session_start_builds_the_helper_into_the_plugin_data_dir() {
     for file in
         [".claude-plugin/plugin.json", "hooks/hooks.json", "bin/distex", "skills/distributed-execution/SKILL.md"]
     {
-        std::fs::copy(repo().join(file), plugin.join(file)).unwrap();
+        support::copy_file(&repo().join(file), &plugin.join(file));
     }
     for file in ["src/main.rs", "Cargo.toml", "Cargo.lock"] {
         std::fs::write(plugin.join(file), "").unwrap();

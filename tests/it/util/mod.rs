@@ -223,6 +223,13 @@ pub fn write_executable(path: &Path, text: &str) {
     std::fs::remove_file(&scratch).expect("remove script text");
 }
 
+/// Copies `from` to `to` with its permissions, for a file that may be
+/// executed: `cp` writes it, not this process (see [`write_executable`]).
+pub fn copy_file(from: &Path, to: &Path) {
+    let status = Command::new("cp").arg("-p").arg(from).arg(to).stdin(Stdio::null()).status().expect("run cp");
+    assert!(status.success(), "cp {} {} failed", from.display(), to.display());
+}
+
 /// Polls `done` every 20 ms until it holds or `limit` passes; says whether
 /// it held. For what another process brings about (a file appearing,
 /// processes exiting): a fixed sleep is either wasted time or, on a loaded
