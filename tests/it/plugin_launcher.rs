@@ -164,9 +164,14 @@ fn session_start_builds_in_the_background_for_the_bash_tool_to_find() {
     assert_eq!(std::fs::read_to_string(plugin.root().join(".plugin-data")).unwrap().trim(), data.to_str().unwrap());
     // The detached build finishes on its own.
     let exe = data.join("target/release/distex");
-    crate::util::eventually(std::time::Duration::from_secs(60), || {
-        std::fs::metadata(&exe).is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
-    });
+    for _ in 0..400 {
+        let ready = std::fs::metadata(&exe)
+            .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+        if ready {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
     assert!(exe.exists(), "the background build never produced the helper");
     // The Bash tool has no CLAUDE_PLUGIN_DATA; the launcher finds the helper anyway.
     let out = plugin.run(&["nodes"], &[], true);

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub mod model_server;
-pub mod process_data;
-pub mod sshd;
+pub(crate) mod model_server;
+pub(crate) mod process_data;
+pub(crate) mod sshd;
 
 pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
 
@@ -23,7 +23,7 @@ pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
 /// goes there fails fast. The overload threshold is out of reach so this
 /// machine's own load never routes anything. Append tables (`[hook]`,
 /// `[announce]`, more `[[node]]`s) to it as needed.
-pub const BUILDER_CLUSTER: &str = r#"
+pub(crate) const BUILDER_CLUSTER: &str = r#"
 [local]
 name = "laptop"
 os = "macos"
@@ -209,7 +209,7 @@ pub fn accounting(report: &serde_json::Value) -> [u64; 4] {
 /// process writes only a scratch copy, and `install`, a separate process
 /// that forks nothing, writes the executable: no process that could fork
 /// ever holds it open for writing.
-pub fn write_executable(path: &Path, text: &str) {
+pub(crate) fn write_executable(path: &Path, text: &str) {
     let scratch = path.with_file_name(format!(".{}.text", path.file_name().unwrap().to_string_lossy()));
     std::fs::write(&scratch, text).expect("write script text");
     let status = Command::new("install")
@@ -225,7 +225,7 @@ pub fn write_executable(path: &Path, text: &str) {
 
 /// Copies `from` to `to` with its permissions, for a file that may be
 /// executed: `cp` writes it, not this process (see [`write_executable`]).
-pub fn copy_file(from: &Path, to: &Path) {
+pub(crate) fn copy_file(from: &Path, to: &Path) {
     let status = Command::new("cp").arg("-p").arg(from).arg(to).stdin(Stdio::null()).status().expect("run cp");
     assert!(status.success(), "cp {} {} failed", from.display(), to.display());
 }
@@ -234,7 +234,7 @@ pub fn copy_file(from: &Path, to: &Path) {
 /// it held. For what another process brings about (a file appearing,
 /// processes exiting): a fixed sleep is either wasted time or, on a loaded
 /// machine, too short. The caller asserts, with its own message.
-pub fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if done() {
