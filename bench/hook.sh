@@ -12,6 +12,8 @@ set -eu
 
 runs=${1:-1000}
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/bench/lib/needs.sh"
+bench_needs hyperfine python3
 target=${CARGO_TARGET_DIR:-$repo/target}
 cargo build --release --locked --quiet --manifest-path "$repo/Cargo.toml" --bin distex
 exe=$target/release/distex

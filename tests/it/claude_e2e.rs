@@ -7,10 +7,9 @@
 //! (tool results, loaded skill text), files the commands wrote, and the
 //! stream-json events on stdout.
 
-#[path = "support/model_server.rs"]
-mod model_server;
-#[path = "support/mod.rs"]
-mod support;
+use crate::util as support;
+use crate::util::model_server;
+use support::{BUILDER_CLUSTER, write_executable};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -200,27 +199,6 @@ fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> std::p
     }
 }
 
-/// A cluster whose only remote node is a Linux builder. Nothing listens on
-/// 127.0.0.2:1, so a command that really goes there fails fast. The overload
-/// threshold is out of reach so this machine's own load never routes.
-const BUILDER_CLUSTER: &str = r#"
-[local]
-name = "laptop"
-os = "macos"
-
-[[node]]
-name = "builder"
-host = "127.0.0.2"
-port = 1
-os = "linux"
-roles = ["builder"]
-slots = 4
-connect_timeout = 2
-
-[routing]
-overload_threshold = 1000.0
-"#;
-
 const REWRITTEN_CARGO: &str = "distex run --node builder -- 'cargo build'";
 
 impl Session {
@@ -251,12 +229,6 @@ impl Session {
     fn hook_log(&self) -> String {
         std::fs::read_to_string(self.sandbox.path().join("state/hook.log")).unwrap_or_default()
     }
-}
-
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 impl Finished {
@@ -506,7 +478,7 @@ fn session_start_builds_the_helper_into_the_plugin_data_dir() {
     for file in
         [".claude-plugin/plugin.json", "hooks/hooks.json", "bin/distex", "skills/distributed-execution/SKILL.md"]
     {
-        std::fs::copy(repo().join(file), plugin.join(file)).unwrap();
+        support::copy_file(&repo().join(file), &plugin.join(file));
     }
     for file in ["src/main.rs", "Cargo.toml", "Cargo.lock"] {
         std::fs::write(plugin.join(file), "").unwrap();

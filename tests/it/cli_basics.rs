@@ -1,7 +1,7 @@
 //! The command line as users meet it: `route`, `config`, `nodes`, `json`,
 //! `schema`, their errors and exit codes.
 
-mod support;
+use crate::util as support;
 
 use serde_json::json;
 use support::Sandbox;
@@ -216,17 +216,20 @@ fn usage_errors_exit_2_and_help_explains() {
 #[test]
 fn speak_starts_tts_without_waiting_and_warns_when_there_is_none() {
     let sb = Sandbox::new();
-    // A stand-in TTS program that takes a while, then records what it was asked to say.
+    // A stand-in TTS program that speaks only once the test releases it (or
+    // after 20 s), then records what it was asked to say.
     let said = sb.path().join("said.txt");
+    let release = sb.path().join("release");
     let tts = sb.path().join("slow-tts");
     // Written aside and renamed, so the file appears whole, never empty.
-    let said_text = said.display();
-    std::fs::write(
+    let (said_text, release_text) = (said.display(), release.display());
+    support::write_executable(
         &tts,
-        format!("#!/bin/sh\nsleep 1\nprintf '%s' \"$1\" > '{said_text}.tmp'\nmv '{said_text}.tmp' '{said_text}'\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&tts, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        &format!(
+            "#!/bin/sh\ni=0\nwhile [ ! -e '{release_text}' ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n\
+             printf '%s' \"$1\" > '{said_text}.tmp'\nmv '{said_text}.tmp' '{said_text}'\n"
+        ),
+    );
     let cfg = sb.write_config(&format!("[local]\nos = \"macos\"\n[announce]\ncommand = \"{}\"\n{NODE}", tts.display()));
     let v = sb
         .cmd()
@@ -238,12 +241,8 @@ fn speak_starts_tts_without_waiting_and_warns_when_there_is_none() {
         .json();
     assert!(!said.exists(), "distex answered before the announcement was spoken");
     assert_eq!(v["warnings"], json!([]));
-    for _ in 0..100 {
-        if said.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    std::fs::write(&release, "").unwrap();
+    support::eventually(std::time::Duration::from_secs(30), || said.exists());
     assert_eq!(std::fs::read_to_string(&said).unwrap(), "Heavy compilation detected, offloading to Mac Pro.");
 
     // No TTS program at all: a warning, and still an answer.

@@ -20,7 +20,7 @@ impl Plugin {
         let root = dir.path().join("plugin");
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::create_dir_all(root.join("src")).unwrap();
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("bin/distex"), root.join("bin/distex")).unwrap();
+        crate::util::copy_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("bin/distex"), &root.join("bin/distex"));
         for file in ["src/main.rs", "Cargo.toml", "Cargo.lock"] {
             std::fs::write(root.join(file), "").unwrap();
         }
@@ -73,9 +73,7 @@ impl Plugin {
 }
 
 fn executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::util::write_executable(path, text);
 }
 
 fn stdout(out: &Output) -> String {

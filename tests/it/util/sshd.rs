@@ -24,10 +24,8 @@
 //! they ran orphaned on the node, as a dying sshd or dropped connection would. Dropping the
 //! cluster kills every sshd it started, so no server outlives a test.
 
-#![allow(dead_code)]
-
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -178,14 +176,20 @@ impl SshNode {
         panic!("sshd for {} did not start; see {}", self.name, self.dir.join("sshd.log").display());
     }
 
+    /// Waits until this node's own sshd listens on its address and port.
+    ///
+    /// Answering a connection is not proof: the port was free when picked,
+    /// but another process (another test binary on this machine) may bind it
+    /// first, and then our sshd exits while theirs answers. So this waits
+    /// for the listening socket to be one of our sshd's own descriptors.
     fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let addr = SocketAddr::from((self.addr, self.port));
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+            let Some(child) = self.child.as_mut() else { return false };
+            if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if listener_inode(self.addr, self.port).is_some_and(|inode| holds_socket(child.id(), inode)) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -376,6 +380,29 @@ fn pick_addr() -> Ipv4Addr {
 
 fn free_port(addr: Ipv4Addr) -> u16 {
     TcpListener::bind((addr, 0)).expect("bind loopback").local_addr().unwrap().port()
+}
+
+/// The inode of the TCP socket listening on `addr:port`, from
+/// /proc/net/tcp (addresses there are hex, the IPv4 address in host order).
+fn listener_inode(addr: Ipv4Addr, port: u16) -> Option<u64> {
+    const LISTEN: &str = "0A";
+    let local = format!("{:08X}:{port:04X}", u32::from_ne_bytes(addr.octets()));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&LISTEN))
+            .then(|| fields.get(9)?.parse().ok())?
+    })
+}
+
+/// Whether process `pid` has the socket with this inode open.
+fn holds_socket(pid: u32, inode: u64) -> bool {
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()))
+        })
+        .unwrap_or(false)
 }
 
 fn port_free(addr: Ipv4Addr, port: u16) -> bool {

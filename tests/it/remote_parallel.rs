@@ -1,7 +1,7 @@
 //! `distex parallel` across real sshd nodes: slots, dependencies, failover
 //! of tasks, and the JSON op.
 
-mod support;
+use crate::util as support;
 
 use support::Sandbox;
 use support::sshd::{Cluster, stop_masters};

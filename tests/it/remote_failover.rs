@@ -2,7 +2,7 @@
 //! connection times out), all nodes down; and the health cache that keeps
 //! routing away from a dead node.
 
-mod support;
+use crate::util as support;
 
 use std::time::{Duration, Instant};
 

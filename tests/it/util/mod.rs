@@ -1,19 +1,45 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test file brings this
+//! module in as `support`).
 //!
 //! [`TestCommand`] runs the real `distex` binary with an isolated
 //! environment: its own config, state and runtime directories under a
 //! temporary directory, and none of the developer's DISTEX_* or XDG_*
 //! settings, so tests never read or write the user's files.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+pub(crate) mod model_server;
+pub(crate) mod process_data;
 pub(crate) mod sshd;
 
 pub(crate) const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
+
+/// The cluster the hook tests route against: this machine is a "laptop"
+/// on macOS (so Linux-only commands leave it) and its one remote node is a
+/// Linux builder. Nothing listens on 127.0.0.2:1, so a command that really
+/// goes there fails fast. The overload threshold is out of reach so this
+/// machine's own load never routes anything. Append tables (`[hook]`,
+/// `[announce]`, more `[[node]]`s) to it as needed.
+pub(crate) const BUILDER_CLUSTER: &str = r#"
+[local]
+name = "laptop"
+os = "macos"
+
+[[node]]
+name = "builder"
+host = "127.0.0.2"
+port = 1
+os = "linux"
+roles = ["builder"]
+slots = 4
+connect_timeout = 2
+
+[routing]
+overload_threshold = 1000.0
+"#;
 
 /// A sandbox for one test: a temp dir holding config, state and runtime dirs.
 pub(crate) struct Sandbox {
@@ -170,4 +196,53 @@ pub(crate) fn accounting(report: &serde_json::Value) -> [u64; 4] {
     ["input_records", "processed", "rejected", "in_failed_regions"].map(|k| {
         report["accounting"][k].as_u64().unwrap_or_else(|| panic!("accounting.{k} is not a count: {report:#}"))
     })
+}
+
+/// Writes an executable script at `path`, safely while other tests run.
+///
+/// Linux refuses to execute a file that any process holds open for writing
+/// (ETXTBSY, "Text file busy"). The test harness runs tests on many threads:
+/// a child another thread forks while this one has the file open inherits
+/// the descriptor and keeps it until that child execs, so writing the file
+/// here and running it at once fails now and then. Renaming into place does
+/// not help (the inode is the same, still open for writing). So this test
+/// process writes only a scratch copy, and `install`, a separate process
+/// that forks nothing, writes the executable: no process that could fork
+/// ever holds it open for writing.
+pub(crate) fn write_executable(path: &Path, text: &str) {
+    let scratch = path.with_file_name(format!(".{}.text", path.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&scratch, text).expect("write script text");
+    let status = Command::new("install")
+        .args(["-m", "755"])
+        .arg(&scratch)
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("run install (coreutils)");
+    assert!(status.success(), "install {} failed", path.display());
+    std::fs::remove_file(&scratch).expect("remove script text");
+}
+
+/// Copies `from` to `to` with its permissions, for a file that may be
+/// executed: `cp` writes it, not this process (see [`write_executable`]).
+pub(crate) fn copy_file(from: &Path, to: &Path) {
+    let status = Command::new("cp").arg("-p").arg(from).arg(to).stdin(Stdio::null()).status().expect("run cp");
+    assert!(status.success(), "cp {} {} failed", from.display(), to.display());
+}
+
+/// Polls `done` every 20 ms until it holds or `limit` passes; says whether
+/// it held. For what another process brings about (a file appearing,
+/// processes exiting): a fixed sleep is either wasted time or, on a loaded
+/// machine, too short. The caller asserts, with its own message.
+pub(crate) fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -5,7 +5,7 @@
 //! cluster. A third of the cases mention docker, make, pytest, ... only as
 //! arguments, strings, file names or comments and must stay local.
 
-mod support;
+use crate::util as support;
 
 use serde_json::{Value, json};
 use support::Sandbox;

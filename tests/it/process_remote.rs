@@ -3,7 +3,7 @@
 //! the same contract as a local worker; faults on the node fail only their
 //! region, the accounting stays exact, and nothing is left running there.
 
-mod support;
+use crate::util as support;
 
 use support::sshd::{Cluster, all_processes_matching, stop_masters};
 use support::{DISTEX, Sandbox};
@@ -38,7 +38,8 @@ fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
         }
     }
     std::fs::write(sb.path().join("d.csv"), &csv).unwrap();
-    std::fs::write(sb.path().join("proc.sh"), PROCESSOR).unwrap();
+    let sleep = own_sleep(1);
+    std::fs::write(sb.path().join("proc.sh"), PROCESSOR.replace("sleep 600", &sleep)).unwrap();
     let processor = format!("sh {}", sb.path().join("proc.sh").display());
     let token = format!("remote-proc-{}", std::process::id());
     let run = sb
@@ -72,8 +73,8 @@ fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
     assert!(!sb.path().join("pwned").exists());
     assert!(!cluster.nodes[0].workdir.join("pwned").exists());
     // Nothing the processors started survives, on the node or here.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let left = region_processes("sleep 600", "hang");
+    support::eventually(std::time::Duration::from_secs(10), || region_processes(&sleep, "hang").is_empty());
+    let left = region_processes(&sleep, "hang");
     assert!(left.is_empty(), "left behind: {left:?}");
     stop_masters(sb.path());
 }
@@ -125,10 +126,13 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     }
     std::fs::write(sb.path().join("d.csv"), csv).unwrap();
     // `--jobs 0`: no local workers, every region runs on n1.
+    let sleep = own_sleep(2);
     let processor = r#"case "$DISTEX_REGION" in
       slow) sh -c 'trap "" TERM; exec sleep 600' & exec sleep 600 ;;
       flaky) [ "$DISTEX_ATTEMPT" -lt 2 ] && exit 9; echo "{\"rows\": $(($(wc -l) - 1))}" ;;
-    esac"#;
+    esac"#
+        .replace("sleep 600", &sleep);
+    let processor = processor.as_str();
     let run = sb
         .cmd()
         .args(["--config", cfg.to_str().unwrap(), "process", "d.csv", "--by", "region", "--json"])
@@ -150,8 +154,8 @@ fn on_the_node_timeouts_kill_the_whole_group_and_retries_rerun() {
     assert!(slow.contains("timed out") && slow.contains("node n1"), "{slow}");
     assert_eq!(report["accounting"]["processed"], 2);
     assert_eq!(report["accounting"]["in_failed_regions"], 400_000);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let left = region_processes("sleep 600", "slow");
+    support::eventually(std::time::Duration::from_secs(10), || region_processes(&sleep, "slow").is_empty());
+    let left = region_processes(&sleep, "slow");
     assert!(left.is_empty(), "left behind on the node: {left:?}");
     // --jobs 0 needs somewhere to run.
     sb.cmd().args(["process", "--demo", "--jobs", "0", "--processor", "cat"]).run().expect_code(2);
@@ -281,6 +285,13 @@ fn summary_data(dir: &std::path::Path) -> String {
 
 /// Processes matching `pattern` that a worker of `region` started (by the
 /// DISTEX_REGION in their environment).
+/// `sleep 600.<pid><salt>`: a sleep no other test (in this binary or another
+/// run on this machine) starts, so [`region_processes`] finds only this
+/// test's processes.
+fn own_sleep(salt: u32) -> String {
+    format!("sleep 600.{}{salt}", std::process::id())
+}
+
 fn region_processes(pattern: &str, region: &str) -> Vec<(i32, String)> {
     let marker = format!("DISTEX_REGION={region}");
     all_processes_matching(pattern)
@@ -349,8 +360,7 @@ fn summary_regions_move_off_nodes_without_a_usable_distex_and_the_nodes_stay_up(
     let sb = Sandbox::new();
     // n1: no distex where its config says; n2: a distex of another version.
     let old = sb.path().join("old-distex");
-    std::fs::write(&old, "#!/bin/sh\necho 'distex 0.0.1'\n").unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&old).status().unwrap();
+    support::write_executable(&old, "#!/bin/sh\necho 'distex 0.0.1'\n");
     let missing = sb.path().join("no/such/distex");
     let cfg = sb.write_config(&config_with(
         &cluster,

@@ -21,8 +21,6 @@
 //! `Content-Length` or chunked bodies and keep-alive, which is all the CLI
 //! needs. Nothing here talks to anything but the process under test.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};

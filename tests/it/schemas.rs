@@ -1,7 +1,7 @@
 //! The JSON Schemas committed under `schemas/` must match what the code
 //! generates. Run with `DISTEX_BLESS=1` to rewrite them after a protocol change.
 
-mod support;
+use crate::util as support;
 
 use support::Sandbox;
 

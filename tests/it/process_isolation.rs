@@ -3,7 +3,7 @@
 //! and TMPDIR and is removed afterwards, hostile region names that never
 //! reach a shell, a path or an argument, and `--sandbox`.
 
-mod support;
+use crate::util as support;
 
 use support::Sandbox;
 

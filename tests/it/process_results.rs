@@ -4,9 +4,8 @@
 //! records at known lines, skewed keys and many regions; and it keeps the
 //! accounting `input_records == processed + rejected + in_failed_regions`.
 
-#[path = "support/process_data.rs"]
-mod data;
-mod support;
+use crate::util as support;
+use crate::util::process_data as data;
 
 use std::io::Write;
 

@@ -1,7 +1,7 @@
 //! The test harness itself: real sshd nodes answer plain `ssh` with the
 //! pinned host key and the generated client key, and die with the cluster.
 
-mod support;
+use crate::util as support;
 
 use std::process::Command;
 

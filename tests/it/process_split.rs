@@ -4,9 +4,8 @@
 //! that really ran, a safe fallback when quotes make byte ranges unsafe,
 //! and exact accounting when range workers fail.
 
-#[path = "support/process_data.rs"]
-mod data;
-mod support;
+use crate::util as support;
+use crate::util::process_data as data;
 
 use data::{NUMERIC, Spec};
 use serde_json::Value;

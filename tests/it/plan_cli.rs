@@ -1,6 +1,6 @@
 //! `distex plan` and the local side of `distex parallel` (no SSH needed).
 
-mod support;
+use crate::util as support;
 
 use support::Sandbox;
 

@@ -1,7 +1,7 @@
 //! Workspace sync with real rsync over the SSH master: what is sent, what
 //! never is, deletions, the run directory, and `--return`.
 
-mod support;
+use crate::util as support;
 
 use std::path::Path;
 

@@ -3,8 +3,6 @@
 //! known lines (wrong field count, a non-number in a numeric column, an
 //! empty key, invalid UTF-8).
 
-#![allow(dead_code)]
-
 use std::path::Path;
 
 /// A deterministic pseudo-random sequence (64-bit LCG).
@@ -102,7 +100,7 @@ pub(crate) fn quote(field: &str) -> String {
 
 /// Runs the independent Python reference on `file`.
 pub(crate) fn reference(file: &Path, key: &str, numeric: &str, format: &str) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/process_reference.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/util/process_reference.py");
     let out = std::process::Command::new("python3")
         .arg(script)
         .arg(file)

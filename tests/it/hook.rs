@@ -3,33 +3,14 @@
 //! status, and what it leaves in the log, for every mode and every way the
 //! input or the config can go wrong.
 
-mod support;
+use crate::util as support;
 
 use serde_json::{Value, json};
 use support::Sandbox;
 
-/// One builder node on a local "macos" machine, so heavy commands route;
-/// the overload threshold is out of reach so the test machine's own load
-/// never routes anything.
+/// [`support::BUILDER_CLUSTER`] followed by `extra`.
 fn cluster(extra: &str) -> String {
-    format!(
-        r#"
-[local]
-name = "laptop"
-os = "macos"
-
-[[node]]
-name = "builder"
-host = "127.0.0.2"
-os = "linux"
-roles = ["builder"]
-slots = 4
-
-[routing]
-overload_threshold = 1000.0
-{extra}
-"#
-    )
+    format!("{}{extra}\n", support::BUILDER_CLUSTER)
 }
 
 fn bash(command: &str) -> String {
@@ -208,18 +189,16 @@ fn the_announcement_is_spoken_without_waiting() {
     let said = dir.join("said.txt");
     let release = dir.join("release");
     let tts = dir.join("fake-say");
-    std::fs::write(
+    support::write_executable(
         &tts,
-        format!(
+        &format!(
             "#!/bin/sh\nprintf '%s' \"$1\" > '{said}.tmp'\necho $$ > '{said}.pid'\nmv '{said}.tmp' '{said}'\n\
              while [ ! -e '{release}' ] && [ -d '{dir}' ]; do sleep 0.05; done\n",
             said = said.display(),
             release = release.display(),
             dir = dir.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&tts, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let config = cluster(&format!("[announce]\nspeak = true\ncommand = \"{}\"\n", tts.display()));
     let run = hook(&sandbox, &config, &bash("cargo build"));
     assert!(run.stdout().contains("updatedInput"), "{}", run.stdout());
@@ -230,25 +209,16 @@ fn the_announcement_is_spoken_without_waiting() {
     assert!(process_alive(pid), "the speaker should still be running after the hook exited");
     std::fs::write(&release, "").unwrap();
     // Released, it ends by itself: nothing is left behind.
-    for _ in 0..200 {
-        if !process_alive(pid) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    panic!("the stand-in speaker {pid} did not exit after being released");
+    let ended = support::eventually(std::time::Duration::from_secs(30), || !process_alive(pid));
+    assert!(ended, "the stand-in speaker {pid} did not exit after being released");
 }
 
 fn wait_for_file(path: &std::path::Path) -> String {
     // Polls until the background program has written it (bounded so a broken
     // build fails instead of hanging).
-    for _ in 0..400 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return text;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    panic!("{} never appeared", path.display());
+    let appeared = support::eventually(std::time::Duration::from_secs(30), || path.exists());
+    assert!(appeared, "{} never appeared", path.display());
+    std::fs::read_to_string(path).unwrap()
 }
 
 fn process_alive(pid: i32) -> bool {
@@ -297,12 +267,10 @@ fn a_suggestion_is_not_announced() {
         let out = sandbox.path().join(format!("{name}.said"));
         // Written aside and renamed: the file appears whole, never empty.
         let out_text = out.display();
-        std::fs::write(
+        support::write_executable(
             &script,
-            format!("#!/bin/sh\nprintf '%s' \"$1\" > '{out_text}.tmp'\nmv '{out_text}.tmp' '{out_text}'\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            &format!("#!/bin/sh\nprintf '%s' \"$1\" > '{out_text}.tmp'\nmv '{out_text}.tmp' '{out_text}'\n"),
+        );
         (script, out)
     };
     let (suggest_tts, suggest_said) = speaker("suggest-say");
