@@ -3,7 +3,7 @@
 //!
 //! The crate is a binary's library: everything is private to it except
 //! [`main`], which `src/main.rs` calls. The modules form a one-way flow,
-//! each using only the ones below it (`tests/layers.rs` checks this):
+//! each using only the ones below it (`tests/it/layers.rs` checks this):
 //!
 //! * `cli` turns command-line flags into plain option structs (the only
 //!   module that knows about clap), calls `commands` and picks reporters;

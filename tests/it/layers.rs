@@ -94,7 +94,7 @@ fn no_module_imports_upward_or_in_a_circle() {
             continue;
         }
         let Some(own_layer) = layer(own) else {
-            problems.push(format!("src/{}: module {own} has no layer in tests/layers.rs", relative.display()));
+            problems.push(format!("src/{}: module {own} has no layer in tests/it/layers.rs", relative.display()));
             continue;
         };
         let code = without_comments(&std::fs::read_to_string(&file).unwrap());
