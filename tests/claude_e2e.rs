@@ -598,12 +598,7 @@ fn a_first_session_without_a_helper_tells_the_user_and_never_waits_for_the_build
     );
     let done = session.run(
         "show the nodes",
-        vec![
-            Turn::bash("distex nodes"),
-            Turn::bash(&release_and_wait),
-            Turn::bash("distex nodes"),
-            Turn::text("done"),
-        ],
+        vec![Turn::bash("distex nodes"), Turn::bash(&release_and_wait), Turn::bash("distex nodes"), Turn::text("done")],
     );
     std::fs::remove_file(&hold).ok();
     done.assert_completed();
