@@ -485,7 +485,14 @@ fn the_plugin_validates() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "claude plugin validate . failed:\n{text}");
     assert!(text.contains("Validation passed"), "{text}");
-    for part in ["skills: distex:distributed-execution", "bin: distex", "PreToolUse Bash", "SessionStart"] {
+    assert!(!text.contains("ICON_MISSING"), "the plugin ships its icon: {text}");
+    for part in [
+        "skills: distex:distributed-execution",
+        "skills: distex:setup",
+        "bin: distex",
+        "PreToolUse Bash",
+        "SessionStart",
+    ] {
         assert!(text.contains(part), "the validator does not see {part:?}:\n{text}");
     }
 }
@@ -784,4 +791,22 @@ fn the_distributed_processor_skill_reaches_the_model_and_process_returns_the_tas
         .find(|r| r.tool_use_id == skill_call)
         .unwrap_or_else(|| panic!("no result for the Skill call\n{}", done.dump()));
     assert!(skill_result.content.contains("regional report ready"), "{}", done.dump());
+}
+
+/// `/distex:setup` is for the user to invoke: the model's own Skill call is
+/// refused (`disable-model-invocation`), so its setup steps (writing the
+/// config, trusting host keys) never start on the model's initiative.
+#[test]
+fn the_setup_skill_is_user_invoked_only() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = session.config(BUILDER_CLUSTER).allow("Skill");
+    let done =
+        session.run("set up distex", vec![Turn::tool("Skill", json!({ "skill": "distex:setup" })), Turn::text("done")]);
+    done.assert_completed();
+    let result = done.only_result();
+    assert!(result.is_error, "{}", done.dump());
+    assert!(result.content.contains("disable-model-invocation"), "{}", done.dump());
+    assert!(!done.server.all_text().contains("## 3. Host keys"), "the skill body reached the model\n{}", done.dump());
 }
