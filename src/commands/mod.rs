@@ -4,6 +4,7 @@
 //! protocol (`distex json`) calls the same functions, so both front ends
 //! always agree.
 
+pub mod clean;
 pub mod json;
 pub mod nodes;
 pub mod parallel;
