@@ -557,3 +557,14 @@ fn the_shipped_checksums_are_well_formed() {
         assert!(name.starts_with("distex-") && name.ends_with(".tar.gz"), "{line}");
     }
 }
+
+#[test]
+fn a_hook_without_a_helper_or_a_build_starts_the_install_once() {
+    let plugin = Plugin::new();
+    let out = plugin.run_with_input(&["hook", "pre-tool-use"], &[], true, &hook_input("s9"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("distex: the helper is being built"), "{}", stdout(&out));
+    plugin.wait_for_install();
+    assert_eq!(plugin.cargo_calls().len(), 1, "{:?}", plugin.cargo_calls());
+    assert!(plugin.helper().exists(), "{}", plugin.log());
+}
