@@ -568,3 +568,43 @@ fn a_hook_without_a_helper_or_a_build_starts_the_install_once() {
     assert_eq!(plugin.cargo_calls().len(), 1, "{:?}", plugin.cargo_calls());
     assert!(plugin.helper().exists(), "{}", plugin.log());
 }
+
+/// The helper is replaced while it runs: writing over a running binary
+/// fails with ETXTBSY (or corrupts it), so the launcher installs beside it
+/// and renames. The running helper finishes normally; the next command gets
+/// the new file.
+#[test]
+fn a_running_helper_is_replaced_by_rename_not_rewritten() {
+    use std::os::unix::fs::MetadataExt;
+    let plugin = Plugin::new();
+    let tarball = release_tarball(plugin.dir.path());
+    plugin.ship_checksum(&sha256_hex(&plugin.dir.path().join(asset_name())));
+    let release = serve(tarball);
+    let url = PathBuf::from(&release.url);
+    plugin.run(&["--version"], &[("DISTEX_RELEASE_URL", &url)], false);
+    plugin.wait_for_install();
+    let old_inode = std::fs::metadata(plugin.helper()).unwrap().ino();
+    // The installed binary itself runs for a while (the launcher execs it).
+    let mut running = Command::new(plugin.root().join("bin/distex"))
+        .args(["run", "--node", "local", "--", "sleep 2; echo still-here"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", plugin.dir.path())
+        .env("CLAUDE_PLUGIN_DATA", plugin.data())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    plugin.touch_sources();
+    let out = plugin.run(&["--version"], &[("DISTEX_RELEASE_URL", &url)], false);
+    assert_eq!(out.status.code(), Some(0), "the old helper answers meanwhile: {}", stderr(&out));
+    plugin.wait_for_new_helper(old_inode);
+    assert_eq!(release.hits.load(Ordering::SeqCst), 2);
+    let mut text = String::new();
+    running.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    assert!(running.wait().unwrap().success());
+    assert_eq!(text, "still-here\n", "the running helper was not disturbed");
+    assert!(plugin.log().contains("installed the prebuilt helper"), "{}", plugin.log());
+    let after = plugin.run(&["--version"], &[("DISTEX_RELEASE_URL", &url)], false);
+    assert_eq!(stdout(&after), format!("distex {}\n", env!("CARGO_PKG_VERSION")));
+}
