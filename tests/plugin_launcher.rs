@@ -403,20 +403,22 @@ fn asset_name() -> String {
     format!("distex-{}-{}-{os}.tar.gz", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH)
 }
 
-/// A tarball holding this test's own distex binary, as the release workflow packs it.
-fn release_tarball(dir: &Path) -> Vec<u8> {
-    let stage = dir.join("stage");
-    std::fs::create_dir_all(&stage).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_distex"), stage.join("distex")).unwrap();
-    let tarball = dir.join(asset_name());
-    let ok = Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(&stage).arg("distex").status().unwrap();
-    assert!(ok.success());
-    std::fs::read(&tarball).unwrap()
-}
-
-fn sha256_hex(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+/// A tarball holding this test's own distex binary, as the release
+/// workflow packs it, and its SHA-256. Made once per test process (packing
+/// the debug binary takes seconds); nothing of it stays on disk.
+fn release_tarball() -> &'static (Vec<u8>, String) {
+    static TARBALL: std::sync::OnceLock<(Vec<u8>, String)> = std::sync::OnceLock::new();
+    TARBALL.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("dxr").tempdir_in("/tmp").unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_distex"), dir.path().join("distex")).unwrap();
+        let tarball = dir.path().join(asset_name());
+        let ok =
+            Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(dir.path()).arg("distex").status().unwrap();
+        assert!(ok.success());
+        let out = Command::new("sha256sum").arg(&tarball).output().unwrap();
+        let sum = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string();
+        (std::fs::read(&tarball).unwrap(), sum)
+    })
 }
 
 /// A one-file HTTP server on 127.0.0.1: `GET /v<version>/<asset>` gets
@@ -474,9 +476,9 @@ impl Plugin {
 #[test]
 fn a_prebuilt_helper_whose_checksum_matches_is_installed_without_cargo() {
     let plugin = Plugin::new();
-    let tarball = release_tarball(plugin.dir.path());
-    plugin.ship_checksum(&sha256_hex(&plugin.dir.path().join(asset_name())));
-    let release = serve(tarball);
+    let (tarball, sum) = release_tarball();
+    plugin.ship_checksum(sum);
+    let release = serve(tarball.clone());
     let url = PathBuf::from(&release.url);
     let out = plugin.run(&["--version"], &[("DISTEX_RELEASE_URL", &url)], false);
     assert_eq!(out.status.code(), Some(75), "no cargo, but a release to fetch: {}", stderr(&out));
@@ -496,8 +498,9 @@ fn a_prebuilt_helper_whose_checksum_matches_is_installed_without_cargo() {
 #[test]
 fn a_corrupted_download_is_refused_and_removed_then_cargo_builds() {
     let plugin = Plugin::new();
-    let mut tarball = release_tarball(plugin.dir.path());
-    plugin.ship_checksum(&sha256_hex(&plugin.dir.path().join(asset_name())));
+    let (tarball, sum) = release_tarball();
+    plugin.ship_checksum(sum);
+    let mut tarball = tarball.clone();
     let last = tarball.len() - 1;
     tarball[last] ^= 0xff;
     let release = serve(tarball);
@@ -517,8 +520,7 @@ fn a_corrupted_download_is_refused_and_removed_then_cargo_builds() {
 #[test]
 fn a_corrupted_download_without_cargo_leaves_no_helper_and_says_why() {
     let plugin = Plugin::new();
-    release_tarball(plugin.dir.path());
-    plugin.ship_checksum(&sha256_hex(&plugin.dir.path().join(asset_name())));
+    plugin.ship_checksum(&release_tarball().1);
     let release = serve(b"not a tarball".to_vec());
     let url = PathBuf::from(&release.url);
     plugin.run(&["nodes"], &[("DISTEX_RELEASE_URL", &url)], false);
@@ -533,8 +535,7 @@ fn a_corrupted_download_without_cargo_leaves_no_helper_and_says_why() {
 #[test]
 fn no_release_server_means_the_cargo_fallback() {
     let plugin = Plugin::new();
-    release_tarball(plugin.dir.path());
-    plugin.ship_checksum(&sha256_hex(&plugin.dir.path().join(asset_name())));
+    plugin.ship_checksum(&release_tarball().1);
     // Nothing listens on port 1.
     let url = PathBuf::from("http://127.0.0.1:1");
     plugin.run(&["nodes"], &[("DISTEX_RELEASE_URL", &url)], true);
@@ -577,9 +578,9 @@ fn a_hook_without_a_helper_or_a_build_starts_the_install_once() {
 fn a_running_helper_is_replaced_by_rename_not_rewritten() {
     use std::os::unix::fs::MetadataExt;
     let plugin = Plugin::new();
-    let tarball = release_tarball(plugin.dir.path());
-    plugin.ship_checksum(&sha256_hex(&plugin.dir.path().join(asset_name())));
-    let release = serve(tarball);
+    let (tarball, sum) = release_tarball();
+    plugin.ship_checksum(sum);
+    let release = serve(tarball.clone());
     let url = PathBuf::from(&release.url);
     plugin.run(&["--version"], &[("DISTEX_RELEASE_URL", &url)], false);
     plugin.wait_for_install();
