@@ -19,7 +19,6 @@
 
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::{Config, Node};
@@ -30,7 +29,7 @@ use crate::exec::ssh;
 const STATE_PREFIXES: &[&str] = &["nodes.json", "nodes.lock", "hook.log"];
 
 /// What `distex clean` removed.
-#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CleanReport {
     /// SSH master directories removed (their masters were asked to exit first).
     pub masters: Vec<PathBuf>,
@@ -41,7 +40,7 @@ pub struct CleanReport {
 }
 
 /// What was removed on one node.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NodeClean {
     pub node: String,
     /// Mirror directories removed, as the node names them (home-relative unless absolute).
