@@ -609,3 +609,33 @@ fn a_running_helper_is_replaced_by_rename_not_rewritten() {
     let after = plugin.run(&["--version"], &[("DISTEX_RELEASE_URL", &url)], false);
     assert_eq!(stdout(&after), format!("distex {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+/// The detached install can be stopped as documented: `kill -- -PID` with
+/// the pid in build.lock ends it and the cargo it runs, and removes the lock
+/// and the scratch directory.
+#[test]
+fn a_stopped_install_leaves_no_process_lock_or_scratch() {
+    let plugin = Plugin::new();
+    plugin.hold();
+    plugin.run(&["nodes"], &[], true);
+    plugin.wait_for_cargo();
+    let pid: i32 = std::fs::read_to_string(plugin.data().join("build.lock/pid")).unwrap().trim().parse().unwrap();
+    let cargo_running = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &plugin.dir.path().join("fakebin/cargo").display().to_string()])
+            .output()
+            .unwrap();
+        !out.stdout.is_empty()
+    };
+    assert!(cargo_running(), "the held cargo runs");
+    // SAFETY: kill only sends a signal to the install's own process group.
+    assert_eq!(unsafe { libc::kill(-pid, libc::SIGTERM) }, 0);
+    let start = Instant::now();
+    while (plugin.data().join("build.lock").exists() || cargo_running()) && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(!cargo_running(), "cargo outlived the stopped install");
+    assert!(!plugin.data().join("build.lock").exists());
+    assert!(!plugin.data().join("work").exists());
+    assert!(!plugin.helper().exists());
+}
