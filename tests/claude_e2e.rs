@@ -810,3 +810,21 @@ fn the_setup_skill_is_user_invoked_only() {
     assert!(result.content.contains("disable-model-invocation"), "{}", done.dump());
     assert!(!done.server.all_text().contains("## 3. Host keys"), "the skill body reached the model\n{}", done.dump());
 }
+
+/// The user's `/distex:setup` does start it: the skill's steps reach the
+/// model, and its first command (`distex config show`) runs without a
+/// prompt under the skill's own allowed-tools.
+#[test]
+fn the_user_starts_setup_with_a_slash_command() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = session.config(BUILDER_CLUSTER).recording();
+    let done = session.run("/distex:setup", vec![Turn::bash("distex config show"), Turn::text("done")]);
+    done.assert_completed();
+    assert!(done.server.all_text().contains("## 3. Host keys (offer, never assume)"), "{}", done.dump());
+    assert!(done.denied_commands().is_empty(), "{}", done.dump());
+    let result = done.only_result();
+    assert!(!result.is_error && result.content.contains("builder"), "{}", done.dump());
+    assert!(session.calls().contains(&"<config><show>".to_string()), "{:?}", session.calls());
+}
