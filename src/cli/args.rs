@@ -57,8 +57,7 @@ pub enum Command {
     Parallel(ParallelArgs),
     /// Show which commands `parallel` would run together, and why not.
     Plan(PlanArgs),
-    /// Remove what distex left behind: SSH masters and state here; with
-    /// --remote also the project mirrors on every node.
+    /// Remove what distex left: SSH masters and state here, and with --remote the nodes' mirrors.
     ///
     /// Example: distex clean
     ///          distex clean --remote --json
