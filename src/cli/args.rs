@@ -57,6 +57,12 @@ pub(crate) enum Command {
     Parallel(ParallelArgs),
     /// Show which commands `parallel` would run together, and why not.
     Plan(PlanArgs),
+    /// Remove what distex left: SSH masters and state here, and with --remote the nodes' mirrors.
+    ///
+    /// Example: distex clean
+    ///          distex clean --remote --json
+    #[command(verbatim_doc_comment)]
+    Clean(CleanArgs),
     /// Claude Code hooks (run by the plugin's hooks/hooks.json, not by hand).
     #[command(subcommand)]
     Hook(HookCommand),
@@ -272,6 +278,19 @@ pub(crate) struct NodesArgs {
     /// Contact every node over SSH (in parallel, short timeout) and refresh the cache.
     #[arg(long)]
     pub(crate) probe: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Removes only distex's own files: SSH master sockets in the runtime directory, \
+nodes.json and hook.log in the state directory, and (--remote) directories named <name>-<8 hex digits> \
+directly under each node's workdir. Exit status: 0 done; 1 a node could not be cleaned (the others were).")]
+pub struct CleanArgs {
+    /// Also remove the project mirrors on every node (over SSH).
+    #[arg(long)]
+    pub remote: bool,
+    /// Print what was removed as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::args::{
-    Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs, RunArgs,
-    SchemaName,
+    CleanArgs, Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs,
+    RunArgs, SchemaName,
 };
 use crate::commands::{json, route};
 use crate::config::{self, Config};
@@ -26,6 +26,7 @@ pub(crate) fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => run_cmd(&config::load(config_flag)?, args),
         Command::Parallel(args) => parallel_cmd(&config::load(config_flag)?, args),
         Command::Plan(args) => plan_cmd(args),
+        Command::Clean(args) => clean_cmd(&config::load(config_flag)?, args),
         // The hook loads the config itself: a broken config must not fail it.
         Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
         Command::Process(args) => process_cmd(&config::load(config_flag)?, *args),
@@ -338,4 +339,15 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     } else {
         exit::INCOMPLETE
     })
+}
+
+fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
+    let report = crate::commands::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
+    emit(args.json, &report, report::human::clean)?;
+    if !args.json {
+        for node in report.nodes.iter().filter(|n| n.error.is_some()) {
+            eprintln!("distex: {}: {}", node.node, node.error.as_deref().unwrap_or_default());
+        }
+    }
+    Ok(if report.complete() { exit::OK } else { exit::FAILED })
 }

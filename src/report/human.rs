@@ -126,3 +126,25 @@ pub(crate) fn config(c: &Config) -> String {
     }
     out
 }
+
+/// `distex clean`: one line per kind of thing removed, one per node.
+pub fn clean(report: &crate::commands::clean::CleanReport) -> String {
+    let mut out = String::new();
+    let count = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
+    let _ = writeln!(out, "stopped {}", count(report.masters.len(), "SSH master"));
+    let _ = writeln!(out, "removed {}", count(report.state.len(), "state file"));
+    for node in &report.nodes {
+        match &node.error {
+            Some(error) => {
+                let _ = writeln!(out, "{}: not cleaned: {error}", node.node);
+            }
+            None => {
+                let _ = writeln!(out, "{}: removed {}", node.node, count(node.removed.len(), "mirror"));
+                for dir in &node.removed {
+                    let _ = writeln!(out, "  {dir}");
+                }
+            }
+        }
+    }
+    out
+}

@@ -457,20 +457,24 @@ fn the_plugin_validates() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "claude plugin validate . failed:\n{text}");
     assert!(text.contains("Validation passed"), "{text}");
-    for part in ["skills: distex:distributed-execution", "bin: distex", "PreToolUse Bash", "SessionStart"] {
+    assert!(!text.contains("ICON_MISSING"), "the plugin ships its icon: {text}");
+    for part in [
+        "skills: distex:distributed-execution",
+        "skills: distex:setup",
+        "bin: distex",
+        "PreToolUse Bash",
+        "SessionStart",
+    ] {
         assert!(text.contains(part), "the validator does not see {part:?}:\n{text}");
     }
 }
 
-/// The SessionStart hook, as Claude Code really runs it, starts the helper's
-/// build in the background into the plugin's data directory without
-/// delaying the session or printing into it. A copy of the plugin with a
-/// stand-in `cargo` keeps this from being a multi-minute release build.
-#[test]
-fn session_start_builds_the_helper_into_the_plugin_data_dir() {
-    let Some(session) = Session::new() else {
-        return;
-    };
+/// A fresh copy of the plugin (no helper installed) in the sandbox, and a
+/// stand-in `cargo` first on PATH that logs its calls to `cargo.log`, waits
+/// while the sandbox's `hold` file exists, and "builds" a helper that runs
+/// the real binary under test. Keeps a first session from being a
+/// multi-minute release build.
+fn fresh_plugin_copy(session: Session) -> Session {
     let plugin = session.sandbox.path().join("plugin");
     for dir in [".claude-plugin", "hooks", "bin", "skills/distributed-execution", "src"] {
         std::fs::create_dir_all(plugin.join(dir)).unwrap();
@@ -485,44 +489,120 @@ fn session_start_builds_the_helper_into_the_plugin_data_dir() {
     }
     let fake = session.sandbox.path().join("fakebin");
     std::fs::create_dir_all(&fake).unwrap();
-    // The stand-in "builds" a helper that is the real binary under test.
     write_executable(
         &fake.join("cargo"),
         &format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\nmkdir -p \"$CARGO_TARGET_DIR/release\"\n\
-             printf '#!/bin/sh\\nexec %s \"$@\"\\n' '{real}' > \"$CARGO_TARGET_DIR/release/distex.tmp\"\n\
-             chmod +x \"$CARGO_TARGET_DIR/release/distex.tmp\"\nmv \"$CARGO_TARGET_DIR/release/distex.tmp\" \"$CARGO_TARGET_DIR/release/distex\"\n",
-            log = session.sandbox.path().join("cargo.log").display(),
+            "#!/bin/sh\necho \"$*\" >> '{dir}/cargo.log'\nwhile [ -e '{dir}/hold' ]; do sleep 0.05; done\n\
+             mkdir -p \"$CARGO_TARGET_DIR/release\"\n\
+             printf '#!/bin/sh\\nexec %s \"$@\"\\n' '{real}' > \"$CARGO_TARGET_DIR/release/distex\"\n\
+             chmod +x \"$CARGO_TARGET_DIR/release/distex\"\n",
+            dir = session.sandbox.path().display(),
             real = support::DISTEX
         ),
     );
     let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
-    let session = Session { plugin_dir: Some(plugin.clone()), distex_bin: None, ..session.env("PATH", path) };
+    Session { plugin_dir: Some(plugin), distex_bin: None, ..session.env("PATH", path) }
+}
+
+impl Session {
+    /// The helper the plugin copy installs into Claude Code's plugin data dir.
+    fn installed_helper(&self) -> Option<PathBuf> {
+        let data = self.sandbox.path().join("home/.claude/plugins/data");
+        std::fs::read_dir(data).ok()?.flatten().map(|d| d.path().join("bin/distex")).find(|p| p.exists())
+    }
+
+    fn cargo_calls(&self) -> String {
+        std::fs::read_to_string(self.sandbox.path().join("cargo.log")).unwrap_or_default()
+    }
+}
+
+impl Finished {
+    /// What Claude Code showed the user as hook messages (`systemMessage`),
+    /// in stream-json: `system` events of subtype `informational`.
+    fn user_notices(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["type"] == "system" && e["subtype"] == "informational")
+            .filter_map(|e| e["content"].as_str().map(String::from))
+            .collect()
+    }
+}
+
+/// The SessionStart hook, as Claude Code really runs it, starts the helper's
+/// build in the background into the plugin's data directory without
+/// delaying the session; the data directory keeps only the helper.
+#[test]
+fn session_start_builds_the_helper_into_the_plugin_data_dir() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = fresh_plugin_copy(session);
     let done = session.run("hello", vec![Turn::text("hi")]);
     done.assert_completed();
-    let data = session.sandbox.path().join("home/.claude/plugins/data");
-    let exe = std::fs::read_dir(&data)
-        .unwrap_or_else(|e| panic!("no plugin data dir {} ({e})\n{}", data.display(), done.dump()))
-        .flatten()
-        .map(|d| d.path().join("target/release/distex"))
-        .find(|_| true)
-        .unwrap();
     for _ in 0..400 {
-        if exe.exists() {
+        if session.installed_helper().is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    assert!(exe.exists(), "the session-start build never produced {}\n{}", exe.display(), done.dump());
-    let calls = std::fs::read_to_string(session.sandbox.path().join("cargo.log")).unwrap();
+    let exe = session.installed_helper().unwrap_or_else(|| panic!("no helper was installed\n{}", done.dump()));
+    let calls = session.cargo_calls();
     assert!(calls.starts_with("build --release --locked"), "{calls}");
+    let plugin = session.plugin_dir.clone().unwrap();
     let remembered = std::fs::read_to_string(plugin.join(".plugin-data")).unwrap();
     assert!(exe.starts_with(remembered.trim()), "{remembered} vs {}", exe.display());
     assert!(
-        !done.server.last_request_text().contains("distex: building the helper"),
-        "build noise reached the model\n{}",
+        done.server.all_text().contains("SessionStart hook additional context: distex's helper is being built"),
+        "Claude was not told\n{}",
         done.dump()
     );
+}
+
+/// A first session with no helper: the user is told (SessionStart, then the
+/// first Bash command's notice), `distex nodes` answers at once while the
+/// build still runs, and once the helper is in place the next command says
+/// routing is on and `distex nodes` answers for real.
+#[test]
+fn a_first_session_without_a_helper_tells_the_user_and_never_waits_for_the_build() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let hold = session.sandbox.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let session = fresh_plugin_copy(session).config(BUILDER_CLUSTER).allow("Bash");
+    let release_and_wait = format!(
+        "rm -f '{}'; for i in $(seq 1200); do [ -x \"$HOME\"/.claude/plugins/data/*/bin/distex ] && \
+         [ ! -d \"$HOME\"/.claude/plugins/data/*/build.lock ] && break; sleep 0.05; done; echo waited",
+        hold.display()
+    );
+    let done = session.run(
+        "show the nodes",
+        vec![Turn::bash("distex nodes"), Turn::bash(&release_and_wait), Turn::bash("distex nodes"), Turn::text("done")],
+    );
+    std::fs::remove_file(&hold).ok();
+    done.assert_completed();
+    let results = done.server.tool_results();
+    assert_eq!(results.len(), 3, "{}", done.dump());
+    // Answered while the stand-in cargo was still held: nothing waited for it.
+    assert!(
+        results[0].is_error && results[0].content.contains("distex: the helper is being built, started"),
+        "{}",
+        done.dump()
+    );
+    assert!(results[0].content.contains("exit status 75"), "{}", done.dump());
+    let notices = done.user_notices();
+    assert!(
+        notices.iter().any(|n| n.contains("distex: the helper is being built") && n.contains("unrouted")),
+        "the user was not told on the first command: {notices:?}\n{}",
+        done.dump()
+    );
+    assert!(
+        notices.iter().any(|n| n.contains("distex: the helper is ready; routing is on")),
+        "the user was not told it is ready: {notices:?}\n{}",
+        done.dump()
+    );
+    assert!(!results[2].is_error && results[2].content.contains("builder"), "{}", done.dump());
+    assert_eq!(session.cargo_calls().lines().count(), 1, "{}", session.cargo_calls());
 }
 
 /// The whole trip: the hook rewrites a heavy command, the Bash tool runs
@@ -683,4 +763,40 @@ fn the_distributed_processor_skill_reaches_the_model_and_process_returns_the_tas
         .find(|r| r.tool_use_id == skill_call)
         .unwrap_or_else(|| panic!("no result for the Skill call\n{}", done.dump()));
     assert!(skill_result.content.contains("regional report ready"), "{}", done.dump());
+}
+
+/// `/distex:setup` is for the user to invoke: the model's own Skill call is
+/// refused (`disable-model-invocation`), so its setup steps (writing the
+/// config, trusting host keys) never start on the model's initiative.
+#[test]
+fn the_setup_skill_is_user_invoked_only() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = session.config(BUILDER_CLUSTER).allow("Skill");
+    let done =
+        session.run("set up distex", vec![Turn::tool("Skill", json!({ "skill": "distex:setup" })), Turn::text("done")]);
+    done.assert_completed();
+    let result = done.only_result();
+    assert!(result.is_error, "{}", done.dump());
+    assert!(result.content.contains("disable-model-invocation"), "{}", done.dump());
+    assert!(!done.server.all_text().contains("## 3. Host keys"), "the skill body reached the model\n{}", done.dump());
+}
+
+/// The user's `/distex:setup` does start it: the skill's steps reach the
+/// model, and its first command (`distex config show`) runs without a
+/// prompt under the skill's own allowed-tools.
+#[test]
+fn the_user_starts_setup_with_a_slash_command() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = session.config(BUILDER_CLUSTER).recording();
+    let done = session.run("/distex:setup", vec![Turn::bash("distex config show"), Turn::text("done")]);
+    done.assert_completed();
+    assert!(done.server.all_text().contains("## 3. Host keys (offer, never assume)"), "{}", done.dump());
+    assert!(done.denied_commands().is_empty(), "{}", done.dump());
+    let result = done.only_result();
+    assert!(!result.is_error && result.content.contains("builder"), "{}", done.dump());
+    assert!(session.calls().contains(&"<config><show>".to_string()), "{:?}", session.calls());
 }

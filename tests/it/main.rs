@@ -16,6 +16,7 @@
 mod util;
 
 mod claude_e2e;
+mod clean;
 mod cli_basics;
 mod hook;
 mod layers;
