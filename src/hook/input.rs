@@ -8,8 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The parts of the hook input distex uses. Unknown fields are ignored:
-/// Claude Code adds fields over time (`session_id`, `transcript_path`,
-/// `permission_mode`, `tool_use_id`, ...).
+/// Claude Code adds fields over time (`transcript_path`, `tool_use_id`, ...).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PreToolUse {
     #[serde(default)]
@@ -19,6 +18,13 @@ pub struct PreToolUse {
     pub tool_input: Map<String, Value>,
     #[serde(default)]
     pub cwd: Option<String>,
+    /// Which session this is: what the hook says once per session is
+    /// remembered under it.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// `default`, `plan`, `acceptEdits`, `dontAsk`, `bypassPermissions`, ...
+    #[serde(default)]
+    pub permission_mode: Option<String>,
 }
 
 impl PreToolUse {
@@ -53,6 +59,8 @@ mod tests {
         assert_eq!(event.bash_command(), Some("cargo build"));
         assert_eq!(event.tool_input.len(), 4);
         assert_eq!(event.cwd.as_deref(), Some("/p"));
+        assert_eq!(event.session_id.as_deref(), Some("s"));
+        assert_eq!(event.permission_mode.as_deref(), Some("default"));
     }
 
     #[test]
