@@ -495,4 +495,171 @@ mod tests {
         assert_eq!(without_assignments("FOO=1 BAR=x rm -rf /"), "rm -rf /");
         assert_eq!(without_assignments("make CC=gcc"), "make CC=gcc");
     }
+
+    fn matches(rule: &str, command: &str) -> bool {
+        parse_rule(rule, Path::new("s.json")).unwrap().pattern.matches(command)
+    }
+
+    /// Claude Code's documented semantics, case by case.
+    #[test]
+    fn bash_rules_match_as_claude_code_matches_them() {
+        let cases: &[(&str, &str, bool)] = &[
+            // The whole tool.
+            ("Bash", "rm -rf /", true),
+            ("Bash(*)", "anything at all", true),
+            ("Bash()", "ls", true),
+            // Exact.
+            ("Bash(npm run build)", "npm run build", true),
+            ("Bash(npm run build)", "npm run build --prod", false),
+            ("Bash(npm run build)", "npm run buil", false),
+            ("Bash(npm run build)", "  npm run build ", true),
+            // Legacy prefix `:*`: the prefix alone or followed by a space.
+            ("Bash(rm:*)", "rm -f x", true),
+            ("Bash(rm:*)", "rm", true),
+            ("Bash(rm:*)", "rmdir x", false),
+            ("Bash(npm run test:*)", "npm run test", true),
+            ("Bash(npm run test:*)", "npm run test --watch", true),
+            ("Bash(npm run test:*)", "npm run testing", false),
+            ("Bash(make:*)", "make who", true),
+            ("Bash(make:*)", "cmake ..", false),
+            // Wildcards: any text, spaces included, anywhere.
+            ("Bash(* --version)", "node --version", true),
+            ("Bash(* --version)", "node --version --x", false),
+            ("Bash(git * main)", "git checkout main", true),
+            ("Bash(git * main)", "git push origin main", true),
+            ("Bash(git * main)", "git push origin dev", false),
+            ("Bash(npm *)", "npm install", true),
+            ("Bash(npm *)", "pnpm install", false),
+            // A single trailing ` *` is optional; `ls*` has no word boundary.
+            ("Bash(ls *)", "ls", true),
+            ("Bash(ls *)", "ls -la", true),
+            ("Bash(ls *)", "lsof", false),
+            ("Bash(ls*)", "lsof", true),
+            ("Bash(ls*)", "ls", true),
+            ("Bash(git * *)", "git", false),
+            // Escapes: `\*` is a literal star, `\\` a backslash.
+            ("Bash(echo \\* *)", "echo * x", true),
+            ("Bash(echo \\* *)", "echo x y", false),
+            ("Bash(echo \\* *)", "echo *", true),
+            // Without an unescaped star the rule is exact, backslash and all.
+            ("Bash(echo \\*)", "echo \\*", true),
+            ("Bash(echo \\*)", "echo *", false),
+            ("Bash(echo a\\\\b *)", "echo a\\b c", true),
+            // Escaped parentheses in the content.
+            ("Bash(python -c print\\(1\\))", "python -c print(1)", true),
+            // Newlines are just text to a wildcard.
+            ("Bash(cat *)", "cat <<EOF\nx\nEOF", true),
+            // Regex characters are literal.
+            ("Bash(a.c *)", "abc x", false),
+            ("Bash(a+ *)", "a+ x", true),
+        ];
+        for (rule, command, expected) in cases {
+            assert_eq!(matches(rule, command), *expected, "{rule} vs {command:?}");
+        }
+    }
+
+    #[test]
+    fn other_tools_and_malformed_rules_are_not_bash_rules() {
+        for rule in ["Read(./.env)", "WebFetch(domain:x.com)", "Bash(rm", "BashOutput", "mcp__x__y", "Bashx(rm:*)"] {
+            assert_eq!(parse_rule(rule, Path::new("s")), None, "{rule}");
+        }
+    }
+
+    fn rules(allow: &[&str], ask: &[&str], deny: &[&str]) -> Rules {
+        let list = |l: &[&str]| l.iter().map(|r| parse_rule(r, Path::new("settings.json")).unwrap()).collect();
+        Rules { allow: list(allow), ask: list(ask), deny: list(deny) }
+    }
+
+    fn verdict(rules: &Rules, line: &str) -> String {
+        let simple = crate::route::simple_commands(line).unwrap();
+        let effective = crate::route::effective_commands(simple.clone());
+        match judge(rules, &Parts::of(line, &simple, &effective)) {
+            Verdict::Guarded { behavior, rule, .. } => format!("{} {}", behavior.as_str(), rule.written),
+            Verdict::Allowed { rules } => {
+                format!("allow {}", rules.iter().map(|r| r.written.as_str()).collect::<Vec<_>>().join(" "))
+            }
+            Verdict::Undecided => "undecided".into(),
+        }
+    }
+
+    /// Compound lines are judged part by part: deny wins over everything,
+    /// ask over allow, and allow needs every part.
+    #[test]
+    fn compound_commands_are_judged_part_by_part() {
+        let r = rules(&["Bash"], &[], &["Bash(rm:*)"]);
+        assert_eq!(verdict(&r, "rm -f x && make who"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "make who; rm -f x"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "make who || rm -f x"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "make who | rm -f x"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "make who\nrm -f x"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "(cd x && rm -f y)"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "make $(rm -f x)"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "echo `rm -f x`"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "make who"), "allow Bash");
+        // Looking through wrappers and quotes only ever adds guards.
+        assert_eq!(verdict(&r, "sudo rm -f x && make"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "FOO=1 rm -f x && make"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "bash -c 'rm -f x' && make"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "'rm' -f x && make"), "deny Bash(rm:*)");
+        assert_eq!(verdict(&r, "timeout 5 rm -f x; make"), "deny Bash(rm:*)");
+        // Words that only look like the command are not it.
+        assert_eq!(verdict(&r, "echo rm -f x && make"), "allow Bash");
+    }
+
+    #[test]
+    fn ask_beats_allow_and_allow_needs_every_part() {
+        let r = rules(&["Bash(make:*)", "Bash(tail *)"], &["Bash(make install)"], &[]);
+        assert_eq!(verdict(&r, "make install"), "ask Bash(make install)");
+        assert_eq!(verdict(&r, "make who"), "allow Bash(make:*)");
+        assert_eq!(verdict(&r, "make who 2>&1 | tail -5"), "allow Bash(make:*) Bash(tail *)");
+        assert_eq!(verdict(&r, "make who > log.txt"), "allow Bash(make:*)");
+        assert_eq!(verdict(&r, "make who && cargo build"), "undecided");
+        assert_eq!(verdict(&r, "cd sub && make who"), "undecided");
+        // The hook never judges these allowed (Claude Code may still ask).
+        assert_eq!(verdict(&r, "make $(nproc)"), "undecided");
+        assert_eq!(verdict(&r, "(make who)"), "undecided");
+        assert_eq!(verdict(&r, "PATH=/tmp/evil make who"), "undecided");
+        assert_eq!(verdict(&rules(&[], &[], &[]), "make who"), "undecided");
+    }
+
+    #[test]
+    fn the_whole_line_is_tried_too() {
+        let r = rules(&["Bash"], &["Bash(make who && *)"], &[]);
+        assert_eq!(verdict(&r, "make who && ls"), "ask Bash(make who && *)");
+    }
+
+    #[test]
+    fn settings_files_are_read_with_managed_only_honoured() {
+        let dir = std::env::temp_dir().join(format!("distex-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let user = write("user.json", r#"{"permissions":{"allow":["Bash(make:*)","Read"],"deny":["Bash(rm:*)"]}}"#);
+        let managed = write("managed.json", r#"{"permissions":{"ask":["Bash(git push:*)"]}}"#);
+        let parent = write("parent.json", r#"{"permissions":{"allow":["Bash"],"deny":["Bash(curl:*)"]}}"#);
+        let locations = Locations {
+            full: vec![user.clone(), managed.clone(), dir.join("missing.json")],
+            managed: vec![managed.clone()],
+            guard_only: vec![parent.clone()],
+        };
+        let rules = load(&locations).unwrap();
+        let written = |l: &[BashRule]| l.iter().map(|r| r.written.clone()).collect::<Vec<_>>();
+        assert_eq!(written(&rules.allow), ["Bash(make:*)"], "a parent directory's allow rules do not count");
+        assert_eq!(written(&rules.deny), ["Bash(rm:*)", "Bash(curl:*)"]);
+        assert_eq!(written(&rules.ask), ["Bash(git push:*)"]);
+        assert_eq!(rules.deny[1].source, parent);
+        // A managed policy that keeps only its own rules.
+        write("managed.json", r#"{"allowManagedPermissionRulesOnly":true,"permissions":{"allow":["Bash(ls:*)"]}}"#);
+        let rules = load(&locations).unwrap();
+        assert_eq!(written(&rules.allow), ["Bash(ls:*)"]);
+        assert_eq!(written(&rules.deny), ["Bash(rm:*)", "Bash(curl:*)"], "deny rules still count");
+        // A file that is not JSON is an error naming it.
+        write("user.json", "{ not json");
+        let error = load(&locations).unwrap_err();
+        assert!(error.contains("user.json") && error.contains("not valid JSON"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
