@@ -147,15 +147,13 @@ fn route_command(
             ));
             return Ok(None);
         }
-        Verdict::Allowed { rules } => {
-            Some(rules.iter().map(|r| format!("{} in {}", r.written, r.source.display())).collect::<Vec<_>>().join(", "))
-        }
+        Verdict::Allowed { rules } => Some(
+            rules.iter().map(|r| format!("{} in {}", r.written, r.source.display())).collect::<Vec<_>>().join(", "),
+        ),
         Verdict::Undecided => None,
     };
-    let permission = Permission {
-        allowed_by: allowed_by.as_deref(),
-        may_approve: event.permission_mode.as_deref() != Some("plan"),
-    };
+    let permission =
+        Permission { allowed_by: allowed_by.as_deref(), may_approve: event.permission_mode.as_deref() != Some("plan") };
     let reply = respond::respond(&config.hook, event, &decision, permission);
     if let Some(reply) = &reply {
         announce(config, &decision, reply);
@@ -212,12 +210,60 @@ fn program(words: &[String]) -> &str {
 /// Programs and subcommands that usually run long enough to be worth moving
 /// to a less loaded machine (the overload suggestion is only made for these).
 const LONG_RUNNING: &[&str] = &[
-    "make", "gmake", "ninja", "cmake --build", "ctest", "meson compile", "scons", "bazel", "bazelisk", "buck2",
-    "cargo build", "cargo test", "cargo nextest", "cargo bench", "cargo check", "cargo clippy", "cargo doc",
-    "go build", "go test", "go vet", "npm run", "npm test", "npm ci", "yarn build", "yarn test", "pnpm build",
-    "pnpm test", "pytest", "tox", "nox", "jest", "vitest", "gradle", "gradlew", "mvn", "mvnw", "sbt", "rustc",
-    "gcc", "g++", "cc", "c++", "clang", "clang++", "javac", "tsc", "webpack", "ffmpeg", "latexmk", "pdflatex",
-    "xelatex", "sphinx-build", "docker build", "podman build",
+    "make",
+    "gmake",
+    "ninja",
+    "cmake --build",
+    "ctest",
+    "meson compile",
+    "scons",
+    "bazel",
+    "bazelisk",
+    "buck2",
+    "cargo build",
+    "cargo test",
+    "cargo nextest",
+    "cargo bench",
+    "cargo check",
+    "cargo clippy",
+    "cargo doc",
+    "go build",
+    "go test",
+    "go vet",
+    "npm run",
+    "npm test",
+    "npm ci",
+    "yarn build",
+    "yarn test",
+    "pnpm build",
+    "pnpm test",
+    "pytest",
+    "tox",
+    "nox",
+    "jest",
+    "vitest",
+    "gradle",
+    "gradlew",
+    "mvn",
+    "mvnw",
+    "sbt",
+    "rustc",
+    "gcc",
+    "g++",
+    "cc",
+    "c++",
+    "clang",
+    "clang++",
+    "javac",
+    "tsc",
+    "webpack",
+    "ffmpeg",
+    "latexmk",
+    "pdflatex",
+    "xelatex",
+    "sphinx-build",
+    "docker build",
+    "podman build",
 ];
 
 /// Whether some command in the line is one of [`LONG_RUNNING`]: quick

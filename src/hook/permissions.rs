@@ -124,7 +124,11 @@ impl Pattern {
             return Pattern::Prefix(prefix.to_string());
         }
         let wildcard = Wildcard::compile(content);
-        if wildcard.pieces.contains(&Piece::Star) { Pattern::Wildcard(wildcard) } else { Pattern::Exact(content.to_string()) }
+        if wildcard.pieces.contains(&Piece::Star) {
+            Pattern::Wildcard(wildcard)
+        } else {
+            Pattern::Exact(content.to_string())
+        }
     }
 
     /// Whether `command` (one command or one part of a line) matches.
@@ -418,10 +422,9 @@ fn written_parts(line: &str) -> Option<Vec<String>> {
     for list in &program.complete_commands {
         for item in &list.0 {
             let and_or = &item.0;
-            let pipelines = std::iter::once(&and_or.first)
-                .chain(and_or.additional.iter().map(|next| match next {
-                    ast::AndOr::And(p) | ast::AndOr::Or(p) => p,
-                }));
+            let pipelines = std::iter::once(&and_or.first).chain(and_or.additional.iter().map(|next| match next {
+                ast::AndOr::And(p) | ast::AndOr::Or(p) => p,
+            }));
             for pipeline in pipelines {
                 for command in &pipeline.seq {
                     let Command::Simple(simple) = command else {
@@ -464,9 +467,9 @@ fn push_item(item: &CommandPrefixOrSuffixItem, words: &mut Vec<String>) -> Optio
 fn without_assignments(part: &str) -> String {
     let mut rest = part;
     while let Some((first, tail)) = rest.split_once(' ') {
-        let is_assignment = first.split_once('=').is_some_and(|(name, _)| {
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        });
+        let is_assignment = first
+            .split_once('=')
+            .is_some_and(|(name, _)| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         if !is_assignment {
             break;
         }

@@ -259,7 +259,8 @@ mod tests {
     #[test]
     fn rewrite_replaces_only_the_command_and_sets_no_permission_decision() {
         let out =
-            respond(&settings(HookMode::Rewrite, false), &event("cargo build --release"), &routed("builder"), open()).unwrap();
+            respond(&settings(HookMode::Rewrite, false), &event("cargo build --release"), &routed("builder"), open())
+                .unwrap();
         let out = out.hook_specific_output.unwrap();
         assert_eq!(out.hook_event_name, "PreToolUse");
         assert_eq!(out.permission_decision, None);
@@ -338,8 +339,10 @@ mod tests {
         busy.reason = "overloaded".into();
         busy.rule = None;
         busy.matched = None;
-        let out =
-            respond(&settings(HookMode::Rewrite, true), &event("git add -A"), &busy, open()).unwrap().hook_specific_output.unwrap();
+        let out = respond(&settings(HookMode::Rewrite, true), &event("git add -A"), &busy, open())
+            .unwrap()
+            .hook_specific_output
+            .unwrap();
         assert_eq!(out.updated_input, None);
         assert_eq!(out.permission_decision, None, "never auto-approved either");
         assert!(
@@ -352,8 +355,7 @@ mod tests {
     #[test]
     fn the_users_own_allow_rule_approves_the_rewrite_and_says_so() {
         let permission = Permission { allowed_by: Some("Bash(make:*) in /h/.claude/settings.json"), may_approve: true };
-        let out =
-            respond(&settings(HookMode::Rewrite, false), &event("make who"), &routed("n1"), permission).unwrap();
+        let out = respond(&settings(HookMode::Rewrite, false), &event("make who"), &routed("n1"), permission).unwrap();
         let specific = out.hook_specific_output.unwrap();
         assert_eq!(specific.permission_decision, Some("allow"));
         let reason = specific.permission_decision_reason.unwrap();
@@ -363,8 +365,7 @@ mod tests {
     #[test]
     fn plan_mode_gets_no_approval_even_with_auto_approve_or_a_rule() {
         let permission = Permission { allowed_by: Some("Bash"), may_approve: false };
-        let out =
-            respond(&settings(HookMode::Rewrite, true), &event("make who"), &routed("n1"), permission).unwrap();
+        let out = respond(&settings(HookMode::Rewrite, true), &event("make who"), &routed("n1"), permission).unwrap();
         let specific = out.hook_specific_output.unwrap();
         assert_eq!(specific.permission_decision, None);
         assert_eq!(specific.permission_decision_reason, None);
@@ -373,8 +374,9 @@ mod tests {
 
     #[test]
     fn a_rewrite_shows_the_user_one_line_with_node_reason_and_command() {
-        let out = respond(&settings(HookMode::Rewrite, false), &event("cargo build\n  --release"), &routed("n1"), open())
-            .unwrap();
+        let out =
+            respond(&settings(HookMode::Rewrite, false), &event("cargo build\n  --release"), &routed("n1"), open())
+                .unwrap();
         let shown = out.system_message.unwrap();
         assert_eq!(shown, "distex: sent to n1 (rule heavy_computation: `cargo build`): cargo build --release");
         let context = out.hook_specific_output.unwrap().additional_context;
