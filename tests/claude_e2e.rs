@@ -418,11 +418,37 @@ fn a_broken_config_leaves_the_original_command_running_here() {
     };
     let session = session.config("[[node]]\nname = 'b'\nhost = [\n").allow("Bash");
     write_makefile(&session.project());
-    let done = session.run("build", vec![Turn::bash("make hello"), Turn::text("done")]);
+    let done = session.run("build", vec![Turn::bash("make hello"), Turn::bash("make hello"), Turn::text("done")]);
     done.assert_completed();
-    let result = done.only_result();
-    assert!(!result.is_error && result.content.trim() == "built-here", "{}", done.dump());
-    assert!(session.hook_log().contains("config error"), "{}", session.hook_log());
+    let results = done.server.tool_results();
+    assert_eq!(results.len(), 2, "{}", done.dump());
+    for result in &results {
+        assert!(!result.is_error && result.content.trim() == "built-here", "{}", done.dump());
+    }
+    assert_eq!(session.hook_log().matches("config error").count(), 2, "{}", session.hook_log());
+    // The user is told once in the session, not before every command.
+    let shown = system_messages(&done);
+    assert_eq!(shown.len(), 1, "{shown:?}\n{}", done.dump());
+    assert!(shown[0].contains("config has an error") && shown[0].contains("cluster.toml"), "{shown:?}");
+}
+
+/// Issue 14 item 3 (hook side): with no node configured nothing is routed,
+/// and the user hears that once per session.
+#[test]
+fn no_nodes_is_told_once_per_session() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = session.config("[local]\nname = \"laptop\"\nos = \"macos\"\n").allow("Bash");
+    write_makefile(&session.project());
+    let done = session.run("build", vec![Turn::bash("make hello"), Turn::bash("make hello"), Turn::text("done")]);
+    done.assert_completed();
+    let results = done.server.tool_results();
+    assert_eq!(results.len(), 2, "{}", done.dump());
+    assert!(results.iter().all(|r| r.content.trim() == "built-here"), "{}", done.dump());
+    let shown = system_messages(&done);
+    assert_eq!(shown.len(), 1, "{shown:?}\n{}", done.dump());
+    assert!(shown[0].contains("no nodes are configured"), "{shown:?}");
 }
 
 #[test]
