@@ -88,11 +88,7 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
     if config.nodes.is_empty() {
         return encode(once(session, "no-nodes", &no_nodes(&config)));
     }
-    let reply = route_command(&config, &event, command, session)?;
-    let Some(reply) = reply else {
-        return Ok(None);
-    };
-    encode(Some(reply))
+    encode(route_command(&config, &event, command, session))
 }
 
 fn read_event() -> Result<input::PreToolUse, String> {
@@ -108,35 +104,60 @@ fn read_event() -> Result<input::PreToolUse, String> {
 }
 
 /// Routes `command`, checks the user's permission rules, and builds the answer.
-fn route_command(
-    config: &Config,
-    event: &input::PreToolUse,
-    command: &str,
-    session: &str,
-) -> Result<Option<HookOutput>, String> {
+fn route_command(config: &Config, event: &input::PreToolUse, command: &str, session: &str) -> Option<HookOutput> {
     // A line that does not parse is left to Claude Code: no rule could be
     // judged part by part.
-    let Ok(simple) = route::simple_commands(command) else {
-        return Ok(None);
-    };
+    let simple = route::simple_commands(command).ok()?;
     let effective = route::effective_commands(simple.clone());
     let decision = route::decide(config, command, &effective, &facts(Default::default()));
     if !decision.distribute || effective.iter().any(|words| program(words) == "distex") {
-        return Ok(None);
+        return None;
     }
-    if decision.rule.is_none() && !(worth_moving(&effective) && session::first_time(session, "overload-suggestion")) {
-        return Ok(None);
+    // Sent away only because this machine is busy: a suggestion, made only
+    // for commands worth moving, once per session (after the rules below).
+    let overload_only = decision.rule.is_none();
+    if overload_only && !worth_moving(&effective) {
+        return None;
     }
+    let allowed_by = match check_permissions(event, &Parts::of(command, &simple, &effective), session) {
+        Checked::Go { allowed_by } => allowed_by,
+        Checked::Stop(answer) => return answer,
+    };
+    if overload_only && !session::first_time(session, "overload-suggestion") {
+        return None;
+    }
+    let permission =
+        Permission { allowed_by: allowed_by.as_deref(), may_approve: event.permission_mode.as_deref() != Some("plan") };
+    let reply = respond::respond(&config.hook, event, &decision, permission)?;
+    announce(config, &decision, &reply);
+    Some(reply)
+}
+
+/// What the user's Claude Code rules mean for the hook.
+enum Checked {
+    /// Go on; `allowed_by` describes the allow rules that allow the command.
+    Go { allowed_by: Option<String> },
+    /// Stop here with this answer (None: say nothing).
+    Stop(Option<HookOutput>),
+}
+
+/// Reads the user's Claude Code rules and judges the command's `parts`: a
+/// deny or ask rule stops the hook silently; settings that cannot be read
+/// stop it and are told once per session.
+fn check_permissions(event: &input::PreToolUse, parts: &Parts, session: &str) -> Checked {
     let locations = Locations::for_session(event.cwd.as_deref().map(Path::new));
     let rules = match permissions::load(&locations) {
         Ok(rules) => rules,
         Err(e) => {
             log::append(&format!("command left alone: {e}"));
-            let text = format!("distex: routing is off until this is fixed: {e}");
-            return Ok(once(session, "settings-error", &text));
+            return Checked::Stop(once(
+                session,
+                "settings-error",
+                &format!("distex: routing is off until this is fixed: {e}"),
+            ));
         }
     };
-    let allowed_by = match permissions::judge(&rules, &Parts::of(command, &simple, &effective)) {
+    match permissions::judge(&rules, parts) {
         Verdict::Guarded { behavior, rule, part } => {
             log::append(&format!(
                 "left alone for Claude Code to judge: {} rule {} ({}) matches `{}`",
@@ -145,20 +166,14 @@ fn route_command(
                 rule.source.display(),
                 respond::one_line(&part, 200)
             ));
-            return Ok(None);
+            Checked::Stop(None)
         }
-        Verdict::Allowed { rules } => Some(
-            rules.iter().map(|r| format!("{} in {}", r.written, r.source.display())).collect::<Vec<_>>().join(", "),
-        ),
-        Verdict::Undecided => None,
-    };
-    let permission =
-        Permission { allowed_by: allowed_by.as_deref(), may_approve: event.permission_mode.as_deref() != Some("plan") };
-    let reply = respond::respond(&config.hook, event, &decision, permission);
-    if let Some(reply) = &reply {
-        announce(config, &decision, reply);
+        Verdict::Allowed { rules } => {
+            let described = rules.iter().map(|r| format!("{} in {}", r.written, r.source.display()));
+            Checked::Go { allowed_by: Some(described.collect::<Vec<_>>().join(", ")) }
+        }
+        Verdict::Undecided => Checked::Go { allowed_by: None },
     }
-    Ok(reply)
 }
 
 /// Speaks only when the command really goes elsewhere (not for a
