@@ -487,7 +487,10 @@ fn allow_rules_approve_the_rewrite_only_when_every_part_is_allowed() {
         ("make -j8 2>&1 | tail -n 20", Some("allow")),
         ("make who > build.log", Some("allow")),
         ("make who && cargo build", None),
-        ("cd sub && make", None),
+        ("cd sub && make", Some("allow")),
+        ("cd /etc && make", None),
+        ("timeout 600 make -j8", Some("allow")),
+        ("RUST_LOG=debug make", Some("allow")),
         ("make -j$(nproc)", None),
         ("LD_PRELOAD=/tmp/x.so make", None),
     ];

@@ -119,7 +119,8 @@ fn route_command(config: &Config, event: &input::PreToolUse, command: &str, sess
     if overload_only && !worth_moving(&effective) {
         return None;
     }
-    let allowed_by = match check_permissions(event, &Parts::of(command, &simple, &effective), session) {
+    let allowed_by = match check_permissions(event, session, |project| Parts::of(command, &simple, &effective, project))
+    {
         Checked::Go { allowed_by } => allowed_by,
         Checked::Stop(answer) => return answer,
     };
@@ -141,11 +142,13 @@ enum Checked {
     Stop(Option<HookOutput>),
 }
 
-/// Reads the user's Claude Code rules and judges the command's `parts`: a
+/// Reads the user's Claude Code rules and judges the command's `parts` (made
+/// knowing the session's project directory): a
 /// deny or ask rule stops the hook silently; settings that cannot be read
 /// stop it and are told once per session.
-fn check_permissions(event: &input::PreToolUse, parts: &Parts, session: &str) -> Checked {
+fn check_permissions(event: &input::PreToolUse, session: &str, parts: impl FnOnce(Option<&Path>) -> Parts) -> Checked {
     let locations = Locations::for_session(event.cwd.as_deref().map(Path::new));
+    let parts = parts(locations.project.as_deref());
     let rules = match permissions::load(&locations) {
         Ok(rules) => rules,
         Err(e) => {
@@ -157,7 +160,7 @@ fn check_permissions(event: &input::PreToolUse, parts: &Parts, session: &str) ->
             ));
         }
     };
-    match permissions::judge(&rules, parts) {
+    match permissions::judge(&rules, &parts) {
         Verdict::Guarded { behavior, rule, part } => {
             log::append(&format!(
                 "left alone for Claude Code to judge: {} rule {} ({}) matches `{}`",

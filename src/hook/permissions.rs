@@ -240,6 +240,8 @@ pub struct Locations {
     pub managed: Vec<PathBuf>,
     /// Files read only for their deny and ask rules (parent directories).
     pub guard_only: Vec<PathBuf>,
+    /// The session's project directory, when known.
+    pub project: Option<PathBuf>,
 }
 
 impl Locations {
@@ -249,7 +251,7 @@ impl Locations {
     pub fn for_session(cwd: Option<&Path>) -> Locations {
         let project = std::env::var_os("CLAUDE_PROJECT_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
         let project = project.or_else(|| cwd.map(Path::to_path_buf));
-        let mut locations = Locations::default();
+        let mut locations = Locations { project: project.clone(), ..Locations::default() };
         if let Some(user) = user_dir() {
             locations.full.push(user.join("settings.json"));
         }
@@ -349,25 +351,43 @@ fn rules_in(permissions: &Value, list: &str, file: &Path) -> Vec<BashRule> {
 pub struct Parts {
     /// For deny and ask rules: the whole line, and every part in every form.
     pub guard: Vec<String>,
-    /// For allow rules: each part as written (redirections left out), or
-    /// None when the line has something the hook does not judge allowed.
-    pub allow: Option<Vec<String>>,
+    /// For allow rules: each part, or None when the line has something the
+    /// hook does not judge allowed.
+    pub allow: Option<Vec<AllowPart>>,
+}
+
+/// One part of the line as allow rules see it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllowPart {
+    /// The part as written (redirections left out), then without harmless
+    /// `VAR=value` prefixes and wrappers (`timeout 60`, `nice`, `nohup`, ...).
+    pub forms: Vec<String>,
+    /// Claude Code allows it without any rule: `cd` into a directory of the
+    /// project (a relative path without `..`, or an absolute path in it).
+    pub needs_no_rule: bool,
 }
 
 impl Parts {
     /// `simple` and `effective` are the router's parse of `line`
     /// ([`crate::route::simple_commands`] and
-    /// [`crate::route::effective_commands`]).
-    pub fn of(line: &str, simple: &[Vec<String>], effective: &[Vec<String>]) -> Parts {
-        let allow = written_parts(line);
+    /// [`crate::route::effective_commands`]); `project` is the session's
+    /// project directory.
+    pub fn of(line: &str, simple: &[Vec<String>], effective: &[Vec<String>], project: Option<&Path>) -> Parts {
+        let written = written_parts(line);
         let mut guard = vec![line.trim().to_string()];
         let words = simple.iter().chain(effective).map(|w| w.join(" "));
-        let written = allow.iter().flatten().flat_map(|p| [p.clone(), without_assignments(p)]);
-        for form in words.chain(written) {
+        let written_forms = written.iter().flatten().flat_map(|p| [p.clone(), without_assignments(p)]);
+        for form in words.chain(written_forms) {
             if !guard.contains(&form) {
                 guard.push(form);
             }
         }
+        let allow = written.map(|parts| {
+            parts
+                .iter()
+                .map(|part| AllowPart { forms: allow_forms(part), needs_no_rule: is_cd_within(part, project) })
+                .collect()
+        });
         Parts { guard, allow }
     }
 }
@@ -396,15 +416,128 @@ pub fn judge<'r>(rules: &'r Rules, parts: &Parts) -> Verdict<'r> {
         return Verdict::Undecided;
     };
     let mut used: Vec<&BashRule> = Vec::new();
-    for part in allow {
-        let Some(rule) = rules.allow.iter().find(|r| r.pattern.matches(part)) else {
+    for part in allow.iter().filter(|p| !p.needs_no_rule) {
+        let rule = rules.allow.iter().find(|r| part.forms.iter().any(|form| r.pattern.matches(form)));
+        let Some(rule) = rule else {
             return Verdict::Undecided;
         };
         if !used.contains(&rule) {
             used.push(rule);
         }
     }
-    Verdict::Allowed { rules: used }
+    if used.is_empty() { Verdict::Undecided } else { Verdict::Allowed { rules: used } }
+}
+
+/// Environment settings Claude Code lets an allow rule look past (a short
+/// list of harmless ones: never `PATH`, `LD_PRELOAD` and the like).
+const HARMLESS_ENV: &[&str] = &[
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "CARGO_TERM_COLOR",
+    "NODE_ENV",
+    "CI",
+    "DEBUG",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "TERM",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "PYTHONUNBUFFERED",
+    "GOOS",
+    "GOARCH",
+    "CGO_ENABLED",
+];
+
+/// `part`, then `part` with harmless prefixes stripped one by one:
+/// `RUST_LOG=debug timeout 600 make -j8` → also `timeout 600 make -j8` and
+/// `make -j8`.
+fn allow_forms(part: &str) -> Vec<String> {
+    let mut forms = vec![part.to_string()];
+    let mut rest = part;
+    while let Some(next) = strip_harmless_prefix(rest) {
+        forms.push(next.to_string());
+        rest = next;
+    }
+    forms
+}
+
+/// The rest of `part` after one harmless leading assignment or wrapper.
+fn strip_harmless_prefix(part: &str) -> Option<&str> {
+    let mut words = part.split(' ');
+    let first = words.next()?;
+    let skip = match first {
+        "nohup" | "time" => 1,
+        "timeout" => 1 + options_then(&mut words, &["--foreground", "--preserve-status", "--verbose", "-v"], "ks")?,
+        "nice" => 1 + options_then_none(&mut words, "n"),
+        "stdbuf" => 1 + options_then_none(&mut words, "ioe"),
+        _ => {
+            let (name, value) = first.split_once('=')?;
+            let plain = !value.contains(['$', '`', '"', '\'', '\\']);
+            if !(HARMLESS_ENV.contains(&name) && plain) {
+                return None;
+            }
+            1
+        }
+    };
+    let rest = part.splitn(skip + 1, ' ').nth(skip)?;
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// `timeout`'s options then its duration: how many words they take.
+fn options_then<'a>(words: &mut impl Iterator<Item = &'a str>, flags: &[&str], with_value: &str) -> Option<usize> {
+    let mut taken = 0;
+    while let Some(word) = words.next() {
+        taken += 1;
+        if flags.contains(&word) || word.starts_with("--kill-after=") || word.starts_with("--signal=") {
+            continue;
+        }
+        let takes_value = word.strip_prefix('-').and_then(|w| w.chars().next()).is_some_and(|c| with_value.contains(c));
+        if takes_value {
+            if word.len() == 2 {
+                words.next()?;
+                taken += 1;
+            }
+            continue;
+        }
+        let number = word.trim_end_matches(['s', 'm', 'h', 'd']);
+        let is_duration = !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n >= 0.0);
+        return is_duration.then_some(taken);
+    }
+    None
+}
+
+/// `nice -n 5` / `stdbuf -oL -e 0`: options (letters in `with_value` take a
+/// value, attached or next) until the first other word; how many words.
+fn options_then_none<'a>(words: &mut impl Iterator<Item = &'a str>, with_value: &str) -> usize {
+    let mut taken = 0;
+    while let Some(word) = words.next() {
+        let Some(option) = word.strip_prefix('-').filter(|o| !o.is_empty()) else {
+            break;
+        };
+        taken += 1;
+        let letter = option.chars().next().unwrap_or_default();
+        if option.starts_with('-') || letter.is_ascii_digit() || !with_value.contains(letter) {
+            continue; // `--adjustment=5`, `-5`, a flag
+        }
+        if option.len() == 1 && words.next().is_some() {
+            taken += 1;
+        }
+    }
+    taken
+}
+
+/// `cd sub/dir` (relative, no `..`) or `cd /abs/path` inside `project`:
+/// Claude Code lets the Bash tool change into its working directories.
+fn is_cd_within(part: &str, project: Option<&Path>) -> bool {
+    let Some(dir) = part.strip_prefix("cd ") else {
+        return false;
+    };
+    let plain = !dir.is_empty() && !dir.contains([' ', '$', '~', '`', '"', '\'', '\\', '*', '?', '[', '{']);
+    let path = Path::new(dir);
+    let no_parent = path.components().all(|c| c != std::path::Component::ParentDir);
+    let inside = path.is_relative() || project.is_some_and(|p| path.starts_with(p));
+    plain && no_parent && inside
 }
 
 /// Each simple command of `line` as written (quotes kept, redirections
@@ -576,7 +709,7 @@ mod tests {
     fn verdict(rules: &Rules, line: &str) -> String {
         let simple = crate::route::simple_commands(line).unwrap();
         let effective = crate::route::effective_commands(simple.clone());
-        match judge(rules, &Parts::of(line, &simple, &effective)) {
+        match judge(rules, &Parts::of(line, &simple, &effective, Some(Path::new("/p")))) {
             Verdict::Guarded { behavior, rule, .. } => format!("{} {}", behavior.as_str(), rule.written),
             Verdict::Allowed { rules } => {
                 format!("allow {}", rules.iter().map(|r| r.written.as_str()).collect::<Vec<_>>().join(" "))
@@ -617,7 +750,14 @@ mod tests {
         assert_eq!(verdict(&r, "make who 2>&1 | tail -5"), "allow Bash(make:*) Bash(tail *)");
         assert_eq!(verdict(&r, "make who > log.txt"), "allow Bash(make:*)");
         assert_eq!(verdict(&r, "make who && cargo build"), "undecided");
-        assert_eq!(verdict(&r, "cd sub && make who"), "undecided");
+        // What Claude Code allows without a rule or looks past, as it does.
+        assert_eq!(verdict(&r, "cd sub && make who"), "allow Bash(make:*)");
+        assert_eq!(verdict(&r, "cd /p/sub && make who"), "allow Bash(make:*)");
+        assert_eq!(verdict(&r, "cd /etc && make who"), "undecided");
+        assert_eq!(verdict(&r, "cd ../other && make who"), "undecided");
+        assert_eq!(verdict(&r, "cd sub"), "undecided");
+        assert_eq!(verdict(&r, "timeout 600 make -j8"), "allow Bash(make:*)");
+        assert_eq!(verdict(&r, "RUST_LOG=debug nice -n 5 make"), "allow Bash(make:*)");
         // The hook never judges these allowed (Claude Code may still ask).
         assert_eq!(verdict(&r, "make $(nproc)"), "undecided");
         assert_eq!(verdict(&r, "(make who)"), "undecided");
@@ -647,6 +787,7 @@ mod tests {
             full: vec![user.clone(), managed.clone(), dir.join("missing.json")],
             managed: vec![managed.clone()],
             guard_only: vec![parent.clone()],
+            project: None,
         };
         let rules = load(&locations).unwrap();
         let written = |l: &[BashRule]| l.iter().map(|r| r.written.clone()).collect::<Vec<_>>();
@@ -664,5 +805,34 @@ mod tests {
         let error = load(&locations).unwrap_err();
         assert!(error.contains("user.json") && error.contains("not valid JSON"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn harmless_prefixes_are_looked_past_for_allow_rules() {
+        assert_eq!(allow_forms("make -j8"), ["make -j8"]);
+        assert_eq!(
+            allow_forms("RUST_LOG=debug timeout -k 5 600 make -j8"),
+            ["RUST_LOG=debug timeout -k 5 600 make -j8", "timeout -k 5 600 make -j8", "make -j8"]
+        );
+        assert_eq!(allow_forms("nice -n 5 nohup make"), ["nice -n 5 nohup make", "nohup make", "make"]);
+        assert_eq!(allow_forms("stdbuf -oL -e 0 make"), ["stdbuf -oL -e 0 make", "make"]);
+        assert_eq!(allow_forms("time make"), ["time make", "make"]);
+        // Not harmless: kept whole.
+        assert_eq!(allow_forms("PATH=/tmp make"), ["PATH=/tmp make"]);
+        assert_eq!(allow_forms("RUST_LOG=$X make"), ["RUST_LOG=$X make"]);
+        assert_eq!(allow_forms("timeout make"), ["timeout make"]);
+        assert_eq!(allow_forms("nohup"), ["nohup"]);
+    }
+
+    #[test]
+    fn cd_within_the_project_needs_no_rule() {
+        let project = Some(Path::new("/home/me/app"));
+        for yes in ["cd sub", "cd sub/dir", "cd ./x", "cd /home/me/app/x"] {
+            assert!(is_cd_within(yes, project), "{yes}");
+        }
+        for no in ["cd", "cd ..", "cd a/../../x", "cd /tmp", "cd ~", "cd $HOME", "cd 'a b'", "cdx y", "cd *"] {
+            assert!(!is_cd_within(no, project), "{no}");
+        }
+        assert!(!is_cd_within("cd /home/me/app/x", None));
     }
 }
