@@ -422,6 +422,17 @@ fn a_deny_rule_on_any_part_of_the_line_keeps_it_from_being_rewritten() {
     assert!(reason.contains("your rule Bash in") && reason.contains("settings.json"), "{reason}");
 }
 
+/// A deny rule against distex itself: the rewrite would be refused, so the
+/// command is left alone (it runs here, as the user's rules say).
+#[test]
+fn a_deny_rule_on_distex_run_keeps_commands_from_being_rewritten() {
+    let (sandbox, project) = project();
+    settings(&project.join(".claude/settings.json"), json!({ "allow": ["Bash"], "deny": ["Bash(distex run:*)"] }));
+    let run = hook(&sandbox, &cluster(""), &bash_in("make who", project.to_str().unwrap(), "s1", "default"));
+    assert_eq!(run.stdout(), "");
+    assert!(log(&sandbox).contains("deny rule Bash(distex run:*)"), "{}", log(&sandbox));
+}
+
 /// Every settings file Claude Code reads counts: the project's shared and
 /// local files, the managed policy, `CLAUDE_CONFIG_DIR` instead of
 /// `~/.claude`, `CLAUDE_PROJECT_DIR` for the project.

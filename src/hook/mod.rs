@@ -119,8 +119,9 @@ fn route_command(config: &Config, event: &input::PreToolUse, command: &str, sess
     if overload_only && !worth_moving(&effective) {
         return None;
     }
-    let allowed_by = match check_permissions(event, session, |project| Parts::of(command, &simple, &effective, project))
-    {
+    let rewritten = respond::rewrite(decision.node.as_deref().unwrap_or_default(), command);
+    let parts = |project: Option<&Path>| Parts::of(command, &simple, &effective, project);
+    let allowed_by = match check_permissions(event, session, &rewritten, parts) {
         Checked::Go { allowed_by } => allowed_by,
         Checked::Stop(answer) => return answer,
     };
@@ -143,10 +144,16 @@ enum Checked {
 }
 
 /// Reads the user's Claude Code rules and judges the command's `parts` (made
-/// knowing the session's project directory): a
-/// deny or ask rule stops the hook silently; settings that cannot be read
-/// stop it and are told once per session.
-fn check_permissions(event: &input::PreToolUse, session: &str, parts: impl FnOnce(Option<&Path>) -> Parts) -> Checked {
+/// knowing the session's project directory): a deny or ask rule stops the
+/// hook silently, and so does a deny rule that matches the `rewritten` line
+/// (`Bash(distex:*)`: the user does not want distex to run commands);
+/// settings that cannot be read stop it and are told once per session.
+fn check_permissions(
+    event: &input::PreToolUse,
+    session: &str,
+    rewritten: &str,
+    parts: impl FnOnce(Option<&Path>) -> Parts,
+) -> Checked {
     let locations = Locations::for_session(event.cwd.as_deref().map(Path::new));
     let parts = parts(locations.project.as_deref());
     let rules = match permissions::load(&locations) {
@@ -168,6 +175,15 @@ fn check_permissions(event: &input::PreToolUse, session: &str, parts: impl FnOnc
                 rule.written,
                 rule.source.display(),
                 respond::one_line(&part, 200)
+            ));
+            Checked::Stop(None)
+        }
+        _ if let Some(rule) = rules.deny.iter().find(|r| r.pattern.matches(rewritten)) => {
+            log::append(&format!(
+                "left alone: deny rule {} ({}) matches the rewritten `{}`",
+                rule.written,
+                rule.source.display(),
+                respond::one_line(rewritten, 200)
             ));
             Checked::Stop(None)
         }
