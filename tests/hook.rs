@@ -419,7 +419,10 @@ fn a_deny_rule_on_any_part_of_the_line_keeps_it_from_being_rewritten() {
     assert_eq!(rewritten(&run).as_deref(), Some("distex run --node builder -- 'make who'"));
     assert_eq!(decision(&run).as_deref(), Some("allow"));
     let reason = run.json()["hookSpecificOutput"]["permissionDecisionReason"].as_str().unwrap().to_string();
-    assert!(reason.contains("your rule Bash in") && reason.contains("settings.json"), "{reason}");
+    assert!(
+        reason.contains("allowed by your Claude Code rules (Bash in") && reason.contains("settings.json"),
+        "{reason}"
+    );
 }
 
 /// A deny rule against distex itself: the rewrite would be refused, so the

@@ -130,7 +130,10 @@ fn approval(
     }
     let command = one_line(command, 120);
     match permission.allowed_by {
-        Some(rules) => (Some("allow"), Some(format!("distex: your rule {rules} allows `{command}`; sent to {node}"))),
+        Some(rules) => (
+            Some("allow"),
+            Some(format!("distex: `{command}` is allowed by your Claude Code rules ({rules}); sent to {node}")),
+        ),
         None if settings.auto_approve => {
             (Some("allow"), Some(format!("distex: hook.auto_approve allows `{command}` on {node}")))
         }
