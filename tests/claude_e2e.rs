@@ -360,6 +360,10 @@ fn a_rewritten_command_still_faces_the_permission_rules() {
     assert_eq!(done.denied_commands(), vec![REWRITTEN_CARGO.to_string()], "{}", done.dump());
     assert!(done.only_result().is_error, "{}", done.dump());
     assert!(!session.calls().iter().any(|c| c.starts_with("<run>")), "{:?}", session.calls());
+    // Claude is still told where the command was sent and what a refusal means.
+    let text = done.server.all_text();
+    assert!(text.contains("distex sent this Bash command to node builder"), "{}", done.dump());
+    assert!(text.contains("If the Bash tool refused that command"), "{}", done.dump());
 }
 
 #[test]
