@@ -50,8 +50,11 @@
 //! against more forms of each part than Claude Code tries (quotes removed,
 //! wrappers such as `sudo`, `env`, `timeout` or `bash -c` looked through),
 //! and allow rules against fewer (the part as written, without its
-//! redirections; a line with `$(...)`, backquotes or `<(...)` is never
-//! judged allowed by the hook).
+//! redirections; a line with `$(...)`, backquotes, `<(...)` or a compound
+//! command is never judged allowed by the hook). Like Claude Code (checked
+//! with the real CLI), a `cd` into the project needs no rule, and allow
+//! rules look past harmless wrappers (`timeout 600`, `nice`, `nohup`,
+//! `time`, `stdbuf`) and harmless `VAR=value` settings ([`HARMLESS_ENV`]).
 
 use std::path::{Path, PathBuf};
 
