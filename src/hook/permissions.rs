@@ -54,7 +54,7 @@
 //! command is never judged allowed by the hook). Like Claude Code (checked
 //! with the real CLI), a `cd` into the project needs no rule, and allow
 //! rules look past harmless wrappers (`timeout 600`, `nice`, `nohup`,
-//! `time`, `stdbuf`) and harmless `VAR=value` settings ([`HARMLESS_ENV`]).
+//! `time`, `stdbuf`) and harmless `VAR=value` settings (`HARMLESS_ENV`).
 
 use std::path::{Path, PathBuf};
 
