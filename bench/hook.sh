@@ -55,6 +55,11 @@ input() {
 }
 input 'ls -la src' > "$work/local.json"
 input 'cargo build --release 2>&1 | tail -n 20' > "$work/routed.json"
+# The same routed command where there are no Claude Code settings at all:
+# the difference is what reading and judging the rules costs.
+mkdir -p "$work/bare/home" "$work/bare/project"
+sed "s|$work/project/src|$work/bare/project|" "$work/routed.json" > "$work/routed-bare.json"
+bare="HOME=$work/bare/home CLAUDE_PROJECT_DIR=$work/bare/project"
 
 export DISTEX_CONFIG="$work/cluster.toml" DISTEX_STATE_DIR="$work/state" HOME="$work/home" CLAUDE_PROJECT_DIR="$work/project"
 unset CLAUDE_PLUGIN_DATA CLAUDE_CONFIG_DIR
@@ -62,6 +67,7 @@ unset CLAUDE_PLUGIN_DATA CLAUDE_CONFIG_DIR
 # rewrite the user's own rule allows.
 [ -z "$("$exe" hook pre-tool-use < "$work/local.json")" ] || { echo "local command was not left alone" >&2; exit 1; }
 "$exe" hook pre-tool-use < "$work/routed.json" | grep -q '"permissionDecision":"allow"' || { echo "routed command was not rewritten and allowed" >&2; exit 1; }
+env $bare "$exe" hook pre-tool-use < "$work/routed-bare.json" | grep -q '"updatedInput"' || { echo "routed command without settings was not rewritten" >&2; exit 1; }
 
 # The launcher looks for the helper through DISTEX_BIN exactly as in a session.
 launcher="DISTEX_BIN=$exe $repo/bin/distex"
@@ -75,7 +81,9 @@ hyperfine --warmup 50 --runs "$runs" --export-json "$work/h.json" \
 # 5 ms): the same helper runs, each inside its own `sh -c`, timed whole (-N).
 hyperfine -N --warmup 50 --runs "$runs" --export-json "$work/n.json" \
     -n "sh -c + helper, local command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/local.json'" \
-    -n "sh -c + helper, routed command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/routed.json'" >&2
+    -n "sh -c + helper, routed command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/routed.json'" \
+    -n "sh -c + helper, routed command, no settings files (uncorrected)" \
+       "sh -c '$bare $exe hook pre-tool-use < $work/routed-bare.json'" >&2
 
 python3 - "$work/h.json" "$work/n.json" <<'PY'
 import json, sys
