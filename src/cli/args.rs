@@ -92,8 +92,11 @@ pub(crate) enum HookCommand {
     /// PreToolUse: read Claude Code's tool call on stdin; for a Bash command
     /// that should be distributed, answer with it rewritten to `distex run
     /// --node N -- '...'` (hook.mode = "rewrite"), or a suggestion ("suggest").
+    /// A command that the user's Claude Code deny or ask rules match (any
+    /// part) is left alone; one their allow rules allow is allowed rewritten.
     /// Always exits 0 and prints nothing when the command stays local or
-    /// anything goes wrong (see hook.log in the state directory).
+    /// anything goes wrong (see hook.log in the state directory); a broken
+    /// config or "no nodes" is told to the user once per session.
     PreToolUse,
 }
 

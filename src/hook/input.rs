@@ -8,8 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The parts of the hook input distex uses. Unknown fields are ignored:
-/// Claude Code adds fields over time (`session_id`, `transcript_path`,
-/// `permission_mode`, `tool_use_id`, ...).
+/// Claude Code adds fields over time (`transcript_path`, `tool_use_id`, ...).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct PreToolUse {
     #[serde(default)]
@@ -17,6 +16,15 @@ pub(crate) struct PreToolUse {
     pub(crate) tool_name: String,
     #[serde(default)]
     pub(crate) tool_input: Map<String, Value>,
+    #[serde(default)]
+    pub(crate) cwd: Option<String>,
+    /// Which session this is: what the hook says once per session is
+    /// remembered under it.
+    #[serde(default)]
+    pub(crate) session_id: Option<String>,
+    /// `default`, `plan`, `acceptEdits`, `dontAsk`, `bypassPermissions`, ...
+    #[serde(default)]
+    pub(crate) permission_mode: Option<String>,
 }
 
 impl PreToolUse {
@@ -50,6 +58,9 @@ mod tests {
         let event = parse(raw).unwrap();
         assert_eq!(event.bash_command(), Some("cargo build"));
         assert_eq!(event.tool_input.len(), 4);
+        assert_eq!(event.cwd.as_deref(), Some("/p"));
+        assert_eq!(event.session_id.as_deref(), Some("s"));
+        assert_eq!(event.permission_mode.as_deref(), Some("default"));
     }
 
     #[test]

@@ -229,6 +229,16 @@ impl Session {
     fn hook_log(&self) -> String {
         std::fs::read_to_string(self.sandbox.path().join("state/hook.log")).unwrap_or_default()
     }
+
+    /// Writes the user's Claude Code settings (`~/.claude/settings.json` in
+    /// the session's HOME) with these `permissions`: rules the hook can see,
+    /// unlike `--allowedTools`.
+    fn user_permissions(self, permissions: Value) -> Self {
+        let dir = self.sandbox.path().join("home/.claude");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("settings.json"), json!({ "permissions": permissions }).to_string()).unwrap();
+        self
+    }
 }
 
 impl Finished {
@@ -302,7 +312,7 @@ fn a_heavy_command_is_rewritten_to_distex_run() {
     assert!(calls.contains(&"<run><--node><builder><--><cargo build>".to_string()), "{calls:?}\n{}", done.dump());
     // Claude was told where the command went and why.
     let text = done.server.last_request_text();
-    assert!(text.contains("distex routed this Bash command to node builder"), "{}", done.dump());
+    assert!(text.contains("distex sent this Bash command to node builder"), "{}", done.dump());
     assert!(text.contains("heavy_computation"), "{}", done.dump());
     // The local cargo never ran (it would complain about the missing Cargo.toml).
     assert!(!done.only_result().content.contains("could not find `Cargo.toml`"), "{}", done.dump());
@@ -322,6 +332,10 @@ fn a_rewritten_command_still_faces_the_permission_rules() {
     assert_eq!(done.denied_commands(), vec![REWRITTEN_CARGO.to_string()], "{}", done.dump());
     assert!(done.only_result().is_error, "{}", done.dump());
     assert!(!session.calls().iter().any(|c| c.starts_with("<run>")), "{:?}", session.calls());
+    // Claude is still told where the command was sent and what a refusal means.
+    let text = done.server.all_text();
+    assert!(text.contains("distex sent this Bash command to node builder"), "{}", done.dump());
+    assert!(text.contains("If the Bash tool refused that command"), "{}", done.dump());
 }
 
 #[test]
@@ -380,11 +394,37 @@ fn a_broken_config_leaves_the_original_command_running_here() {
     };
     let session = session.config("[[node]]\nname = 'b'\nhost = [\n").allow("Bash");
     write_makefile(&session.project());
-    let done = session.run("build", vec![Turn::bash("make hello"), Turn::text("done")]);
+    let done = session.run("build", vec![Turn::bash("make hello"), Turn::bash("make hello"), Turn::text("done")]);
     done.assert_completed();
-    let result = done.only_result();
-    assert!(!result.is_error && result.content.trim() == "built-here", "{}", done.dump());
-    assert!(session.hook_log().contains("config error"), "{}", session.hook_log());
+    let results = done.server.tool_results();
+    assert_eq!(results.len(), 2, "{}", done.dump());
+    for result in &results {
+        assert!(!result.is_error && result.content.trim() == "built-here", "{}", done.dump());
+    }
+    assert_eq!(session.hook_log().matches("config error").count(), 2, "{}", session.hook_log());
+    // The user is told once in the session, not before every command.
+    let shown = system_messages(&done);
+    assert_eq!(shown.len(), 1, "{shown:?}\n{}", done.dump());
+    assert!(shown[0].contains("config has an error") && shown[0].contains("cluster.toml"), "{shown:?}");
+}
+
+/// Issue 14 item 3 (hook side): with no node configured nothing is routed,
+/// and the user hears that once per session.
+#[test]
+fn no_nodes_is_told_once_per_session() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = session.config("[local]\nname = \"laptop\"\nos = \"macos\"\n").allow("Bash");
+    write_makefile(&session.project());
+    let done = session.run("build", vec![Turn::bash("make hello"), Turn::bash("make hello"), Turn::text("done")]);
+    done.assert_completed();
+    let results = done.server.tool_results();
+    assert_eq!(results.len(), 2, "{}", done.dump());
+    assert!(results.iter().all(|r| r.content.trim() == "built-here"), "{}", done.dump());
+    let shown = system_messages(&done);
+    assert_eq!(shown.len(), 1, "{shown:?}\n{}", done.dump());
+    assert!(shown[0].contains("no nodes are configured"), "{shown:?}");
 }
 
 #[test]
@@ -799,4 +839,114 @@ fn the_user_starts_setup_with_a_slash_command() {
     let result = done.only_result();
     assert!(!result.is_error && result.content.contains("builder"), "{}", done.dump());
     assert!(session.calls().contains(&"<config><show>".to_string()), "{:?}", session.calls());
+}
+
+/// Issue 14 item 1, in the real client: the user's settings allow `Bash` and
+/// deny `Bash(rm:*)`. `rm -f x && make who` would be routed (make), but the
+/// hook leaves it alone, so Claude Code judges the original line and denies
+/// it for its `rm` part: nothing runs, here or on the node, and x is kept.
+#[test]
+fn a_deny_rule_in_the_users_settings_holds_for_a_line_that_would_be_routed() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let session = session
+        .config(BUILDER_CLUSTER)
+        .recording()
+        .user_permissions(json!({ "allow": ["Bash"], "deny": ["Bash(rm:*)"] }));
+    write_makefile(&session.project());
+    std::fs::write(session.project().join("x"), "keep me").unwrap();
+    let done = session.run("clean and build", vec![Turn::bash("rm -f x && make who"), Turn::text("done")]);
+    done.assert_completed();
+    let calls = session.calls();
+    assert!(calls.contains(&"<hook><pre-tool-use>".to_string()), "the hook was not consulted: {calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("<run>")), "{calls:?}\n{}", done.dump());
+    assert_eq!(done.denied_commands(), vec!["rm -f x && make who".to_string()], "{}", done.dump());
+    assert!(done.only_result().is_error, "{}", done.dump());
+    assert!(session.project().join("x").exists(), "x was removed\n{}", done.dump());
+    assert!(session.hook_log().contains("deny rule Bash(rm:*)"), "{}", session.hook_log());
+}
+
+/// The hook `systemMessage`s Claude Code showed the user. Claude Code
+/// 2.1.330 prints each as a stream-json event
+/// `{"type":"system","subtype":"informational","content":"PreToolUse:Bash says: <message>"}`.
+fn system_messages(done: &Finished) -> Vec<String> {
+    done.events()
+        .iter()
+        .filter(|e| e["type"] == "system" && e["subtype"] == "informational")
+        .filter_map(|e| e["content"].as_str()?.strip_prefix("PreToolUse:Bash says: ").map(String::from))
+        .collect()
+}
+
+/// Issue 14 items 2 and 5, in the real client: the user's settings allow
+/// `Bash(make:*)` and nothing else (no `--allowedTools`). The routed `make`
+/// is allowed because the user allowed `make`, runs on a loopback sshd node,
+/// and the user is shown one line naming the node; Claude is told "sent to".
+#[test]
+fn an_allow_rule_for_make_lets_the_routed_make_run_on_the_node_and_the_user_sees_where() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let cluster = support::sshd::Cluster::start(1);
+    let config = cluster.config("roles = [\"builder\"]\nslots = 2", "");
+    let session = session.config(&config).recording().user_permissions(json!({ "allow": ["Bash(make:*)"] }));
+    std::fs::write(session.project().join("Makefile"), "hello:\n\t@echo \"built in $$(pwd)\"\n").unwrap();
+    let done = session.run("build it", vec![Turn::slow_bash("make hello"), Turn::text("done")]);
+    done.assert_completed();
+    assert!(done.denied_commands().is_empty(), "{}", done.dump());
+    assert!(
+        session.calls().contains(&"<run><--node><n1><--><make hello>".to_string()),
+        "{:?}\nhook.log: {}\n{}",
+        session.calls(),
+        session.hook_log(),
+        done.dump()
+    );
+    let result = done.only_result();
+    let workdir = cluster.node("n1").workdir.display().to_string();
+    assert!(!result.is_error && result.content.contains(&format!("built in {workdir}")), "{}", done.dump());
+    let text = done.server.last_request_text();
+    assert!(text.contains("distex sent this Bash command to node n1"), "{}", done.dump());
+    assert!(!text.contains("ran as"), "{}", done.dump());
+    let shown = system_messages(&done);
+    assert!(
+        shown.iter().any(|m| m.contains("sent to n1") && m.contains("heavy_computation") && m.contains("make hello")),
+        "no systemMessage naming the node: {shown:?}\n{}",
+        done.dump()
+    );
+}
+
+/// Issue 14 item 6, in the real client: this machine is "overloaded" (a tiny
+/// threshold) and a spare node is idle, yet `ls` gets no note at all.
+#[test]
+fn a_busy_laptop_gets_no_note_on_ls() {
+    let Some(session) = Session::new() else {
+        return;
+    };
+    let busy = BUILDER_CLUSTER.replace("overload_threshold = 1000.0", "overload_threshold = 0.000001");
+    let config =
+        format!("{busy}\n[[node]]\nname = \"spare\"\nhost = \"127.0.0.3\"\nport = 1\nos = \"macos\"\nslots = 64\n");
+    let session = session.config(&config).recording().allow("Bash");
+    // The router does call this machine busy: without the hook's filter `ls`
+    // would be suggested for node spare.
+    let route = session
+        .sandbox
+        .cmd()
+        .args(["route", "--json", "--", "ls"])
+        .env("DISTEX_CONFIG", session.sandbox.path().join("cluster.toml"))
+        .run()
+        .json();
+    assert_eq!(route["reason"], "overloaded", "{route}");
+    std::fs::write(session.project().join("marker-file.txt"), "").unwrap();
+    let done = session.run("list the files", vec![Turn::bash("ls"), Turn::bash("git status"), Turn::text("done")]);
+    done.assert_completed();
+    let calls = session.calls();
+    assert_eq!(calls.iter().filter(|c| c.as_str() == "<hook><pre-tool-use>").count(), 2, "{calls:?}");
+    let results = done.server.tool_results();
+    assert!(results[0].content.contains("marker-file.txt"), "{}", done.dump());
+    let text = done.server.all_text();
+    // The note would be the hook's additionalContext, "distex suggests running
+    // this command on node spare (reason overloaded: ...)".
+    assert!(!text.contains("distex suggests") && !text.contains("reason overloaded"), "{}", done.dump());
+    assert!(system_messages(&done).is_empty(), "{}", done.dump());
+    assert_eq!(session.hook_log(), "");
 }

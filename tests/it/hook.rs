@@ -14,8 +14,13 @@ fn cluster(extra: &str) -> String {
 }
 
 fn bash(command: &str) -> String {
+    bash_in(command, "/nonexistent-project", "s1", "default")
+}
+
+/// The hook input for `command` in session `session`, in directory `cwd`.
+fn bash_in(command: &str, cwd: &str, session: &str, mode: &str) -> String {
     json!({
-        "session_id": "s1", "transcript_path": "/tmp/t.jsonl", "cwd": "/tmp", "permission_mode": "default",
+        "session_id": session, "transcript_path": "/tmp/t.jsonl", "cwd": cwd, "permission_mode": mode,
         "hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_use_id": "toolu_1",
         "tool_input": { "command": command, "description": "Run it", "timeout": 120000, "run_in_background": false }
     })
@@ -25,8 +30,21 @@ fn bash(command: &str) -> String {
 /// Runs the hook in `sandbox` with `config` and `input`; asserts exit 0 and
 /// an empty stderr (Claude Code shows stderr to the user in some modes).
 fn hook(sandbox: &Sandbox, config: &str, input: &str) -> support::Run {
+    hook_with(sandbox, config, input, &[])
+}
+
+/// [`hook`] with extra environment variables. Claude Code's own variables
+/// are cleared, and the managed policy file is one in the sandbox, so only
+/// the settings a test writes count.
+fn hook_with(sandbox: &Sandbox, config: &str, input: &str, env: &[(&str, &std::path::Path)]) -> support::Run {
     let path = sandbox.write_config(config);
-    let run = sandbox.cmd().args(["hook", "pre-tool-use"]).env("DISTEX_CONFIG", path).stdin(input).success();
+    let mut cmd = sandbox.cmd().args(["hook", "pre-tool-use"]).env("DISTEX_CONFIG", path);
+    cmd.cmd.env_remove("CLAUDE_CONFIG_DIR").env_remove("CLAUDE_PROJECT_DIR");
+    cmd = cmd.env("DISTEX_CLAUDE_MANAGED_SETTINGS", sandbox.path().join("managed-settings.json"));
+    for (key, value) in env {
+        cmd = cmd.env(key, value);
+    }
+    let run = cmd.stdin(input).success();
     assert_eq!(run.stderr(), "", "the hook wrote to stderr");
     run
 }
@@ -61,9 +79,16 @@ fn a_heavy_command_is_rewritten_with_every_other_field_unchanged() {
     );
     assert!(specific.get("permissionDecision").is_none(), "no permission decision by default: {out}");
     let context = specific["additionalContext"].as_str().unwrap();
-    assert!(context.contains("builder") && context.contains("heavy_computation"), "{context}");
-    assert!(specific["permissionDecisionReason"].as_str().unwrap().contains("builder"), "{out}");
-    assert_eq!(out.as_object().unwrap().len(), 1, "only hookSpecificOutput: {out}");
+    assert!(
+        context.contains("sent this Bash command to node builder") && context.contains("heavy_computation"),
+        "{context}"
+    );
+    assert!(specific.get("permissionDecisionReason").is_none(), "no reason without a decision: {out}");
+    assert_eq!(
+        out["systemMessage"],
+        "distex: sent to builder (rule heavy_computation: `cargo build`): cargo build --release 2>&1 | tail -5"
+    );
+    assert_eq!(out.as_object().unwrap().len(), 2, "only systemMessage and hookSpecificOutput: {out}");
 }
 
 #[test]
@@ -98,22 +123,45 @@ fn suggest_mode_only_tells_claude() {
 }
 
 #[test]
-fn off_mode_and_a_cluster_without_nodes_do_nothing() {
+fn off_mode_does_nothing() {
     let sandbox = Sandbox::new();
     assert_eq!(hook(&sandbox, &cluster("[hook]\nmode = \"off\"\n"), &bash("cargo build")).stdout(), "");
-    let alone = "[local]\nname = \"laptop\"\nos = \"macos\"\n";
+    let alone = "[local]\nname = \"laptop\"\nos = \"macos\"\n[hook]\nmode = \"off\"\n";
     assert_eq!(hook(&sandbox, alone, &bash("docker ps")).stdout(), "");
     assert_eq!(log(&sandbox), "");
 }
 
+/// The user's message alone: `{"systemMessage": "..."}` and nothing else.
+fn notice(run: &support::Run) -> String {
+    let out = run.json();
+    assert_eq!(out.as_object().map(|o| o.len()), Some(1), "only a systemMessage: {out}");
+    out["systemMessage"].as_str().unwrap_or_else(|| panic!("no systemMessage: {out}")).to_string()
+}
+
 #[test]
-fn a_broken_config_leaves_the_command_alone_and_says_why_in_the_log() {
+fn no_nodes_is_told_once_per_session_and_nothing_is_rewritten() {
     let sandbox = Sandbox::new();
-    let run = hook(&sandbox, "[[node]]\nname = \"b\"\nhost = 5\n", &bash("cargo build"));
-    assert_eq!(run.stdout(), "");
+    let alone = "[local]\nname = \"laptop\"\nos = \"macos\"\n";
+    let first = notice(&hook(&sandbox, alone, &bash("docker ps")));
+    assert!(first.contains("no nodes are configured") && first.contains("cluster.toml"), "{first}");
+    assert_eq!(hook(&sandbox, alone, &bash("docker ps")).stdout(), "", "said again in the same session");
+    assert_eq!(hook(&sandbox, alone, &bash("ls")).stdout(), "");
+    let other = bash_in("docker ps", "/nonexistent-project", "s2", "default");
+    assert!(notice(&hook(&sandbox, alone, &other)).contains("no nodes"), "a new session is told again");
+    assert_eq!(log(&sandbox), "");
+}
+
+#[test]
+fn a_broken_config_leaves_the_command_alone_tells_the_user_once_and_logs_every_time() {
+    let sandbox = Sandbox::new();
+    let broken = "[[node]]\nname = \"b\"\nhost = 5\n";
+    let first = notice(&hook(&sandbox, broken, &bash("cargo build")));
+    assert!(first.contains("config has an error") && first.contains("cluster.toml"), "{first}");
+    assert!(!first.contains('\n'), "one line: {first:?}");
+    assert_eq!(hook(&sandbox, broken, &bash("cargo build")).stdout(), "");
     let log = log(&sandbox);
     assert!(log.contains("config error") && log.contains("cluster.toml"), "{log}");
-    assert_eq!(log.lines().count(), 1, "{log}");
+    assert_eq!(log.lines().count(), 2, "{log}");
 }
 
 #[test]
@@ -125,7 +173,7 @@ fn a_missing_config_file_is_logged_not_fatal() {
         .env("DISTEX_CONFIG", sandbox.path().join("nope.toml"))
         .stdin(&bash("cargo build"))
         .success();
-    assert_eq!(run.stdout(), "");
+    assert!(notice(&run).contains("nope.toml"), "{}", run.stdout());
     assert!(log(&sandbox).contains("nope.toml"), "{}", log(&sandbox));
 }
 
@@ -285,4 +333,213 @@ fn a_suggestion_is_not_announced() {
     hook(&sandbox, &with("rewrite", &rewrite_tts), &bash("cargo build"));
     assert_eq!(wait_for_file(&rewrite_said), "Heavy compilation detected, offloading to builder.");
     assert!(!suggest_said.exists(), "a suggestion was announced as if the command had moved");
+}
+
+/// A sandbox with a project directory; returns (sandbox, project path).
+fn project() -> (Sandbox, std::path::PathBuf) {
+    let sandbox = Sandbox::new();
+    let project = sandbox.path().join("project");
+    std::fs::create_dir_all(project.join(".claude")).unwrap();
+    std::fs::create_dir_all(sandbox.path().join("home/.claude")).unwrap();
+    (sandbox, project)
+}
+
+fn settings(path: &std::path::Path, permissions: Value) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, json!({ "permissions": permissions }).to_string()).unwrap();
+}
+
+fn rewritten(run: &support::Run) -> Option<String> {
+    if run.stdout().is_empty() {
+        return None;
+    }
+    run.json()["hookSpecificOutput"]["updatedInput"]["command"].as_str().map(String::from)
+}
+
+fn decision(run: &support::Run) -> Option<String> {
+    run.json()["hookSpecificOutput"]["permissionDecision"].as_str().map(String::from)
+}
+
+/// Issue 14's first case: `"allow": ["Bash"], "deny": ["Bash(rm:*)"]` in the
+/// user's settings. Any line with an `rm` in it is left for Claude Code to
+/// judge (it denies it); the log says which rule held it back.
+#[test]
+fn a_deny_rule_on_any_part_of_the_line_keeps_it_from_being_rewritten() {
+    let (sandbox, project) = project();
+    settings(&sandbox.path().join("home/.claude/settings.json"), json!({ "allow": ["Bash"], "deny": ["Bash(rm:*)"] }));
+    let cwd = project.to_str().unwrap();
+    for line in [
+        "rm -f x && make who",
+        "make who; rm -f x",
+        "make who | rm -f x",
+        "make who\nrm -f x",
+        "sudo rm -f x && make who",
+        "make who && (cd sub && rm -rf build)",
+        "make $(rm -f x)",
+    ] {
+        let run = hook(&sandbox, &cluster(""), &bash_in(line, cwd, "s1", "default"));
+        assert_eq!(run.stdout(), "", "{line:?} was answered");
+    }
+    let log = log(&sandbox);
+    assert!(log.contains("deny rule Bash(rm:*)") && log.contains("home/.claude/settings.json"), "{log}");
+    // The same settings allow a plain make: rewritten, and allowed by the user's rule.
+    let run = hook(&sandbox, &cluster(""), &bash_in("make who", cwd, "s1", "default"));
+    assert_eq!(rewritten(&run).as_deref(), Some("distex run --node builder -- 'make who'"));
+    assert_eq!(decision(&run).as_deref(), Some("allow"));
+    let reason = run.json()["hookSpecificOutput"]["permissionDecisionReason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("allowed by your Claude Code rules (Bash in") && reason.contains("settings.json"),
+        "{reason}"
+    );
+}
+
+/// A deny rule against distex itself: the rewrite would be refused, so the
+/// command is left alone (it runs here, as the user's rules say).
+#[test]
+fn a_deny_rule_on_distex_run_keeps_commands_from_being_rewritten() {
+    let (sandbox, project) = project();
+    settings(&project.join(".claude/settings.json"), json!({ "allow": ["Bash"], "deny": ["Bash(distex run:*)"] }));
+    let run = hook(&sandbox, &cluster(""), &bash_in("make who", project.to_str().unwrap(), "s1", "default"));
+    assert_eq!(run.stdout(), "");
+    assert!(log(&sandbox).contains("deny rule Bash(distex run:*)"), "{}", log(&sandbox));
+}
+
+/// Every settings file Claude Code reads counts: the project's shared and
+/// local files, the managed policy, `CLAUDE_CONFIG_DIR` instead of
+/// `~/.claude`, `CLAUDE_PROJECT_DIR` for the project.
+#[test]
+fn deny_and_ask_rules_count_from_every_settings_file() {
+    let (sandbox, project) = project();
+    let cwd = project.to_str().unwrap();
+    let input = |line: &str| bash_in(line, cwd, "s1", "default");
+    settings(&project.join(".claude/settings.json"), json!({ "deny": ["Bash(cargo test:*)"] }));
+    settings(&project.join(".claude/settings.local.json"), json!({ "ask": ["Bash(make install)"] }));
+    settings(&sandbox.path().join("managed-settings.json"), json!({ "deny": ["Bash(* --release)"] }));
+    for line in ["cargo test --lib", "make install", "cargo build --release"] {
+        assert_eq!(hook(&sandbox, &cluster(""), &input(line)).stdout(), "", "{line}");
+    }
+    for line in ["cargo build", "make", "make install-docs"] {
+        let run = hook(&sandbox, &cluster(""), &input(line));
+        assert!(rewritten(&run).is_some(), "{line}: {}", run.stdout());
+        assert_eq!(decision(&run), None, "no allow rule, no decision: {line}");
+    }
+    // CLAUDE_CONFIG_DIR replaces ~/.claude.
+    let config_dir = sandbox.path().join("claude-config");
+    settings(&config_dir.join("settings.json"), json!({ "deny": ["Bash(make:*)"] }));
+    settings(&sandbox.path().join("home/.claude/settings.json"), json!({ "allow": ["Bash(go build:*)"] }));
+    let env = [("CLAUDE_CONFIG_DIR", config_dir.as_path())];
+    assert_eq!(hook_with(&sandbox, &cluster(""), &input("make"), &env).stdout(), "");
+    let go = hook_with(&sandbox, &cluster(""), &input("go build ./..."), &env);
+    assert_eq!(decision(&go), None, "~/.claude is not read when CLAUDE_CONFIG_DIR is set");
+    let go = hook(&sandbox, &cluster(""), &input("go build ./..."));
+    assert_eq!(decision(&go).as_deref(), Some("allow"), "{}", go.stdout());
+    // CLAUDE_PROJECT_DIR names the project even when the shell has moved.
+    let elsewhere = sandbox.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let moved = bash_in("cargo test", elsewhere.to_str().unwrap(), "s1", "default");
+    assert!(rewritten(&hook(&sandbox, &cluster(""), &moved)).is_some());
+    let env = [("CLAUDE_PROJECT_DIR", project.as_path())];
+    assert_eq!(hook_with(&sandbox, &cluster(""), &moved, &env).stdout(), "");
+}
+
+/// A deny rule in a parent directory's project settings holds (it can only
+/// make the hook step aside); an allow rule there does not count.
+#[test]
+fn parent_directories_add_deny_rules_but_not_allow_rules() {
+    let (sandbox, project) = project();
+    let sub = project.join("crates/app");
+    std::fs::create_dir_all(&sub).unwrap();
+    settings(&project.join(".claude/settings.local.json"), json!({ "allow": ["Bash"], "deny": ["Bash(pytest:*)"] }));
+    let input = |line: &str| bash_in(line, sub.to_str().unwrap(), "s1", "default");
+    assert_eq!(hook(&sandbox, &cluster(""), &input("pytest -x")).stdout(), "");
+    let run = hook(&sandbox, &cluster(""), &input("make"));
+    assert!(rewritten(&run).is_some());
+    assert_eq!(decision(&run), None);
+}
+
+/// Allow rules approve the rewrite only when they allow every part; plan
+/// mode never gets an approval.
+#[test]
+fn allow_rules_approve_the_rewrite_only_when_every_part_is_allowed() {
+    let (sandbox, project) = project();
+    settings(&sandbox.path().join("home/.claude/settings.json"), json!({ "allow": ["Bash(make:*)", "Bash(tail *)"] }));
+    let cwd = project.to_str().unwrap();
+    let cases = [
+        ("make who", Some("allow")),
+        ("make -j8 2>&1 | tail -n 20", Some("allow")),
+        ("make who > build.log", Some("allow")),
+        ("make who && cargo build", None),
+        ("cd sub && make", Some("allow")),
+        ("cd /etc && make", None),
+        ("timeout 600 make -j8", Some("allow")),
+        ("RUST_LOG=debug make", Some("allow")),
+        ("make -j$(nproc)", None),
+        ("LD_PRELOAD=/tmp/x.so make", None),
+    ];
+    for (line, expected) in cases {
+        let run = hook(&sandbox, &cluster(""), &bash_in(line, cwd, "s1", "default"));
+        assert!(rewritten(&run).is_some(), "{line}: {}", run.stdout());
+        assert_eq!(decision(&run).as_deref(), expected, "{line}");
+    }
+    let plan = hook(&sandbox, &cluster(""), &bash_in("make who", cwd, "s1", "plan"));
+    assert!(rewritten(&plan).is_some());
+    assert_eq!(decision(&plan), None, "plan mode: {}", plan.stdout());
+}
+
+/// A settings file that is not JSON hides its deny rules: nothing is
+/// routed, the user is told once per session, the log says it every time.
+#[test]
+fn unreadable_claude_settings_stop_routing_and_say_so_once() {
+    let (sandbox, project) = project();
+    std::fs::write(project.join(".claude/settings.json"), "{ \"permissions\": ").unwrap();
+    let cwd = project.to_str().unwrap();
+    let first = notice(&hook(&sandbox, &cluster(""), &bash_in("make", cwd, "s1", "default")));
+    assert!(first.contains("routing is off") && first.contains(".claude/settings.json"), "{first}");
+    assert_eq!(hook(&sandbox, &cluster(""), &bash_in("make", cwd, "s1", "default")).stdout(), "");
+    assert_eq!(hook(&sandbox, &cluster(""), &bash_in("ls", cwd, "s1", "default")).stdout(), "");
+    assert_eq!(log(&sandbox).lines().count(), 2, "{}", log(&sandbox));
+}
+
+/// Waits (at most 30 s, burning a CPU) until this machine's 1-minute load
+/// is above zero, so a tiny overload threshold really means "overloaded".
+fn make_load() {
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spinner = {
+        let busy = busy.clone();
+        std::thread::spawn(move || while busy.load(std::sync::atomic::Ordering::Relaxed) {})
+    };
+    for _ in 0..300 {
+        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        if loadavg.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).is_some_and(|l| l > 0.0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().unwrap();
+}
+
+/// Issue 14 item 6: with this machine "overloaded" (a tiny threshold), quick
+/// read-only commands and distex's own get no note; a long-running one gets
+/// a suggestion once per session.
+#[test]
+fn a_busy_machine_suggests_only_long_running_commands_once_per_session() {
+    make_load();
+    let sandbox = Sandbox::new();
+    let busy = cluster("").replace("overload_threshold = 1000.0", "overload_threshold = 0.000001");
+    let config = format!("{busy}\n[[node]]\nname = \"spare\"\nhost = \"127.0.0.3\"\nos = \"macos\"\nslots = 64\n");
+    for line in ["ls", "git status", "cat README.md", "distex nodes", "distex run --node local -- 'ffmpeg -i a b'"] {
+        assert_eq!(hook(&sandbox, &config, &bash(line)).stdout(), "", "{line}");
+    }
+    let suggested = hook(&sandbox, &config, &bash("ffmpeg -i in.mov out.mp4")).json();
+    let context = suggested["hookSpecificOutput"]["additionalContext"].as_str().unwrap();
+    assert!(context.contains("distex suggests running this command on node"), "{suggested}");
+    assert!(suggested["hookSpecificOutput"].get("updatedInput").is_none(), "{suggested}");
+    assert_eq!(hook(&sandbox, &config, &bash("ffmpeg -i b.mov b.mp4")).stdout(), "", "not again in this session");
+    let other = bash_in("ffmpeg -i c.mov c.mp4", "/nonexistent-project", "s2", "default");
+    assert!(hook(&sandbox, &config, &other).stdout().contains("suggests"), "a new session may hear it once");
+    // A rule-matched command is still rewritten every time.
+    for _ in 0..2 {
+        assert!(rewritten(&hook(&sandbox, &config, &bash("cargo build"))).is_some());
+    }
 }
