@@ -61,10 +61,9 @@ use std::path::{Path, PathBuf};
 use brush_parser::ast::{self, Command, CommandPrefixOrSuffixItem};
 use serde_json::Value;
 
-/// Which list a rule is in.
+/// Which list a stopping rule is in (allow rules never stop a rewrite).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Behavior {
-    Allow,
     Ask,
     Deny,
 }
@@ -72,7 +71,6 @@ pub(crate) enum Behavior {
 impl Behavior {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Behavior::Allow => "allow",
             Behavior::Ask => "ask",
             Behavior::Deny => "deny",
         }
