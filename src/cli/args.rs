@@ -2,8 +2,12 @@
 //! [`super::dispatch`] turns these into plain calls.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::values::{self, FormatArg, SplitArg};
+use crate::process::input::schema::ColumnType;
 
 /// Route shell commands across your machines, run them there, and process
 /// partitioned data in isolated workers.
@@ -108,11 +112,11 @@ pub struct ProcessArgs {
     #[arg(long)]
     pub demo: bool,
     /// Input format (default: from the file name, else csv).
-    #[arg(long, value_name = "csv|tsv|jsonl")]
-    pub format: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
     /// Column types overriding inference, e.g. `zip=text,price=number`.
-    #[arg(long, value_name = "COL=TYPE,...")]
-    pub schema: Vec<String>,
+    #[arg(long, value_name = "COL=TYPE,...", value_parser = values::schema)]
+    pub schema: Vec<Vec<(String, ColumnType)>>,
     /// Shell command run once per region (records on stdin; prints one JSON object).
     #[arg(long, value_name = "CMD")]
     pub processor: Option<String>,
@@ -129,22 +133,22 @@ pub struct ProcessArgs {
     /// Stop with an input error once more than N records are rejected.
     #[arg(long, value_name = "N")]
     pub max_rejects: Option<u64>,
-    /// Wall-clock limit per worker attempt, in seconds.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// Seconds between SIGTERM and SIGKILL when stopping a worker.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    pub grace: f64,
+    /// Wall-clock limit per worker attempt: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when stopping a worker (same syntax as --timeout).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = values::duration)]
+    pub grace: Duration,
     /// Address-space limit per worker (e.g. 512M, 2G).
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    pub max_memory: Option<u64>,
     /// CPU-time limit per worker, in seconds.
     #[arg(long, value_name = "SECS")]
     pub max_cpu_seconds: Option<u64>,
     /// Most a --processor command may print on stdout (default 16M; the
     /// built-in summary workers are not capped).
-    #[arg(long, value_name = "SIZE")]
-    pub max_output: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    pub max_output: Option<u64>,
     /// Open-file limit per worker.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_open_files: u64,
@@ -157,17 +161,15 @@ pub struct ProcessArgs {
     /// Place region workers on these cluster nodes (comma-separated).
     #[arg(long, value_name = "NODE,...", value_delimiter = ',')]
     pub nodes: Vec<String>,
-    /// How work is split into workers: `regions` (one per region), `bytes`
-    /// (byte ranges of CSV/TSV input, built-in summary only; stdin and gzip
-    /// are decompressed to a plain copy first), or `auto` (bytes for 64 MiB
-    /// or more, or 64 regions or more in the first rows; regions with --nodes).
-    #[arg(long, value_name = "auto|regions|bytes", default_value = "auto")]
-    pub split: String,
+    /// How work is split into workers (with bytes, stdin and gzip are
+    /// decompressed to a plain copy first).
+    #[arg(long, value_enum, default_value_t = SplitArg::Auto)]
+    pub split: SplitArg,
     /// Target size of each byte range with --split bytes (e.g. 64M). Default: two ranges per
     /// job (8M to 256M), or one per job (up to 1G) when the input's first rows show thousands
     /// of regions.
-    #[arg(long, value_name = "SIZE")]
-    pub part_size: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    pub part_size: Option<u64>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -200,9 +202,9 @@ pub struct RunArgs {
     /// Print one JSON result record (output captured, bounded) instead of streaming.
     #[arg(long)]
     pub json: bool,
-    /// Stop the command (and everything it started) after this long: 30, 1.5, 500ms, 2m.
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
+    /// Stop the command (and everything it started) after this long: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
+    pub timeout: Option<Duration>,
     /// Sync the project to the node first (default: the rule's setting).
     #[arg(long, conflicts_with = "no_sync")]
     pub sync: bool,
@@ -240,9 +242,9 @@ pub struct ParallelArgs {
     /// Never sync the project.
     #[arg(long)]
     pub no_sync: bool,
-    /// Stop any task running longer than this: 30, 1.5, 500ms, 2m.
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
+    /// Stop any task running longer than this: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
+    pub timeout: Option<Duration>,
     /// Read tasks from a JSON file: {"tasks":[{"id","command","depends_on"}]} (`-`: stdin).
     #[arg(long, value_name = "FILE")]
     pub file: Option<std::path::PathBuf>,

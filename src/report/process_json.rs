@@ -144,7 +144,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::process::partition::Reject;
+    use crate::process::Reject;
     use crate::process::{Accounting, RegionReport};
     use crate::report::PARALLEL_FROM;
     use crate::tasks::{TaskList, TaskStatus};

@@ -7,13 +7,13 @@
 //!   else is left out of the totals. A number at a path where another
 //!   region has a non-number is left out too, and named in a warning.
 //! * `--aggregate 'CMD'` replaces this with the user's own command, run as
-//!   an isolated worker (see [`super::worker`]).
+//!   an isolated worker (see [`crate::process::workers::local`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::stats::{ExactSum, RegionStats};
+use crate::process::stats::{ExactSum, RegionStats};
 
 /// Merges every region's summary into one.
 pub fn merge_summaries<'a>(regions: impl IntoIterator<Item = &'a RegionStats>) -> RegionStats {

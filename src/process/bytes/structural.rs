@@ -107,7 +107,7 @@ impl Builder<'_> {
             // The hardware prefetcher stops at page boundaries: ask for the
             // bytes a few blocks ahead (a hint; it never faults).
             if let Some(ahead) = buf.get(at + PREFETCH) {
-                super::cache::prefetch(ahead);
+                crate::process::prefetch::prefetch(ahead);
             }
             let b = masks(at);
             let v = valid(at, to);

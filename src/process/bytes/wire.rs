@@ -25,8 +25,29 @@
 //! every count against the bytes left.
 
 use super::merge::Regions;
-use super::scan::ScanResult;
-use super::stats::{Accumulator, ExactSum, Figures, MAX_DIGITS};
+use crate::process::stats::region_columns::Finished;
+use crate::process::stats::{Accumulator, ExactSum, Figures, MAX_DIGITS};
+
+/// What a scan worker prints, in this format.
+#[derive(Debug, Clone, Default)]
+pub struct ScanResult {
+    pub regions: Regions,
+    pub records: u64,
+    pub rejected: u64,
+    /// The first rejects: line relative to the range (1 = its first line), reason.
+    pub rejects: Vec<(u64, String)>,
+    /// Line breaks in the range.
+    pub newlines: u64,
+    /// Records with an odd number of quotes: boundaries cannot be trusted.
+    pub odd_quote_records: u64,
+    /// Quote characters in the range (CSV): every cut must have an even
+    /// number before it in its file, or it did not fall on a record boundary.
+    pub quotes: u64,
+    /// The last record was ended by the end of the range, not a line break.
+    pub unterminated_last: bool,
+    /// Stopped early because of `max_rejects`.
+    pub stopped: bool,
+}
 
 const MAGIC: &[u8; 6] = b"DXPART";
 const VERSION: u16 = 1;
@@ -157,6 +178,16 @@ pub trait Encode {
     fn figures(&self) -> Figures;
     /// Its exact sum as [`ExactSum::to_digits`] gives it.
     fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize);
+}
+
+impl Encode for Finished<'_> {
+    fn figures(&self) -> Figures {
+        Finished::figures(self)
+    }
+
+    fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+        Finished::sum_digits(self, out)
+    }
 }
 
 impl Encode for &Accumulator {

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::ProcessOptions;
-use super::remote::{self, RemoteError};
-use super::worker::{self, Job, Program};
+use super::local::{self as worker, Job, Program};
+use super::node::{self as remote, RemoteError};
+use crate::process::ProcessOptions;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
 /// One worker to run: a region, or a byte range of a file.
@@ -51,8 +51,8 @@ pub type ReadOutput = fn(Vec<u8>) -> Result<Output, String>;
 pub enum Output {
     Json(Map<String, Value>),
     /// A built-in summary worker's result for one region.
-    Summary(Box<super::stats::RegionStats>),
-    Part(Box<super::scan::ScanResult>),
+    Summary(Box<crate::process::stats::RegionStats>),
+    Part(Box<crate::process::bytes::wire::ScanResult>),
 }
 
 pub type Outcome = Result<Output, String>;

@@ -1,28 +1,45 @@
 //! Coordinating the byte-range path (`--split bytes`, or `auto` on large
 //! plain files): one isolated `distex __worker scan` per range of a file,
 //! then an exact merge of the per-region accumulators they print (in the
-//! binary format of [`super::wire`]), part by part as they finish and in a
-//! fixed order ([`super::merge`]).
+//! binary format of [`wire`]), part by part as they finish and in a
+//! fixed order ([`merge`]).
 //!
 //! The tasks are the ranges that really ran (`process-part-<n>`) and
 //! `aggregate-results`, blocked by all of them. When a part fails even
 //! after its retries, the coordinator re-reads that range itself only to
 //! count its records, so the accounting stays exact and the regions that
 //! had records there are reported as failed.
+//!
+//! The parts: [`plan`] cuts the files into ranges; each range is read by a
+//! [`scan`] worker (a [`structural`] index of each chunk, then every
+//! record's key looked up in its [`region_table`]), which prints its
+//! per-region accumulators in the [`wire`] format; the coordinator
+//! [`merge`]s them, with the allocator tuned by [`alloc`].
+
+pub mod alloc;
+pub mod merge;
+pub mod plan;
+pub mod region_table;
+pub mod scan;
+pub mod structural;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::input::{Format, Source};
-use super::merge::TreeMerge;
-use super::partition::{KeySpec, MAX_LISTED_REJECTS, Reject};
-use super::pool::{self, Unit, status_event};
-use super::scan::{self, Plan, ScanResult, ScanSpec};
-use super::worker::Program;
-use super::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split, wire};
 use crate::error::{Error, Result};
+use crate::process::input::schema::KeySpec;
+use crate::process::input::{Format, Source};
+use crate::process::report::{MAX_LISTED_REJECTS, Reject};
+use crate::process::workers::local::Program;
+use crate::process::workers::pool::{self, Unit, status_event};
+use crate::process::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split};
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
+use merge::TreeMerge;
+use plan::Plan;
+use scan::ScanSpec;
+use wire::ScanResult;
 
 /// Files smaller than this in total use the region path under `--split
 /// auto`, unless their first rows hold [`AUTO_MIN_REGIONS`] regions.
@@ -31,7 +48,7 @@ const AUTO_MIN_REGIONS: usize = 64;
 
 /// From this many accumulators in a part's result (about a thousand
 /// regions), the heap that decoding the next one takes is made resident
-/// before it arrives ([`super::alloc::prefault_heap`]).
+/// before it arrives ([`alloc::prefault_heap`]).
 const PREFAULT_FROM: usize = 4096;
 
 pub enum Bytes {
@@ -87,9 +104,9 @@ pub fn try_bytes(
         names.push(s.display());
     }
     let format = format.unwrap_or(Format::Csv);
-    let jobs = super::jobs(options);
+    let jobs = crate::process::jobs(options);
     let plan =
-        scan::plan(&files, &names, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?;
+        plan::plan(&files, &names, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?;
     let Some(plan) = plan else {
         return refuse("needs files with the same header, holding the --by column");
     };
@@ -140,7 +157,7 @@ fn run_plan(
     let ms = || started.elapsed().as_millis() as u64;
     // Only here: a few workers, and megabytes of results to decode and merge.
     // (With a worker per region, starting thousands of them measured slower.)
-    super::alloc::keep_freed_memory();
+    alloc::keep_freed_memory();
     let n = plan.parts.len();
     let mut tasks = TaskList::new();
     let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
@@ -201,7 +218,7 @@ fn run_plan(
                 arrived += 1;
                 if arrived < n && accs >= PREFAULT_FROM {
                     // The next result is about as large as this one.
-                    super::alloc::prefault_heap(accs * std::mem::size_of::<super::stats::Accumulator>() * 5 / 4);
+                    alloc::prefault_heap(accs * std::mem::size_of::<crate::process::stats::Accumulator>() * 5 / 4);
                 }
                 r
             });
@@ -219,7 +236,7 @@ fn run_plan(
     for (i, parsed) in parsed.into_iter().enumerate() {
         match parsed {
             Ok(r) => results.push((r, None)),
-            Err(_) if super::worker::interrupted() => {
+            Err(_) if crate::process::workers::local::interrupted() => {
                 return Err(Error::Input("interrupted; nothing was aggregated".into()));
             }
             Err(reason) => {
@@ -320,7 +337,7 @@ fn run_plan(
     }
     let error = |f: &(u64, Vec<String>)| format!("{} of its records were not processed: {}", f.0, f.1.join("; "));
     // On this thread: threads would contend for the one malloc arena (see
-    // `alloc.rs`), and a thread with an arena of its own starts on fresh
+    // `alloc`), and a thread with an arena of its own starts on fresh
     // pages; both measured slower at 10,000 regions.
     let stats = merged.summaries();
     // `merged` is in name order: the map is built from a sorted run.
@@ -390,7 +407,7 @@ fn run_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::merge::Regions;
+    use merge::Regions;
 
     fn result(columns: &[&str]) -> ScanResult {
         let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();

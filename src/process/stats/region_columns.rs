@@ -16,8 +16,7 @@
 //! the two are added when the worker is done: the total is the same exact
 //! sum, correctly rounded once, whichever path each value took.
 
-use super::stats::{Accumulator, ExactSum, Figures};
-use super::wire;
+use crate::process::stats::{Accumulator, ExactSum, Figures};
 
 /// Largest shift of a mantissa into the fixed-point sum (see the module docs).
 const MAX_SHIFT: i32 = 43;
@@ -129,7 +128,8 @@ impl Running {
     }
 }
 
-/// A column of a region as a scan worker prints it ([`wire::Encode`]):
+/// A column of a region as a scan worker prints it (in the byte path's
+/// wire format, which reads it through these two methods):
 /// its figures, and the digits of its exact sum straight from the
 /// fixed-point sum, unless some of its values went to the cold sum.
 pub struct Finished<'a> {
@@ -138,12 +138,14 @@ pub struct Finished<'a> {
     cold: Option<&'a ExactSum>,
 }
 
-impl wire::Encode for Finished<'_> {
-    fn figures(&self) -> Figures {
+impl Finished<'_> {
+    /// Its figures but the sum.
+    pub fn figures(&self) -> Figures {
         self.running.figures()
     }
 
-    fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+    /// Its exact sum as [`ExactSum::to_digits`] gives it.
+    pub fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
         match self.cold {
             Some(_) => self.running.finish(self.unit, self.cold).sum.to_digits(out),
             None => fixed_digits(self.running.sum, self.unit, out),
@@ -231,7 +233,7 @@ impl Columns {
     #[inline(always)]
     pub fn prefetch(&self, region: usize) {
         for acc in &self.hot[region * self.width..(region + 1) * self.width] {
-            super::cache::prefetch(acc);
+            crate::process::prefetch::prefetch(acc);
         }
     }
 
@@ -331,7 +333,6 @@ mod tests {
     /// those of the exact sum it stands for, whatever the value and unit.
     #[test]
     fn fixed_sums_print_the_digits_of_their_exact_sum() {
-        use crate::process::wire::Encode;
         let mut x = 0x243f_6a88_85a3_08d3u64;
         let mut next = || crate::process::xorshift(&mut x);
         let mut values = vec![0i128, 1, -1, i128::MAX, i128::MIN + 1, 1 << 64, -(1 << 95), u32::MAX as i128];

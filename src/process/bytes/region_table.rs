@@ -118,7 +118,7 @@ impl RegionTable {
     /// Starts loading the slot where the lookup of `key` will look first.
     #[inline(always)]
     pub fn prefetch_hashed(&self, key: &HashedKey) {
-        super::cache::prefetch(&self.slots[(key.hash as usize) & (self.slots.len() - 1)]);
+        crate::process::prefetch::prefetch(&self.slots[(key.hash as usize) & (self.slots.len() - 1)]);
     }
 
     /// [`RegionTable::get`] of `key`, hashed as `hashed` (by `hash_at`,

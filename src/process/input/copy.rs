@@ -15,8 +15,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use super::input::{Format, Source};
 use crate::error::{Error, Result};
+use crate::process::input::{Format, Source};
 
 /// `sources` with stdin, pipes and every compressed file replaced by a
 /// plain copy in `dir` ([`Source::Copy`]); plain files are left as they are.

@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 use openssh::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::worker::{Job, Program, interrupted};
 use crate::config::Node;
 use crate::exec::remote::{Markers, kill_script, sh_quote};
 use crate::exec::ssh;
+use crate::process::workers::local::{Job, Program, interrupted};
 
 /// The script run on the node. Arguments: region, task id, attempt, memory
 /// limit in KiB (or empty), CPU seconds (or empty), open files, then either

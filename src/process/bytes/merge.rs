@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::stats::{Accumulator, ColumnMap, RegionStats};
+use crate::process::stats::{Accumulator, ColumnMap, RegionStats};
 
 /// Per-region accumulators: region `r`'s accumulator of column `slot` is
 /// `accs[r * columns.len() + slot]`.
@@ -157,7 +157,7 @@ impl Regions {
         let start = accs.as_ptr() as *const u8;
         for offset in (0..bytes).step_by(64) {
             // SAFETY: `offset` stays within the accumulators' bytes.
-            super::cache::prefetch(unsafe { &*start.add(offset) });
+            crate::process::prefetch::prefetch(unsafe { &*start.add(offset) });
         }
     }
 
