@@ -26,4 +26,5 @@ pub mod protocol;
 pub mod report;
 pub mod route;
 pub mod state;
+mod sys;
 pub mod tasks;

@@ -286,11 +286,10 @@ fn a_closed_stdout_is_no_error() {
 fn every_timeout_takes_one_duration_syntax() {
     let sb = Sandbox::new();
     for bad in ["1e20", "-1", "NaN", "0", "soon", "5d"] {
-        for cmd in [
-            &["process", "--demo", "--timeout", bad][..],
-            &["run", "--timeout", bad, "--", "true"],
-            &["parallel", "--timeout", bad, "--", "true"],
-        ] {
+        let flag = format!("--timeout={bad}");
+        for cmd in
+            [&["process", "--demo", &flag][..], &["run", &flag, "--", "true"], &["parallel", &flag, "--", "true"]]
+        {
             let run = sb.cmd().args(cmd).run().expect_code(2);
             assert!(run.stderr().contains("--timeout"), "{cmd:?}: {}", run.stderr());
             assert!(!run.stderr().contains("internal error"), "{cmd:?}: {}", run.stderr());

@@ -20,14 +20,14 @@
 //! Runners never print: progress goes out as [`Event`]s to a [`Reporter`],
 //! and the outcome is a [`ProcessReport`] for the caller to render.
 
-pub mod bytes;
-pub mod input;
-pub mod options;
-pub mod prefetch;
-pub mod regions;
-pub mod report;
-pub mod stats;
-pub mod workers;
+pub(crate) mod bytes;
+pub(crate) mod input;
+pub(crate) mod options;
+pub(crate) mod prefetch;
+pub(crate) mod regions;
+pub(crate) mod report;
+pub(crate) mod stats;
+pub(crate) mod workers;
 
 /// One step of Marsaglia's xorshift64: the tests' reproducible random numbers.
 #[cfg(test)]
@@ -47,16 +47,16 @@ use crate::tasks::{Event, Reporter};
 use input::schema::KeySpec;
 use input::{Source, copy};
 use regions::partition;
-use workers::{local as worker, pool, sandbox};
+use workers::{pool, sandbox};
 
-pub use options::{ProcessOptions, Split, check_options, jobs};
-pub use report::{Accounting, ProcessReport, RegionReport, Reject};
+pub(crate) use options::{ProcessOptions, Split, check_options, jobs};
+pub(crate) use report::{Accounting, ProcessReport, RegionReport};
 
 /// The demo dataset embedded in the binary (`--demo`).
-pub const DEMO_CSV: &str = include_str!("demo.csv");
+pub(crate) const DEMO_CSV: &str = include_str!("demo.csv");
 
 /// Runs a whole `distex process`.
-pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
+pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
@@ -79,8 +79,14 @@ pub fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporte
     if options.aggregate.is_some() && options.processor.is_none() {
         return Err(Error::Usage("--aggregate needs --processor: the built-in summary aggregates itself".into()));
     }
-    let run_dir = worker::make_run_dir().map_err(|e| Error::io("creating the run directory", e))?;
-    let guard = RunDir { path: run_dir.clone(), keep: options.keep_workdirs };
+    // A fresh private (0700) directory under the system's temp dir, removed
+    // when the run ends however it ends, unless asked to keep it.
+    let guard = tempfile::Builder::new()
+        .prefix("distex-process-")
+        .disable_cleanup(options.keep_workdirs)
+        .tempdir()
+        .map_err(|e| Error::io("creating the run directory", e))?;
+    let run_dir = guard.path().to_path_buf();
     if options.sandbox {
         sandbox::check(&run_dir).map_err(Error::Usage)?;
     }
@@ -187,20 +193,6 @@ fn skip_known_down(targets: &mut Vec<pool::Target>, config: &Config) -> Option<S
             names.join(", ")
         )
     })
-}
-
-/// Removes the run directory when dropped, unless asked to keep it.
-struct RunDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            worker::remove_dir(&self.path);
-        }
-    }
 }
 
 /// Turns the options into sources to read and how to key them.

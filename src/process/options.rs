@@ -16,45 +16,45 @@ use super::workers::local::Limits;
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessOptions {
     /// Input files (`-` is stdin), partitioned by `by`.
-    pub inputs: Vec<PathBuf>,
+    pub(crate) inputs: Vec<PathBuf>,
     /// The key column that names each record's region.
-    pub by: Option<String>,
+    pub(crate) by: Option<String>,
     /// Already split data: files or directories of files, one region per file stem.
-    pub regions: Vec<PathBuf>,
+    pub(crate) regions: Vec<PathBuf>,
     /// Use the small dataset embedded in distex (regions A, B, C).
-    pub demo: bool,
+    pub(crate) demo: bool,
     /// Input format; guessed from file names when absent (CSV otherwise).
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
     /// Column types that override inference, by column name.
-    pub schema: BTreeMap<String, ColumnType>,
+    pub(crate) schema: BTreeMap<String, ColumnType>,
     /// A shell command run once per region instead of the built-in summary.
-    pub processor: Option<String>,
+    pub(crate) processor: Option<String>,
     /// A shell command that combines every region's result (JSON on stdin).
-    pub aggregate: Option<String>,
+    pub(crate) aggregate: Option<String>,
     /// Workers run in parallel (default: the number of cores).
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// Extra attempts for a failed region, with exponential backoff.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// Stop with an input error once more records than this are rejected.
-    pub max_rejects: Option<u64>,
-    pub limits: Limits,
+    pub(crate) max_rejects: Option<u64>,
+    pub(crate) limits: Limits,
     /// Landlock and a private network namespace for every worker (Linux).
-    pub sandbox: bool,
+    pub(crate) sandbox: bool,
     /// Keep the run directory (spools and work directories) for inspection.
-    pub keep_workdirs: bool,
+    pub(crate) keep_workdirs: bool,
     /// Cluster nodes to place region workers on as well as this machine.
-    pub nodes: Vec<String>,
+    pub(crate) nodes: Vec<String>,
     /// How work is split into worker processes.
-    pub split: Split,
+    pub(crate) split: Split,
     /// Target size of a byte range with `split: bytes` (default: about four
     /// ranges per job, between 8 MiB and 256 MiB).
-    pub part_size: Option<u64>,
+    pub(crate) part_size: Option<u64>,
 }
 
 /// How `distex process` splits the work into isolated workers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Split {
+pub(crate) enum Split {
     /// `bytes` for the built-in summary of plain CSV/TSV files of 64 MiB or
     /// more, `regions` otherwise.
     #[default]
@@ -91,7 +91,7 @@ impl Default for ProcessOptions {
 }
 
 /// Checks option values that need no I/O.
-pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String> {
+pub(crate) fn check_options(options: &ProcessOptions) -> std::result::Result<(), String> {
     let l = &options.limits;
     if let Some(t) = l.timeout
         && !(t.is_finite() && t > 0.0)
@@ -114,6 +114,6 @@ pub fn check_options(options: &ProcessOptions) -> std::result::Result<(), String
 }
 
 /// Workers at once on this machine.
-pub fn jobs(options: &ProcessOptions) -> usize {
+pub(crate) fn jobs(options: &ProcessOptions) -> usize {
     options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
 }

@@ -14,15 +14,14 @@
 //! [`scan`] worker (a [`structural`] index of each chunk, then every
 //! record's key looked up in its [`region_table`]), which prints its
 //! per-region accumulators in the [`wire`] format; the coordinator
-//! [`merge`]s them, with the allocator tuned by [`alloc`].
+//! [`merge`]s them, with the allocator tuned by [`crate::sys::alloc`].
 
-pub mod alloc;
-pub mod merge;
-pub mod plan;
-pub mod region_table;
-pub mod scan;
-pub mod structural;
-pub mod wire;
+pub(crate) mod merge;
+pub(crate) mod plan;
+pub(crate) mod region_table;
+pub(crate) mod scan;
+pub(crate) mod structural;
+pub(crate) mod wire;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +34,7 @@ use crate::process::report::{MAX_LISTED_REJECTS, Reject};
 use crate::process::workers::local::Program;
 use crate::process::workers::pool::{self, Unit, status_event};
 use crate::process::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split};
+use crate::sys::alloc;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 use merge::TreeMerge;
 use plan::Plan;
@@ -51,7 +51,7 @@ const AUTO_MIN_REGIONS: usize = 64;
 /// before it arrives ([`alloc::prefault_heap`]).
 const PREFAULT_FROM: usize = 4096;
 
-pub enum Bytes {
+pub(crate) enum Bytes {
     /// The byte-range path does not apply; use the region path.
     NotApplicable,
     Done(ProcessReport),
@@ -62,12 +62,12 @@ pub enum Bytes {
 
 /// Whether the byte-range path may run: the built-in summary of a `--by`
 /// column, split as `auto` or `bytes`, on this machine.
-pub fn may_split_bytes(options: &ProcessOptions, key: &KeySpec) -> bool {
+pub(crate) fn may_split_bytes(options: &ProcessOptions, key: &KeySpec) -> bool {
     options.split != Split::Regions && options.processor.is_none() && matches!(key, KeySpec::Column(_))
 }
 
 /// Runs the byte-range path when it applies.
-pub fn try_bytes(
+pub(crate) fn try_bytes(
     options: &ProcessOptions,
     sources: &[Source],
     key: &KeySpec,

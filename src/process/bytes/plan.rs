@@ -17,26 +17,27 @@ use crate::process::input::{self, Flow, Format, Item};
 
 /// One byte range of one file.
 #[derive(Debug, Clone)]
-pub struct Part {
-    pub file: PathBuf,
+pub(crate) struct Part {
+    pub(crate) file: PathBuf,
     /// Index of the file among the inputs.
-    pub file_index: usize,
-    pub start: u64,
-    pub end: u64,
+    pub(crate) file_index: usize,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
 }
 
 /// How the fast path will run.
 #[derive(Debug, Clone)]
-pub struct Plan {
-    pub header: Vec<String>,
-    pub key: usize,
-    pub types: BTreeMap<String, ColumnType>,
-    pub numeric: Vec<usize>,
-    pub parts: Vec<Part>,
+pub(crate) struct Plan {
+    pub(crate) header: Vec<String>,
+    pub(crate) key: usize,
+    #[cfg(test)]
+    pub(crate) types: BTreeMap<String, ColumnType>,
+    pub(crate) numeric: Vec<usize>,
+    pub(crate) parts: Vec<Part>,
     /// Line of each file where its first data record may start (after the header).
-    pub first_line: Vec<u64>,
+    pub(crate) first_line: Vec<u64>,
     /// Distinct regions among the rows sampled from each file's head.
-    pub sampled_regions: usize,
+    pub(crate) sampled_regions: usize,
 }
 
 /// Bytes read from the start of each file to find the header and sample
@@ -54,7 +55,7 @@ const MANY_REGIONS_SAMPLED: usize = 500;
 /// Plans byte ranges for `files`, or returns `None` when the fast path does
 /// not apply (compressed input, differing headers, a header the planner
 /// cannot place) and the region path should be used instead.
-pub fn plan(
+pub(crate) fn plan(
     files: &[PathBuf],
     names: &[String],
     format: Format,
@@ -146,7 +147,16 @@ pub fn plan(
         }
     }
     let sampled_regions = sampled_keys.len();
-    Ok(Some(Plan { header, key: key_index, types, numeric, parts, first_line: header_lines, sampled_regions }))
+    Ok(Some(Plan {
+        header,
+        key: key_index,
+        #[cfg(test)]
+        types,
+        numeric,
+        parts,
+        first_line: header_lines,
+        sampled_regions,
+    }))
 }
 
 /// Offset just after the first line break at even quote parity, from `from`

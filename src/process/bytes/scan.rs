@@ -44,21 +44,21 @@ use crate::process::stats::{parse_number, parse_number_at};
 
 /// What a scan worker is told (in DISTEX_WORKER_SPEC).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScanSpec {
-    pub file: PathBuf,
-    pub start: u64,
-    pub end: u64,
-    pub format: Format,
-    pub header: Vec<String>,
-    pub key: usize,
+pub(crate) struct ScanSpec {
+    pub(crate) file: PathBuf,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) format: Format,
+    pub(crate) header: Vec<String>,
+    pub(crate) key: usize,
     /// Indices of numeric columns.
-    pub numeric: Vec<usize>,
+    pub(crate) numeric: Vec<usize>,
     /// Stop once more than this many records were rejected in this range.
-    pub max_rejects: Option<u64>,
+    pub(crate) max_rejects: Option<u64>,
 }
 
 /// Entry point of `distex __worker scan`.
-pub fn main() -> u8 {
+pub(crate) fn main() -> u8 {
     let spec: ScanSpec = match crate::process::workers::local::spec_from_env() {
         Ok(spec) => spec,
         Err(status) => return status,
@@ -86,7 +86,7 @@ const FRONT: usize = 64;
 
 /// How a scan gets the bytes of its range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reading {
+pub(crate) enum Reading {
     /// Memory-mapped windows, read in place with no copy (the last bytes of
     /// the file are copied). A file that shrinks while it is mapped kills
     /// the process (SIGBUS): workers use this, and a failed part is re-read
@@ -98,7 +98,7 @@ pub enum Reading {
 
 /// Scans one byte range, in chunks: each chunk is indexed
 /// ([`structural::index`]), then its records are read at the offsets found.
-pub fn scan(spec: &ScanSpec, reading: Reading) -> Result<ScanResult, String> {
+pub(crate) fn scan(spec: &ScanSpec, reading: Reading) -> Result<ScanResult, String> {
     scan_with_window(spec, reading, WINDOW)
 }
 

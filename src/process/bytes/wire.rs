@@ -30,23 +30,23 @@ use crate::process::stats::{Accumulator, ExactSum, Figures, MAX_DIGITS};
 
 /// What a scan worker prints, in this format.
 #[derive(Debug, Clone, Default)]
-pub struct ScanResult {
-    pub regions: Regions,
-    pub records: u64,
-    pub rejected: u64,
+pub(crate) struct ScanResult {
+    pub(crate) regions: Regions,
+    pub(crate) records: u64,
+    pub(crate) rejected: u64,
     /// The first rejects: line relative to the range (1 = its first line), reason.
-    pub rejects: Vec<(u64, String)>,
+    pub(crate) rejects: Vec<(u64, String)>,
     /// Line breaks in the range.
-    pub newlines: u64,
+    pub(crate) newlines: u64,
     /// Records with an odd number of quotes: boundaries cannot be trusted.
-    pub odd_quote_records: u64,
+    pub(crate) odd_quote_records: u64,
     /// Quote characters in the range (CSV): every cut must have an even
     /// number before it in its file, or it did not fall on a record boundary.
-    pub quotes: u64,
+    pub(crate) quotes: u64,
     /// The last record was ended by the end of the range, not a line break.
-    pub unterminated_last: bool,
+    pub(crate) unterminated_last: bool,
     /// Stopped early because of `max_rejects`.
-    pub stopped: bool,
+    pub(crate) stopped: bool,
 }
 
 const MAGIC: &[u8; 6] = b"DXPART";
@@ -54,7 +54,8 @@ const VERSION: u16 = 1;
 const HEADER: usize = 6 + 2 + 8 + 8;
 
 /// The bytes a scan worker prints for `result`.
-pub fn encode(result: &ScanResult) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode(result: &ScanResult) -> Vec<u8> {
     let regions = &result.regions;
     encode_regions(result, &regions.columns, regions.len(), |r| {
         (regions.names[r].as_str(), regions.records[r], regions.accs(r).iter())
@@ -65,7 +66,7 @@ pub fn encode(result: &ScanResult) -> Vec<u8> {
 /// by `region(r)` as its name, records and accumulators in column order:
 /// a scan worker encodes its regions straight from its running statistics,
 /// without building a [`Regions`] table of thousands of them first.
-pub fn encode_regions<'a, E: Encode, A: Iterator<Item = E>>(
+pub(crate) fn encode_regions<'a, E: Encode, A: Iterator<Item = E>>(
     head: &ScanResult,
     columns: &[String],
     n: usize,
@@ -109,7 +110,7 @@ pub fn encode_regions<'a, E: Encode, A: Iterator<Item = E>>(
 }
 
 /// Reads what a scan worker printed; `Err` says what is wrong with it.
-pub fn decode(bytes: &[u8]) -> Result<ScanResult, String> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<ScanResult, String> {
     if bytes.len() < HEADER || &bytes[..6] != MAGIC {
         return Err(format!("it is not a part result (it starts with {})", preview(bytes)));
     }
@@ -173,7 +174,7 @@ fn read_result(r: &mut Reader<'_>) -> Result<ScanResult, String> {
 
 /// An accumulator as the format carries it: an [`Accumulator`], or a scan
 /// worker's running statistics read without building one.
-pub trait Encode {
+pub(crate) trait Encode {
     /// Its figures but the sum.
     fn figures(&self) -> Figures;
     /// Its exact sum as [`ExactSum::to_digits`] gives it.

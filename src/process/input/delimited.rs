@@ -236,7 +236,7 @@ mod simd {
     /// [`super::split_line`] 32 bytes at a time: one compare per byte class
     /// gives bit masks of delimiters, line breaks and special bytes.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn split_line(avail: &[u8], delim: u8, quoting: bool, ends: &mut Vec<usize>) -> Split {
+    pub(crate) unsafe fn split_line(avail: &[u8], delim: u8, quoting: bool, ends: &mut Vec<usize>) -> Split {
         let vd = _mm256_set1_epi8(delim as i8);
         let vn = _mm256_set1_epi8(b'\n' as i8);
         let vr = _mm256_set1_epi8(b'\r' as i8);
@@ -298,12 +298,12 @@ pub(super) fn emit(
     on_item: &mut OnItem<'_>,
 ) -> Flow {
     let item = if ends.len() != expected {
-        Item::Bad(Bad { line, raw, reason: format!("has {} fields, the header has {expected}", ends.len()) })
+        Item::Bad(Bad { line, reason: format!("has {} fields, the header has {expected}", ends.len()) })
     } else if !shape.ascii
         && !out.is_ascii()
         && let Err(e) = std::str::from_utf8(out)
     {
-        Item::Bad(Bad { line, raw, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
+        Item::Bad(Bad { line, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
     } else {
         Item::Row(Row { line, raw, out, ends, sep: shape.sep, plain: shape.plain })
     };

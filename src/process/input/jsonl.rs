@@ -38,7 +38,7 @@ pub(super) fn read_jsonl(
                 }
                 Item::Row(Row { line, raw: &raw, out: &out, ends: &ends, sep: 0, plain: false })
             }
-            Err(reason) => Item::Bad(Bad { line, raw: &raw, reason }),
+            Err(reason) => Item::Bad(Bad { line, reason }),
         };
         if on_item(item) == Flow::Stop {
             summary.stopped = true;

@@ -10,7 +10,7 @@ use super::Row;
 use crate::process::stats::parse_number;
 
 /// Rows sampled to infer column types.
-pub const SAMPLE: usize = 1000;
+pub(crate) const SAMPLE: usize = 1000;
 
 /// How a column is treated: numbers get statistics and are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -22,7 +22,7 @@ pub enum ColumnType {
 
 /// Which region a record belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySpec {
+pub(crate) enum KeySpec {
     /// The value of this column (`--by`).
     Column(String),
     /// The stem of the file it came from (`--regions`).
@@ -32,7 +32,7 @@ pub enum KeySpec {
 /// Infers a column's type from sampled values: numeric when at least 90%
 /// of the non-empty values are numbers (and there is one), so that a few
 /// bad rows in the sample do not turn a numeric column into text.
-pub fn infer_type<'v>(values: impl Iterator<Item = &'v [u8]>) -> ColumnType {
+pub(crate) fn infer_type<'v>(values: impl Iterator<Item = &'v [u8]>) -> ColumnType {
     let (mut numbers, mut present) = (0usize, 0usize);
     for v in values {
         match parse_number(v) {
@@ -47,7 +47,11 @@ pub fn infer_type<'v>(values: impl Iterator<Item = &'v [u8]>) -> ColumnType {
 /// The key of a row: the field at `key_index`, which must not be empty.
 /// The partitioner and the byte-range scan workers share these checks, so
 /// both paths reject exactly the same records with the same reasons.
-pub fn check_key<'r>(row: &Row<'r>, key_index: Option<usize>, key_name: &str) -> std::result::Result<&'r [u8], String> {
+pub(crate) fn check_key<'r>(
+    row: &Row<'r>,
+    key_index: Option<usize>,
+    key_name: &str,
+) -> std::result::Result<&'r [u8], String> {
     let key: &[u8] = match key_index {
         Some(i) => row.field(i).unwrap_or(b""),
         None => return Err(format!("missing key {key_name:?}")),
@@ -59,7 +63,7 @@ pub fn check_key<'r>(row: &Row<'r>, key_index: Option<usize>, key_name: &str) ->
 }
 
 /// Every numeric column must hold a number (or nothing).
-pub fn check_numbers(row: &Row<'_>, numeric: &[usize], header: &[String]) -> std::result::Result<(), String> {
+pub(crate) fn check_numbers(row: &Row<'_>, numeric: &[usize], header: &[String]) -> std::result::Result<(), String> {
     for &i in numeric {
         if let Some(field) = row.field(i)
             && parse_number(field).is_err()

@@ -6,9 +6,9 @@
 //! node; `aggregate-results`, blocked by every region task, combines the
 //! results ([`aggregate`]).
 
-pub mod aggregate;
-pub mod partition;
-pub mod summary;
+pub(crate) mod aggregate;
+pub(crate) mod partition;
+pub(crate) mod summary;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,7 +26,7 @@ use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 use partition::Partition;
 
 /// Runs the region tasks and the aggregation; never fails as a whole.
-pub fn coordinate(
+pub(crate) fn coordinate(
     options: &ProcessOptions,
     part: &Partition,
     run_dir: &Path,

@@ -17,27 +17,27 @@ use crate::process::report::{MAX_LISTED_REJECTS, Reject};
 
 /// One region's share of the input.
 #[derive(Debug, Clone)]
-pub struct RegionData {
-    pub name: String,
-    pub records: u64,
+pub(crate) struct RegionData {
+    pub(crate) name: String,
+    pub(crate) records: u64,
     /// The spool file: the header (CSV/TSV) then the region's records.
-    pub spool: PathBuf,
-    pub format: Format,
+    pub(crate) spool: PathBuf,
+    pub(crate) format: Format,
 }
 
 /// The outcome of partitioning.
 #[derive(Debug, Clone, Default)]
-pub struct Partition {
+pub(crate) struct Partition {
     /// Regions sorted by name.
-    pub regions: Vec<RegionData>,
+    pub(crate) regions: Vec<RegionData>,
     /// Column types, by name (decided the first time a column is seen).
-    pub types: BTreeMap<String, ColumnType>,
+    pub(crate) types: BTreeMap<String, ColumnType>,
     /// The key column (for `--by`), never a statistics column.
-    pub key: Option<String>,
-    pub input_records: u64,
-    pub rejected: u64,
+    pub(crate) key: Option<String>,
+    pub(crate) input_records: u64,
+    pub(crate) rejected: u64,
     /// The first [`MAX_LISTED_REJECTS`] rejects, in input order.
-    pub rejects: Vec<Reject>,
+    pub(crate) rejects: Vec<Reject>,
 }
 
 /// Bytes buffered per region before they are appended to its spool file.
@@ -45,21 +45,21 @@ const REGION_BUFFER: usize = 256 << 10;
 /// Bytes buffered across all regions before everything is flushed.
 const TOTAL_BUFFER: usize = 32 << 20;
 
-pub struct Options<'a> {
-    pub key: KeySpec,
+pub(crate) struct Options<'a> {
+    pub(crate) key: KeySpec,
     /// Format of every source; `None` guesses from each file name (CSV otherwise).
-    pub format: Option<Format>,
-    pub schema: &'a BTreeMap<String, ColumnType>,
-    pub max_rejects: Option<u64>,
+    pub(crate) format: Option<Format>,
+    pub(crate) schema: &'a BTreeMap<String, ColumnType>,
+    pub(crate) max_rejects: Option<u64>,
     /// Where spool files go.
-    pub dir: &'a Path,
+    pub(crate) dir: &'a Path,
 }
 
 /// Reads every source and spools its records by region.
 ///
 /// `progress` is called with the number of records read so far, every
 /// [`PROGRESS_EVERY`] records.
-pub fn partition(sources: &[Source], options: &Options<'_>, progress: &mut dyn FnMut(u64)) -> Result<Partition> {
+pub(crate) fn partition(sources: &[Source], options: &Options<'_>, progress: &mut dyn FnMut(u64)) -> Result<Partition> {
     let p = std::cell::RefCell::new(Partitioner::new(options, progress));
     for source in sources {
         let format = options.format.or_else(|| source.format_hint()).unwrap_or(Format::Csv);
@@ -112,7 +112,7 @@ impl PendingRow {
 }
 
 /// How often partitioning reports progress, in records.
-pub const PROGRESS_EVERY: u64 = 1 << 18;
+pub(crate) const PROGRESS_EVERY: u64 = 1 << 18;
 
 struct Partitioner<'a> {
     options: &'a Options<'a>,

@@ -17,14 +17,14 @@ use crate::process::stats::{RegionStats, parse_number};
 
 /// What the coordinator tells a summary worker (in DISTEX_WORKER_SPEC).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Spec {
-    pub format: Format,
+pub(crate) struct Spec {
+    pub(crate) format: Format,
     /// Names of the numeric columns.
-    pub numeric: Vec<String>,
+    pub(crate) numeric: Vec<String>,
 }
 
 /// Entry point of `distex __worker summary`; returns the exit status.
-pub fn main() -> u8 {
+pub(crate) fn main() -> u8 {
     let spec: Spec = match crate::process::workers::local::spec_from_env() {
         Ok(spec) => spec,
         Err(status) => return status,
@@ -44,7 +44,7 @@ pub fn main() -> u8 {
 }
 
 /// Summarizes every record of `source`.
-pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
+pub(crate) fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
     let mut stats = RegionStats::default();
     // Column index -> accumulator slot; rebuilt when the header changes.
     let slots: std::cell::RefCell<Vec<(usize, usize)>> = Default::default();

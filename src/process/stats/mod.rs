@@ -17,10 +17,10 @@
 //! or, from byte-range scan workers, in the binary format of
 //! [`crate::process::bytes::wire`] (floats as their bits, the sum as its integer digits).
 
-pub mod number;
-pub mod region_columns;
+pub(crate) mod number;
+pub(crate) mod region_columns;
 
-pub use number::{parse_number, parse_number_at};
+pub(crate) use number::{parse_number, parse_number_at};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 /// Between processes the sum travels as a list of doubles whose exact sum
 /// is the total (each limb split into two exactly representable halves).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExactSum {
+pub(crate) struct ExactSum {
     /// The limbs most values of a column land in: `window[k]` is limb
     /// `base + k`. Values of similar magnitude touch only a few limbs, so a
     /// small window keeps thousands of accumulators in cache.
@@ -66,7 +66,7 @@ impl Default for ExactSum {
 
 impl ExactSum {
     #[inline(always)]
-    pub fn add(&mut self, x: f64) {
+    pub(crate) fn add(&mut self, x: f64) {
         let bits = x.to_bits();
         let exp = ((bits >> 52) & 0x7ff) as u32;
         let frac = bits & ((1u64 << 52) - 1);
@@ -179,7 +179,7 @@ impl ExactSum {
         self.adds = 0;
     }
 
-    pub fn merge(&mut self, other: &ExactSum) {
+    pub(crate) fn merge(&mut self, other: &ExactSum) {
         // `adds` bounds every limb by adds * 2^32, so the sum of two bounds
         // says when carries must be propagated before a limb could overflow.
         let safe = (self.adds as u64 + other.adds as u64 + 1) < 1 << 30;
@@ -268,14 +268,14 @@ impl ExactSum {
 
     /// The sum, correctly rounded to the nearest f64 (ties to even);
     /// ±infinity beyond the range of doubles.
-    pub fn value(&self) -> f64 {
+    pub(crate) fn value(&self) -> f64 {
         self.value_from_window().unwrap_or_else(|| self.value_from_digits(0))
     }
 
     /// The sum divided by `count` when the sum itself is beyond the range
     /// of doubles (two values of 1e308): scaled down by an exact power of
     /// two first, divided, and scaled back, so the mean is finite.
-    pub fn mean_beyond_range(&self, count: u64) -> f64 {
+    pub(crate) fn mean_beyond_range(&self, count: u64) -> f64 {
         scale(self.value_from_digits(-64) / count as f64, 64)
     }
 
@@ -450,14 +450,14 @@ impl<'de> Deserialize<'de> for ExactSum {
 
 /// Most base-2^32 digits of a sum's magnitude: the 66 limbs, plus the
 /// carries the top limb can hold beyond 32 bits.
-pub const MAX_DIGITS: usize = LIMBS + 1;
+pub(crate) const MAX_DIGITS: usize = LIMBS + 1;
 
 impl ExactSum {
     /// The sum as a sign and a magnitude in base 2^32, for the binary
     /// format of part results (`crate::process::bytes::wire`): `(negative, lo)` and the
     /// digits in `out`, so that the sum is ±Σ out\[k\]·2^(32·(lo+k) − 1074).
     /// The first and last digits are non-zero (no digits for zero).
-    pub fn to_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+    pub(crate) fn to_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
         let digits = self.digits();
         out.clear();
         out.extend_from_slice(digits.as_slice());
@@ -502,7 +502,7 @@ impl ExactSum {
 
     /// The sum [`ExactSum::to_digits`] describes; `None` when the digits
     /// lie outside the range of limbs.
-    pub fn from_digits(negative: bool, lo: usize, digits: &[u32]) -> Option<ExactSum> {
+    pub(crate) fn from_digits(negative: bool, lo: usize, digits: &[u32]) -> Option<ExactSum> {
         let Some(last) = digits.iter().rposition(|&d| d != 0) else {
             return Some(ExactSum::default());
         };
@@ -582,29 +582,29 @@ fn carry_digits(limbs: &[i64], negate: bool, out: &mut [u32]) -> i64 {
 
 /// The figures of an [`Accumulator`] but its exact sum.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Figures {
-    pub count: u64,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub mean: f64,
-    pub m2: f64,
+pub(crate) struct Figures {
+    pub(crate) count: u64,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) mean: f64,
+    pub(crate) m2: f64,
 }
 
 /// The accumulator of one numeric column.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Accumulator {
-    pub count: u64,
-    pub sum: ExactSum,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
+pub(crate) struct Accumulator {
+    pub(crate) count: u64,
+    pub(crate) sum: ExactSum,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
     /// Welford's running mean and sum of squared deviations. They overflow
     /// for values near the limits of doubles; JSON writes that as null,
     /// read back as NaN, which [`Accumulator::summary`] leaves out as it
     /// does the infinity.
     #[serde(deserialize_with = "nan_if_null")]
-    pub mean: f64,
+    pub(crate) mean: f64,
     #[serde(deserialize_with = "nan_if_null")]
-    pub m2: f64,
+    pub(crate) m2: f64,
 }
 
 fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -612,7 +612,8 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
 }
 
 impl Accumulator {
-    pub fn push(&mut self, x: f64) {
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, x: f64) {
         self.count += 1;
         self.sum.add(x);
         self.min = Some(self.min.map_or(x, |m| m.min(x)));
@@ -623,7 +624,7 @@ impl Accumulator {
     }
 
     /// Chan et al.: combines two accumulators as if all values went into one.
-    pub fn merge(&mut self, other: &Accumulator) {
+    pub(crate) fn merge(&mut self, other: &Accumulator) {
         if other.count == 0 {
             return;
         }
@@ -643,13 +644,13 @@ impl Accumulator {
     }
 
     /// Its figures but the sum.
-    pub fn figures(&self) -> Figures {
+    pub(crate) fn figures(&self) -> Figures {
         let Accumulator { count, min, max, mean, m2, .. } = *self;
         Figures { count, min, max, mean, m2 }
     }
 
     /// The accumulator with `figures` and `sum`.
-    pub fn from_figures(figures: Figures, sum: ExactSum) -> Self {
+    pub(crate) fn from_figures(figures: Figures, sum: ExactSum) -> Self {
         let Figures { count, min, max, mean, m2 } = figures;
         Accumulator { count, sum, min, max, mean, m2 }
     }
@@ -657,7 +658,7 @@ impl Accumulator {
     /// The figures users see. A figure beyond the range of doubles (a sum
     /// of values near 1.8e308, or a spread that large) is left out rather
     /// than shown as infinite: JSON has no infinity.
-    pub fn summary(&self) -> ColumnStats {
+    pub(crate) fn summary(&self) -> ColumnStats {
         let finite = |v: f64| v.is_finite().then_some(v);
         let sum = self.sum.value();
         let n = self.count;
@@ -692,13 +693,13 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// `stddev` when computing it overflowed, which only values near that
 /// bound can cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ColumnStats {
-    pub count: u64,
-    pub sum: Option<f64>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub mean: Option<f64>,
-    pub stddev: Option<f64>,
+pub(crate) struct ColumnStats {
+    pub(crate) count: u64,
+    pub(crate) sum: Option<f64>,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) mean: Option<f64>,
+    pub(crate) stddev: Option<f64>,
 }
 
 /// The statistics of a region's numeric columns by column name, in name
@@ -706,32 +707,30 @@ pub struct ColumnStats {
 /// regions' maps, so a report of thousands of regions holds one small
 /// vector per region instead of a map and a copy of every name.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ColumnMap(Vec<(Arc<str>, ColumnStats)>);
+pub(crate) struct ColumnMap(Vec<(Arc<str>, ColumnStats)>);
 
 impl ColumnMap {
     /// A map of `entries` in any order, each name once.
-    pub fn new(mut entries: Vec<(Arc<str>, ColumnStats)>) -> Self {
+    pub(crate) fn new(mut entries: Vec<(Arc<str>, ColumnStats)>) -> Self {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|a, b| a.0 == b.0);
         ColumnMap(entries)
     }
 
-    pub fn get(&self, column: &str) -> Option<&ColumnStats> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, column: &str) -> Option<&ColumnStats> {
         let at = self.0.binary_search_by(|(name, _)| (**name).cmp(column)).ok()?;
         Some(&self.0[at].1)
     }
 
     /// Columns and their statistics, in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &ColumnStats)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &ColumnStats)> {
         self.0.iter().map(|(name, stats)| (&**name, stats))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -755,20 +754,20 @@ impl<'de> Deserialize<'de> for ColumnMap {
 
 /// Accumulators for every numeric column of one region (or of everything).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RegionStats {
-    pub records: u64,
-    pub columns: BTreeMap<String, Accumulator>,
+pub(crate) struct RegionStats {
+    pub(crate) records: u64,
+    pub(crate) columns: BTreeMap<String, Accumulator>,
 }
 
 impl RegionStats {
-    pub fn merge(&mut self, other: &RegionStats) {
+    pub(crate) fn merge(&mut self, other: &RegionStats) {
         self.records += other.records;
         for (name, acc) in &other.columns {
             self.columns.entry(name.clone()).or_default().merge(acc);
         }
     }
 
-    pub fn summaries(&self) -> ColumnMap {
+    pub(crate) fn summaries(&self) -> ColumnMap {
         ColumnMap(self.columns.iter().map(|(k, v)| (Arc::from(k.as_str()), v.summary())).collect())
     }
 }

@@ -6,7 +6,7 @@
 /// Empty fields are missing values (`Ok(None)`), not errors.
 #[inline]
 #[allow(clippy::result_unit_err)]
-pub fn parse_number(field: &[u8]) -> Result<Option<f64>, ()> {
+pub(crate) fn parse_number(field: &[u8]) -> Result<Option<f64>, ()> {
     if let Some(v) = parse_plain_decimal(field) {
         return Ok(Some(v));
     }
@@ -100,7 +100,7 @@ pub(super) fn parse_short_decimal(d: &[u8]) -> Option<f64> {
 /// `decimal_word` does the rest (when `e >= 8`; else the slow way).
 #[inline(always)]
 #[allow(clippy::result_unit_err)]
-pub fn parse_number_at(buf: &[u8], s: usize, e: usize) -> Result<Option<f64>, ()> {
+pub(crate) fn parse_number_at(buf: &[u8], s: usize, e: usize) -> Result<Option<f64>, ()> {
     let neg = buf[s] == b'-';
     let n = e - s - neg as usize;
     if (1..=8).contains(&n) && e >= 8 {

@@ -2,13 +2,13 @@
 //! ([`local`]) or a cluster node ([`node`]), optionally sandboxed
 //! ([`sandbox`]), scheduled with retries and failover by the [`pool`].
 
-pub mod local;
-pub mod node;
-pub mod pool;
-pub mod sandbox;
+pub(crate) mod local;
+pub(crate) mod node;
+pub(crate) mod pool;
+pub(crate) mod sandbox;
 
 /// `1.5 GiB`-style sizes for messages.
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut unit = 0;

@@ -26,47 +26,47 @@ use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
 /// One worker to run: a region, or a byte range of a file.
 #[derive(Debug, Clone)]
-pub struct Unit {
-    pub task_id: String,
-    pub subject: String,
-    pub program: Program,
-    pub stdin: PathBuf,
+pub(crate) struct Unit {
+    pub(crate) task_id: String,
+    pub(crate) subject: String,
+    pub(crate) program: Program,
+    pub(crate) stdin: PathBuf,
     /// Extra variables (DISTEX_REGION); DISTEX_TASK_ID and DISTEX_ATTEMPT are added.
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Records it holds, for progress (unknown for byte ranges).
-    pub records: Option<u64>,
+    pub(crate) records: Option<u64>,
     /// Reads a built-in worker's output as part of its attempt, on the
     /// pool's thread: an output it refuses fails the attempt (retried per
     /// `--retries`) like a processor that printed garbage. Without it the
     /// output must be one JSON object, as a user's processor prints.
-    pub read: Option<ReadOutput>,
+    pub(crate) read: Option<ReadOutput>,
 }
 
 /// See [`Unit::read`].
-pub type ReadOutput = fn(Vec<u8>) -> Result<Output, String>;
+pub(crate) type ReadOutput = fn(Vec<u8>) -> Result<Output, String>;
 
 /// What a unit produced: the JSON object a user command printed, or what
 /// [`Unit::read`] made of a built-in worker's output.
 #[derive(Debug, Clone)]
-pub enum Output {
+pub(crate) enum Output {
     Json(Map<String, Value>),
     /// A built-in summary worker's result for one region.
     Summary(Box<crate::process::stats::RegionStats>),
     Part(Box<crate::process::bytes::wire::ScanResult>),
 }
 
-pub type Outcome = Result<Output, String>;
+pub(crate) type Outcome = Result<Output, String>;
 
 /// Where units run: this machine, or a cluster node (`--nodes`), with how
 /// many at once.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub node: Option<crate::config::Node>,
-    pub slots: usize,
+pub(crate) struct Target {
+    pub(crate) node: Option<crate::config::Node>,
+    pub(crate) slots: usize,
 }
 
 impl Target {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.node.as_ref().map_or("local", |n| n.name.as_str())
     }
 }
@@ -106,33 +106,13 @@ enum Msg {
     Finished { unit: usize, result: Outcome },
 }
 
-/// Runs every unit; returns their outcomes in order and the warnings raised.
-pub fn run_units(
-    options: &ProcessOptions,
-    run_dir: &Path,
-    units: &[Unit],
-    tasks: &mut TaskList,
-    started: Instant,
-    reporter: &mut dyn Reporter,
-    targets: &[Target],
-) -> (Vec<Outcome>, Vec<String>) {
-    let mut results: Vec<Option<Outcome>> = vec![None; units.len()];
-    let warnings = run_units_into(options, run_dir, units, tasks, started, reporter, targets, &mut |unit, outcome| {
-        let verdict = outcome.as_ref().map(|_| ()).map_err(String::clone);
-        results[unit] = Some(outcome);
-        verdict
-    });
-    let outcomes = results.into_iter().map(|r| r.expect("run_units_into hands over every outcome")).collect();
-    (outcomes, warnings)
-}
-
-/// [`run_units`], handing each unit's outcome to `done` (on this thread)
+/// Runs every unit, handing each unit's outcome to `done` (on this thread)
 /// as soon as it is known, so the caller can start on it while other units
 /// still run. `done` gets every unit exactly once, and says whether the
 /// unit completed: `Err` fails its task with that reason (an output the
 /// caller cannot use). Returns the warnings.
 #[allow(clippy::too_many_arguments)]
-pub fn run_units_into(
+pub(crate) fn run_units_into(
     options: &ProcessOptions,
     run_dir: &Path,
     units: &[Unit],
@@ -242,7 +222,7 @@ pub fn run_units_into(
     warnings
 }
 
-pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
+pub(crate) fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
     let task = tasks.get(id).expect("known task");
     Event::TaskStatusChanged {
         id: id.to_string(),
@@ -257,13 +237,13 @@ pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<
 
 /// Whether `aggregate_id` can run: every task it waits on completed (or,
 /// for an input without records, it waits on none and is still pending).
-pub fn aggregate_ready(tasks: &TaskList, aggregate_id: &str) -> bool {
+pub(crate) fn aggregate_ready(tasks: &TaskList, aggregate_id: &str) -> bool {
     tasks.get(aggregate_id).is_some_and(|t| t.status == TaskStatus::Pending)
         || tasks.unblocked().iter().any(|id| id == aggregate_id)
 }
 
 /// Fails `aggregate_id` because tasks it waits on failed, naming them.
-pub fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
+pub(crate) fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
     let failed: Vec<&str> = tasks
         .iter()
         .filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id)
