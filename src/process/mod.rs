@@ -98,15 +98,16 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
         sources
     };
     let mut fallback = None;
-    match bytes::try_bytes(options, &sources, &key, &run_dir, started, reporter)? {
-        bytes::Bytes::NotApplicable => {}
-        bytes::Bytes::Fallback(warning) => fallback = Some(warning),
-        bytes::Bytes::Done(mut report) => {
-            if options.keep_workdirs {
-                report.workdir = Some(run_dir.display().to_string());
+    if let Chosen::Bytes(planned) = choose_split(options, &sources, &key)? {
+        match bytes::run(options, &planned, &run_dir, started, reporter)? {
+            bytes::Bytes::Fallback(warning) => fallback = Some(warning),
+            bytes::Bytes::Done(mut report) => {
+                if options.keep_workdirs {
+                    report.workdir = Some(run_dir.display().to_string());
+                }
+                drop(guard);
+                return Ok(report);
             }
-            drop(guard);
-            return Ok(report);
         }
     }
     let part = partition::partition(
@@ -131,6 +132,51 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
     }
     drop(guard);
     Ok(report)
+}
+
+/// Files smaller than this in total use the region path under `--split
+/// auto`, unless their first rows hold [`AUTO_MIN_REGIONS`] regions.
+const AUTO_MIN_BYTES: u64 = 64 << 20;
+const AUTO_MIN_REGIONS: usize = 64;
+
+/// The path a run takes.
+enum Chosen {
+    /// One worker per region ([`regions`]).
+    Regions,
+    /// Byte ranges ([`bytes`]), planned.
+    Bytes(bytes::Planned),
+}
+
+/// The one place that decides how the work is split (after `--nodes` has
+/// made `auto` mean `regions`): the byte path for the built-in summary of
+/// a `--by` column over plain CSV/TSV files, when asked (`--split bytes`,
+/// which refuses what it cannot read) or, under `auto`, when the input is
+/// large or holds many regions; the region path otherwise.
+fn choose_split(options: &ProcessOptions, sources: &[Source], key: &KeySpec) -> Result<Chosen> {
+    let forced = options.split == Split::Bytes;
+    let refuse = |why: &str| -> Result<Chosen> {
+        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Chosen::Regions) }
+    };
+    if options.split == Split::Regions {
+        return Ok(Chosen::Regions);
+    }
+    if options.processor.is_some() {
+        return refuse("works with the built-in summary only (not with --processor)");
+    }
+    let KeySpec::Column(key) = key else {
+        return refuse("needs INPUT files and --by (not --regions)");
+    };
+    let planned = match bytes::plan(options, sources, key)? {
+        Ok(planned) => planned,
+        Err(why) => return refuse(why),
+    };
+    // Small inputs of a few regions read well as one task per region (the
+    // seed's display); from dozens of regions a worker per region costs
+    // more than the data.
+    if !forced && planned.total < AUTO_MIN_BYTES && planned.plan.sampled_regions < AUTO_MIN_REGIONS {
+        return Ok(Chosen::Regions);
+    }
+    Ok(Chosen::Bytes(planned))
 }
 
 /// Where region workers run: this machine (`--jobs` at once) and every

@@ -41,19 +41,13 @@ use plan::Plan;
 use scan::ScanSpec;
 use wire::ScanResult;
 
-/// Files smaller than this in total use the region path under `--split
-/// auto`, unless their first rows hold [`AUTO_MIN_REGIONS`] regions.
-const AUTO_MIN_BYTES: u64 = 64 << 20;
-const AUTO_MIN_REGIONS: usize = 64;
-
 /// From this many accumulators in a part's result (about a thousand
 /// regions), the heap that decoding the next one takes is made resident
 /// before it arrives ([`alloc::prefault_heap`]).
 const PREFAULT_FROM: usize = 4096;
 
+/// How the byte path ended.
 pub(crate) enum Bytes {
-    /// The byte-range path does not apply; use the region path.
-    NotApplicable,
     Done(ProcessReport),
     /// It ran but its boundaries cannot be trusted (a stray quote); use the
     /// region path and add this warning.
@@ -66,38 +60,34 @@ pub(crate) fn may_split_bytes(options: &ProcessOptions, key: &KeySpec) -> bool {
     options.split != Split::Regions && options.processor.is_none() && matches!(key, KeySpec::Column(_))
 }
 
-/// Runs the byte-range path when it applies.
-pub(crate) fn try_bytes(
+/// The byte ranges to scan, with what the coordinator needs to run them.
+pub(crate) struct Planned {
+    pub(crate) plan: Plan,
+    /// The files' names as the user gave them (for rejects and messages).
+    names: Vec<String>,
+    format: Format,
+    /// Bytes in all the files.
+    pub(crate) total: u64,
+}
+
+/// Plans byte ranges over `sources`, keyed by column `key`; `Ok(Err(why))`
+/// when the byte path cannot read them (the caller decides whether that
+/// is an error: see [`crate::process`]'s `choose_split`).
+pub(crate) fn plan(
     options: &ProcessOptions,
     sources: &[Source],
-    key: &KeySpec,
-    run_dir: &Path,
-    started: Instant,
-    reporter: &mut dyn Reporter,
-) -> Result<Bytes> {
-    let forced = options.split == Split::Bytes;
-    let refuse = |why: &str| -> Result<Bytes> {
-        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Bytes::NotApplicable) }
-    };
-    if options.split == Split::Regions {
-        return Ok(Bytes::NotApplicable);
-    }
-    if options.processor.is_some() {
-        return refuse("works with the built-in summary only (not with --processor)");
-    }
-    let KeySpec::Column(key) = key else {
-        return refuse("needs INPUT files and --by (not --regions)");
-    };
+    key: &str,
+) -> Result<std::result::Result<Planned, &'static str>> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let mut format = None;
     for s in sources {
         let (Source::File(p) | Source::Copy { path: p, .. }) = s else {
-            return refuse("needs files or stdin (not --demo)");
+            return Ok(Err("needs files or stdin (not --demo)"));
         };
         let f = options.format.or_else(|| s.format_hint()).unwrap_or(Format::Csv);
         if f == Format::Jsonl || format.is_some_and(|g| g != f) {
-            return refuse("needs CSV or TSV files, all in the same format");
+            return Ok(Err("needs CSV or TSV files, all in the same format"));
         }
         format = Some(f);
         files.push(p.clone());
@@ -108,16 +98,22 @@ pub(crate) fn try_bytes(
     let plan =
         plan::plan(&files, &names, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?;
     let Some(plan) = plan else {
-        return refuse("needs files with the same header, holding the --by column");
+        return Ok(Err("needs files with the same header, holding the --by column"));
     };
-    // Small inputs of a few regions read well as one task per region (the
-    // seed's display); from dozens of regions a worker per region costs
-    // more than the data.
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    if !forced && total < AUTO_MIN_BYTES && plan.sampled_regions < AUTO_MIN_REGIONS {
-        return Ok(Bytes::NotApplicable);
-    }
-    run_plan(options, jobs, &plan, &names, format, run_dir, started, reporter)
+    Ok(Ok(Planned { plan, names, format, total }))
+}
+
+/// Runs the planned byte ranges.
+pub(crate) fn run(
+    options: &ProcessOptions,
+    planned: &Planned,
+    run_dir: &Path,
+    started: Instant,
+    reporter: &mut dyn Reporter,
+) -> Result<Bytes> {
+    let jobs = crate::process::jobs(options);
+    run_plan(options, jobs, &planned.plan, &planned.names, planned.format, run_dir, started, reporter)
 }
 
 /// Reads a scan worker's output, on the pool's thread ([`pool::Unit::read`]):
