@@ -203,8 +203,8 @@ fn scan_specs(options: &ProcessOptions, plan: &Plan, format: Format) -> Vec<Scan
 }
 
 /// One unit (and task) per part, then `aggregate-results` blocked by all.
-fn units(run: &Run<'_>, tasks: &mut TaskList) -> Vec<Unit> {
-    let units: Vec<Unit> = run
+fn units(run: &Run<'_>, tasks: &mut TaskList) -> Vec<Unit<ScanResult>> {
+    let units: Vec<Unit<ScanResult>> = run
         .specs
         .iter()
         .enumerate()
@@ -215,7 +215,7 @@ fn units(run: &Run<'_>, tasks: &mut TaskList) -> Vec<Unit> {
             stdin: PathBuf::from("/dev/null"),
             env: vec![],
             records: None,
-            read: Some(read_scan),
+            read: read_scan,
         })
         .collect();
     for u in &units {
@@ -235,7 +235,7 @@ type Parsed = std::result::Result<ScanResult, String>;
 /// which part finished first.
 fn scan_and_merge(
     run: &Run<'_>,
-    units: &[Unit],
+    units: &[Unit<ScanResult>],
     tasks: &mut TaskList,
     reporter: &mut dyn Reporter,
 ) -> (Vec<Parsed>, Regions, Vec<String>) {
@@ -471,25 +471,21 @@ fn aggregate(
 
 /// Reads a scan worker's output, on the pool's thread ([`pool::Unit::read`]):
 /// a damaged result fails that attempt with the reason.
-fn read_scan(bytes: Vec<u8>) -> std::result::Result<pool::Output, String> {
-    wire::decode(&bytes)
-        .map(|r| pool::Output::Part(Box::new(r)))
-        .map_err(|e| format!("the worker printed an unreadable result: {e}"))
+fn read_scan(bytes: Vec<u8>) -> std::result::Result<ScanResult, String> {
+    wire::decode(&bytes).map_err(|e| format!("the worker printed an unreadable result: {e}"))
 }
 
 /// The result of one part as the pool handed it over, checked against the
 /// plan's numeric columns, or the reason it is unusable.
-fn read_part(outcome: pool::Outcome, columns: &[String]) -> std::result::Result<ScanResult, String> {
-    let pool::Output::Part(result) = outcome? else {
-        return Err("unexpected output".to_string());
-    };
+fn read_part(outcome: pool::Outcome<ScanResult>, columns: &[String]) -> std::result::Result<ScanResult, String> {
+    let result = outcome?;
     if result.regions.columns != columns {
         return Err(format!(
             "the worker summarised the columns {:?}, not {columns:?} as planned",
             result.regions.columns
         ));
     }
-    Ok(*result)
+    Ok(result)
 }
 
 #[cfg(test)]

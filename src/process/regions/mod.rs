@@ -51,7 +51,7 @@ pub(crate) fn coordinate(
         .filter(|(name, t)| **t == ColumnType::Number && Some(*name) != part.key.as_ref())
         .map(|(n, _)| n.clone())
         .collect();
-    let units: Vec<Unit> = part
+    let units: Vec<Unit<RegionOutput>> = part
         .regions
         .iter()
         .enumerate()
@@ -69,16 +69,16 @@ pub(crate) fn coordinate(
             stdin: data.spool.clone(),
             env: vec![("DISTEX_REGION".into(), data.name.clone())],
             records: Some(data.records),
-            read: options.processor.is_none().then_some(read_summary as pool::ReadOutput),
+            read: if options.processor.is_some() { read_json } else { read_summary },
         })
         .collect();
     // A summary that does not account for every record sent fails its task
     // (it cannot happen unless the worker is broken; never hide it).
-    let mut results: Vec<Option<pool::Outcome>> = vec![None; units.len()];
+    let mut results: Vec<Option<pool::Outcome<RegionOutput>>> = vec![None; units.len()];
     let warnings =
         pool::run_units_into(options, run_dir, &units, &mut tasks, started, reporter, targets, &mut |i, outcome| {
             let outcome = match outcome {
-                Ok(pool::Output::Summary(s)) if s.records != part.regions[i].records => {
+                Ok(RegionOutput::Summary(s)) if s.records != part.regions[i].records => {
                     Err(format!("the worker counted {} records, {} were sent", s.records, part.regions[i].records))
                 }
                 outcome => outcome,
@@ -109,16 +109,15 @@ pub(crate) fn coordinate(
             Some(Ok(output)) => {
                 report.accounting.processed += data.records;
                 match output {
-                    pool::Output::Json(map) => {
+                    RegionOutput::Json(map) => {
                         region_results.insert(data.name.clone(), Value::Object(map.clone()));
                         user_results.push(map.clone());
                         entry.result = Some(Value::Object(map));
                     }
-                    pool::Output::Summary(s) => {
+                    RegionOutput::Summary(s) => {
                         entry.stats = Some(s.summaries());
                         summaries.push(*s);
                     }
-                    pool::Output::Part(_) => unreachable!("region units are read as JSON"),
                 }
             }
             Some(Err(reason)) => {
@@ -170,11 +169,25 @@ pub(crate) fn coordinate(
     report
 }
 
+/// What a region's worker produced.
+#[derive(Debug, Clone)]
+enum RegionOutput {
+    /// The JSON object a user's `--processor` printed.
+    Json(Map<String, Value>),
+    /// The built-in summary of the region.
+    Summary(Box<RegionStats>),
+}
+
+/// Reads a `--processor`'s output: exactly one JSON object.
+fn read_json(bytes: Vec<u8>) -> std::result::Result<RegionOutput, String> {
+    worker::parse_output(&bytes).map(RegionOutput::Json)
+}
+
 /// Reads a built-in summary worker's output, as part of its attempt: an
 /// unreadable one fails the attempt (retried per `--retries`).
-fn read_summary(bytes: Vec<u8>) -> std::result::Result<pool::Output, String> {
+fn read_summary(bytes: Vec<u8>) -> std::result::Result<RegionOutput, String> {
     serde_json::from_slice::<RegionStats>(&bytes)
-        .map(|s| pool::Output::Summary(Box::new(s)))
+        .map(|s| RegionOutput::Summary(Box::new(s)))
         .map_err(|e| format!("the worker printed an unreadable summary: {e}"))
 }
 
