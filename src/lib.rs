@@ -10,6 +10,10 @@
 //! * [`state`] holds what distex remembers between runs (node loads, health);
 //! * [`exec`] runs commands locally or over SSH;
 //! * [`tasks`] is the TaskList model and the events runners emit;
+//! * [`process`] is `distex process`: one front door (`process::run`) that
+//!   chooses between the region path and the byte-range path, over shared
+//!   options, input readers, statistics, workers and report types;
+//! * `sys` holds the operating system's calls that std lacks (libc);
 //! * [`hook`] answers Claude Code's PreToolUse hook (routing every Bash call);
 //! * [`protocol`] holds the JSON request/response types and their schemas;
 //! * [`report`] renders events and results for people and programs.
