@@ -45,33 +45,7 @@ pub(crate) fn coordinate(
     tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
     reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
 
-    let numeric: Vec<String> = part
-        .types
-        .iter()
-        .filter(|(name, t)| **t == ColumnType::Number && Some(*name) != part.key.as_ref())
-        .map(|(n, _)| n.clone())
-        .collect();
-    let units: Vec<Unit<RegionOutput>> = part
-        .regions
-        .iter()
-        .enumerate()
-        .map(|(i, data)| Unit {
-            task_id: ids[i].clone(),
-            subject: subjects[i].clone(),
-            program: match &options.processor {
-                Some(cmd) => Program::Shell(cmd.clone()),
-                None => Program::Builtin {
-                    kind: "summary",
-                    spec: serde_json::to_string(&summary::Spec { format: data.format, numeric: numeric.clone() })
-                        .expect("spec serializes"),
-                },
-            },
-            stdin: data.spool.clone(),
-            env: vec![("DISTEX_REGION".into(), data.name.clone())],
-            records: Some(data.records),
-            read: if options.processor.is_some() { read_json } else { read_summary },
-        })
-        .collect();
+    let units = region_units(options, part, &ids, &subjects);
     // A summary that does not account for every record sent fails its task
     // (it cannot happen unless the worker is broken; never hide it).
     let mut results: Vec<Option<pool::Outcome<RegionOutput>>> = vec![None; units.len()];
@@ -130,33 +104,8 @@ pub(crate) fn coordinate(
     }
 
     // aggregate-results: runs once every region task completed.
-    if pool::aggregate_ready(&tasks, &aggregate_id) {
-        let from = tasks.transition(&aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
-        if let Some(t) = tasks.get_mut(&aggregate_id) {
-            t.node = Some("local".into());
-        }
-        reporter.report(&status_event(&tasks, &aggregate_id, from, None));
-        let outcome: std::result::Result<Value, String> = if let Some(cmd) = &options.aggregate {
-            run_aggregator(options, run_dir, &aggregate_id, cmd, &region_results).map(Value::Object)
-        } else if options.processor.is_some() {
-            let (totals, w) = aggregate::sum_results(user_results.iter());
-            report.warnings.extend(w);
-            Ok(totals)
-        } else {
-            let total = aggregate::merge_summaries(summaries.iter());
-            Ok(serde_json::json!({ "records": total.records, "regions": summaries.len(), "stats": total.summaries() }))
-        };
-        let status_from = match &outcome {
-            Ok(_) => tasks.transition(&aggregate_id, TaskStatus::Completed, ms()),
-            Err(e) => tasks.fail(&aggregate_id, e.clone(), ms()),
-        };
-        if let Some(from) = status_from {
-            reporter.report(&status_event(&tasks, &aggregate_id, from, outcome.as_ref().err().cloned()));
-        }
-        report.totals = outcome.ok();
-    } else {
-        pool::fail_blocked(&mut tasks, &aggregate_id, ms(), reporter);
-    }
+    let aggregated = Aggregated { summaries: &summaries, user_results: &user_results, region_results: &region_results };
+    aggregate_results(options, run_dir, &aggregate_id, &aggregated, &mut tasks, &mut report, reporter, &ms);
     report.complete = tasks.iter().all(|t| t.status == TaskStatus::Completed);
     let failed = tasks.count(TaskStatus::Failed);
     report.elapsed_ms = ms();
@@ -167,6 +116,94 @@ pub(crate) fn coordinate(
     });
     report.tasks = tasks.into_vec();
     report
+}
+
+/// Builds one unit per region: the built-in summary (told the numeric
+/// columns) or the user's `--processor`, its region's spool on stdin.
+fn region_units(
+    options: &ProcessOptions,
+    part: &Partition,
+    ids: &[String],
+    subjects: &[String],
+) -> Vec<Unit<RegionOutput>> {
+    let numeric: Vec<String> = part
+        .types
+        .iter()
+        .filter(|(name, t)| **t == ColumnType::Number && Some(*name) != part.key.as_ref())
+        .map(|(n, _)| n.clone())
+        .collect();
+    part.regions
+        .iter()
+        .enumerate()
+        .map(|(i, data)| Unit {
+            task_id: ids[i].clone(),
+            subject: subjects[i].clone(),
+            program: match &options.processor {
+                Some(cmd) => Program::Shell(cmd.clone()),
+                None => Program::Builtin {
+                    kind: "summary",
+                    spec: serde_json::to_string(&summary::Spec { format: data.format, numeric: numeric.clone() })
+                        .expect("spec serializes"),
+                },
+            },
+            stdin: data.spool.clone(),
+            env: vec![("DISTEX_REGION".into(), data.name.clone())],
+            records: Some(data.records),
+            read: if options.processor.is_some() { read_json } else { read_summary },
+        })
+        .collect()
+}
+
+/// What the regions produced, as `aggregate-results` combines it.
+struct Aggregated<'a> {
+    summaries: &'a [RegionStats],
+    user_results: &'a [Map<String, Value>],
+    region_results: &'a BTreeMap<String, Value>,
+}
+
+/// `aggregate-results`: once every region task completed, the `--aggregate`
+/// command, the sum of the processors' results, or the merged summaries;
+/// otherwise the task fails as blocked.
+#[allow(clippy::too_many_arguments)]
+fn aggregate_results(
+    options: &ProcessOptions,
+    run_dir: &Path,
+    aggregate_id: &str,
+    aggregated: &Aggregated<'_>,
+    tasks: &mut TaskList,
+    report: &mut ProcessReport,
+    reporter: &mut dyn Reporter,
+    ms: &dyn Fn() -> u64,
+) {
+    if pool::aggregate_ready(tasks, aggregate_id) {
+        let from = tasks.transition(aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
+        if let Some(t) = tasks.get_mut(aggregate_id) {
+            t.node = Some("local".into());
+        }
+        reporter.report(&status_event(tasks, aggregate_id, from, None));
+        let outcome: std::result::Result<Value, String> = if let Some(cmd) = &options.aggregate {
+            run_aggregator(options, run_dir, aggregate_id, cmd, aggregated.region_results).map(Value::Object)
+        } else if options.processor.is_some() {
+            let (totals, w) = aggregate::sum_results(aggregated.user_results.iter());
+            report.warnings.extend(w);
+            Ok(totals)
+        } else {
+            let total = aggregate::merge_summaries(aggregated.summaries.iter());
+            Ok(
+                serde_json::json!({ "records": total.records, "regions": aggregated.summaries.len(), "stats": total.summaries() }),
+            )
+        };
+        let status_from = match &outcome {
+            Ok(_) => tasks.transition(aggregate_id, TaskStatus::Completed, ms()),
+            Err(e) => tasks.fail(aggregate_id, e.clone(), ms()),
+        };
+        if let Some(from) = status_from {
+            reporter.report(&status_event(tasks, aggregate_id, from, outcome.as_ref().err().cloned()));
+        }
+        report.totals = outcome.ok();
+    } else {
+        pool::fail_blocked(tasks, aggregate_id, ms(), reporter);
+    }
 }
 
 /// What a region's worker produced.
