@@ -27,8 +27,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::input::PreToolUse;
-use crate::exec::remote::sh_quote;
 use crate::config::{HookMode, HookSettings};
+use crate::exec::remote::sh_quote;
 use crate::route::Decision;
 
 /// The JSON object printed on stdout.
