@@ -23,6 +23,7 @@ mod layers;
 mod plan_cli;
 mod plugin_launcher;
 mod process_faults;
+mod process_hostile;
 mod process_isolation;
 mod process_remote;
 mod process_results;

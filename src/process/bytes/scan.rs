@@ -415,7 +415,7 @@ impl<'s> Summarizer<'s> {
         let crlf = buf[newline - 1] == b'\r';
         let fields = Fields { start, seps, crlf };
         let accepted = seps.len() == self.fields
-            && (!high || std::str::from_utf8(raw).is_ok())
+            && (!high || (memchr::memchr(0, raw).is_none() && std::str::from_utf8(raw).is_ok()))
             && regular_quotes(buf, &fields, specials)
             && self.summarize(buf, &fields, !specials.is_empty(), hint);
         if !accepted {

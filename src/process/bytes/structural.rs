@@ -26,7 +26,9 @@ pub(crate) struct Index {
     /// Every quote and carriage return, inside quotes or not, and every
     /// line break inside quotes.
     pub(crate) specials: Vec<u32>,
-    /// The start of every 64-byte block holding a byte >= 0x80.
+    /// The start of every 64-byte block holding a byte >= 0x80 or a NUL:
+    /// a record there is checked as text (valid UTF-8, no NUL) before the
+    /// fast path reads it.
     pub(crate) high_blocks: Vec<u32>,
 }
 
@@ -201,7 +203,7 @@ fn index_scalar(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, ou
                 b'\n' => b.newlines |= bit,
                 b'\r' => b.returns |= bit,
                 _ if c == delim => b.delims |= bit,
-                _ if c >= 0x80 => b.high |= bit,
+                _ if c >= 0x80 || c == 0 => b.high |= bit,
                 _ => {}
             }
         }
@@ -228,6 +230,7 @@ mod avx2 {
     pub(crate) unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
         let (vq, vd) = (_mm256_set1_epi8(b'"' as i8), _mm256_set1_epi8(delim as i8));
         let (vn, vr) = (_mm256_set1_epi8(b'\n' as i8), _mm256_set1_epi8(b'\r' as i8));
+        let nul = _mm256_setzero_si256();
         Builder { out, inside: 0 }.run(buf, from, to, quoting, |at| {
             // SAFETY: `run` asks for blocks that start before `to`, and the
             // caller guarantees 64 bytes of padding after `to`.
@@ -240,7 +243,10 @@ mod avx2 {
                 delims: eq(lo, hi, vd),
                 newlines: eq(lo, hi, vn),
                 returns: eq(lo, hi, vr),
-                high: _mm256_movemask_epi8(lo) as u32 as u64 | ((_mm256_movemask_epi8(hi) as u32 as u64) << 32),
+                // Bytes >= 0x80 (their sign bit) and NULs.
+                high: _mm256_movemask_epi8(lo) as u32 as u64
+                    | ((_mm256_movemask_epi8(hi) as u32 as u64) << 32)
+                    | eq(lo, hi, nul),
             }
         });
     }
@@ -257,6 +263,7 @@ mod avx512 {
     pub(crate) unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
         let (vq, vd) = (_mm512_set1_epi8(b'"' as i8), _mm512_set1_epi8(delim as i8));
         let (vn, vr) = (_mm512_set1_epi8(b'\n' as i8), _mm512_set1_epi8(b'\r' as i8));
+        let nul = _mm512_setzero_si512();
         Builder { out, inside: 0 }.run(buf, from, to, quoting, |at| {
             // SAFETY: `run` asks for blocks that start before `to`, and the
             // caller guarantees 64 bytes of padding after `to`.
@@ -266,7 +273,8 @@ mod avx512 {
                 delims: _mm512_cmpeq_epi8_mask(v, vd),
                 newlines: _mm512_cmpeq_epi8_mask(v, vn),
                 returns: _mm512_cmpeq_epi8_mask(v, vr),
-                high: _mm512_movepi8_mask(v),
+                // Bytes >= 0x80 (their sign bit) and NULs.
+                high: _mm512_movepi8_mask(v) | _mm512_cmpeq_epi8_mask(v, nul),
             }
         });
     }
@@ -279,7 +287,7 @@ mod tests {
     /// Every implementation this CPU can run gives the same index.
     #[test]
     fn every_implementation_agrees() {
-        let text = b"a,\"b,c\",d\r\n\"x\ny\",\"q\"\"r\"\n\xc3\xa9,\"\",,\n".repeat(37);
+        let text = b"a,\"b,c\",d\r\n\"x\ny\",\"q\"\"r\"\n\xc3\xa9,\"\",\0,\n".repeat(37);
         let mut buf = text.clone();
         buf.resize(text.len() + PADDING, b',');
         let mut want = Index::default();
@@ -332,7 +340,7 @@ mod tests {
     /// block boundaries and with padding that would matter if read.
     #[test]
     fn simd_matches_scalar() {
-        let alphabet = b"ab,,\"\n\r\xc3\xa9x";
+        let alphabet = b"ab,,\"\n\r\xc3\xa9x\0";
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for len in [0usize, 1, 63, 64, 65, 127, 200, 1000] {
             let text: Vec<u8> = (0..len)

@@ -177,7 +177,7 @@ pub(super) fn read_delimited(
 pub(super) enum Split {
     /// A line of `len` bytes (line break excluded) with `fields` fields,
     /// whose end offsets are in `ends`; `ascii` when the splitter saw that
-    /// every byte is ASCII (so it is valid UTF-8 without another look).
+    /// every byte is ASCII and none is NUL (so it is text without another look).
     Line { len: usize, fields: usize, ascii: bool },
     /// The line holds a quote or a carriage return: csv-core must read it.
     Special,
@@ -241,6 +241,7 @@ mod simd {
         let vn = _mm256_set1_epi8(b'\n' as i8);
         let vr = _mm256_set1_epi8(b'\r' as i8);
         let vq = _mm256_set1_epi8(b'"' as i8);
+        let vz = _mm256_setzero_si256();
         let mut fields = 0usize;
         let mut base = 0usize;
         let mut high = 0u32;
@@ -248,8 +249,9 @@ mod simd {
             // SAFETY: base + 32 <= len, and loadu has no alignment requirement.
             let v = unsafe { _mm256_loadu_si256(avail.as_ptr().add(base) as *const __m256i) };
             let d = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vd)) as u32;
-            // The sign bit of every byte: set for non-ASCII bytes.
-            let h = _mm256_movemask_epi8(v) as u32;
+            // The sign bit of every byte (set for non-ASCII bytes), and NULs:
+            // bytes that make the record's text worth a closer look.
+            let h = _mm256_movemask_epi8(v) as u32 | _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vz)) as u32;
             let n = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vn)) as u32;
             let mut sp = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vr)) as u32;
             if quoting {
@@ -278,6 +280,20 @@ mod simd {
     }
 }
 
+/// Why a record's field bytes are not text, if they are not: a NUL byte
+/// (named by its field, 1-based: no region, file or report can hold it) or
+/// bytes that are not valid UTF-8.
+fn text_problem(out: &[u8], ends: &[usize]) -> Option<String> {
+    if let Some(at) = memchr::memchr(0, out) {
+        let field = ends.partition_point(|&end| end <= at) + 1;
+        return Some(format!("field {field} holds a NUL byte"));
+    }
+    match std::str::from_utf8(out) {
+        Ok(_) => None,
+        Err(e) => Some(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+    }
+}
+
 /// How a record's fields are laid out (see [`Row`]).
 #[derive(Clone, Copy)]
 pub(super) struct Shape {
@@ -300,10 +316,9 @@ pub(super) fn emit(
     let item = if ends.len() != expected {
         Item::Bad(Bad { line, reason: format!("has {} fields, the header has {expected}", ends.len()) })
     } else if !shape.ascii
-        && !out.is_ascii()
-        && let Err(e) = std::str::from_utf8(out)
+        && let Some(reason) = text_problem(out, ends)
     {
-        Item::Bad(Bad { line, reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()) })
+        Item::Bad(Bad { line, reason })
     } else {
         Item::Row(Row { line, raw, out, ends, sep: shape.sep, plain: shape.plain })
     };

@@ -57,6 +57,13 @@ fn jsonl_fields(raw: &[u8], header: &mut Header, out: &mut Vec<u8>, ends: &mut V
     let serde_json::Value::Object(map) = value else {
         return Err("not a JSON object".to_string());
     };
+    // NUL is no text: no region, column or report can hold one.
+    if let Some(key) = map.keys().find(|k| k.contains('\0')) {
+        return Err(format!("key {key:?} holds a NUL byte"));
+    }
+    if let Some((key, _)) = map.iter().find(|(_, v)| v.as_str().is_some_and(|s| s.contains('\0'))) {
+        return Err(format!("column {key:?} holds a NUL byte"));
+    }
     let before = header.len();
     for key in map.keys() {
         if !header.iter().any(|h| h == key) {

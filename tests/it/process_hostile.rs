@@ -1,0 +1,67 @@
+//! Hostile data and tight limits (issue 17): a bad record is rejected with
+//! its file, line and reason, never a whole region; rlimit defaults fit the
+//! hard limits in force; memory stays bounded whatever the input; human
+//! output escapes what could make a line read differently from what it is.
+
+use crate::util as support;
+
+use serde_json::Value;
+use support::{Sandbox, accounting};
+
+/// The reasons of a report's rejects, with their lines.
+fn rejects(report: &Value) -> Vec<(u64, String)> {
+    report["rejects"]
+        .as_array()
+        .expect("rejects")
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// A NUL byte in one record's key, another in a text field, and invalid
+/// UTF-8 in a third, among good rows: three rejected records with their
+/// lines and reasons, every other record of the same regions processed,
+/// exit 0, on both splits.
+#[test]
+fn a_nul_byte_rejects_its_record_not_its_region() {
+    let sb = Sandbox::new();
+    let mut csv = b"region,v,note\n".to_vec();
+    for i in 0..40 {
+        csv.extend(format!("{},{i},fine\n", ["A", "B"][i % 2]).as_bytes());
+    }
+    csv.extend(b"A\0B,100,x\n"); // line 42: NUL in the key
+    csv.extend(b"B,200,n\0te\n"); // line 43: NUL in a text field
+    csv.extend(b"\"A\",300,\"caf\xff\"\n"); // line 44: not UTF-8
+    csv.extend(b"A,7,last\n");
+    std::fs::write(sb.path().join("nul.csv"), &csv).unwrap();
+    for split in ["regions", "bytes"] {
+        let run = sb.cmd().args(["process", "nul.csv", "--by", "region", "--json", "--split", split]).run().success();
+        let report = run.json();
+        assert_eq!(accounting(&report), [44, 41, 3, 0], "{split}: {report:#}");
+        assert_eq!(report["complete"], true, "{split}");
+        let names: Vec<&String> = report["regions"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["A", "B"], "{split}");
+        assert_eq!(report["regions"]["A"]["records"], 21, "{split}");
+        assert_eq!(report["totals"]["stats"]["v"]["sum"].as_f64(), Some(787.0), "{split}");
+        let got = rejects(&report);
+        assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [42, 43, 44], "{split}: {got:?}");
+        assert!(got[0].1.contains("NUL") && got[0].1.contains("field 1"), "{split}: {got:?}");
+        assert!(got[1].1.contains("NUL") && got[1].1.contains("field 3"), "{split}: {got:?}");
+        assert!(got[2].1.contains("UTF-8"), "{split}: {got:?}");
+    }
+}
+
+/// JSON Lines: `\u0000` decodes to a NUL, which no key or text may hold.
+#[test]
+fn a_nul_in_json_lines_rejects_its_record() {
+    let sb = Sandbox::new();
+    let lines = "{\"region\":\"A\",\"v\":1}\n{\"region\":\"A\\u0000\",\"v\":2}\n{\"region\":\"B\",\"v\":3}\n";
+    std::fs::write(sb.path().join("d.jsonl"), lines).unwrap();
+    let report = sb.cmd().args(["process", "d.jsonl", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(accounting(&report), [3, 2, 1, 0], "{report:#}");
+    assert_eq!(report["complete"], true);
+    let got = rejects(&report);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, 2);
+    assert!(got[0].1.contains("NUL") && got[0].1.contains("region"), "{got:?}");
+}
