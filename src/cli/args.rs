@@ -158,9 +158,10 @@ pub(crate) struct ProcessArgs {
     /// built-in summary workers are not capped).
     #[arg(long, value_name = "SIZE", value_parser = values::size)]
     pub(crate) max_output: Option<u64>,
-    /// Open-file limit per worker.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub(crate) max_open_files: u64,
+    /// Open-file limit per worker (default 1024, or the hard limit in force
+    /// when lower; a value above the hard limit is refused).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_open_files: Option<u64>,
     /// Linux: Landlock (writes only in the worker's directory) and no network; refuses when unavailable.
     #[arg(long)]
     pub(crate) sandbox: bool,

@@ -58,6 +58,7 @@ pub(crate) const DEMO_CSV: &str = include_str!("demo.csv");
 /// Runs a whole `distex process`.
 pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
+    options.limits.check_hard_limits().map_err(Error::Usage)?;
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
     // Byte ranges are scans of files on this machine: with nodes to place

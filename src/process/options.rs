@@ -104,7 +104,7 @@ pub(crate) fn check_options(options: &ProcessOptions) -> std::result::Result<(),
     if options.jobs == Some(0) && options.nodes.is_empty() {
         return Err("--jobs must be at least 1 (0 means \"no local workers\", which needs --nodes)".into());
     }
-    if l.max_open_files < 16 {
+    if l.max_open_files.is_some_and(|n| n < 16) {
         return Err("--max-open-files must be at least 16".into());
     }
     if options.processor.as_deref().is_some_and(|c| c.trim().is_empty()) {

@@ -19,15 +19,35 @@ pub(crate) enum Limit {
     CpuSeconds,
 }
 
+/// The `RLIMIT_*` constant of a [`Limit`] (a macro: its C type differs
+/// between C libraries).
+macro_rules! resource {
+    ($limit:expr) => {
+        match $limit {
+            Limit::Core => libc::RLIMIT_CORE,
+            Limit::OpenFiles => libc::RLIMIT_NOFILE,
+            Limit::AddressSpace => libc::RLIMIT_AS,
+            Limit::CpuSeconds => libc::RLIMIT_CPU,
+        }
+    };
+}
+
+/// The hard limit in force for this process (`None`: unlimited). A process
+/// may lower its limits but never raise one above the hard limit, so a
+/// worker's limits must fit under it.
+pub(crate) fn hard_limit(limit: Limit) -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscall writing into a stack value.
+    if unsafe { libc::getrlimit(resource!(limit), &mut lim) } != 0 || lim.rlim_max == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(lim.rlim_max as u64)
+}
+
 /// Sets a resource limit of this process (soft and hard). Only a system
 /// call: async-signal-safe, so it may run between fork and exec.
 pub(crate) fn set_limit(limit: Limit, soft: u64, hard: u64) -> io::Result<()> {
-    let resource = match limit {
-        Limit::Core => libc::RLIMIT_CORE,
-        Limit::OpenFiles => libc::RLIMIT_NOFILE,
-        Limit::AddressSpace => libc::RLIMIT_AS,
-        Limit::CpuSeconds => libc::RLIMIT_CPU,
-    };
+    let resource = resource!(limit);
     let lim = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
     // SAFETY: plain syscall on a stack value.
     if unsafe { libc::setrlimit(resource, &lim) } != 0 {

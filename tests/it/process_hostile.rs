@@ -65,3 +65,43 @@ fn a_nul_in_json_lines_rejects_its_record() {
     assert_eq!(got[0].0, 2);
     assert!(got[0].1.contains("NUL") && got[0].1.contains("region"), "{got:?}");
 }
+
+/// `sh -c SCRIPT` with the open-files limit (soft and hard) lowered to
+/// 512 first, as in many containers. Root may raise a hard limit again
+/// (CAP_SYS_RESOURCE), so as root the capability is dropped (util-linux's
+/// `setpriv`) for the limit to bind as it does for everyone else.
+fn under_open_files_512(sb: &Sandbox, script: &str) -> support::Run {
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let script = format!("ulimit -n 512 && exec \"$0\" {script}");
+    let (program, first): (&str, &[&str]) =
+        if root { ("setpriv", &["--bounding-set=-sys_resource", "sh"]) } else { ("sh", &[]) };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(first).args(["-c", &script, support::DISTEX]);
+    // What `Sandbox::cmd` sets up, for this command line.
+    let template = sb.cmd().cmd;
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.current_dir(sb.path()).stdin(std::process::Stdio::null());
+    support::TestCommand { cmd }.run()
+}
+
+/// Under a hard limit of 512 open files the default `--max-open-files`
+/// (1024) is clamped to it, so the demo completes; asking for more than
+/// the hard limit is a usage error naming it.
+#[test]
+fn rlimit_defaults_fit_under_a_low_hard_limit() {
+    let sb = Sandbox::new();
+    let run = under_open_files_512(&sb, "process --demo --json").success();
+    let report = run.json();
+    assert_eq!(report["complete"], true, "{report:#}");
+    assert_eq!(accounting(&report), [30, 30, 0, 0]);
+
+    let run = under_open_files_512(&sb, "process --demo --max-open-files 600").expect_code(2);
+    let err = run.stderr();
+    assert!(err.contains("--max-open-files 600") && err.contains("hard limit") && err.contains("512"), "{err}");
+    assert!(run.stdout().is_empty(), "nothing is processed: {}", run.stdout());
+}

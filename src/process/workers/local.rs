@@ -44,8 +44,9 @@ pub(crate) struct Limits {
     pub(crate) max_cpu_seconds: Option<u64>,
     /// Most bytes a worker may print on stdout.
     pub(crate) max_output: u64,
-    /// Most open files (RLIMIT_NOFILE).
-    pub(crate) max_open_files: u64,
+    /// Most open files (RLIMIT_NOFILE); by default [`DEFAULT_OPEN_FILES`],
+    /// or the hard limit in force when that is lower.
+    pub(crate) max_open_files: Option<u64>,
     /// Wall-clock limit per attempt, in seconds.
     pub(crate) timeout: Option<f64>,
     /// Seconds between SIGTERM and SIGKILL when a worker is stopped.
@@ -58,9 +59,56 @@ impl Default for Limits {
             max_memory: None,
             max_cpu_seconds: None,
             max_output: 16 << 20,
-            max_open_files: 1024,
+            max_open_files: None,
             timeout: None,
             grace: 2.0,
+        }
+    }
+}
+
+/// Open files a worker may have unless `--max-open-files` says otherwise.
+pub(crate) const DEFAULT_OPEN_FILES: u64 = 1024;
+
+/// The limits set on a worker, computed before it is forked (see [`Limits::in_force`]).
+struct Rlimits {
+    open_files: u64,
+    address_space: Option<u64>,
+    /// Soft and hard CPU seconds.
+    cpu: Option<(u64, u64)>,
+}
+
+impl Limits {
+    /// Refuses a limit the user gave above the hard limit in force (no
+    /// process can raise its own): the error names the flag and the limit.
+    /// Defaults are clamped instead ([`Limits::in_force`]).
+    pub(crate) fn check_hard_limits(&self) -> Result<(), String> {
+        let given = [
+            ("--max-open-files", Limit::OpenFiles, self.max_open_files, "open files (ulimit -Hn)"),
+            ("--max-memory", Limit::AddressSpace, self.max_memory, "address space in bytes (ulimit -Hv, in KiB)"),
+            ("--max-cpu-seconds", Limit::CpuSeconds, self.max_cpu_seconds, "CPU seconds (ulimit -Ht)"),
+        ];
+        for (flag, limit, value, what) in given {
+            if let (Some(value), Some(hard)) = (value, sys::hard_limit(limit))
+                && value > hard
+            {
+                return Err(format!(
+                    "{flag} {value} is above the hard limit in force here ({hard} {what}), which no process \
+                     can raise: give at most {hard}, or leave the flag out"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits a worker gets: what was given, and for open files the
+    /// default clamped to the hard limit in force; the CPU limit's hard
+    /// second (SIGKILL after SIGXCPU) too.
+    fn in_force(&self) -> Rlimits {
+        let hard = |limit| sys::hard_limit(limit).unwrap_or(u64::MAX);
+        Rlimits {
+            open_files: self.max_open_files.unwrap_or_else(|| DEFAULT_OPEN_FILES.min(hard(Limit::OpenFiles))),
+            address_space: self.max_memory,
+            cpu: self.max_cpu_seconds.map(|secs| (secs, (secs + 1).min(hard(Limit::CpuSeconds)).max(secs))),
         }
     }
 }
@@ -126,7 +174,7 @@ pub(crate) fn run(job: &Job) -> Result<Vec<u8>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let limits = job.limits.clone();
+    let limits = job.limits.in_force();
     // SAFETY: between fork and exec only async-signal-safe calls are made
     // (setrlimit, prctl), with values computed before the fork.
     unsafe {
@@ -223,15 +271,15 @@ fn allowed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
 
 /// The worker's limits, applied in the child between fork and exec (only
 /// async-signal-safe system calls).
-fn apply_limits(limits: &Limits) -> std::io::Result<()> {
+fn apply_limits(limits: &Rlimits) -> std::io::Result<()> {
     sys::set_limit(Limit::Core, 0, 0)?;
-    sys::set_limit(Limit::OpenFiles, limits.max_open_files, limits.max_open_files)?;
-    if let Some(bytes) = limits.max_memory {
+    sys::set_limit(Limit::OpenFiles, limits.open_files, limits.open_files)?;
+    if let Some(bytes) = limits.address_space {
         sys::set_limit(Limit::AddressSpace, bytes, bytes)?;
     }
-    if let Some(secs) = limits.max_cpu_seconds {
+    if let Some((soft, hard)) = limits.cpu {
         // Soft limit sends SIGXCPU; the hard limit one second later kills.
-        sys::set_limit(Limit::CpuSeconds, secs, secs + 1)?;
+        sys::set_limit(Limit::CpuSeconds, soft, hard)?;
     }
     sys::die_with_parent();
     Ok(())

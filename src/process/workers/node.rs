@@ -118,7 +118,7 @@ fn command_line(job: &Job, node: &Node) -> String {
         var("DISTEX_ATTEMPT"),
         &memory_kib,
         &cpu,
-        &job.limits.max_open_files.to_string(),
+        &job.limits.max_open_files.unwrap_or(super::local::DEFAULT_OPEN_FILES).to_string(),
         what,
         spec,
         distex,
