@@ -305,7 +305,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     let report = match result {
         Ok(report) => report,
         Err(e) if process::workers::local::interrupted() => {
-            eprintln!("distex: error: {e}");
+            eprintln!("distex: error: {}", super::shown(&e));
             return Ok(exit::INTERRUPTED);
         }
         Err(e) => return Err(e),

@@ -26,10 +26,17 @@ pub fn main() -> ExitCode {
     match dispatch::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("distex: error: {e}");
+            eprintln!("distex: error: {}", shown(&e));
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// An error as shown on a terminal: it may quote data (a column name, a
+/// record), so every line is escaped ([`crate::report::escape`]); the
+/// message's own line breaks stay.
+pub(crate) fn shown(e: &crate::error::Error) -> String {
+    e.to_string().lines().map(crate::report::escape).collect::<Vec<_>>().join("\n")
 }
 
 /// A bug must never show up as a Rust backtrace: say what happened in one

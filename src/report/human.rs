@@ -8,6 +8,11 @@ use crate::state::NodesReport;
 
 /// One line saying where the command goes and why.
 pub(crate) fn decision(d: &Decision, line: &str) -> String {
+    super::escape(&decision_text(d, line)).into_owned()
+}
+
+/// [`decision`] before escaping.
+fn decision_text(d: &Decision, line: &str) -> String {
     let why = match (&d.rule, &d.matched) {
         (Some(rule), Some(m)) => format!("rule {rule}, matched {m:?}"),
         _ if d.reason == "overloaded" => "this machine is overloaded".to_string(),
@@ -53,7 +58,7 @@ pub(crate) fn nodes(report: &NodesReport) -> String {
             caps.join(",")
         );
         if let Some(e) = &n.error {
-            let _ = writeln!(out, "{:<16} last error: {e}", "");
+            let _ = writeln!(out, "{:<16} last error: {}", "", super::escape(e));
         }
     }
     out

@@ -14,12 +14,14 @@
 //! [`ProcessHuman`] renders task lines from events as tasks finish, and a
 //! live progress line on stderr when stderr is a terminal; [`results`]
 //! renders the final report. Region names come from data, so every label
-//! is escaped ([`label`]): a newline in a name cannot forge an output line.
+//! is escaped ([`super::escape`]): a newline in a name cannot forge an
+//! output line, nor a bidirectional override reorder one.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
+use super::escape as label;
 use crate::process::stats::ColumnMap;
 use crate::process::{ProcessReport, RegionReport};
 use crate::tasks::{Event, Reporter, TaskStatus};
@@ -249,9 +251,12 @@ fn push_fixed4(out: &mut String, v: f64) -> bool {
     true
 }
 
+/// A JSON value on one line, at most 300 characters, escaped: JSON
+/// escapes control characters but leaves bidirectional and invisible ones.
 fn short_json(v: &serde_json::Value) -> String {
     let s = v.to_string();
-    if s.chars().count() > 300 { format!("{}...", s.chars().take(300).collect::<String>()) } else { s }
+    let s = if s.chars().count() > 300 { format!("{}...", s.chars().take(300).collect::<String>()) } else { s };
+    label(&s).into_owned()
 }
 
 fn human_count(v: f64) -> String {
@@ -262,14 +267,6 @@ fn human_count(v: f64) -> String {
     }
 }
 
-/// Escapes control characters (newlines, escape sequences) in text that
-/// came from data, so it stays on its line and cannot drive the terminal.
-pub(crate) fn label(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}
 
 #[cfg(test)]
 mod tests {

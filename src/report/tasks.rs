@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use super::escape;
 use crate::tasks::plan::Plan;
 use crate::tasks::{Event, Reporter, Stream, TaskStatus};
 
@@ -19,18 +20,20 @@ impl Reporter for HumanReporter {
                 if *from == TaskStatus::Blocked && *to == TaskStatus::Pending {
                     return;
                 }
-                let mut line = format!("[{id}] {subject}: {} -> {}", from.label(), to.label());
+                let mut line = format!("[{}] {}: {} -> {}", escape(id), escape(subject), from.label(), to.label());
                 if let Some(n) = node {
-                    line.push_str(&format!(" ({n})"));
+                    line.push_str(&format!(" ({})", escape(n)));
                 }
                 if let Some(e) = error {
-                    line.push_str(&format!(": {e}"));
+                    line.push_str(&format!(": {}", escape(e)));
                 }
                 println_flush(&line);
             }
-            Event::TaskOutput { id, stream: Stream::Stdout, line } => println_flush(&format!("[{id}] {line}")),
-            Event::TaskOutput { id, stream: Stream::Stderr, line } => eprintln!("[{id}] {line}"),
-            Event::Warning { message } => eprintln!("distex: warning: {message}"),
+            // A task's own output is the user's command's, passed on as it
+            // printed it (colours included); its prefix is escaped.
+            Event::TaskOutput { id, stream: Stream::Stdout, line } => println_flush(&format!("[{}] {line}", escape(id))),
+            Event::TaskOutput { id, stream: Stream::Stderr, line } => eprintln!("[{}] {line}", escape(id)),
+            Event::Warning { message } => eprintln!("distex: warning: {}", escape(message)),
             Event::RunFinished { completed, failed, elapsed_ms } => {
                 println_flush(&format!(
                     "{} tasks: {completed} completed, {failed} failed in {:.2}s",
@@ -63,15 +66,15 @@ impl Reporter for JsonLinesReporter {
 pub(crate) fn plan(plan: &Plan) -> String {
     let mut out = String::new();
     for (i, wave) in plan.waves.iter().enumerate() {
-        out.push_str(&format!("wave {}: {}\n", i + 1, wave.join(", ")));
+        out.push_str(&format!("wave {}: {}\n", i + 1, escape(&wave.join(", "))));
     }
     for t in &plan.tasks {
-        out.push_str(&format!("  [{}] {}\n", t.id, t.command));
+        out.push_str(&format!("  [{}] {}\n", escape(&t.id), escape(&t.command)));
         for d in &t.depends_on {
-            out.push_str(&format!("      after {d}: depends_on\n"));
+            out.push_str(&format!("      after {}: depends_on\n", escape(d)));
         }
         for i in &t.inferred {
-            out.push_str(&format!("      after {}: {}\n", i.after, i.reason));
+            out.push_str(&format!("      after {}: {}\n", escape(&i.after), escape(&i.reason)));
         }
     }
     out

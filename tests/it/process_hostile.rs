@@ -105,3 +105,38 @@ fn rlimit_defaults_fit_under_a_low_hard_limit() {
     assert!(err.contains("--max-open-files 600") && err.contains("hard limit") && err.contains("512"), "{err}");
     assert!(run.stdout().is_empty(), "nothing is processed: {}", run.stdout());
 }
+
+/// Region names holding a right-to-left override, a zero-width space, an
+/// isolate and a terminal escape sequence: escaped visibly in the human
+/// report (task lines, region lines, reject reasons), exact in JSON.
+#[test]
+fn human_output_escapes_what_could_make_a_line_lie() {
+    let sb = Sandbox::new();
+    let evil = ["A\u{202E}gnp.exe", "B\u{200B}", "C\u{2066}x\u{2069}", "D\u{1b}[31mred\u{1b}[0m"];
+    let mut csv = String::from("region,v\n");
+    for (i, name) in evil.iter().enumerate() {
+        csv.push_str(&format!("{name},{i}\n"));
+    }
+    csv.push_str("E,\u{202E}12\n"); // line 6: not a number, its reason quotes it
+    std::fs::write(sb.path().join("evil.csv"), &csv).unwrap();
+    let args = ["process", "evil.csv", "--by", "region", "--schema", "v=number"];
+    let human = sb.cmd().args(args).run().success().stdout();
+    for raw in ['\u{202E}', '\u{200B}', '\u{2066}', '\u{2069}', '\u{1b}'] {
+        assert!(!human.contains(raw), "{raw:?} printed raw:\n{human}");
+    }
+    for shown in [
+        "Region A\\u{202e}gnp.exe: 1 records processed",
+        "Region B\\u{200b}: 1 records processed",
+        "Region C\\u{2066}x\\u{2069}: 1 records processed",
+        "Region D\\u{1b}[31mred\\u{1b}[0m: 1 records processed",
+        "process-region-a\\u{202e}gnp.exe",
+    ] {
+        assert!(human.contains(shown), "{shown} not in:\n{human}");
+    }
+    let reject = human.lines().find(|l| l.contains("evil.csv:6:")).unwrap_or_else(|| panic!("{human}"));
+    assert!(reject.contains("\\u{202e}12"), "{reject}");
+
+    let report = sb.cmd().args(args).arg("--json").run().success().json();
+    let names: Vec<&str> = report["regions"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(names, evil, "JSON keeps the names exactly");
+}
