@@ -40,6 +40,13 @@ use respond::{HookOutput, Permission};
 /// Claude Code's hook input is a few KB; anything far larger is not for us.
 const MAX_INPUT: u64 = 4 << 20;
 
+/// Commands longer than this are not routed: the hook answers at once and
+/// the command runs here as it was (with a note in the hook log). Parsing
+/// and routing take time in proportion to a command's length, and Claude
+/// Code waits for the hook before every command: a machine-generated
+/// command of megabytes would otherwise take seconds of that budget.
+pub(crate) const MAX_ROUTED_COMMAND: usize = 64 << 10;
+
 /// Runs the PreToolUse hook with stdin/stdout; returns the exit status (always 0).
 pub(crate) fn pre_tool_use(config_flag: Option<&Path>) -> u8 {
     // A panic must not reach Claude Code as a backtrace or a non-zero status
@@ -69,6 +76,13 @@ fn answer(config_flag: Option<&Path>) -> Result<Option<String>, String> {
             event.tool_name
         ));
     };
+    if command.len() > MAX_ROUTED_COMMAND {
+        return Err(format!(
+            "a command of {} bytes is longer than the {} KiB the hook routes: left to run here as it was",
+            command.len(),
+            MAX_ROUTED_COMMAND >> 10
+        ));
+    }
     let session = event.session_id.as_deref().unwrap_or_default();
     let config = match config::load(config_flag) {
         Ok(config) => config,
@@ -96,9 +110,12 @@ fn read_event() -> Result<input::PreToolUse, String> {
     }
     let mut raw = String::new();
     std::io::stdin()
-        .take(MAX_INPUT)
+        .take(MAX_INPUT + 1)
         .read_to_string(&mut raw)
         .map_err(|e| format!("cannot read the hook input from stdin: {e}"))?;
+    if raw.len() as u64 > MAX_INPUT {
+        return Err(format!("ignoring hook input over {} MiB: the command is left to run here", MAX_INPUT >> 20));
+    }
     input::parse(&raw).map_err(|e| format!("ignoring unreadable hook input: {e}"))
 }
 

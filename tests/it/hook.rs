@@ -543,3 +543,27 @@ fn a_busy_machine_suggests_only_long_running_commands_once_per_session() {
         assert!(rewritten(&hook(&sandbox, &config, &bash("cargo build"))).is_some());
     }
 }
+
+/// A 4 MB command (`cargo build; echo a; echo a; ...`, which a rule would
+/// route) is past the size the hook routes: it answers at once with
+/// nothing (the command runs here as it was) and says why in its log. How
+/// fast that is, is measured by `bench/hook.sh`.
+#[test]
+fn a_huge_command_is_left_alone_at_once() {
+    let sandbox = Sandbox::new();
+    let mut command = String::from("cargo build --release");
+    while command.len() < 4_000_000 {
+        command.push_str("; echo a");
+    }
+    let run = hook(&sandbox, &cluster(""), &bash(&command));
+    assert_eq!(run.stdout(), "", "a huge command is not rewritten");
+    let log = log(&sandbox);
+    assert!(log.contains(&format!("a command of {} bytes", command.len())) && log.contains("64 KiB"), "{log}");
+    // Just under the limit, the same command is still routed.
+    let mut command = String::from("cargo build --release");
+    while command.len() < 60_000 {
+        command.push_str("; echo a");
+    }
+    let run = hook(&sandbox, &cluster(""), &bash(&command));
+    assert!(run.stdout().contains("distex run --node builder"), "{}", run.stdout());
+}
