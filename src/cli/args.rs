@@ -142,6 +142,10 @@ pub(crate) struct ProcessArgs {
     /// Stop with an input error once more than N records are rejected.
     #[arg(long, value_name = "N")]
     pub(crate) max_rejects: Option<u64>,
+    /// Records longer than this (e.g. 64M) are rejected with their line and
+    /// size, without being held in memory [default: 16M].
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    pub(crate) max_record_size: Option<u64>,
     /// Wall-clock limit per worker attempt: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
     #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
     pub(crate) timeout: Option<Duration>,

@@ -274,6 +274,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
         jobs: args.jobs,
         retries: args.retries,
         max_rejects: args.max_rejects,
+        max_record_size: args.max_record_size.unwrap_or(process::input::DEFAULT_MAX_RECORD),
         limits: Limits {
             max_memory: args.max_memory,
             max_cpu_seconds: args.max_cpu_seconds,

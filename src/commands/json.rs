@@ -1,14 +1,17 @@
 //! `distex json`: serve JSON requests, one per line, in order.
 //!
-//! A bad line (not JSON, wrong shape, unknown op) gets an error object on
-//! its own line and the next line is still served; the caller learns from
-//! the exit status that something failed.
+//! A bad line (not JSON, wrong shape, unknown op, longer than
+//! [`MAX_REQUEST_LINE`]) gets an error object on its own line and the next
+//! line is still served; the caller learns from the exit status that
+//! something failed. An over-long line is read to its end without being
+//! held in memory.
 
 use std::io::{BufRead, Write};
 
 use serde_json::Value;
 
 use super::route;
+use crate::process::input::line::{Line, read_line};
 use crate::config::Config;
 use crate::protocol::{OPS, Request, RequestLine, Response, ResponseLine};
 
@@ -19,20 +22,38 @@ pub(crate) struct Served {
     pub(crate) failed: usize,
 }
 
+/// The longest request line served (1 MiB): requests are small objects,
+/// and a line is parsed whole.
+pub(crate) const MAX_REQUEST_LINE: usize = 1 << 20;
+
 /// Reads requests from `input` until EOF, writing one response line each.
-pub(crate) fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
+pub(crate) fn serve(config: &Config, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
     let mut served = Served::default();
-    for (index, line) in input.lines().enumerate() {
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                let resp =
-                    ResponseLine::error(None, "parse_error", format!("line {}: not valid UTF-8 text ({e})", index + 1));
-                write_line(&mut output, &resp)?;
-                served.failed += 1;
-                continue;
-            }
+    let mut buf = Vec::new();
+    for index in 0.. {
+        let refused = match read_line(&mut input, &mut buf, MAX_REQUEST_LINE)? {
+            Line::End => break,
+            Line::TooLong { bytes } => Some((
+                "too_large",
+                format!(
+                    "line {}: a request of {bytes} bytes is longer than the {} MiB a request line may be",
+                    index + 1,
+                    MAX_REQUEST_LINE >> 20
+                ),
+            )),
+            Line::Read => None,
         };
+        let text = std::str::from_utf8(&buf);
+        let (line, refused) = match (text, refused) {
+            (_, Some(refused)) => ("", Some(refused)),
+            (Ok(line), None) => (line.trim_end_matches('\n').trim_end_matches('\r'), None),
+            (Err(e), None) => ("", Some(("parse_error", format!("line {}: not valid UTF-8 text ({e})", index + 1)))),
+        };
+        if let Some((code, message)) = refused {
+            write_line(&mut output, &ResponseLine::error(None, code, message))?;
+            served.failed += 1;
+            continue;
+        }
         if line.trim().is_empty() {
             continue;
         }

@@ -118,6 +118,7 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
             format: options.format,
             schema: &options.schema,
             max_rejects: options.max_rejects,
+            max_record: options.max_record_size,
             dir: &run_dir,
         },
         &mut |records| {

@@ -37,6 +37,9 @@ pub(crate) struct ProcessOptions {
     pub(crate) retries: u32,
     /// Stop with an input error once more records than this are rejected.
     pub(crate) max_rejects: Option<u64>,
+    /// Records longer than this many bytes are rejected without being held
+    /// in memory (default 16 MiB).
+    pub(crate) max_record_size: u64,
     pub(crate) limits: Limits,
     /// Landlock and a private network namespace for every worker (Linux).
     pub(crate) sandbox: bool,
@@ -80,6 +83,7 @@ impl Default for ProcessOptions {
             jobs: None,
             retries: 0,
             max_rejects: None,
+            max_record_size: super::input::DEFAULT_MAX_RECORD,
             limits: Limits::default(),
             sandbox: false,
             keep_workdirs: false,
@@ -106,6 +110,9 @@ pub(crate) fn check_options(options: &ProcessOptions) -> std::result::Result<(),
     }
     if l.max_open_files.is_some_and(|n| n < 16) {
         return Err("--max-open-files must be at least 16".into());
+    }
+    if options.max_record_size < 1 << 20 {
+        return Err("--max-record-size must be at least 1M".into());
     }
     if options.processor.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err("--processor is empty".into());

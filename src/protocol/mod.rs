@@ -105,8 +105,9 @@ pub(crate) enum Response {
 /// Why a request line was not served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct ErrorBody {
-    /// `parse_error` (not JSON), `invalid_request` (JSON of the wrong shape),
-    /// `unknown_op`, `config`, `usage`, `input`, `io`.
+    /// `parse_error` (not JSON), `too_large` (a line over 1 MiB),
+    /// `invalid_request` (JSON of the wrong shape), `unknown_op`, `config`,
+    /// `usage`, `input`, `io`.
     pub(crate) code: String,
     pub(crate) message: String,
 }

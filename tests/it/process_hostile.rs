@@ -140,3 +140,115 @@ fn human_output_escapes_what_could_make_a_line_lie() {
     let names: Vec<&str> = report["regions"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(names, evil, "JSON keeps the names exactly");
 }
+
+/// The memory budget of `distex process` (docs/process.md).
+const BUDGET_KIB: u64 = 200 * 1024;
+
+/// Runs `distex ARGS` in `sb` under GNU time; returns the run and its peak
+/// resident memory in KiB (the largest of distex and its workers).
+fn peak_memory(sb: &Sandbox, args: &[&str]) -> (support::Run, u64) {
+    let report = sb.path().join("time.txt");
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.arg("-v").arg("-o").arg(&report).arg(support::DISTEX).args(args);
+    let template = sb.cmd().cmd;
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.current_dir(sb.path()).stdin(std::process::Stdio::null());
+    let run = support::TestCommand { cmd }.run();
+    let text = std::fs::read_to_string(&report).expect("GNU time's report (Debian package `time`)");
+    let kib = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory in: {text}"));
+    (run, kib)
+}
+
+/// Writes `region,v,note` rows: 1000 good rows, then one whose note is
+/// `field_mib` MiB of `x` (at line 1002), then 1000 good rows (the first
+/// with a quoted line break), then a bad one at line 2004.
+fn with_huge_field(path: &std::path::Path, field_mib: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(b"region,v,note\n").unwrap();
+    for i in 0..1000 {
+        write!(f, "A,{i},x\n").unwrap();
+    }
+    f.write_all(b"B,5,").unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..field_mib {
+        f.write_all(&chunk).unwrap();
+    }
+    f.write_all(b"\n").unwrap();
+    f.write_all(b"B,1,\"two\nlines\"\n").unwrap();
+    for i in 1..1000 {
+        write!(f, "B,{i},y\n").unwrap();
+    }
+    f.write_all(b"B,oops,z\n").unwrap();
+    f.flush().unwrap();
+}
+
+/// What every path must report for [`with_huge_field`]'s data.
+fn assert_huge_field_rejected(report: &Value, field_mib: usize, what: &str) {
+    assert_eq!(accounting(report), [2002, 2000, 2, 0], "{what}: {report:#}");
+    assert_eq!(report["complete"], true, "{what}");
+    let got = rejects(report);
+    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [1002, 2004], "{what}: {got:?}");
+    let size = (field_mib << 20) + "B,5,\n".len();
+    assert!(got[0].1.contains(&format!("record of {size} bytes")) && got[0].1.contains("--max-record-size"), "{got:?}");
+    assert_eq!(report["regions"]["B"]["records"], 1000, "{what}");
+}
+
+/// A CSV with a 300 MB field: that record is rejected with its line and
+/// size, every other one is processed, and `distex process` stays within
+/// its memory budget on both splits.
+#[test]
+fn a_300_mb_field_is_rejected_within_the_memory_budget() {
+    let sb = Sandbox::new();
+    with_huge_field(&sb.path().join("huge.csv"), 300);
+    for split in ["regions", "bytes"] {
+        let (run, kib) = peak_memory(&sb, &["process", "huge.csv", "--by", "region", "--json", "--split", split]);
+        let report = run.success().json();
+        assert_huge_field_rejected(&report, 300, split);
+        assert!(kib < BUDGET_KIB, "{split}: peak memory {kib} KiB is over the budget of {BUDGET_KIB} KiB");
+    }
+}
+
+/// `--max-record-size` holds on every reader: a plain file, stdin (read as
+/// it comes, or copied for byte ranges), gzip, and JSON Lines.
+#[test]
+fn oversized_records_are_rejected_on_every_reader_path() {
+    let sb = Sandbox::new();
+    with_huge_field(&sb.path().join("d.csv"), 3);
+    let gz = std::process::Command::new("gzip").args(["-k", "d.csv"]).current_dir(sb.path()).status().unwrap();
+    assert!(gz.success());
+    let small = ["--max-record-size", "1M", "--by", "region", "--json", "--split"];
+    for split in ["regions", "bytes"] {
+        for input in ["d.csv", "d.csv.gz"] {
+            let run = sb.cmd().args(["process", input]).args(small).arg(split).run().success();
+            assert_huge_field_rejected(&run.json(), 3, &format!("{input} {split}"));
+        }
+        let run = sb.cmd().args(["process", "-"]).args(small).arg(split).stdin_file(sb.path().join("d.csv"));
+        assert_huge_field_rejected(&run.success().json(), 3, &format!("stdin {split}"));
+    }
+    // The default (16 MiB) lets a 3 MiB record through.
+    let report = sb.cmd().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(accounting(&report), [2002, 2001, 1, 0]);
+
+    let head = "{\"region\":\"B\",\"v\":2,\"pad\":\"";
+    let mut jsonl = format!("{{\"region\":\"A\",\"v\":1}}\n{head}").into_bytes();
+    jsonl.extend(vec![b'p'; 2 << 20]);
+    jsonl.extend(b"\"}\n{\"region\":\"B\",\"v\":3}\n{\"region\":\"B\",\"v\":\"x\"}\n");
+    std::fs::write(sb.path().join("d.jsonl"), &jsonl).unwrap();
+    let report = sb.cmd().args(["process", "d.jsonl", "--schema", "v=number"]).args(&small[..5]).run();
+    let report = report.success().json();
+    assert_eq!(accounting(&report), [4, 2, 2, 0], "{report:#}");
+    let got = rejects(&report);
+    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 4], "{got:?}");
+    let size = head.len() + (2 << 20) + "\"}\n".len();
+    assert!(got[0].1.contains(&format!("record of {size} bytes")), "{got:?}");
+}

@@ -198,6 +198,7 @@ fn scan_specs(options: &ProcessOptions, plan: &Plan, format: Format) -> Vec<Scan
             key: plan.key,
             numeric: plan.numeric.clone(),
             max_rejects: options.max_rejects,
+            max_record: options.max_record_size,
         })
         .collect()
 }

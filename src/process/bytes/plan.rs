@@ -199,6 +199,7 @@ fn sample_head(head: &[u8], format: Format) -> Result<Option<Head>, String> {
     let read = input::read_from(
         head,
         format,
+        usize::MAX,
         &mut |h, _| {
             names = h.clone();
             Ok(())

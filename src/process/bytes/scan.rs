@@ -55,6 +55,13 @@ pub(crate) struct ScanSpec {
     pub(crate) numeric: Vec<usize>,
     /// Stop once more than this many records were rejected in this range.
     pub(crate) max_rejects: Option<u64>,
+    /// Longer records are rejected without being held (`--max-record-size`).
+    #[serde(default = "default_max_record")]
+    pub(crate) max_record: u64,
+}
+
+fn default_max_record() -> u64 {
+    input::DEFAULT_MAX_RECORD
 }
 
 /// Entry point of `distex __worker scan`.
@@ -135,6 +142,7 @@ fn scan_mapped(file: &File, spec: &ScanSpec, summary: &mut Summarizer<'_>, windo
     let (delim, quoting) = spec.format.delimiter();
     let mut index = Index::default();
     let mut pos = spec.start;
+    let longest = usize::try_from(spec.max_record).unwrap_or(usize::MAX);
     while pos + (CHUNK as u64) < safe_end {
         // Some bytes before `pos` too: numbers are read with the 8 bytes ending at their end.
         let map_start = pos.saturating_sub(FRONT as u64);
@@ -156,11 +164,13 @@ fn scan_mapped(file: &File, spec: &ScanSpec, summary: &mut Summarizer<'_>, windo
                 return Ok(map_start + done as u64);
             }
             if done == from {
-                if chunk_to == to {
+                if chunk_to == to || span >= longest {
                     break;
                 }
-                // A record longer than a chunk: index the rest of the window.
-                span = to - from;
+                // A record longer than a chunk: index the rest of the window,
+                // up to --max-record-size (a longer one is the copying
+                // reader's to skip).
+                span = (to - from).min(longest);
                 continue;
             }
             (from, span) = (done, CHUNK);
@@ -201,9 +211,18 @@ fn scan_copied(mut file: File, pos: u64, summary: &mut Summarizer<'_>, chunk: us
         }
         buf.copy_within(done..FRONT + len, FRONT);
         len -= done - FRONT;
-        if len == capacity {
+        if len == capacity && capacity as u64 >= spec.max_record {
+            // A record over --max-record-size: read to its end, not kept.
+            let record = std::io::Read::chain(&buf[FRONT..FRONT + len], &mut reader);
+            let (skipped, rest) = input::skip_first_record(record, spec.format).map_err(cannot_read)?;
+            buf[FRONT..FRONT + rest.len()].copy_from_slice(&rest);
+            len = rest.len();
+            if summary.skipped(skipped) == Flow::Stop {
+                break;
+            }
+        } else if len == capacity {
             // One record larger than the whole buffer: make room for it.
-            capacity *= 2;
+            capacity = (capacity * 2).min(usize::try_from(spec.max_record).unwrap_or(usize::MAX).max(capacity));
             buf.resize(FRONT + capacity + structural::PADDING, 0);
         }
     }
@@ -566,6 +585,19 @@ impl<'s> Summarizer<'s> {
         Flow::Continue
     }
 
+    /// Counts a record too large to read ([`input::skip_first_record`]) and rejects it.
+    fn skipped(&mut self, skipped: input::Skipped) -> Flow {
+        self.out.records += 1;
+        let flow = self.reject(self.line, input::oversized(skipped.bytes, self.spec.max_record));
+        self.out.newlines += skipped.newlines;
+        self.line += skipped.newlines;
+        if self.spec.format == Format::Csv {
+            self.out.quotes += skipped.quotes;
+        }
+        self.out.unterminated_last |= !skipped.terminated;
+        flow
+    }
+
     fn reject(&mut self, line: u64, reason: String) -> Flow {
         self.out.rejected += 1;
         if self.out.rejects.len() < crate::process::report::MAX_LISTED_REJECTS {
@@ -761,6 +793,7 @@ mod tests {
             key: 0,
             numeric: vec![1, 2],
             max_rejects: None,
+            max_record: input::DEFAULT_MAX_RECORD,
         }
     }
 

@@ -7,27 +7,34 @@ use std::io::{self, Read};
 use super::*;
 
 /// A growable window over the input: bytes are appended at the end and
-/// dropped from the front only before the record being parsed.
+/// dropped from the front only before the record being parsed. It grows
+/// for a long record up to `max` bytes, never beyond.
 struct Window<R> {
     input: R,
     buf: Vec<u8>,
     /// Bytes `..len` are valid.
     len: usize,
     eof: bool,
+    max: usize,
 }
 
 impl<R: Read> Window<R> {
-    fn new(input: R, capacity: usize) -> Self {
-        Window { input, buf: vec![0; capacity.max(64)], len: 0, eof: false }
+    fn new(input: R, capacity: usize, max: usize) -> Self {
+        Window { input, buf: vec![0; capacity.min(max).max(64)], len: 0, eof: false, max: max.max(64) }
     }
 
-    /// Drops `..keep_from` and reads more; returns how many bytes were dropped.
-    fn refill(&mut self, keep_from: usize) -> io::Result<usize> {
+    /// Drops `..keep_from` and reads more; returns how many bytes were
+    /// dropped, or `None` (and nothing done) when the bytes kept fill a
+    /// window of `max` bytes: one record larger than that.
+    fn refill(&mut self, keep_from: usize) -> io::Result<Option<usize>> {
+        if self.len - keep_from >= self.max {
+            return Ok(None);
+        }
         self.buf.copy_within(keep_from..self.len, 0);
         self.len -= keep_from;
         if self.len == self.buf.len() {
             // One record larger than the window: grow it.
-            self.buf.resize(self.buf.len() * 2, 0);
+            self.buf.resize((self.buf.len() * 2).min(self.max), 0);
         }
         loop {
             match self.input.read(&mut self.buf[self.len..]) {
@@ -43,8 +50,16 @@ impl<R: Read> Window<R> {
                 Err(e) => return Err(e),
             }
         }
-        Ok(keep_from)
+        Ok(Some(keep_from))
     }
+}
+
+/// How a read is bounded: the window it starts with, and the longest record
+/// it holds ([`oversized`] beyond).
+#[derive(Clone, Copy)]
+pub(super) struct Bounds {
+    pub(super) window: usize,
+    pub(super) max_record: usize,
 }
 
 pub(super) fn read_delimited(
@@ -52,12 +67,12 @@ pub(super) fn read_delimited(
     delimiter: u8,
     quoting: bool,
     known_fields: Option<usize>,
-    window: usize,
+    bounds: Bounds,
     on_header: &mut OnHeader<'_>,
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     let mut parser = csv_core::ReaderBuilder::new().delimiter(delimiter).quoting(quoting).build();
-    let mut win = Window::new(input, window);
+    let mut win = Window::new(input, bounds.window, bounds.max_record);
     let mut out = vec![0u8; 1 << 12];
     let mut ends = vec![0usize; 64];
     let (mut pos, mut start) = (0usize, 0usize);
@@ -99,9 +114,16 @@ pub(super) fn read_delimited(
                 }
                 Split::Special => {}
                 Split::Incomplete if !win.eof => {
-                    let dropped = win.refill(start).map_err(ReadError::Io)?;
-                    pos -= dropped;
-                    start -= dropped;
+                    if let Some(dropped) = win.refill(start).map_err(ReadError::Io)? {
+                        pos -= dropped;
+                        start -= dropped;
+                        continue;
+                    }
+                    let skipped = skip_record(&mut parser, &mut win, (&mut pos, &mut start), &mut out, &mut ends);
+                    let skipped = skipped.map_err(ReadError::Io)?;
+                    if reject_oversized(skipped, &mut line, &mut summary, bounds, on_item) == Flow::Stop {
+                        return Ok(summary);
+                    }
                     continue;
                 }
                 Split::Incomplete => {}
@@ -110,9 +132,28 @@ pub(super) fn read_delimited(
         let input = &win.buf[pos..win.len];
         let eof_call = input.is_empty();
         if input.is_empty() && !win.eof {
-            let dropped = win.refill(start).map_err(ReadError::Io)?;
-            pos -= dropped;
-            start -= dropped;
+            if let Some(dropped) = win.refill(start).map_err(ReadError::Io)? {
+                pos -= dropped;
+                start -= dropped;
+                continue;
+            }
+            if header.is_none() {
+                return Err(ReadError::Header(format!(
+                    "the header row is longer than --max-record-size ({} bytes)",
+                    bounds.max_record
+                )));
+            }
+            // csv-core skips blank lines before a record: they are no part of it.
+            while start < pos && matches!(win.buf[start], b'\n' | b'\r') {
+                line += (win.buf[start] == b'\n') as u64;
+                start += 1;
+            }
+            let skipped = skip_record(&mut parser, &mut win, (&mut pos, &mut start), &mut out, &mut ends);
+            let skipped = skipped.map_err(ReadError::Io)?;
+            (nout, nend) = (0, 0);
+            if reject_oversized(skipped, &mut line, &mut summary, bounds, on_item) == Flow::Stop {
+                return Ok(summary);
+            }
             continue;
         }
         let (res, nin, o, e) = parser.read_record(input, &mut out[nout..], &mut ends[nend..]);
@@ -171,6 +212,86 @@ pub(super) fn read_delimited(
     }
     summary.newlines = line - 1 + trailing;
     Ok(summary)
+}
+
+/// The size, line breaks and quotes of a record skipped by [`skip_record`].
+pub(crate) struct Skipped {
+    pub(crate) bytes: u64,
+    pub(crate) newlines: u64,
+    pub(crate) quotes: u64,
+    /// Whether its last byte is a line break (not the end of the input).
+    pub(crate) terminated: bool,
+}
+
+/// Skips the record `input` starts with (see [`skip_record`]); returns
+/// what it was and the bytes read past its end.
+pub(super) fn skip_first_record(input: impl Read, delimiter: u8, quoting: bool) -> io::Result<(Skipped, Vec<u8>)> {
+    let mut parser = csv_core::ReaderBuilder::new().delimiter(delimiter).quoting(quoting).build();
+    let mut win = Window::new(input, 1 << 20, 1 << 20);
+    let (mut pos, mut start) = (0, 0);
+    let (mut out, mut ends) = (vec![0u8; 1 << 12], vec![0usize; 64]);
+    let skipped = skip_record(&mut parser, &mut win, (&mut pos, &mut start), &mut out, &mut ends)?;
+    Ok((skipped, win.buf[pos..win.len].to_vec()))
+}
+
+/// Reads the rest of the record that starts at `start` (csv-core has read
+/// up to `pos`), a record larger than the window may grow to, without
+/// keeping any of it: csv-core, which knows where a record ends (quoted
+/// line breaks included), reads it into scratch output that is overwritten
+/// again and again, and the window's bytes are dropped as soon as they are
+/// read. Afterwards `pos` and `start` are just past the record.
+fn skip_record<R: Read>(
+    parser: &mut csv_core::Reader,
+    win: &mut Window<R>,
+    (pos, start): (&mut usize, &mut usize),
+    out: &mut [u8],
+    ends: &mut [usize],
+) -> io::Result<Skipped> {
+    let mut skipped = Skipped { bytes: 0, newlines: 0, quotes: 0, terminated: false };
+    let mut count = |bytes: &[u8]| {
+        skipped.bytes += bytes.len() as u64;
+        skipped.newlines += memchr::memchr_iter(b'\n', bytes).count() as u64;
+        skipped.quotes += memchr::memchr_iter(b'"', bytes).count() as u64;
+        if let Some(&last) = bytes.last() {
+            skipped.terminated = last == b'\n';
+        }
+    };
+    loop {
+        if *pos == win.len && !win.eof {
+            count(&win.buf[*start..*pos]);
+            let dropped = win.refill(*pos)?.expect("an empty window has room");
+            *pos -= dropped;
+            *start = *pos;
+            continue;
+        }
+        let (res, nin, _, _) = parser.read_record(&win.buf[*pos..win.len], out, ends);
+        *pos += nin;
+        use csv_core::ReadRecordResult as R;
+        if matches!(res, R::Record | R::End) {
+            break;
+        }
+    }
+    count(&win.buf[*start..*pos]);
+    *start = *pos;
+    Ok(skipped)
+}
+
+/// Counts a record [`skip_record`] skipped and rejects it with its size.
+fn reject_oversized(
+    skipped: Skipped,
+    line: &mut u64,
+    summary: &mut ReadSummary,
+    bounds: Bounds,
+    on_item: &mut OnItem<'_>,
+) -> Flow {
+    let record_line = *line;
+    *line += skipped.newlines;
+    summary.records += 1;
+    summary.unterminated_last = false;
+    let reason = oversized(skipped.bytes, bounds.max_record as u64);
+    let flow = on_item(Item::Bad(Bad { line: record_line, reason }));
+    summary.stopped = flow == Flow::Stop;
+    flow
 }
 
 /// What [`split_line`] found at the start of a buffer.

@@ -3,10 +3,13 @@
 
 use std::io::{self, Read};
 
+use super::line;
+
 use super::*;
 
 pub(super) fn read_jsonl(
     input: impl Read,
+    max_record: usize,
     on_header: &mut OnHeader<'_>,
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
@@ -18,12 +21,19 @@ pub(super) fn read_jsonl(
     let mut summary = ReadSummary::default();
     let mut line = 0u64;
     loop {
-        raw.clear();
-        let n = io::BufRead::read_until(&mut reader, b'\n', &mut raw).map_err(ReadError::Io)?;
-        if n == 0 {
+        let read = line::read_line(&mut reader, &mut raw, max_record).map_err(ReadError::Io)?;
+        if read == line::Line::End {
             break;
         }
         line += 1;
+        if let line::Line::TooLong { bytes } = read {
+            summary.records += 1;
+            if on_item(Item::Bad(Bad { line, reason: oversized(bytes, max_record as u64) })) == Flow::Stop {
+                summary.stopped = true;
+                break;
+            }
+            continue;
+        }
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }

@@ -10,6 +10,7 @@
 pub(crate) mod copy;
 mod delimited;
 mod jsonl;
+pub(crate) mod line;
 pub(crate) mod schema;
 
 use delimited::read_delimited;
@@ -185,32 +186,48 @@ pub(crate) type OnHeader<'f> = dyn FnMut(&Header, &[u8]) -> Result<(), String> +
 /// Called with every record; returns whether to keep reading.
 pub(crate) type OnItem<'f> = dyn for<'r> FnMut(Item<'r>) -> Flow + 'f;
 
+/// The default `--max-record-size`: 16 MiB. A longer record is rejected
+/// without being held in memory whole; the coordinator's memory budget
+/// (docs/process.md) is figured for this value.
+pub(crate) const DEFAULT_MAX_RECORD: u64 = 16 << 20;
+
+/// The reason a record larger than `max` bytes is rejected, the same on
+/// every path.
+pub(crate) fn oversized(bytes: u64, max: u64) -> String {
+    format!("record of {bytes} bytes is larger than --max-record-size ({max} bytes); it was skipped unread")
+}
+
 /// Reads every record of `source`, calling `on_header` once with the header
-/// and raw header bytes, then `on_item` for each record.
+/// and raw header bytes, then `on_item` for each record. A record longer
+/// than `max_record` bytes is skipped without being held, as a [`Bad`]
+/// record ([`oversized`]).
 ///
 /// For JSON Lines the header is the list of keys seen so far; it can grow,
 /// and `on_header` is called again with the longer header when it does.
 pub(crate) fn read(
     source: &Source,
     format: Format,
+    max_record: usize,
     on_header: &mut OnHeader<'_>,
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
     let input = source.open().map_err(ReadError::Io)?;
-    read_from(input, format, on_header, on_item)
+    read_from(input, format, max_record, on_header, on_item)
 }
 
 /// [`read`] from any reader (already decompressed).
 pub(crate) fn read_from(
     input: impl Read,
     format: Format,
+    max_record: usize,
     on_header: &mut OnHeader<'_>,
     on_item: &mut OnItem<'_>,
 ) -> Result<ReadSummary, ReadError> {
+    let bounds = delimited::Bounds { window: 1 << 20, max_record };
     match format {
-        Format::Csv => read_delimited(input, b',', true, None, 1 << 20, on_header, on_item),
-        Format::Tsv => read_delimited(input, b'\t', false, None, 1 << 20, on_header, on_item),
-        Format::Jsonl => read_jsonl(input, on_header, on_item),
+        Format::Csv => read_delimited(input, b',', true, None, bounds, on_header, on_item),
+        Format::Tsv => read_delimited(input, b'\t', false, None, bounds, on_header, on_item),
+        Format::Jsonl => read_jsonl(input, max_record, on_header, on_item),
     }
 }
 
@@ -225,8 +242,19 @@ pub(crate) fn read_headerless(
 ) -> Result<ReadSummary, ReadError> {
     let (delimiter, quoting) = format.delimiter();
     // A buffer the size of the input, not the usual megabyte.
-    read_delimited(input, delimiter, quoting, Some(fields), input.len() + 1, &mut |_, _| Ok(()), on_item)
+    let bounds = delimited::Bounds { window: input.len() + 1, max_record: usize::MAX };
+    read_delimited(input, delimiter, quoting, Some(fields), bounds, &mut |_, _| Ok(()), on_item)
 }
+
+/// Skips the CSV or TSV record `input` starts with, holding at most a
+/// megabyte of it (for a record over `--max-record-size`); returns its size,
+/// line breaks and quotes, and the bytes read past its end.
+pub(crate) fn skip_first_record(input: impl Read, format: Format) -> io::Result<(Skipped, Vec<u8>)> {
+    let (delimiter, quoting) = format.delimiter();
+    delimited::skip_first_record(input, delimiter, quoting)
+}
+
+pub(crate) use delimited::Skipped;
 
 /// Counts of what a read saw.
 #[derive(Debug, Default, Clone, Copy)]
@@ -263,6 +291,7 @@ mod tests {
         read(
             &Source::Embedded("t", data),
             format,
+            usize::MAX,
             &mut |h, _| {
                 header = h.clone();
                 Ok(())

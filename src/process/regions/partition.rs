@@ -51,6 +51,8 @@ pub(crate) struct Options<'a> {
     pub(crate) format: Option<Format>,
     pub(crate) schema: &'a BTreeMap<String, ColumnType>,
     pub(crate) max_rejects: Option<u64>,
+    /// Longer records are rejected unread (`--max-record-size`).
+    pub(crate) max_record: u64,
     /// Where spool files go.
     pub(crate) dir: &'a Path,
 }
@@ -66,9 +68,11 @@ pub(crate) fn partition(sources: &[Source], options: &Options<'_>, progress: &mu
         p.borrow_mut().begin_source(source, format)?;
         let name = source.display();
         let mut header_error = None;
+        let max_record = usize::try_from(options.max_record).unwrap_or(usize::MAX);
         let result = input::read(
             source,
             format,
+            max_record,
             &mut |header, raw| match p.borrow_mut().on_header(header, raw) {
                 Ok(()) => Ok(()),
                 Err(e) => {
@@ -111,6 +115,11 @@ impl PendingRow {
     }
 }
 
+/// Bytes of rows held back for type inference at most: types come from
+/// the first [`SAMPLE`] rows, or from fewer when those hold more, so that
+/// long records cannot make the sample a memory hog.
+const SAMPLE_BYTES: usize = 16 << 20;
+
 /// How often partitioning reports progress, in records.
 pub(crate) const PROGRESS_EVERY: u64 = 1 << 18;
 
@@ -134,6 +143,8 @@ struct Partitioner<'a> {
     /// Indices of numeric columns in the current header.
     numeric: Vec<usize>,
     pending: Option<Vec<PendingRow>>,
+    /// Bytes held in `pending`.
+    pending_bytes: usize,
     fatal: Option<Error>,
     /// Position of the current source, to list rejects in input order
     /// (rows held back for type inference are judged after later ones).
@@ -164,6 +175,7 @@ impl<'a> Partitioner<'a> {
             key_index: None,
             numeric: Vec::new(),
             pending: None,
+            pending_bytes: 0,
             fatal: None,
             source_index: 0,
             reject_order: Vec::new(),
@@ -251,6 +263,7 @@ impl<'a> Partitioner<'a> {
             Item::Bad(bad) => self.reject(bad.line, bad.reason),
             Item::Row(row) => {
                 if let Some(pending) = &mut self.pending {
+                    self.pending_bytes += row.raw.len() + row.out.len();
                     pending.push(PendingRow {
                         line: row.line,
                         sep: row.sep,
@@ -258,7 +271,7 @@ impl<'a> Partitioner<'a> {
                         out: row.out.to_vec(),
                         ends: row.ends.to_vec(),
                     });
-                    if pending.len() >= SAMPLE {
+                    if pending.len() >= SAMPLE || self.pending_bytes >= SAMPLE_BYTES {
                         self.infer_and_replay();
                     }
                     Flow::Continue
@@ -273,6 +286,7 @@ impl<'a> Partitioner<'a> {
         let Some(rows) = self.pending.take() else {
             return;
         };
+        self.pending_bytes = 0;
         for (i, name) in self.header.iter().enumerate() {
             if self.out.types.contains_key(name) || Some(i) == self.key_index {
                 continue;

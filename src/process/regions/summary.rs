@@ -52,9 +52,11 @@ pub(crate) fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, Str
     columns.add_region();
     let mut values: Vec<Option<f64>> = vec![None; spec.numeric.len()];
     let mut error = None;
+    // The coordinator spooled only records within --max-record-size.
     let result = input::read(
         source,
         spec.format,
+        usize::MAX,
         &mut |header, _| {
             *slots.borrow_mut() = spec
                 .numeric
