@@ -192,6 +192,26 @@ fn json_protocol_answers_every_line_and_reports_failures() {
     assert_eq!(ok.json_lines().len(), 1);
 }
 
+/// A 100 MB request line is refused with an error object (read to its end
+/// without being held) and the next line is still answered.
+#[test]
+fn json_protocol_refuses_an_over_long_line_and_goes_on() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(NODE);
+    let mut input = String::from("{\"op\":\"route\",\"id\":1,\"command\":\"");
+    input.push_str(&"a".repeat(100 << 20));
+    input.push_str("\"}\n");
+    input.push_str(&json!({"op": "route", "command": "make", "id": 2, "assume_load": {"local": 0}}).to_string());
+    let run = sb.cmd().arg("--config").arg(&cfg).arg("json").stdin(&input).expect_code(1);
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 2, "{}", run.stdout());
+    assert_eq!(lines[0]["error"]["code"], "too_large", "{}", lines[0]);
+    let message = lines[0]["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("line 1:") && message.contains(&(input.find('\n').unwrap() + 1).to_string()), "{message}");
+    assert_eq!(lines[1]["id"], 2);
+    assert_eq!(lines[1]["node"], "macpro51");
+}
+
 #[test]
 fn nodes_lists_capabilities_and_cached_health() {
     let sb = Sandbox::new();
