@@ -11,8 +11,8 @@ use std::io::{BufRead, Write};
 use serde_json::Value;
 
 use super::route;
-use crate::process::input::line::{Line, read_line};
 use crate::config::Config;
+use crate::process::input::line::{Line, read_line};
 use crate::protocol::{OPS, Request, RequestLine, Response, ResponseLine};
 
 /// Counts of what was served.
@@ -57,7 +57,7 @@ pub(crate) fn serve(config: &Config, mut input: impl BufRead, mut output: impl W
         if line.trim().is_empty() {
             continue;
         }
-        let response = answer(config, &line, index + 1);
+        let response = answer(config, line, index + 1);
         if response.is_error() {
             served.failed += 1
         } else {

@@ -75,7 +75,8 @@ pub(crate) enum Request {
     Nodes(NodesRequest),
     Parallel(ParallelRequest),
     Plan(PlanRequest),
-    Process(ProcessRequest),
+    // Boxed: the process options are several times the size of the others.
+    Process(Box<ProcessRequest>),
 }
 
 /// The names of every operation, for error messages.

@@ -267,7 +267,6 @@ fn human_count(v: f64) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

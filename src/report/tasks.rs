@@ -31,7 +31,9 @@ impl Reporter for HumanReporter {
             }
             // A task's own output is the user's command's, passed on as it
             // printed it (colours included); its prefix is escaped.
-            Event::TaskOutput { id, stream: Stream::Stdout, line } => println_flush(&format!("[{}] {line}", escape(id))),
+            Event::TaskOutput { id, stream: Stream::Stdout, line } => {
+                println_flush(&format!("[{}] {line}", escape(id)))
+            }
             Event::TaskOutput { id, stream: Stream::Stderr, line } => eprintln!("[{}] {line}", escape(id)),
             Event::Warning { message } => eprintln!("distex: warning: {}", escape(message)),
             Event::RunFinished { completed, failed, elapsed_ms } => {

@@ -41,6 +41,8 @@ pub(crate) fn hard_limit(limit: Limit) -> Option<u64> {
     if unsafe { libc::getrlimit(resource!(limit), &mut lim) } != 0 || lim.rlim_max == libc::RLIM_INFINITY {
         return None;
     }
+    // rlim_t is u64 on Linux and macOS, but not by definition.
+    #[allow(clippy::unnecessary_cast)]
     Some(lim.rlim_max as u64)
 }
 

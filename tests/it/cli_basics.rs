@@ -207,7 +207,10 @@ fn json_protocol_refuses_an_over_long_line_and_goes_on() {
     assert_eq!(lines.len(), 2, "{}", run.stdout());
     assert_eq!(lines[0]["error"]["code"], "too_large", "{}", lines[0]);
     let message = lines[0]["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("line 1:") && message.contains(&(input.find('\n').unwrap() + 1).to_string()), "{message}");
+    assert!(
+        message.starts_with("line 1:") && message.contains(&(input.find('\n').unwrap() + 1).to_string()),
+        "{message}"
+    );
     assert_eq!(lines[1]["id"], 2);
     assert_eq!(lines[1]["node"], "macpro51");
 }

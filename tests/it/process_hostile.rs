@@ -176,7 +176,7 @@ fn with_huge_field(path: &std::path::Path, field_mib: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     f.write_all(b"region,v,note\n").unwrap();
     for i in 0..1000 {
-        write!(f, "A,{i},x\n").unwrap();
+        writeln!(f, "A,{i},x").unwrap();
     }
     f.write_all(b"B,5,").unwrap();
     let chunk = vec![b'x'; 1 << 20];
@@ -186,7 +186,7 @@ fn with_huge_field(path: &std::path::Path, field_mib: usize) {
     f.write_all(b"\n").unwrap();
     f.write_all(b"B,1,\"two\nlines\"\n").unwrap();
     for i in 1..1000 {
-        write!(f, "B,{i},y\n").unwrap();
+        writeln!(f, "B,{i},y").unwrap();
     }
     f.write_all(b"B,oops,z\n").unwrap();
     f.flush().unwrap();
