@@ -8,6 +8,10 @@
 # rules, so the routed command pays for reading and judging them (issue 14):
 # the sanity check below insists the rewrite is allowed by the user's rule.
 #
+# Huge commands (issue 17): a 4 MB command (`cargo build --release; echo a;
+# echo a; ...`) is over the 64 KiB the hook routes and must be answered at
+# once (nothing printed, a note in hook.log); a 60 KB one is still routed.
+#
 # Usage: bench/hook.sh [RUNS]      (needs hyperfine and python3)
 # Builds the release helper first; prints a Markdown table to paste into
 # bench/RESULTS.md ("Hook latency (issue 5)").
@@ -87,7 +91,27 @@ hyperfine -N --warmup 50 --runs "$runs" --export-json "$work/n.json" \
     -n "sh -c + helper, routed command, no settings files (uncorrected)" \
        "sh -c '$bare $exe hook pre-tool-use < $work/routed-bare.json'" >&2
 
-python3 - "$work/h.json" "$work/n.json" <<'PY'
+# Huge commands, built by python3 (a shell would take long to build 4 MB).
+python3 - "$work" <<'PY'
+import json, sys
+for name, size in (("huge", 4_000_000), ("long", 60_000)):
+    command = "cargo build --release"
+    while len(command) < size:
+        command += "; echo a"
+    event = {"session_id": "b", "transcript_path": "/tmp/t.jsonl", "cwd": sys.argv[1] + "/project/src",
+             "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+             "tool_input": {"command": command, "description": "bench"}, "tool_use_id": "toolu_b"}
+    with open(f"{sys.argv[1]}/{name}.json", "w") as f:
+        f.write(json.dumps(event) + "\n")
+PY
+[ -z "$("$exe" hook pre-tool-use < "$work/huge.json")" ] || { echo "huge command was not left alone" >&2; exit 1; }
+grep -q "longer than the 64 KiB" "$work/state/hook.log" || { echo "no note for the huge command in hook.log" >&2; exit 1; }
+"$exe" hook pre-tool-use < "$work/long.json" | grep -q '"updatedInput"' || { echo "60 KB command was not rewritten" >&2; exit 1; }
+hyperfine -N --warmup 5 --runs "$(( runs < 100 ? runs : 100 ))" --export-json "$work/big.json" \
+    -n "sh -c + helper, 4 MB command, left alone (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/huge.json'" \
+    -n "sh -c + helper, 60 KB command, routed (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/long.json'" >&2
+
+python3 - "$work/h.json" "$work/n.json" "$work/big.json" <<'PY'
 import json, sys
 results = [r for f in sys.argv[1:] for r in json.load(open(f))["results"]]
 print("| case | median | p99 | mean ± σ | runs |")

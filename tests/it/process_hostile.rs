@@ -235,6 +235,22 @@ fn oversized_records_are_rejected_on_every_reader_path() {
         let run = sb.cmd().args(["process", "-"]).args(small).arg(split).stdin_file(sb.path().join("d.csv"));
         assert_huge_field_rejected(&run.success().json(), 3, &format!("stdin {split}"));
     }
+    // A quoted field of 2 MiB holding line breaks, commas and doubled
+    // quotes: the skip ends where the record ends, and the lines after it
+    // are counted right (the bad record is at line 4 + 2 * 65536 + 1).
+    let mut quoted = b"region,v,note\nA,1,x\nB,2,\"".to_vec();
+    for _ in 0..65536 {
+        quoted.extend(b"a,b\n\"\"c,\"\"\nxxxxxxxxxxxxxxxxx");
+    }
+    quoted.extend(b"\"\nB,3,y\nB,oops,z\nA,4,w\n");
+    std::fs::write(sb.path().join("q.csv"), &quoted).unwrap();
+    for split in ["regions", "bytes"] {
+        let report = sb.cmd().args(["process", "q.csv"]).args(small).arg(split).run().success().json();
+        assert_eq!(accounting(&report), [5, 3, 2, 0], "{split}: {report:#}");
+        let got = rejects(&report);
+        assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 4 + 2 * 65536 + 1], "{split}: {got:?}");
+        assert!(got[0].1.contains("--max-record-size"), "{got:?}");
+    }
     // The default (16 MiB) lets a 3 MiB record through.
     let report = sb.cmd().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
     assert_eq!(accounting(&report), [2002, 2001, 1, 0]);
