@@ -75,18 +75,23 @@ fn under_open_files_512(sb: &Sandbox, script: &str) -> support::Run {
     let script = format!("ulimit -n 512 && exec \"$0\" {script}");
     let (program, first): (&str, &[&str]) =
         if root { ("setpriv", &["--bounding-set=-sys_resource", "sh"]) } else { ("sh", &[]) };
-    let mut cmd = std::process::Command::new(program);
+    let mut cmd = sandboxed(sb, program);
     cmd.args(first).args(["-c", &script, support::DISTEX]);
-    // What `Sandbox::cmd` sets up, for this command line.
-    let template = sb.cmd().cmd;
-    for (key, value) in template.get_envs() {
+    support::TestCommand { cmd }.run()
+}
+
+/// `program` (which runs distex) set up as `Sandbox::cmd` sets up distex:
+/// the sandbox's environment and directory, no stdin.
+fn sandboxed(sb: &Sandbox, program: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    for (key, value) in sb.cmd().cmd.get_envs() {
         match value {
             Some(value) => cmd.env(key, value),
             None => cmd.env_remove(key),
         };
     }
     cmd.current_dir(sb.path()).stdin(std::process::Stdio::null());
-    support::TestCommand { cmd }.run()
+    cmd
 }
 
 /// Under a hard limit of 512 open files the default `--max-open-files`
@@ -148,16 +153,8 @@ const BUDGET_KIB: u64 = 200 * 1024;
 /// resident memory in KiB (the largest of distex and its workers).
 fn peak_memory(sb: &Sandbox, args: &[&str]) -> (support::Run, u64) {
     let report = sb.path().join("time.txt");
-    let mut cmd = std::process::Command::new("/usr/bin/time");
+    let mut cmd = sandboxed(sb, "/usr/bin/time");
     cmd.arg("-v").arg("-o").arg(&report).arg(support::DISTEX).args(args);
-    let template = sb.cmd().cmd;
-    for (key, value) in template.get_envs() {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
-    cmd.current_dir(sb.path()).stdin(std::process::Stdio::null());
     let run = support::TestCommand { cmd }.run();
     let text = std::fs::read_to_string(&report).expect("GNU time's report (Debian package `time`)");
     let kib = text
