@@ -100,7 +100,7 @@ fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
     } else {
         print_out(&format!("{}\n", report::human::decision(&decision, &line)))?;
         for w in &decision.warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", report::escape(w));
         }
     }
     Ok(exit::OK)
@@ -173,8 +173,8 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
     let mut on_failover = |a: &crate::exec::run::Attempt, next: Option<&str>| {
         if !quiet {
             match next {
-                Some(next) => eprintln!("distex: {} failed ({}); trying {next}", a.node, a.error),
-                None => eprintln!("distex: {} failed ({})", a.node, a.error),
+                Some(next) => eprintln!("distex: {} failed ({}); trying {next}", a.node, report::escape(&a.error)),
+                None => eprintln!("distex: {} failed ({})", a.node, report::escape(&a.error)),
             }
         }
     };
@@ -183,12 +183,12 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
         output(report::json::print(&result))?;
     } else {
         for w in &result.warnings {
-            eprintln!("distex: warning: {w}");
+            eprintln!("distex: warning: {}", report::escape(w));
         }
         match &result.status {
-            crate::exec::RunStatus::Transport { error } => eprintln!("distex: error: {error}"),
+            crate::exec::RunStatus::Transport { error } => eprintln!("distex: error: {}", report::escape(error)),
             crate::exec::RunStatus::TimedOut => {
-                eprintln!("distex: {} timed out on {}; stopped it", opts.command, result.node)
+                eprintln!("distex: {} timed out on {}; stopped it", report::escape(&opts.command), result.node)
             }
             _ => {}
         }
@@ -334,7 +334,7 @@ fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
     emit(args.json, &report, report::human::clean)?;
     if !args.json {
         for node in report.nodes.iter().filter(|n| n.error.is_some()) {
-            eprintln!("distex: {}: {}", node.node, node.error.as_deref().unwrap_or_default());
+            eprintln!("distex: {}: {}", node.node, report::escape(node.error.as_deref().unwrap_or_default()));
         }
     }
     Ok(if report.complete() { exit::OK } else { exit::FAILED })
