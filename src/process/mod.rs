@@ -38,7 +38,7 @@ pub(crate) fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -55,76 +55,27 @@ pub(crate) use report::{Accounting, ProcessReport, RegionReport};
 /// The demo dataset embedded in the binary (`--demo`).
 pub(crate) const DEMO_CSV: &str = include_str!("demo.csv");
 
-/// Runs a whole `distex process`.
+/// Runs a whole `distex process`: plan the inputs and where workers run,
+/// choose the split, run that path (the region path also when the byte
+/// path falls back), and finish the report.
 pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
-    // Byte ranges are scans of files on this machine: with nodes to place
-    // work on, the work is split by region.
-    let remote_split;
-    let options = if targets.iter().any(|t| t.node.is_some()) {
-        if options.split == Split::Bytes {
-            return Err(Error::Usage(
-                "--split bytes scans the input files on this machine and cannot use --nodes: \
-                 drop --nodes, or use --split regions"
-                    .into(),
-            ));
-        }
-        remote_split = ProcessOptions { split: Split::Regions, ..options.clone() };
-        &remote_split
-    } else {
-        options
-    };
-    if options.aggregate.is_some() && options.processor.is_none() {
-        return Err(Error::Usage("--aggregate needs --processor: the built-in summary aggregates itself".into()));
-    }
-    // A fresh private (0700) directory under the system's temp dir, removed
-    // when the run ends however it ends, unless asked to keep it.
-    let guard = tempfile::Builder::new()
-        .prefix("distex-process-")
-        .disable_cleanup(options.keep_workdirs)
-        .tempdir()
-        .map_err(|e| Error::io("creating the run directory", e))?;
-    let run_dir = guard.path().to_path_buf();
-    if options.sandbox {
-        sandbox::check(&run_dir).map_err(Error::Usage)?;
-    }
+    let guard = run_dir(options)?;
+    let run_dir = guard.path();
     let started = Instant::now();
-    // Stdin and compressed files can then be split into byte ranges too.
-    let sources = if bytes::may_split_bytes(options, &key) {
-        copy::plain_copies(sources, options.format, &run_dir)?
-    } else {
-        sources
+    let on_nodes = targets.iter().any(|t| t.node.is_some());
+    let by_regions = |sources: Vec<Source>, reporter: &mut dyn Reporter| {
+        regions_path(options, &sources, key.clone(), run_dir, started, reporter, &targets)
     };
-    let mut fallback = None;
-    if let Chosen::Bytes(planned) = choose_split(options, &sources, &key)? {
-        match bytes::run(options, &planned, &run_dir, started, reporter)? {
-            bytes::Bytes::Fallback(warning) => fallback = Some(warning),
-            bytes::Bytes::Done(mut report) => {
-                if options.keep_workdirs {
-                    report.workdir = Some(run_dir.display().to_string());
-                }
-                drop(guard);
-                return Ok(report);
-            }
-        }
-    }
-    let part = partition::partition(
-        &sources,
-        &partition::Options {
-            key,
-            format: options.format,
-            schema: &options.schema,
-            max_rejects: options.max_rejects,
-            dir: &run_dir,
+    let (mut report, fallback) = match choose_split(SplitInputs { options, sources, key: &key, on_nodes, run_dir })? {
+        Chosen::Regions(sources) => (by_regions(sources, reporter)?, None),
+        Chosen::Bytes { planned, sources } => match bytes::run(options, &planned, run_dir, started, reporter)? {
+            bytes::Bytes::Done(report) => (report, None),
+            bytes::Bytes::Fallback(warning) => (by_regions(sources, reporter)?, Some(warning)),
         },
-        &mut |records| {
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms });
-        },
-    )?;
-    let mut report = regions::coordinate(options, &part, &run_dir, started, reporter, &targets);
+    };
     report.warnings.extend(fallback);
     report.warnings.extend(target_warning);
     if options.keep_workdirs {
@@ -134,49 +85,119 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
     Ok(report)
 }
 
+/// A fresh private (0700) directory under the system's temp dir, removed
+/// when the run ends however it ends, unless asked to keep it; checked
+/// for `--sandbox`.
+fn run_dir(options: &ProcessOptions) -> Result<tempfile::TempDir> {
+    let guard = tempfile::Builder::new()
+        .prefix("distex-process-")
+        .disable_cleanup(options.keep_workdirs)
+        .tempdir()
+        .map_err(|e| Error::io("creating the run directory", e))?;
+    if options.sandbox {
+        sandbox::check(guard.path()).map_err(Error::Usage)?;
+    }
+    Ok(guard)
+}
+
+/// The region path: partition the input into one spool per region, then
+/// run a worker per region and the aggregation.
+fn regions_path(
+    options: &ProcessOptions,
+    sources: &[Source],
+    key: KeySpec,
+    run_dir: &Path,
+    started: Instant,
+    reporter: &mut dyn Reporter,
+    targets: &[pool::Target],
+) -> Result<ProcessReport> {
+    let partition_options = partition::Options {
+        key,
+        format: options.format,
+        schema: &options.schema,
+        max_rejects: options.max_rejects,
+        dir: run_dir,
+    };
+    let part = partition::partition(sources, &partition_options, &mut |records| {
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms });
+    })?;
+    Ok(regions::coordinate(options, &part, run_dir, started, reporter, targets))
+}
+
 /// Files smaller than this in total use the region path under `--split
 /// auto`, unless their first rows hold [`AUTO_MIN_REGIONS`] regions.
 const AUTO_MIN_BYTES: u64 = 64 << 20;
 const AUTO_MIN_REGIONS: usize = 64;
 
-/// The path a run takes.
-enum Chosen {
-    /// One worker per region ([`regions`]).
-    Regions,
-    /// Byte ranges ([`bytes`]), planned.
-    Bytes(bytes::Planned),
+/// Everything the choice of split depends on.
+struct SplitInputs<'a> {
+    /// `--split`, `--processor`, and what planning byte ranges reads
+    /// (`--format`, `--schema`, `--jobs`, `--part-size`).
+    options: &'a ProcessOptions,
+    /// The inputs as given (stdin and gzip files not yet copied).
+    sources: Vec<Source>,
+    /// A `--by` column, or one file per region (`--regions`).
+    key: &'a KeySpec,
+    /// Whether any worker runs on a node (`--nodes`).
+    on_nodes: bool,
+    /// Where stdin and gzip input are copied for the byte path.
+    run_dir: &'a Path,
 }
 
-/// The one place that decides how the work is split (after `--nodes` has
-/// made `auto` mean `regions`): the byte path for the built-in summary of
-/// a `--by` column over plain CSV/TSV files, when asked (`--split bytes`,
-/// which refuses what it cannot read) or, under `auto`, when the input is
-/// large or holds many regions; the region path otherwise.
-fn choose_split(options: &ProcessOptions, sources: &[Source], key: &KeySpec) -> Result<Chosen> {
+/// The path a run takes, with the sources it reads.
+enum Chosen {
+    /// One worker per region ([`regions`]).
+    Regions(Vec<Source>),
+    /// Byte ranges ([`bytes`]), planned; `sources` for the region path if
+    /// the byte path falls back.
+    Bytes { planned: bytes::Planned, sources: Vec<Source> },
+}
+
+/// The one place that decides how the work is split. The region path
+/// when asked (`--split regions`), with `--nodes` (byte ranges are scans of
+/// files on this machine; `--split bytes --nodes` is refused), with
+/// `--processor`, or with `--regions`. Otherwise stdin and gzip input are
+/// copied plain so byte ranges can read them, and the byte path is taken
+/// if it can read the input and it is worth it: always under `--split
+/// bytes` (which refuses what it cannot read), under `auto` when the input
+/// is large or holds many regions.
+fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
+    let SplitInputs { options, sources, key, on_nodes, run_dir } = inputs;
     let forced = options.split == Split::Bytes;
-    let refuse = |why: &str| -> Result<Chosen> {
-        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Chosen::Regions) }
+    if forced && on_nodes {
+        return Err(Error::Usage(
+            "--split bytes scans the input files on this machine and cannot use --nodes: \
+             drop --nodes, or use --split regions"
+                .into(),
+        ));
+    }
+    // The byte path cannot take the input: an error if it was asked for.
+    let refuse = |why: &str, sources: Vec<Source>| -> Result<Chosen> {
+        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Chosen::Regions(sources)) }
     };
-    if options.split == Split::Regions {
-        return Ok(Chosen::Regions);
+    if options.split == Split::Regions || on_nodes {
+        return Ok(Chosen::Regions(sources));
     }
     if options.processor.is_some() {
-        return refuse("works with the built-in summary only (not with --processor)");
+        return refuse("works with the built-in summary only (not with --processor)", sources);
     }
-    let KeySpec::Column(key) = key else {
-        return refuse("needs INPUT files and --by (not --regions)");
+    let KeySpec::Column(column) = key else {
+        return refuse("needs INPUT files and --by (not --regions)", sources);
     };
-    let planned = match bytes::plan(options, sources, key)? {
+    // Stdin and compressed files can then be split into byte ranges too.
+    let sources = copy::plain_copies(sources, options.format, run_dir)?;
+    let planned = match bytes::plan(options, &sources, column)? {
         Ok(planned) => planned,
-        Err(why) => return refuse(why),
+        Err(why) => return refuse(why, sources),
     };
     // Small inputs of a few regions read well as one task per region (the
     // seed's display); from dozens of regions a worker per region costs
     // more than the data.
     if !forced && planned.total < AUTO_MIN_BYTES && planned.plan.sampled_regions < AUTO_MIN_REGIONS {
-        return Ok(Chosen::Regions);
+        return Ok(Chosen::Regions(sources));
     }
-    Ok(Chosen::Bytes(planned))
+    Ok(Chosen::Bytes { planned, sources })
 }
 
 /// Where region workers run: this machine (`--jobs` at once) and every

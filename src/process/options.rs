@@ -110,6 +110,9 @@ pub(crate) fn check_options(options: &ProcessOptions) -> std::result::Result<(),
     if options.processor.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err("--processor is empty".into());
     }
+    if options.aggregate.is_some() && options.processor.is_none() {
+        return Err("--aggregate needs --processor: the built-in summary aggregates itself".into());
+    }
     Ok(())
 }
 

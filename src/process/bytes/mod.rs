@@ -28,12 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::process::input::schema::KeySpec;
 use crate::process::input::{Format, Source};
 use crate::process::report::{MAX_LISTED_REJECTS, Reject};
 use crate::process::workers::local::Program;
 use crate::process::workers::pool::{self, Unit, status_event};
-use crate::process::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split};
+use crate::process::{Accounting, ProcessOptions, ProcessReport, RegionReport};
 use crate::sys::alloc;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 use merge::{Regions, TreeMerge};
@@ -52,12 +51,6 @@ pub(crate) enum Bytes {
     /// It ran but its boundaries cannot be trusted (a stray quote); use the
     /// region path and add this warning.
     Fallback(String),
-}
-
-/// Whether the byte-range path may run: the built-in summary of a `--by`
-/// column, split as `auto` or `bytes`, on this machine.
-pub(crate) fn may_split_bytes(options: &ProcessOptions, key: &KeySpec) -> bool {
-    options.split != Split::Regions && options.processor.is_none() && matches!(key, KeySpec::Column(_))
 }
 
 /// The byte ranges to scan, with what the coordinator needs to run them.
