@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
+use crate::process::report::Totals;
 use crate::process::stats::ColumnMap;
 use crate::process::{ProcessReport, RegionReport};
 use crate::tasks::{Event, Reporter, TaskStatus};
@@ -109,13 +110,10 @@ pub(crate) fn results(report: &ProcessReport) -> String {
     runs.iter().for_each(|run| out.push_str(run));
     let _ = writeln!(out);
     match &report.totals {
-        Some(totals) if totals.get("stats").is_some() => {
-            let records = totals.get("records").and_then(|v| v.as_u64()).unwrap_or(0);
-            let regions = totals.get("regions").and_then(|v| v.as_u64()).unwrap_or(0);
-            let stats: ColumnMap = serde_json::from_value(totals["stats"].clone()).unwrap_or_default();
-            let _ = writeln!(out, "Total: {records} records in {regions} regions{}", stats_text(&stats));
+        Some(Totals::Summary { records, regions, stats }) => {
+            let _ = writeln!(out, "Total: {records} records in {regions} regions{}", stats_text(stats));
         }
-        Some(totals) => {
+        Some(Totals::Result(totals)) => {
             let _ = writeln!(out, "Total: {}", short_json(totals));
         }
         None => {

@@ -145,7 +145,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::process::report::Reject;
+    use crate::process::report::{Reject, Totals};
     use crate::process::{Accounting, RegionReport};
     use crate::report::PARALLEL_FROM;
     use crate::tasks::{TaskList, TaskStatus};
@@ -195,7 +195,11 @@ mod tests {
         ProcessReport {
             tasks: tasks.into_vec(),
             regions: (0..regions).map(region).collect(),
-            totals: Some(serde_json::json!({"records": 12, "regions": regions})),
+            // Both kinds of totals: the built-in summary's and a processor's.
+            totals: Some(match regions % 2 {
+                0 => Totals::Summary { records: 12, regions: regions as u64, stats: region(1).1.stats.unwrap() },
+                _ => Totals::Result(serde_json::json!({"records": 12, "regions": regions})),
+            }),
             accounting: Accounting { input_records: 12, processed: 10, rejected: 1, in_failed_regions: 1 },
             rejects: vec![Reject { file: "a \"b\".csv".into(), line: 3, reason: "wrong field count".into() }],
             complete: false,

@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::process::input::{Format, Source};
+use crate::process::report::Totals;
 use crate::process::report::{MAX_LISTED_REJECTS, Reject};
 use crate::process::workers::local::Program;
 use crate::process::workers::pool::{self, Unit, status_event};
@@ -443,7 +444,7 @@ fn aggregate(
     ok: &[usize],
     tasks: &mut TaskList,
     reporter: &mut dyn Reporter,
-) -> Option<serde_json::Value> {
+) -> Option<Totals> {
     let id = &run.aggregate_id;
     if !pool::aggregate_ready(tasks, id) {
         pool::fail_blocked(tasks, id, run.ms(), reporter);
@@ -455,7 +456,7 @@ fn aggregate(
     }
     reporter.report(&status_event(tasks, id, from, None));
     let total = merged.total(ok.iter().copied());
-    let totals = serde_json::json!({ "records": total.records, "regions": ok.len(), "stats": total.summaries() });
+    let totals = Totals::Summary { records: total.records, regions: ok.len() as u64, stats: total.summaries() };
     if let Some(from) = tasks.transition(id, TaskStatus::Completed, run.ms()) {
         reporter.report(&status_event(tasks, id, from, None));
     }

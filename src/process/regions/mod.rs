@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::ProcessOptions;
-use super::report::{Accounting, ProcessReport, RegionReport};
+use super::report::{Accounting, ProcessReport, RegionReport, Totals};
 use super::workers::local::{self as worker, Job, Program};
 use super::workers::pool::{self, Unit, status_event};
 use crate::process::input::schema::ColumnType;
@@ -181,17 +181,17 @@ fn aggregate_results(
             t.node = Some("local".into());
         }
         reporter.report(&status_event(tasks, aggregate_id, from, None));
-        let outcome: std::result::Result<Value, String> = if let Some(cmd) = &options.aggregate {
-            run_aggregator(options, run_dir, aggregate_id, cmd, aggregated.region_results).map(Value::Object)
+        let outcome: std::result::Result<Totals, String> = if let Some(cmd) = &options.aggregate {
+            run_aggregator(options, run_dir, aggregate_id, cmd, aggregated.region_results)
+                .map(|map| Totals::Result(Value::Object(map)))
         } else if options.processor.is_some() {
             let (totals, w) = aggregate::sum_results(aggregated.user_results.iter());
             report.warnings.extend(w);
-            Ok(totals)
+            Ok(Totals::Result(totals))
         } else {
             let total = aggregate::merge_summaries(aggregated.summaries.iter());
-            Ok(
-                serde_json::json!({ "records": total.records, "regions": aggregated.summaries.len(), "stats": total.summaries() }),
-            )
+            let regions = aggregated.summaries.len() as u64;
+            Ok(Totals::Summary { records: total.records, regions, stats: total.summaries() })
         };
         let status_from = match &outcome {
             Ok(_) => tasks.transition(aggregate_id, TaskStatus::Completed, ms()),
