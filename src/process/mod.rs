@@ -66,9 +66,9 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
     let run_dir = guard.path();
     let started = Instant::now();
     let on_nodes = targets.iter().any(|t| t.node.is_some());
-    let by_regions = |sources: Vec<Source>, reporter: &mut dyn Reporter| {
-        regions_path(options, &sources, key.clone(), run_dir, started, reporter, &targets)
-    };
+    let pool = pool::Pool { options, run_dir, started, targets: &targets };
+    let by_regions =
+        |sources: Vec<Source>, reporter: &mut dyn Reporter| regions_path(&pool, &sources, key.clone(), reporter);
     let (mut report, fallback) = match choose_split(SplitInputs { options, sources, key: &key, on_nodes, run_dir })? {
         Chosen::Regions(sources) => (by_regions(sources, reporter)?, None),
         Chosen::Bytes { planned, sources } => match bytes::run(options, &planned, run_dir, started, reporter)? {
@@ -103,26 +103,23 @@ fn run_dir(options: &ProcessOptions) -> Result<tempfile::TempDir> {
 /// The region path: partition the input into one spool per region, then
 /// run a worker per region and the aggregation.
 fn regions_path(
-    options: &ProcessOptions,
+    pool: &pool::Pool<'_>,
     sources: &[Source],
     key: KeySpec,
-    run_dir: &Path,
-    started: Instant,
     reporter: &mut dyn Reporter,
-    targets: &[pool::Target],
 ) -> Result<ProcessReport> {
+    let options = pool.options;
     let partition_options = partition::Options {
         key,
         format: options.format,
         schema: &options.schema,
         max_rejects: options.max_rejects,
-        dir: run_dir,
+        dir: pool.run_dir,
     };
     let part = partition::partition(sources, &partition_options, &mut |records| {
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms });
+        reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms: pool.ms() });
     })?;
-    Ok(regions::coordinate(options, &part, run_dir, started, reporter, targets))
+    Ok(regions::coordinate(pool, &part, reporter))
 }
 
 /// Files smaller than this in total use the region path under `--split

@@ -32,7 +32,7 @@ use crate::process::input::{Format, Source};
 use crate::process::report::Totals;
 use crate::process::report::{MAX_LISTED_REJECTS, Reject};
 use crate::process::workers::local::Program;
-use crate::process::workers::pool::{self, Unit, status_event};
+use crate::process::workers::pool::{self, Unit};
 use crate::process::{Accounting, ProcessOptions, ProcessReport, RegionReport};
 use crate::sys::alloc;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
@@ -117,6 +117,11 @@ struct Run<'a> {
 impl Run<'_> {
     fn ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// The pool of this run's workers, on `targets`.
+    fn pool<'t>(&'t self, targets: &'t [pool::Target]) -> pool::Pool<'t> {
+        pool::Pool { options: self.options, run_dir: self.run_dir, started: self.started, targets }
     }
 }
 
@@ -239,33 +244,25 @@ fn scan_and_merge(
     let mut tree = TreeMerge::new(n, run.jobs, columns.clone());
     let mut arrived = 0;
     let mut parsed: Vec<Parsed> = (0..n).map(|_| Err(String::new())).collect();
-    let warnings = pool::run_units_into(
-        run.options,
-        run.run_dir,
-        units,
-        tasks,
-        run.started,
-        reporter,
-        &[pool::Target { node: None, slots: run.jobs }],
-        &mut |i, outcome| {
-            let result = read_part(outcome, &columns).map(|mut r| {
-                let accs = r.regions.accs.len();
-                tree.add(i, Some(std::mem::take(&mut r.regions)));
-                arrived += 1;
-                if arrived < n && accs >= PREFAULT_FROM {
-                    // The next result is about as large as this one.
-                    alloc::prefault_heap(accs * std::mem::size_of::<crate::process::stats::Accumulator>() * 5 / 4);
-                }
-                r
-            });
-            if result.is_err() {
-                tree.add(i, None);
+    let local = [pool::Target { node: None, slots: run.jobs }];
+    let warnings = pool::run_units_into(&run.pool(&local), units, tasks, reporter, &mut |i, outcome| {
+        let result = read_part(outcome, &columns).map(|mut r| {
+            let accs = r.regions.accs.len();
+            tree.add(i, Some(std::mem::take(&mut r.regions)));
+            arrived += 1;
+            if arrived < n && accs >= PREFAULT_FROM {
+                // The next result is about as large as this one.
+                alloc::prefault_heap(accs * std::mem::size_of::<crate::process::stats::Accumulator>() * 5 / 4);
             }
-            let verdict = result.as_ref().map(|_| ()).map_err(String::clone);
-            parsed[i] = result;
-            verdict
-        },
-    );
+            r
+        });
+        if result.is_err() {
+            tree.add(i, None);
+        }
+        let verdict = result.as_ref().map(|_| ()).map_err(String::clone);
+        parsed[i] = result;
+        verdict
+    });
     (parsed, tree.finish(), warnings)
 }
 
@@ -445,22 +442,10 @@ fn aggregate(
     tasks: &mut TaskList,
     reporter: &mut dyn Reporter,
 ) -> Option<Totals> {
-    let id = &run.aggregate_id;
-    if !pool::aggregate_ready(tasks, id) {
-        pool::fail_blocked(tasks, id, run.ms(), reporter);
-        return None;
-    }
-    let from = tasks.transition(id, TaskStatus::InProgress, run.ms()).unwrap_or(TaskStatus::Blocked);
-    if let Some(t) = tasks.get_mut(id) {
-        t.node = Some("local".into());
-    }
-    reporter.report(&status_event(tasks, id, from, None));
-    let total = merged.total(ok.iter().copied());
-    let totals = Totals::Summary { records: total.records, regions: ok.len() as u64, stats: total.summaries() };
-    if let Some(from) = tasks.transition(id, TaskStatus::Completed, run.ms()) {
-        reporter.report(&status_event(tasks, id, from, None));
-    }
-    Some(totals)
+    pool::aggregate(&run.pool(&[]), &run.aggregate_id, tasks, reporter, || {
+        let total = merged.total(ok.iter().copied());
+        Ok(Totals::Summary { records: total.records, regions: ok.len() as u64, stats: total.summaries() })
+    })
 }
 
 /// Reads a scan worker's output, on the pool's thread ([`pool::Unit::read`]):
