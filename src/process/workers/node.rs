@@ -164,6 +164,8 @@ pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     runtime.block_on(run_async(node, job))
 }
 
+/// Connects, starts the worker, streams its input while reading its
+/// output under the timeout, and reads the verdict from its exit marker.
 async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let transport = RemoteError::Transport;
     let master = ssh::connect(node).await.map_err(|e| transport(format!("node {}: cannot connect: {e}", node.name)))?;
@@ -187,47 +189,8 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let cap = job.output_cap();
     // The worker's process group on the node, once its script announced it.
     let pgid = std::cell::Cell::new(None);
-    let pump = async {
-        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::default());
-        let (mut ob, mut eb) = (vec![0u8; 64 << 10], vec![0u8; 16 << 10]);
-        let (mut out_open, mut err_open, mut exceeded) = (true, true, false);
-        while out_open || err_open {
-            tokio::select! {
-                n = out.read(&mut ob), if out_open => match n {
-                    Ok(0) | Err(_) => out_open = false,
-                    Ok(n) if stdout.len() as u64 + n as u64 > cap => { exceeded = true; break; }
-                    Ok(n) => stdout.extend_from_slice(&ob[..n]),
-                },
-                n = err.read(&mut eb), if err_open => match n {
-                    Ok(0) | Err(_) => err_open = false,
-                    Ok(n) => {
-                        tail.extend(marker.feed(&eb[..n]));
-                        pgid.set(marker.pid);
-                        if tail.len() > 8192 { tail.drain(..tail.len() - 4096); }
-                    }
-                },
-            }
-        }
-        tail.extend(marker.finish());
-        (stdout, tail, marker.status, exceeded)
-    };
-    let started = Instant::now();
-    let timeout = job.limits.timeout.map(Duration::from_secs_f64);
-    let watch = async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if timeout.is_some_and(|t| started.elapsed() >= t) {
-                return format!(
-                    "timed out after {}s (--timeout) on node {}; its process group was killed",
-                    job.limits.timeout.unwrap_or(0.0),
-                    node.name
-                );
-            }
-            if interrupted() {
-                return format!("interrupted; its process group on node {} was killed", node.name);
-            }
-        }
-    };
+    let pump = pump(&mut out, &mut err, cap, &pgid);
+    let watch = watch(job, node);
     // Feeding stdin must never keep a timeout from firing: a processor that
     // hangs without reading leaves the feed blocked on a full channel.
     tokio::pin!(feed, pump, watch);
@@ -239,14 +202,14 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
             why = &mut watch => break Err(why),
         }
     };
-    let (stdout, tail, status, exceeded) = match outcome {
-        Ok(r) => r,
+    let pumped = match outcome {
+        Ok(pumped) => pumped,
         Err(why) => {
             stop(&master, pgid.get()).await;
             return Err(RemoteError::Failed(why));
         }
     };
-    if exceeded {
+    if pumped.exceeded {
         stop(&master, pgid.get()).await;
         return Err(RemoteError::Failed(format!(
             "printed more than {} (--max-output) on node {}",
@@ -255,6 +218,79 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         )));
     }
     let _ = child.wait().await;
+    verdict(node, job, pumped)
+}
+
+/// What the worker's pipes gave.
+struct Pumped {
+    /// Its stdout, up to the output cap.
+    stdout: Vec<u8>,
+    /// The last few KiB of its stderr, markers taken out.
+    tail: Vec<u8>,
+    /// The exit status its script reported, if it got to.
+    status: Option<i32>,
+    /// Whether stdout went past the cap (reading stopped there).
+    exceeded: bool,
+}
+
+/// Reads the worker's stdout (up to `cap` bytes) and stderr until both
+/// close, taking the exec layer's markers out of stderr: the process
+/// group goes to `pgid` as soon as it is announced, the exit status into
+/// the result.
+async fn pump(
+    out: &mut (impl tokio::io::AsyncRead + Unpin),
+    err: &mut (impl tokio::io::AsyncRead + Unpin),
+    cap: u64,
+    pgid: &std::cell::Cell<Option<u32>>,
+) -> Pumped {
+    let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::default());
+    let (mut ob, mut eb) = (vec![0u8; 64 << 10], vec![0u8; 16 << 10]);
+    let (mut out_open, mut err_open, mut exceeded) = (true, true, false);
+    while out_open || err_open {
+        tokio::select! {
+            n = out.read(&mut ob), if out_open => match n {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) if stdout.len() as u64 + n as u64 > cap => { exceeded = true; break; }
+                Ok(n) => stdout.extend_from_slice(&ob[..n]),
+            },
+            n = err.read(&mut eb), if err_open => match n {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => {
+                    tail.extend(marker.feed(&eb[..n]));
+                    pgid.set(marker.pid);
+                    if tail.len() > 8192 { tail.drain(..tail.len() - 4096); }
+                }
+            },
+        }
+    }
+    tail.extend(marker.finish());
+    Pumped { stdout, tail, status: marker.status, exceeded }
+}
+
+/// Waits until the worker's `--timeout` passes or distex is interrupted,
+/// and says which (the caller then kills the worker's group).
+async fn watch(job: &Job, node: &Node) -> String {
+    let started = Instant::now();
+    let timeout = job.limits.timeout.map(Duration::from_secs_f64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            return format!(
+                "timed out after {}s (--timeout) on node {}; its process group was killed",
+                job.limits.timeout.unwrap_or(0.0),
+                node.name
+            );
+        }
+        if interrupted() {
+            return format!("interrupted; its process group on node {} was killed", node.name);
+        }
+    }
+}
+
+/// The worker's stdout after a clean exit, or why it failed, from the
+/// exit status its script reported (none: the connection dropped).
+fn verdict(node: &Node, job: &Job, pumped: Pumped) -> Result<Vec<u8>, RemoteError> {
+    let Pumped { stdout, tail, status, .. } = pumped;
     let last = String::from_utf8_lossy(&tail);
     let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     let failed = RemoteError::Failed;
@@ -275,7 +311,10 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         ))),
         Some(code) => Err(failed(format!("exited with status {code} on node {}{last}", node.name))),
         // No exit marker: the channel closed before the script could report.
-        None => Err(transport(format!("node {}: the connection ended before the processor finished{last}", node.name))),
+        None => Err(RemoteError::Transport(format!(
+            "node {}: the connection ended before the processor finished{last}",
+            node.name
+        ))),
     }
 }
 
