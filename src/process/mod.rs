@@ -259,7 +259,9 @@ fn skip_known_down(targets: &mut Vec<pool::Target>, config: &Config) -> Option<S
     })
 }
 
-/// Turns the options into sources to read and how to key them.
+/// Turns the options into sources to read and how to key them: the demo
+/// dataset, one file per region (`--regions`), or INPUT files keyed by
+/// `--by`.
 fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
     let modes = [options.demo, !options.inputs.is_empty(), !options.regions.is_empty()];
     match modes.iter().filter(|m| **m).count() {
@@ -281,34 +283,45 @@ fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
         if options.by.is_some() {
             return Err(Error::Usage("--regions takes one file per region; --by does not apply".into()));
         }
-        let mut files = Vec::new();
-        for path in &options.regions {
-            if path.is_dir() {
-                let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                    .map_err(|e| Error::Input(format!("cannot read directory {}: {e}", path.display())))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-                    .collect();
-                entries.sort();
-                if entries.is_empty() {
-                    return Err(Error::Input(format!("{}: no files in this directory", path.display())));
-                }
-                files.extend(entries.into_iter().map(Source::File));
-            } else if path.is_file() {
-                files.push(Source::File(path.clone()));
-            } else {
-                return Err(Error::Input(format!("{}: no such file or directory", path.display())));
-            }
-        }
-        return Ok((files, KeySpec::FileStem));
+        return Ok((region_files(&options.regions)?, KeySpec::FileStem));
     }
     let Some(by) = options.by.clone() else {
         return Err(Error::Usage("--by FIELD is required with INPUT files: which column names the region?".into()));
     };
+    Ok((input_sources(&options.inputs)?, KeySpec::Column(by)))
+}
+
+/// `--regions`: the files named, and those in each directory named (in
+/// name order, hidden ones left out).
+fn region_files(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::Input(format!("cannot read directory {}: {e}", path.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                return Err(Error::Input(format!("{}: no files in this directory", path.display())));
+            }
+            files.extend(entries.into_iter().map(Source::File));
+        } else if path.is_file() {
+            files.push(Source::File(path.clone()));
+        } else {
+            return Err(Error::Input(format!("{}: no such file or directory", path.display())));
+        }
+    }
+    Ok(files)
+}
+
+/// INPUT...: files, pipes (`<(zcat a.gz)`, read like stdin) and `-` for
+/// stdin (once); directories are not input.
+fn input_sources(inputs: &[PathBuf]) -> Result<Vec<Source>> {
     let mut sources = Vec::new();
-    for path in &options.inputs {
+    for path in inputs {
         let source = Source::from_arg(path);
-        // Pipes (`<(zcat a.gz)`) are read like stdin; directories are not input.
         if let Source::File(p) = &source {
             match std::fs::metadata(p) {
                 Err(e) => return Err(Error::Input(format!("cannot read {}: {e}", p.display()))),
@@ -326,5 +339,5 @@ fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
     if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
         return Err(Error::Usage("stdin (`-`) can be read only once".into()));
     }
-    Ok((sources, KeySpec::Column(by)))
+    Ok(sources)
 }
