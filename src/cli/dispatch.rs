@@ -197,10 +197,7 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
 }
 
 fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let runtime = crate::exec::runtime().map_err(|e| Error::io("starting the async runtime", e))?;
     let probes = runtime.block_on(crate::exec::probe::probe_all(config));
     let report = crate::state::NodesReport::read(config);
     emit(json, &report, report::human::nodes)?;

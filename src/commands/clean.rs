@@ -61,7 +61,7 @@ impl CleanReport {
 pub(crate) fn clean(config: &Config, remote: bool) -> std::io::Result<CleanReport> {
     let mut report = CleanReport::default();
     if remote {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = crate::exec::runtime()?;
         report.nodes = runtime.block_on(clean_nodes(&config.nodes));
     }
     report.masters = stop_masters(&crate::state::runtime_dir());

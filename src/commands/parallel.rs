@@ -47,10 +47,7 @@ pub(crate) fn run(
     if let Some(nodes) = &opts.nodes {
         check_nodes(config, nodes)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let runtime = crate::exec::runtime().map_err(|e| Error::io("starting the async runtime", e))?;
     let config = Arc::new(config.clone());
     Ok(runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);

@@ -61,10 +61,7 @@ pub(crate) fn run(
         returns: opts.returns.clone(),
         synced_nodes: None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let runtime = crate::exec::runtime().map_err(|e| Error::io("starting the async runtime", e))?;
     runtime.block_on(async {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -6,7 +6,8 @@
 //! * [`sync`] mirrors the project with rsync and brings outputs back;
 //! * [`output`] is where output goes (terminal, bounded capture, lines);
 //! * [`run`] ties them together with failover and health recording;
-//! * [`probe`] measures node loads for `distex nodes --probe`.
+//! * [`probe`] measures node loads for `distex nodes --probe`;
+//! * [`runtime`] is the async runtime all of them run on.
 
 pub(crate) mod local;
 pub(crate) mod output;
@@ -17,3 +18,11 @@ pub(crate) mod ssh;
 pub(crate) mod sync;
 
 pub(crate) use run::RunStatus;
+
+/// A single-threaded tokio runtime with I/O and timers enabled: what SSH
+/// masters, remote commands, probes and the schedulers run on (one per
+/// command or worker thread; distex's concurrency is in its child
+/// processes, not in tasks).
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}

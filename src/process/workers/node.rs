@@ -157,10 +157,8 @@ impl fmt::Display for RemoteError {
 
 /// Runs `job` on `node`; returns its stdout after a clean exit, or why it failed.
 pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RemoteError::Failed(format!("cannot start the SSH runtime: {e}")))?;
+    let runtime =
+        crate::exec::runtime().map_err(|e| RemoteError::Failed(format!("cannot start the SSH runtime: {e}")))?;
     runtime.block_on(run_async(node, job))
 }
 
