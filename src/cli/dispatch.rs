@@ -256,10 +256,55 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
 }
 
 fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
-    use crate::process::{self, ProcessOptions, workers::local::Limits};
-    let usage = |m: String| Error::Usage(m);
+    use crate::process;
+    let (json, events) = (args.json, args.events);
+    let options = process_options(args);
+    process::check_options(&options).map_err(Error::Usage)?;
+    process::workers::local::handle_interrupts();
+    let result = if events {
+        let mut events = |event: &crate::tasks::Event| {
+            let _ = report::json::print(event);
+        };
+        process::run(&options, config, &mut events)
+    } else if json {
+        process::run(&options, config, &mut crate::tasks::NullReporter)
+    } else {
+        let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut human = report::process_human::ProcessHuman::new(std::io::stdout(), live);
+        process::run(&options, config, &mut human)
+    };
+    let report = match result {
+        Ok(report) => report,
+        Err(e) if process::workers::local::interrupted() => {
+            eprintln!("distex: error: {e}");
+            return Ok(exit::INTERRUPTED);
+        }
+        Err(e) => return Err(e),
+    };
+    if json || events {
+        output(report::process_json::print(&report))?;
+    } else {
+        print_out(&report::process_human::results(&report))?;
+    }
+    let complete = report.complete;
+    // The process exits next: freeing thousands of regions one by one
+    // would only delay it.
+    std::mem::forget(report);
+    Ok(if process::workers::local::interrupted() {
+        exit::INTERRUPTED
+    } else if complete {
+        exit::OK
+    } else {
+        exit::INCOMPLETE
+    })
+}
+
+/// The engine's options from `distex process`'s flags (the report flags,
+/// `--json` and `--events`, stay with the caller).
+fn process_options(args: ProcessArgs) -> crate::process::ProcessOptions {
+    use crate::process::workers::local::Limits;
     let defaults = Limits::default();
-    let options = ProcessOptions {
+    crate::process::ProcessOptions {
         inputs: args.inputs,
         by: args.by,
         regions: args.regions,
@@ -284,45 +329,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
         nodes: args.nodes,
         part_size: args.part_size,
         split: args.split.into(),
-    };
-    process::check_options(&options).map_err(usage)?;
-    process::workers::local::handle_interrupts();
-    let result = if args.events {
-        let mut events = |event: &crate::tasks::Event| {
-            let _ = report::json::print(event);
-        };
-        process::run(&options, config, &mut events)
-    } else if args.json {
-        process::run(&options, config, &mut crate::tasks::NullReporter)
-    } else {
-        let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let mut human = report::process_human::ProcessHuman::new(std::io::stdout(), live);
-        process::run(&options, config, &mut human)
-    };
-    let report = match result {
-        Ok(report) => report,
-        Err(e) if process::workers::local::interrupted() => {
-            eprintln!("distex: error: {e}");
-            return Ok(exit::INTERRUPTED);
-        }
-        Err(e) => return Err(e),
-    };
-    if args.json || args.events {
-        output(report::process_json::print(&report))?;
-    } else {
-        print_out(&report::process_human::results(&report))?;
     }
-    let complete = report.complete;
-    // The process exits next: freeing thousands of regions one by one
-    // would only delay it.
-    std::mem::forget(report);
-    Ok(if process::workers::local::interrupted() {
-        exit::INTERRUPTED
-    } else if complete {
-        exit::OK
-    } else {
-        exit::INCOMPLETE
-    })
 }
 
 fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
