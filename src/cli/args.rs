@@ -209,6 +209,9 @@ pub struct RunArgs {
     /// Do not sync the project.
     #[arg(long)]
     pub no_sync: bool,
+    /// Mirror this directory as the project (default: the git repository's root; never $HOME or /).
+    #[arg(long, value_name = "DIR")]
+    pub sync_root: Option<std::path::PathBuf>,
     /// Bring PATH (relative to the current directory) back after the run, also when it fails.
     #[arg(long = "return", value_name = "PATH")]
     pub returns: Vec<String>,
@@ -240,6 +243,9 @@ pub struct ParallelArgs {
     /// Never sync the project.
     #[arg(long)]
     pub no_sync: bool,
+    /// Mirror this directory as the project (default: the git repository's root; never $HOME or /).
+    #[arg(long, value_name = "DIR")]
+    pub sync_root: Option<std::path::PathBuf>,
     /// Stop any task running longer than this: 30, 1.5, 500ms, 2m.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,

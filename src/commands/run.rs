@@ -19,6 +19,8 @@ pub struct RunOptions {
     pub returns: Vec<String>,
     /// Capture output for a JSON record instead of streaming it.
     pub capture: bool,
+    /// The project root to mirror (`--sync-root`).
+    pub sync_root: Option<std::path::PathBuf>,
 }
 
 /// Checks the options against the configuration before anything runs.
@@ -61,18 +63,18 @@ pub fn run(
         returns: opts.returns.clone(),
         run_id: run::run_id(),
         synced_nodes: None,
+        sync_root: opts.sync_root.clone(),
     };
+    // distex's own directories first: refuse before anything runs.
+    crate::state::checked_runtime_dir().map_err(Error::Usage)?;
+    let (project, sync_warning) =
+        run::sync_project(config, &decision, opts.node.as_deref(), &spec).map_err(Error::Usage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
     runtime.block_on(async {
-        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = cancel_tx.send(true);
-            }
-        });
+        let cancel_rx = crate::exec::signals::stop_on_signals();
         let stopper = Stopper::new(opts.timeout, cancel_rx);
         let mut sink = CaptureSink::new(!opts.capture);
         let mut result = run::execute(
@@ -80,12 +82,14 @@ pub fn run(
             &decision,
             opts.node.as_deref(),
             &spec,
+            project.as_ref(),
             &mut sink,
             &stopper,
             !opts.capture,
             on_failover,
         )
         .await;
+        result.warnings.extend(sync_warning);
         result.stdout = sink.stdout.capture();
         result.stderr = sink.stderr.capture();
         Ok(result)
@@ -111,7 +115,12 @@ pub fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
     if !(value.is_finite() && value > 0.0) {
         return Err(format!("{text:?}: the timeout must be positive"));
     }
-    Ok(Duration::from_secs_f64(value * scale))
+    // Deadlines are instants: a longer timeout than this would overflow them.
+    const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+    match Duration::try_from_secs_f64(value * scale) {
+        Ok(d) if d <= LONGEST => Ok(d),
+        _ => Err(format!("{text:?}: the timeout must be at most a year (e.g. 30, 1.5, 500ms, 2m, 8h)")),
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +134,7 @@ mod tests {
         assert_eq!(parse_timeout("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_timeout("0").is_err());
         assert!(parse_timeout("soon").is_err());
+        assert!(parse_timeout("1e20").unwrap_err().contains("at most a year"));
+        assert!(parse_timeout("1e308h").is_err());
     }
 }

@@ -34,6 +34,8 @@ pub struct ClusterFile {
     pub announce: Option<AnnounceTable>,
     #[serde(default)]
     pub hook: Option<HookTable>,
+    #[serde(default)]
+    pub sync: Option<SyncTable>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -110,6 +112,16 @@ pub struct HookTable {
     pub mode: HookMode,
     #[serde(default)]
     pub auto_approve: bool,
+}
+
+/// `[sync]`: what workspace sync may send.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncTable {
+    /// Paths (relative to the project root; `*` within one component) to
+    /// send even though they match the secrets denylist.
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 fn yes() -> bool {

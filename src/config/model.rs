@@ -188,6 +188,14 @@ pub struct HookSettings {
     pub auto_approve: bool,
 }
 
+/// `[sync]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SyncSettings {
+    /// Paths sent even though they match the secrets denylist.
+    #[serde(default)]
+    pub include: Vec<String>,
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Config {
@@ -197,6 +205,9 @@ pub struct Config {
     pub routing: RoutingSettings,
     pub announce: AnnounceSettings,
     pub hook: HookSettings,
+    /// What workspace sync may send.
+    #[serde(default)]
+    pub sync: SyncSettings,
     /// Where each part came from: `"local.os" -> "detected"`, `"node.macpro51" -> "FILE:8"`.
     pub sources: Vec<Source>,
     /// The file that was loaded, if any (None: the embedded default).

@@ -6,6 +6,7 @@
 //! * [`sync`] mirrors the project with rsync and brings outputs back;
 //! * [`output`] is where output goes (terminal, bounded capture, lines);
 //! * [`run`] ties them together with failover and health recording;
+//! * [`signals`] turns SIGINT, SIGTERM and SIGHUP into a stop;
 //! * [`probe`] measures node loads for `distex nodes --probe`.
 
 pub mod local;
@@ -13,6 +14,7 @@ pub mod output;
 pub mod probe;
 pub mod remote;
 pub mod run;
+pub mod signals;
 pub mod ssh;
 pub mod sync;
 

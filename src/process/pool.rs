@@ -347,6 +347,11 @@ fn run_with_retries(
                 moves += 1;
                 continue;
             }
+            // At most once: a worker that may have run is never run again.
+            Err(RemoteError::Lost(reason)) => {
+                mark_down(place.down, &target, &reason);
+                return Err(reason);
+            }
             other => other.map_err(|e| e.to_string()),
         };
         match result {

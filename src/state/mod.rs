@@ -8,5 +8,5 @@
 mod dirs;
 mod nodes;
 
-pub use dirs::{runtime_dir, state_dir};
+pub use dirs::{checked_runtime_dir, checked_state_dir, create_file, runtime_dir, state_dir};
 pub use nodes::{NodeHealth, NodeStates, now_secs};

@@ -28,7 +28,8 @@ use super::{Event, Reporter, Stream, Task, TaskList, TaskStatus};
 use crate::config::Config;
 use crate::exec::output::{Capture, LineSplitter, OutputSink, Tail};
 use crate::exec::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, SyncedNodes, Timings};
-use crate::exec::ssh::TransportError;
+use crate::exec::ssh::{Fault, TransportError};
+use crate::exec::sync::Project;
 use crate::route::Decision;
 
 /// How to run a plan.
@@ -46,6 +47,8 @@ pub struct ParallelOptions {
     pub timeout: Option<Duration>,
     /// Where the commands belong locally.
     pub cwd: PathBuf,
+    /// The project root to mirror (`--sync-root`).
+    pub sync_root: Option<PathBuf>,
 }
 
 /// One task in the final report: the shared TaskList shape plus what ran.
@@ -91,11 +94,11 @@ pub struct ParallelReport {
 }
 
 impl ParallelReport {
-    /// 0 all completed, 130 interrupted, 1 otherwise.
+    /// 0 all completed, 128+N after signal N (130 for Ctrl-C), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         use crate::error::exit;
         if self.summary.interrupted {
-            exit::INTERRUPTED
+            crate::exec::signals::exit_code()
         } else if self.summary.failed == 0 {
             exit::OK
         } else {
@@ -193,7 +196,10 @@ pub async fn run(
     reporter.report(&Event::RunStarted { run: run::run_id(), tasks: list.len() });
 
     let facts = crate::commands::route::facts(Default::default());
-    let mut plans: HashMap<String, (Vec<String>, bool, Vec<String>)> = HashMap::new();
+    let mut plans: HashMap<String, (Vec<String>, Option<Project>, Vec<String>)> = HashMap::new();
+    // Tasks that need the project when there is none never start.
+    let mut refused: HashMap<String, String> = HashMap::new();
+    let mut warned = false;
     for t in &plan.tasks {
         let decision = crate::commands::route::route(&config, &t.command, &facts);
         let spec = RunSpec {
@@ -203,9 +209,23 @@ pub async fn run(
             returns: vec![],
             run_id: String::new(),
             synced_nodes: None,
+            sync_root: opts.sync_root.clone(),
         };
-        let (sync, returns) = run::sync_plan(&config, &decision, None, &spec);
-        plans.insert(t.id.clone(), (targets(&config, &decision, opts.nodes.as_deref()), sync, returns));
+        let (_, returns) = run::sync_plan(&config, &decision, None, &spec);
+        let project = match run::sync_project(&config, &decision, None, &spec) {
+            Ok((project, warning)) => {
+                if let Some(message) = warning.filter(|_| !warned) {
+                    warned = true; // once per run, not per task
+                    reporter.report(&Event::Warning { message });
+                }
+                project
+            }
+            Err(why) => {
+                refused.insert(t.id.clone(), why);
+                None
+            }
+        };
+        plans.insert(t.id.clone(), (targets(&config, &decision, opts.nodes.as_deref()), project, returns));
     }
     let capacity = |target: &str| -> usize {
         match config.node(target) {
@@ -246,7 +266,15 @@ pub async fn run(
                 if running >= jobs {
                     break;
                 }
-                let (order, sync, returns) = plans[&id].clone();
+                if let Some(why) = refused.get(&id) {
+                    let why = format!("not started: {why}");
+                    emit(reporter, &mut list, &id, TaskStatus::Failed, at(), None, Some(why));
+                    if !opts.keep_going {
+                        stop_starting = true;
+                    }
+                    continue;
+                }
+                let (order, project, returns) = plans[&id].clone();
                 let usable: Vec<&String> = order.iter().filter(|t| !down.contains(*t)).collect();
                 if usable.is_empty() {
                     let tried =
@@ -277,10 +305,11 @@ pub async fn run(
                 let spec = RunSpec {
                     command,
                     cwd: opts.cwd.clone(),
-                    sync: Some(sync),
+                    sync: Some(project.is_some()),
                     returns: vec![],
                     run_id: run::run_id(),
                     synced_nodes: Some(synced.clone()),
+                    sync_root: opts.sync_root.clone(),
                 };
                 let task_stopper =
                     Stopper { deadline: opts.timeout.map(|t| tokio::time::Instant::now() + t), ..stopper.clone() };
@@ -296,7 +325,8 @@ pub async fn run(
                     };
                     let result = match config.node(&target) {
                         Some(node) => {
-                            run::attempt_remote(&config, node, &spec, sync, &returns, &mut sink, &task_stopper).await
+                            let project = project.as_ref();
+                            run::attempt_remote(&config, node, &spec, project, &returns, &mut sink, &task_stopper).await
                         }
                         None => Ok(run::attempt_local(&spec, false, &mut sink, &task_stopper).await),
                     };
@@ -344,11 +374,24 @@ pub async fn run(
                                 RunStatus::TimedOut => "timed out".to_string(),
                                 RunStatus::Interrupted => "interrupted".to_string(),
                                 RunStatus::Transport { error } => error.clone(),
+                                RunStatus::Lost { error, .. } => error.clone(),
                             };
+                            if let RunStatus::Lost { node, .. } = &r.status {
+                                // Suspect: no other task goes there in this run.
+                                down.insert(node.clone());
+                            }
                             emit(reporter, &mut list, &id, TaskStatus::Failed, at(), Some(target), Some(why));
                             if !opts.keep_going {
                                 stop_starting = true;
                             }
+                        }
+                    }
+                    Err(e) if e.fault != Fault::Unreachable => {
+                        // A changed host key: the task runs nowhere.
+                        down.insert(target.clone());
+                        emit(reporter, &mut list, &id, TaskStatus::Failed, at(), Some(target), Some(e.to_string()));
+                        if !opts.keep_going {
+                            stop_starting = true;
                         }
                     }
                     Err(e) => {
