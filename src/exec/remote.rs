@@ -111,7 +111,7 @@ pub fn wrapper(command: &str, dir: &str) -> String {
          w=$!\n\
          exec 3<&-\n\
          if cd -- {dir}; then (unset n go w; eval {command}) </dev/null; rc=$?; else rc=125; fi\n\
-         kill -KILL \"$w\" 2>/dev/null\n\
+         kill -KILL \"$w\" 2>/dev/null; wait \"$w\" 2>/dev/null\n\
          printf '\\036\\037distex-%s:exit %d\\n' \"$n\" \"$rc\" >&2\n\
          exit \"$rc\"",
         dir = sh_quote(dir),
@@ -367,7 +367,10 @@ mod tests {
         for shell in ["sh", "bash"] {
             let dir = std::env::temp_dir().display().to_string();
             let line = wrapper("echo \"it's\" $((1+2)) \"[$n]\"; pwd; exit 7", &dir);
-            let run = |input: &str| {
+            // `hold`: keep stdin open until the wrapper exits, as distex
+            // does after `go`; otherwise close it, as distex does when it
+            // stops before `go`.
+            let run = |input: &str, hold: bool| {
                 use std::io::Write;
                 use std::os::unix::process::CommandExt;
                 // Its own process group, as sshd gives it: the watchdog's
@@ -384,11 +387,12 @@ mod tests {
                 // Held open until the wrapper exits, as distex does.
                 let mut stdin = child.stdin.take().unwrap();
                 stdin.write_all(input.as_bytes()).unwrap();
+                let held = hold.then_some(stdin);
                 let out = child.wait_with_output().unwrap();
-                drop(stdin);
+                drop(held);
                 out
             };
-            let out = run("secret\ngo\n");
+            let out = run("secret\ngo\n", true);
             assert_eq!(String::from_utf8_lossy(&out.stdout), format!("it's 3 []\n{dir}\n"), "{shell}");
             assert_eq!(out.status.code(), Some(7));
             let mut m = Markers::new("secret");
@@ -397,7 +401,7 @@ mod tests {
             assert_eq!(m.status, Some(7));
             assert!(m.pid.is_some());
             // Without `go`, nothing runs.
-            let out = run("secret\n");
+            let out = run("secret\n", false);
             assert_eq!(out.stdout, b"", "{shell}");
             assert_eq!(out.status.code(), Some(125));
         }

@@ -12,6 +12,8 @@
 //!   ignore semantics hold (negations, nested `.gitignore`,
 //!   `.git/info/exclude`, the global excludes file). Nested repositories
 //!   are listed the same way from their own root.
+//! * `.distexignore` files add ignore rules (git's syntax and semantics)
+//!   that only distex reads.
 //! * Secrets are never sent, whatever git says ([`SECRET_PATTERNS`],
 //!   case-insensitive, any depth), unless the config's `sync.include`
 //!   names the path; what was held back is reported.
@@ -205,22 +207,20 @@ fn list_files(root: &Path, prefix: &str, out: &mut Vec<String>, depth: usize) ->
     if depth > 32 {
         return Ok(());
     }
-    let listing = std::process::Command::new("git")
-        .arg("-C")
-        .arg(&dir)
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run git ls-files in {}: {e}", dir.display()))?;
-    if !listing.status.success() {
-        let why = String::from_utf8_lossy(&listing.stderr);
-        if why.contains("not a git repository") {
-            return walk(root, prefix, out);
-        }
-        return Err(format!("git ls-files failed in {}: {}", dir.display(), why.trim()));
-    }
-    for entry in listing.stdout.split(|&b| b == 0).filter(|e| !e.is_empty()) {
-        let entry = String::from_utf8_lossy(entry).into_owned();
+    let listing = match ls_files(&dir, &["--exclude-standard"]) {
+        Ok(listing) => listing,
+        Err(why) if why.contains("not a git repository") => return walk(root, prefix, out),
+        Err(why) => return Err(why),
+    };
+    // `.distexignore` files: more ignore rules, with git's semantics, that
+    // only distex reads (the files git tracks included).
+    let skipped: std::collections::HashSet<String> =
+        if listing.iter().any(|e| e == ".distexignore" || e.ends_with("/.distexignore")) {
+            ls_files(&dir, &["--ignored", "--exclude-per-directory=.distexignore"])?.into_iter().collect()
+        } else {
+            Default::default()
+        };
+    for entry in listing.into_iter().filter(|e| !skipped.contains(e)) {
         let path = format!("{prefix}{entry}");
         if let Some(nested) = path.strip_suffix('/') {
             // An untracked nested repository (git lists only its directory).
@@ -235,6 +235,29 @@ fn list_files(root: &Path, prefix: &str, out: &mut Vec<String>, depth: usize) ->
         }
     }
     Ok(())
+}
+
+/// `git ls-files -z --cached --others` in `dir` with `extra` options:
+/// paths relative to `dir`.
+fn ls_files(dir: &Path, extra: &[&str]) -> Result<Vec<String>, String> {
+    let listing = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "-z", "--cached", "--others"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git ls-files in {}: {e}", dir.display()))?;
+    if !listing.status.success() {
+        let why = String::from_utf8_lossy(&listing.stderr);
+        return Err(format!("git ls-files failed in {}: {}", dir.display(), why.trim()));
+    }
+    Ok(listing
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect())
 }
 
 /// Every file and symlink below `root/prefix` (symlinks not followed).
