@@ -338,7 +338,7 @@ fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
     let sent = files_below(&mirror);
     assert_eq!(
         sent,
-        [".gitignore", "config/dev.env", "keep.log", "sub/.gitignore", "sub/ok.txt", "src/main.c", "vendor/lib/lib.c"],
+        [".gitignore", "config/dev.env", "keep.log", "src/main.c", "sub/.gitignore", "sub/ok.txt", "vendor/lib/lib.c"],
         "what reached the node"
     );
     let held: Vec<String> = v["held_back"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
