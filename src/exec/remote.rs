@@ -92,9 +92,9 @@ pub fn nonce() -> String {
 /// The remote command line that runs `command` in `dir` (relative paths
 /// are relative to the remote home). See the module doc for the protocol.
 ///
-/// Non-interactive shells give a background job `/dev/null` as stdin, so
-/// the watchdog gets the session's stdin through fd 3, which the command
-/// never sees.
+/// Non-interactive shells give a background job `/dev/null` as stdin
+/// unless it is redirected: the watchdog gets the session's stdin through
+/// fd 3, which is closed before the command runs.
 pub fn wrapper(command: &str, dir: &str) -> String {
     format!(
         "cd || exit 125\n\
@@ -102,12 +102,7 @@ pub fn wrapper(command: &str, dir: &str) -> String {
          printf '\\036\\037distex-%s:pid %d\\n' \"$n\" \"$$\" >&2\n\
          IFS= read -r go && [ \"$go\" = go ] || exit 125\n\
          exec 3<&0\n\
-         (\n\
-           trap '' INT TERM HUP\n\
-           exec 0<&3 3<&- >/dev/null 2>&1\n\
-           while IFS= read -r l; do [ \"$l\" = stop ] && break; done\n\
-           kill -TERM 0; sleep 2; kill -KILL 0\n\
-         ) &\n\
+         sh -c {watchdog} distex-watchdog <&3 3<&- >/dev/null 2>&1 &\n\
          w=$!\n\
          exec 3<&-\n\
          if cd -- {dir}; then (unset n go w; eval {command}) </dev/null; rc=$?; else rc=125; fi\n\
@@ -115,9 +110,18 @@ pub fn wrapper(command: &str, dir: &str) -> String {
          printf '\\036\\037distex-%s:exit %d\\n' \"$n\" \"$rc\" >&2\n\
          exit \"$rc\"",
         dir = sh_quote(dir),
-        command = sh_quote(command)
+        command = sh_quote(command),
+        watchdog = sh_quote(WATCHDOG),
     )
 }
+
+/// The watchdog, a shell of its own (so `ps` tells it from the command):
+/// on `stop` or end of stdin, it kills its process group - the wrapper's -
+/// with SIGTERM, then SIGKILL after 2 s of grace, ignoring SIGTERM itself
+/// meanwhile.
+const WATCHDOG: &str = "trap '' INT TERM HUP; \
+     while IFS= read -r l; do [ \"$l\" = stop ] && break; done; \
+     kill -TERM 0; sleep 2; kill -KILL 0";
 
 /// The remote command line that kills process group `pgid`: SIGTERM, up
 /// to 2 s of grace, then SIGKILL. It does nothing unless `pgid` really
