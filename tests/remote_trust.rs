@@ -222,7 +222,9 @@ fn a_forged_pid_marker_never_gets_another_process_killed() {
     // A process of the node user, in a group of its own: the bystander.
     let mut bystander = Command::new("sleep").arg("4301").process_group(0).spawn().unwrap();
     let pid = bystander.id();
-    let command = format!("printf '\\036\\037distex-pid {pid}\\n' >&2; printf '\\036\\037distex-pid 1\\n' >&2; sleep 4302");
+    // (Never forge pid 1 here: an unfixed distex running as root would
+    // signal every process on the machine.)
+    let command = format!("printf '\\036\\037distex-pid {pid}\\n' >&2; sleep 4302");
     let run = distex(&sb).args(["run", "--timeout", "2", "--node", "n1", "--", &command]).run().expect_code(124);
     assert!(run.stderr().contains("distex-pid"), "a forged marker is ordinary output: {}", run.stderr());
     assert!(bystander.try_wait().unwrap().is_none(), "the bystander was killed by a forged marker");
@@ -466,4 +468,21 @@ fn a_linux_only_command_with_no_linux_node_reachable_fails_with_the_fix() {
         .expect_code(125);
     assert!(run.stderr().contains("does not satisfy rule linux_required") && run.stderr().contains("--probe"), "{}", run.stderr());
     assert!(!created.exists());
+}
+
+#[test]
+fn an_input_that_is_not_a_table_is_never_echoed_in_the_error() {
+    let sb = Sandbox::new();
+    let secret = sb.path().join("shadow");
+    std::fs::write(&secret, "root:$6$s3cr3tHash$abc:19000:0:99999:7:::\ndaemon:*:19000\n").unwrap();
+    let request = format!("{{\"op\":\"process\",\"inputs\":[{:?}],\"by\":\"x\"}}\n", secret.display().to_string());
+    let run = sb.cmd().arg("json").stdin(&request).expect_code(1);
+    let out = format!("{}{}", run.stdout(), run.stderr());
+    assert!(out.contains("not in the header") && out.contains("not shown"), "{out}");
+    assert!(!out.contains("s3cr3tHash") && !out.contains("root:"), "the file's first line leaked: {out}");
+    // A real header is still listed, to help.
+    let table = sb.path().join("t.csv");
+    std::fs::write(&table, "a,b\n1,2\n").unwrap();
+    let run = sb.cmd().args(["process", table.to_str().unwrap(), "--by", "x"]).run().expect_code(2);
+    assert!(run.stderr().contains("columns: a, b"), "{}", run.stderr());
 }
