@@ -265,10 +265,8 @@ fn a_changed_host_key_runs_the_command_nowhere() {
         .collect();
     std::fs::write(&cluster.known_hosts, rewritten).unwrap();
     let created = sb.path().join("created-by-the-command");
-    let run = distex(&sb)
-        .args(["run", "--node", "n1", "--", &format!("touch {}", created.display())])
-        .run()
-        .expect_code(125);
+    let run =
+        distex(&sb).args(["run", "--node", "n1", "--", &format!("touch {}", created.display())]).run().expect_code(125);
     let err = run.stderr();
     assert!(err.contains("host key of node n1") && err.contains("CHANGED"), "{err}");
     assert_eq!(err.matches("SHA256:").count(), 2, "both fingerprints: {err}");
@@ -292,7 +290,8 @@ fn no_mirror_of_the_home_directory_or_outside_a_repository() {
     assert!(run.stderr().contains("not a project") && run.stderr().contains("--sync-root"), "{}", run.stderr());
     let plain = sb.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
-    let run = distex(&sb).args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&plain).run().expect_code(2);
+    let run =
+        distex(&sb).args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&plain).run().expect_code(2);
     assert!(run.stderr().contains("not inside a git repository"), "{}", run.stderr());
     assert_eq!(files_below(&cluster.node("n1").workdir), Vec::<String>::new(), "something was mirrored");
     // Naming a root explicitly works.
@@ -309,10 +308,29 @@ fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
     let (sb, cluster) = setup(1, "", "[sync]\ninclude = [\"config/dev.env\"]\n");
     let project = sb.path().join("proj");
     let secrets = [
-        ".env", ".env.production", ".envrc", ".pgpass", ".netrc", ".npmrc", ".pypirc", ".vault-token",
-        "infra/terraform.tfstate", "infra/terraform.tfstate.backup", "prod.tfvars", "tls/server.pem", "key.PEM",
-        "tls/server.key", "ID_RSA", "deploy/id_ed25519", ".aws/credentials", ".ssh/config", ".gnupg/pubring.kbx",
-        ".kube/config", ".docker/config.json", ".cargo/credentials.toml", ".git-credentials",
+        ".env",
+        ".env.production",
+        ".envrc",
+        ".pgpass",
+        ".netrc",
+        ".npmrc",
+        ".pypirc",
+        ".vault-token",
+        "infra/terraform.tfstate",
+        "infra/terraform.tfstate.backup",
+        "prod.tfvars",
+        "tls/server.pem",
+        "key.PEM",
+        "tls/server.key",
+        "ID_RSA",
+        "deploy/id_ed25519",
+        ".aws/credentials",
+        ".ssh/config",
+        ".gnupg/pubring.kbx",
+        ".kube/config",
+        ".docker/config.json",
+        ".cargo/credentials.toml",
+        ".git-credentials",
     ];
     let mut files: Vec<(&str, &str)> = secrets.iter().map(|s| (*s, "secret")).collect();
     files.extend([
@@ -333,7 +351,11 @@ fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
     git_project(&project.join("vendor/lib"), &[]);
     std::fs::write(project.join("vendor/lib/.git/config"), "[remote \"origin\"]\nurl = https://token@example.com\n")
         .unwrap();
-    let run = distex(&sb).args(["run", "--json", "--sync", "--node", "n1", "--", "pwd"]).current_dir(&project).run().success();
+    let run = distex(&sb)
+        .args(["run", "--json", "--sync", "--node", "n1", "--", "pwd"])
+        .current_dir(&project)
+        .run()
+        .success();
     let v = run.json();
     let mirror = PathBuf::from(v["stdout"]["text"].as_str().unwrap().trim());
     assert!(mirror.starts_with(&cluster.node("n1").workdir), "{mirror:?}");
@@ -343,7 +365,8 @@ fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
         [".gitignore", "config/dev.env", "keep.log", "src/main.c", "sub/.gitignore", "sub/ok.txt", "vendor/lib/lib.c"],
         "what reached the node"
     );
-    let held: Vec<String> = v["held_back"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    let held: Vec<String> =
+        v["held_back"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
     for s in secrets {
         assert!(held.iter().any(|h| h == s), "{s} not reported held back: {held:?}");
     }
@@ -371,13 +394,22 @@ fn a_runtime_directory_made_by_another_user_is_refused() {
     std::fs::set_permissions(&planted, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let chown = Command::new("chown").args(["nobody"]).arg(&planted).status().unwrap();
     assert!(chown.success());
-    let run = distex(&sb).args(["run", "--node", "n1", "--", "true"]).env("DISTEX_RUNTIME_DIR", &planted).run().expect_code(2);
-    assert!(run.stderr().contains("belongs to another user") && run.stderr().contains("DISTEX_RUNTIME_DIR"), "{}", run.stderr());
+    let run = distex(&sb)
+        .args(["run", "--node", "n1", "--", "true"])
+        .env("DISTEX_RUNTIME_DIR", &planted)
+        .run()
+        .expect_code(2);
+    assert!(
+        run.stderr().contains("belongs to another user") && run.stderr().contains("DISTEX_RUNTIME_DIR"),
+        "{}",
+        run.stderr()
+    );
     // Ours, but open to everyone: refused too.
     let open = sb.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let run = distex(&sb).args(["run", "--node", "n1", "--", "true"]).env("DISTEX_RUNTIME_DIR", &open).run().expect_code(2);
+    let run =
+        distex(&sb).args(["run", "--node", "n1", "--", "true"]).env("DISTEX_RUNTIME_DIR", &open).run().expect_code(2);
     assert!(run.stderr().contains("mode is 0777"), "{}", run.stderr());
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
@@ -394,7 +426,11 @@ fn odd_input_gets_a_clear_error() {
         let changed = regex_replace_workdir(&text, bad);
         sb.write_config(&changed);
         let run = distex(&sb).args(["route", "--", "ls"]).run().expect_code(2);
-        assert!(run.stderr().contains("node.n1.workdir") && run.stderr().contains("cluster.toml:"), "{bad:?}: {}", run.stderr());
+        assert!(
+            run.stderr().contains("node.n1.workdir") && run.stderr().contains("cluster.toml:"),
+            "{bad:?}: {}",
+            run.stderr()
+        );
     }
 }
 
@@ -452,7 +488,11 @@ fn a_build_falls_back_here_with_a_warning_when_no_builder_answers() {
         .run()
         .success();
     assert_eq!(run.stdout(), "built on here\n");
-    assert!(run.stderr().contains("running here instead") && run.stderr().contains("heavy_computation"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("running here instead") && run.stderr().contains("heavy_computation"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -466,7 +506,11 @@ fn a_linux_only_command_with_no_linux_node_reachable_fails_with_the_fix() {
         .args(["run", "--", &format!("systemctl() {{ touch {}; }}; systemctl status", created.display())])
         .run()
         .expect_code(125);
-    assert!(run.stderr().contains("does not satisfy rule linux_required") && run.stderr().contains("--probe"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("does not satisfy rule linux_required") && run.stderr().contains("--probe"),
+        "{}",
+        run.stderr()
+    );
     assert!(!created.exists());
 }
 

@@ -347,7 +347,8 @@ pub async fn attempt_remote(
                 return Err(node_down(TransportError::unreachable(&node.name, message)));
             }
             RemoteOutcome::Lost(message) => {
-                let error = format!("started on {}, connection lost, outcome unknown, not retried: {message}", node.name);
+                let error =
+                    format!("started on {}, connection lost, outcome unknown, not retried: {message}", node.name);
                 let _ = NodeStates::record_suspect(&node.name, &error);
                 master.forget().await;
                 return Ok(AttemptResult {
@@ -413,10 +414,12 @@ async fn retry_with_new_master(master: Master, reconnected: &mut bool) -> bool {
 /// the paths held back as secrets.
 async fn push(config: &Config, master: &Master, project: &Project, node: &Node) -> Result<Vec<String>, String> {
     let mirror = project.mirror(&node.workdir);
-    let key = format!("{:08x}", ssh::fnv1a(format!("{}|{mirror}", master.control_socket().display()).as_bytes()) as u32);
+    let key =
+        format!("{:08x}", ssh::fnv1a(format!("{}|{mirror}", master.control_socket().display()).as_bytes()) as u32);
     let runtime = master.control_socket().with_file_name("");
     let lock_path = runtime.with_file_name(format!("sync-{key}.lock"));
-    let lock = crate::state::create_file(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    let lock =
+        crate::state::create_file(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
     let lock = tokio::task::spawn_blocking(move || {
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a valid open descriptor; released when `lock` drops.
@@ -427,7 +430,8 @@ async fn push(config: &Config, master: &Master, project: &Project, node: &Node) 
     .map_err(|e| e.to_string())?;
     let secrets = Secrets::new(&config.sync.include);
     let root = project.root.clone();
-    let set = tokio::task::spawn_blocking(move || sync::file_set(&root, &secrets)).await.map_err(|e| e.to_string())??;
+    let set =
+        tokio::task::spawn_blocking(move || sync::file_set(&root, &secrets)).await.map_err(|e| e.to_string())??;
     // What was sent to this mirror last time: gone files are deleted there.
     let record = crate::state::checked_state_dir().ok().map(|d| d.join(format!("sync-{}-{key}.list", node.name)));
     let before = record.as_ref().and_then(|r| std::fs::read_to_string(r).ok());

@@ -101,8 +101,11 @@ pub async fn connect(node: &Node) -> Result<Master, TransportError> {
     if alive(&dir.join("master")) && checked_runtime_dir().is_ok() {
         return Ok(resume(node, dir, true, started));
     }
-    let runtime = checked_runtime_dir()
-        .map_err(|message| TransportError { node: node.name.clone(), message, fault: Fault::Local })?;
+    let runtime = checked_runtime_dir().map_err(|message| TransportError {
+        node: node.name.clone(),
+        message,
+        fault: Fault::Local,
+    })?;
     let lock_path = dir.with_extension("lock");
     let lock =
         create_file(&lock_path).map_err(|e| fail(node, format!("cannot create {}: {e}", lock_path.display())))?;
@@ -203,7 +206,11 @@ fn explain(node: &Node, error: &openssh::Error) -> TransportError {
     let detail = std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_default();
     let all = format!("{text} {detail}");
     if all.contains("IDENTIFICATION HAS CHANGED") || all.contains("has changed and you have requested strict") {
-        return TransportError { node: node.name.clone(), message: host_key_changed(node, &all), fault: Fault::HostKeyChanged };
+        return TransportError {
+            node: node.name.clone(),
+            message: host_key_changed(node, &all),
+            fault: Fault::HostKeyChanged,
+        };
     }
     fail(node, explain_unreachable(node, &text, &detail, &all))
 }
@@ -211,7 +218,8 @@ fn explain(node: &Node, error: &openssh::Error) -> TransportError {
 /// The security error for a node whose host key changed: both
 /// fingerprints, and how to accept the new key once it is verified.
 fn host_key_changed(node: &Node, ssh_said: &str) -> String {
-    let file = node.known_hosts.as_ref().map_or_else(|| expand_home(Path::new("~/.ssh/known_hosts")), |p| expand_home(p));
+    let file =
+        node.known_hosts.as_ref().map_or_else(|| expand_home(Path::new("~/.ssh/known_hosts")), |p| expand_home(p));
     // known_hosts names non-default ports as `[host]:port`.
     let entry = match node.port {
         Some(p) if p != 22 => format!("[{}]:{p}", node.host),

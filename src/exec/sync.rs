@@ -164,7 +164,8 @@ impl Secrets {
     /// even though they look like secrets.
     pub fn new(include: &[String]) -> Secrets {
         let deny = SECRET_PATTERNS.iter().map(|p| glob_regex(p, false)).collect();
-        let allow = include.iter().map(|p| glob_regex(p.trim_start_matches("./").trim_end_matches('/'), true)).collect();
+        let allow =
+            include.iter().map(|p| glob_regex(p.trim_start_matches("./").trim_end_matches('/'), true)).collect();
         Secrets { deny, allow }
     }
 
@@ -178,11 +179,7 @@ impl Secrets {
 /// A glob as a case-insensitive regex: `anchored` matches the whole path,
 /// otherwise any run of whole components.
 fn glob_regex(glob: &str, anchored: bool) -> regex::Regex {
-    let body: String = glob
-        .split('*')
-        .map(regex::escape)
-        .collect::<Vec<_>>()
-        .join("[^/]*");
+    let body: String = glob.split('*').map(regex::escape).collect::<Vec<_>>().join("[^/]*");
     let pattern = if anchored { format!("(?i)^{body}$") } else { format!("(?i)(^|/){body}(/|$)") };
     regex::Regex::new(&pattern).expect("an escaped glob is a valid regex")
 }

@@ -76,7 +76,11 @@ fn private_dir(dir: &Path, what: &str, forbidden: u32, variable: &str) -> Result
     } else if meta.uid() != uid() {
         Some(format!("it belongs to another user (uid {}, you are {})", meta.uid(), uid()))
     } else if meta.mode() & forbidden != 0 {
-        Some(format!("its mode is {:04o}: other users can {}", meta.mode() & 0o7777, if forbidden == 0o022 { "write to it" } else { "use it" }))
+        Some(format!(
+            "its mode is {:04o}: other users can {}",
+            meta.mode() & 0o7777,
+            if forbidden == 0o022 { "write to it" } else { "use it" }
+        ))
     } else {
         None
     };

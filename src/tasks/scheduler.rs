@@ -109,7 +109,7 @@ impl ParallelReport {
 
 enum Msg {
     Output { id: String, stream: Stream, line: String },
-    Done { id: String, target: String, result: Result<AttemptResult, TransportError>, output: (Capture, Capture) },
+    Done { id: String, target: String, result: Box<Result<AttemptResult, TransportError>>, output: (Capture, Capture) },
 }
 
 /// What a task that ran left behind: exit code, timings, (stdout, stderr).
@@ -154,6 +154,10 @@ impl OutputSink for LineSink {
     }
 }
 
+/// A task's targets in order, the project to mirror there (if any), and
+/// the paths to bring back.
+type TaskPlan = (Vec<String>, Option<Project>, Vec<String>);
+
 /// Where a task may run, in order of preference.
 fn targets(config: &Config, decision: &Decision, allowed: Option<&[String]>) -> Vec<String> {
     let mut order: Vec<String> = if decision.rule.is_none() && !decision.distribute {
@@ -196,7 +200,7 @@ pub async fn run(
     reporter.report(&Event::RunStarted { run: run::run_id(), tasks: list.len() });
 
     let facts = crate::commands::route::facts(Default::default());
-    let mut plans: HashMap<String, (Vec<String>, Option<Project>, Vec<String>)> = HashMap::new();
+    let mut plans: HashMap<String, TaskPlan> = HashMap::new();
     // Tasks that need the project when there is none never start.
     let mut refused: HashMap<String, String> = HashMap::new();
     let mut warned = false;
@@ -331,7 +335,7 @@ pub async fn run(
                         None => Ok(run::attempt_local(&spec, false, &mut sink, &task_stopper).await),
                     };
                     let output = (sink.out_tail.capture(), sink.err_tail.capture());
-                    let _ = tx.send(Msg::Done { id, target, result, output });
+                    let _ = tx.send(Msg::Done { id, target, result: Box::new(result), output });
                 });
             }
         }
@@ -357,7 +361,7 @@ pub async fn run(
                 if let Some(b) = busy.get_mut(&target) {
                     *b -= 1;
                 }
-                match result {
+                match *result {
                     Ok(r) => {
                         let code = match r.status {
                             RunStatus::Exited { code } => Some(code),
