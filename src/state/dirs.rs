@@ -44,14 +44,16 @@ pub fn runtime_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/distex-{}", uid()))
 }
 
-/// The runtime directory, created or checked ([`private_dir`]).
+/// The runtime directory, created if missing (mode 0700), else checked:
+/// a real directory of this user's, closed to everyone else.
 pub fn checked_runtime_dir() -> Result<PathBuf, String> {
     let dir = runtime_dir();
     private_dir(&dir, "runtime", 0o077, "DISTEX_RUNTIME_DIR")?;
     Ok(dir)
 }
 
-/// The state directory, created or checked ([`private_dir`]).
+/// The state directory, created if missing (mode 0700), else checked: a
+/// real directory of this user's that no one else can write to.
 pub fn checked_state_dir() -> Result<PathBuf, String> {
     let dir = state_dir();
     private_dir(&dir, "state", 0o022, "DISTEX_STATE_DIR")?;
