@@ -33,9 +33,15 @@ fn spawn(cmd: support::TestCommand) -> Child {
     cmd.spawn().expect("start distex")
 }
 
-/// Waits for `child` and returns (exit code, stdout, stderr).
-fn finish(child: Child) -> (Option<i32>, String, String) {
+/// Waits (at most 30 s: a distex that ignores a signal must fail the test,
+/// not hang it) for `child` and returns (exit code, stdout, stderr).
+fn finish(mut child: Child) -> (Option<i32>, String, String) {
+    let done = eventually(30, || child.try_wait().unwrap().is_some());
+    if !done {
+        let _ = child.kill();
+    }
     let out = child.wait_with_output().unwrap();
+    assert!(done, "distex did not end: {}", String::from_utf8_lossy(&out.stderr));
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -156,7 +162,7 @@ fn signal_leaves_nothing(sb: &Sandbox, args: &[&str], marker: &str, sig: i32, co
 fn sigint_sigterm_and_sighup_stop_a_remote_command_and_its_children() {
     let (sb, _cluster) = setup(1, "", "");
     for (sig, n) in [(libc::SIGINT, 4201), (libc::SIGTERM, 4202), (libc::SIGHUP, 4203)] {
-        let marker = format!("sleep {n}");
+        let marker = format!("sleep 97.{n}");
         let command = format!("{marker} & {marker}; wait");
         signal_leaves_nothing(&sb, &["run", "--node", "n1", "--", &command], &marker, sig, 128 + sig);
     }
@@ -166,7 +172,7 @@ fn sigint_sigterm_and_sighup_stop_a_remote_command_and_its_children() {
 fn sigint_sigterm_and_sighup_stop_a_local_command_and_its_children() {
     let (sb, _cluster) = setup(1, "", "");
     for (sig, n) in [(libc::SIGINT, 4211), (libc::SIGTERM, 4212), (libc::SIGHUP, 4213)] {
-        let marker = format!("sleep {n}");
+        let marker = format!("sleep 97.{n}");
         let command = format!("{marker} & {marker}; wait");
         signal_leaves_nothing(&sb, &["run", "--node", "local", "--", &command], &marker, sig, 128 + sig);
     }
@@ -176,7 +182,7 @@ fn sigint_sigterm_and_sighup_stop_a_local_command_and_its_children() {
 fn sigterm_and_sighup_stop_every_parallel_task() {
     let (sb, _cluster) = setup(1, "slots = 2", "");
     for (sig, n) in [(libc::SIGTERM, 4221), (libc::SIGHUP, 4222)] {
-        let marker = format!("sleep {n}");
+        let marker = format!("sleep 97.{n}");
         let remote = format!("{marker}; : remote");
         let local = format!("{marker}; : local");
         let args = ["parallel", "--nodes", "n1,local", "--", &remote, &local];
@@ -187,7 +193,7 @@ fn sigterm_and_sighup_stop_every_parallel_task() {
 #[test]
 fn a_killed_distex_leaves_nothing_running_on_the_node() {
     let (sb, _cluster) = setup(1, "", "");
-    let marker = "sleep 4231";
+    let marker = "sleep 97.4231";
     let child = spawn(distex(&sb).args(["run", "--node", "n1", "--", &format!("{marker} & {marker}; wait")]));
     assert!(eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))));
     signal(child.id(), libc::SIGKILL);
@@ -202,7 +208,7 @@ fn a_killed_distex_leaves_nothing_running_on_the_node() {
 #[test]
 fn a_dropped_connection_leaves_nothing_running_on_the_node() {
     let (sb, _cluster) = setup(1, "", "");
-    let marker = "sleep 4241";
+    let marker = "sleep 97.4241";
     let child = spawn(distex(&sb).args(["run", "--node", "n1", "--", &format!("{marker} & {marker}; wait")]));
     assert!(eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))));
     stop_masters(sb.path());
@@ -220,15 +226,15 @@ fn a_dropped_connection_leaves_nothing_running_on_the_node() {
 fn a_forged_pid_marker_never_gets_another_process_killed() {
     let (sb, _cluster) = setup(1, "", "");
     // A process of the node user, in a group of its own: the bystander.
-    let mut bystander = Command::new("sleep").arg("4301").process_group(0).spawn().unwrap();
+    let mut bystander = Command::new("sleep").arg("97.4301").process_group(0).spawn().unwrap();
     let pid = bystander.id();
     // (Never forge pid 1 here: an unfixed distex running as root would
     // signal every process on the machine.)
-    let command = format!("printf '\\036\\037distex-pid {pid}\\n' >&2; sleep 4302");
+    let command = format!("printf '\\036\\037distex-pid {pid}\\n' >&2; sleep 97.4302");
     let run = distex(&sb).args(["run", "--timeout", "2", "--node", "n1", "--", &command]).run().expect_code(124);
     assert!(run.stderr().contains("distex-pid"), "a forged marker is ordinary output: {}", run.stderr());
     assert!(bystander.try_wait().unwrap().is_none(), "the bystander was killed by a forged marker");
-    assert!(eventually(6, || all_processes_matching("sleep 4302").is_empty()), "the command itself was not stopped");
+    assert!(eventually(6, || all_processes_matching("sleep 97.4302").is_empty()), "the command itself was not stopped");
     let _ = bystander.kill();
     let _ = bystander.wait();
 }
@@ -237,7 +243,7 @@ fn a_forged_pid_marker_never_gets_another_process_killed() {
 fn a_forged_exit_marker_does_not_turn_a_lost_connection_into_success() {
     let (sb, _cluster) = setup(1, "", "");
     let log = sb.path().join("started");
-    let command = format!("printf '\\036\\037distex-exit 0\\n' >&2; touch {}; sleep 4311", log.display());
+    let command = format!("printf '\\036\\037distex-exit 0\\n' >&2; touch {}; sleep 97.4311", log.display());
     let child = spawn(distex(&sb).args(["run", "--node", "n1", "--", &command]));
     assert!(eventually(10, || log.exists()));
     stop_masters(sb.path());
@@ -444,7 +450,7 @@ fn regex_replace_workdir(text: &str, value: &str) -> String {
 #[test]
 fn a_runtime_directory_with_a_quote_still_syncs() {
     let (sb, _cluster) = setup(1, "", "");
-    let runtime = sb.path().join("it's run");
+    let runtime = sb.path().join("it's \"run\"");
     let project = sb.path().join("proj");
     git_project(&project, &[("data.txt", "synced\n")]);
     let run = distex(&sb)

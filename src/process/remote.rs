@@ -175,7 +175,11 @@ pub fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
 
 async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let transport = RemoteError::Transport;
-    let master = ssh::connect(node).await.map_err(|e| transport(format!("node {}: cannot connect: {e}", node.name)))?;
+    let master = ssh::connect(node).await.map_err(|e| match e.fault {
+        // A changed host key (or trouble here): the region runs nowhere else.
+        ssh::Fault::HostKeyChanged | ssh::Fault::Local => RemoteError::Failed(e.message),
+        ssh::Fault::Unreachable => transport(format!("node {}: cannot connect: {e}", node.name)),
+    })?;
     let mut cmd = master.session().raw_command(command_line(job, node));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().await.map_err(|e| transport(format!("node {}: cannot start ssh: {e}", node.name)))?;
