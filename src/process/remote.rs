@@ -42,9 +42,13 @@ use crate::exec::ssh;
 /// limit in KiB (or empty), CPU seconds (or empty), open files, then either
 /// the processor command (with three empty arguments after it) or, for a
 /// built-in worker, its kind, its spec, the node's distex binary and the
-/// `--version` line expected of it. It first announces its pid, which is
-/// also its process group (sshd starts each session in a new one and the
-/// login shell `exec`s into this script), with the exec layer's pid marker.
+/// `--version` line expected of it. It first reads this run's secret nonce
+/// from stdin and announces its pid, which is also its process group (sshd
+/// starts each session in a new one and the login shell `exec`s into this
+/// script), with the exec layer's pid marker carrying the nonce; then it
+/// waits for distex's `go` line before anything runs (the region's records
+/// follow on stdin). Without `go`, the region provably never ran; after
+/// it, a lost connection means it may have, and it is never run again.
 ///
 /// A node without a usable distex (not found, not executable, another
 /// version) exits 127 before anything runs, with the reason as the last
