@@ -468,9 +468,9 @@ fn a_node_cannot_plant_a_symlink_out_of_the_project_through_return() {
     let project = sb.path().join("proj");
     git_project(&project, &[("README", "x")]);
     let command = "mkdir -p out && ln -sfn /etc/hostname out/abs && ln -sfn ../../../../../../etc/hostname out/rel \
-                   && echo fine > out/ok.txt";
+                   && echo fine > out/ok.txt && ln -sfn /etc linked";
     let run = distex(&sb)
-        .args(["run", "--sync", "--return", "out", "--node", "n1", "--", command])
+        .args(["run", "--sync", "--return", "out", "--return", "linked/hostname", "--node", "n1", "--", command])
         .current_dir(&project)
         .run()
         .success();
@@ -478,6 +478,9 @@ fn a_node_cannot_plant_a_symlink_out_of_the_project_through_return() {
     assert_eq!(std::fs::read_to_string(project.join("out/ok.txt")).unwrap(), "fine\n");
     assert!(std::fs::symlink_metadata(project.join("out/abs")).is_err(), "absolute link brought back");
     assert!(std::fs::symlink_metadata(project.join("out/rel")).is_err(), "escaping link brought back");
+    // A directory on the path that is a link on the node never becomes a link here.
+    let linked = std::fs::symlink_metadata(project.join("linked"));
+    assert!(linked.is_err() || !linked.unwrap().file_type().is_symlink(), "a link out of the project was planted");
 }
 
 // ---------------------------------------------------------------- issue 14.7: unreachable nodes

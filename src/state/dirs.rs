@@ -53,10 +53,10 @@ pub fn checked_runtime_dir() -> Result<PathBuf, String> {
 }
 
 /// The state directory, created if missing (mode 0700), else checked: a
-/// real directory of this user's that no one else can write to.
+/// real directory of this user's that other users cannot write to.
 pub fn checked_state_dir() -> Result<PathBuf, String> {
     let dir = state_dir();
-    private_dir(&dir, "state", 0o022, "DISTEX_STATE_DIR")?;
+    private_dir(&dir, "state", 0o002, "DISTEX_STATE_DIR")?;
     Ok(dir)
 }
 
@@ -81,7 +81,7 @@ fn private_dir(dir: &Path, what: &str, forbidden: u32, variable: &str) -> Result
         Some(format!(
             "its mode is {:04o}: other users can {}",
             meta.mode() & 0o7777,
-            if forbidden == 0o022 { "write to it" } else { "use it" }
+            if forbidden & 0o005 == 0 { "write to it" } else { "use it" }
         ))
     } else {
         None
@@ -129,6 +129,11 @@ mod tests {
         std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let err = private_dir(&open, "runtime", 0o077, "X").unwrap_err();
         assert!(err.contains("mode is 0777") && err.contains("set X"), "{err}");
+        // A state directory made with umask 002 is fine; one others can write is not.
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o775)).unwrap();
+        private_dir(&open, "state", 0o002, "X").unwrap();
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(private_dir(&open, "state", 0o002, "X").unwrap_err().contains("can write to it"));
         let link = base.join("link");
         std::os::unix::fs::symlink(&fresh, &link).unwrap();
         assert!(private_dir(&link, "runtime", 0o077, "X").unwrap_err().contains("symlink"));
