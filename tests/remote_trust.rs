@@ -539,3 +539,24 @@ fn an_input_that_is_not_a_table_is_never_echoed_in_the_error() {
     let run = sb.cmd().args(["process", table.to_str().unwrap(), "--by", "x"]).run().expect_code(2);
     assert!(run.stderr().contains("columns: a, b"), "{}", run.stderr());
 }
+
+#[test]
+fn parallel_builds_run_here_only_when_no_builder_answers() {
+    let (sb, mut cluster) = setup(1, "roles = [\"builder\"]\nslots = 1", "");
+    let project = sb.path().join("proj");
+    git_project(&project, &[("a/Makefile", "all:\n"), ("b/Makefile", "all:\n")]);
+    let task = |dir: &str| format!("make() {{ sleep 0.5; echo \"{dir} on ${{DISTEX_TEST_NODE:-here}}\"; }}; make -C {dir}");
+    let (a, b) = (task("a"), task("b"));
+    // One builder slot, two builds: both wait for the builder; none spills here.
+    let run = distex(&sb).args(["parallel", "--json", "--", &a, &b]).current_dir(&project).run().success();
+    let v = run.json();
+    for t in v["tasks"].as_array().unwrap() {
+        assert_eq!(t["node"], "n1", "{v}");
+    }
+    // No builder answers: they run here, with a warning.
+    cluster.node_mut("n1").kill();
+    let run = distex(&sb).args(["parallel", "--", &a, &b]).current_dir(&project).run().success();
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(all.contains("a on here") && all.contains("b on here"), "{all}");
+    assert!(all.contains("running it here instead"), "{all}");
+}

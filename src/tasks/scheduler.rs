@@ -154,9 +154,20 @@ impl OutputSink for LineSink {
     }
 }
 
-/// A task's targets in order, the project to mirror there (if any), and
-/// the paths to bring back.
-type TaskPlan = (Vec<String>, Option<Project>, Vec<String>);
+/// Where and how one task runs.
+#[derive(Clone)]
+struct TaskPlan {
+    /// Targets in order of preference.
+    order: Vec<String>,
+    /// This machine is in `order` only as a fallback: the task's rule
+    /// prefers nodes this machine is not (roles), so it runs here only
+    /// when none of them is left up.
+    here_as_fallback: bool,
+    /// The project to mirror on nodes, if any.
+    project: Option<Project>,
+    /// Paths to bring back.
+    returns: Vec<String>,
+}
 
 /// Where a task may run, in order of preference.
 fn targets(config: &Config, decision: &Decision, allowed: Option<&[String]>) -> Vec<String> {
@@ -204,6 +215,7 @@ pub async fn run(
     // Tasks that need the project when there is none never start.
     let mut refused: HashMap<String, String> = HashMap::new();
     let mut warned = false;
+    let mut warned_fallback: HashSet<String> = HashSet::new();
     for t in &plan.tasks {
         let decision = crate::commands::route::route(&config, &t.command, &facts);
         let spec = RunSpec {
@@ -229,7 +241,11 @@ pub async fn run(
                 None
             }
         };
-        plans.insert(t.id.clone(), (targets(&config, &decision, opts.nodes.as_deref()), project, returns));
+        let order = targets(&config, &decision, opts.nodes.as_deref());
+        let here_as_fallback = decision.rule.is_some()
+            && order.iter().any(|t| t == "local")
+            && !run::requirement(&config, &decision).is_none_or(|req| config.local.caps.satisfies(req));
+        plans.insert(t.id.clone(), TaskPlan { order, here_as_fallback, project, returns });
     }
     let capacity = |target: &str| -> usize {
         match config.node(target) {
@@ -278,8 +294,17 @@ pub async fn run(
                     }
                     continue;
                 }
-                let (order, project, returns) = plans[&id].clone();
-                let usable: Vec<&String> = order.iter().filter(|t| !down.contains(*t)).collect();
+                let TaskPlan { order, here_as_fallback, project, returns } = plans[&id].clone();
+                let mut usable: Vec<&String> = order.iter().filter(|t| !down.contains(*t)).collect();
+                if here_as_fallback && usable.iter().any(|t| *t != "local") {
+                    usable.retain(|t| *t != "local");
+                } else if here_as_fallback && !usable.is_empty() && !warned_fallback.contains(&id) {
+                    warned_fallback.insert(id.clone());
+                    let message = format!(
+                        "task {id}: none of the nodes its rule prefers could be reached; running it here instead"
+                    );
+                    reporter.report(&Event::Warning { message });
+                }
                 if usable.is_empty() {
                     let tried =
                         last_errors.get(&id).map(|e| e.join("; ")).unwrap_or_else(|| "no node may run it".into());
