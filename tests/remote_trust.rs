@@ -545,7 +545,8 @@ fn parallel_builds_run_here_only_when_no_builder_answers() {
     let (sb, mut cluster) = setup(1, "roles = [\"builder\"]\nslots = 1", "");
     let project = sb.path().join("proj");
     git_project(&project, &[("a/Makefile", "all:\n"), ("b/Makefile", "all:\n")]);
-    let task = |dir: &str| format!("make() {{ sleep 0.5; echo \"{dir} on ${{DISTEX_TEST_NODE:-here}}\"; }}; make -C {dir}");
+    let task =
+        |dir: &str| format!("make() {{ sleep 0.5; echo \"{dir} on ${{DISTEX_TEST_NODE:-here}}\"; }}; make -C {dir}");
     let (a, b) = (task("a"), task("b"));
     // One builder slot, two builds: both wait for the builder; none spills here.
     let run = distex(&sb).args(["parallel", "--json", "--", &a, &b]).current_dir(&project).run().success();
@@ -559,4 +560,19 @@ fn parallel_builds_run_here_only_when_no_builder_answers() {
     let all = format!("{}{}", run.stdout(), run.stderr());
     assert!(all.contains("a on here") && all.contains("b on here"), "{all}");
     assert!(all.contains("running it here instead"), "{all}");
+}
+
+#[test]
+fn a_killed_distex_leaves_nothing_running_here() {
+    let (sb, _cluster) = setup(1, "", "");
+    let marker = "sleep 97.4251";
+    let child = spawn(distex(&sb).args(["run", "--node", "local", "--", &format!("{marker} & {marker}; wait")]));
+    assert!(eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))));
+    signal(child.id(), libc::SIGKILL);
+    let _ = finish(child);
+    assert!(
+        eventually(8, || all_processes_matching(marker).is_empty()),
+        "the local command kept running after distex was killed: {:?}",
+        all_processes_matching(marker)
+    );
 }

@@ -119,7 +119,7 @@ pub fn wrapper(command: &str, dir: &str) -> String {
 /// on `stop` or end of stdin, it kills its process group - the wrapper's -
 /// with SIGTERM, then SIGKILL after 2 s of grace, ignoring SIGTERM itself
 /// meanwhile.
-const WATCHDOG: &str = "trap '' INT TERM HUP; \
+pub(crate) const WATCHDOG: &str = "trap '' INT TERM HUP; \
      while IFS= read -r l; do [ \"$l\" = stop ] && break; done; \
      kill -TERM 0; sleep 2; kill -KILL 0";
 
