@@ -9,13 +9,13 @@
 //! * [`signals`] turns SIGINT, SIGTERM and SIGHUP into a stop;
 //! * [`probe`] measures node loads for `distex nodes --probe`.
 
-pub mod local;
-pub mod output;
-pub mod probe;
-pub mod remote;
-pub mod run;
-pub mod signals;
-pub mod ssh;
-pub mod sync;
+pub(crate) mod local;
+pub(crate) mod output;
+pub(crate) mod probe;
+pub(crate) mod remote;
+pub(crate) mod run;
+pub(crate) mod signals;
+pub(crate) mod ssh;
+pub(crate) mod sync;
 
-pub use run::{RunResult, RunSpec, RunStatus, Stopper, Target, execute, failover_order};
+pub(crate) use run::RunStatus;

@@ -3,7 +3,7 @@
 //! sshd runs every command string with the node user's login shell, in a
 //! new session (setsid), so that shell is the leader of a process group
 //! holding everything the command starts. The string distex sends (built by
-//! [`wrapper`], every piece of data single-quoted, never interpolated) is a
+//! [`wrapper`], every piece of data quoted by [`sh_quote`], never interpolated) is a
 //! short POSIX script, interpreted by that login shell itself (no extra
 //! shell: one shell startup per command, as with plain `ssh host cmd`).
 //! It talks with distex over the session's stdin and stderr:
@@ -40,13 +40,12 @@ use std::time::Duration;
 use openssh::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::output::OutputSink;
+use super::output::{OutputSink, Stream};
 use super::ssh::Master;
-use crate::tasks::Stream;
 
 /// Why distex stopped a command itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     Timeout,
     /// A signal (SIGINT, SIGTERM, SIGHUP) asked distex to stop.
     Interrupted,
@@ -54,7 +53,7 @@ pub enum Stop {
 
 /// How a remote run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteOutcome {
+pub(crate) enum RemoteOutcome {
     /// The command ran and exited with this status (128+N for a signal).
     Exited(i32),
     /// distex stopped it (its process group was killed on the node), or
@@ -70,13 +69,23 @@ pub enum RemoteOutcome {
 
 const MARKER_START: &[u8] = b"\x1e\x1fdistex-";
 
-/// Quotes `s` for POSIX sh: `'...'`, with `'` written as `'\''`.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+/// Quotes `word` for a POSIX shell so that it stays exactly one word with
+/// nothing expanded: wrap it in single quotes (inside which nothing is
+/// special) and write each single quote as `'\''` (close, escaped quote,
+/// reopen). Plain words such as node names are left bare for readability.
+/// This is distex's one shell-quoting function: everything it puts into a
+/// shell command line (here, in rsync's arguments, in the hook's rewrite,
+/// in remote workers' arguments) goes through it.
+pub(crate) fn sh_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    if plain {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// A fresh secret for one run: 128 random bits, in hex.
-pub fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
@@ -95,7 +104,7 @@ pub fn nonce() -> String {
 /// Non-interactive shells give a background job `/dev/null` as stdin
 /// unless it is redirected: the watchdog gets the session's stdin through
 /// fd 3, which is closed before the command runs.
-pub fn wrapper(command: &str, dir: &str) -> String {
+pub(crate) fn wrapper(command: &str, dir: &str) -> String {
     format!(
         "cd || exit 125\n\
          IFS= read -r n || exit 125\n\
@@ -127,7 +136,7 @@ pub(crate) const WATCHDOG: &str = "trap '' INT TERM HUP; \
 /// to 2 s of grace, then SIGKILL. It does nothing unless `pgid` really
 /// is a process group (its leader's group is itself), and `pgid` 0 or 1
 /// (every process of the user) is refused before anything is sent.
-pub fn kill_script(pgid: u32) -> Option<String> {
+pub(crate) fn kill_script(pgid: u32) -> Option<String> {
     (pgid > 1).then(|| {
         format!(
             "[ \"$(ps -o pgid= -p {pgid} 2>/dev/null | tr -d ' ')\" = {pgid} ] || exit 0; \
@@ -145,20 +154,20 @@ pub fn kill_script(pgid: u32) -> Option<String> {
 /// pid marker and the first exit marker count (later ones are removed from
 /// the output but ignored).
 #[derive(Debug, Default)]
-pub struct Markers {
+pub(crate) struct Markers {
     held: Vec<u8>,
     /// `\x1e\x1fdistex-NONCE:` (or `\x1e\x1fdistex-` without a nonce, the
     /// format of `distex process`'s worker script).
     prefix: Vec<u8>,
     /// The remote process group, once announced.
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// The command's exit status, once reported.
-    pub status: Option<i32>,
+    pub(crate) status: Option<i32>,
 }
 
 impl Markers {
     /// Markers of one run, carrying `nonce`.
-    pub fn new(nonce: &str) -> Self {
+    pub(crate) fn new(nonce: &str) -> Self {
         let mut prefix = MARKER_START.to_vec();
         prefix.extend_from_slice(nonce.as_bytes());
         prefix.push(b':');
@@ -166,7 +175,7 @@ impl Markers {
     }
 
     /// Feeds a chunk; returns the bytes to show the user.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         if self.prefix.is_empty() {
             self.prefix = MARKER_START.to_vec();
         }
@@ -206,7 +215,7 @@ impl Markers {
     }
 
     /// The stream ended: whatever is still held is ordinary output.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.held)
     }
 }
@@ -218,7 +227,7 @@ const STOP_GRACE: Duration = Duration::from_secs(4);
 /// Runs `command` in `dir` on the master's node, streaming output to
 /// `sink`, until it exits or `stop` resolves (then its process group on the
 /// node is killed).
-pub async fn run(
+pub(crate) async fn run(
     master: &Master,
     command: &str,
     dir: &str,
@@ -311,7 +320,7 @@ pub async fn run(
 
 /// Runs a short script on the node over a session of its own, waiting at
 /// most 10 s.
-pub async fn run_quietly(master: &Master, script: String) {
+pub(crate) async fn run_quietly(master: &Master, script: String) {
     let mut cmd = master.session().raw_command(script);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
@@ -325,6 +334,18 @@ mod tests {
     fn quoting_survives_single_quotes() {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(word)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", sh_quote(word));
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
 /// Starts listening for SIGINT, SIGTERM and SIGHUP (call inside a tokio
 /// runtime). The receiver turns true at the first of them.
-pub fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
+pub(crate) fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
     use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = tokio::sync::watch::channel(false);
     for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()] {
@@ -31,12 +31,12 @@ pub fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
 }
 
 /// The signal that stopped the run, if one did.
-pub fn received() -> Option<i32> {
+pub(crate) fn received() -> Option<i32> {
     Some(RECEIVED.load(Ordering::SeqCst)).filter(|&s| s != 0)
 }
 
 /// What distex exits with after a stopping signal: 128 + its number
 /// (130 when none was recorded, as for Ctrl-C).
-pub fn exit_code() -> u8 {
+pub(crate) fn exit_code() -> u8 {
     (128 + received().unwrap_or(libc::SIGINT)).clamp(0, 255) as u8
 }

@@ -15,10 +15,9 @@
 //!
 //! [`state::runtime_dir`]: crate::state::runtime_dir
 
-use std::fs::File;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 
@@ -26,21 +25,21 @@ use crate::config::{HostKeyChecking, Node};
 use crate::state::{checked_runtime_dir, create_file, runtime_dir};
 
 /// How long an idle master stays up after its last session closed.
-pub const CONTROL_PERSIST: Duration = Duration::from_secs(600);
+pub(crate) const CONTROL_PERSIST: Duration = Duration::from_secs(600);
 
 /// Why a node could not be reached. Always a transport problem: never the
 /// result of the command itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportError {
-    pub node: String,
-    pub message: String,
-    pub fault: Fault,
+pub(crate) struct TransportError {
+    pub(crate) node: String,
+    pub(crate) message: String,
+    pub(crate) fault: Fault,
 }
 
 /// What kind of transport problem: only [`Fault::Unreachable`] lets the
 /// command move to another target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// The node is down, slow, or refused us: try the next target.
     Unreachable,
     /// The node's host key is not the one known_hosts holds: a security
@@ -53,7 +52,7 @@ pub enum Fault {
 
 impl TransportError {
     /// A node that cannot be reached.
-    pub fn unreachable(node: &str, message: String) -> Self {
+    pub(crate) fn unreachable(node: &str, message: String) -> Self {
         TransportError { node: node.to_string(), message, fault: Fault::Unreachable }
     }
 }
@@ -65,29 +64,26 @@ impl std::fmt::Display for TransportError {
 }
 
 /// A live master connection to one node.
-pub struct Master {
-    pub node: String,
+pub(crate) struct Master {
     session: Session,
     dir: PathBuf,
     /// True when an already running master was reused (no handshake).
-    pub reused: bool,
-    /// Time spent finding or starting the master.
-    pub connect_time: Duration,
+    pub(crate) reused: bool,
 }
 
 impl Master {
-    pub fn session(&self) -> &Session {
+    pub(crate) fn session(&self) -> &Session {
         &self.session
     }
 
     /// The control socket, for tools that speak ssh themselves (rsync -e).
-    pub fn control_socket(&self) -> PathBuf {
+    pub(crate) fn control_socket(&self) -> PathBuf {
         self.dir.join("master")
     }
 
     /// Stops a master that failed us (asks it to exit, if it still runs)
     /// and removes its socket, so that the next connect starts a fresh one.
-    pub async fn forget(self) {
+    pub(crate) async fn forget(self) {
         let dir = self.dir.clone();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
         let _ = std::fs::remove_dir_all(&dir);
@@ -95,11 +91,10 @@ impl Master {
 }
 
 /// Finds the node's running master or starts one.
-pub async fn connect(node: &Node) -> Result<Master, TransportError> {
-    let started = Instant::now();
+pub(crate) async fn connect(node: &Node) -> Result<Master, TransportError> {
     let dir = master_dir(node);
     if alive(&dir.join("master")) && checked_runtime_dir().is_ok() {
-        return Ok(resume(node, dir, true, started));
+        return Ok(resume(dir, true));
     }
     let runtime = checked_runtime_dir().map_err(|message| TransportError {
         node: node.name.clone(),
@@ -109,13 +104,13 @@ pub async fn connect(node: &Node) -> Result<Master, TransportError> {
     let lock_path = dir.with_extension("lock");
     let lock =
         create_file(&lock_path).map_err(|e| fail(node, format!("cannot create {}: {e}", lock_path.display())))?;
-    let lock = tokio::task::spawn_blocking(move || lock_exclusive(&lock).map(|()| lock))
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
         .await
         .map_err(|e| fail(node, e.to_string()))?
         .map_err(|e| fail(node, format!("cannot lock {}: {e}", lock_path.display())))?;
     // Someone else may have started it while we waited for the lock.
     if alive(&dir.join("master")) {
-        return Ok(resume(node, dir, true, started));
+        return Ok(resume(dir, true));
     }
     let _ = std::fs::remove_dir_all(&dir);
     let temp = builder(node, &runtime).launch_master(&node.host).await.map_err(|e| explain(node, &e))?;
@@ -124,12 +119,12 @@ pub async fn connect(node: &Node) -> Result<Master, TransportError> {
     std::fs::rename(&temp_path, &dir)
         .map_err(|e| fail(node, format!("cannot move the control socket into {}: {e}", dir.display())))?;
     drop(lock);
-    Ok(resume(node, dir, false, started))
+    Ok(resume(dir, false))
 }
 
-fn resume(node: &Node, dir: PathBuf, reused: bool, started: Instant) -> Master {
+fn resume(dir: PathBuf, reused: bool) -> Master {
     let session = Session::resume(dir.join("master").into_boxed_path(), Some(dir.join("log").into_boxed_path()));
-    Master { node: node.name.clone(), session, dir, reused, connect_time: started.elapsed() }
+    Master { session, dir, reused }
 }
 
 /// A master is alive when something accepts connections on its socket.
@@ -177,7 +172,7 @@ fn expand_home(path: &Path) -> PathBuf {
 }
 
 /// `RUNTIME/<name>-<hash of the connection parameters>`.
-pub fn master_dir(node: &Node) -> PathBuf {
+pub(crate) fn master_dir(node: &Node) -> PathBuf {
     let params = format!(
         "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         node.host, node.user, node.port, node.identity_file, node.ssh_config, node.known_hosts, node.host_key_checking
@@ -192,7 +187,7 @@ pub fn master_dir(node: &Node) -> PathBuf {
 }
 
 /// A small, stable hash (FNV-1a): enough to tell configurations apart.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
 }
 
@@ -277,15 +272,5 @@ fn explain_unreachable(node: &Node, text: &str, detail: &str, all: &str) -> Stri
         format!("cannot connect to {target}: {text}")
     } else {
         format!("cannot connect to {target}: {text}: {detail}")
-    }
-}
-
-fn lock_exclusive(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

@@ -37,7 +37,7 @@ use super::ssh::fnv1a;
 /// one path component), matched case-insensitively against every
 /// component (or run of components, for patterns with `/`) of a path, so
 /// `.ssh` holds back `a/.ssh/config` and `*.pem` holds back `KEY.PEM`.
-pub const SECRET_PATTERNS: &[&str] = &[
+pub(crate) const SECRET_PATTERNS: &[&str] = &[
     ".env*",
     ".envrc",
     ".pgpass",
@@ -71,21 +71,21 @@ pub const SECRET_PATTERNS: &[&str] = &[
 
 /// Where the project lives here and there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Project {
+pub(crate) struct Project {
     /// The local project root.
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// The current directory relative to `root` (empty at the root).
-    pub subdir: PathBuf,
+    pub(crate) subdir: PathBuf,
     /// This machine's name (config `local.name`): part of the mirror's
     /// hash, so two machines syncing the same path never share a mirror.
-    pub origin: String,
+    pub(crate) origin: String,
 }
 
 impl Project {
     /// The project containing `cwd`: the directory `sync_root` names, else
     /// the root of the git repository around `cwd`. Err says why there is
     /// no project to mirror.
-    pub fn resolve(cwd: &Path, sync_root: Option<&Path>, origin: &str) -> Result<Project, String> {
+    pub(crate) fn resolve(cwd: &Path, sync_root: Option<&Path>, origin: &str) -> Result<Project, String> {
         let root = match sync_root {
             Some(dir) => std::fs::canonicalize(dir).map_err(|e| format!("--sync-root {}: {e}", dir.display()))?,
             None => git_root(cwd)?,
@@ -99,7 +99,7 @@ impl Project {
 
     /// The mirror directory on a node, under `workdir` (home-relative
     /// unless absolute): `WORKDIR/<name>-<hash>`.
-    pub fn mirror(&self, workdir: &str) -> String {
+    pub(crate) fn mirror(&self, workdir: &str) -> String {
         let name: String = self
             .root
             .file_name()
@@ -113,7 +113,7 @@ impl Project {
     }
 
     /// The directory to run in on the node: the mirror plus our subdirectory.
-    pub fn remote_cwd(&self, workdir: &str) -> String {
+    pub(crate) fn remote_cwd(&self, workdir: &str) -> String {
         let mirror = self.mirror(workdir);
         if self.subdir.as_os_str().is_empty() { mirror } else { format!("{mirror}/{}", self.subdir.display()) }
     }
@@ -147,14 +147,14 @@ fn git_root(cwd: &Path) -> Result<PathBuf, String> {
 
 /// What to send, and what was held back as a secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FileSet {
+pub(crate) struct FileSet {
     /// Paths relative to the root.
-    pub files: Vec<String>,
-    pub held_back: Vec<String>,
+    pub(crate) files: Vec<String>,
+    pub(crate) held_back: Vec<String>,
 }
 
 /// The secret filter: [`SECRET_PATTERNS`] minus the user's `sync.include`.
-pub struct Secrets {
+pub(crate) struct Secrets {
     deny: Vec<regex::Regex>,
     allow: Vec<regex::Regex>,
 }
@@ -162,7 +162,7 @@ pub struct Secrets {
 impl Secrets {
     /// `include`: globs of paths (relative to the project root) to send
     /// even though they look like secrets.
-    pub fn new(include: &[String]) -> Secrets {
+    pub(crate) fn new(include: &[String]) -> Secrets {
         let deny = SECRET_PATTERNS.iter().map(|p| glob_regex(p, false)).collect();
         let allow =
             include.iter().map(|p| glob_regex(p.trim_start_matches("./").trim_end_matches('/'), true)).collect();
@@ -170,7 +170,7 @@ impl Secrets {
     }
 
     /// Whether `path` (relative, `/`-separated) must stay here.
-    pub fn holds_back(&self, path: &str) -> bool {
+    pub(crate) fn holds_back(&self, path: &str) -> bool {
         let path = path.trim_end_matches('/');
         self.deny.iter().any(|r| r.is_match(path)) && !self.allow.iter().any(|r| r.is_match(path))
     }
@@ -186,7 +186,7 @@ fn glob_regex(glob: &str, anchored: bool) -> regex::Regex {
 
 /// The files of `root` that git sees (or, outside a repository, every
 /// file below it), split into what to send and what is held back.
-pub fn file_set(root: &Path, secrets: &Secrets) -> Result<FileSet, String> {
+pub(crate) fn file_set(root: &Path, secrets: &Secrets) -> Result<FileSet, String> {
     let mut listed = Vec::new();
     list_files(root, "", &mut listed, 0)?;
     listed.sort();
@@ -287,7 +287,7 @@ fn rsh(control_socket: &Path) -> String {
 /// rsync arguments that send the files listed (NUL-separated) in
 /// `list_file` from `project.root` to `mirror` on the node, deleting there
 /// the listed files that no longer exist here.
-pub fn push_args(project: &Project, mirror: &str, control_socket: &Path, list_file: &Path) -> Vec<OsString> {
+pub(crate) fn push_args(project: &Project, mirror: &str, control_socket: &Path, list_file: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> =
         ["-a", "--compress", "--partial", "--from0", "--delete-missing-args"].map(OsString::from).to_vec();
     let mut files_from = OsString::from("--files-from=");
@@ -310,7 +310,7 @@ pub fn push_args(project: &Project, mirror: &str, control_socket: &Path, list_fi
 /// Symlinks that point outside the mirror (or anywhere absolute) are not
 /// brought back (`--safe-links`): a node cannot plant a link here that
 /// leads out of the project.
-pub fn return_args(project: &Project, mirror: &str, paths: &[String], control_socket: &Path) -> Vec<OsString> {
+pub(crate) fn return_args(project: &Project, mirror: &str, paths: &[String], control_socket: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-a", "--relative", "--compress", "--safe-links"].map(OsString::from).to_vec();
     args.push(OsString::from("-e"));
     args.push(rsh(control_socket).into());
@@ -327,7 +327,7 @@ pub fn return_args(project: &Project, mirror: &str, paths: &[String], control_so
 }
 
 /// Checks that a `--return` path stays inside the project.
-pub fn check_return_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_return_path(path: &str) -> Result<(), String> {
     let p = Path::new(path);
     if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(format!("--return {path}: must be a relative path inside the project (no leading / or ..)"));
@@ -338,7 +338,7 @@ pub fn check_return_path(path: &str) -> Result<(), String> {
 /// The list for one push: this run's files, plus the files sent to the
 /// same mirror last time that are gone now (rsync deletes those there).
 /// `sent_before` is the previous list, `None` for a first push.
-pub fn push_list(files: &[String], sent_before: Option<&str>) -> Vec<u8> {
+pub(crate) fn push_list(files: &[String], sent_before: Option<&str>) -> Vec<u8> {
     let now: std::collections::HashSet<&str> = files.iter().map(String::as_str).collect();
     let gone = sent_before.into_iter().flat_map(|t| t.split('\0')).filter(|p| !p.is_empty() && !now.contains(p));
     let mut list = Vec::new();
@@ -350,7 +350,7 @@ pub fn push_list(files: &[String], sent_before: Option<&str>) -> Vec<u8> {
 }
 
 /// Runs rsync; on failure returns its stderr.
-pub async fn rsync(args: Vec<OsString>) -> Result<(), String> {
+pub(crate) async fn rsync(args: Vec<OsString>) -> Result<(), String> {
     let out = tokio::process::Command::new("rsync")
         .args(args)
         .stdin(Stdio::null())

@@ -7,17 +7,11 @@
 //! must not be the thing that breaks a session.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 const MAX_LOG: u64 = 1 << 20;
 
-/// Where the log lives.
-pub fn path() -> PathBuf {
-    crate::state::state_dir().join("hook.log")
-}
-
 /// Appends one line (newlines in `message` are flattened).
-pub fn append(message: &str) {
+pub(crate) fn append(message: &str) {
     // Only in a private state directory (never one another user controls).
     let Ok(dir) = crate::state::checked_state_dir() else { return };
     let path = dir.join("hook.log");

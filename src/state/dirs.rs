@@ -17,8 +17,10 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::sys::uid;
+
 /// `$DISTEX_STATE_DIR`, else `$XDG_STATE_HOME/distex`, else `~/.local/state/distex`.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DISTEX_STATE_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -34,7 +36,7 @@ pub fn state_dir() -> PathBuf {
 /// A short, private directory for SSH control sockets (Unix socket paths are
 /// limited to ~104 bytes, so this must stay short): `$DISTEX_RUNTIME_DIR`,
 /// else `$XDG_RUNTIME_DIR/distex`, else `/tmp/distex-UID`.
-pub fn runtime_dir() -> PathBuf {
+pub(crate) fn runtime_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DISTEX_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -46,7 +48,7 @@ pub fn runtime_dir() -> PathBuf {
 
 /// The runtime directory, created if missing (mode 0700), else checked:
 /// a real directory of this user's, closed to everyone else.
-pub fn checked_runtime_dir() -> Result<PathBuf, String> {
+pub(crate) fn checked_runtime_dir() -> Result<PathBuf, String> {
     let dir = runtime_dir();
     private_dir(&dir, "runtime", 0o077, "DISTEX_RUNTIME_DIR")?;
     Ok(dir)
@@ -54,7 +56,7 @@ pub fn checked_runtime_dir() -> Result<PathBuf, String> {
 
 /// The state directory, created if missing (mode 0700), else checked: a
 /// real directory of this user's that other users cannot write to.
-pub fn checked_state_dir() -> Result<PathBuf, String> {
+pub(crate) fn checked_state_dir() -> Result<PathBuf, String> {
     let dir = state_dir();
     private_dir(&dir, "state", 0o002, "DISTEX_STATE_DIR")?;
     Ok(dir)
@@ -98,7 +100,7 @@ fn private_dir(dir: &Path, what: &str, forbidden: u32, variable: &str) -> Result
 
 /// Creates (or truncates) a file for writing, mode 0600, never following a
 /// symlink at `path` (`O_NOFOLLOW`).
-pub fn create_file(path: &Path) -> io::Result<File> {
+pub(crate) fn create_file(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -106,11 +108,6 @@ pub fn create_file(path: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-}
-
-fn uid() -> u32 {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() }
 }
 
 #[cfg(test)]
