@@ -6,6 +6,7 @@
 //! * [`sync`] mirrors the project with rsync and brings outputs back;
 //! * [`output`] is where output goes (terminal, bounded capture, lines);
 //! * [`run`] ties them together with failover and health recording;
+//! * [`signals`] turns SIGINT, SIGTERM and SIGHUP into a stop;
 //! * [`probe`] measures node loads for `distex nodes --probe`.
 
 pub(crate) mod local;
@@ -13,6 +14,7 @@ pub(crate) mod output;
 pub(crate) mod probe;
 pub(crate) mod remote;
 pub(crate) mod run;
+pub(crate) mod signals;
 pub(crate) mod ssh;
 pub(crate) mod sync;
 
