@@ -332,7 +332,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
 }
 
 fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
-    let report = crate::commands::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
+    let report = crate::exec::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
     emit(args.json, &report, report::human::clean)?;
     if !args.json {
         for node in report.nodes.iter().filter(|n| n.error.is_some()) {

@@ -7,8 +7,11 @@
 //! * [`output`] is where output goes (terminal, bounded capture, lines);
 //! * [`run`] ties them together with failover and health recording;
 //! * [`signals`] turns SIGINT, SIGTERM and SIGHUP into a stop;
-//! * [`probe`] measures node loads for `distex nodes --probe`.
+//! * [`probe`] measures node loads for `distex nodes --probe`;
+//! * [`clean`] removes what distex left behind (`distex clean`): masters,
+//!   state, and with `--remote` the project mirrors on the nodes.
 
+pub(crate) mod clean;
 pub(crate) mod local;
 pub(crate) mod output;
 pub(crate) mod probe;
