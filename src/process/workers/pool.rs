@@ -388,6 +388,13 @@ fn run_with_retries<T>(
                 (attempt, moves) = (attempt + 1, moves + 1);
                 continue;
             }
+            // At most once: a worker that may have run is never run again.
+            Err(RemoteError::Lost(reason)) => {
+                if mark_down(place.down, &target, &reason) {
+                    let _ = tx.send(Msg::NodeDown { node: target.name().to_string() });
+                }
+                return Err(reason);
+            }
             Err(e) => e.to_string(),
         };
         if attempt - moves <= options.retries && !worker::interrupted() {
