@@ -8,7 +8,9 @@
 # machine) weighs on both alike. Every run's JSON report is checked
 # against the other binary's: the same bytes once the clock figures
 # (`elapsed_ms`, `at_ms`) are set aside. Prints the median wall time,
-# range and peak RSS of each binary on each path.
+# range, CPU time (user + system: less swayed by other load than wall
+# time) and peak RSS of each binary on each path, and the median of the
+# new/old ratios of the runs of each round (a pair runs back to back).
 #
 # usage: bench/process_ab.sh OLD_DISTEX NEW_DISTEX [RUNS=7] [ROWS=10000000] [REGIONS=8]
 # needs: python3, apt: time
@@ -29,7 +31,7 @@ log="$OUT/times.log"; : > "$log"
 # one NAME BIN SPLIT ROUND: a timed run; its report kept for the check.
 one() {
   local name=$1 bin=$2 split=$3 round=$4
-  /usr/bin/time -a -o "$log" -f "$name $split %e %M" \
+  /usr/bin/time -a -o "$log" -f "$name $split %e %M %U %S" \
     "$bin" process "$DATA" --by region --json --split "$split" > "$OUT/$name-$split-$round.json"
 }
 
@@ -55,12 +57,17 @@ for split in ["auto", "regions"]:
             sys.exit(f"round {r}, --split {split}: the reports differ beyond the clock figures")
 print(f"reports: old and new byte-identical in all {2 * runs} pairs (clock figures aside)\n")
 rows = [l.split() for l in open(log) if l.strip() and not l.startswith("Command")]
-print("| binary | split | runs | median wall (s) | min–max (s) | median MB/s | peak RSS (MB) |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| binary | split | runs | median wall (s) | min–max (s) | median MB/s | median CPU (s) | peak RSS (MB) | new/old wall, paired |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for split in ["auto", "regions"]:
+    of = {name: [r for r in rows if r[0] == name and r[1] == split] for name in ["old", "new"]}
+    ratio = statistics.median(float(n[2]) / float(o[2]) for o, n in zip(of["old"], of["new"]))
     for name in ["old", "new"]:
-        t = [float(r[2]) for r in rows if r[0] == name and r[1] == split]
-        m = [int(r[3]) for r in rows if r[0] == name and r[1] == split]
+        t = [float(r[2]) for r in of[name]]
+        cpu = [float(r[4]) + float(r[5]) for r in of[name]]
+        m = [int(r[3]) for r in of[name]]
         med = statistics.median(t)
-        print(f"| {name} | {split} | {len(t)} | {med:.2f} | {min(t):.2f}–{max(t):.2f} | {size/1e6/med:.0f} | {max(m)/1024:.0f} |")
+        paired = f"{ratio:.3f}" if name == "new" else ""
+        print(f"| {name} | {split} | {len(t)} | {med:.2f} | {min(t):.2f}–{max(t):.2f} | {size/1e6/med:.0f} "
+              f"| {statistics.median(cpu):.2f} | {max(m)/1024:.0f} | {paired} |")
 PY
