@@ -21,16 +21,30 @@ pub fn facts(assumed: BTreeMap<String, f64>) -> LoadFacts {
     LoadFacts { local_load: local_load(), states: NodeStates::load(), assumed, now: now_secs() }
 }
 
-/// Decides where `line` should run.
+/// Decides where `line` should run, and, when a rule sends it away, which
+/// of its parts run where ([`route::rewrite_plan`]).
 pub fn route(config: &Config, line: &str, facts: &LoadFacts) -> Decision {
-    match route::analyze(line) {
+    let mut decision = match route::analyze(line) {
         Ok(commands) => route::decide(config, line, &commands, facts),
         Err(failure) => {
             let mut decision = route::decide(config, line, &[], facts);
             decision.warnings.insert(0, format!("could not parse the command as shell ({failure}); no rule applied"));
-            decision
+            return decision;
         }
+    };
+    let routed_by_rule = decision.node.as_deref().filter(|_| decision.distribute && decision.rule.is_some());
+    if let Some(node) = routed_by_rule {
+        decision.rewrite = route::rewrite_plan(config, line, node, facts);
     }
+    if let Some(plan) = decision.rewrite.as_ref().filter(|p| p.placement == route::Placement::Here) {
+        // A later part uses the routed part's outputs here: the line stays together, here.
+        decision.warnings.push(format!("running the whole line here: {}", plan.why.as_deref().unwrap_or_default()));
+        decision.distribute = false;
+        decision.node = None;
+        decision.announcement = None;
+        decision.sync = false;
+    }
+    decision
 }
 
 /// Parses `NODE=LOAD` (as given to `--assume-load`).
@@ -46,10 +60,11 @@ pub fn parse_assumed_load(spec: &str) -> Result<(String, f64), String> {
 /// Checks that every `--assume-load` node exists.
 pub fn check_assumed(config: &Config, assumed: &BTreeMap<String, f64>) -> Result<(), String> {
     for node in assumed.keys() {
-        if node != "local" && config.node(node).is_none() {
+        if node != "local" && *node != config.local.name && config.node(node).is_none() {
             let known: Vec<_> = config.nodes.iter().map(|n| n.name.as_str()).collect();
             return Err(format!(
-                "--assume-load names unknown node {node:?}; known nodes: local{}{}",
+                "--assume-load names unknown node {node:?}; known nodes: local ({}){}{}",
+                config.local.name,
                 if known.is_empty() { "" } else { ", " },
                 known.join(", ")
             ));

@@ -79,6 +79,9 @@ pub struct NodeTable {
 pub struct RuleTable {
     pub name: String,
     pub commands: Option<Vec<String>>,
+    /// A regular expression matched against each command's words joined by
+    /// spaces, anchored at the program name (`'^terraform (plan|apply)\b'`).
+    pub pattern: Option<String>,
     pub requires: Option<Requirement>,
     pub announce: Option<String>,
     pub sync: Option<bool>,

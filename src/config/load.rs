@@ -302,11 +302,19 @@ fn rule_from(t: &RuleTable, base: Option<&Rule>, source: String, ctx: &Ctx, offs
         return Err(ctx.error(offset, "rule.name", "a rule needs a non-empty name"));
     }
     let commands = t.commands.clone().or_else(|| base.map(|b| b.commands.clone())).unwrap_or_default();
-    if commands.is_empty() || commands.iter().any(|c| c.split_whitespace().next().is_none()) {
+    let pattern = match &t.pattern {
+        Some(text) => {
+            // Point at the `pattern` line of this rule, not at its `[[rule]]` header.
+            let at = ctx.text.get(offset..).and_then(|t| t.find("pattern")).map_or(offset, |i| offset + i);
+            Some(compile_pattern(text).map_err(|e| ctx.error(at, format!("{key}.pattern"), e))?)
+        }
+        None => base.and_then(|b| b.pattern.clone()),
+    };
+    if commands.iter().any(|c| c.split_whitespace().next().is_none()) || (commands.is_empty() && pattern.is_none()) {
         return Err(ctx.error(
             offset,
             format!("{key}.commands"),
-            "list at least one command pattern, e.g. commands = [\"torchrun\"]",
+            "list at least one command pattern, e.g. commands = [\"torchrun\"], or give a pattern = '^terraform (plan|apply)\\b'",
         ));
     }
     let announce = t
@@ -324,11 +332,23 @@ fn rule_from(t: &RuleTable, base: Option<&Rule>, source: String, ctx: &Ctx, offs
     Ok(Rule {
         name: t.name.clone(),
         commands,
+        pattern,
         requires: t.requires.clone().or_else(|| base.map(|b| b.requires.clone())).unwrap_or_default(),
         announce,
         sync: t.sync.or(base.map(|b| b.sync)).unwrap_or(true),
         returns: t.returns.clone().or_else(|| base.map(|b| b.returns.clone())).unwrap_or_default(),
         source,
+    })
+}
+
+/// Compiles a rule's `pattern`, explaining what is wrong in words a user can act on.
+fn compile_pattern(text: &str) -> std::result::Result<RulePattern, String> {
+    if text.trim().is_empty() {
+        return Err("is empty; write a regular expression such as '^terraform (plan|apply)\\b'".into());
+    }
+    regex::RegexBuilder::new(text).size_limit(1 << 20).build().map(RulePattern).map_err(|e| {
+        let detail = e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" ");
+        format!("is not a valid regular expression: {detail}")
     })
 }
 
@@ -389,7 +409,7 @@ mod tests {
         assert_eq!(c.local.slots, 8);
         assert!(c.nodes.is_empty());
         let names: Vec<_> = c.rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["linux_required", "heavy_computation"]);
+        assert_eq!(names, ["linux_required", "macos_required", "heavy_computation"]);
     }
 
     #[test]
@@ -398,7 +418,7 @@ mod tests {
             "[[rule]]\nname = \"heavy_computation\"\ncommands = [\"bazel build\"]\n\n[[rule]]\nname = \"gpu\"\ncommands = [\"torchrun\"]\nrequires = { features = [\"gpu\"] }\n",
         );
         let names: Vec<_> = c.rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["gpu", "linux_required", "heavy_computation"]);
+        assert_eq!(names, ["gpu", "linux_required", "macos_required", "heavy_computation"]);
         let heavy = c.rule("heavy_computation").unwrap();
         assert_eq!(heavy.commands, ["bazel build"]);
         assert_eq!(heavy.requires.roles, ["builder"], "unset keys inherit the built-in's");
@@ -462,5 +482,16 @@ mod tests {
         );
         assert!(parse_err("[[rule]]\nname=\"r\"\n").contains("rule.r.commands"));
         assert!(parse_err("[routing]\noverload_threshold = -1.0\n").contains("cluster.toml:2:"));
+    }
+
+    #[test]
+    fn rule_patterns_compile_at_load_and_errors_name_the_line() {
+        let c = parse_ok("[[rule]]\nname = \"tf\"\npattern = '^terraform (plan|apply)\\b'\n");
+        assert_eq!(c.rule("tf").unwrap().pattern.as_ref().unwrap().as_str(), "^terraform (plan|apply)\\b");
+        assert!(c.rule("tf").unwrap().commands.is_empty());
+        let msg = parse_err("[[rule]]\nname = \"tf\"\ncommands = [\"x\"]\npattern = '^terraform (plan'\n");
+        assert!(msg.starts_with("cluster.toml:4:"), "{msg}");
+        assert!(msg.contains("rule.tf.pattern") && msg.contains("not a valid regular expression"), "{msg}");
+        assert!(parse_err("[[rule]]\nname = \"tf\"\npattern = ''\n").contains("rule.tf.pattern: is empty"));
     }
 }

@@ -135,6 +135,10 @@ pub struct Rule {
     /// Command patterns: a program name, optionally followed by subcommand
     /// words (`"cargo build"`, `"python -m pytest"`).
     pub commands: Vec<String>,
+    /// A regular expression matched against each simple command's words
+    /// joined by spaces, at the program name (see [`RulePattern`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<RulePattern>,
     pub requires: Requirement,
     /// Announcement template; `{node}`, `{matched}`, `{Matched}`, `{command}`.
     pub announce: String,
@@ -145,6 +149,56 @@ pub struct Rule {
     pub returns: Vec<String>,
     /// Where the rule came from: "built-in" or "FILE:LINE".
     pub source: String,
+}
+
+/// A rule's `pattern`: a compiled regular expression (the `regex` crate's
+/// syntax). It is checked when the configuration loads, so a typo is a
+/// `file:line` error, never a surprise at routing time. It serializes as
+/// its source text.
+#[derive(Debug, Clone)]
+pub struct RulePattern(pub regex::Regex);
+
+impl RulePattern {
+    /// The text the user wrote.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The part of `command` (words joined by spaces) the pattern matches,
+    /// if the match starts at the program name: a pattern can never match
+    /// inside an argument, whether or not it starts with `^`.
+    pub fn matches_at_start<'t>(&self, command: &'t str) -> Option<&'t str> {
+        self.0.find(command).filter(|m| m.start() == 0).map(|m| m.as_str())
+    }
+}
+
+impl PartialEq for RulePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for RulePattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RulePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        regex::Regex::new(&text).map(RulePattern).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for RulePattern {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RulePattern".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
 }
 
 /// Thresholds and lifetimes used by the router.

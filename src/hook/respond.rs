@@ -47,7 +47,8 @@ pub struct PreToolUseOutput {
 pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision) -> Option<HookOutput> {
     let command = event.bash_command()?;
     let node = decision.node.as_deref().filter(|_| decision.distribute)?;
-    let rewritten = rewrite(node, command);
+    // Part-level rewrite from the router (local parts stay as written); the whole line otherwise.
+    let rewritten = decision.rewrite.as_ref().map_or_else(|| rewrite(node, command), |plan| plan.command.clone());
     let why = why(decision);
     // A command sent away only because this machine is busy matched no rule:
     // it may be `git add`, `rm` or `mkdir`, whose effects must happen here,
@@ -144,6 +145,7 @@ mod tests {
             warnings: vec![],
             sync: true,
             returns: vec![],
+            rewrite: None,
         }
     }
 

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::rewrite::Rewrite;
 use super::rules::{RuleMatch, match_rules};
 use crate::config::{Config, Node, Requirement};
 use crate::state::NodeStates;
@@ -29,7 +30,8 @@ pub struct LoadFacts {
     pub local_load: Option<f64>,
     /// Cached node health and loads.
     pub states: NodeStates,
-    /// `--assume-load NODE=LOAD` overrides (`local` for this machine).
+    /// `--assume-load NODE=LOAD` overrides (`local`, or the configured
+    /// `[local] name`, for this machine).
     pub assumed: BTreeMap<String, f64>,
     /// Current Unix time, seconds.
     pub now: u64,
@@ -77,12 +79,16 @@ pub struct Decision {
     /// Paths to bring back after the command (from the rule).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub returns: Vec<String>,
+    /// Which parts of the line run where, and the line to run instead
+    /// (set when a rule sends at least one part away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
 }
 
 /// Decides where `commands` (the analyzed command line) should run.
 pub fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &LoadFacts) -> Decision {
     let matches = match_rules(&config.rules, commands);
-    let local_per_core = local_load(facts).map(|l| l / f64::from(config.local.slots.max(1)));
+    let local_per_core = local_load(config, facts).map(|l| l / f64::from(config.local.slots.max(1)));
     let overloaded = local_per_core.is_some_and(|l| l > config.routing.overload_threshold);
     let mut warnings = Vec::new();
     if overloaded {
@@ -178,11 +184,13 @@ fn local(reason: &str, warnings: Vec<String>) -> Decision {
         warnings,
         sync: false,
         returns: vec![],
+        rewrite: None,
     }
 }
 
-fn local_load(facts: &LoadFacts) -> Option<f64> {
-    facts.assumed.get("local").copied().or(facts.local_load)
+/// This machine's load: an `--assume-load` for `local` or for its configured name, else the measured one.
+fn local_load(config: &Config, facts: &LoadFacts) -> Option<f64> {
+    facts.assumed.get("local").or_else(|| facts.assumed.get(&config.local.name)).copied().or(facts.local_load)
 }
 
 /// Every configured node with its score and, when it cannot take the

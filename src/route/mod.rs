@@ -5,17 +5,23 @@
 //! looks through `sudo`, `env`, `bash -c` and friends, `rules` matches
 //! command words against the configured rules, and [`decide`] applies the
 //! decision tree (Linux-only → a Linux node, heavy → a builder, overloaded →
-//! the least-loaded node, otherwise local). Loads and node health come in
+//! the least-loaded node, otherwise local). [`rewrite_plan`] then decides,
+//! part by part, which parts of the line run where. `programs` knows how
+//! each program reads its own arguments (options with values, aliases,
+//! `--version`). Loads and node health come in
 //! as plain data ([`LoadFacts`]); nothing here touches the network or disk.
 
 mod decide;
+mod programs;
+mod rewrite;
 mod rules;
 mod shell;
 mod wrappers;
 
 pub use decide::{Candidate, Decision, LoadFacts, decide, describe};
+pub use rewrite::{PartPlace, Placement, Rewrite, distex_run, quote, rewrite_plan};
 pub use rules::{RuleMatch, match_rules};
-pub use shell::{ParseFailure, simple_commands};
+pub use shell::{MAX_NESTING, ParseFailure, nesting_depth, simple_commands};
 pub use wrappers::effective_commands;
 
 /// The commands a line would run, after looking through wrappers, or why

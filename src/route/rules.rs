@@ -4,9 +4,18 @@
 //! `"cargo build"` matches `cargo +nightly build --release` (options in
 //! between are skipped) and `npm run build:prod` (a `:` suffix counts), but
 //! never `cat Makefile` or `echo cargo build`: only the command word and its
-//! subcommands are compared, never arguments.
+//! subcommands are compared, never arguments. Both the pattern and the
+//! command are first put in their canonical spelling
+//! ([`super::programs::canonical`]), so `cargo b -r`, `npm --prefix web run
+//! build` and `yarn test` meet `"cargo build"`, `"npm run build"` and
+//! `"yarn test"`. A rule's regular expression (`pattern`) is matched against
+//! the same canonical words joined by spaces, and only at the program name.
+//!
+//! Commands that only print something about the tool ([`is_trivial`]) match
+//! no rule; commands whose effect belongs here ([`acts_here`]) match only a
+//! pattern that names their subcommand.
 
-use super::wrappers::basename;
+use super::programs::{acts_here, canonical, is_trivial};
 use crate::config::Rule;
 
 /// One rule that matched one of the line's commands.
@@ -23,33 +32,46 @@ pub struct RuleMatch<'a> {
 /// the configuration take precedence). Each rule appears at most once, with
 /// its first match in execution order.
 pub fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleMatch<'a>> {
+    let canon: Vec<Vec<String>> =
+        commands.iter().filter(|c| !is_trivial(c)).map(|c| canonical(c)).filter(|c| !c.is_empty()).collect();
     rules
         .iter()
         .filter_map(|rule| {
-            commands.iter().find_map(|words| {
-                rule.commands.iter().find(|pattern| pattern_matches(pattern, words)).map(|pattern| RuleMatch {
-                    rule,
-                    matched: pattern.clone(),
-                    command: words.clone(),
-                })
+            canon.iter().find_map(|words| {
+                rule_matches(rule, words).map(|matched| RuleMatch { rule, matched, command: words.clone() })
             })
         })
         .collect()
 }
 
+/// What in `words` (one canonical command) `rule` matches, if anything.
+fn rule_matches(rule: &Rule, words: &[String]) -> Option<String> {
+    let by_words = rule.commands.iter().find(|pattern| canonical_pattern_matches(pattern, words)).cloned();
+    by_words.or_else(|| {
+        let pattern = rule.pattern.as_ref()?;
+        pattern.matches_at_start(&words.join(" ")).map(str::to_string)
+    })
+}
+
 /// Whether `words` (one simple command) runs what `pattern` describes.
+#[cfg(test)]
 pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
-    let mut pattern_words = pattern.split_whitespace();
-    let (Some(program), Some(first)) = (pattern_words.next(), words.first()) else {
+    !is_trivial(words) && canonical_pattern_matches(pattern, &canonical(words))
+}
+
+fn canonical_pattern_matches(pattern: &str, words: &[String]) -> bool {
+    let pattern_words: Vec<String> = pattern.split_whitespace().map(String::from).collect();
+    let pattern_words = canonical(&pattern_words);
+    let (Some(program), Some(first)) = (pattern_words.first(), words.first()) else {
         return false;
     };
-    if program_name(basename(program)) != program_name(basename(first)) {
+    if program != first || (pattern_words.len() == 1 && acts_here(words)) {
         return false;
     }
     let mut rest = words[1..].iter();
-    'pattern: for expected in pattern_words {
+    'pattern: for expected in &pattern_words[1..] {
         for word in rest.by_ref() {
-            if word == expected || word.strip_prefix(expected).is_some_and(|s| s.starts_with(':')) {
+            if word == expected || word.strip_prefix(expected.as_str()).is_some_and(|s| s.starts_with(':')) {
                 continue 'pattern;
             }
             if !(word.starts_with('-') || word.starts_with('+')) {
@@ -59,20 +81,6 @@ pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
         return false;
     }
     true
-}
-
-/// `python3`, `python3.12` and `python` are one program for matching purposes.
-fn program_name(name: &str) -> &str {
-    let versioned = |base: &'static str| {
-        name.strip_prefix(base).is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-    };
-    if versioned("python") {
-        "python"
-    } else if versioned("pip") {
-        "pip"
-    } else {
-        name
-    }
 }
 
 #[cfg(test)]
