@@ -332,7 +332,6 @@ const PROGRAMS: &[Program] = &[
         aliases: &[],
         scripts: NO_SCRIPTS,
     },
-    Program { name: "cmake", short_with_value: "", long_with_value: &[], aliases: &[], scripts: NO_SCRIPTS },
 ];
 
 /// Python's options that take a value (`-X dev`, `-W error`); `-m` and `-c` end the options.
@@ -457,7 +456,8 @@ pub fn is_trivial(words: &[String]) -> bool {
     };
     let name = program_name(first);
     let canon = canonical(words);
-    let sole = args.len() == 1 && matches!(args[0].as_str(), "-h" | "-V" | "-v" | "version" | "help");
+    let sole =
+        args.len() == 1 && matches!(args[0].as_str(), "-h" | "-V" | "-v" | "-version" | "-help" | "version" | "help");
     let help_sub = matches!(canon.get(1).map(String::as_str), Some("help" | "version"));
     // `--help` or `--version` before the second operand: `cargo build --help`, not `docker run img x --help`.
     let mut operands = 0;
@@ -532,7 +532,10 @@ pub fn acts_here(canon: &[String]) -> bool {
                 "upload",
             ]),
             "mvn" | "mvnw" => here(&["install", "deploy", "release:*"]),
-            "gradle" | "gradlew" => here(&["install*", "publish*", "run", "bootRun", "clean", "tasks", "help"]),
+            "gradle" | "gradlew" => {
+                here(&["install*", "publish*", "run", "bootRun", "clean", "tasks", "help"])
+                    || args.iter().any(|a| a == "--stop" || a == "--status")
+            }
             "cargo" | "go" => args
                 .first()
                 .is_some_and(|s| matches!(s.as_str(), "install" | "run" | "clean" | "publish" | "watch" | "get")),

@@ -15,7 +15,7 @@
 //! no rule; commands whose effect belongs here ([`acts_here`]) match only a
 //! pattern that names their subcommand.
 
-use super::programs::{acts_here, canonical, is_trivial};
+use super::programs::{acts_here, canonical, is_trivial, program_name};
 use crate::config::Rule;
 
 /// One rule that matched one of the line's commands.
@@ -61,7 +61,15 @@ pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
 
 fn canonical_pattern_matches(pattern: &str, words: &[String]) -> bool {
     let pattern_words: Vec<String> = pattern.split_whitespace().map(String::from).collect();
-    let pattern_words = canonical(&pattern_words);
+    // A pattern whose next word is an option (`cmake --build`) names that option: keep it.
+    let pattern_words = match pattern_words.get(1) {
+        Some(next) if next.starts_with('-') && !pattern_words[0].starts_with("python") => {
+            std::iter::once(program_name(&pattern_words[0]).to_string())
+                .chain(pattern_words[1..].iter().cloned())
+                .collect()
+        }
+        _ => canonical(&pattern_words),
+    };
     let (Some(program), Some(first)) = (pattern_words.first(), words.first()) else {
         return false;
     };
