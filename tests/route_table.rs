@@ -625,3 +625,175 @@ fn unparsable_commands_stay_local_with_a_warning() {
         assert!(a["warnings"].to_string().contains("could not parse"), "{a}");
     }
 }
+
+/// (command line, placement, the line the hook runs instead, why). Node
+/// `macpro51` is the first builder and the only Linux node of `CLUSTER`.
+const REWRITES: &[(&str, &str, &str, &str)] = &[
+    (
+        "git add -A && git commit -m wip && make",
+        "parts",
+        "git add -A && git commit -m wip && distex run --node macpro51 -- make",
+        "git needs .git, which is never synced",
+    ),
+    (
+        "echo 'int x;' > gen.h && make",
+        "parts",
+        "echo 'int x;' > gen.h && distex run --node macpro51 -- make",
+        "gen.h is made here first, then synced",
+    ),
+    ("cd ../other && make", "parts", "cd ../other && distex run --node macpro51 -- make", "distex run maps the cwd"),
+    ("make && git push", "parts", "distex run --node macpro51 -- make && git push", "the push happens here"),
+    (
+        "cargo test 2>&1 | tail -5",
+        "parts",
+        "distex run --node macpro51 -- 'cargo test' 2>&1 | tail -5",
+        "redirection and pipe stay here",
+    ),
+    (
+        "RUST_LOG=debug cargo test -q > test.log 2>&1; echo done",
+        "parts",
+        "distex run --node macpro51 -- 'RUST_LOG=debug cargo test -q' > test.log 2>&1; echo done",
+        "the env prefix travels with the command, the log is written here",
+    ),
+    (
+        "make -j8 && make test && say done",
+        "parts",
+        "distex run --node macpro51 -- 'make -j8 && make test' && say done",
+        "consecutive routed parts of an && list run as one",
+    ),
+    (
+        "cd src; make || echo failed",
+        "parts",
+        "cd src; distex run --node macpro51 -- make || echo failed",
+        "|| keeps its meaning around the routed part",
+    ),
+    (
+        "mkdir -p build && cd build && cmake .. && make -j4",
+        "parts",
+        "mkdir -p build && cd build && cmake .. && distex run --node macpro51 -- 'make -j4'",
+        "configure here",
+    ),
+    (
+        "git pull && docker compose up -d",
+        "parts",
+        "git pull && distex run --node macpro51 -- 'docker compose up -d'",
+        "pull here",
+    ),
+    ("make", "whole_line", "distex run --node macpro51 -- make", "nothing else on the line"),
+    (
+        "docker build . && make",
+        "whole_line",
+        "distex run --node macpro51 -- 'docker build . && make'",
+        "every part belongs on the node",
+    ),
+    (
+        "cargo build --release && ./target/release/app",
+        "whole_line",
+        "distex run --node macpro51 -- 'cargo build --release && ./target/release/app'",
+        "the executable was built there: run it there",
+    ),
+    (
+        "export CC=clang && make",
+        "whole_line",
+        "distex run --node macpro51 -- 'export CC=clang && make'",
+        "make needs the exported variable",
+    ),
+    (
+        "source .venv/bin/activate && pytest -q",
+        "whole_line",
+        "distex run --node macpro51 -- 'source .venv/bin/activate && pytest -q'",
+        "pytest needs the activated environment",
+    ),
+    (
+        "cat input.txt | make",
+        "whole_line",
+        "distex run --node macpro51 -- 'cat input.txt | make'",
+        "a routed part gets no stdin",
+    ),
+    (
+        "make && ls -la build/",
+        "whole_line",
+        "distex run --node macpro51 -- 'make && ls -la build/'",
+        "ls looks at what make built",
+    ),
+    ("make && make install", "here", "make && make install", "installs here what it builds"),
+    (
+        "cargo build --release && cp target/release/app ~/bin/",
+        "here",
+        "cargo build --release && cp target/release/app ~/bin/",
+        "copies the build into ~/bin here",
+    ),
+];
+
+#[test]
+fn part_level_rewrites() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write_config(CLUSTER);
+    let requests: Vec<(&str, Value)> = REWRITES.iter().map(|c| (c.0, json!({"local": 0.0}))).collect();
+    let answers = route_all(&sandbox, &config, &requests);
+    let mut failures = Vec::new();
+    for ((line, placement, command, why), answer) in REWRITES.iter().zip(&answers) {
+        let plan = &answer["rewrite"];
+        if plan["placement"] != *placement || plan["command"] != *command {
+            failures.push(format!("{line:?} ({why}): want {placement} `{command}`, got {plan}"));
+        }
+        let here = *placement == "here";
+        if answer["distribute"] != json!(!here) {
+            failures.push(format!("{line:?}: distribute should be {}: {answer}", !here));
+        }
+        if here && !answer["warnings"].to_string().contains("running the whole line here") {
+            failures.push(format!("{line:?}: a line kept here says why: {answer}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} rewrites wrong:\n{}", failures.len(), REWRITES.len(), failures.join("\n"));
+}
+
+#[test]
+fn deeply_nested_lines_get_an_answer_and_the_rest_of_the_input_too() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write_config(CLUSTER);
+    let braces = format!("{}make{}", "{ ".repeat(3000), "; }".repeat(3000));
+    let subst = format!("echo {}x{}", "$(".repeat(8000), ")".repeat(8000));
+    let default = format!("echo {}x{}", "${a:-".repeat(8000), "}".repeat(8000));
+    let answers = route_all(
+        &sandbox,
+        &config,
+        &[
+            (&braces, json!({"local": 0})),
+            (&subst, json!({"local": 0})),
+            (&default, json!({"local": 0})),
+            ("make", json!({"local": 0})),
+        ],
+    );
+    for a in &answers[..3] {
+        assert_eq!(a["distribute"], false, "{a}");
+        assert!(a["warnings"].to_string().contains("too deeply nested"), "{a}");
+    }
+    assert_eq!(answers[3]["node"], "macpro51", "the requests after them are still answered");
+
+    let run =
+        sandbox.cmd().arg("--config").arg(&config).args(["route", "--assume-load", "local=0", "--"]).arg(&braces).run();
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let stdout: String = run.stdout().chars().take(200).collect();
+    assert!(stdout.starts_with("local"), "{stdout}");
+    assert!(run.stderr().contains("too deeply nested"), "{}", run.stderr());
+}
+
+#[test]
+fn assume_load_accepts_the_local_machines_configured_name() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write_config(CLUSTER);
+    // 8 / 4 slots = 2.0 per core: overloaded, so plain commands move.
+    let answers = route_all(&sandbox, &config, &[("ls -la", json!({"laptop": 8, "studio": 0}))]);
+    assert_eq!(answers[0]["reason"], "overloaded", "{}", answers[0]);
+    let run = sandbox
+        .cmd()
+        .arg("--config")
+        .arg(&config)
+        .args(["route", "--json", "--assume-load", "laptop=0", "--", "ls"])
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let run = sandbox.cmd().arg("--config").arg(&config).args(["route", "--assume-load", "nosuch=0", "--", "ls"]).run();
+    assert_ne!(run.code(), Some(0));
+    assert!(run.stderr().contains("local (laptop)"), "{}", run.stderr());
+}
