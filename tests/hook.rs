@@ -74,7 +74,7 @@ fn a_heavy_command_is_rewritten_with_every_other_field_unchanged() {
     assert_eq!(
         specific["updatedInput"],
         json!({
-            "command": "distex run --node builder -- 'cargo build --release 2>&1 | tail -5'",
+            "command": "distex run --node builder -- 'cargo build --release' 2>&1 | tail -5",
             "description": "Run it", "timeout": 120000, "run_in_background": false
         })
     );
@@ -83,6 +83,34 @@ fn a_heavy_command_is_rewritten_with_every_other_field_unchanged() {
     assert!(context.contains("builder") && context.contains("heavy_computation"), "{context}");
     assert!(specific["permissionDecisionReason"].as_str().unwrap().contains("builder"), "{out}");
     assert_eq!(out.as_object().unwrap().len(), 1, "only hookSpecificOutput: {out}");
+}
+
+#[test]
+fn only_the_parts_that_belong_on_the_node_are_rewritten() {
+    let sandbox = Sandbox::new();
+    let cases = [
+        // Local parts stay exactly as written, in order; the routed part is wrapped.
+        (
+            "git add -A && git commit -m wip && make",
+            "git add -A && git commit -m wip && distex run --node builder -- make",
+        ),
+        (
+            "cd ../other && make -j8 2>&1 | tail -3",
+            "cd ../other && distex run --node builder -- 'make -j8' 2>&1 | tail -3",
+        ),
+        // Splitting would change the meaning: the whole line moves.
+        ("export CC=clang && make", "distex run --node builder -- 'export CC=clang && make'"),
+        ("make && ./run_tests", "distex run --node builder -- 'make && ./run_tests'"),
+    ];
+    for (line, want) in cases {
+        let out = hook(&sandbox, &cluster(""), &bash(line)).json();
+        let specific = &out["hookSpecificOutput"];
+        assert_eq!(specific["updatedInput"]["command"], want, "{line}");
+        assert!(specific["permissionDecisionReason"].as_str().unwrap().contains(want), "{out}");
+    }
+    // A later part that uses the build here keeps the whole line here: no answer at all.
+    let run = hook(&sandbox, &cluster(""), &bash("make && make install"));
+    assert_eq!(run.stdout(), "", "make && make install stays here");
 }
 
 #[test]
