@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Os};
-use crate::state::{NodeHealth, NodeStates, now_secs};
+use crate::state::{NodeHealth, NodeStates, Platform, now_secs};
 
 /// One machine in `distex nodes` output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -26,6 +26,10 @@ pub struct NodeInfo {
     pub answered: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// System, CPU architecture and the rules' programs found on the node
+    /// user's PATH, from the last `distex nodes --probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -49,6 +53,7 @@ pub fn report(config: &Config, states: &NodeStates, local_load: Option<f64>) -> 
         load_age_secs: local_load.map(|_| 0),
         answered: Some(true),
         error: None,
+        platform: None,
     };
     let remote = config.nodes.iter().map(|n| {
         let h: Option<&NodeHealth> = states.get(&n.name);
@@ -65,6 +70,7 @@ pub fn report(config: &Config, states: &NodeStates, local_load: Option<f64>) -> 
             load_age_secs: h.and_then(|h| h.load_at).map(|at| now.saturating_sub(at)),
             answered: h.map(|h| h.answered),
             error: h.and_then(|h| h.error.clone()),
+            platform: h.and_then(|h| h.platform.clone()),
         }
     });
     NodesReport { nodes: std::iter::once(local).chain(remote).collect() }

@@ -23,6 +23,10 @@ pub fn decision(d: &Decision, line: &str) -> String {
     }
 }
 
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() { "none of the rules' programs".to_string() } else { items.join(", ") }
+}
+
 /// A table of nodes.
 pub fn nodes(report: &NodesReport) -> String {
     let mut out = String::new();
@@ -54,6 +58,12 @@ pub fn nodes(report: &NodesReport) -> String {
         );
         if let Some(e) = &n.error {
             let _ = writeln!(out, "{:<16} last error: {e}", "");
+        }
+        if let Some(p) = &n.platform {
+            let _ = writeln!(out, "{:<16} system: {} {}; has: {}", "", p.os, p.arch, list_or_none(&p.programs));
+            if !p.missing.is_empty() {
+                let _ = writeln!(out, "{:<16} lacks: {} (routing skips it for these)", "", p.missing.join(", "));
+            }
         }
     }
     out

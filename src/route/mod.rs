@@ -20,7 +20,7 @@ mod wrappers;
 
 pub use decide::{Candidate, Decision, LoadFacts, decide, describe};
 pub use rewrite::{PartPlace, Placement, Rewrite, distex_run, quote, rewrite_plan};
-pub use rules::{RuleMatch, match_rules};
+pub use rules::{RuleMatch, match_rules, rule_programs};
 pub use shell::{MAX_NESTING, ParseFailure, nesting_depth, simple_commands};
 pub use wrappers::effective_commands;
 

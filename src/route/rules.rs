@@ -44,6 +44,24 @@ pub fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleM
         .collect()
 }
 
+/// The programs the rules name, as looked up on a PATH: what `distex nodes
+/// --probe` checks on each node. Project files (`./gradlew`) are left out;
+/// a regex pattern counts when it starts with a literal program name
+/// (`^terraform ...`).
+pub fn rule_programs(rules: &[Rule]) -> Vec<String> {
+    let words = rules.iter().flat_map(|r| r.commands.iter().filter_map(|c| c.split_whitespace().next()));
+    let from_patterns = rules.iter().filter_map(|r| {
+        let text = r.pattern.as_ref()?.as_str().trim_start_matches('^');
+        let name: String = text.chars().take_while(|c| c.is_ascii_alphanumeric() || "-_.+".contains(*c)).collect();
+        (!name.is_empty() && !text[name.len()..].starts_with(['*', '?', '{', '|', '[', '(', '.'])).then_some(name)
+    });
+    let mut programs: Vec<String> =
+        words.filter(|w| !w.contains('/')).map(|w| program_name(w).to_string()).chain(from_patterns).collect();
+    programs.sort();
+    programs.dedup();
+    programs
+}
+
 /// What in `words` (one canonical command) `rule` matches, if anything.
 fn rule_matches(rule: &Rule, words: &[String]) -> Option<String> {
     let by_words = rule.commands.iter().find(|pattern| canonical_pattern_matches(pattern, words)).cloned();

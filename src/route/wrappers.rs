@@ -599,6 +599,21 @@ fn script_or_binary(words: &[String]) -> Option<&[String]> {
     Some(&words[at..])
 }
 
+/// The program the shell looks up on PATH for `words`, seen through
+/// transparent wrappers (`sudo`, `env`, `time`, `nice`, ...) but not through
+/// runners (`uv run`, `npx`, `yarn`), which find their program themselves.
+pub fn looked_up_program(words: &[String]) -> Option<String> {
+    let mut words = words;
+    for _ in 0..MAX_DEPTH {
+        let name = basename(words.first()?);
+        match WRAPPERS.iter().find(|w| w.name == name) {
+            Some(w) if name != "command" || words.len() > 1 => words = skip_wrapper(w, &words[1..]),
+            _ => return Some(super::programs::program_name(name).to_string()),
+        }
+    }
+    None
+}
+
 /// Skips a wrapper's options, assignments and leading operands; returns the wrapped command.
 fn skip_wrapper<'a>(w: &Wrapper, args: &'a [String]) -> &'a [String] {
     let mut i = 0;

@@ -9,4 +9,4 @@ mod dirs;
 mod nodes;
 
 pub use dirs::{runtime_dir, state_dir};
-pub use nodes::{NodeHealth, NodeStates, now_secs};
+pub use nodes::{NodeHealth, NodeStates, Platform, now_secs};
