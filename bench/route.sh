@@ -45,7 +45,9 @@ ms = lambda s: s * 1000
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 section = f"""## Routing latency (issue 2)
 
-{datetime.date.today()} · {os.cpu_count()} cores · {cpu} · `bench/route.sh` · hyperfine -N, 500 runs, command `{'cd app && docker compose build && make -j8 test'}`
+{datetime.date.today()} · {os.cpu_count()} cores · {cpu} · `bench/route.sh` · hyperfine -N, 500 runs, command `{'cd app && docker compose build && make -j8 test'}` · load average at the end {os.getloadavg()[0]:.2f} (a shared machine: other builds were running)
+
+The distex figure includes the part-level plan (`rewrite`: each part routed on its own) added for issue 15.
 
 | implementation | median | mean ± σ | min | max |
 |---|---|---|---|---|

@@ -29,10 +29,15 @@ pub struct Cli {
 pub enum Command {
     /// Decide where a shell command should run (never runs it, never waits on the network).
     ///
+    /// When a rule sends part of the line away, the answer also says which
+    /// parts run where and the line the hook runs instead (`rewrite`): local
+    /// parts stay as written, routed ones become `distex run --node N -- ...`.
+    /// See docs/routing.md.
+    ///
     /// Example: distex route -- cargo build --release
     ///          distex route --json 'docker compose up -d && make test'
     Route(RouteArgs),
-    /// List nodes with capabilities, last known load and health.
+    /// List nodes with capabilities, last known load and health, and what the last probe found.
     Nodes(NodesArgs),
     /// Show or create the cluster configuration.
     #[command(subcommand)]
@@ -181,7 +186,7 @@ pub struct RouteArgs {
     /// Print the decision as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Assume NODE (or `local`) has this 1-minute load, for what-if questions.
+    /// Assume NODE (or `local`, or this machine's configured name) has this 1-minute load, for what-if questions.
     #[arg(long = "assume-load", value_name = "NODE=LOAD")]
     pub assume_load: Vec<String>,
     /// Speak the announcement (also: announce.speak = true in the config).
@@ -269,7 +274,8 @@ pub struct NodesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Contact every node over SSH (in parallel, short timeout) and refresh the cache.
+    /// Contact every node over SSH (in parallel, short timeout) and refresh the cache: load, OS, CPU
+    /// architecture, and which of the rules' programs are on the node user's PATH.
     #[arg(long)]
     pub probe: bool,
 }

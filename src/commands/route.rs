@@ -34,7 +34,7 @@ pub fn route(config: &Config, line: &str, facts: &LoadFacts) -> Decision {
     };
     let routed_by_rule = decision.node.as_deref().filter(|_| decision.distribute && decision.rule.is_some());
     if let Some(node) = routed_by_rule {
-        decision.rewrite = route::rewrite_plan(config, line, node, facts);
+        decision.rewrite = route::rewrite_plan(config, line, node, facts).map(Box::new);
     }
     if let Some(plan) = decision.rewrite.as_ref().filter(|p| p.placement == route::Placement::Here) {
         // A later part uses the routed part's outputs here: the line stays together, here.

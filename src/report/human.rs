@@ -6,8 +6,19 @@ use crate::commands::nodes::NodesReport;
 use crate::config::Config;
 use crate::route::Decision;
 
-/// One line saying where the command goes and why.
+/// One line saying where the command goes and why, and, when only some
+/// parts of the line move, a second line with what runs instead.
 pub fn decision(d: &Decision, line: &str) -> String {
+    let head = decision_head(d, line);
+    match d.rewrite.as_deref() {
+        Some(plan) if d.distribute && plan.placement == crate::route::Placement::Parts => {
+            format!("{head}\n  runs as: {}", plan.command)
+        }
+        _ => head,
+    }
+}
+
+fn decision_head(d: &Decision, line: &str) -> String {
     let why = match (&d.rule, &d.matched) {
         (Some(rule), Some(m)) => format!("rule {rule}, matched {m:?}"),
         _ if d.reason == "overloaded" => "this machine is overloaded".to_string(),

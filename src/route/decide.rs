@@ -84,7 +84,7 @@ pub struct Decision {
     /// Which parts of the line run where, and the line to run instead
     /// (set when a rule sends at least one part away).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rewrite: Option<Rewrite>,
+    pub rewrite: Option<Box<Rewrite>>,
 }
 
 /// Decides where `commands` (the analyzed command line) should run.
