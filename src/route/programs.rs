@@ -456,8 +456,15 @@ pub fn is_trivial(words: &[String]) -> bool {
     };
     let name = program_name(first);
     let canon = canonical(words);
-    let sole =
-        args.len() == 1 && matches!(args[0].as_str(), "-h" | "-V" | "-v" | "-version" | "-help" | "version" | "help");
+    // A sole `-v` or `-V` is a version only for some programs: `pytest -v`
+    // and `ctest -V` are verbose runs.
+    let sole = args.len() == 1
+        && match args[0].as_str() {
+            "-h" | "-version" | "-help" | "version" | "help" => true,
+            "-v" => matches!(name, "make" | "docker" | "podman" | "npm" | "yarn" | "pnpm" | "bun" | "node" | "deno"),
+            "-V" => !matches!(name, "ctest" | "ninja" | "tox" | "nox"),
+            _ => false,
+        };
     let help_sub = matches!(canon.get(1).map(String::as_str), Some("help" | "version"));
     // `--help` or `--version` before the second operand: `cargo build --help`, not `docker run img x --help`.
     let mut operands = 0;
@@ -583,6 +590,7 @@ mod tests {
         );
         assert!(t("cargo help build") && t("go version") && t("docker -v"));
         assert!(!t("make -j8") && !t("make -j 4") && !t("cargo build") && !t("docker run img x y --help"));
+        assert!(!t("pytest -v") && !t("ctest -V") && t("pytest -V") && t("make -v"));
         let h = |l: &str| acts_here(&canonical(&l.split_whitespace().map(String::from).collect::<Vec<_>>()));
         assert!(h("make install") && h("make clean all") && h("jest --watch"));
         assert!(h("mvn clean install") && h("cargo install ripgrep") && !h("make -j8 all") && !h("mvn package"));

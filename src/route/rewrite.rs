@@ -190,9 +190,12 @@ fn part(
     };
     let commands = command_words(command).map(effective_commands).unwrap_or_default();
     let changes_state = changes_state || commands.iter().any(|c| changes_shell_state(c));
+    // brush-parser's positions are incomplete for some compound commands
+    // (an `if` clause spans only its keyword): a span counts only if its
+    // text parses on its own as exactly one command.
     let (span, tangled) = match span {
-        Some(span) => (span, tangled),
-        None => (0..0, true),
+        Some(span) if stands_alone(&line[span.clone()]) => (span, tangled),
+        _ => (0..0, true),
     };
     Part {
         text: line[span.clone()].to_string(),
@@ -249,6 +252,20 @@ fn item_shape(item: &CommandPrefixOrSuffixItem) -> Result<Option<SourceSpan>, &I
         CommandPrefixOrSuffixItem::ProcessSubstitution(..) => Ok(None),
         other => Ok(other.location()),
     }
+}
+
+/// Whether `text` is one whole command: one list item, one pipeline, one element.
+fn stands_alone(text: &str) -> bool {
+    let Ok(program) = parse_program(text) else {
+        return false;
+    };
+    let [list] = program.complete_commands.as_slice() else {
+        return false;
+    };
+    let [item] = list.0.as_slice() else {
+        return false;
+    };
+    item.0.additional.is_empty() && item.0.first.seq.len() == 1
 }
 
 fn reads_input(redirect: &IoRedirect) -> bool {
@@ -338,8 +355,8 @@ fn keep_together(parts: &[Part], first_routed: usize) -> Option<(Placement, Stri
     if let Some(p) = routed.iter().find(|p| p.reads_stdin) {
         return Some((Placement::WholeLine, format!("`{}` reads its input from this line", p.text)));
     }
-    if let Some(p) = routed.iter().find(|p| p.tangled) {
-        return Some((Placement::WholeLine, format!("`{}` cannot be cut out of the line cleanly", p.text)));
+    if routed.iter().any(|p| p.tangled) {
+        return Some((Placement::WholeLine, "a routed part cannot be cut out of the line cleanly".into()));
     }
     let last_routed = parts.iter().rposition(|p| p.node.is_some()).unwrap_or(first_routed);
     if let Some(p) = parts[..last_routed].iter().find(|p| p.node.is_none() && p.changes_state) {

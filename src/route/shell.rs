@@ -81,30 +81,41 @@ pub(crate) fn command_words(command: &Command) -> Result<Vec<Vec<String>>, Parse
 }
 
 /// An upper bound on how deeply `line` nests: brackets and braces (which
-/// also open `$(`, `${` and `$((`), and `if`/`case`/loop keywords. Quotes
-/// are not looked at, so a string full of brackets counts too: such a line
-/// is refused, never mis-parsed.
+/// also open `$(`, `${` and `$((`), and `if`/`case`/loop keywords in
+/// command position. Quotes are not looked at, so a string full of brackets
+/// counts too: such a line is refused, never mis-parsed.
 pub fn nesting_depth(line: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
     let bytes = line.as_bytes();
-    let mut word_start = true;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Whether the next word would be a command name (where keywords count).
+    let mut command_position = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
         match b {
             b'(' | b'{' => depth += 1,
             b')' | b'}' => depth = depth.saturating_sub(1),
-            _ if word_start && b.is_ascii_alphabetic() => {
-                let word: &[u8] =
-                    &bytes[i..bytes[i..].iter().position(|c| !c.is_ascii_alphabetic()).map_or(bytes.len(), |n| i + n)];
+            _ => {}
+        }
+        if matches!(b, b';' | b'&' | b'|' | b'(' | b')' | b'{' | b'}' | b'\n' | b'`') {
+            command_position = true;
+        } else if !b.is_ascii_whitespace() {
+            let len = bytes[i..].iter().position(|c| c.is_ascii_whitespace() || b";&|(){}`".contains(c));
+            let word = &bytes[i..i + len.unwrap_or(bytes.len() - i)];
+            if command_position {
                 match word {
                     b"if" | b"case" | b"for" | b"while" | b"until" | b"select" => depth += 1,
                     b"fi" | b"esac" | b"done" => depth = depth.saturating_sub(1),
                     _ => {}
                 }
             }
-            _ => {}
+            command_position = matches!(word, b"then" | b"do" | b"else" | b"elif" | b"if" | b"while" | b"until" | b"!");
+            i += word.len();
+            max = max.max(depth);
+            continue;
         }
         max = max.max(depth);
-        word_start = matches!(b, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b')' | b'{' | b'}' | b'`');
+        i += 1;
     }
     max
 }
@@ -337,6 +348,8 @@ mod tests {
         let subst = format!("echo {}x{}", "$(".repeat(8000), ")".repeat(8000));
         let default = format!("echo {}x{}", "${a:-".repeat(8000), "}".repeat(8000));
         let ifs = format!("{}true{}", "if true; then ".repeat(3000), "; fi".repeat(3000));
+        let prose = format!("cat <<EOF\n{}EOF\nmake", "words for this and if that\n".repeat(500));
+        assert_eq!(cmds(&prose), vec![vec!["cat"], vec!["make"]], "keywords in prose do not nest");
         for line in [braces, subst, default, ifs] {
             let err = simple_commands(&line).unwrap_err();
             assert!(err.0.contains("too deeply nested"), "{err}");
