@@ -78,6 +78,10 @@ pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
 }
 
 fn canonical_pattern_matches(pattern: &str, words: &[String]) -> bool {
+    // Cheap test first: most patterns name another program.
+    if pattern.split_whitespace().next().map(program_name) != words.first().map(String::as_str) {
+        return false;
+    }
     let pattern_words: Vec<String> = pattern.split_whitespace().map(String::from).collect();
     // A pattern whose next word is an option (`cmake --build`) names that option: keep it.
     let pattern_words = match pattern_words.get(1) {
