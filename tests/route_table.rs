@@ -748,6 +748,12 @@ const REWRITES: &[(&str, &str, &str, &str)] = &[
         "distex run --node macpro51 -- 'f() { make; }; f'",
         "a function definition sets up the shell",
     ),
+    (
+        "IDS=$(docker ps -q) && echo $IDS",
+        "whole_line",
+        "distex run --node macpro51 -- 'IDS=$(docker ps -q) && echo $IDS'",
+        "the routed part sets a variable a later part uses",
+    ),
     ("make && make install", "here", "make && make install", "installs here what it builds"),
     (
         "cargo build --release && cp target/release/app ~/bin/",

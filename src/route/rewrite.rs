@@ -21,7 +21,8 @@
 //!   `distex run` gives the remote command no stdin;
 //! * a part before a routed one changes the shell's state (`export`,
 //!   `source`, `X=1`, `nvm use`, a function definition): the routed part
-//!   could depend on it;
+//!   could depend on it; or a routed part does (`X=$(docker ps -q) && ...`):
+//!   the rest of the line could;
 //! * a part after a routed one may need its outputs. Parts that cannot
 //!   (`git`, `echo`, notifications, `cd`) stay here; parts that put outputs
 //!   to use *here* (`make install`, `cp`, `open`) keep the whole line here
@@ -35,9 +36,7 @@
 use std::ops::Range;
 
 use brush_parser::SourceSpan;
-use brush_parser::ast::{
-    self, Command, CommandPrefixOrSuffixItem, CompoundCommand, IoFileRedirectKind, IoRedirect, SourceLocation,
-};
+use brush_parser::ast::{self, Command, CommandPrefixOrSuffixItem, IoFileRedirectKind, IoRedirect, SourceLocation};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -181,7 +180,7 @@ fn part(
     let (span, tangled, reads_stdin, changes_state) = match command {
         Command::Simple(simple) => simple_shape(simple, chars),
         Command::Compound(compound, redirects) => {
-            let span = compound_location(compound).and_then(|s| chars.range(&s));
+            let span = compound.location().and_then(|s| chars.range(&s));
             let stdin = redirects.iter().flat_map(|r| &r.0).any(reads_input);
             (span, false, stdin, false)
         }
@@ -278,10 +277,6 @@ fn reads_input(redirect: &IoRedirect) -> bool {
     }
 }
 
-fn compound_location(compound: &CompoundCommand) -> Option<SourceSpan> {
-    compound.location()
-}
-
 /// Builtins and shell functions that change what later commands see.
 fn changes_shell_state(words: &[String]) -> bool {
     let canon = canonical(words);
@@ -354,6 +349,9 @@ fn keep_together(parts: &[Part], first_routed: usize) -> Option<(Placement, Stri
     }
     if let Some(p) = routed.iter().find(|p| p.reads_stdin) {
         return Some((Placement::WholeLine, format!("`{}` reads its input from this line", p.text)));
+    }
+    if let Some(p) = routed.iter().find(|p| p.changes_state) {
+        return Some((Placement::WholeLine, format!("`{}` sets up the shell for the rest of the line", p.text)));
     }
     if routed.iter().any(|p| p.tangled) {
         return Some((Placement::WholeLine, "a routed part cannot be cut out of the line cleanly".into()));
