@@ -835,3 +835,32 @@ fn assume_load_accepts_the_local_machines_configured_name() {
     assert_ne!(run.code(), Some(0));
     assert!(run.stderr().contains("local (laptop)"), "{}", run.stderr());
 }
+
+#[test]
+fn a_bad_rule_pattern_is_a_config_error_naming_file_line_and_key() {
+    let sandbox = Sandbox::new();
+    let text = format!("{CLUSTER}\n[[rule]]\nname = \"broken\"\npattern = '^make (all'\n");
+    let config = sandbox.write_config(&text);
+    let run = sandbox.cmd().arg("--config").arg(&config).args(["route", "--", "make"]).run();
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let line = text.lines().position(|l| l.starts_with("pattern = '^make")).unwrap() + 1;
+    let stderr = run.stderr();
+    assert!(stderr.contains(&format!("cluster.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("rule.broken.pattern: is not a valid regular expression (unclosed group)"), "{stderr}");
+}
+
+#[test]
+fn the_human_answer_shows_the_line_that_runs_instead() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write_config(CLUSTER);
+    let run = sandbox
+        .cmd()
+        .arg("--config")
+        .arg(&config)
+        .args(["route", "--assume-load", "local=0", "--", "git pull && make -j8"])
+        .run()
+        .success();
+    let stdout = run.stdout();
+    assert!(stdout.starts_with("macpro51 <- git pull && make -j8 (rule heavy_computation"), "{stdout}");
+    assert!(stdout.contains("\n  runs as: git pull && distex run --node macpro51 -- 'make -j8'\n"), "{stdout}");
+}

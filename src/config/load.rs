@@ -347,8 +347,11 @@ fn compile_pattern(text: &str) -> std::result::Result<RulePattern, String> {
         return Err("is empty; write a regular expression such as '^terraform (plan|apply)\\b'".into());
     }
     regex::RegexBuilder::new(text).size_limit(1 << 20).build().map(RulePattern).map_err(|e| {
-        let detail = e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" ");
-        format!("is not a valid regular expression: {detail}")
+        // The crate's message draws a caret under the pattern over several
+        // lines; its last line says what is wrong.
+        let message = e.to_string();
+        let what = message.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or(message.trim());
+        format!("is not a valid regular expression ({what}): {text:?}")
     })
 }
 
