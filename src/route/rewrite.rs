@@ -23,6 +23,8 @@
 //!   `source`, `X=1`, `nvm use`, a function definition): the routed part
 //!   could depend on it; or a routed part does (`X=$(docker ps -q) && ...`):
 //!   the rest of the line could;
+//! * a part before a routed one installs the project's dependencies (`npm
+//!   ci`, `pip install -e .`, `uv sync`): what it installs is not synced;
 //! * a part after a routed one may need its outputs. Parts that cannot
 //!   (`git`, `echo`, notifications, `cd`) stay here; parts that put outputs
 //!   to use *here* (`make install`, `cp`, `open`) keep the whole line here
@@ -360,6 +362,14 @@ fn keep_together(parts: &[Part], first_routed: usize) -> Option<(Placement, Stri
     if let Some(p) = parts[..last_routed].iter().find(|p| p.node.is_none() && p.changes_state) {
         return Some((Placement::WholeLine, format!("`{}` sets up the shell for the part after it", p.text)));
     }
+    if let Some(p) =
+        parts[..last_routed].iter().find(|p| p.node.is_none() && p.commands.iter().any(|c| installs_dependencies(c)))
+    {
+        return Some((
+            Placement::WholeLine,
+            format!("`{}` installs dependencies the part after it needs (they are not synced)", p.text),
+        ));
+    }
     let after = |p: &&Part| {
         p.node.is_none()
             && !parts[first_routed..].iter().any(|r| r.node.is_some() && r.list == p.list && r.pipeline == p.pipeline)
@@ -376,6 +386,26 @@ fn keep_together(parts: &[Part], first_routed: usize) -> Option<(Placement, Stri
         return Some((Placement::WholeLine, format!("`{}` may need the routed part's outputs", p.text)));
     }
     None
+}
+
+/// A project dependency install (`npm ci`, `pip install -e .`, `uv sync`,
+/// `bundle install`): what it installs (`node_modules`, a venv) is ignored
+/// by the sync, so a routed part after it needs it done on the node.
+fn installs_dependencies(words: &[String]) -> bool {
+    let canon = canonical(words);
+    let global = canon.iter().any(|w| w == "-g" || w == "--global" || w == "--user");
+    let sub = |i: usize| canon.get(i).map_or("", String::as_str);
+    let installs = match sub(0) {
+        "npm" | "pnpm" | "bun" => matches!(sub(1), "install" | "ci" | "add"),
+        "yarn" => canon.len() == 1 || matches!(sub(1), "install" | "add"),
+        "pip" | "poetry" | "pipenv" | "bundle" | "composer" | "conda" | "mamba" => sub(1) == "install",
+        "python" => sub(1) == "-m" && sub(2) == "pip" && sub(3) == "install",
+        "uv" => sub(1) == "sync" || (sub(1) == "pip" && sub(2) == "install"),
+        "go" => sub(1) == "mod" && sub(2) == "download",
+        "cargo" => sub(1) == "fetch",
+        _ => false,
+    };
+    installs && !global
 }
 
 fn uses_outputs_here(words: &[String]) -> bool {
