@@ -537,6 +537,7 @@ pub fn acts_here(canon: &[String]) -> bool {
                 "format",
                 "docker-push",
                 "upload",
+                "print-*",
             ]),
             "mvn" | "mvnw" => here(&["install", "deploy", "release:*"]),
             "gradle" | "gradlew" => {
