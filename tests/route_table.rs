@@ -788,6 +788,12 @@ const REWRITES: &[(&str, &str, &str, &str)] = &[
         "distex run --node macpro51 -- 'pip install -e '\\''.[dev]'\\'' && pytest'",
         "the environment pytest needs is installed on the node, not synced",
     ),
+    (
+        "git status; make 2>/dev/null & wait",
+        "parts",
+        "git status; distex run --node macpro51 -- make 2>/dev/null & wait",
+        "a background routed part; wait stays here",
+    ),
     ("make && make install", "here", "make && make install", "installs here what it builds"),
     (
         "cargo build --release && cp target/release/app ~/bin/",

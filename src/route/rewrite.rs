@@ -333,6 +333,7 @@ const INDEPENDENT: &[&str] = &[
     "cd",
     "pwd",
     "clear",
+    "wait",
     "distex",
 ];
 
