@@ -96,7 +96,13 @@ pub fn rewrite_plan(config: &Config, line: &str, line_node: &str, facts: &LoadFa
     }
     for part in &mut parts {
         let decision = decide(config, &part.text, &part.commands, facts);
-        part.node = decision.node.filter(|_| decision.distribute && decision.rule.is_some());
+        // The node the whole line would go to, when it can take this part,
+        // so that the answer names one node throughout.
+        let line_node_fits = decision.candidates.iter().any(|c| c.node == line_node && c.eligible);
+        part.node = decision
+            .node
+            .filter(|_| decision.distribute && decision.rule.is_some())
+            .map(|node| if line_node_fits { line_node.to_string() } else { node });
     }
     let first_routed = parts.iter().position(|p| p.node.is_some())?;
     let node = parts[first_routed].node.clone()?;
