@@ -114,6 +114,14 @@ fn only_the_parts_that_belong_on_the_node_are_rewritten() {
 }
 
 #[test]
+fn a_line_nested_too_deeply_to_analyze_is_left_alone() {
+    let sandbox = Sandbox::new();
+    let line = format!("{}make{}", "{ ".repeat(3000), "; }".repeat(3000));
+    let run = hook(&sandbox, &cluster(""), &bash(&line));
+    assert_eq!(run.stdout(), "", "the command runs as written");
+}
+
+#[test]
 fn linux_only_commands_go_to_a_linux_node() {
     let sandbox = Sandbox::new();
     let out = hook(&sandbox, &cluster(""), &bash("sudo docker compose up -d")).json();
