@@ -135,3 +135,25 @@ mod tests {
         assert!(!m("make", "cmake ."));
     }
 }
+
+#[cfg(test)]
+mod program_tests {
+    use super::*;
+    use crate::config::{Detected, Os, parse};
+
+    #[test]
+    fn the_programs_a_probe_checks_come_from_words_and_literal_pattern_heads() {
+        let text = "[[rule]]\nname = \"tf\"\npattern = '^terraform (plan|apply)\\b'\n\n[[rule]]\nname = \"any\"\npattern = '^(a|b) x'\n";
+        let detected = Detected { hostname: "h".into(), os: Os::Macos, cores: 2 };
+        let config = parse(text, None, &detected).unwrap();
+        let programs = rule_programs(&config.rules);
+        assert!(programs.contains(&"terraform".to_string()), "{programs:?}");
+        assert!(programs.contains(&"make".to_string()) && programs.contains(&"python".to_string()), "{programs:?}");
+        assert!(!programs.iter().any(|p| p.contains('/') || p.is_empty() || p == "gradlew"), "{programs:?}");
+        let tf = config.rule("tf").unwrap();
+        let words = |l: &str| vec![l.split_whitespace().map(String::from).collect::<Vec<_>>()];
+        assert_eq!(match_rules(std::slice::from_ref(tf), &words("terraform plan -out=x"))[0].matched, "terraform plan");
+        assert!(match_rules(std::slice::from_ref(tf), &words("echo terraform plan")).is_empty());
+        assert!(match_rules(std::slice::from_ref(tf), &words("terraform planet")).is_empty());
+    }
+}
