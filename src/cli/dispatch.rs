@@ -4,17 +4,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::args::{
-    Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs, RunArgs,
-    SchemaName,
+    CleanArgs, Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs,
+    RunArgs, SchemaName,
 };
-use crate::commands::{json, nodes, route};
+use crate::commands::{json, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::protocol::{self, SchemaKind};
 use crate::report;
 
 /// Runs the parsed command line; returns the exit status.
-pub fn run(cli: Cli) -> Result<u8> {
+pub(crate) fn run(cli: Cli) -> Result<u8> {
     let config_flag = cli.config.as_deref();
     match cli.command {
         Command::Route(args) => route_cmd(&config::load(config_flag)?, args),
@@ -26,26 +26,22 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => run_cmd(&config::load(config_flag)?, args),
         Command::Parallel(args) => parallel_cmd(&config::load(config_flag)?, args),
         Command::Plan(args) => plan_cmd(args),
+        Command::Clean(args) => clean_cmd(&config::load(config_flag)?, args),
         // The hook loads the config itself: a broken config must not fail it.
         Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
         Command::Process(args) => process_cmd(&config::load(config_flag)?, *args),
         Command::Worker { kind } => match kind.as_str() {
-            "summary" => Ok(crate::process::summary::main()),
-            "scan" => Ok(crate::process::scan::main()),
+            "summary" => Ok(crate::process::regions::summary::main()),
+            "scan" => Ok(crate::process::bytes::scan::main()),
             other => Err(Error::Usage(format!("unknown worker {other:?}"))),
         },
-        Command::Sandbox { program } => Ok(crate::process::sandbox::main(&program)),
+        Command::Sandbox { program } => Ok(crate::process::workers::sandbox::main(&program)),
     }
 }
 
 /// Prints `value` as one JSON line, or its human rendering.
 fn emit<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
     if json { output(report::json::print(value)) } else { print_out(&human(value)) }
-}
-
-/// `--timeout D` as a duration (`30`, `1.5`, `500ms`, `2m`).
-fn timeout_flag(value: Option<&str>) -> Result<Option<std::time::Duration>> {
-    value.map(crate::commands::run::parse_timeout).transpose().map_err(|m| Error::Usage(format!("--timeout: {m}")))
 }
 
 /// `--sync` / `--no-sync`: forced on, forced off, or the rule's default.
@@ -93,7 +89,7 @@ fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
     }
     route::check_assumed(config, &assumed).map_err(Error::Usage)?;
     let line = command_line(&args.command);
-    let mut decision = route::route(config, &line, &route::facts(assumed));
+    let mut decision = crate::route::decide_line(config, &line, &crate::state::LoadFacts::read(assumed));
     let speak = (args.speak || config.announce.speak) && decision.distribute;
     let announcement = decision.announcement.as_deref().filter(|_| speak);
     if let Some(warning) = announcement.and_then(|text| crate::announce::speak(&config.announce, text)) {
@@ -114,7 +110,7 @@ fn nodes_cmd(config: &Config, args: NodesArgs) -> Result<u8> {
     if args.probe {
         return probe_cmd(config, args.json);
     }
-    let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
+    let report = crate::state::NodesReport::read(config);
     emit(args.json, &report, report::human::nodes)?;
     Ok(exit::OK)
 }
@@ -164,7 +160,7 @@ fn schema_cmd(kind: SchemaName) -> Result<u8> {
 }
 
 fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
-    let timeout = timeout_flag(args.timeout.as_deref())?;
+    let timeout = args.timeout;
     let opts = crate::commands::run::RunOptions {
         command: command_line(&args.command),
         node: args.node,
@@ -206,7 +202,7 @@ fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
     let probes = runtime.block_on(crate::exec::probe::probe_all(config));
-    let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
+    let report = crate::state::NodesReport::read(config);
     emit(json, &report, report::human::nodes)?;
     Ok(if probes.iter().all(|p| p.answered) { exit::OK } else { exit::FAILED })
 }
@@ -241,7 +237,7 @@ fn plan_cmd(args: PlanArgs) -> Result<u8> {
 fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
     let specs = task_specs(args.file.as_deref(), &args.commands)?;
     let plan = crate::commands::parallel::make_plan(&specs)?;
-    let timeout = timeout_flag(args.timeout.as_deref())?;
+    let timeout = args.timeout;
     let opts = crate::tasks::scheduler::ParallelOptions {
         jobs: args.jobs,
         keep_going: args.keep_going,
@@ -263,45 +259,37 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
 }
 
 fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
-    use crate::process::{self, ProcessOptions, worker::Limits};
+    use crate::process::{self, ProcessOptions, workers::local::Limits};
     let usage = |m: String| Error::Usage(m);
-    let size = |flag: &str, v: &Option<String>| -> Result<Option<u64>> {
-        v.as_deref().map(|t| process::parse_size(t).map_err(|m| Error::Usage(format!("{flag}: {m}")))).transpose()
-    };
     let defaults = Limits::default();
     let options = ProcessOptions {
         inputs: args.inputs,
         by: args.by,
         regions: args.regions,
         demo: args.demo,
-        format: args.format.as_deref().map(process::parse_format).transpose().map_err(usage)?,
-        schema: process::parse_schema(&args.schema).map_err(usage)?,
+        format: args.format.map(Into::into),
+        schema: args.schema.into_iter().flatten().collect(),
         processor: args.processor,
         aggregate: args.aggregate,
         jobs: args.jobs,
         retries: args.retries,
         max_rejects: args.max_rejects,
         limits: Limits {
-            max_memory: size("--max-memory", &args.max_memory)?,
+            max_memory: args.max_memory,
             max_cpu_seconds: args.max_cpu_seconds,
-            max_output: size("--max-output", &args.max_output)?.unwrap_or(defaults.max_output),
+            max_output: args.max_output.unwrap_or(defaults.max_output),
             max_open_files: args.max_open_files,
-            timeout: args.timeout,
-            grace: args.grace,
+            timeout: args.timeout.map(|t| t.as_secs_f64()),
+            grace: args.grace.as_secs_f64(),
         },
         sandbox: args.sandbox,
         keep_workdirs: args.keep_workdirs,
         nodes: args.nodes,
-        part_size: size("--part-size", &args.part_size)?,
-        split: match args.split.as_str() {
-            "auto" => process::Split::Auto,
-            "regions" => process::Split::Regions,
-            "bytes" => process::Split::Bytes,
-            other => return Err(Error::Usage(format!("--split: unknown mode {other:?} (auto, regions or bytes)"))),
-        },
+        part_size: args.part_size,
+        split: args.split.into(),
     };
     process::check_options(&options).map_err(usage)?;
-    process::worker::handle_interrupts();
+    process::workers::local::handle_interrupts();
     let result = if args.events {
         let mut events = |event: &crate::tasks::Event| {
             let _ = report::json::print(event);
@@ -310,14 +298,13 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     } else if args.json {
         process::run(&options, config, &mut crate::tasks::NullReporter)
     } else {
-        // SAFETY: isatty only inspects the descriptor.
-        let live = unsafe { libc::isatty(2) } == 1;
+        let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let mut human = report::process_human::ProcessHuman::new(std::io::stdout(), live);
         process::run(&options, config, &mut human)
     };
     let report = match result {
         Ok(report) => report,
-        Err(e) if process::worker::interrupted() => {
+        Err(e) if process::workers::local::interrupted() => {
             eprintln!("distex: error: {e}");
             return Ok(exit::INTERRUPTED);
         }
@@ -332,11 +319,22 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     // The process exits next: freeing thousands of regions one by one
     // would only delay it.
     std::mem::forget(report);
-    Ok(if process::worker::interrupted() {
+    Ok(if process::workers::local::interrupted() {
         exit::INTERRUPTED
     } else if complete {
         exit::OK
     } else {
         exit::INCOMPLETE
     })
+}
+
+fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
+    let report = crate::commands::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
+    emit(args.json, &report, report::human::clean)?;
+    if !args.json {
+        for node in report.nodes.iter().filter(|n| n.error.is_some()) {
+            eprintln!("distex: {}: {}", node.node, node.error.as_deref().unwrap_or_default());
+        }
+    }
+    Ok(if report.complete() { exit::OK } else { exit::FAILED })
 }

@@ -3,12 +3,13 @@
 
 mod args;
 mod dispatch;
+mod values;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::Cli;
+pub(crate) use args::Cli;
 
 use crate::error::exit;
 

@@ -16,17 +16,17 @@ use crate::state::{NodeStates, Platform};
 
 /// Prints the 1-minute load and the CPU count, one per line: Linux reads
 /// /proc/loadavg and nproc, macOS asks sysctl.
-pub const LOAD_SCRIPT: &str = "if [ -r /proc/loadavg ]; then read l rest < /proc/loadavg; echo \"$l\"; \
+pub(crate) const LOAD_SCRIPT: &str = "if [ -r /proc/loadavg ]; then read l rest < /proc/loadavg; echo \"$l\"; \
 nproc 2>/dev/null || getconf _NPROCESSORS_ONLN; else sysctl -n vm.loadavg | tr -d '{}' | awk '{print $1}'; \
 sysctl -n hw.ncpu; fi";
 
 /// The probe's shell script: [`LOAD_SCRIPT`]'s two lines, then `os NAME`,
 /// `arch NAME`, and `have P` or `lack P` for each program. Each name is
 /// quoted; `python`, `pip` and `make` also count as `python3`, `pip3`, `gmake`.
-pub fn probe_script(programs: &[String]) -> String {
+pub(crate) fn probe_script(programs: &[String]) -> String {
     let mut script = format!("{LOAD_SCRIPT}; echo \"os $(uname -s)\"; echo \"arch $(uname -m)\"");
     for program in programs {
-        let quoted = super::remote::sh_quote(program);
+        let quoted = crate::route::sh_quote(program);
         let also = match program.as_str() {
             "python" => " || command -v python3 >/dev/null 2>&1",
             "pip" => " || command -v pip3 >/dev/null 2>&1",
@@ -41,7 +41,7 @@ pub fn probe_script(programs: &[String]) -> String {
 }
 
 /// Reads the `os`, `arch`, `have` and `lack` lines of [`probe_script`]'s output.
-pub fn parse_platform(text: &str, checked_at: u64) -> Option<Platform> {
+pub(crate) fn parse_platform(text: &str, checked_at: u64) -> Option<Platform> {
     let mut platform = Platform { checked_at, ..Platform::default() };
     for line in text.lines() {
         match line.trim().split_once(' ') {
@@ -57,23 +57,23 @@ pub fn parse_platform(text: &str, checked_at: u64) -> Option<Platform> {
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ProbeResult {
-    pub node: String,
-    pub answered: bool,
+pub(crate) struct ProbeResult {
+    pub(crate) node: String,
+    pub(crate) answered: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load1: Option<f64>,
+    pub(crate) load1: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// System and tools, when the node answered with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    pub elapsed_ms: u64,
+    pub(crate) platform: Option<Platform>,
+    pub(crate) elapsed_ms: u64,
 }
 
 /// Parses the two lines [`LOAD_SCRIPT`] prints.
-pub fn parse_load(text: &str) -> Option<(f64, u32)> {
+pub(crate) fn parse_load(text: &str) -> Option<(f64, u32)> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let load = lines.next()?.parse::<f64>().ok().filter(|l| l.is_finite() && *l >= 0.0)?;
     let cores = lines.next()?.parse::<u32>().ok().filter(|c| *c > 0)?;
@@ -81,7 +81,7 @@ pub fn parse_load(text: &str) -> Option<(f64, u32)> {
 }
 
 /// Probes every node concurrently and records the results.
-pub async fn probe_all(config: &Config) -> Vec<ProbeResult> {
+pub(crate) async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     let script = probe_script(&crate::route::rule_programs(&config.rules));
     let mut set = tokio::task::JoinSet::new();
     for (i, node) in config.nodes.iter().enumerate() {
@@ -110,7 +110,7 @@ async fn probe_one(node: &Node, script: &str) -> ProbeResult {
     let limit = Duration::from_secs(node.connect_timeout + 3);
     let outcome = tokio::time::timeout(limit, async {
         let master = ssh::connect(node).await.map_err(|e| e.message)?;
-        let mut cmd = master.session().raw_command(format!("sh -c {}", super::remote::sh_quote(script)));
+        let mut cmd = master.session().raw_command(format!("sh -c {}", crate::route::sh_quote(script)));
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         let out = cmd.output().await.map_err(|e| format!("probe command failed: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout);

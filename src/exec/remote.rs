@@ -3,7 +3,7 @@
 //! sshd runs every command string with the node user's login shell, in a
 //! new session (setsid), so that shell is the leader of a process group
 //! holding everything the command starts. The string distex sends (built by
-//! [`wrapper`], every piece of data single-quoted, never interpolated) is a
+//! [`wrapper`], every piece of data quoted by [`sh_quote`], never interpolated) is a
 //! short POSIX script, interpreted by that login shell itself (no extra
 //! shell is started: one shell startup per command, as with plain `ssh
 //! host cmd`). It:
@@ -26,20 +26,20 @@ use std::time::Duration;
 use openssh::Stdio;
 use tokio::io::AsyncReadExt;
 
-use super::output::OutputSink;
+use super::output::{OutputSink, Stream};
 use super::ssh::Master;
-use crate::tasks::Stream;
+use crate::route::sh_quote;
 
 /// Why distex stopped a command itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     Timeout,
     Interrupted,
 }
 
 /// How a remote run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteOutcome {
+pub(crate) enum RemoteOutcome {
     /// The command ran and exited with this status (128+N for a signal).
     Exited(i32),
     /// distex stopped it (its process group was killed on the node).
@@ -50,14 +50,9 @@ pub enum RemoteOutcome {
 
 const PREFIX: &[u8] = b"\x1e\x1fdistex-";
 
-/// Quotes `s` for POSIX sh: `'...'`, with `'` written as `'\''`.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The remote command line that runs `command` in `dir` (relative paths
 /// are relative to the remote home).
-pub fn wrapper(command: &str, dir: &str) -> String {
+pub(crate) fn wrapper(command: &str, dir: &str) -> String {
     format!(
         "cd || exit 125\n\
          printf '\\036\\037distex-pid %d\\n' \"$$\" >&2\n\
@@ -73,7 +68,7 @@ pub fn wrapper(command: &str, dir: &str) -> String {
 
 /// The remote command line that kills process group `pgid`: SIGTERM, up
 /// to 2 s of grace, then SIGKILL.
-pub fn kill_script(pgid: u32) -> String {
+pub(crate) fn kill_script(pgid: u32) -> String {
     format!(
         "kill -TERM -{pgid} 2>/dev/null; i=0; \
          while kill -0 -{pgid} 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; \
@@ -84,17 +79,17 @@ pub fn kill_script(pgid: u32) -> String {
 /// Finds and removes distex's markers in a stderr stream, passing every
 /// other byte through unchanged (also across chunk boundaries).
 #[derive(Debug, Default)]
-pub struct Markers {
+pub(crate) struct Markers {
     held: Vec<u8>,
     /// The remote process group, once announced.
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// The command's exit status, once reported.
-    pub status: Option<i32>,
+    pub(crate) status: Option<i32>,
 }
 
 impl Markers {
     /// Feeds a chunk; returns the bytes to show the user.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.held.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
@@ -127,7 +122,7 @@ impl Markers {
     }
 
     /// The stream ended: whatever is still held is ordinary output.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.held)
     }
 }
@@ -135,7 +130,7 @@ impl Markers {
 /// Runs `command` in `dir` on the master's node, streaming output to
 /// `sink`, until it exits or `stop` resolves (then its process group on the
 /// node is killed).
-pub async fn run(
+pub(crate) async fn run(
     master: &Master,
     command: &str,
     dir: &str,
@@ -205,7 +200,7 @@ pub async fn run(
 }
 
 /// Kills process group `pgid` on the node.
-pub async fn kill_remote(master: &Master, pgid: u32) {
+pub(crate) async fn kill_remote(master: &Master, pgid: u32) {
     let mut cmd = master.session().raw_command(kill_script(pgid));
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
@@ -214,12 +209,6 @@ pub async fn kill_remote(master: &Master, pgid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_single_quotes() {
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
 
     #[test]
     fn marker_is_stripped_and_parsed_across_chunks() {

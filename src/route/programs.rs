@@ -339,7 +339,7 @@ const PYTHON_SHORT_WITH_VALUE: &str = "XWQ";
 
 /// The program name used for matching: no directory, and `python3.12`,
 /// `python3`, `pip3`, `gmake` are `python`, `pip`, `make`.
-pub fn program_name(word: &str) -> &str {
+pub(crate) fn program_name(word: &str) -> &str {
     let name = basename(word);
     let versioned = |base: &'static str| {
         name.strip_prefix(base).is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
@@ -356,7 +356,7 @@ pub fn program_name(word: &str) -> &str {
 }
 
 /// One simple command in its single canonical spelling (see the module doc).
-pub fn canonical(words: &[String]) -> Vec<String> {
+pub(crate) fn canonical(words: &[String]) -> Vec<String> {
     let Some(first) = words.first() else {
         return Vec::new();
     };
@@ -450,7 +450,7 @@ pub(crate) fn skip_options<'a>(args: &'a [String], short: &str, long: &[&str]) -
 /// `help ...`, `make -n` (a dry run), `pytest --collect-only`. They stay
 /// here whatever the rules say. `words` is the command as written (the
 /// canonical form has dropped the options this looks at).
-pub fn is_trivial(words: &[String]) -> bool {
+pub(crate) fn is_trivial(words: &[String]) -> bool {
     let Some((first, args)) = words.split_first() else {
         return false;
     };
@@ -503,7 +503,7 @@ fn dry_make_cluster(cluster: &str) -> bool {
 /// `jest --watch`, `npm run dev`). A rule naming only the program
 /// (`"make"`) does not send them away; a rule that names the subcommand
 /// (`"make install"`) still does.
-pub fn acts_here(canon: &[String]) -> bool {
+pub(crate) fn acts_here(canon: &[String]) -> bool {
     let Some((name, args)) = canon.split_first() else {
         return false;
     };

@@ -42,16 +42,17 @@ use brush_parser::ast::{self, Command, CommandPrefixOrSuffixItem, IoFileRedirect
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::decide::{LoadFacts, decide};
+use super::LoadFacts;
+use super::decide::decide;
 use super::programs::{acts_here, canonical};
-use super::shell::{command_words, parse_program};
+use super::shell::{command_words, parse_program, sh_quote};
 use super::wrappers::effective_commands;
 use crate::config::Config;
 
 /// Where the line runs once rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Placement {
+pub(crate) enum Placement {
     /// Local parts stay here, routed parts are each wrapped in `distex run`.
     Parts,
     /// The whole line runs on the node, as one `distex run`.
@@ -62,32 +63,32 @@ pub enum Placement {
 
 /// One part of the line and where it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct PartPlace {
+pub(crate) struct PartPlace {
     /// The part as the user wrote it.
-    pub text: String,
+    pub(crate) text: String,
     /// The node it runs on; null when it runs here.
-    pub node: Option<String>,
+    pub(crate) node: Option<String>,
 }
 
 /// How a line is rewritten, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Rewrite {
-    pub placement: Placement,
+pub(crate) struct Rewrite {
+    pub(crate) placement: Placement,
     /// The line to run instead (the original line when `placement` is `here`).
-    pub command: String,
+    pub(crate) command: String,
     /// The node routed parts run on.
-    pub node: String,
+    pub(crate) node: String,
     /// Why the line was not split, when it was not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
+    pub(crate) why: Option<String>,
     /// The parts, in order.
-    pub parts: Vec<PartPlace>,
+    pub(crate) parts: Vec<PartPlace>,
 }
 
 /// Decides, part by part, where `line` runs; `line_node` is where the
 /// whole line would go. None when no part is routed by a rule (or the line
 /// cannot be parsed): the caller keeps its whole-line answer.
-pub fn rewrite_plan(config: &Config, line: &str, line_node: &str, facts: &LoadFacts) -> Option<Rewrite> {
+pub(crate) fn rewrite_plan(config: &Config, line: &str, line_node: &str, facts: &LoadFacts) -> Option<Rewrite> {
     let program = parse_program(line).ok()?;
     let chars = CharIndex::new(line);
     let mut parts = Vec::new();
@@ -125,16 +126,8 @@ pub fn rewrite_plan(config: &Config, line: &str, line_node: &str, facts: &LoadFa
 }
 
 /// `distex run --node NODE -- 'COMMAND'`: the command as one shell word.
-pub fn distex_run(node: &str, command: &str) -> String {
-    format!("distex run --node {} -- {}", quote(node), quote(command))
-}
-
-/// Quotes `word` for a POSIX shell so that it stays exactly one word with
-/// nothing expanded: single quotes, each `'` written as `'\''`. Plain
-/// words are left bare for readability.
-pub fn quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
-    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+pub(crate) fn distex_run(node: &str, command: &str) -> String {
+    format!("distex run --node {} -- {}", sh_quote(node), sh_quote(command))
 }
 
 /// One top-level pipeline element.

@@ -20,18 +20,18 @@ use crate::config::Rule;
 
 /// One rule that matched one of the line's commands.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RuleMatch<'a> {
-    pub rule: &'a Rule,
+pub(crate) struct RuleMatch<'a> {
+    pub(crate) rule: &'a Rule,
     /// The pattern that matched, e.g. `"cargo build"`.
-    pub matched: String,
+    pub(crate) matched: String,
     /// The command (words) it matched in.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 /// Every rule that matches some command, in rule order (rules earlier in
 /// the configuration take precedence). Each rule appears at most once, with
 /// its first match in execution order.
-pub fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleMatch<'a>> {
+pub(crate) fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleMatch<'a>> {
     let canon: Vec<Vec<String>> =
         commands.iter().filter(|c| !is_trivial(c)).map(|c| canonical(c)).filter(|c| !c.is_empty()).collect();
     rules
@@ -48,7 +48,7 @@ pub fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleM
 /// --probe` checks on each node. Project files (`./gradlew`) are left out;
 /// a regex pattern counts when it starts with a literal program name
 /// (`^terraform ...`).
-pub fn rule_programs(rules: &[Rule]) -> Vec<String> {
+pub(crate) fn rule_programs(rules: &[Rule]) -> Vec<String> {
     let words = rules.iter().flat_map(|r| r.commands.iter().filter_map(|c| c.split_whitespace().next()));
     let from_patterns = rules.iter().filter_map(|r| {
         let text = r.pattern.as_ref()?.as_str().trim_start_matches('^');
@@ -73,7 +73,7 @@ fn rule_matches(rule: &Rule, words: &[String]) -> Option<String> {
 
 /// Whether `words` (one simple command) runs what `pattern` describes.
 #[cfg(test)]
-pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, words: &[String]) -> bool {
     !is_trivial(words) && canonical_pattern_matches(pattern, &canonical(words))
 }
 

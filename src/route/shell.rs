@@ -20,19 +20,19 @@ use brush_parser::word::{self, WordPiece, WordPieceWithSource};
 use brush_parser::{Parser, ParserOptions};
 
 /// How deep nested `$(...)`/`bash -c` parsing may go before giving up.
-pub const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// The deepest bracket/keyword nesting a line may have to be parsed at all.
 /// Real command lines stay far below; the parser needs well under 2 MiB of
 /// stack (a test thread's) at this depth.
-pub const MAX_NESTING: usize = 100;
+pub(crate) const MAX_NESTING: usize = 100;
 
 /// The shells whose script may come from a `-c` word or from stdin.
 pub(crate) const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"];
 
 /// The line is not valid shell (an unclosed quote, a stray `)`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseFailure(pub String);
+pub(crate) struct ParseFailure(pub String);
 
 impl std::fmt::Display for ParseFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,7 +42,7 @@ impl std::fmt::Display for ParseFailure {
 
 /// Every simple command in `line`, in execution order, as unquoted words.
 /// A word whose value is only known at run time (`$CC`) keeps its `$` text.
-pub fn simple_commands(line: &str) -> Result<Vec<Vec<String>>, ParseFailure> {
+pub(crate) fn simple_commands(line: &str) -> Result<Vec<Vec<String>>, ParseFailure> {
     let mut out = Vec::new();
     collect_line(line, 0, &mut out)?;
     Ok(out)
@@ -84,7 +84,7 @@ pub(crate) fn command_words(command: &Command) -> Result<Vec<Vec<String>>, Parse
 /// also open `$(`, `${` and `$((`), and `if`/`case`/loop keywords in
 /// command position. Quotes are not looked at, so a string full of brackets
 /// counts too: such a line is refused, never mis-parsed.
-pub fn nesting_depth(line: &str) -> usize {
+pub(crate) fn nesting_depth(line: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
     let bytes = line.as_bytes();
     // Whether the next word would be a command name (where keywords count).
@@ -315,9 +315,43 @@ impl Walker<'_> {
     }
 }
 
+/// Quotes `word` for a POSIX shell so that it stays exactly one word with
+/// nothing expanded: wrap it in single quotes (inside which nothing is
+/// special) and write each single quote as `'\''` (close, escaped quote,
+/// reopen). Plain words such as node names are left bare for readability.
+/// This is distex's one shell-quoting function: everything it puts into a
+/// shell command line (the rewritten line's `distex run`, the remote
+/// wrapper, rsync's arguments, remote workers' arguments, probes) goes
+/// through it.
+pub(crate) fn sh_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    if plain {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(word)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", sh_quote(word));
+        }
+    }
 
     fn cmds(line: &str) -> Vec<Vec<String>> {
         simple_commands(line).unwrap()

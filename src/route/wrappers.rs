@@ -485,12 +485,12 @@ const RUNNERS: &[Wrapper] = &[
 ];
 
 /// The last path component: `/usr/bin/docker` → `docker`.
-pub fn basename(word: &str) -> &str {
+pub(crate) fn basename(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
 }
 
 /// Replaces each simple command by the command(s) it really runs.
-pub fn effective_commands(commands: Vec<Vec<String>>) -> Vec<Vec<String>> {
+pub(crate) fn effective_commands(commands: Vec<Vec<String>>) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for words in commands {
         unwrap_into(&words, 0, &mut out);
@@ -602,7 +602,7 @@ fn script_or_binary(words: &[String]) -> Option<&[String]> {
 /// The program the shell looks up on PATH for `words`, seen through
 /// transparent wrappers (`sudo`, `env`, `time`, `nice`, ...) but not through
 /// runners (`uv run`, `npx`, `yarn`), which find their program themselves.
-pub fn looked_up_program(words: &[String]) -> Option<String> {
+pub(crate) fn looked_up_program(words: &[String]) -> Option<String> {
     let mut words = words;
     for _ in 0..MAX_DEPTH {
         let name = basename(words.first()?);

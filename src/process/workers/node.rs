@@ -1,0 +1,291 @@
+//! Region workers on cluster nodes (`--nodes`), over distex's SSH layer
+//! ([`crate::exec::ssh`]).
+//!
+//! A remote worker gets the same contract as a local one: the region's
+//! records streamed on its stdin over the SSH channel, `DISTEX_REGION`,
+//! `DISTEX_TASK_ID` and `DISTEX_ATTEMPT`, one JSON object expected on stdout.
+//! A `--processor` command runs with `/bin/sh -c`; the built-in summary runs
+//! the node's own distex (its `distex` config key) as `distex __worker
+//! summary`, after checking it is this version ([`RemoteError::NoWorker`]
+//! otherwise, and the region moves on).
+//! Isolation on the node, from a small POSIX `sh` script where every value
+//! is a single-quoted positional argument, never interpolated:
+//!
+//! * its own process group (sshd starts each session in a new one and the
+//!   script `exec`s into its leader); the script announces that pid with the
+//!   exec layer's pid marker, so that `--timeout` and Ctrl-C kill the whole
+//!   group with [`crate::exec::remote::kill_script`]; when the processor
+//!   exits, the script kills whatever it left behind in that group; when
+//!   the session's sshd goes away (a dropped connection), a watchdog in the
+//!   script kills the group on the node;
+//! * a fresh `mktemp -d` directory that is its cwd, HOME and TMPDIR, removed
+//!   afterwards;
+//! * `env -i` with only PATH, LANG and the DISTEX_* variables above (plus
+//!   DISTEX_WORKER_SPEC for a built-in worker);
+//! * `ulimit` for `--max-memory`, `--max-cpu-seconds` and open files.
+//!
+//! The exit status comes back as the exec layer's exit marker on stderr, so
+//! "the processor exited 255" is never confused with "ssh failed".
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use openssh::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::Node;
+use crate::exec::remote::{Markers, kill_script};
+use crate::exec::ssh;
+use crate::process::workers::local::{Job, Program, interrupted};
+use crate::route::sh_quote;
+
+/// The script run on the node. Arguments: region, task id, attempt, memory
+/// limit in KiB (or empty), CPU seconds (or empty), open files, then either
+/// the processor command (with three empty arguments after it) or, for a
+/// built-in worker, its kind, its spec, the node's distex binary and the
+/// `--version` line expected of it. It first announces its pid, which is
+/// also its process group (sshd starts each session in a new one and the
+/// login shell `exec`s into this script), with the exec layer's pid marker.
+///
+/// A node without a usable distex (not found, not executable, another
+/// version) exits 127 before anything runs, with the reason as the last
+/// line on stderr: distex moves that region elsewhere.
+///
+/// A watchdog in the background checks every second that the sshd process
+/// that started the script is still there. When it is gone (the connection
+/// dropped, or sshd died), nobody can read the worker's result or stop it
+/// any more, so the watchdog stops it as a timeout would: SIGTERM to the
+/// group, 2 s of grace, SIGKILL. The script itself survives the SIGTERM
+/// (it only waits for the worker to end, then removes its directory) and
+/// ignores SIGPIPE (restored for the worker), so that writing to the dead
+/// channel cannot kill it before that. Its last act, after a normal end,
+/// kills the watchdog with the rest of the group.
+const SCRIPT: &str = r#"cd || exit 125
+printf '\036\037distex-pid %d\n' "$$" >&2
+d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-exit 125\n' >&2; exit 125; }
+mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
+if [ -n "$9" ]; then
+  v=$(env -i PATH="$PATH" /bin/sh -c 'exec "$1" --version' sh "$9" </dev/null 2>&1)
+  rc=$?
+  [ "$rc" -eq 0 ] && [ "$v" != "${10}" ] && { v="it is $(printf %s "$v" | head -n 1), not ${10}"; rc=127; }
+  [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
+fi
+trap : TERM
+trap '' PIPE
+(
+  trap '' TERM
+  exec </dev/null >/dev/null 2>&1
+  while kill -0 "$PPID" 2>/dev/null; do sleep 1; done
+  kill -TERM 0; sleep 2; kill -KILL 0
+) &
+(
+  trap - PIPE
+  [ -n "$4" ] && ulimit -v "$4"
+  [ -n "$5" ] && ulimit -t "$5"
+  ulimit -n "$6" 2>/dev/null
+  ulimit -c 0 2>/dev/null
+  [ -n "$9" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+    DISTEX_REGION="$1" DISTEX_TASK_ID="$2" DISTEX_ATTEMPT="$3" DISTEX_WORKER_SPEC="$8" \
+    /bin/sh -c 'exec "$1" __worker "$2"' sh "$9" "$7"
+  exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+    DISTEX_REGION="$1" DISTEX_TASK_ID="$2" DISTEX_ATTEMPT="$3" /bin/sh -c "$7"
+)
+rc=$?
+cd / && rm -rf "$d"
+printf '\036\037distex-exit %d\n' "$rc" >&2
+kill -KILL 0"#;
+
+/// The `--version` line a node's distex must print to serve as a built-in
+/// worker for this one: workers and coordinator share the spec format.
+fn version_line() -> String {
+    format!("distex {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The remote command line for one attempt on `node`.
+fn command_line(job: &Job, node: &Node) -> String {
+    let var = |k: &str| job.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or("");
+    let memory_kib = job.limits.max_memory.map(|b| (b / 1024).to_string()).unwrap_or_default();
+    let cpu = job.limits.max_cpu_seconds.map(|s| s.to_string()).unwrap_or_default();
+    let version = version_line();
+    // The built-in worker's spec is data (column names): an argument like
+    // every other value, single-quoted, never part of the script.
+    let (what, spec, distex, version) = match &job.program {
+        Program::Shell(command) => (command.as_str(), "", "", ""),
+        Program::Builtin { kind, spec } => (*kind, spec.as_str(), node.distex.as_str(), version.as_str()),
+    };
+    let args = [
+        var("DISTEX_REGION"),
+        var("DISTEX_TASK_ID"),
+        var("DISTEX_ATTEMPT"),
+        &memory_kib,
+        &cpu,
+        &job.limits.max_open_files.to_string(),
+        what,
+        spec,
+        distex,
+        version,
+    ]
+    .iter()
+    .map(|a| sh_quote(a))
+    .collect::<Vec<_>>()
+    .join(" ");
+    format!("exec sh -c {} distex {args}", sh_quote(SCRIPT))
+}
+
+/// Why a remote attempt produced no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RemoteError {
+    /// The node could not be reached, or the connection was lost before the
+    /// worker reported its exit status: the node is at fault, not the
+    /// processor, so the unit may run elsewhere.
+    Transport(String),
+    /// The processor ran and failed (non-zero exit, timeout, too much
+    /// output, interrupted): retried on its own target per `--retries`.
+    Failed(String),
+    /// The node answered but has no usable distex for a built-in worker
+    /// (not installed where its `distex` key says, or another version): the
+    /// unit may run elsewhere, and the node is not down.
+    NoWorker(String),
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteError::Transport(why) | RemoteError::Failed(why) | RemoteError::NoWorker(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Runs `job` on `node`; returns its stdout after a clean exit, or why it failed.
+pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RemoteError::Failed(format!("cannot start the SSH runtime: {e}")))?;
+    runtime.block_on(run_async(node, job))
+}
+
+async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
+    let transport = RemoteError::Transport;
+    let master = ssh::connect(node).await.map_err(|e| transport(format!("node {}: cannot connect: {e}", node.name)))?;
+    let mut cmd = master.session().raw_command(command_line(job, node));
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(|e| transport(format!("node {}: cannot start ssh: {e}", node.name)))?;
+    let (Some(mut stdin), Some(mut out), Some(mut err)) =
+        (child.stdin().take(), child.stdout().take(), child.stderr().take())
+    else {
+        return Err(transport(format!("node {}: ssh gave no pipes", node.name)));
+    };
+    let spool = job.stdin.clone();
+    // Stream the region's records into the channel.
+    let feed = async move {
+        let mut file = tokio::fs::File::open(&spool).await?;
+        tokio::io::copy(&mut file, &mut stdin).await?;
+        stdin.shutdown().await?;
+        drop(stdin);
+        Ok::<(), std::io::Error>(())
+    };
+    let cap = job.output_cap();
+    // The worker's process group on the node, once its script announced it.
+    let pgid = std::cell::Cell::new(None);
+    let pump = async {
+        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::default());
+        let (mut ob, mut eb) = (vec![0u8; 64 << 10], vec![0u8; 16 << 10]);
+        let (mut out_open, mut err_open, mut exceeded) = (true, true, false);
+        while out_open || err_open {
+            tokio::select! {
+                n = out.read(&mut ob), if out_open => match n {
+                    Ok(0) | Err(_) => out_open = false,
+                    Ok(n) if stdout.len() as u64 + n as u64 > cap => { exceeded = true; break; }
+                    Ok(n) => stdout.extend_from_slice(&ob[..n]),
+                },
+                n = err.read(&mut eb), if err_open => match n {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(n) => {
+                        tail.extend(marker.feed(&eb[..n]));
+                        pgid.set(marker.pid);
+                        if tail.len() > 8192 { tail.drain(..tail.len() - 4096); }
+                    }
+                },
+            }
+        }
+        tail.extend(marker.finish());
+        (stdout, tail, marker.status, exceeded)
+    };
+    let started = Instant::now();
+    let timeout = job.limits.timeout.map(Duration::from_secs_f64);
+    let watch = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if timeout.is_some_and(|t| started.elapsed() >= t) {
+                return format!(
+                    "timed out after {}s (--timeout) on node {}; its process group was killed",
+                    job.limits.timeout.unwrap_or(0.0),
+                    node.name
+                );
+            }
+            if interrupted() {
+                return format!("interrupted; its process group on node {} was killed", node.name);
+            }
+        }
+    };
+    // Feeding stdin must never keep a timeout from firing: a processor that
+    // hangs without reading leaves the feed blocked on a full channel.
+    tokio::pin!(feed, pump, watch);
+    let mut feeding = true;
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut feed, if feeding => feeding = false,
+            r = &mut pump => break Ok(r),
+            why = &mut watch => break Err(why),
+        }
+    };
+    let (stdout, tail, status, exceeded) = match outcome {
+        Ok(r) => r,
+        Err(why) => {
+            stop(&master, pgid.get()).await;
+            return Err(RemoteError::Failed(why));
+        }
+    };
+    if exceeded {
+        stop(&master, pgid.get()).await;
+        return Err(RemoteError::Failed(format!(
+            "printed more than {} (--max-output) on node {}",
+            super::human_bytes(cap),
+            node.name
+        )));
+    }
+    let _ = child.wait().await;
+    let last = String::from_utf8_lossy(&tail);
+    let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
+    let failed = RemoteError::Failed;
+    match status {
+        // (A processor may answer without reading all of its input.)
+        Some(0) => Ok(stdout),
+        Some(127) if matches!(job.program, Program::Builtin { .. }) => Err(RemoteError::NoWorker(format!(
+            "node {name} has no usable distex binary (`{distex}`{last}); install {version} there, or set \
+             `distex = \"/path/to/distex\"` in node {name}'s [[node]] table of the cluster config",
+            name = node.name,
+            distex = node.distex,
+            version = version_line(),
+        ))),
+        Some(code) if (129..=192).contains(&code) => Err(failed(format!(
+            "exited with status {code} on node {} (killed by signal {}){last}",
+            node.name,
+            code - 128
+        ))),
+        Some(code) => Err(failed(format!("exited with status {code} on node {}{last}", node.name))),
+        // No exit marker: the channel closed before the script could report.
+        None => Err(transport(format!("node {}: the connection ended before the processor finished{last}", node.name))),
+    }
+}
+
+/// Kills the worker's process group on the node (TERM, grace, KILL). With
+/// no pid announced yet, nothing has started there that could outlive the
+/// dropped channel.
+async fn stop(master: &ssh::Master, pgid: Option<u32>) {
+    let Some(pgid) = pgid else { return };
+    let mut cmd = master.session().raw_command(kill_script(pgid));
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
+}
