@@ -6,13 +6,18 @@
 //! * [`sync`] mirrors the project with rsync and brings outputs back;
 //! * [`output`] is where output goes (terminal, bounded capture, lines);
 //! * [`run`] ties them together with failover and health recording;
-//! * [`probe`] measures node loads for `distex nodes --probe`.
+//! * [`signals`] turns SIGINT, SIGTERM and SIGHUP into a stop;
+//! * [`probe`] measures node loads for `distex nodes --probe`;
+//! * [`clean`] removes what distex left behind (`distex clean`): masters,
+//!   state, and with `--remote` the project mirrors on the nodes.
 
+pub(crate) mod clean;
 pub(crate) mod local;
 pub(crate) mod output;
 pub(crate) mod probe;
 pub(crate) mod remote;
 pub(crate) mod run;
+pub(crate) mod signals;
 pub(crate) mod ssh;
 pub(crate) mod sync;
 

@@ -10,17 +10,14 @@
 //!   ([`LoadFacts::read`]), so that `route` itself stays pure;
 //! * `cluster` joins it with the configuration for `distex nodes`
 //!   ([`NodesReport`]);
-//! * `cleaned` says what `distex clean` removed ([`CleanReport`]);
 //! * `dirs` says where state and runtime files live.
 
-mod cleaned;
 mod cluster;
 mod dirs;
 mod facts;
 mod nodes;
 
-pub(crate) use cleaned::{CleanReport, NodeClean};
 pub(crate) use cluster::NodesReport;
-pub(crate) use dirs::{runtime_dir, state_dir};
+pub(crate) use dirs::{checked_runtime_dir, checked_state_dir, create_file, runtime_dir, state_dir};
 pub(crate) use facts::LoadFacts;
 pub(crate) use nodes::{NodeStates, Platform, now_secs};

@@ -67,7 +67,10 @@ fn a_probe_learns_system_and_tools_and_routing_skips_a_node_without_the_program(
 fn a_rewritten_line_runs_its_local_part_here_and_its_routed_part_on_the_node() {
     let (sb, _cluster) = setup();
     let project = sb.path().join("proj");
-    std::fs::create_dir_all(project.join(".git")).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    // A real repository: what is synced is git's file set (gen.h, untracked, included).
+    let init = std::process::Command::new("git").args(["init", "-q"]).arg(&project).status().unwrap();
+    assert!(init.success(), "git init");
     std::fs::write(project.join("Makefile"), "show:\n\t@cat gen.h; echo \"on $$DISTEX_TEST_NODE\"\n").unwrap();
     let line = "echo 'int x;' > gen.h && make -s show";
     let input = serde_json::json!({

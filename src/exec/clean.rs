@@ -19,13 +19,43 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::config::{Config, Node};
 use crate::exec::ssh;
 use crate::route::sh_quote;
-use crate::state::{CleanReport, NodeClean};
 
 /// State files distex writes (prefixes: rotations and temporary copies too).
 const STATE_PREFIXES: &[&str] = &["nodes.json", "nodes.lock", "hook.log"];
+
+/// What `distex clean` removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct CleanReport {
+    /// SSH master directories removed (their masters were asked to exit first).
+    pub(crate) masters: Vec<PathBuf>,
+    /// State files removed.
+    pub(crate) state: Vec<PathBuf>,
+    /// Per node, with `--remote`.
+    pub(crate) nodes: Vec<NodeClean>,
+}
+
+/// What was removed on one node.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct NodeClean {
+    pub(crate) node: String,
+    /// Mirror directories removed, as the node names them (home-relative unless absolute).
+    pub(crate) removed: Vec<String>,
+    /// Why the node could not be cleaned (unreachable, refused workdir...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+impl CleanReport {
+    /// True when every node asked for was cleaned.
+    pub(crate) fn complete(&self) -> bool {
+        self.nodes.iter().all(|n| n.error.is_none())
+    }
+}
 
 /// Cleans up: the nodes' mirrors when `remote`, then masters and state here.
 pub(crate) fn clean(config: &Config, remote: bool) -> std::io::Result<CleanReport> {
