@@ -34,6 +34,9 @@ pub(crate) struct ClusterFile {
     pub(crate) announce: Option<AnnounceTable>,
     #[serde(default)]
     pub(crate) hook: Option<HookTable>,
+    /// Defaults of `distex process`.
+    #[serde(default)]
+    pub(crate) process: Option<ProcessTable>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -110,6 +113,16 @@ pub(crate) struct HookTable {
     pub(crate) mode: HookMode,
     #[serde(default)]
     pub(crate) auto_approve: bool,
+}
+
+/// The `[process]` table.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessTable {
+    /// Variables of distex's environment passed to every region worker (as
+    /// if each were given with `--pass-env NAME`); nothing else is passed.
+    #[serde(default)]
+    pub(crate) pass_env: Vec<String>,
 }
 
 fn yes() -> bool {

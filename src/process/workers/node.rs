@@ -21,8 +21,16 @@
 //! * a fresh `mktemp -d` directory that is its cwd, HOME and TMPDIR, removed
 //!   afterwards;
 //! * `env -i` with only PATH, LANG and the DISTEX_* variables above (plus
-//!   DISTEX_WORKER_SPEC for a built-in worker);
-//! * `ulimit` for `--max-memory`, `--max-cpu-seconds` and open files.
+//!   DISTEX_WORKER_SPEC for a built-in worker), and the `--pass-env`
+//!   variables, which come first on the channel's stdin (one `NAME=VALUE`
+//!   line each, after a line with their count) so that no value is ever on
+//!   a command line (where `ps` on the node would show it);
+//! * `ulimit` for `--max-memory`, `--max-cpu-seconds` and open files;
+//! * with `--sandbox`, the node's own `distex __sandbox` (the node's
+//!   distex is then required, as for the built-in summary): the same
+//!   bubblewrap container as on this machine, with `--allow-connect`
+//!   endpoints as seen from the node. A node that cannot sandbox (no
+//!   bubblewrap) never runs the worker: the unit moves elsewhere.
 //!
 //! The exit status comes back as the exec layer's exit marker on stderr, so
 //! "the processor exited 255" is never confused with "ssh failed".
@@ -40,9 +48,12 @@ use crate::process::workers::local::{Job, Program, interrupted};
 
 /// The script run on the node. Arguments: region, task id, attempt, memory
 /// limit in KiB (or empty), CPU seconds (or empty), open files, then either
-/// the processor command (with three empty arguments after it) or, for a
-/// built-in worker, its kind, its spec, the node's distex binary and the
-/// `--version` line expected of it. It first announces its pid, which is
+/// the processor command (with an empty spec after it) or, for a
+/// built-in worker, its kind and its spec; then the node's distex binary
+/// and the `--version` line expected of it (empty when neither a built-in
+/// worker nor the sandbox needs it); then `sandbox` or empty, and the
+/// `--allow-connect HOST:PORT` words for the sandbox (endpoints are checked
+/// to hold no blanks or shell patterns). It first announces its pid, which is
 /// also its process group (sshd starts each session in a new one and the
 /// login shell `exec`s into this script), with the exec layer's pid marker.
 ///
@@ -67,8 +78,12 @@ if [ -n "$9" ]; then
   v=$(env -i PATH="$PATH" /bin/sh -c 'exec "$1" --version' sh "$9" </dev/null 2>&1)
   rc=$?
   [ "$rc" -eq 0 ] && [ "$v" != "${10}" ] && { v="it is $(printf %s "$v" | head -n 1), not ${10}"; rc=127; }
-  [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
+  [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 | sed 's/^/distex on the node: /' >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
 fi
+n= && IFS= read -r n && [ "$n" -ge 0 ] 2>/dev/null || { cd / && rm -rf "$d"; printf 'no environment header on stdin\n\036\037distex-exit 125\n' >&2; exit 125; }
+region=$1 task=$2 attempt=$3 mem=$4 cpu=$5 files=$6 what=$7 spec=$8 distex=$9 sandbox=${11} connect=${12}
+shift 12
+while [ "$n" -gt 0 ]; do IFS= read -r kv && set -- "$@" "$kv"; n=$((n - 1)); done
 trap : TERM
 trap '' PIPE
 (
@@ -79,15 +94,22 @@ trap '' PIPE
 ) &
 (
   trap - PIPE
-  [ -n "$4" ] && ulimit -v "$4"
-  [ -n "$5" ] && ulimit -t "$5"
-  ulimit -n "$6" 2>/dev/null
+  [ -n "$mem" ] && ulimit -v "$mem"
+  [ -n "$cpu" ] && ulimit -t "$cpu"
+  ulimit -n "$files" 2>/dev/null
   ulimit -c 0 2>/dev/null
-  [ -n "$9" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
-    DISTEX_REGION="$1" DISTEX_TASK_ID="$2" DISTEX_ATTEMPT="$3" DISTEX_WORKER_SPEC="$8" \
-    /bin/sh -c 'exec "$1" __worker "$2"' sh "$9" "$7"
+  set -f
+  [ -n "$sandbox" ] && [ -n "$spec" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" \
+    TMPDIR="$d/tmp" DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" DISTEX_WORKER_SPEC="$spec" \
+    "$@" "$distex" __sandbox $connect -- /run/distex/distex __worker "$what"
+  [ -n "$sandbox" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+    DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" \
+    "$distex" __sandbox $connect -- /bin/sh -c "$what"
+  [ -n "$spec" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+    DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" DISTEX_WORKER_SPEC="$spec" \
+    "$@" /bin/sh -c 'exec "$1" __worker "$2"' sh "$distex" "$what"
   exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
-    DISTEX_REGION="$1" DISTEX_TASK_ID="$2" DISTEX_ATTEMPT="$3" /bin/sh -c "$7"
+    DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" /bin/sh -c "$what"
 )
 rc=$?
 cd / && rm -rf "$d"
@@ -108,10 +130,14 @@ fn command_line(job: &Job, node: &Node) -> String {
     let version = version_line();
     // The built-in worker's spec is data (column names): an argument like
     // every other value, single-quoted, never part of the script.
-    let (what, spec, distex, version) = match &job.program {
-        Program::Shell(command) => (command.as_str(), "", "", ""),
-        Program::Builtin { kind, spec } => (*kind, spec.as_str(), node.distex.as_str(), version.as_str()),
+    let (what, spec) = match &job.program {
+        Program::Shell(command) => (command.as_str(), ""),
+        Program::Builtin { kind, spec } => (*kind, spec.as_str()),
     };
+    let needs_distex = job.sandbox || matches!(job.program, Program::Builtin { .. });
+    let (distex, version) = if needs_distex { (node.distex.as_str(), version.as_str()) } else { ("", "") };
+    let connect: Vec<String> = job.allow_connect.iter().map(|e| format!("--allow-connect {e}")).collect();
+    let connect = connect.join(" ");
     let args = [
         var("DISTEX_REGION"),
         var("DISTEX_TASK_ID"),
@@ -123,12 +149,25 @@ fn command_line(job: &Job, node: &Node) -> String {
         spec,
         distex,
         version,
+        if job.sandbox { "sandbox" } else { "" },
+        &connect,
     ]
     .iter()
     .map(|a| sh_quote(a))
     .collect::<Vec<_>>()
     .join(" ");
     format!("exec sh -c {} distex {args}", sh_quote(SCRIPT))
+}
+
+/// The `--pass-env` variables as the script reads them first on stdin:
+/// their count, then one `NAME=VALUE` line each (values with a newline are
+/// refused before the run starts).
+fn env_header(job: &Job) -> String {
+    let mut header = format!("{}\n", job.pass_env.len());
+    for (name, value) in &job.pass_env {
+        header.push_str(&format!("{name}={value}\n"));
+    }
+    header
 }
 
 /// Why a remote attempt produced no result.
@@ -176,8 +215,10 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         return Err(transport(format!("node {}: ssh gave no pipes", node.name)));
     };
     let spool = job.stdin.clone();
-    // Stream the region's records into the channel.
+    let header = env_header(job);
+    // The --pass-env header, then the region's records, into the channel.
     let feed = async move {
+        stdin.write_all(header.as_bytes()).await?;
         let mut file = tokio::fs::File::open(&spool).await?;
         tokio::io::copy(&mut file, &mut stdin).await?;
         stdin.shutdown().await?;
@@ -258,16 +299,24 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let last = String::from_utf8_lossy(&tail);
     let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     let failed = RemoteError::Failed;
+    let sandboxed = job.sandbox;
+    let checked_distex = last.starts_with(": distex on the node: ");
+    let last = last.replacen(": distex on the node: ", ": ", 1);
     match status {
         // (A processor may answer without reading all of its input.)
         Some(0) => Ok(stdout),
-        Some(127) if matches!(job.program, Program::Builtin { .. }) => Err(RemoteError::NoWorker(format!(
-            "node {name} has no usable distex binary (`{distex}`{last}); install {version} there, or set \
+        Some(126) if sandboxed && last.starts_with(": distex: sandbox:") => {
+            Err(RemoteError::NoWorker(format!("node {} cannot run a sandboxed worker{last}", node.name)))
+        }
+        Some(127) if matches!(job.program, Program::Builtin { .. }) || checked_distex => {
+            Err(RemoteError::NoWorker(format!(
+                "node {name} has no usable distex binary (`{distex}`{last}); install {version} there, or set \
              `distex = \"/path/to/distex\"` in node {name}'s [[node]] table of the cluster config",
-            name = node.name,
-            distex = node.distex,
-            version = version_line(),
-        ))),
+                name = node.name,
+                distex = node.distex,
+                version = version_line(),
+            )))
+        }
         Some(code) if (129..=192).contains(&code) => Err(failed(format!(
             "exited with status {code} on node {} (killed by signal {}){last}",
             node.name,
