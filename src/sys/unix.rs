@@ -46,6 +46,16 @@ pub(crate) fn die_with_parent() {
     }
 }
 
+/// Linux: this process gets SIGTERM when its parent dies (so that it can
+/// still clean up: the worker's reaper). Elsewhere nothing.
+pub(crate) fn terminate_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
+}
+
 /// Sends `signal` to every process of group `pgid`; a group already gone
 /// (ESRCH) is no error.
 pub(crate) fn signal_group(pgid: i32, signal: i32) {

@@ -32,5 +32,6 @@ mod remote_parallel;
 mod remote_run;
 mod remote_sync;
 mod route_table;
+mod sandbox;
 mod schemas;
 mod sshd_support;

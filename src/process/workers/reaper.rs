@@ -16,9 +16,10 @@
 //!    ([`COLLECTED_MARKER`], read by [`super::local`]; nothing below it is
 //!    alive any more to write after it), and exits with the worker's status.
 //!
-//! On SIGTERM or SIGINT (a timeout, or Ctrl-C: the whole group gets it)
-//! it gives the worker `--grace` seconds, then kills it and collects the
-//! rest the same way. The coordinator sends SIGKILL to the group only
+//! On SIGTERM or SIGINT (a timeout, or Ctrl-C: the whole group gets it;
+//! or distex itself died, which the kernel tells it with SIGTERM) it gives
+//! the worker `--grace` seconds, then kills it and collects the rest the
+//! same way. The worker itself gets SIGKILL if the reaper is killed. The coordinator sends SIGKILL to the group only
 //! later than that, as a last resort.
 
 use std::ffi::OsString;
@@ -54,7 +55,19 @@ pub(crate) fn main(args: &[OsString]) -> u8 {
         return 126;
     }
     sys::on_interrupt(on_terminate);
-    let child = match std::process::Command::new(&command[0]).args(&command[1..]).spawn() {
+    // If distex dies (even by SIGKILL), this process is told with SIGTERM
+    // and collects everything below it after the grace period.
+    sys::terminate_with_parent();
+    let mut worker = std::process::Command::new(&command[0]);
+    worker.args(&command[1..]);
+    // SAFETY: only prctl between fork and exec (async-signal-safe).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut worker, || {
+            sys::die_with_parent();
+            Ok(())
+        });
+    }
+    let child = match worker.spawn() {
         Ok(child) => child,
         Err(e) => {
             eprintln!("distex: cannot run {}: {e}", command[0].to_string_lossy());

@@ -150,10 +150,10 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-/// `bwrap` from PATH, else its usual place.
+/// `bwrap` from PATH (the user's choice of bubblewrap, like any program).
 fn find_bwrap() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]).map(|d| d.join("bwrap")).find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join("bwrap")).find(|p| p.is_file())
 }
 
 /// bwrap's options for a worker whose directory is `dir`.
