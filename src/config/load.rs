@@ -384,7 +384,7 @@ fn build_process(raw: &ClusterFile, ctx: &Ctx) -> Result<ProcessSettings> {
             return Err(ctx.error(
                 offset,
                 "process.pass_env",
-                &format!("{name:?} is not a variable name (letters, digits and _, not starting with a digit)"),
+                format!("{name:?} is not a variable name (letters, digits and _, not starting with a digit)"),
             ));
         }
     }
