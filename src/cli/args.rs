@@ -178,7 +178,7 @@ pub(crate) struct ProcessArgs {
     #[arg(long)]
     pub(crate) sandbox: bool,
     /// Pass this variable of distex's environment to every worker (repeatable; also
-    /// `pass_env = [...]` under [process] in the config). Nothing else is passed.
+    /// `pass_env = [...]` in the config's `[process]` table). Nothing else is passed.
     #[arg(long = "pass-env", value_name = "NAME")]
     pub(crate) pass_env: Vec<String>,
     /// With --sandbox: let workers reach this one TCP endpoint (repeatable), e.g. 127.0.0.1:8080.
