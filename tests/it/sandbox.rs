@@ -477,3 +477,31 @@ fn claude_is_a_sandboxed_region_processor_with_its_key_passed_and_one_endpoint_a
 fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
 }
+
+#[test]
+fn setsid_escapes_on_a_node_are_collected_by_the_nodes_distex() {
+    let cluster = Cluster::start(1);
+    let sb = Sandbox::new();
+    sb.write_config(&cluster.config(&format!("slots = 2\ndistex = \"{}\"\n", support::DISTEX), ""));
+    let escape = format!("9{}.4", std::process::id() % 100000);
+    let report = sb
+        .cmd()
+        .env("NODE_TOKEN", "passed-without-sandbox")
+        .args(["--config", sb.path().join("cluster.toml").to_str().unwrap()])
+        .args(["process", "--demo", "--json", "--jobs", "0", "--nodes", "n1", "--pass-env", "NODE_TOKEN"])
+        .args([
+            "--processor",
+            &format!(
+                "setsid sleep {escape} </dev/null >/dev/null 2>&1 & cat >/dev/null; printf '{{\"token\": \"%s\"}}' \"$NODE_TOKEN\""
+            ),
+        ])
+        .run()
+        .success()
+        .json();
+    assert_eq!(support::accounting(&report), [30, 30, 0, 0], "{report:#}");
+    assert_eq!(report["regions"]["A"]["result"]["token"], "passed-without-sandbox");
+    let left = all_processes_matching(&format!("sleep {escape}"));
+    assert!(left.is_empty(), "a setsid escape outlived its worker on the node: {left:?}");
+    assert_eq!(report["collected_processes"], 3, "{report:#}");
+    stop_masters(sb.path());
+}

@@ -243,7 +243,7 @@ fn reaped(job: &Job) -> bool {
 
 /// Removes the reaper's last line from the worker's stderr tail and counts
 /// the processes it collected for the report ([`take_collections`]).
-fn take_collected(job: &Job, tail: String) -> String {
+pub(crate) fn take_collected(job: &Job, tail: String) -> String {
     let trimmed = tail.trim_end_matches('\n');
     let Some(start) = trimmed.rfind(super::reaper::COLLECTED_MARKER) else { return tail };
     let Ok(count) = trimmed[start + super::reaper::COLLECTED_MARKER.len()..].trim().parse::<u64>() else { return tail };

@@ -26,6 +26,9 @@
 //!   line each, after a line with their count) so that no value is ever on
 //!   a command line (where `ps` on the node would show it);
 //! * `ulimit` for `--max-memory`, `--max-cpu-seconds` and open files;
+//! * without `--sandbox`, a processor runs under the node's `distex
+//!   __reap` (when the node has this version), which collects what it
+//!   daemonizes and says how many on stderr, as locally;
 //! * with `--sandbox`, the node's own `distex __sandbox` (the node's
 //!   distex is then required, as for the built-in summary): the same
 //!   bubblewrap container as on this machine, with `--allow-connect`
@@ -74,15 +77,16 @@ const SCRIPT: &str = r#"cd || exit 125
 printf '\036\037distex-pid %d\n' "$$" >&2
 d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-exit 125\n' >&2; exit 125; }
 mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
-if [ -n "$9" ]; then
-  v=$(env -i PATH="$PATH" /bin/sh -c 'exec "$1" --version' sh "$9" </dev/null 2>&1)
+region=$1 task=$2 attempt=$3 mem=$4 cpu=$5 files=$6 what=$7 spec=$8 distex=$9 version=${10} mode=${11} connect=${12} grace=${13}
+shift 13
+if [ -n "$distex" ]; then
+  v=$(env -i PATH="$PATH" /bin/sh -c 'exec "$1" --version' sh "$distex" </dev/null 2>&1)
   rc=$?
-  [ "$rc" -eq 0 ] && [ "$v" != "${10}" ] && { v="it is $(printf %s "$v" | head -n 1), not ${10}"; rc=127; }
-  [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 | sed 's/^/distex on the node: /' >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
+  [ "$rc" -eq 0 ] && [ "$v" != "$version" ] && { v="it is $(printf %s "$v" | head -n 1), not $version"; rc=127; }
+  [ "$rc" -ne 0 ] && [ "$mode" = reap ] && distex=
+  [ "$rc" -ne 0 ] && [ -n "$distex" ] && { printf '%s\n' "$v" | tail -n 1 | sed 's/^/distex on the node: /' >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
 fi
 n= && IFS= read -r n && [ "$n" -ge 0 ] 2>/dev/null || { cd / && rm -rf "$d"; printf 'no environment header on stdin\n\036\037distex-exit 125\n' >&2; exit 125; }
-region=$1 task=$2 attempt=$3 mem=$4 cpu=$5 files=$6 what=$7 spec=$8 distex=$9 sandbox=${11} connect=${12}
-shift 12
 while [ "$n" -gt 0 ]; do IFS= read -r kv && set -- "$@" "$kv"; n=$((n - 1)); done
 trap : TERM
 trap '' PIPE
@@ -99,15 +103,18 @@ trap '' PIPE
   ulimit -n "$files" 2>/dev/null
   ulimit -c 0 2>/dev/null
   set -f
-  [ -n "$sandbox" ] && [ -n "$spec" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" \
+  [ "$mode" = sandbox ] && [ -n "$spec" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" \
     TMPDIR="$d/tmp" DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" DISTEX_WORKER_SPEC="$spec" \
     "$@" "$distex" __sandbox $connect -- /run/distex/distex __worker "$what"
-  [ -n "$sandbox" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+  [ "$mode" = sandbox ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
     DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" \
     "$distex" __sandbox $connect -- /bin/sh -c "$what"
   [ -n "$spec" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
     DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" DISTEX_WORKER_SPEC="$spec" \
     "$@" /bin/sh -c 'exec "$1" __worker "$2"' sh "$distex" "$what"
+  [ "$mode" = reap ] && [ -n "$distex" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" \
+    TMPDIR="$d/tmp" DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" \
+    "$distex" __reap --grace "$grace" -- /bin/sh -c "$what"
   exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
     DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" /bin/sh -c "$what"
 )
@@ -115,6 +122,10 @@ rc=$?
 cd / && rm -rf "$d"
 printf '\036\037distex-exit %d\n' "$rc" >&2
 kill -KILL 0"#;
+
+/// Longest grace a reaper on a node gives its worker after SIGTERM, in
+/// seconds: [`kill_script`] sends SIGKILL 2 s after SIGTERM.
+const REMOTE_REAPER_GRACE: f64 = 1.5;
 
 /// The `--version` line a node's distex must print to serve as a built-in
 /// worker for this one: workers and coordinator share the spec format.
@@ -134,8 +145,17 @@ fn command_line(job: &Job, node: &Node) -> String {
         Program::Shell(command) => (command.as_str(), ""),
         Program::Builtin { kind, spec } => (*kind, spec.as_str()),
     };
-    let needs_distex = job.sandbox || matches!(job.program, Program::Builtin { .. });
-    let (distex, version) = if needs_distex { (node.distex.as_str(), version.as_str()) } else { ("", "") };
+    // Every worker that can use the node's distex does: a built-in one and
+    // the sandbox need it; a plain processor runs under its reaper when the
+    // node has this version, else without.
+    let (distex, version) = (node.distex.as_str(), version.as_str());
+    let mode = match (job.sandbox, &job.program) {
+        (true, _) => "sandbox",
+        (false, Program::Shell(_)) => "reap",
+        (false, Program::Builtin { .. }) => "",
+    };
+    // The node's kill script waits 2 s after SIGTERM: the reaper must be done by then.
+    let grace = job.limits.grace.min(REMOTE_REAPER_GRACE).to_string();
     let connect: Vec<String> = job.allow_connect.iter().map(|e| format!("--allow-connect {e}")).collect();
     let connect = connect.join(" ");
     let args = [
@@ -149,8 +169,9 @@ fn command_line(job: &Job, node: &Node) -> String {
         spec,
         distex,
         version,
-        if job.sandbox { "sandbox" } else { "" },
+        mode,
         &connect,
+        &grace,
     ]
     .iter()
     .map(|a| sh_quote(a))
@@ -296,7 +317,10 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         )));
     }
     let _ = child.wait().await;
-    let last = String::from_utf8_lossy(&tail);
+    let tail = String::from_utf8_lossy(&tail).into_owned();
+    // A plain processor's reaper says last what it collected.
+    let tail = if job.sandbox { tail } else { crate::process::workers::local::take_collected(job, tail) };
+    let last = tail;
     let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     let failed = RemoteError::Failed;
     let sandboxed = job.sandbox;
