@@ -426,7 +426,8 @@ print(json.dumps(res))
 fn claude_is_a_sandboxed_region_processor_with_its_key_passed_and_one_endpoint_allowed() {
     use support::model_server::{ModelServer, Turn};
     assert!(bwrap_works(), "bubblewrap must be installed and working for this test");
-    let claude = which("claude").expect("the claude CLI (installed by .ci/run)");
+    // Skipped loudly without the CLI, except in CI (as the end-to-end tests).
+    let Some(claude) = crate::claude_e2e::claude_binary() else { return };
     let server = ModelServer::start(vec![
         Turn::text("{\"summary\": \"region one\"}"),
         Turn::text("{\"summary\": \"region two\"}"),
@@ -472,10 +473,6 @@ fn claude_is_a_sandboxed_region_processor_with_its_key_passed_and_one_endpoint_a
     for region in ["A", "B", "C"] {
         assert!(asked.contains(&format!("{region},")), "region {region}'s records were not in any request");
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
 #[test]

@@ -215,3 +215,32 @@ fn splice(a: impl Duplex, b: impl Duplex) {
     a_write.close_write();
     let _ = upstream.join();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_host_and_port() {
+        let e = Endpoint::parse("api.example.com:443").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("api.example.com", 443));
+        assert_eq!(Endpoint::parse("[::1]:8080").unwrap().to_string(), "[::1]:8080");
+        assert_eq!(Endpoint::parse("127.0.0.1:9").unwrap().to_string(), "127.0.0.1:9");
+    }
+
+    #[test]
+    fn bad_endpoints_say_what_is_expected() {
+        for (text, why) in [
+            ("example.com", "no port"),
+            ("example.com:0", "1 to 65535"),
+            ("example.com:http", "1 to 65535"),
+            (":80", "not a host name"),
+            ("a b:80", "not a host name"),
+            ("$(x):80", "not a host name"),
+            ("10.0.0.1:80", "DNS name"),
+        ] {
+            let err = Endpoint::parse(text).unwrap_err();
+            assert!(err.contains(why) && err.contains("HOST:PORT"), "{text}: {err}");
+        }
+    }
+}
