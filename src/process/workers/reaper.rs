@@ -50,10 +50,9 @@ pub(crate) fn main(args: &[OsString]) -> u8 {
         }
         _ => return usage(),
     };
-    if let Err(e) = sys::become_subreaper() {
-        eprintln!("distex: cannot collect what the worker leaves behind (child subreaper: {e})");
-        return 126;
-    }
+    // Where there is no subreaper (macOS), only the worker's process group
+    // is collected, by the coordinator, as before.
+    let _ = sys::become_subreaper();
     sys::on_interrupt(on_terminate);
     // If distex dies (even by SIGKILL), this process is told with SIGTERM
     // and collects everything below it after the grace period.

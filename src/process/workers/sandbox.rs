@@ -118,6 +118,11 @@ fn parse_args(args: &[OsString]) -> Result<(Vec<relay::Endpoint>, &[OsString]), 
 fn run(endpoints: &[relay::Endpoint], command: &[OsString]) -> Result<u8, String> {
     let dir = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the distex binary: {e}"))?;
+    if cfg!(not(target_os = "linux")) {
+        return Err("--sandbox needs Linux (bubblewrap and its namespaces); run without --sandbox to accept \
+                    the weaker default isolation (see docs/process.md)"
+            .into());
+    }
     let bwrap = find_bwrap().ok_or_else(|| {
         "bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: apt install bubblewrap, \
          Fedora: dnf install bubblewrap), or run without --sandbox to accept the weaker default isolation \
