@@ -109,8 +109,7 @@ impl Doors {
     /// word, shown in the report; the test believes only what it sees).
     fn processor(&self) -> String {
         format!(
-            r#"setsid sleep {escape} </dev/null >/dev/null 2>&1 &
-python3 -c '
+            r#"{escape}python3 -c '
 import glob, json, os, socket, signal, sys
 res = {{"read": len(sys.stdin.read()) > 0}}
 def attempt(name, f):
@@ -143,7 +142,7 @@ for name, f in [("unix", unix), ("tcp", tcp), ("key", key), ("signal", signal_vi
     attempt(name, f)
 print(json.dumps(res))
 '"#,
-            escape = self.escape,
+            escape = escape_line(&self.escape),
             unix = self.unix_path.display(),
             port = self.tcp_port,
             home = self.sb.path().join("home").display(),
@@ -184,6 +183,16 @@ impl Drop for Doors {
         let _ = self.victim.wait();
         let _ = std::fs::remove_file(&self.unix_path);
     }
+}
+
+/// Shell text that daemonizes `sleep ARG` with `setsid` and returns only
+/// once it has left the worker's process group (so that the worker cannot
+/// end before the escape happened).
+fn escape_line(arg: &str) -> String {
+    format!(
+        "setsid sh -c 'echo > escaped; exec sleep {arg}' </dev/null >/dev/null 2>&1 &\n\
+         while [ ! -e escaped ]; do sleep 0.01; done\n"
+    )
 }
 
 /// bubblewrap can create its namespaces here (CI installs it).
@@ -260,7 +269,7 @@ fn a_setsid_escape_is_collected_even_when_the_attempt_times_out() {
     let report = sb
         .cmd()
         .args(["process", "--demo", "--json", "--timeout", "1", "--grace", "0.2"])
-        .args(["--processor", &format!("setsid sleep {escape} </dev/null >/dev/null 2>&1 & exec sleep 30")])
+        .args(["--processor", &format!("{}exec sleep 30", escape_line(&escape))])
         .run()
         .expect_code(3)
         .json();
@@ -300,6 +309,14 @@ fn pass_env_passes_named_variables_and_nothing_else() {
     assert!(run.stderr().contains("--pass-env UNSET_FOR_SURE_13: UNSET_FOR_SURE_13 is not set"), "{}", run.stderr());
     let run = sb.cmd().args(["process", "--demo", "--pass-env", "A=B"]).run().expect_code(2);
     assert!(run.stderr().contains("is not a variable name"), "{}", run.stderr());
+    // A bad name in the config names the file, line and key.
+    let config = sb.write_config("[process]\npass_env = [\"OK\", \"bad-name\"]\n");
+    let run = sb.cmd().args(["--config", config.to_str().unwrap(), "process", "--demo"]).run().expect_code(2);
+    assert!(
+        run.stderr().contains("cluster.toml:2:1: process.pass_env: \"bad-name\" is not a variable name"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -377,8 +394,7 @@ fn remote_workers_get_the_same_sandbox_from_the_nodes_distex() {
     let outside = sb.path().join("outside");
     let escape = format!("8{}.3", std::process::id() % 100000);
     let processor = format!(
-        r#"setsid sleep {escape} </dev/null >/dev/null 2>&1 &
-python3 -c '
+        r#"{escape_line}python3 -c '
 import json, os, socket, sys
 res = {{"read": len(sys.stdin.read()) > 0, "token": os.environ.get("NODE_TOKEN", ""), "home": os.path.exists("{home}")}}
 try:
@@ -391,6 +407,7 @@ except OSError:
     res["write"] = "shut"
 print(json.dumps(res))
 '"#,
+        escape_line = escape_line(&escape),
         home = sb.path().join("home").display(),
         outside = outside.display(),
     );
@@ -488,9 +505,7 @@ fn setsid_escapes_on_a_node_are_collected_by_the_nodes_distex() {
         .args(["process", "--demo", "--json", "--jobs", "0", "--nodes", "n1", "--pass-env", "NODE_TOKEN"])
         .args([
             "--processor",
-            &format!(
-                "setsid sleep {escape} </dev/null >/dev/null 2>&1 & cat >/dev/null; printf '{{\"token\": \"%s\"}}' \"$NODE_TOKEN\""
-            ),
+            &format!("{}cat >/dev/null; printf '{{\"token\": \"%s\"}}' \"$NODE_TOKEN\"", escape_line(&escape)),
         ])
         .run()
         .success()

@@ -29,6 +29,9 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// One `--allow-connect HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +77,7 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// One relayed endpoint, as set up outside the sandbox. The relay threads
-/// live as long as the process (`distex __sandbox` ends with its worker).
+/// One relayed endpoint, as set up outside the sandbox.
 pub(crate) struct Outside {
     /// Where the worker connects inside the sandbox.
     pub(crate) inside: SocketAddr,
@@ -85,10 +87,12 @@ pub(crate) struct Outside {
     pub(crate) hosts_file: PathBuf,
 }
 
-/// Sets up every endpoint's Unix socket and relay thread in `dir/.distex-connect`.
-pub(crate) fn outside(dir: &Path, endpoints: &[Endpoint]) -> Result<Vec<Outside>, String> {
+/// Sets up every endpoint's Unix socket and relay in `dir/.distex-connect`;
+/// [`Relays::finish`] them once the sandbox has ended.
+pub(crate) fn outside(dir: &Path, endpoints: &[Endpoint]) -> Result<(Vec<Outside>, Relays), String> {
+    let mut running = Relays::default();
     if endpoints.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), running));
     }
     let sockets = dir.join(".distex-connect");
     std::fs::create_dir_all(&sockets).map_err(|e| format!("cannot create {}: {e}", sockets.display()))?;
@@ -110,20 +114,11 @@ pub(crate) fn outside(dir: &Path, endpoints: &[Endpoint]) -> Result<Vec<Outside>
         let listener =
             UnixListener::bind(&socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
         let target = endpoint.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let target = target.clone();
-                std::thread::spawn(move || {
-                    if let Ok(tcp) = TcpStream::connect((target.host.as_str(), target.port)) {
-                        splice(stream, tcp);
-                    }
-                });
-            }
-        });
+        running.serve(listener, move || TcpStream::connect((target.host.as_str(), target.port)));
         relays.push(Outside { inside: SocketAddr::new(ip, endpoint.port), socket, hosts_file: hosts_file.clone() });
     }
     std::fs::write(&hosts_file, hosts).map_err(|e| format!("cannot write {}: {e}", hosts_file.display()))?;
-    Ok(relays)
+    Ok((relays, running))
 }
 
 /// Entry point of `distex __relay --listen ADDR SOCKET ... -- PROGRAM ARGS`
@@ -155,19 +150,11 @@ pub(crate) fn main(args: &[OsString]) -> u8 {
         eprintln!("distex __relay: expected a program to run");
         return 2;
     };
+    let mut running = Relays::default();
     for (listener, socket) in listening {
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let socket = socket.clone();
-                std::thread::spawn(move || {
-                    if let Ok(unix) = UnixStream::connect(&socket) {
-                        splice(stream, unix);
-                    }
-                });
-            }
-        });
+        running.serve(listener, move || UnixStream::connect(&socket));
     }
-    match std::process::Command::new(program).args(program_args).status() {
+    let status = match std::process::Command::new(program).args(program_args).status() {
         Ok(status) => {
             use std::os::unix::process::ExitStatusExt;
             status.code().map_or_else(|| 128 + status.signal().unwrap_or(0) as u8, |c| c as u8)
@@ -176,6 +163,121 @@ pub(crate) fn main(args: &[OsString]) -> u8 {
             eprintln!("distex: sandbox: cannot run {}: {e}", program.to_string_lossy());
             127
         }
+    };
+    running.finish();
+    status
+}
+
+/// The relay loops of one process and the connections they carry, so that
+/// the process ends only after what the worker sent has been passed on.
+#[derive(Default)]
+pub(crate) struct Relays {
+    stop: Arc<AtomicBool>,
+    loops: Vec<std::thread::JoinHandle<()>>,
+    upstream: InFlight,
+}
+
+impl Relays {
+    /// Accepts on `listener` (polling, so that [`Relays::finish`] can stop
+    /// it after taking what is already queued) and splices each stream to
+    /// a new `connect()`.
+    fn serve<L: Accept, D: Duplex>(
+        &mut self,
+        listener: L,
+        connect: impl Fn() -> std::io::Result<D> + Send + Sync + 'static,
+    ) {
+        let (stop, upstream, connect) = (self.stop.clone(), self.upstream.clone(), Arc::new(connect));
+        self.loops.push(std::thread::spawn(move || {
+            let _ = listener.nonblocking();
+            loop {
+                match listener.accept_stream() {
+                    Ok(stream) => {
+                        let (carrying, connect) = (upstream.start(), connect.clone());
+                        std::thread::spawn(move || {
+                            if let Ok(out) = connect() {
+                                splice(stream, out, carrying);
+                            }
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && stop.load(Ordering::SeqCst) => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }));
+    }
+
+    /// Once the worker has ended: takes the connections still queued, and
+    /// waits (at most [`FINISH_LIMIT`]) until every byte the worker sent
+    /// has been passed on.
+    pub(crate) fn finish(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for handle in self.loops {
+            let _ = handle.join();
+        }
+        self.upstream.wait(FINISH_LIMIT);
+    }
+}
+
+/// How long a relay waits, after its worker ended, for what the worker
+/// sent to be passed on.
+const FINISH_LIMIT: Duration = Duration::from_secs(5);
+
+/// How many connections still have worker bytes to pass on.
+#[derive(Clone, Default)]
+struct InFlight(Arc<(Mutex<usize>, Condvar)>);
+
+/// One connection's upstream direction, counted while it lasts.
+struct Carrying(InFlight);
+
+impl InFlight {
+    fn start(&self) -> Carrying {
+        *self.0.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Carrying(self.clone())
+    }
+
+    fn wait(&self, limit: Duration) {
+        let (count, changed) = &*self.0;
+        let guard = count.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = changed.wait_timeout_while(guard, limit, |n| *n > 0);
+    }
+}
+
+impl Drop for Carrying {
+    fn drop(&mut self) {
+        let (count, changed) = &*self.0.0;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        changed.notify_all();
+    }
+}
+
+/// A listening socket whose accepted streams can be spliced.
+trait Accept: Send + 'static {
+    type Stream: Duplex;
+    fn accept_stream(&self) -> std::io::Result<Self::Stream>;
+    fn nonblocking(&self) -> std::io::Result<()>;
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+    fn accept_stream(&self) -> std::io::Result<TcpStream> {
+        let (stream, _) = self.accept()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    }
+    fn nonblocking(&self) -> std::io::Result<()> {
+        self.set_nonblocking(true)
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = UnixStream;
+    fn accept_stream(&self) -> std::io::Result<UnixStream> {
+        let (stream, _) = self.accept()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    }
+    fn nonblocking(&self) -> std::io::Result<()> {
+        self.set_nonblocking(true)
     }
 }
 
@@ -203,13 +305,16 @@ impl Duplex for UnixStream {
     }
 }
 
-/// Copies bytes both ways until each side has said all it has to say.
-fn splice(a: impl Duplex, b: impl Duplex) {
+/// Copies bytes both ways until each side has said all it has to say;
+/// `carrying` counts the upstream direction (`a`, the worker's side, to
+/// `b`) until it is done.
+fn splice(a: impl Duplex, b: impl Duplex, carrying: Carrying) {
     let (Ok(mut a_read), Ok(mut b_read)) = (a.duplicate(), b.duplicate()) else { return };
     let (mut a_write, mut b_write) = (a, b);
     let upstream = std::thread::spawn(move || {
         let _ = std::io::copy(&mut a_read, &mut b_write);
         b_write.close_write();
+        drop(carrying);
     });
     let _ = std::io::copy(&mut b_read, &mut a_write);
     a_write.close_write();

@@ -129,7 +129,7 @@ fn run(endpoints: &[relay::Endpoint], command: &[OsString]) -> Result<u8, String
          (see docs/process.md)"
             .to_string()
     })?;
-    let relays = relay::outside(&dir, endpoints)?;
+    let (relays, running) = relay::outside(&dir, endpoints)?;
     let mut cmd = Command::new(bwrap);
     cmd.args(bwrap_args(&dir, &exe, &relays));
     if !relays.is_empty() {
@@ -141,7 +141,7 @@ fn run(endpoints: &[relay::Endpoint], command: &[OsString]) -> Result<u8, String
     }
     cmd.args(command);
     let status = cmd.status().map_err(|e| format!("cannot start bwrap: {e}"))?;
-    drop(relays);
+    running.finish();
     Ok(exit_code(status))
 }
 
