@@ -88,9 +88,21 @@ pub(crate) enum Command {
         /// Which built-in processor.
         kind: String,
     },
-    /// Internal: apply --sandbox restrictions, then exec PROGRAM.
+    /// Internal: run PROGRAM in the --sandbox container ([--allow-connect HOST:PORT]... -- PROGRAM ARGS).
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
+    /// Internal: run PROGRAM and collect what it daemonizes (--grace SECS -- PROGRAM ARGS).
+    #[command(name = "__reap", hide = true)]
+    Reap {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
+    /// Internal: inside the sandbox, relay --allow-connect endpoints, then run PROGRAM.
+    #[command(name = "__relay", hide = true)]
+    Relay {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         program: Vec<std::ffi::OsString>,
     },
@@ -166,9 +178,17 @@ pub(crate) struct ProcessArgs {
     /// Open-file limit per worker.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub(crate) max_open_files: u64,
-    /// Linux: Landlock (writes only in the worker's directory) and no network; refuses when unavailable.
+    /// Linux: each worker in a bubblewrap container (own namespaces, no network, sees only its
+    /// directory and the system's programs); refuses when bubblewrap cannot run here.
     #[arg(long)]
     pub(crate) sandbox: bool,
+    /// Pass this variable of distex's environment to every worker (repeatable; also
+    /// `pass_env = [...]` in the config's `[process]` table). Nothing else is passed.
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub(crate) pass_env: Vec<String>,
+    /// With --sandbox: let workers reach this one TCP endpoint (repeatable), e.g. 127.0.0.1:8080.
+    #[arg(long = "allow-connect", value_name = "HOST:PORT", requires = "sandbox")]
+    pub(crate) allow_connect: Vec<String>,
     /// Keep the run directory (spool files and worker directories).
     #[arg(long)]
     pub(crate) keep_workdirs: bool,

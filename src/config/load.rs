@@ -95,7 +95,8 @@ pub(crate) fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Res
         .as_ref()
         .map_or_else(HookSettings::default, |h| HookSettings { mode: h.mode, auto_approve: h.auto_approve });
     let sync = SyncSettings { include: raw.sync.as_ref().map(|s| s.include.clone()).unwrap_or_default() };
-    Ok(Config { local, nodes, rules, routing, announce, hook, sync, sources, file: file.map(Path::to_path_buf) })
+    let process = build_process(&raw, &ctx)?;
+    Ok(Config { local, nodes, rules, routing, announce, hook, sync, process, sources, file: file.map(Path::to_path_buf) })
 }
 
 /// Text being parsed plus its name, for turning byte offsets into `file:line:col`.
@@ -414,6 +415,30 @@ fn build_routing(raw: &ClusterFile, ctx: &Ctx) -> Result<RoutingSettings> {
         ));
     }
     Ok(settings)
+}
+
+/// Whether `name` can name an environment variable passed to a worker:
+/// letters, digits and `_`, not starting with a digit.
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The `[process]` table: every `pass_env` entry must be a variable name.
+fn build_process(raw: &ClusterFile, ctx: &Ctx) -> Result<ProcessSettings> {
+    let pass_env = raw.process.as_ref().map(|p| p.pass_env.clone()).unwrap_or_default();
+    for name in &pass_env {
+        if !is_variable_name(name) {
+            let offset = ctx.text.find("pass_env").unwrap_or(0);
+            return Err(ctx.error(
+                offset,
+                "process.pass_env",
+                format!("{name:?} is not a variable name (letters, digits and _, not starting with a digit)"),
+            ));
+        }
+    }
+    Ok(ProcessSettings { pass_env })
 }
 
 #[cfg(test)]

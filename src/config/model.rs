@@ -244,6 +244,14 @@ pub(crate) struct SyncSettings {
     pub(crate) include: Vec<String>,
 }
 
+/// Defaults of `distex process` (the `[process]` table).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct ProcessSettings {
+    /// Variables passed to every worker, as with `--pass-env NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) pass_env: Vec<String>,
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Config {
@@ -256,6 +264,8 @@ pub(crate) struct Config {
     /// What workspace sync may send.
     #[serde(default)]
     pub(crate) sync: SyncSettings,
+    #[serde(default)]
+    pub(crate) process: ProcessSettings,
     /// Where each part came from: `"local.os" -> "detected"`, `"node.macpro51" -> "FILE:8"`.
     pub(crate) sources: Vec<Source>,
     /// The file that was loaded, if any (None: the embedded default).

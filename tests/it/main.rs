@@ -34,5 +34,6 @@ mod remote_run;
 mod remote_sync;
 mod remote_trust;
 mod route_table;
+mod sandbox;
 mod schemas;
 mod sshd_support;
