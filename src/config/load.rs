@@ -96,7 +96,18 @@ pub(crate) fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Res
         .map_or_else(HookSettings::default, |h| HookSettings { mode: h.mode, auto_approve: h.auto_approve });
     let sync = SyncSettings { include: raw.sync.as_ref().map(|s| s.include.clone()).unwrap_or_default() };
     let process = build_process(&raw, &ctx)?;
-    Ok(Config { local, nodes, rules, routing, announce, hook, sync, process, sources, file: file.map(Path::to_path_buf) })
+    Ok(Config {
+        local,
+        nodes,
+        rules,
+        routing,
+        announce,
+        hook,
+        sync,
+        process,
+        sources,
+        file: file.map(Path::to_path_buf),
+    })
 }
 
 /// Text being parsed plus its name, for turning byte offsets into `file:line:col`.
