@@ -36,6 +36,8 @@ pub(crate) fn run(cli: Cli) -> Result<u8> {
             other => Err(Error::Usage(format!("unknown worker {other:?}"))),
         },
         Command::Sandbox { program } => Ok(crate::process::workers::sandbox::main(&program)),
+        Command::Reap { program } => Ok(crate::process::workers::reaper::main(&program)),
+        Command::Relay { program } => Ok(crate::process::workers::relay::main(&program)),
     }
 }
 
@@ -261,7 +263,7 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
 fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     use crate::process;
     let (json, events) = (args.json, args.events);
-    let options = process_options(args);
+    let options = process_options(config, args);
     process::check_options(&options).map_err(Error::Usage)?;
     process::workers::local::handle_interrupts();
     let result = if events {
@@ -303,8 +305,9 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
 }
 
 /// The engine's options from `distex process`'s flags (the report flags,
-/// `--json` and `--events`, stay with the caller).
-fn process_options(args: ProcessArgs) -> crate::process::ProcessOptions {
+/// `--json` and `--events`, stay with the caller), with `[process] pass_env`
+/// from the config before `--pass-env`.
+fn process_options(config: &Config, args: ProcessArgs) -> crate::process::ProcessOptions {
     use crate::process::workers::local::Limits;
     let defaults = Limits::default();
     crate::process::ProcessOptions {
@@ -328,6 +331,8 @@ fn process_options(args: ProcessArgs) -> crate::process::ProcessOptions {
             grace: args.grace.as_secs_f64(),
         },
         sandbox: args.sandbox,
+        pass_env: config.process.pass_env.iter().cloned().chain(args.pass_env).collect(),
+        allow_connect: args.allow_connect,
         keep_workdirs: args.keep_workdirs,
         nodes: args.nodes,
         part_size: args.part_size,

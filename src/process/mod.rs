@@ -60,6 +60,14 @@ pub(crate) const DEMO_CSV: &str = include_str!("demo.csv");
 /// path falls back), and finish the report.
 pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
+    let passed = options::passed_env(options).map_err(Error::Usage)?;
+    if let Some((name, _)) = passed.iter().find(|(_, v)| v.contains('\n'))
+        && !options.nodes.is_empty()
+    {
+        return Err(Error::Usage(format!(
+            "--pass-env {name}: its value holds a newline, which cannot be passed to --nodes workers"
+        )));
+    }
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
     let guard = run_dir(options)?;
@@ -69,6 +77,9 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
     let pool = pool::Pool { options, run_dir, started, targets: &targets };
     let by_regions =
         |sources: Vec<Source>, reporter: &mut dyn Reporter| regions_path(&pool, &sources, key.clone(), reporter);
+    // Clear what an earlier run in this process left, so the report
+    // counts this run's collections only (on both paths).
+    workers::local::take_collections();
     let (mut report, fallback) = match choose_split(SplitInputs { options, sources, key: &key, on_nodes, run_dir })? {
         Chosen::Regions(sources) => (by_regions(sources, reporter)?, None),
         Chosen::Bytes { planned, sources } => match bytes::run(options, &planned, run_dir, started, reporter)? {
@@ -76,6 +87,7 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
             bytes::Bytes::Fallback(warning) => (by_regions(sources, reporter)?, Some(warning)),
         },
     };
+    count_collected(&mut report);
     report.warnings.extend(fallback);
     report.warnings.extend(target_warning);
     if options.keep_workdirs {
@@ -120,6 +132,21 @@ fn regions_path(
         reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms: pool.ms() });
     })?;
     Ok(regions::coordinate(pool, &part, reporter))
+}
+
+/// Puts what the workers' reapers collected into the report: the total,
+/// and one warning per attempt that left processes behind.
+fn count_collected(report: &mut ProcessReport) {
+    for (worker, count) in workers::local::take_collections() {
+        if count == 0 {
+            continue;
+        }
+        report.collected_processes += count;
+        report.warnings.push(format!(
+            "{worker}: {count} process(es) left the worker's process group (setsid/setpgrp) and outlived it; \
+             they were killed when the attempt ended"
+        ));
+    }
 }
 
 /// Files smaller than this in total use the region path under `--split
@@ -203,11 +230,6 @@ fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Targe
     let local = pool::Target { node: None, slots: options.jobs.unwrap_or_else(|| jobs(options)) };
     if options.nodes.is_empty() {
         return Ok((vec![local], None));
-    }
-    if options.sandbox {
-        return Err(Error::Usage(
-            "--sandbox cannot be enforced on remote nodes: drop --nodes, or drop --sandbox to accept weaker isolation there".into(),
-        ));
     }
     // `--jobs 0` with `--nodes`: every region goes to the nodes.
     let mut targets = if local.slots == 0 { vec![] } else { vec![local] };

@@ -103,6 +103,7 @@ fn region_reports(run: &Run<'_>, outcomes: Vec<pool::Outcome<RegionOutput>>) -> 
         rejects: part.rejects.clone(),
         complete: false,
         warnings: Vec::new(),
+        collected_processes: 0,
         workdir: None,
         elapsed_ms: 0,
     };
@@ -255,6 +256,8 @@ fn run_aggregator(
         env: vec![("DISTEX_TASK_ID".into(), task_id.to_string()), ("DISTEX_ATTEMPT".into(), "1".into())],
         limits: options.limits.clone(),
         sandbox: options.sandbox,
+        pass_env: crate::process::options::passed_env(options).unwrap_or_default(),
+        allow_connect: options.allow_connect.clone(),
     };
     let result = worker::run(&job);
     if !options.keep_workdirs {

@@ -1,10 +1,14 @@
 //! Running workers: one isolated process per unit of work, on this machine
 //! ([`local`]) or a cluster node ([`node`]), optionally sandboxed
-//! ([`sandbox`]), scheduled with retries and failover by the [`pool`].
+//! ([`sandbox`], with [`relay`] for `--allow-connect`), otherwise with
+//! what they daemonize collected ([`reaper`]), scheduled with retries and
+//! failover by the [`pool`].
 
 pub(crate) mod local;
 pub(crate) mod node;
 pub(crate) mod pool;
+pub(crate) mod reaper;
+pub(crate) mod relay;
 pub(crate) mod sandbox;
 
 /// `1.5 GiB`-style sizes for messages.

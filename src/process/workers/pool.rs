@@ -423,6 +423,8 @@ fn job<T>(options: &ProcessOptions, unit: &Unit<T>, workdir: PathBuf, attempt: u
         env,
         limits: options.limits.clone(),
         sandbox: options.sandbox,
+        pass_env: crate::process::options::passed_env(options).unwrap_or_default(),
+        allow_connect: options.allow_connect.clone(),
     }
 }
 
