@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{HookMode, HostKeyChecking, Os, Requirement};
+use super::model::{HookMode, HostKeyChecking, NodeKind, Os, Requirement};
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +51,12 @@ pub struct LocalTable {
 #[serde(deny_unknown_fields)]
 pub struct NodeTable {
     pub name: String,
-    pub host: String,
+    /// How distex reaches the node: `"ssh"` (the default) or `"slurm"`.
+    #[serde(default)]
+    pub kind: NodeKind,
+    /// The ssh destination; for a Slurm node, its login node (omitted:
+    /// Slurm's commands run on this machine).
+    pub host: Option<String>,
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_file: Option<PathBuf>,
@@ -72,6 +77,16 @@ pub struct NodeTable {
     /// The distex binary on the node, run as the built-in summary's worker
     /// by `distex process --nodes` (default: `distex` on the node's PATH).
     pub distex: Option<String>,
+    /// Slurm only (required there): the partition jobs are submitted to.
+    pub partition: Option<String>,
+    /// Slurm only: `--account` for every job.
+    pub account: Option<String>,
+    /// Slurm only: `--qos` for every job.
+    pub qos: Option<String>,
+    /// Slurm only: `--time` for every job (`MM`, `HH:MM:SS`, `D-HH:MM`...).
+    pub time_limit: Option<String>,
+    /// Slurm only: more options for every job, e.g. `["--mem=4G"]`.
+    pub sbatch_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -5,14 +5,18 @@
 //! * [`local`] runs a command here, in its own process group;
 //! * [`sync`] mirrors the project with rsync and brings outputs back;
 //! * [`output`] is where output goes (terminal, bounded capture, lines);
+//! * [`slurm`] runs a command as a Slurm job on a partition (issue 16);
+//! * [`node`] is the front choosing a node's backend (SSH or Slurm);
 //! * [`run`] ties them together with failover and health recording;
 //! * [`probe`] measures node loads for `distex nodes --probe`.
 
 pub mod local;
+pub mod node;
 pub mod output;
 pub mod probe;
 pub mod remote;
 pub mod run;
+pub mod slurm;
 pub mod ssh;
 pub mod sync;
 

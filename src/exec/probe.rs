@@ -44,7 +44,7 @@ pub async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     let mut set = tokio::task::JoinSet::new();
     for (i, node) in config.nodes.iter().enumerate() {
         let node = node.clone();
-        set.spawn(async move { (i, probe_one(&node).await) });
+        set.spawn(async move { (i, super::node::probe(&node).await) });
     }
     let mut results: Vec<(usize, ProbeResult)> = set.join_all().await;
     results.sort_by_key(|(i, _)| *i);
@@ -59,7 +59,7 @@ pub async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     results
 }
 
-async fn probe_one(node: &Node) -> ProbeResult {
+pub(crate) async fn probe_one(node: &Node) -> ProbeResult {
     let started = std::time::Instant::now();
     let limit = Duration::from_secs(node.connect_timeout + 3);
     let outcome = tokio::time::timeout(limit, async {

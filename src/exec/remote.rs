@@ -58,9 +58,14 @@ pub fn sh_quote(s: &str) -> String {
 /// The remote command line that runs `command` in `dir` (relative paths
 /// are relative to the remote home).
 pub fn wrapper(command: &str, dir: &str) -> String {
+    format!("cd || exit 125\n{}", marked_script(command, dir))
+}
+
+/// The part of [`wrapper`] that runs anywhere (a Slurm step uses it as
+/// is): announce the pid, `cd` into `dir`, run, report the exit status.
+pub fn marked_script(command: &str, dir: &str) -> String {
     format!(
-        "cd || exit 125\n\
-         printf '\\036\\037distex-pid %d\\n' \"$$\" >&2\n\
+        "printf '\\036\\037distex-pid %d\\n' \"$$\" >&2\n\
          cd -- {dir} || {{ printf '\\036\\037distex-exit 125\\n' >&2; exit 125; }}\n\
          (eval {command}) </dev/null\n\
          rc=$?\n\

@@ -326,7 +326,7 @@ async fn retry_with_new_master(master: Master, reconnected: &mut bool) -> bool {
 
 /// Pushes the project under a per-node, per-project lock, so that parallel
 /// runs never have two rsyncs writing one mirror.
-async fn push(master: &Master, project: &Project, workdir: &str) -> Result<(), String> {
+pub(crate) async fn push(master: &Master, project: &Project, workdir: &str) -> Result<(), String> {
     let mirror = project.mirror(workdir);
     let lock_path =
         master.control_socket().with_file_name(format!("sync-{:08x}.lock", ssh::fnv1a(mirror.as_bytes()) as u32));
@@ -378,7 +378,7 @@ pub fn record_up(node: &str) {
     }
 }
 
-fn node_down(e: TransportError) -> TransportError {
+pub(crate) fn node_down(e: TransportError) -> TransportError {
     let _ = NodeStates::record_failure(&e.node, &e.message);
     e
 }
@@ -413,7 +413,7 @@ pub async fn execute(
         let result = match target {
             // Here the project is already in place: nothing to sync or return.
             Target::Local => Ok(attempt_local(spec, inherit_local, sink, stopper).await),
-            Target::Remote(node) => attempt_remote(config, node, spec, sync, &returns, sink, stopper).await,
+            Target::Remote(node) => super::node::attempt(config, node, spec, sync, &returns, sink, stopper).await,
         };
         match result {
             Ok(r) => {

@@ -296,7 +296,8 @@ pub async fn run(
                     };
                     let result = match config.node(&target) {
                         Some(node) => {
-                            run::attempt_remote(&config, node, &spec, sync, &returns, &mut sink, &task_stopper).await
+                            crate::exec::node::attempt(&config, node, &spec, sync, &returns, &mut sink, &task_stopper)
+                                .await
                         }
                         None => Ok(run::attempt_local(&spec, false, &mut sink, &task_stopper).await),
                     };

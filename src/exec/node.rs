@@ -1,0 +1,39 @@
+//! The front every remote node goes through: it picks the backend by the
+//! node's kind, so routing, failover and the scheduler treat an SSH
+//! machine and a Slurm partition alike (the `openssh` crate's shape: one
+//! small front choosing between implementations).
+//!
+//! * `kind = "ssh"`: [`run::attempt_remote`] and [`probe::probe_one`];
+//! * `kind = "slurm"`: [`slurm::attempt`] and [`slurm::probe`].
+
+use super::output::OutputSink;
+use super::probe::{self, ProbeResult};
+use super::run::{self, AttemptResult, RunSpec, Stopper};
+use super::slurm;
+use super::ssh::TransportError;
+use crate::config::{Config, Node, NodeKind};
+
+/// Runs the command on `node` with its backend; `Err` is a transport
+/// failure (the command did not run there; another target may take it).
+pub async fn attempt(
+    config: &Config,
+    node: &Node,
+    spec: &RunSpec,
+    sync: bool,
+    returns: &[String],
+    sink: &mut dyn OutputSink,
+    stopper: &Stopper,
+) -> Result<AttemptResult, TransportError> {
+    match node.kind() {
+        NodeKind::Ssh => run::attempt_remote(config, node, spec, sync, returns, sink, stopper).await,
+        NodeKind::Slurm => slurm::attempt(config, node, spec, sync, returns, sink, stopper).await,
+    }
+}
+
+/// Measures the node's load for `distex nodes --probe`.
+pub async fn probe(node: &Node) -> ProbeResult {
+    match node.kind() {
+        NodeKind::Ssh => probe::probe_one(node).await,
+        NodeKind::Slurm => slurm::probe(node).await,
+    }
+}
