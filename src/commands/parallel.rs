@@ -55,9 +55,8 @@ pub fn run(
     Ok(runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = tx.send(true);
-            }
+            super::run::stop_signal().await;
+            let _ = tx.send(true);
         });
         scheduler::run(config, plan, opts, reporter, rx).await
     }))

@@ -69,9 +69,8 @@ pub fn run(
     runtime.block_on(async {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = cancel_tx.send(true);
-            }
+            stop_signal().await;
+            let _ = cancel_tx.send(true);
         });
         let stopper = Stopper::new(opts.timeout, cancel_rx);
         let mut sink = CaptureSink::new(!opts.capture);
@@ -90,6 +89,30 @@ pub fn run(
         result.stderr = sink.stderr.capture();
         Ok(result)
     })
+}
+
+/// Resolves on the first Ctrl-C, SIGTERM, SIGHUP or SIGQUIT: every one
+/// of them stops what distex started (remote process groups, Slurm jobs)
+/// before distex exits.
+pub(crate) async fn stop_signal() {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn next(stream: &mut Option<Signal>) {
+        match stream {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let [mut int, mut term, mut hup, mut quit] =
+        [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()]
+            .map(|k| signal(k).ok());
+    tokio::select! {
+        () = next(&mut int) => {}
+        () = next(&mut term) => {}
+        () = next(&mut hup) => {}
+        () = next(&mut quit) => {}
+    }
 }
 
 /// Parses `--timeout`: seconds (`30`, `1.5`) or with a unit (`500ms`, `2m`, `1h`).

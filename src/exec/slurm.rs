@@ -123,7 +123,7 @@ fn job_options(s: &SlurmSettings, job: &str) -> Vec<String> {
 pub fn srun_args(s: &SlurmSettings, job: &str, dir: &str, command: &str, immediate: bool) -> Vec<String> {
     let mut args = vec!["srun".to_string()];
     args.extend(job_options(s, job));
-    args.extend(["--nodes=1", "--ntasks=1", "--kill-on-bad-exit=1"].map(String::from));
+    args.extend(["--nodes=1", "--ntasks=1"].map(String::from));
     args.push(format!("--chdir={dir}"));
     if immediate {
         args.push("--immediate".into());
@@ -163,7 +163,10 @@ fn classify(line: &str) -> SrunLine {
         return SrunLine::Allocated;
     }
     if let Some(why) = rest.strip_prefix("error: Unable to allocate resources: ") {
-        return if why.contains("busy") { SrunLine::Busy } else { SrunLine::Refused(why.trim().to_string()) };
+        // Full, or others first in line: worth queueing. Anything else
+        // (down partition, invalid request, limits) will not get better.
+        let wait = why.contains("busy") || why.contains("insufficient priority");
+        return if wait { SrunLine::Busy } else { SrunLine::Refused(why.trim().to_string()) };
     }
     if rest.starts_with("error: ") && rest.contains(": task ") {
         return SrunLine::TaskEnded;
@@ -414,6 +417,9 @@ pub async fn attempt(
     }
     let dir = if sync { project.remote_cwd(&node.workdir) } else { node.workdir.trim_start_matches("~/").to_string() };
     let dir = absolute_here(&submitter, &dir);
+    if !sync {
+        make_dir(&submitter, &dir).await.map_err(|e| down(node, e))?;
+    }
     check_dir(&submitter, &dir).await.map_err(|e| down(node, e))?;
     timings.sync_ms = ms(t.elapsed());
     let t = Instant::now();
@@ -476,6 +482,19 @@ fn absolute_here(submitter: &Submitter, dir: &str) -> String {
     match (submitter, std::env::var_os("HOME")) {
         (Submitter::Here, Some(home)) if !dir.starts_with('/') => PathBuf::from(home).join(dir).display().to_string(),
         _ => dir.to_string(),
+    }
+}
+
+/// Creates the workdir a run without sync uses (as the SSH backend's
+/// mirror parent is created): parents included, like `mkdir -p`.
+async fn make_dir(submitter: &Submitter, dir: &str) -> Result<(), String> {
+    let failed = |e: String| format!("cannot create the workdir {dir}: {e}");
+    match submitter {
+        Submitter::Here => std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string())),
+        Submitter::Login(_) => {
+            let out = submitter.output(&["mkdir".into(), "-p".into(), "--".into(), dir.into()]).await?;
+            (out.code == Some(0)).then_some(()).ok_or_else(|| failed(out.stderr.trim().to_string()))
+        }
     }
 }
 
@@ -681,6 +700,9 @@ mod tests {
         assert_eq!(classify("srun: job 4 has been allocated resources"), SrunLine::Allocated);
         assert_eq!(classify("srun: error: n1: task 0: Exited with exit code 3"), SrunLine::TaskEnded);
         assert_eq!(classify("srun: error: Unable to allocate resources: Requested nodes are busy"), SrunLine::Busy);
+        let waiting =
+            "srun: error: Unable to allocate resources: Immediate execution impossible, insufficient priority";
+        assert_eq!(classify(waiting), SrunLine::Busy);
         assert_eq!(
             classify("srun: error: Unable to allocate resources: Partition in DOWN state"),
             SrunLine::Refused("Partition in DOWN state".into())

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::plan::{Inferred, Plan};
 use super::{Event, Reporter, Stream, Task, TaskList, TaskStatus};
-use crate::config::Config;
+use crate::config::{Config, NodeKind};
 use crate::exec::output::{Capture, LineSplitter, OutputSink, Tail};
 use crate::exec::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, SyncedNodes, Timings};
 use crate::exec::ssh::TransportError;
@@ -105,8 +105,22 @@ impl ParallelReport {
 }
 
 enum Msg {
-    Output { id: String, stream: Stream, line: String },
-    Done { id: String, target: String, result: Result<AttemptResult, TransportError>, output: (Capture, Capture) },
+    Output {
+        id: String,
+        stream: Stream,
+        line: String,
+    },
+    /// A task a scheduler had queued (Slurm) started running.
+    Started {
+        id: String,
+        target: String,
+    },
+    Done {
+        id: String,
+        target: String,
+        result: Result<AttemptResult, TransportError>,
+        output: (Capture, Capture),
+    },
 }
 
 /// What a task that ran left behind: exit code, timings, (stdout, stderr).
@@ -118,6 +132,7 @@ pub const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
 /// Sends a task's output, line by line, to the scheduler loop.
 struct LineSink {
     id: String,
+    target: String,
     tx: mpsc::UnboundedSender<Msg>,
     out: LineSplitter,
     err: LineSplitter,
@@ -140,6 +155,10 @@ impl OutputSink for LineSink {
         for line in splitter.feed(bytes) {
             let _ = self.tx.send(Msg::Output { id: self.id.clone(), stream, line });
         }
+    }
+
+    fn started(&mut self) {
+        let _ = self.tx.send(Msg::Started { id: self.id.clone(), target: self.target.clone() });
     }
 
     fn finish(&mut self) {
@@ -218,6 +237,9 @@ pub async fn run(
     let stopper = Stopper::new(None, cancel.clone());
     let mut cancel_watch = cancel.clone();
     let mut busy: HashMap<String, usize> = HashMap::new();
+    // Tasks handed to a node's own scheduler (Slurm) that have not started
+    // yet: still `pending` in the TaskList, but taken.
+    let mut queued: HashSet<String> = HashSet::new();
     let mut down: HashSet<String> = HashSet::new();
     let mut running = 0usize;
     let mut stop_starting = false;
@@ -240,8 +262,11 @@ pub async fn run(
             emit(reporter, &mut list, &id, TaskStatus::Failed, at(), None, Some(why));
         }
         if !stop_starting {
-            let pending: Vec<String> =
-                list.iter().filter(|t| t.status == TaskStatus::Pending).map(|t| t.id.clone()).collect();
+            let pending: Vec<String> = list
+                .iter()
+                .filter(|t| t.status == TaskStatus::Pending && !queued.contains(&t.id))
+                .map(|t| t.id.clone())
+                .collect();
             for id in pending {
                 if running >= jobs {
                     break;
@@ -272,7 +297,12 @@ pub async fn run(
                 };
                 *busy.entry(target.clone()).or_default() += 1;
                 running += 1;
-                emit(reporter, &mut list, &id, TaskStatus::InProgress, at(), Some(target.clone()), None);
+                // A task a node queues is in progress only once it runs.
+                if config.node(&target).is_some_and(|n| n.kind() == NodeKind::Slurm) {
+                    queued.insert(id.clone());
+                } else {
+                    emit(reporter, &mut list, &id, TaskStatus::InProgress, at(), Some(target.clone()), None);
+                }
                 let command = plan.tasks.iter().find(|t| t.id == id).map(|t| t.command.clone()).unwrap_or_default();
                 let spec = RunSpec {
                     command,
@@ -288,6 +318,7 @@ pub async fn run(
                 set.spawn(async move {
                     let mut sink = LineSink {
                         id: id.clone(),
+                        target: target.clone(),
                         tx: tx.clone(),
                         out: LineSplitter::default(),
                         err: LineSplitter::default(),
@@ -323,10 +354,19 @@ pub async fn run(
         let Some(msg) = msg else { break };
         match msg {
             Msg::Output { id, stream, line } => reporter.report(&Event::TaskOutput { id, stream, line }),
+            Msg::Started { id, target } => {
+                if queued.remove(&id) {
+                    emit(reporter, &mut list, &id, TaskStatus::InProgress, at(), Some(target), None);
+                }
+            }
             Msg::Done { id, target, result, output } => {
                 running -= 1;
                 if let Some(b) = busy.get_mut(&target) {
                     *b -= 1;
+                }
+                // Queued, then ended without a start signal: it still ran.
+                if queued.remove(&id) && result.is_ok() {
+                    emit(reporter, &mut list, &id, TaskStatus::InProgress, at(), Some(target.clone()), None);
                 }
                 match result {
                     Ok(r) => {

@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod slurm;
 pub mod sshd;
 
 pub const DISTEX: &str = env!("CARGO_BIN_EXE_distex");
