@@ -184,3 +184,27 @@ fn parallel_runs_40_tasks_and_shows_queued_ones_as_pending() {
     assert_eq!(outputs.len(), 40, "one line per task");
     assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
 }
+
+#[test]
+fn probe_reports_the_partition_state_and_busy_cpus_as_load() {
+    let s = setup(2, 2, 2);
+    let mut busy = s.cluster.command("srun");
+    busy.args(["--partition=debug", "--job-name=blocker", "sleep", "79.5"]);
+    let mut busy = busy.spawn().unwrap();
+    wait_for_jobs(&s.cluster, 1, "RUNNING");
+    let run = s.distex().args(["nodes", "--probe", "--json"]).run().expect_code(1);
+    let v = run.json();
+    let probe = |name: &str| v["nodes"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
+    let (hpc, off) = (probe("hpc"), probe("off"));
+    assert_eq!(
+        (hpc["answered"].as_bool(), hpc["load"].as_f64(), hpc["cores"].as_u64()),
+        (Some(true), Some(1.0), Some(4)),
+        "{v}"
+    );
+    assert_eq!(off["answered"], false, "{v}");
+    assert_eq!(hpc["host"], "slurm:debug", "{v}");
+    assert!(off["error"].as_str().unwrap().contains("down"), "{v}");
+    let _ = busy.kill();
+    let _ = busy.wait();
+    s.cluster.run("scancel", &["--name=blocker"]);
+}

@@ -10,7 +10,8 @@ use crate::state::{NodeHealth, NodeStates, now_secs};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeInfo {
     pub name: String,
-    /// `local` for this machine, else the ssh destination.
+    /// `local` for this machine, `slurm:PARTITION[@LOGIN]` for a Slurm
+    /// node, else the ssh destination.
     pub host: String,
     pub os: Os,
     pub features: Vec<String>,
@@ -54,7 +55,11 @@ pub fn report(config: &Config, states: &NodeStates, local_load: Option<f64>) -> 
         let h: Option<&NodeHealth> = states.get(&n.name);
         NodeInfo {
             name: n.name.clone(),
-            host: n.host.clone(),
+            // A Slurm node shows its partition (and login node, if any).
+            host: match &n.slurm {
+                Some(s) => format!("slurm:{}{}", s.partition, n.ssh_host().map_or(String::new(), |h| format!("@{h}"))),
+                None => n.host.clone(),
+            },
             os: n.caps.os,
             features: n.caps.features.clone(),
             roles: n.caps.roles.clone(),

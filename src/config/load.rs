@@ -250,17 +250,19 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
 /// The offset of `key = ...` inside a table (for errors on its own
 /// line), or the table's start when the key is not written there.
 fn key_offset<T>(ctx: &Ctx, table: &toml::Spanned<T>, key: &str) -> usize {
-    let span = table.span();
-    let text = &ctx.text[span.start..span.end.min(ctx.text.len())];
-    let mut at = 0;
-    for line in text.split_inclusive('\n') {
+    let start = table.span().start.min(ctx.text.len());
+    let mut at = start;
+    for (i, line) in ctx.text[start..].split_inclusive('\n').enumerate() {
         let trimmed = line.trim_start();
+        if i > 0 && trimmed.starts_with('[') {
+            break; // the next table
+        }
         if trimmed.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
-            return span.start + at + (line.len() - trimmed.len());
+            return at + (line.len() - trimmed.len());
         }
         at += line.len();
     }
-    span.start
+    start
 }
 
 /// The Slurm part of a node: required and checked for `kind = "slurm"`,

@@ -724,7 +724,7 @@ mod tests {
         let args: Vec<String> =
             local_push_args(&p, Path::new("/w/p-1")).iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.contains(&"--exclude=.env".to_string()) && args.contains(&"--delete".to_string()));
-        assert!(!args.iter().any(|a| a == "-e" || a.starts_with("--rsync-path") || a.contains("ssh")), "{args:?}");
+        assert!(!args.iter().any(|a| a == "-e" || a.starts_with("--rsync-path") || a.starts_with("ssh ")), "{args:?}");
         assert_eq!(args[args.len() - 2..], ["/p/".to_string(), "/w/p-1/".to_string()]);
     }
 }
