@@ -121,7 +121,7 @@ fn sigterm_cancels_a_running_and_a_queued_job() {
     // The only CPU is taken: the second run queues (and says so).
     let mut queued = s.distex().args(["run", "--node", "hpc", "--", "sleep 78.5"]).cmd;
     queued.stderr(std::process::Stdio::piped());
-    let mut queued = queued.spawn().unwrap();
+    let queued = queued.spawn().unwrap();
     wait_for_jobs(&s.cluster, 1, "PENDING");
     for child in [&running, &queued] {
         // SAFETY: kill(2) on our own child.

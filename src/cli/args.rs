@@ -194,7 +194,8 @@ pub struct RouteArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Run on this node (`local`: this machine) instead of asking the router.
+    /// Run on this node (`local`: this machine) instead of asking the router. On a Slurm
+    /// node (`kind = "slurm"`) the command is one `srun` job (docs/slurm.md).
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
     /// Print one JSON result record (output captured, bounded) instead of streaming.
@@ -269,7 +270,8 @@ pub struct NodesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Contact every node over SSH (in parallel, short timeout) and refresh the cache.
+    /// Contact every node (in parallel, short timeout) and refresh the cache: SSH nodes
+    /// report their load average, Slurm nodes their partition's state and busy CPUs (sinfo).
     #[arg(long)]
     pub probe: bool,
 }

@@ -59,7 +59,7 @@ pub async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     results
 }
 
-pub(crate) async fn probe_one(node: &Node) -> ProbeResult {
+pub async fn probe_one(node: &Node) -> ProbeResult {
     let started = std::time::Instant::now();
     let limit = Duration::from_secs(node.connect_timeout + 3);
     let outcome = tokio::time::timeout(limit, async {

@@ -17,7 +17,7 @@
 //!    and the job waits in the queue ("queued, waiting for resources" is
 //!    shown as progress). Nothing ran in the refused attempt, so this
 //!    never runs the command twice;
-//! 4. **stream** the step's output; the step is [`remote::marked_script`]
+//! 4. **stream** the step's output; the step is [`super::remote::marked_script`]
 //!    under `sh -c`, whose pid marker says the command started and whose
 //!    exit marker is its status (srun's own `task 0: Exited with exit code
 //!    N` lines are dropped as noise);
