@@ -208,3 +208,35 @@ fn probe_reports_the_partition_state_and_busy_cpus_as_load() {
     let _ = busy.wait();
     s.cluster.run("scancel", &["--name=blocker"]);
 }
+
+#[test]
+fn a_login_node_over_ssh_mirrors_and_submits() {
+    let slurm = SlurmCluster::start(1, 2);
+    let ssh = support::sshd::Cluster::start(1);
+    let login = ssh.node("n1");
+    // The login node finds the cluster through its own environment (bash
+    // reads ~/.bashrc for commands sshd runs); distex itself has no SLURM_CONF.
+    let home = login.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".bashrc"), format!("export SLURM_CONF={}\n", slurm.conf.display())).unwrap();
+    let sb = Sandbox::new();
+    let project = sb.path().join("project");
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    std::fs::write(project.join("marker.txt"), "mirrored\n").unwrap();
+    sb.write_config(&ssh.node_table(login, "kind = \"slurm\"\npartition = \"debug\""));
+    let run = sb
+        .cmd()
+        .arg("--config")
+        .arg(sb.path().join("cluster.toml"))
+        .current_dir(&project)
+        .args(["run", "--node", "n1", "--sync", "--", "cat marker.txt; echo \"$SLURM_JOB_NAME\"; exit 4"])
+        .run()
+        .expect_code(4);
+    let stdout = run.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "mirrored", "{}", run.stderr());
+    assert!(lines[1].starts_with("distex-"), "not a Slurm job: {lines:?}");
+    assert_eq!(run.stderr(), "");
+    assert!(slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    support::sshd::stop_masters(sb.path());
+}
