@@ -111,7 +111,7 @@ pub fn job_name(run_id: &str) -> String {
 
 /// The options every job of this node gets (partition, account, qos,
 /// time limit, the configured extra options).
-fn job_options(s: &SlurmSettings, job: &str) -> Vec<String> {
+pub fn job_options(s: &SlurmSettings, job: &str) -> Vec<String> {
     let mut args = vec![format!("--job-name={job}"), format!("--partition={}", s.partition)];
     let optional = [("--account", &s.account), ("--qos", &s.qos), ("--time", &s.time_limit)];
     args.extend(optional.iter().filter_map(|(flag, v)| v.as_ref().map(|v| format!("{flag}={v}"))));
