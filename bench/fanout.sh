@@ -7,6 +7,8 @@
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/needs.sh
+bench_needs hyperfine parallel openssh-server openssh-client rsync
 RUNS=${1:-5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/distex/exec}
 cargo build --release --quiet

@@ -4,6 +4,9 @@
 # for a command that stays local (no output) and one that is rewritten to
 # `distex run --node builder -- ...`, both for the helper called directly
 # and through the plugin's bin/distex launcher (what hooks/hooks.json runs).
+# The user and the project have Claude Code settings with allow, ask and deny
+# rules, so the routed command pays for reading and judging them (issue 14):
+# the sanity check below insists the rewrite is allowed by the user's rule.
 #
 # Usage: bench/hook.sh [RUNS]      (needs hyperfine and python3)
 # Builds the release helper first; prints a Markdown table to paste into
@@ -12,6 +15,8 @@ set -eu
 
 runs=${1:-1000}
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/bench/lib/needs.sh"
+bench_needs hyperfine python3
 target=${CARGO_TARGET_DIR:-$repo/target}
 cargo build --release --locked --quiet --manifest-path "$repo/Cargo.toml" --bin distex
 exe=$target/release/distex
@@ -33,17 +38,38 @@ slots = 8
 [routing]
 overload_threshold = 1000.0
 TOML
+# Claude Code settings as a user would have them: user rules in ~/.claude,
+# project rules in the project's .claude (shared and local).
+mkdir -p "$work/home/.claude" "$work/project/src/.claude" "$work/project/.claude"
+cat > "$work/home/.claude/settings.json" <<'JSON'
+{"permissions": {"allow": ["Bash(cargo build:*)", "Bash(cargo test:*)", "Bash(tail *)", "Bash(git status)", "Read"],
+                 "ask": ["Bash(git push:*)"], "deny": ["Bash(rm -rf:*)", "Bash(curl *)", "WebFetch"]},
+ "env": {"RUST_LOG": "info"}}
+JSON
+cat > "$work/project/.claude/settings.json" <<'JSON'
+{"permissions": {"allow": ["Bash(make:*)", "Bash(npm run *)"], "deny": ["Bash(* --force)"]}}
+JSON
+cat > "$work/project/.claude/settings.local.json" <<'JSON'
+{"permissions": {"allow": ["Bash(pytest:*)"], "ask": ["Bash(make install)"]}}
+JSON
 input() {
-    printf '{"session_id":"b","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"%s","description":"bench"},"tool_use_id":"toolu_b"}\n' "$1"
+    printf '{"session_id":"b","transcript_path":"/tmp/t.jsonl","cwd":"%s","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"%s","description":"bench"},"tool_use_id":"toolu_b"}\n' "$work/project/src" "$1"
 }
 input 'ls -la src' > "$work/local.json"
 input 'cargo build --release 2>&1 | tail -n 20' > "$work/routed.json"
+# The same routed command where there are no Claude Code settings at all:
+# the difference is what reading and judging the rules costs.
+mkdir -p "$work/bare/home" "$work/bare/project"
+sed "s|$work/project/src|$work/bare/project|" "$work/routed.json" > "$work/routed-bare.json"
+bare="HOME=$work/bare/home CLAUDE_PROJECT_DIR=$work/bare/project"
 
-export DISTEX_CONFIG="$work/cluster.toml" DISTEX_STATE_DIR="$work/state"
-unset CLAUDE_PLUGIN_DATA
-# Sanity: the local input is answered with nothing, the routed one with a rewrite.
+export DISTEX_CONFIG="$work/cluster.toml" DISTEX_STATE_DIR="$work/state" HOME="$work/home" CLAUDE_PROJECT_DIR="$work/project"
+unset CLAUDE_PLUGIN_DATA CLAUDE_CONFIG_DIR
+# Sanity: the local input is answered with nothing, the routed one with a
+# rewrite the user's own rule allows.
 [ -z "$("$exe" hook pre-tool-use < "$work/local.json")" ] || { echo "local command was not left alone" >&2; exit 1; }
-"$exe" hook pre-tool-use < "$work/routed.json" | grep -q '"updatedInput"' || { echo "routed command was not rewritten" >&2; exit 1; }
+"$exe" hook pre-tool-use < "$work/routed.json" | grep -q '"permissionDecision":"allow"' || { echo "routed command was not rewritten and allowed" >&2; exit 1; }
+env $bare "$exe" hook pre-tool-use < "$work/routed-bare.json" | grep -q '"updatedInput"' || { echo "routed command without settings was not rewritten" >&2; exit 1; }
 
 # The launcher looks for the helper through DISTEX_BIN exactly as in a session.
 launcher="DISTEX_BIN=$exe $repo/bin/distex"
@@ -57,7 +83,9 @@ hyperfine --warmup 50 --runs "$runs" --export-json "$work/h.json" \
 # 5 ms): the same helper runs, each inside its own `sh -c`, timed whole (-N).
 hyperfine -N --warmup 50 --runs "$runs" --export-json "$work/n.json" \
     -n "sh -c + helper, local command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/local.json'" \
-    -n "sh -c + helper, routed command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/routed.json'" >&2
+    -n "sh -c + helper, routed command (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/routed.json'" \
+    -n "sh -c + helper, routed command, no settings files (uncorrected)" \
+       "sh -c '$bare $exe hook pre-tool-use < $work/routed-bare.json'" >&2
 
 python3 - "$work/h.json" "$work/n.json" <<'PY'
 import json, sys

@@ -13,6 +13,8 @@
 #        apt: miller datamash time
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/needs.sh
+bench_needs python3 python3-venv miller datamash time
 ROWS=${1:-10000000}
 REGIONS=${2:-8}
 WORK=${BENCH_DIR:-/var/tmp/distex-bench-process}

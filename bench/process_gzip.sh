@@ -10,6 +10,8 @@
 # usage: bench/process_gzip.sh [RUNS=5] [ROWS=1000000]   (data under $BENCH_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/needs.sh
+bench_needs python3 python3-venv gzip time
 WORK=${BENCH_DIR:-/var/tmp/distex-bench-process}
 RUNS=${1:-5}
 ROWS=${2:-1000000}

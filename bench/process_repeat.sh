@@ -6,6 +6,8 @@
 # usage: bench/process_repeat.sh [RUNS=5] [ROWS=10000000] [REGIONS=8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/needs.sh
+bench_needs python3 python3-venv time
 RUNS=${1:-5}; ROWS=${2:-10000000}; REGIONS=${3:-8}
 WORK=${BENCH_DIR:-/var/tmp/distex-bench-process}
 DATA="$WORK/data-$ROWS-$REGIONS.csv"

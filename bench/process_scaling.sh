@@ -8,6 +8,8 @@
 # usage: bench/process_scaling.sh [RUNS=5]   (data under $BENCH_DIR, generated if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/needs.sh
+bench_needs python3 time
 WORK=${BENCH_DIR:-/var/tmp/distex-bench-process}
 mkdir -p "$WORK"
 RUNS=${1:-5}

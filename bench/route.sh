@@ -3,9 +3,11 @@
 # `should_distribute`, both run the same way (one process per command) by
 # hyperfine. Writes the figures to bench/RESULTS.md.
 #
-# Usage: bench/route.sh            (needs hyperfine: apt-get install hyperfine)
+# Usage: bench/route.sh            (needs hyperfine: installed if missing, see bench/lib/needs.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/needs.sh
+bench_needs hyperfine python3
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --locked --quiet
 DISTEX="$CARGO_TARGET_DIR/release/distex"

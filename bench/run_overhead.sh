@@ -7,11 +7,13 @@
 #     ControlMaster multiplexing), run with -j1 so jobs are sequential.
 # Targets: distex within 1.5x of multiplexed ssh; >= 5x faster than parallel -M.
 #
-# Needs: openssh-server, rsync, hyperfine, parallel (see .ci/needs-exec.sh).
+# Needs: openssh-server, rsync, hyperfine, parallel (installed if missing, see bench/lib/needs.sh).
 # Usage: bench/run_overhead.sh [RUNS]   (writes bench/RESULTS.md's section)
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/needs.sh
+bench_needs hyperfine parallel openssh-server openssh-client rsync
 RUNS=${1:-200}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/distex/exec}
 cargo build --release --quiet

@@ -12,7 +12,7 @@ use crate::config::AnnounceSettings;
 const CANDIDATES: &[&str] = if cfg!(target_os = "macos") { &["say"] } else { &["espeak-ng", "espeak", "spd-say"] };
 
 /// Starts speaking `text` in the background. Returns a warning when nothing can speak.
-pub fn speak(settings: &AnnounceSettings, text: &str) -> Option<String> {
+pub(crate) fn speak(settings: &AnnounceSettings, text: &str) -> Option<String> {
     let program = match &settings.command {
         Some(cmd) => Some(cmd.clone()),
         None => CANDIDATES.iter().find(|p| on_path(p)).map(|p| p.to_string()),

@@ -8,26 +8,26 @@
 use std::path::PathBuf;
 
 /// Exit codes, shared by every subcommand.
-pub mod exit {
+pub(crate) mod exit {
     /// Everything asked for succeeded.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// Some of the work failed: a JSON request line, a parallel task, a command.
-    pub const FAILED: u8 = 1;
+    pub(crate) const FAILED: u8 = 1;
     /// Bad usage, configuration or input; nothing was run.
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// `distex process` finished but at least one region failed (report is incomplete).
-    pub const INCOMPLETE: u8 = 3;
+    pub(crate) const INCOMPLETE: u8 = 3;
     /// A command was stopped because it exceeded `--timeout`.
-    pub const TIMEOUT: u8 = 124;
+    pub(crate) const TIMEOUT: u8 = 124;
     /// distex could not reach any node able to run the command (transport failure).
-    pub const TRANSPORT: u8 = 125;
+    pub(crate) const TRANSPORT: u8 = 125;
     /// Interrupted by the user (Ctrl-C).
-    pub const INTERRUPTED: u8 = 130;
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 /// Errors that stop a distex command before or while it does its work.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The configuration file could not be read.
     #[error("cannot read config file {path}: {source}")]
     ConfigRead {
@@ -44,9 +44,6 @@ pub enum Error {
     /// Input data could not be read or understood.
     #[error("{0}")]
     Input(String),
-    /// No node could be reached to run the command.
-    #[error("{0}")]
-    Transport(String),
     /// Filesystem or process trouble that is nobody's fault in particular.
     #[error("{context}: {source}")]
     Io {
@@ -58,29 +55,27 @@ pub enum Error {
 
 impl Error {
     /// The documented exit code for this error.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::ConfigRead { .. } | Error::ConfigInvalid { .. } | Error::Usage(_) | Error::Input(_) => exit::USAGE,
-            Error::Transport(_) => exit::TRANSPORT,
             Error::Io { .. } => exit::FAILED,
         }
     }
 
     /// A short machine-readable code used in JSON error objects.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Error::ConfigRead { .. } | Error::ConfigInvalid { .. } => "config",
             Error::Usage(_) => "usage",
             Error::Input(_) => "input",
-            Error::Transport(_) => "transport",
             Error::Io { .. } => "io",
         }
     }
 
     /// Wraps an I/O error with what distex was doing when it happened.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;

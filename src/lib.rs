@@ -1,29 +1,41 @@
 //! distex: route shell commands across a small cluster, run them there, and
 //! process partitioned data in isolated workers.
 //!
-//! The crate is layered so that each layer only knows the ones below it:
+//! The crate is a binary's library: everything is private to it except
+//! [`main`], which `src/main.rs` calls. The modules form a one-way flow,
+//! each using only the ones below it (`tests/it/layers.rs` checks this):
 //!
-//! * [`cli`] turns command-line flags into plain option structs (the only
-//!   module that knows about clap) and renders results;
-//! * [`config`] loads and validates the cluster description;
-//! * [`route`] is pure: it parses shell commands and decides where they run;
-//! * [`state`] holds what distex remembers between runs (node loads, health);
-//! * [`exec`] runs commands locally or over SSH;
-//! * [`tasks`] is the TaskList model and the events runners emit;
-//! * [`hook`] answers Claude Code's PreToolUse hook (routing every Bash call);
-//! * [`protocol`] holds the JSON request/response types and their schemas;
-//! * [`report`] renders events and results for people and programs.
+//! * `cli` turns command-line flags into plain option structs (the only
+//!   module that knows about clap), calls `commands` and picks reporters;
+//! * `commands` is the work behind each subcommand, shared by the CLI and
+//!   the JSON protocol (`distex json`);
+//! * `protocol` holds the JSON request/response types and their schemas, and
+//!   `hook` answers Claude Code's PreToolUse hook; both sit at the side;
+//! * `report` renders events and results for people and programs;
+//! * `process` processes partitioned data in isolated workers;
+//! * `tasks` is the TaskList model, the events runners emit, and the
+//!   scheduler of `distex parallel`;
+//! * `exec` runs commands locally or over SSH and says where output goes;
+//! * `route` is pure: it parses shell commands and decides where they run;
+//! * `state` holds what distex remembers between runs (node loads, health)
+//!   and reads the facts routing needs; `announce` speaks routing decisions;
+//! * `config` loads and validates the cluster description;
+//! * `error` (exit codes and the error type) and `sys_core` (the few
+//!   operating-system calls std lacks) are leaves every layer may use.
 
-pub mod announce;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod error;
-pub mod exec;
-pub mod hook;
-pub mod process;
-pub mod protocol;
-pub mod report;
-pub mod route;
-pub mod state;
-pub mod tasks;
+mod announce;
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod exec;
+mod hook;
+mod process;
+mod protocol;
+mod report;
+mod route;
+mod state;
+mod sys_core;
+mod tasks;
+
+pub use cli::main;

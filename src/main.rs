@@ -1,9 +1,8 @@
-//! The `distex` binary: a thin shell around [`distex::cli::main`].
+//! The `distex` binary: a thin shell around [`distex::main`].
 //!
-//! Everything interesting lives in the library so that tests, benchmarks and
-//! the hook share one implementation. `main` only turns the outcome into a
-//! process exit status.
+//! Everything lives in the library crate (`src/lib.rs`), which exports only
+//! that entry point; it returns the process exit status.
 
 fn main() -> std::process::ExitCode {
-    distex::cli::main()
+    distex::main()
 }

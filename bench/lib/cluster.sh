@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts N real sshd "nodes" on loopback (127.0.0.2, 127.0.0.3, ...) for the
-# remote-execution benchmarks, the same way tests/support/sshd.rs does:
+# remote-execution benchmarks, the same way tests/it/util/sshd.rs does:
 # own host keys, a generated client key, pinned known_hosts, an empty
 # ssh_config, a distex cluster.toml and an ssh_config for plain ssh / GNU
 # parallel (`Host n1` ...). Each node's sessions get HOME set to the node's

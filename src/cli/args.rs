@@ -16,17 +16,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(after_help = "Exit status: 0 ok; 1 some work failed; 2 usage, config or input error; \
 3 process incomplete (a region failed); 124 timed out; 125 no node reachable; \
 otherwise the remote command's own status.")]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Cluster configuration file (default: $DISTEX_CONFIG, then ~/.config/distex/cluster.toml).
     #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Decide where a shell command should run (never runs it, never waits on the network).
     ///
     /// Example: distex route -- cargo build --release
@@ -57,6 +57,12 @@ pub enum Command {
     Parallel(ParallelArgs),
     /// Show which commands `parallel` would run together, and why not.
     Plan(PlanArgs),
+    /// Remove what distex left: SSH masters and state here, and with --remote the nodes' mirrors.
+    ///
+    /// Example: distex clean
+    ///          distex clean --remote --json
+    #[command(verbatim_doc_comment)]
+    Clean(CleanArgs),
     /// Claude Code hooks (run by the plugin's hooks/hooks.json, not by hand).
     #[command(subcommand)]
     Hook(HookCommand),
@@ -82,202 +88,218 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum HookCommand {
+pub(crate) enum HookCommand {
     /// PreToolUse: read Claude Code's tool call on stdin; for a Bash command
     /// that should be distributed, answer with it rewritten to `distex run
     /// --node N -- '...'` (hook.mode = "rewrite"), or a suggestion ("suggest").
+    /// A command that the user's Claude Code deny or ask rules match (any
+    /// part) is left alone; one their allow rules allow is allowed rewritten.
     /// Always exits 0 and prints nothing when the command stays local or
-    /// anything goes wrong (see hook.log in the state directory).
+    /// anything goes wrong (see hook.log in the state directory); a broken
+    /// config or "no nodes" is told to the user once per session.
     PreToolUse,
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = "Exit status: 0 every region and the aggregation completed; 3 some task failed \
 (the report says complete: false); 2 usage or input error (nothing was processed).")]
-pub struct ProcessArgs {
+pub(crate) struct ProcessArgs {
     /// Input files (CSV, TSV or JSON Lines, plain or gzip) or named pipes; `-` reads stdin.
     #[arg(value_name = "INPUT")]
-    pub inputs: Vec<PathBuf>,
+    pub(crate) inputs: Vec<PathBuf>,
     /// The column that names each record's region.
     #[arg(long, value_name = "FIELD")]
-    pub by: Option<String>,
+    pub(crate) by: Option<String>,
     /// Data already split: files, or directories of files, one region per file stem.
     #[arg(long, value_name = "DIR_OR_FILE", num_args = 1..)]
-    pub regions: Vec<PathBuf>,
+    pub(crate) regions: Vec<PathBuf>,
     /// Process the small dataset embedded in distex (regions A, B and C).
     #[arg(long)]
-    pub demo: bool,
+    pub(crate) demo: bool,
     /// Input format (default: from the file name, else csv).
     #[arg(long, value_name = "csv|tsv|jsonl")]
-    pub format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Column types overriding inference, e.g. `zip=text,price=number`.
     #[arg(long, value_name = "COL=TYPE,...")]
-    pub schema: Vec<String>,
+    pub(crate) schema: Vec<String>,
     /// Shell command run once per region (records on stdin; prints one JSON object).
     #[arg(long, value_name = "CMD")]
-    pub processor: Option<String>,
+    pub(crate) processor: Option<String>,
     /// Shell command combining the region results (JSON on stdin; prints one JSON object).
     #[arg(long, value_name = "CMD")]
-    pub aggregate: Option<String>,
+    pub(crate) aggregate: Option<String>,
     /// Workers running at once on this machine (default: the number of cores;
     /// 0 with --nodes: all regions go to the nodes).
     #[arg(long, short = 'j', value_name = "N")]
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// Extra attempts for a failed region (backoff 100 ms, 200 ms, ...).
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// Stop with an input error once more than N records are rejected.
     #[arg(long, value_name = "N")]
-    pub max_rejects: Option<u64>,
+    pub(crate) max_rejects: Option<u64>,
     /// Wall-clock limit per worker attempt, in seconds.
     #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    pub(crate) timeout: Option<f64>,
     /// Seconds between SIGTERM and SIGKILL when stopping a worker.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    pub grace: f64,
+    pub(crate) grace: f64,
     /// Address-space limit per worker (e.g. 512M, 2G).
     #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
+    pub(crate) max_memory: Option<String>,
     /// CPU-time limit per worker, in seconds.
     #[arg(long, value_name = "SECS")]
-    pub max_cpu_seconds: Option<u64>,
+    pub(crate) max_cpu_seconds: Option<u64>,
     /// Most a --processor command may print on stdout (default 16M; the
     /// built-in summary workers are not capped).
     #[arg(long, value_name = "SIZE")]
-    pub max_output: Option<String>,
+    pub(crate) max_output: Option<String>,
     /// Open-file limit per worker.
     #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_open_files: u64,
+    pub(crate) max_open_files: u64,
     /// Linux: Landlock (writes only in the worker's directory) and no network; refuses when unavailable.
     #[arg(long)]
-    pub sandbox: bool,
+    pub(crate) sandbox: bool,
     /// Keep the run directory (spool files and worker directories).
     #[arg(long)]
-    pub keep_workdirs: bool,
+    pub(crate) keep_workdirs: bool,
     /// Place region workers on these cluster nodes (comma-separated).
     #[arg(long, value_name = "NODE,...", value_delimiter = ',')]
-    pub nodes: Vec<String>,
+    pub(crate) nodes: Vec<String>,
     /// How work is split into workers: `regions` (one per region), `bytes`
     /// (byte ranges of CSV/TSV input, built-in summary only; stdin and gzip
     /// are decompressed to a plain copy first), or `auto` (bytes for 64 MiB
     /// or more, or 64 regions or more in the first rows; regions with --nodes).
     #[arg(long, value_name = "auto|regions|bytes", default_value = "auto")]
-    pub split: String,
+    pub(crate) split: String,
     /// Target size of each byte range with --split bytes (e.g. 64M). Default: two ranges per
     /// job (8M to 256M), or one per job (up to 1G) when the input's first rows show thousands
     /// of regions.
     #[arg(long, value_name = "SIZE")]
-    pub part_size: Option<String>,
+    pub(crate) part_size: Option<String>,
     /// Print the report as one JSON object.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Print events as JSON Lines while running (then the report as the last line).
     #[arg(long)]
-    pub events: bool,
+    pub(crate) events: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct RouteArgs {
+pub(crate) struct RouteArgs {
     /// Print the decision as one JSON object.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Assume NODE (or `local`) has this 1-minute load, for what-if questions.
     #[arg(long = "assume-load", value_name = "NODE=LOAD")]
-    pub assume_load: Vec<String>,
+    pub(crate) assume_load: Vec<String>,
     /// Speak the announcement (also: announce.speak = true in the config).
     #[arg(long)]
-    pub speak: bool,
+    pub(crate) speak: bool,
     /// The command line: several words after `--`, or one quoted string.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Run on this node (`local`: this machine) instead of asking the router. On a Slurm
     /// node (`kind = "slurm"`) the command is one `srun` job (docs/slurm.md).
     #[arg(long, value_name = "NODE")]
-    pub node: Option<String>,
+    pub(crate) node: Option<String>,
     /// Print one JSON result record (output captured, bounded) instead of streaming.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Stop the command (and everything it started) after this long: 30, 1.5, 500ms, 2m.
     #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
     /// Sync the project to the node first (default: the rule's setting).
     #[arg(long, conflicts_with = "no_sync")]
-    pub sync: bool,
+    pub(crate) sync: bool,
     /// Do not sync the project.
     #[arg(long)]
-    pub no_sync: bool,
+    pub(crate) no_sync: bool,
     /// Bring PATH (relative to the current directory) back after the run, also when it fails.
     #[arg(long = "return", value_name = "PATH")]
-    pub returns: Vec<String>,
+    pub(crate) returns: Vec<String>,
     /// The command: several words after `--`, or one quoted string.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct ParallelArgs {
+pub(crate) struct ParallelArgs {
     /// Run at most N tasks at once (default: the cluster's total slots).
     #[arg(long, short = 'j', value_name = "N")]
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// After a failure, still run every task that does not depend on it.
     #[arg(long)]
-    pub keep_going: bool,
+    pub(crate) keep_going: bool,
     /// Print {"tasks": [...], "summary": {...}} at the end.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Stream events as JSON Lines while running.
     #[arg(long)]
-    pub events: bool,
+    pub(crate) events: bool,
     /// Only use these targets (comma-separated; `local` is this machine).
     #[arg(long, value_delimiter = ',', value_name = "NODES")]
-    pub nodes: Option<Vec<String>>,
+    pub(crate) nodes: Option<Vec<String>>,
     /// Sync the project to nodes first (default: each rule's setting).
     #[arg(long, conflicts_with = "no_sync")]
-    pub sync: bool,
+    pub(crate) sync: bool,
     /// Never sync the project.
     #[arg(long)]
-    pub no_sync: bool,
+    pub(crate) no_sync: bool,
     /// Stop any task running longer than this: 30, 1.5, 500ms, 2m.
     #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
     /// Read tasks from a JSON file: {"tasks":[{"id","command","depends_on"}]} (`-`: stdin).
     #[arg(long, value_name = "FILE")]
-    pub file: Option<std::path::PathBuf>,
+    pub(crate) file: Option<std::path::PathBuf>,
     /// The commands, one per argument (quote each one).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    pub commands: Vec<String>,
+    pub(crate) commands: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Read tasks from a JSON file (as for `parallel --file`).
     #[arg(long, value_name = "FILE")]
-    pub file: Option<std::path::PathBuf>,
+    pub(crate) file: Option<std::path::PathBuf>,
     /// The commands, one per argument.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    pub commands: Vec<String>,
+    pub(crate) commands: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct NodesArgs {
+pub(crate) struct NodesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Contact every node (in parallel, short timeout) and refresh the cache: SSH nodes
     /// report their load average, Slurm nodes their partition's state and busy CPUs (sinfo).
     #[arg(long)]
-    pub probe: bool,
+    pub(crate) probe: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Removes only distex's own files: SSH master sockets in the runtime directory, \
+nodes.json and hook.log in the state directory, and (--remote) directories named <name>-<8 hex digits> \
+directly under each node's workdir. Exit status: 0 done; 1 a node could not be cleaned (the others were).")]
+pub struct CleanArgs {
+    /// Also remove the project mirrors on every node (over SSH).
+    #[arg(long)]
+    pub remote: bool,
+    /// Print what was removed as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Print the effective configuration and where each part came from.
     Show {
         /// Print JSON.
@@ -296,14 +318,14 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct SchemaArgs {
+pub(crate) struct SchemaArgs {
     /// Which schema.
     #[arg(value_enum)]
-    pub kind: SchemaName,
+    pub(crate) kind: SchemaName,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SchemaName {
+pub(crate) enum SchemaName {
     Request,
     Response,
     Config,

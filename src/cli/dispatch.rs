@@ -4,17 +4,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::args::{
-    Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs, RunArgs,
-    SchemaName,
+    CleanArgs, Cli, Command, ConfigCommand, HookCommand, NodesArgs, ParallelArgs, PlanArgs, ProcessArgs, RouteArgs,
+    RunArgs, SchemaName,
 };
-use crate::commands::{json, nodes, route};
+use crate::commands::{json, route};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, exit};
 use crate::protocol::{self, SchemaKind};
 use crate::report;
 
 /// Runs the parsed command line; returns the exit status.
-pub fn run(cli: Cli) -> Result<u8> {
+pub(crate) fn run(cli: Cli) -> Result<u8> {
     let config_flag = cli.config.as_deref();
     match cli.command {
         Command::Route(args) => route_cmd(&config::load(config_flag)?, args),
@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => run_cmd(&config::load(config_flag)?, args),
         Command::Parallel(args) => parallel_cmd(&config::load(config_flag)?, args),
         Command::Plan(args) => plan_cmd(args),
+        Command::Clean(args) => clean_cmd(&config::load(config_flag)?, args),
         // The hook loads the config itself: a broken config must not fail it.
         Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
         Command::Process(args) => process_cmd(&config::load(config_flag)?, *args),
@@ -93,7 +94,7 @@ fn route_cmd(config: &Config, args: RouteArgs) -> Result<u8> {
     }
     route::check_assumed(config, &assumed).map_err(Error::Usage)?;
     let line = command_line(&args.command);
-    let mut decision = route::route(config, &line, &route::facts(assumed));
+    let mut decision = crate::route::decide_line(config, &line, &crate::state::LoadFacts::read(assumed));
     let speak = (args.speak || config.announce.speak) && decision.distribute;
     let announcement = decision.announcement.as_deref().filter(|_| speak);
     if let Some(warning) = announcement.and_then(|text| crate::announce::speak(&config.announce, text)) {
@@ -114,7 +115,7 @@ fn nodes_cmd(config: &Config, args: NodesArgs) -> Result<u8> {
     if args.probe {
         return probe_cmd(config, args.json);
     }
-    let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
+    let report = crate::state::NodesReport::read(config);
     emit(args.json, &report, report::human::nodes)?;
     Ok(exit::OK)
 }
@@ -206,7 +207,7 @@ fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
     let probes = runtime.block_on(crate::exec::probe::probe_all(config));
-    let report = nodes::report(config, &crate::state::NodeStates::load(), route::local_load());
+    let report = crate::state::NodesReport::read(config);
     emit(json, &report, report::human::nodes)?;
     Ok(if probes.iter().all(|p| p.answered) { exit::OK } else { exit::FAILED })
 }
@@ -310,8 +311,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     } else if args.json {
         process::run(&options, config, &mut crate::tasks::NullReporter)
     } else {
-        // SAFETY: isatty only inspects the descriptor.
-        let live = unsafe { libc::isatty(2) } == 1;
+        let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let mut human = report::process_human::ProcessHuman::new(std::io::stdout(), live);
         process::run(&options, config, &mut human)
     };
@@ -339,4 +339,15 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     } else {
         exit::INCOMPLETE
     })
+}
+
+fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
+    let report = crate::commands::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
+    emit(args.json, &report, report::human::clean)?;
+    if !args.json {
+        for node in report.nodes.iter().filter(|n| n.error.is_some()) {
+            eprintln!("distex: {}: {}", node.node, node.error.as_deref().unwrap_or_default());
+        }
+    }
+    Ok(if report.complete() { exit::OK } else { exit::FAILED })
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::Cli;
+pub(crate) use args::Cli;
 
 use crate::error::exit;
 

@@ -8,19 +8,19 @@ use std::io::{BufRead, Write};
 
 use serde_json::Value;
 
-use super::{nodes, route};
+use super::route;
 use crate::config::Config;
 use crate::protocol::{OPS, Request, RequestLine, Response, ResponseLine};
 
 /// Counts of what was served.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Served {
-    pub ok: usize,
-    pub failed: usize,
+pub(crate) struct Served {
+    pub(crate) ok: usize,
+    pub(crate) failed: usize,
 }
 
 /// Reads requests from `input` until EOF, writing one response line each.
-pub fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
+pub(crate) fn serve(config: &Config, input: impl BufRead, mut output: impl Write) -> std::io::Result<Served> {
     let mut served = Served::default();
     for (index, line) in input.lines().enumerate() {
         let line = match line {
@@ -54,7 +54,7 @@ fn write_line(output: &mut impl Write, response: &ResponseLine) -> std::io::Resu
 }
 
 /// Answers one request line (`number` is 1-based, for messages).
-pub fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
+pub(crate) fn answer(config: &Config, line: &str, number: usize) -> ResponseLine {
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return ResponseLine::error(None, "parse_error", format!("line {number}: not JSON: {e}")),
@@ -88,12 +88,10 @@ fn execute(config: &Config, request: Request) -> Result<Response, (&'static str,
     match request {
         Request::Route(r) => {
             route::check_assumed(config, &r.assume_load).map_err(|m| ("usage", m))?;
-            let facts = route::facts(r.assume_load);
-            Ok(Response::Route(route::route(config, &r.command, &facts)))
+            let facts = crate::state::LoadFacts::read(r.assume_load);
+            Ok(Response::Route(crate::route::decide_line(config, &r.command, &facts)))
         }
-        Request::Nodes(_) => {
-            Ok(Response::Nodes(nodes::report(config, &crate::state::NodeStates::load(), route::local_load())))
-        }
+        Request::Nodes(_) => Ok(Response::Nodes(crate::state::NodesReport::read(config))),
         Request::Plan(r) => {
             super::parallel::make_plan(&r.tasks).map(Response::Plan).map_err(|e| (e.code(), e.to_string()))
         }

@@ -4,8 +4,8 @@
 //! protocol (`distex json`) calls the same functions, so both front ends
 //! always agree.
 
-pub mod json;
-pub mod nodes;
-pub mod parallel;
-pub mod route;
-pub mod run;
+pub(crate) mod clean;
+pub(crate) mod json;
+pub(crate) mod parallel;
+pub(crate) mod route;
+pub(crate) mod run;

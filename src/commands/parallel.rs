@@ -10,7 +10,7 @@ use crate::tasks::plan::{self, Plan, TaskSpec};
 use crate::tasks::scheduler::{self, ParallelOptions, ParallelReport};
 
 /// Tasks from command-line words: one command each, ids `1`, `2`, ...
-pub fn specs_from_commands(commands: &[String]) -> Vec<TaskSpec> {
+pub(crate) fn specs_from_commands(commands: &[String]) -> Vec<TaskSpec> {
     commands
         .iter()
         .enumerate()
@@ -19,7 +19,7 @@ pub fn specs_from_commands(commands: &[String]) -> Vec<TaskSpec> {
 }
 
 /// Plans `specs`, or explains what is wrong with them.
-pub fn make_plan(specs: &[TaskSpec]) -> Result<Plan> {
+pub(crate) fn make_plan(specs: &[TaskSpec]) -> Result<Plan> {
     if specs.is_empty() {
         return Err(Error::Usage("no tasks: give commands after -- (one quoted command per argument)".into()));
     }
@@ -27,7 +27,7 @@ pub fn make_plan(specs: &[TaskSpec]) -> Result<Plan> {
 }
 
 /// Checks `--nodes` against the configuration.
-pub fn check_nodes(config: &Config, nodes: &[String]) -> Result<()> {
+pub(crate) fn check_nodes(config: &Config, nodes: &[String]) -> Result<()> {
     for n in nodes {
         if n != "local" && config.node(n).is_none() {
             let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -38,7 +38,7 @@ pub fn check_nodes(config: &Config, nodes: &[String]) -> Result<()> {
 }
 
 /// Runs the plan, reporting events to `reporter`; Ctrl-C stops it.
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     plan: &Plan,
     opts: &ParallelOptions,

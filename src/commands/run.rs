@@ -11,18 +11,18 @@ use crate::exec::sync::check_return_path;
 
 /// The options of one `distex run`.
 #[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    pub command: String,
-    pub node: Option<String>,
-    pub timeout: Option<Duration>,
-    pub sync: Option<bool>,
-    pub returns: Vec<String>,
+pub(crate) struct RunOptions {
+    pub(crate) command: String,
+    pub(crate) node: Option<String>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) sync: Option<bool>,
+    pub(crate) returns: Vec<String>,
     /// Capture output for a JSON record instead of streaming it.
-    pub capture: bool,
+    pub(crate) capture: bool,
 }
 
 /// Checks the options against the configuration before anything runs.
-pub fn validate(config: &Config, opts: &RunOptions) -> Result<()> {
+pub(crate) fn validate(config: &Config, opts: &RunOptions) -> Result<()> {
     if let Some(node) = opts.node.as_deref().filter(|n| *n != "local")
         && config.node(node).is_none()
     {
@@ -46,20 +46,19 @@ pub fn validate(config: &Config, opts: &RunOptions) -> Result<()> {
 /// Runs the command and returns its result record. Output is streamed to
 /// our stdout/stderr unless `opts.capture`; failovers are reported to
 /// `on_failover` as they happen.
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     opts: &RunOptions,
     on_failover: &mut dyn FnMut(&Attempt, Option<&str>),
 ) -> Result<RunResult> {
     validate(config, opts)?;
-    let decision = super::route::route(config, &opts.command, &super::route::facts(Default::default()));
+    let decision = crate::route::decide_line(config, &opts.command, &crate::state::LoadFacts::read(Default::default()));
     let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
     let spec = RunSpec {
         command: opts.command.clone(),
         cwd,
         sync: opts.sync,
         returns: opts.returns.clone(),
-        run_id: run::run_id(),
         synced_nodes: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -116,7 +115,7 @@ pub(crate) async fn stop_signal() {
 }
 
 /// Parses `--timeout`: seconds (`30`, `1.5`) or with a unit (`500ms`, `2m`, `1h`).
-pub fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)

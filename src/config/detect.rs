@@ -4,33 +4,25 @@ use super::model::Os;
 
 /// Facts about this machine used to fill in `[local]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Detected {
-    pub hostname: String,
-    pub os: Os,
-    pub cores: u32,
+pub(crate) struct Detected {
+    pub(crate) hostname: String,
+    pub(crate) os: Os,
+    pub(crate) cores: u32,
 }
 
 impl Detected {
-    pub fn probe() -> Self {
+    pub(crate) fn probe() -> Self {
         Detected { hostname: hostname(), os: Os::current().unwrap_or(Os::Linux), cores: cores() }
     }
 }
 
 /// Number of CPUs this process may use.
-pub fn cores() -> u32 {
+pub(crate) fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // on success (we also cap at the buffer's end).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "local".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]);
+    let Some(name) = crate::sys_core::hostname() else { return "local".to_string() };
     let short = name.split('.').next().unwrap_or("");
     if short.is_empty() { "local".to_string() } else { short.to_string() }
 }

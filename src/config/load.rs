@@ -17,11 +17,11 @@ use crate::error::{Error, Result};
 
 const BUILTIN_RULES: &str = include_str!("builtin_rules.toml");
 /// The commented starter file written by `distex config init`.
-pub const STARTER: &str = include_str!("starter.toml");
+pub(crate) const STARTER: &str = include_str!("starter.toml");
 
 /// Where the configuration file was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     Flag(PathBuf),
     Env(PathBuf),
     UserDir(PathBuf),
@@ -29,7 +29,7 @@ pub enum Location {
 }
 
 impl Location {
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         match self {
             Location::Flag(p) | Location::Env(p) | Location::UserDir(p) => Some(p),
             Location::Embedded => None,
@@ -38,7 +38,7 @@ impl Location {
 }
 
 /// The per-user config path: `$XDG_CONFIG_HOME/distex/cluster.toml` or `~/.config/...`.
-pub fn user_config_path() -> Option<PathBuf> {
+pub(crate) fn user_config_path() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
@@ -47,7 +47,7 @@ pub fn user_config_path() -> Option<PathBuf> {
 }
 
 /// Decides which file to read, following the documented lookup order.
-pub fn locate(flag: Option<&Path>) -> Location {
+pub(crate) fn locate(flag: Option<&Path>) -> Location {
     if let Some(path) = flag {
         return Location::Flag(path.to_path_buf());
     }
@@ -61,7 +61,7 @@ pub fn locate(flag: Option<&Path>) -> Location {
 }
 
 /// Loads the effective configuration.
-pub fn load(flag: Option<&Path>) -> Result<Config> {
+pub(crate) fn load(flag: Option<&Path>) -> Result<Config> {
     let location = locate(flag);
     let detected = Detected::probe();
     let Some(path) = location.path() else {
@@ -73,7 +73,7 @@ pub fn load(flag: Option<&Path>) -> Result<Config> {
 }
 
 /// Parses and validates configuration text. `file` names it in errors.
-pub fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Result<Config> {
+pub(crate) fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Result<Config> {
     let label = file.map_or_else(|| "<embedded default>".to_string(), |p| p.display().to_string());
     let raw: ClusterFile = deserialize(text, &label)?;
     let builtin: ClusterFile = deserialize(BUILTIN_RULES, "<built-in rules>")?;
@@ -186,7 +186,7 @@ fn check_slots_speed(slots: u32, speed: f64, key: &str, offset: usize, ctx: &Ctx
 
 /// Node names end up in file names (cache, control sockets) and in the hook's
 /// rewritten command, so they are kept to a safe alphabet.
-pub fn valid_node_name(name: &str) -> bool {
+pub(crate) fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name != "local"

@@ -6,7 +6,11 @@ mod file;
 mod load;
 mod model;
 
-pub use detect::{Detected, cores};
-pub use file::ClusterFile;
-pub use load::{Location, STARTER, load, locate, parse, user_config_path, valid_node_name};
-pub use model::*;
+#[cfg(test)]
+pub(crate) use detect::Detected;
+pub(crate) use detect::cores;
+pub(crate) use file::ClusterFile;
+#[cfg(test)]
+pub(crate) use load::parse;
+pub(crate) use load::{STARTER, load, user_config_path};
+pub(crate) use model::*;

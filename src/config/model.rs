@@ -1,5 +1,5 @@
 //! The effective cluster configuration: plain data, validated, with defaults
-//! filled in. Produced by [`super::load`]; read by everything else.
+//! filled in. Produced by [`super::load()`]; read by everything else.
 
 use std::path::PathBuf;
 
@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 /// An operating system a node runs. Rules can require one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Os {
+pub(crate) enum Os {
     Linux,
     Macos,
 }
 
 impl Os {
     /// The OS distex itself was compiled for (None on anything else).
-    pub fn current() -> Option<Os> {
+    pub(crate) fn current() -> Option<Os> {
         if cfg!(target_os = "linux") {
             Some(Os::Linux)
         } else if cfg!(target_os = "macos") {
@@ -26,7 +26,7 @@ impl Os {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Os::Linux => "linux",
             Os::Macos => "macos",
@@ -37,7 +37,7 @@ impl Os {
 /// How strictly a node's SSH host key is checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
-pub enum HostKeyChecking {
+pub(crate) enum HostKeyChecking {
     /// The key must already be in known_hosts (the default).
     #[default]
     Strict,
@@ -48,32 +48,26 @@ pub enum HostKeyChecking {
 /// What a rule (or a user) requires of the machine a command runs on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Requirement {
+pub(crate) struct Requirement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub os: Option<Os>,
+    pub(crate) os: Option<Os>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub features: Vec<String>,
+    pub(crate) features: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-}
-
-impl Requirement {
-    pub fn is_empty(&self) -> bool {
-        self.os.is_none() && self.features.is_empty() && self.roles.is_empty()
-    }
+    pub(crate) roles: Vec<String>,
 }
 
 /// What a machine offers; shared by the local machine and remote nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Capabilities {
-    pub os: Os,
-    pub features: Vec<String>,
-    pub roles: Vec<String>,
+pub(crate) struct Capabilities {
+    pub(crate) os: Os,
+    pub(crate) features: Vec<String>,
+    pub(crate) roles: Vec<String>,
 }
 
 impl Capabilities {
     /// True when this machine meets every part of `req`.
-    pub fn satisfies(&self, req: &Requirement) -> bool {
+    pub(crate) fn satisfies(&self, req: &Requirement) -> bool {
         req.os.is_none_or(|os| os == self.os)
             && req.features.iter().all(|f| self.features.contains(f))
             && req.roles.iter().all(|r| self.roles.contains(r))
@@ -82,19 +76,19 @@ impl Capabilities {
 
 /// The machine distex runs on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct LocalNode {
-    pub name: String,
+pub(crate) struct LocalNode {
+    pub(crate) name: String,
     #[serde(flatten)]
-    pub caps: Capabilities,
+    pub(crate) caps: Capabilities,
     /// Concurrent jobs this machine takes (default: its cores).
-    pub slots: u32,
-    pub speed: f64,
+    pub(crate) slots: u32,
+    pub(crate) speed: f64,
 }
 
 /// How distex reaches a node and runs commands there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     /// A machine reached over SSH (the default).
     #[default]
     Ssh,
@@ -105,106 +99,106 @@ pub enum NodeKind {
 
 /// What a Slurm node submits with (`kind = "slurm"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct SlurmSettings {
+pub(crate) struct SlurmSettings {
     /// The partition every job goes to (`--partition`).
-    pub partition: String,
+    pub(crate) partition: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub(crate) account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qos: Option<String>,
+    pub(crate) qos: Option<String>,
     /// Slurm's own time limit (`--time`); distex enforces `--timeout` itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_limit: Option<String>,
+    pub(crate) time_limit: Option<String>,
     /// More options given to every job (`srun` and `sbatch` alike).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sbatch_args: Vec<String>,
+    pub(crate) sbatch_args: Vec<String>,
 }
 
 /// A remote machine reachable over SSH, or a Slurm partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Node {
-    pub name: String,
+pub(crate) struct Node {
+    pub(crate) name: String,
     /// An ssh destination (host name, address or ~/.ssh/config alias). For
     /// a Slurm node: its login node, or empty when Slurm's commands run on
     /// this machine.
-    pub host: String,
+    pub(crate) host: String,
     /// Set for `kind = "slurm"`: the node is a partition of a Slurm cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm: Option<SlurmSettings>,
+    pub(crate) slurm: Option<SlurmSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity_file: Option<PathBuf>,
+    pub(crate) identity_file: Option<PathBuf>,
     /// Extra ssh_config file for this node (tests, unusual setups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_config: Option<PathBuf>,
+    pub(crate) ssh_config: Option<PathBuf>,
     /// known_hosts file to check this node's key against (default: the user's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_hosts: Option<PathBuf>,
+    pub(crate) known_hosts: Option<PathBuf>,
     #[serde(flatten)]
-    pub caps: Capabilities,
+    pub(crate) caps: Capabilities,
     /// Concurrent jobs the node takes.
-    pub slots: u32,
+    pub(crate) slots: u32,
     /// Relative speed (Nix's speed factor): higher is preferred at equal load.
-    pub speed: f64,
+    pub(crate) speed: f64,
     /// Name used in announcements ("Mac Pro"); defaults to `name`.
-    pub label: String,
+    pub(crate) label: String,
     /// Directory on the node under which project mirrors live.
-    pub workdir: String,
-    pub host_key_checking: HostKeyChecking,
+    pub(crate) workdir: String,
+    pub(crate) host_key_checking: HostKeyChecking,
     /// Seconds to wait for the SSH connection before calling the node down.
-    pub connect_timeout: u64,
+    pub(crate) connect_timeout: u64,
     /// The distex binary on the node (a path, or a name looked up in the
     /// node's PATH): `distex process --nodes` runs it as the built-in
     /// summary's worker.
-    pub distex: String,
+    pub(crate) distex: String,
 }
 
 /// A routing rule: commands it matches and what they require.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Rule {
-    pub name: String,
+pub(crate) struct Rule {
+    pub(crate) name: String,
     /// Command patterns: a program name, optionally followed by subcommand
     /// words (`"cargo build"`, `"python -m pytest"`).
-    pub commands: Vec<String>,
-    pub requires: Requirement,
+    pub(crate) commands: Vec<String>,
+    pub(crate) requires: Requirement,
     /// Announcement template; `{node}`, `{matched}`, `{Matched}`, `{command}`.
-    pub announce: String,
+    pub(crate) announce: String,
     /// Whether matching commands need the project synced to the node.
-    pub sync: bool,
+    pub(crate) sync: bool,
     /// Paths (relative to the project) brought back after the command runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub returns: Vec<String>,
+    pub(crate) returns: Vec<String>,
     /// Where the rule came from: "built-in" or "FILE:LINE".
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Thresholds and lifetimes used by the router.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RoutingSettings {
+pub(crate) struct RoutingSettings {
     /// The local machine is overloaded when 1-minute load / cores exceeds this.
-    pub overload_threshold: f64,
+    pub(crate) overload_threshold: f64,
     /// Seconds a node that failed to answer is skipped before being tried again.
-    pub unhealthy_for: u64,
+    pub(crate) unhealthy_for: u64,
     /// Cached loads older than this many seconds are treated as unknown.
-    pub load_max_age: u64,
+    pub(crate) load_max_age: u64,
 }
 
 /// Spoken announcements.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct AnnounceSettings {
-    pub speak: bool,
+pub(crate) struct AnnounceSettings {
+    pub(crate) speak: bool,
     /// A TTS program to use instead of the platform's (`say`, `espeak-ng`, `spd-say`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
+    pub(crate) command: Option<String>,
 }
 
 /// What the Claude Code PreToolUse hook does with a command that should be distributed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum HookMode {
+pub(crate) enum HookMode {
     /// Rewrite the command to `distex run --node N -- ...` (the default).
     #[default]
     Rewrite,
@@ -215,55 +209,55 @@ pub enum HookMode {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct HookSettings {
-    pub mode: HookMode,
+pub(crate) struct HookSettings {
+    pub(crate) mode: HookMode,
     /// Auto-approve rewritten commands (`permissionDecision: "allow"`). Off by
     /// default: it bypasses Claude Code's own permission rules.
-    pub auto_approve: bool,
+    pub(crate) auto_approve: bool,
 }
 
 /// The whole effective configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Config {
-    pub local: LocalNode,
-    pub nodes: Vec<Node>,
-    pub rules: Vec<Rule>,
-    pub routing: RoutingSettings,
-    pub announce: AnnounceSettings,
-    pub hook: HookSettings,
+pub(crate) struct Config {
+    pub(crate) local: LocalNode,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) routing: RoutingSettings,
+    pub(crate) announce: AnnounceSettings,
+    pub(crate) hook: HookSettings,
     /// Where each part came from: `"local.os" -> "detected"`, `"node.macpro51" -> "FILE:8"`.
-    pub sources: Vec<Source>,
+    pub(crate) sources: Vec<Source>,
     /// The file that was loaded, if any (None: the embedded default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
 }
 
 /// One provenance entry of [`Config::sources`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Source {
-    pub key: String,
-    pub from: String,
+pub(crate) struct Source {
+    pub(crate) key: String,
+    pub(crate) from: String,
 }
 
 impl Node {
     /// How distex reaches this node.
-    pub fn kind(&self) -> NodeKind {
+    pub(crate) fn kind(&self) -> NodeKind {
         if self.slurm.is_some() { NodeKind::Slurm } else { NodeKind::Ssh }
     }
 
     /// The host to reach over SSH: always for an SSH node; the login node,
     /// if any, for a Slurm node (None: this machine).
-    pub fn ssh_host(&self) -> Option<&str> {
+    pub(crate) fn ssh_host(&self) -> Option<&str> {
         (!self.host.is_empty()).then_some(self.host.as_str())
     }
 }
 
 impl Config {
-    pub fn node(&self, name: &str) -> Option<&Node> {
+    pub(crate) fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    pub fn rule(&self, name: &str) -> Option<&Rule> {
+    pub(crate) fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.name == name)
     }
 }

@@ -11,13 +11,13 @@ use std::process::Stdio;
 
 use tokio::io::AsyncReadExt;
 
-use super::output::OutputSink;
+use super::output::{OutputSink, Stream};
 use super::remote::Stop;
-use crate::tasks::Stream;
+use crate::sys_core::{GroupSignal, group_alive, signal_group};
 
 /// How a local run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalOutcome {
+pub(crate) enum LocalOutcome {
     Exited(i32),
     Signaled(i32),
     Stopped(Stop),
@@ -26,14 +26,14 @@ pub enum LocalOutcome {
 }
 
 /// The user's shell (`$SHELL`), else `/bin/sh`.
-pub fn user_shell() -> String {
+pub(crate) fn user_shell() -> String {
     std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())
 }
 
 /// Runs `command` in `cwd`. With `inherit`, the child writes straight to
 /// our terminal (colours and progress bars keep working) and `sink` sees
 /// nothing; otherwise output goes through `sink`.
-pub async fn run(
+pub(crate) async fn run(
     command: &str,
     cwd: &Path,
     inherit: bool,
@@ -103,15 +103,12 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &
 
 /// SIGTERM to the group, up to 2 s of grace, then SIGKILL.
 async fn kill_group(pgid: i32) {
-    // SAFETY: kill(2) on the process group we created.
-    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    signal_group(pgid, GroupSignal::Terminate);
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        // SAFETY: signal 0 only checks existence.
-        if unsafe { libc::kill(-pgid, 0) } != 0 {
+        if !group_alive(pgid) {
             return;
         }
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    signal_group(pgid, GroupSignal::Kill);
 }

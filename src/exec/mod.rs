@@ -10,14 +10,14 @@
 //! * [`run`] ties them together with failover and health recording;
 //! * [`probe`] measures node loads for `distex nodes --probe`.
 
-pub mod local;
-pub mod node;
-pub mod output;
-pub mod probe;
-pub mod remote;
-pub mod run;
-pub mod slurm;
-pub mod ssh;
-pub mod sync;
+pub(crate) mod local;
+pub(crate) mod node;
+pub(crate) mod output;
+pub(crate) mod probe;
+pub(crate) mod remote;
+pub(crate) mod run;
+pub(crate) mod slurm;
+pub(crate) mod ssh;
+pub(crate) mod sync;
 
-pub use run::{RunResult, RunSpec, RunStatus, Stopper, Target, execute, failover_order};
+pub(crate) use run::RunStatus;

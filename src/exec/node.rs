@@ -15,7 +15,7 @@ use crate::config::{Config, Node, NodeKind};
 
 /// Runs the command on `node` with its backend; `Err` is a transport
 /// failure (the command did not run there; another target may take it).
-pub async fn attempt(
+pub(crate) async fn attempt(
     config: &Config,
     node: &Node,
     spec: &RunSpec,
@@ -31,7 +31,7 @@ pub async fn attempt(
 }
 
 /// Measures the node's load for `distex nodes --probe`.
-pub async fn probe(node: &Node) -> ProbeResult {
+pub(crate) async fn probe(node: &Node) -> ProbeResult {
     match node.kind() {
         NodeKind::Ssh => probe::probe_one(node).await,
         NodeKind::Slurm => slurm::probe(node).await,

@@ -9,36 +9,42 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::tasks::Stream;
+/// Which output stream a chunk or line of a command's output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
 
 /// How much of each stream a result keeps (the tail: where errors are).
-pub const CAPTURE_LIMIT: usize = 64 * 1024;
+pub(crate) const CAPTURE_LIMIT: usize = 64 * 1024;
 
 /// The last [`CAPTURE_LIMIT`] bytes of a stream, and how much there was.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Capture {
+pub(crate) struct Capture {
     /// The kept text (lossy UTF-8).
-    pub text: String,
+    pub(crate) text: String,
     /// Bytes the command wrote on this stream in total.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// True when `text` holds only the end of the output.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// Bounded tail buffer behind a [`Capture`].
 #[derive(Debug, Default)]
-pub struct Tail {
+pub(crate) struct Tail {
     buf: Vec<u8>,
     total: u64,
     limit: usize,
 }
 
 impl Tail {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Tail { buf: Vec::new(), total: 0, limit }
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.total += bytes.len() as u64;
         self.buf.extend_from_slice(bytes);
         if self.buf.len() > self.limit {
@@ -47,7 +53,7 @@ impl Tail {
         }
     }
 
-    pub fn capture(&self) -> Capture {
+    pub(crate) fn capture(&self) -> Capture {
         Capture {
             text: String::from_utf8_lossy(&self.buf).into_owned(),
             bytes: self.total,
@@ -57,7 +63,7 @@ impl Tail {
 }
 
 /// Receives a command's output as it arrives.
-pub trait OutputSink: Send {
+pub(crate) trait OutputSink: Send {
     fn chunk(&mut self, stream: Stream, bytes: &[u8]);
     /// The command ended: flush partial lines.
     fn finish(&mut self) {}
@@ -71,14 +77,14 @@ pub trait OutputSink: Send {
 
 /// Keeps bounded captures of both streams; optionally echoes them to this
 /// process's own stdout/stderr as they arrive.
-pub struct CaptureSink {
-    pub stdout: Tail,
-    pub stderr: Tail,
-    pub echo: bool,
+pub(crate) struct CaptureSink {
+    pub(crate) stdout: Tail,
+    pub(crate) stderr: Tail,
+    pub(crate) echo: bool,
 }
 
 impl CaptureSink {
-    pub fn new(echo: bool) -> Self {
+    pub(crate) fn new(echo: bool) -> Self {
         CaptureSink { stdout: Tail::new(CAPTURE_LIMIT), stderr: Tail::new(CAPTURE_LIMIT), echo }
     }
 }
@@ -107,13 +113,13 @@ impl OutputSink for CaptureSink {
 
 /// Splits chunks into complete lines (for prefixing); keeps the rest.
 #[derive(Debug, Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     pending: Vec<u8>,
 }
 
 impl LineSplitter {
     /// Feeds bytes; returns the complete lines (without newline).
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
         self.pending.extend_from_slice(bytes);
         let mut lines = Vec::new();
         while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
@@ -124,7 +130,7 @@ impl LineSplitter {
     }
 
     /// The unterminated last line, if any.
-    pub fn rest(&mut self) -> Option<String> {
+    pub(crate) fn rest(&mut self) -> Option<String> {
         (!self.pending.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned())
     }
 }

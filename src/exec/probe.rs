@@ -13,26 +13,26 @@ use crate::state::NodeStates;
 
 /// Prints the 1-minute load and the CPU count, one per line: Linux reads
 /// /proc/loadavg and nproc, macOS asks sysctl.
-pub const LOAD_SCRIPT: &str = "if [ -r /proc/loadavg ]; then read l rest < /proc/loadavg; echo \"$l\"; \
+pub(crate) const LOAD_SCRIPT: &str = "if [ -r /proc/loadavg ]; then read l rest < /proc/loadavg; echo \"$l\"; \
 nproc 2>/dev/null || getconf _NPROCESSORS_ONLN; else sysctl -n vm.loadavg | tr -d '{}' | awk '{print $1}'; \
 sysctl -n hw.ncpu; fi";
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ProbeResult {
-    pub node: String,
-    pub answered: bool,
+pub(crate) struct ProbeResult {
+    pub(crate) node: String,
+    pub(crate) answered: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load1: Option<f64>,
+    pub(crate) load1: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub elapsed_ms: u64,
+    pub(crate) error: Option<String>,
+    pub(crate) elapsed_ms: u64,
 }
 
 /// Parses the two lines [`LOAD_SCRIPT`] prints.
-pub fn parse_load(text: &str) -> Option<(f64, u32)> {
+pub(crate) fn parse_load(text: &str) -> Option<(f64, u32)> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let load = lines.next()?.parse::<f64>().ok().filter(|l| l.is_finite() && *l >= 0.0)?;
     let cores = lines.next()?.parse::<u32>().ok().filter(|c| *c > 0)?;
@@ -40,7 +40,7 @@ pub fn parse_load(text: &str) -> Option<(f64, u32)> {
 }
 
 /// Probes every node concurrently and records the results.
-pub async fn probe_all(config: &Config) -> Vec<ProbeResult> {
+pub(crate) async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     let mut set = tokio::task::JoinSet::new();
     for (i, node) in config.nodes.iter().enumerate() {
         let node = node.clone();
@@ -59,7 +59,7 @@ pub async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     results
 }
 
-pub async fn probe_one(node: &Node) -> ProbeResult {
+pub(crate) async fn probe_one(node: &Node) -> ProbeResult {
     let started = std::time::Instant::now();
     let limit = Duration::from_secs(node.connect_timeout + 3);
     let outcome = tokio::time::timeout(limit, async {

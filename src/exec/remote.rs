@@ -3,7 +3,7 @@
 //! sshd runs every command string with the node user's login shell, in a
 //! new session (setsid), so that shell is the leader of a process group
 //! holding everything the command starts. The string distex sends (built by
-//! [`wrapper`], every piece of data single-quoted, never interpolated) is a
+//! [`wrapper`], every piece of data quoted by [`sh_quote`], never interpolated) is a
 //! short POSIX script, interpreted by that login shell itself (no extra
 //! shell is started: one shell startup per command, as with plain `ssh
 //! host cmd`). It:
@@ -26,20 +26,19 @@ use std::time::Duration;
 use openssh::Stdio;
 use tokio::io::AsyncReadExt;
 
-use super::output::OutputSink;
+use super::output::{OutputSink, Stream};
 use super::ssh::Master;
-use crate::tasks::Stream;
 
 /// Why distex stopped a command itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     Timeout,
     Interrupted,
 }
 
 /// How a remote run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteOutcome {
+pub(crate) enum RemoteOutcome {
     /// The command ran and exited with this status (128+N for a signal).
     Exited(i32),
     /// distex stopped it (its process group was killed on the node).
@@ -50,20 +49,30 @@ pub enum RemoteOutcome {
 
 const PREFIX: &[u8] = b"\x1e\x1fdistex-";
 
-/// Quotes `s` for POSIX sh: `'...'`, with `'` written as `'\''`.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+/// Quotes `word` for a POSIX shell so that it stays exactly one word with
+/// nothing expanded: wrap it in single quotes (inside which nothing is
+/// special) and write each single quote as `'\''` (close, escaped quote,
+/// reopen). Plain words such as node names are left bare for readability.
+/// This is distex's one shell-quoting function: everything it puts into a
+/// shell command line (here, in rsync's arguments, in the hook's rewrite,
+/// in remote workers' arguments) goes through it.
+pub(crate) fn sh_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    if plain {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// The remote command line that runs `command` in `dir` (relative paths
 /// are relative to the remote home).
-pub fn wrapper(command: &str, dir: &str) -> String {
+pub(crate) fn wrapper(command: &str, dir: &str) -> String {
     format!("cd || exit 125\n{}", marked_script(command, dir))
 }
 
 /// The part of [`wrapper`] that runs anywhere (a Slurm step uses it as
 /// is): announce the pid, `cd` into `dir`, run, report the exit status.
-pub fn marked_script(command: &str, dir: &str) -> String {
+pub(crate) fn marked_script(command: &str, dir: &str) -> String {
     format!(
         "printf '\\036\\037distex-pid %d\\n' \"$$\" >&2\n\
          cd -- {dir} || {{ printf '\\036\\037distex-exit 125\\n' >&2; exit 125; }}\n\
@@ -78,7 +87,7 @@ pub fn marked_script(command: &str, dir: &str) -> String {
 
 /// The remote command line that kills process group `pgid`: SIGTERM, up
 /// to 2 s of grace, then SIGKILL.
-pub fn kill_script(pgid: u32) -> String {
+pub(crate) fn kill_script(pgid: u32) -> String {
     format!(
         "kill -TERM -{pgid} 2>/dev/null; i=0; \
          while kill -0 -{pgid} 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; \
@@ -89,17 +98,17 @@ pub fn kill_script(pgid: u32) -> String {
 /// Finds and removes distex's markers in a stderr stream, passing every
 /// other byte through unchanged (also across chunk boundaries).
 #[derive(Debug, Default)]
-pub struct Markers {
+pub(crate) struct Markers {
     held: Vec<u8>,
     /// The remote process group, once announced.
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// The command's exit status, once reported.
-    pub status: Option<i32>,
+    pub(crate) status: Option<i32>,
 }
 
 impl Markers {
     /// Feeds a chunk; returns the bytes to show the user.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.held.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
@@ -132,7 +141,7 @@ impl Markers {
     }
 
     /// The stream ended: whatever is still held is ordinary output.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.held)
     }
 }
@@ -140,7 +149,7 @@ impl Markers {
 /// Runs `command` in `dir` on the master's node, streaming output to
 /// `sink`, until it exits or `stop` resolves (then its process group on the
 /// node is killed).
-pub async fn run(
+pub(crate) async fn run(
     master: &Master,
     command: &str,
     dir: &str,
@@ -210,7 +219,7 @@ pub async fn run(
 }
 
 /// Kills process group `pgid` on the node.
-pub async fn kill_remote(master: &Master, pgid: u32) {
+pub(crate) async fn kill_remote(master: &Master, pgid: u32) {
     let mut cmd = master.session().raw_command(kill_script(pgid));
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
@@ -224,6 +233,18 @@ mod tests {
     fn quoting_survives_single_quotes() {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(word)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", sh_quote(word));
+        }
     }
 
     #[test]

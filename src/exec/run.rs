@@ -27,13 +27,13 @@ use crate::state::NodeStates;
 
 /// Where an attempt runs.
 #[derive(Debug, Clone, Copy)]
-pub enum Target<'c> {
+pub(crate) enum Target<'c> {
     Local,
     Remote(&'c Node),
 }
 
 impl Target<'_> {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Target::Local => "local",
             Target::Remote(n) => &n.name,
@@ -43,28 +43,26 @@ impl Target<'_> {
 
 /// What to run and how.
 #[derive(Debug, Clone)]
-pub struct RunSpec {
-    pub command: String,
+pub(crate) struct RunSpec {
+    pub(crate) command: String,
     /// The local directory the command belongs to.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     /// Sync the project first (None: the rule's default).
-    pub sync: Option<bool>,
+    pub(crate) sync: Option<bool>,
     /// Paths to bring back, relative to `cwd` (added to the rule's).
-    pub returns: Vec<String>,
-    /// A unique id for this run (for logs and events).
-    pub run_id: String,
+    pub(crate) returns: Vec<String>,
     /// Nodes already synced by this distex process (`distex parallel`
     /// syncs each node once, not once per task).
-    pub synced_nodes: Option<SyncedNodes>,
+    pub(crate) synced_nodes: Option<SyncedNodes>,
 }
 
 /// Shared record of the nodes a multi-task run has synced.
-pub type SyncedNodes = std::sync::Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>;
+pub(crate) type SyncedNodes = std::sync::Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>;
 
 /// How the command ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RunStatus {
+pub(crate) enum RunStatus {
     /// It ran and exited with `code` (remote: 128+N when killed by signal N).
     Exited { code: i32 },
     /// It was killed by a signal (local runs only).
@@ -79,7 +77,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// The status distex exits with.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             RunStatus::Exited { code } => (*code).clamp(0, 255) as u8,
             RunStatus::Signaled { signal } => (128 + *signal).clamp(0, 255) as u8,
@@ -89,67 +87,67 @@ impl RunStatus {
         }
     }
 
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         matches!(self, RunStatus::Exited { code: 0 })
     }
 }
 
 /// One target that was tried and failed to carry the command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Attempt {
-    pub node: String,
-    pub error: String,
+pub(crate) struct Attempt {
+    pub(crate) node: String,
+    pub(crate) error: String,
 }
 
 /// Milliseconds spent in each phase.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Timings {
-    pub connect_ms: u64,
-    pub sync_ms: u64,
-    pub run_ms: u64,
-    pub return_ms: u64,
-    pub total_ms: u64,
+pub(crate) struct Timings {
+    pub(crate) connect_ms: u64,
+    pub(crate) sync_ms: u64,
+    pub(crate) run_ms: u64,
+    pub(crate) return_ms: u64,
+    pub(crate) total_ms: u64,
 }
 
 /// The result record of `distex run --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RunResult {
+pub(crate) struct RunResult {
     /// Where the command ran (`local` for this machine), or was last tried.
-    pub node: String,
+    pub(crate) node: String,
     /// Why that target: `forced` (--node), `failover`, or the routing reason.
-    pub why: String,
-    pub rule: Option<String>,
-    pub matched: Option<String>,
-    pub announcement: Option<String>,
-    pub status: RunStatus,
+    pub(crate) why: String,
+    pub(crate) rule: Option<String>,
+    pub(crate) matched: Option<String>,
+    pub(crate) announcement: Option<String>,
+    pub(crate) status: RunStatus,
     /// What distex exits with.
-    pub exit_code: u8,
+    pub(crate) exit_code: u8,
     /// Targets that failed before this one (transport failures).
-    pub failed_attempts: Vec<Attempt>,
+    pub(crate) failed_attempts: Vec<Attempt>,
     /// Whether the project was synced to the node.
-    pub synced: bool,
+    pub(crate) synced: bool,
     /// Paths brought back.
-    pub returned: Vec<String>,
-    pub timings: Timings,
-    pub stdout: Capture,
-    pub stderr: Capture,
-    pub warnings: Vec<String>,
+    pub(crate) returned: Vec<String>,
+    pub(crate) timings: Timings,
+    pub(crate) stdout: Capture,
+    pub(crate) stderr: Capture,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Something that says when to stop: the deadline (`--timeout`) or Ctrl-C.
 #[derive(Clone)]
-pub struct Stopper {
-    pub deadline: Option<tokio::time::Instant>,
-    pub cancel: tokio::sync::watch::Receiver<bool>,
+pub(crate) struct Stopper {
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    pub(crate) cancel: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Stopper {
-    pub fn new(timeout: Option<Duration>, cancel: tokio::sync::watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(timeout: Option<Duration>, cancel: tokio::sync::watch::Receiver<bool>) -> Self {
         Stopper { deadline: timeout.map(|t| tokio::time::Instant::now() + t), cancel }
     }
 
     /// Resolves when the run must stop.
-    pub fn wait(&self) -> impl Future<Output = Stop> + use<> {
+    pub(crate) fn wait(&self) -> impl Future<Output = Stop> + use<> {
         let deadline = self.deadline;
         let mut cancel = self.cancel.clone();
         async move {
@@ -178,14 +176,14 @@ impl Stopper {
 }
 
 /// The requirement of the rule that routed `decision`, if any.
-pub fn requirement<'c>(config: &'c Config, decision: &Decision) -> Option<&'c Requirement> {
+pub(crate) fn requirement<'c>(config: &'c Config, decision: &Decision) -> Option<&'c Requirement> {
     decision.rule.as_deref().and_then(|r| config.rule(r)).map(|r| &r.requires)
 }
 
 /// Targets in the order to try them: the forced or chosen node, the other
 /// eligible nodes that meet the requirement (best score first), then this
 /// machine if it meets the requirement.
-pub fn failover_order<'c>(config: &'c Config, decision: &Decision, forced: Option<&str>) -> Vec<Target<'c>> {
+pub(crate) fn failover_order<'c>(config: &'c Config, decision: &Decision, forced: Option<&str>) -> Vec<Target<'c>> {
     let req = requirement(config, decision).cloned().unwrap_or_default();
     if forced == Some("local") || (forced.is_none() && !decision.distribute) {
         return vec![Target::Local];
@@ -210,7 +208,12 @@ pub fn failover_order<'c>(config: &'c Config, decision: &Decision, forced: Optio
 /// Whether the project is synced, and what comes back, for this decision:
 /// the matched rule's defaults (a routed `overloaded` command syncs, since
 /// it may need the project), then `--sync`/`--no-sync` and `--return`.
-pub fn sync_plan(config: &Config, decision: &Decision, forced: Option<&str>, spec: &RunSpec) -> (bool, Vec<String>) {
+pub(crate) fn sync_plan(
+    config: &Config,
+    decision: &Decision,
+    forced: Option<&str>,
+    spec: &RunSpec,
+) -> (bool, Vec<String>) {
     let rule = decision.rule.as_deref().and_then(|r| config.rule(r));
     let default_sync = match rule {
         Some(r) => r.sync,
@@ -226,17 +229,17 @@ pub fn sync_plan(config: &Config, decision: &Decision, forced: Option<&str>, spe
 }
 
 /// The outcome of one attempt on one target.
-pub struct AttemptResult {
-    pub status: RunStatus,
-    pub synced: bool,
-    pub returned: Vec<String>,
-    pub warnings: Vec<String>,
-    pub timings: Timings,
+pub(crate) struct AttemptResult {
+    pub(crate) status: RunStatus,
+    pub(crate) synced: bool,
+    pub(crate) returned: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) timings: Timings,
 }
 
 /// Runs the command on one remote node. A transport failure comes back as
 /// `Err`, with the node's health recorded.
-pub async fn attempt_remote(
+pub(crate) async fn attempt_remote(
     config: &Config,
     node: &Node,
     spec: &RunSpec,
@@ -331,10 +334,10 @@ pub(crate) async fn push(master: &Master, project: &Project, workdir: &str) -> R
     let lock_path =
         master.control_socket().with_file_name(format!("sync-{:08x}.lock", ssh::fnv1a(mirror.as_bytes()) as u32));
     let lock = std::fs::File::create(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    // An exclusive advisory lock (flock on Unix), released when `lock` drops.
+    // As always, a lock that cannot be taken does not stop the push.
     let lock = tokio::task::spawn_blocking(move || {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a valid open descriptor; released when `lock` drops.
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        let _ = lock.lock();
         lock
     })
     .await
@@ -345,7 +348,7 @@ pub(crate) async fn push(master: &Master, project: &Project, workdir: &str) -> R
 }
 
 /// Runs the command here.
-pub async fn attempt_local(
+pub(crate) async fn attempt_local(
     spec: &RunSpec,
     inherit: bool,
     sink: &mut dyn OutputSink,
@@ -371,7 +374,7 @@ pub async fn attempt_local(
 
 /// Records that a node answered, unless the cache already says so (keeps
 /// the hot path free of a locked write per command).
-pub fn record_up(node: &str) {
+pub(crate) fn record_up(node: &str) {
     let known_up = NodeStates::load().get(node).is_some_and(|h| h.answered);
     if !known_up {
         let _ = NodeStates::record_answer(node, None);
@@ -390,7 +393,7 @@ fn ms(d: Duration) -> u64 {
 /// Runs `spec` where `decision` says (or on `forced`), failing over on
 /// transport errors. `inherit`: let a local command use our terminal.
 #[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
-pub async fn execute(
+pub(crate) async fn execute(
     config: &Config,
     decision: &Decision,
     forced: Option<&str>,
@@ -473,15 +476,10 @@ pub async fn execute(
 }
 
 /// A fresh id for one run: pid, time and a counter.
-pub fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{}-{nanos:x}-{n}", std::process::id())
-}
-
-/// `cwd` as an absolute path.
-pub fn current_dir() -> std::io::Result<PathBuf> {
-    std::env::current_dir()
 }

@@ -34,14 +34,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::output::OutputSink;
+use super::output::{OutputSink, Stream};
 use super::probe::ProbeResult;
 use super::remote::{Markers, Stop, marked_script, sh_quote};
 use super::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, Timings};
 use super::ssh::{self, Master, TransportError};
 use super::sync::{self, Project};
 use crate::config::{Config, Node, SlurmSettings};
-use crate::tasks::Stream;
 
 /// How long distex waits for a cancelled job to leave `squeue`.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
@@ -105,13 +104,13 @@ fn spawn_error(program: &str, e: &std::io::Error) -> String {
 }
 
 /// The Slurm job name of a run: how distex finds and cancels it.
-pub fn job_name(run_id: &str) -> String {
+pub(crate) fn job_name(run_id: &str) -> String {
     format!("distex-{run_id}")
 }
 
 /// The options every job of this node gets (partition, account, qos,
 /// time limit, the configured extra options).
-pub fn job_options(s: &SlurmSettings, job: &str) -> Vec<String> {
+pub(crate) fn job_options(s: &SlurmSettings, job: &str) -> Vec<String> {
     let mut args = vec![format!("--job-name={job}"), format!("--partition={}", s.partition)];
     let optional = [("--account", &s.account), ("--qos", &s.qos), ("--time", &s.time_limit)];
     args.extend(optional.iter().filter_map(|(flag, v)| v.as_ref().map(|v| format!("{flag}={v}"))));
@@ -120,7 +119,7 @@ pub fn job_options(s: &SlurmSettings, job: &str) -> Vec<String> {
 }
 
 /// `srun` running `command` as one task in `dir`.
-pub fn srun_args(s: &SlurmSettings, job: &str, dir: &str, command: &str, immediate: bool) -> Vec<String> {
+pub(crate) fn srun_args(s: &SlurmSettings, job: &str, dir: &str, command: &str, immediate: bool) -> Vec<String> {
     let mut args = vec!["srun".to_string()];
     args.extend(job_options(s, job));
     args.extend(["--nodes=1", "--ntasks=1"].map(String::from));
@@ -394,7 +393,7 @@ async fn cancel(submitter: &Submitter, job: &str) {
 /// the login node, mirror failed, Slurm refused the job) comes back as
 /// `Err`, with the node's health recorded; once the command started, its
 /// end is its status, never a transport error (it must not run twice).
-pub async fn attempt(
+pub(crate) async fn attempt(
     config: &Config,
     node: &Node,
     spec: &RunSpec,
@@ -423,7 +422,7 @@ pub async fn attempt(
     check_dir(&submitter, &dir).await.map_err(|e| down(node, e))?;
     timings.sync_ms = ms(t.elapsed());
     let t = Instant::now();
-    let job = job_name(&spec.run_id);
+    let job = job_name(&run::run_id());
     let stop = stopper.wait();
     tokio::pin!(stop);
     let mut immediate = true;
@@ -556,7 +555,7 @@ async fn lock_file(path: &Path) -> Result<std::fs::File, String> {
 
 /// [`sync::push_args`] for a mirror on this machine: the same selection
 /// of files, without the ssh transport.
-pub fn local_push_args(project: &Project, mirror: &Path) -> Vec<OsString> {
+pub(crate) fn local_push_args(project: &Project, mirror: &Path) -> Vec<OsString> {
     let mut args = without_transport(sync::push_args(project, "", Path::new("")));
     args.pop(); // the remote destination
     let mut dest = mirror.as_os_str().to_owned();
@@ -605,7 +604,7 @@ async fn bring_back(submitter: &Submitter, project: &Project, workdir: &str, pat
 /// counts from `sinfo`. Load is the CPUs not idle (allocated, or down),
 /// so an idle partition has load 0; a partition that is not up, or whose
 /// CPUs are all down, is a node that does not answer.
-pub async fn probe(node: &Node) -> ProbeResult {
+pub(crate) async fn probe(node: &Node) -> ProbeResult {
     let started = Instant::now();
     let outcome = probe_sinfo(node).await;
     let elapsed_ms = ms(started.elapsed());

@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 
@@ -26,14 +26,14 @@ use crate::config::{HostKeyChecking, Node};
 use crate::state::runtime_dir;
 
 /// How long an idle master stays up after its last session closed.
-pub const CONTROL_PERSIST: Duration = Duration::from_secs(600);
+pub(crate) const CONTROL_PERSIST: Duration = Duration::from_secs(600);
 
 /// Why a node could not be reached. Always a transport problem: never the
 /// result of the command itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportError {
-    pub node: String,
-    pub message: String,
+pub(crate) struct TransportError {
+    pub(crate) node: String,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for TransportError {
@@ -43,29 +43,26 @@ impl std::fmt::Display for TransportError {
 }
 
 /// A live master connection to one node.
-pub struct Master {
-    pub node: String,
+pub(crate) struct Master {
     session: Session,
     dir: PathBuf,
     /// True when an already running master was reused (no handshake).
-    pub reused: bool,
-    /// Time spent finding or starting the master.
-    pub connect_time: Duration,
+    pub(crate) reused: bool,
 }
 
 impl Master {
-    pub fn session(&self) -> &Session {
+    pub(crate) fn session(&self) -> &Session {
         &self.session
     }
 
     /// The control socket, for tools that speak ssh themselves (rsync -e).
-    pub fn control_socket(&self) -> PathBuf {
+    pub(crate) fn control_socket(&self) -> PathBuf {
         self.dir.join("master")
     }
 
     /// Stops a master that failed us (asks it to exit, if it still runs)
     /// and removes its socket, so that the next connect starts a fresh one.
-    pub async fn forget(self) {
+    pub(crate) async fn forget(self) {
         let dir = self.dir.clone();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
         let _ = std::fs::remove_dir_all(&dir);
@@ -73,24 +70,23 @@ impl Master {
 }
 
 /// Finds the node's running master or starts one.
-pub async fn connect(node: &Node) -> Result<Master, TransportError> {
-    let started = Instant::now();
+pub(crate) async fn connect(node: &Node) -> Result<Master, TransportError> {
     let dir = master_dir(node);
     if alive(&dir.join("master")) {
-        return Ok(resume(node, dir, true, started));
+        return Ok(resume(dir, true));
     }
     let runtime = runtime_dir();
     create_private_dir(&runtime).map_err(|e| fail(node, format!("cannot create {}: {e}", runtime.display())))?;
     let lock_path = dir.with_extension("lock");
     let lock =
         File::create(&lock_path).map_err(|e| fail(node, format!("cannot create {}: {e}", lock_path.display())))?;
-    let lock = tokio::task::spawn_blocking(move || lock_exclusive(&lock).map(|()| lock))
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
         .await
         .map_err(|e| fail(node, e.to_string()))?
         .map_err(|e| fail(node, format!("cannot lock {}: {e}", lock_path.display())))?;
     // Someone else may have started it while we waited for the lock.
     if alive(&dir.join("master")) {
-        return Ok(resume(node, dir, true, started));
+        return Ok(resume(dir, true));
     }
     let _ = std::fs::remove_dir_all(&dir);
     let temp = builder(node, &runtime).launch_master(&node.host).await.map_err(|e| fail(node, explain(node, &e)))?;
@@ -99,12 +95,12 @@ pub async fn connect(node: &Node) -> Result<Master, TransportError> {
     std::fs::rename(&temp_path, &dir)
         .map_err(|e| fail(node, format!("cannot move the control socket into {}: {e}", dir.display())))?;
     drop(lock);
-    Ok(resume(node, dir, false, started))
+    Ok(resume(dir, false))
 }
 
-fn resume(node: &Node, dir: PathBuf, reused: bool, started: Instant) -> Master {
+fn resume(dir: PathBuf, reused: bool) -> Master {
     let session = Session::resume(dir.join("master").into_boxed_path(), Some(dir.join("log").into_boxed_path()));
-    Master { node: node.name.clone(), session, dir, reused, connect_time: started.elapsed() }
+    Master { session, dir, reused }
 }
 
 /// A master is alive when something accepts connections on its socket.
@@ -152,7 +148,7 @@ fn expand_home(path: &Path) -> PathBuf {
 }
 
 /// `RUNTIME/<name>-<hash of the connection parameters>`.
-pub fn master_dir(node: &Node) -> PathBuf {
+pub(crate) fn master_dir(node: &Node) -> PathBuf {
     let params = format!(
         "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         node.host, node.user, node.port, node.identity_file, node.ssh_config, node.known_hosts, node.host_key_checking
@@ -167,7 +163,7 @@ pub fn master_dir(node: &Node) -> PathBuf {
 }
 
 /// A small, stable hash (FNV-1a): enough to tell configurations apart.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
 }
 
@@ -217,15 +213,5 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-fn lock_exclusive(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

@@ -27,7 +27,7 @@ use super::ssh::fnv1a;
 
 /// File patterns that are never synced to a node (rsync syntax; a pattern
 /// without `/` matches at any depth).
-pub const SECRET_PATTERNS: &[&str] = &[
+pub(crate) const SECRET_PATTERNS: &[&str] = &[
     ".env",
     ".env.*",
     "*.pem",
@@ -53,19 +53,19 @@ pub const SECRET_PATTERNS: &[&str] = &[
 
 /// Where the project lives here and there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Project {
+pub(crate) struct Project {
     /// The local project root.
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// The current directory relative to `root` (empty at the root).
-    pub subdir: PathBuf,
+    pub(crate) subdir: PathBuf,
     /// This machine's name (config `local.name`): part of the mirror's
     /// hash, so two machines syncing the same path never share a mirror.
-    pub origin: String,
+    pub(crate) origin: String,
 }
 
 impl Project {
     /// The project containing `cwd`: the nearest ancestor with `.git`, else `cwd`.
-    pub fn find(cwd: &Path, origin: &str) -> Project {
+    pub(crate) fn find(cwd: &Path, origin: &str) -> Project {
         let root = cwd.ancestors().find(|d| d.join(".git").exists()).unwrap_or(cwd).to_path_buf();
         let subdir = cwd.strip_prefix(&root).unwrap_or(Path::new("")).to_path_buf();
         Project { root, subdir, origin: origin.to_string() }
@@ -73,7 +73,7 @@ impl Project {
 
     /// The mirror directory on a node, under `workdir` (home-relative
     /// unless absolute): `WORKDIR/<name>-<hash>`.
-    pub fn mirror(&self, workdir: &str) -> String {
+    pub(crate) fn mirror(&self, workdir: &str) -> String {
         let name: String = self
             .root
             .file_name()
@@ -87,7 +87,7 @@ impl Project {
     }
 
     /// The directory to run in on the node: the mirror plus our subdirectory.
-    pub fn remote_cwd(&self, workdir: &str) -> String {
+    pub(crate) fn remote_cwd(&self, workdir: &str) -> String {
         let mirror = self.mirror(workdir);
         if self.subdir.as_os_str().is_empty() { mirror } else { format!("{mirror}/{}", self.subdir.display()) }
     }
@@ -102,7 +102,7 @@ fn rsh(control_socket: &Path) -> String {
 }
 
 /// rsync arguments that mirror `project.root` to `mirror` on the node.
-pub fn push_args(project: &Project, mirror: &str, control_socket: &Path) -> Vec<OsString> {
+pub(crate) fn push_args(project: &Project, mirror: &str, control_socket: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-a", "--delete", "--compress", "--partial"].map(OsString::from).to_vec();
     args.push(OsString::from("-e"));
     args.push(rsh(control_socket).into());
@@ -125,7 +125,7 @@ pub fn push_args(project: &Project, mirror: &str, control_socket: &Path) -> Vec<
 
 /// rsync arguments that bring `paths` (relative to the current directory,
 /// i.e. `project.subdir`) back from the mirror into the local project.
-pub fn return_args(project: &Project, mirror: &str, paths: &[String], control_socket: &Path) -> Vec<OsString> {
+pub(crate) fn return_args(project: &Project, mirror: &str, paths: &[String], control_socket: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-a", "--relative", "--compress"].map(OsString::from).to_vec();
     args.push(OsString::from("-e"));
     args.push(rsh(control_socket).into());
@@ -142,7 +142,7 @@ pub fn return_args(project: &Project, mirror: &str, paths: &[String], control_so
 }
 
 /// Checks that a `--return` path stays inside the project.
-pub fn check_return_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_return_path(path: &str) -> Result<(), String> {
     let p = Path::new(path);
     if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(format!("--return {path}: must be a relative path inside the project (no leading / or ..)"));
@@ -151,7 +151,7 @@ pub fn check_return_path(path: &str) -> Result<(), String> {
 }
 
 /// Runs rsync; on failure returns its stderr.
-pub async fn rsync(args: Vec<OsString>) -> Result<(), String> {
+pub(crate) async fn rsync(args: Vec<OsString>) -> Result<(), String> {
     let out = tokio::process::Command::new("rsync")
         .args(args)
         .stdin(Stdio::null())

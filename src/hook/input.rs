@@ -8,22 +8,28 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The parts of the hook input distex uses. Unknown fields are ignored:
-/// Claude Code adds fields over time (`session_id`, `transcript_path`,
-/// `permission_mode`, `tool_use_id`, ...).
+/// Claude Code adds fields over time (`transcript_path`, `tool_use_id`, ...).
 #[derive(Debug, Clone, Deserialize)]
-pub struct PreToolUse {
+pub(crate) struct PreToolUse {
     #[serde(default)]
-    pub hook_event_name: Option<String>,
-    pub tool_name: String,
+    pub(crate) hook_event_name: Option<String>,
+    pub(crate) tool_name: String,
     #[serde(default)]
-    pub tool_input: Map<String, Value>,
+    pub(crate) tool_input: Map<String, Value>,
     #[serde(default)]
-    pub cwd: Option<String>,
+    pub(crate) cwd: Option<String>,
+    /// Which session this is: what the hook says once per session is
+    /// remembered under it.
+    #[serde(default)]
+    pub(crate) session_id: Option<String>,
+    /// `default`, `plan`, `acceptEdits`, `dontAsk`, `bypassPermissions`, ...
+    #[serde(default)]
+    pub(crate) permission_mode: Option<String>,
 }
 
 impl PreToolUse {
     /// The shell command, when this is a Bash call with a non-empty one.
-    pub fn bash_command(&self) -> Option<&str> {
+    pub(crate) fn bash_command(&self) -> Option<&str> {
         if self.tool_name != "Bash" {
             return None;
         }
@@ -32,7 +38,7 @@ impl PreToolUse {
 }
 
 /// Parses the hook input; an event other than PreToolUse is refused.
-pub fn parse(raw: &str) -> Result<PreToolUse, String> {
+pub(crate) fn parse(raw: &str) -> Result<PreToolUse, String> {
     let event: PreToolUse = serde_json::from_str(raw).map_err(|e| e.to_string())?;
     match event.hook_event_name.as_deref() {
         None | Some("PreToolUse") => Ok(event),
@@ -53,6 +59,8 @@ mod tests {
         assert_eq!(event.bash_command(), Some("cargo build"));
         assert_eq!(event.tool_input.len(), 4);
         assert_eq!(event.cwd.as_deref(), Some("/p"));
+        assert_eq!(event.session_id.as_deref(), Some("s"));
+        assert_eq!(event.permission_mode.as_deref(), Some("default"));
     }
 
     #[test]

@@ -12,12 +12,12 @@ use std::path::PathBuf;
 const MAX_LOG: u64 = 1 << 20;
 
 /// Where the log lives.
-pub fn path() -> PathBuf {
+pub(crate) fn path() -> PathBuf {
     crate::state::state_dir().join("hook.log")
 }
 
 /// Appends one line (newlines in `message` are flattened).
-pub fn append(message: &str) {
+pub(crate) fn append(message: &str) {
     let path = path();
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);

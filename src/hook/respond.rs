@@ -1,17 +1,23 @@
 //! What the PreToolUse hook answers for a routing decision. Pure: no I/O.
 //!
 //! Claude Code reads the hook's stdout as
-//! `{"hookSpecificOutput": {"hookEventName": "PreToolUse", ...}}` with:
+//! `{"systemMessage": "...", "hookSpecificOutput": {"hookEventName": "PreToolUse", ...}}`:
 //!
+//! * `systemMessage` — one line shown to the user (not to Claude): for a
+//!   rewritten command, the node, the reason and the original command; or a
+//!   once-per-session notice ([`notice`]);
 //! * `updatedInput` — the tool input to use instead. distex copies the whole
 //!   `tool_input` and replaces only `command`, so `description`, `timeout`,
 //!   `run_in_background` and anything newer pass through untouched;
-//! * `permissionDecision` — set only when the user opted into
-//!   `hook.auto_approve`. Without it, Claude Code's own permission rules
-//!   judge the *rewritten* command exactly as they would any other: distex
-//!   never widens what a session may run;
-//! * `permissionDecisionReason` and `additionalContext` — the text that tells
-//!   Claude (and the user) where the command went and why.
+//! * `permissionDecision` — `"allow"` only when the user's own allow rules
+//!   allow the original command ([`Permission::allowed_by`]; the caller has
+//!   checked that no deny or ask rule matches any part of it), or when the
+//!   user opted into `hook.auto_approve`. Otherwise none: Claude Code judges
+//!   the *rewritten* command by the session's rules;
+//! * `permissionDecisionReason` — with a decision, why (Claude Code shows it
+//!   to the user);
+//! * `additionalContext` — what Claude is told: where the command was sent,
+//!   why, and what to do if it was refused or could not reach the node.
 //!
 //! A command that stays local gets no answer at all (`None`). A command the
 //! router sends away only because this machine is overloaded (no rule
@@ -22,29 +28,54 @@ use serde_json::Value;
 
 use super::input::PreToolUse;
 use crate::config::{HookMode, HookSettings};
+use crate::exec::remote::sh_quote;
 use crate::route::Decision;
 
 /// The JSON object printed on stdout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HookOutput {
-    pub hook_specific_output: PreToolUseOutput,
+pub(crate) struct HookOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) system_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hook_specific_output: Option<PreToolUseOutput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PreToolUseOutput {
-    pub hook_event_name: &'static str,
+pub(crate) struct PreToolUseOutput {
+    pub(crate) hook_event_name: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub permission_decision: Option<&'static str>,
-    pub permission_decision_reason: String,
+    pub(crate) permission_decision: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_input: Option<Value>,
-    pub additional_context: String,
+    pub(crate) permission_decision_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) updated_input: Option<Value>,
+    pub(crate) additional_context: String,
+}
+
+/// What the user's own permission rules said about the original command.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Permission<'a> {
+    /// The allow rules that allow every part of it, described for the user
+    /// (`Bash(make:*) in ~/.claude/settings.json`); None when they do not.
+    pub(crate) allowed_by: Option<&'a str>,
+    /// False in plan mode, where nothing is approved on the user's behalf.
+    pub(crate) may_approve: bool,
+}
+
+/// A message for the user alone (a once-per-session notice).
+pub(crate) fn notice(text: &str) -> HookOutput {
+    HookOutput { system_message: Some(one_line(text, 400)), hook_specific_output: None }
 }
 
 /// The answer for `event` given `decision`, or None to leave the command alone.
-pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision) -> Option<HookOutput> {
+pub(crate) fn respond(
+    settings: &HookSettings,
+    event: &PreToolUse,
+    decision: &Decision,
+    permission: Permission<'_>,
+) -> Option<HookOutput> {
     let command = event.bash_command()?;
     let node = decision.node.as_deref().filter(|_| decision.distribute)?;
     let rewritten = rewrite(node, command);
@@ -62,22 +93,21 @@ pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision)
         HookMode::Rewrite => {
             let mut input = event.tool_input.clone();
             input.insert("command".into(), Value::String(rewritten.clone()));
-            PreToolUseOutput {
+            let (permission_decision, permission_decision_reason) = approval(settings, permission, node, command);
+            let output = PreToolUseOutput {
                 hook_event_name: "PreToolUse",
-                permission_decision: settings.auto_approve.then_some("allow"),
-                permission_decision_reason: format!("distex: {why}; running it on {node} with `{rewritten}`"),
+                permission_decision,
+                permission_decision_reason,
                 updated_input: Some(Value::Object(input)),
-                additional_context: format!(
-                    "distex routed this Bash command to node {node} ({why}). It ran as `{rewritten}`; \
-                     the output and exit status are the remote command's. To run something on this \
-                     machine instead, use `distex run --node local -- '<command>'`."
-                ),
-            }
+                additional_context: sent_context(node, &why, &rewritten, command),
+            };
+            let shown = format!("distex: sent to {node} ({}): {}", short_why(decision), one_line(command, 160));
+            return Some(HookOutput { system_message: Some(shown), hook_specific_output: Some(output) });
         }
         HookMode::Suggest => PreToolUseOutput {
             hook_event_name: "PreToolUse",
             permission_decision: None,
-            permission_decision_reason: format!("distex: {why}; suggests node {node}"),
+            permission_decision_reason: None,
             updated_input: None,
             additional_context: format!(
                 "distex suggests running this command on node {node} ({why}). It ran on this machine \
@@ -85,24 +115,67 @@ pub fn respond(settings: &HookSettings, event: &PreToolUse, decision: &Decision)
             ),
         },
     };
-    Some(HookOutput { hook_specific_output: output })
+    Some(HookOutput { system_message: None, hook_specific_output: Some(output) })
+}
+
+/// `permissionDecision` and its reason for a rewrite: the user's own allow
+/// rules first (their decision, kept), then the `hook.auto_approve` opt-in.
+fn approval(
+    settings: &HookSettings,
+    permission: Permission<'_>,
+    node: &str,
+    command: &str,
+) -> (Option<&'static str>, Option<String>) {
+    if !permission.may_approve {
+        return (None, None);
+    }
+    let command = one_line(command, 120);
+    match permission.allowed_by {
+        Some(rules) => (
+            Some("allow"),
+            Some(format!("distex: `{command}` is allowed by your Claude Code rules ({rules}); sent to {node}")),
+        ),
+        None if settings.auto_approve => {
+            (Some("allow"), Some(format!("distex: hook.auto_approve allows `{command}` on {node}")))
+        }
+        None => (None, None),
+    }
+}
+
+/// What Claude is told about a rewritten command.
+fn sent_context(node: &str, why: &str, rewritten: &str, command: &str) -> String {
+    format!(
+        "distex sent this Bash command to node {node} ({why}) as `{rewritten}`; its output and exit \
+         status are those of the command on {node}. If the Bash tool refused that command (a permission \
+         rule, or the user said no), it ran nowhere: tell the user, who can allow `Bash(distex run:*)` \
+         in their Claude Code settings. If it exited 125, distex could not run it on a node and the \
+         command did not run: its message says why. To run it on this machine instead, use \
+         `{}`.",
+        rewrite("local", command)
+    )
+}
+
+/// One line for the user, at most `max` characters.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    flat.chars().take(max.saturating_sub(1)).chain(std::iter::once('…')).collect()
+}
+
+/// "rule heavy_computation: `cargo build`" — the short reason for the user.
+fn short_why(decision: &Decision) -> String {
+    match (&decision.rule, &decision.matched) {
+        (Some(rule), Some(matched)) => format!("rule {rule}: `{matched}`"),
+        (Some(rule), None) => format!("rule {rule}"),
+        _ => decision.reason.clone(),
+    }
 }
 
 /// `distex run --node NODE -- 'COMMAND'`: the original line as one shell word.
-pub fn rewrite(node: &str, command: &str) -> String {
-    format!("distex run --node {} -- {}", quote(node), quote(command))
-}
-
-/// Quotes `word` for a POSIX shell so that it stays exactly one word with
-/// nothing expanded: wrap it in single quotes (inside which nothing is
-/// special) and write each single quote as `'\''` (close, escaped quote,
-/// reopen). Plain words such as node names are left bare for readability.
-pub fn quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
-    if plain {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
+pub(crate) fn rewrite(node: &str, command: &str) -> String {
+    format!("distex run --node {} -- {}", sh_quote(node), sh_quote(command))
 }
 
 /// "heavy_computation: matched `cargo build`. Heavy compilation detected, ..."
@@ -159,6 +232,11 @@ mod tests {
         }
     }
 
+    /// Nothing allowed by the user's rules; approval possible (not plan mode).
+    fn open() -> Permission<'static> {
+        Permission { allowed_by: None, may_approve: true }
+    }
+
     fn settings(mode: HookMode, auto_approve: bool) -> HookSettings {
         HookSettings { mode, auto_approve }
     }
@@ -166,15 +244,16 @@ mod tests {
     #[test]
     fn a_local_command_gets_no_answer_in_any_mode() {
         for mode in [HookMode::Rewrite, HookMode::Suggest, HookMode::Off] {
-            assert_eq!(respond(&settings(mode, true), &event("ls"), &local()), None);
+            assert_eq!(respond(&settings(mode, true), &event("ls"), &local(), open()), None);
         }
     }
 
     #[test]
     fn rewrite_replaces_only_the_command_and_sets_no_permission_decision() {
         let out =
-            respond(&settings(HookMode::Rewrite, false), &event("cargo build --release"), &routed("builder")).unwrap();
-        let out = out.hook_specific_output;
+            respond(&settings(HookMode::Rewrite, false), &event("cargo build --release"), &routed("builder"), open())
+                .unwrap();
+        let out = out.hook_specific_output.unwrap();
         assert_eq!(out.hook_event_name, "PreToolUse");
         assert_eq!(out.permission_decision, None);
         let input = out.updated_input.unwrap();
@@ -187,13 +266,13 @@ mod tests {
     }
 
     #[test]
-    fn auto_approve_is_the_only_way_to_get_allow() {
-        let out = respond(&settings(HookMode::Rewrite, true), &event("cargo build"), &routed("b")).unwrap();
-        assert_eq!(out.hook_specific_output.permission_decision, Some("allow"));
+    fn auto_approve_allows_without_a_rule_of_the_users() {
+        let out = respond(&settings(HookMode::Rewrite, true), &event("cargo build"), &routed("b"), open()).unwrap();
+        assert_eq!(out.hook_specific_output.as_ref().unwrap().permission_decision, Some("allow"));
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["hookSpecificOutput"]["permissionDecision"], "allow");
         let json = serde_json::to_value(
-            respond(&settings(HookMode::Rewrite, false), &event("cargo build"), &routed("b")).unwrap(),
+            respond(&settings(HookMode::Rewrite, false), &event("cargo build"), &routed("b"), open()).unwrap(),
         )
         .unwrap();
         assert!(json["hookSpecificOutput"].get("permissionDecision").is_none(), "{json}");
@@ -201,9 +280,10 @@ mod tests {
 
     #[test]
     fn suggest_only_adds_context() {
-        let out = respond(&settings(HookMode::Suggest, true), &event("cargo build"), &routed("builder"))
+        let out = respond(&settings(HookMode::Suggest, true), &event("cargo build"), &routed("builder"), open())
             .unwrap()
-            .hook_specific_output;
+            .hook_specific_output
+            .unwrap();
         assert_eq!(out.updated_input, None);
         assert_eq!(out.permission_decision, None);
         assert!(
@@ -215,7 +295,7 @@ mod tests {
 
     #[test]
     fn off_says_nothing_even_when_routed() {
-        assert_eq!(respond(&settings(HookMode::Off, false), &event("cargo build"), &routed("b")), None);
+        assert_eq!(respond(&settings(HookMode::Off, false), &event("cargo build"), &routed("b"), open()), None);
     }
 
     #[test]
@@ -237,22 +317,15 @@ mod tests {
     }
 
     #[test]
-    fn quoting_survives_a_real_shell() {
-        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
-            let out =
-                std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(word))).output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", quote(word));
-        }
-    }
-
-    #[test]
     fn an_overload_only_decision_is_suggested_not_rewritten() {
         let mut busy = routed("spare");
         busy.reason = "overloaded".into();
         busy.rule = None;
         busy.matched = None;
-        let out =
-            respond(&settings(HookMode::Rewrite, true), &event("git add -A"), &busy).unwrap().hook_specific_output;
+        let out = respond(&settings(HookMode::Rewrite, true), &event("git add -A"), &busy, open())
+            .unwrap()
+            .hook_specific_output
+            .unwrap();
         assert_eq!(out.updated_input, None);
         assert_eq!(out.permission_decision, None, "never auto-approved either");
         assert!(
@@ -260,5 +333,50 @@ mod tests {
             "{}",
             out.additional_context
         );
+    }
+
+    #[test]
+    fn the_users_own_allow_rule_approves_the_rewrite_and_says_so() {
+        let permission = Permission { allowed_by: Some("Bash(make:*) in /h/.claude/settings.json"), may_approve: true };
+        let out = respond(&settings(HookMode::Rewrite, false), &event("make who"), &routed("n1"), permission).unwrap();
+        let specific = out.hook_specific_output.unwrap();
+        assert_eq!(specific.permission_decision, Some("allow"));
+        let reason = specific.permission_decision_reason.unwrap();
+        assert!(reason.contains("Bash(make:*)") && reason.contains("n1"), "{reason}");
+    }
+
+    #[test]
+    fn plan_mode_gets_no_approval_even_with_auto_approve_or_a_rule() {
+        let permission = Permission { allowed_by: Some("Bash"), may_approve: false };
+        let out = respond(&settings(HookMode::Rewrite, true), &event("make who"), &routed("n1"), permission).unwrap();
+        let specific = out.hook_specific_output.unwrap();
+        assert_eq!(specific.permission_decision, None);
+        assert_eq!(specific.permission_decision_reason, None);
+        assert!(specific.updated_input.is_some());
+    }
+
+    #[test]
+    fn a_rewrite_shows_the_user_one_line_with_node_reason_and_command() {
+        let out =
+            respond(&settings(HookMode::Rewrite, false), &event("cargo build\n  --release"), &routed("n1"), open())
+                .unwrap();
+        let shown = out.system_message.unwrap();
+        assert_eq!(shown, "distex: sent to n1 (rule heavy_computation: `cargo build`): cargo build --release");
+        let context = out.hook_specific_output.unwrap().additional_context;
+        assert!(context.contains("sent this Bash command to node n1"), "{context}");
+        assert!(!context.contains("ran as"), "{context}");
+        assert!(context.contains("125") && context.contains("refused"), "{context}");
+    }
+
+    #[test]
+    fn a_suggestion_shows_the_user_nothing() {
+        let out = respond(&settings(HookMode::Suggest, false), &event("cargo build"), &routed("n1"), open()).unwrap();
+        assert_eq!(out.system_message, None);
+    }
+
+    #[test]
+    fn long_commands_are_cut_to_one_line() {
+        assert_eq!(one_line("a\n b\tc", 10), "a b c");
+        assert_eq!(one_line(&"x".repeat(20), 10), format!("{}…", "x".repeat(9)));
     }
 }

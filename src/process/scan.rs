@@ -601,7 +601,7 @@ impl<'s> Summarizer<'s> {
         }
     }
 
-    /// What the worker prints ([`wire::encode`] of [`Self::finish`]),
+    /// What the worker prints ([`super::wire::encode`] of [`Self::finish`]),
     /// written straight from the running statistics, in name order: the
     /// coordinator merges parts by walking them side by side.
     fn encode(&self) -> Vec<u8> {

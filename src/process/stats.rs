@@ -561,7 +561,7 @@ impl Digits {
     }
 }
 
-/// Base-2^32 digits of Σ limbs[k]·2^(32k) (negated when `negate`) into
+/// Base-2^32 digits of `Σ limbs[k]·2^(32k)` (negated when `negate`) into
 /// `out`; returns the carry out of the top, whose sign is the sum's.
 fn carry_digits(limbs: &[i64], negate: bool, out: &mut [u32]) -> i64 {
     let mut carry = 0i64;

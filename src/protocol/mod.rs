@@ -12,65 +12,65 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::commands::nodes::NodesReport;
 use crate::route::Decision;
+use crate::state::NodesReport;
 
 /// `{"op": "route", "command": "cargo build"}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RouteRequest {
+pub(crate) struct RouteRequest {
     /// The shell command line to route.
-    pub command: String,
+    pub(crate) command: String,
     /// What-if loads: node name (or `local`) to 1-minute load.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub assume_load: BTreeMap<String, f64>,
+    pub(crate) assume_load: BTreeMap<String, f64>,
 }
 
 /// `{"op": "nodes"}`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NodesRequest {}
+pub(crate) struct NodesRequest {}
 
 /// `{"op": "process", "demo": true}`: the options of `distex process`
 /// (see [`crate::process::ProcessOptions`]).
-pub type ProcessRequest = crate::process::ProcessOptions;
+pub(crate) type ProcessRequest = crate::process::ProcessOptions;
 
 /// `{"op": "parallel", "tasks": [{"id": "a", "command": "...", "depends_on": []}]}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ParallelRequest {
-    pub tasks: Vec<crate::tasks::plan::TaskSpec>,
+pub(crate) struct ParallelRequest {
+    pub(crate) tasks: Vec<crate::tasks::plan::TaskSpec>,
     /// At most this many tasks at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// Run everything that does not depend on a failure.
     #[serde(default)]
-    pub keep_going: bool,
+    pub(crate) keep_going: bool,
     /// Only these targets (`local` included by name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodes: Option<Vec<String>>,
+    pub(crate) nodes: Option<Vec<String>>,
     /// Sync the project to nodes first (default: each rule's setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync: Option<bool>,
+    pub(crate) sync: Option<bool>,
     /// Per-task timeout in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_secs: Option<f64>,
+    pub(crate) timeout_secs: Option<f64>,
     /// Local directory the commands belong to (default: distex's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cwd: Option<std::path::PathBuf>,
+    pub(crate) cwd: Option<std::path::PathBuf>,
 }
 
 /// `{"op": "plan", "tasks": [...]}`: what `parallel` would run together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PlanRequest {
-    pub tasks: Vec<crate::tasks::plan::TaskSpec>,
+pub(crate) struct PlanRequest {
+    pub(crate) tasks: Vec<crate::tasks::plan::TaskSpec>,
 }
 
 /// One request line, without its envelope (`id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     Route(RouteRequest),
     Nodes(NodesRequest),
     Parallel(ParallelRequest),
@@ -79,22 +79,22 @@ pub enum Request {
 }
 
 /// The names of every operation, for error messages.
-pub const OPS: &[&str] = &["route", "nodes", "parallel", "plan", "process"];
+pub(crate) const OPS: &[&str] = &["route", "nodes", "parallel", "plan", "process"];
 
 /// A request line as read: the request plus its optional `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RequestLine {
+pub(crate) struct RequestLine {
     /// Echoed back in the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<serde_json::Value>,
+    pub(crate) id: Option<serde_json::Value>,
     #[serde(flatten)]
-    pub request: Request,
+    pub(crate) request: Request,
 }
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Response {
+pub(crate) enum Response {
     Route(Decision),
     Nodes(NodesReport),
     Parallel(crate::tasks::scheduler::ParallelReport),
@@ -104,62 +104,50 @@ pub enum Response {
 
 /// Why a request line was not served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// `parse_error` (not JSON), `invalid_request` (JSON of the wrong shape),
-    /// `unknown_op`, `config`, `usage`, `input`, `transport`, `io`.
-    pub code: String,
-    pub message: String,
+    /// `unknown_op`, `config`, `usage`, `input`, `io`.
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 /// The body of a response line: a result or an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok(Response),
     Err { error: ErrorBody },
 }
 
 /// One response line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ResponseLine {
+pub(crate) struct ResponseLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<serde_json::Value>,
+    pub(crate) id: Option<serde_json::Value>,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
 }
 
 impl ResponseLine {
-    pub fn error(id: Option<serde_json::Value>, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn error(id: Option<serde_json::Value>, code: &str, message: impl Into<String>) -> Self {
         ResponseLine { id, outcome: Outcome::Err { error: ErrorBody { code: code.into(), message: message.into() } } }
     }
 
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         matches!(self.outcome, Outcome::Err { .. })
     }
 }
 
 /// Which schema `distex schema` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaKind {
+pub(crate) enum SchemaKind {
     Request,
     Response,
     Config,
 }
 
-impl SchemaKind {
-    pub const ALL: [SchemaKind; 3] = [SchemaKind::Request, SchemaKind::Response, SchemaKind::Config];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SchemaKind::Request => "request",
-            SchemaKind::Response => "response",
-            SchemaKind::Config => "config",
-        }
-    }
-}
-
 /// The JSON Schema of a request line, a response line, or `cluster.toml`.
-pub fn schema(kind: SchemaKind) -> serde_json::Value {
+pub(crate) fn schema(kind: SchemaKind) -> serde_json::Value {
     let schema = match kind {
         SchemaKind::Request => schemars::schema_for!(RequestLine),
         SchemaKind::Response => schemars::schema_for!(ResponseLine),

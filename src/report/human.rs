@@ -2,12 +2,12 @@
 
 use std::fmt::Write;
 
-use crate::commands::nodes::NodesReport;
 use crate::config::Config;
 use crate::route::Decision;
+use crate::state::NodesReport;
 
 /// One line saying where the command goes and why.
-pub fn decision(d: &Decision, line: &str) -> String {
+pub(crate) fn decision(d: &Decision, line: &str) -> String {
     let why = match (&d.rule, &d.matched) {
         (Some(rule), Some(m)) => format!("rule {rule}, matched {m:?}"),
         _ if d.reason == "overloaded" => "this machine is overloaded".to_string(),
@@ -24,7 +24,7 @@ pub fn decision(d: &Decision, line: &str) -> String {
 }
 
 /// A table of nodes.
-pub fn nodes(report: &NodesReport) -> String {
+pub(crate) fn nodes(report: &NodesReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -69,7 +69,7 @@ fn ago(secs: u64) -> String {
 }
 
 /// The effective configuration, with where each part came from.
-pub fn config(c: &Config) -> String {
+pub(crate) fn config(c: &Config) -> String {
     let mut out = String::new();
     let file = c.file.as_ref().map_or("(none: embedded default)".to_string(), |f| f.display().to_string());
     let _ = writeln!(out, "config file: {file}\n");
@@ -134,6 +134,28 @@ pub fn config(c: &Config) -> String {
     let _ = writeln!(out, "\nsources:");
     for s in &c.sources {
         let _ = writeln!(out, "  {:<28} {}", s.key, s.from);
+    }
+    out
+}
+
+/// `distex clean`: one line per kind of thing removed, one per node.
+pub fn clean(report: &crate::commands::clean::CleanReport) -> String {
+    let mut out = String::new();
+    let count = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
+    let _ = writeln!(out, "stopped {}", count(report.masters.len(), "SSH master"));
+    let _ = writeln!(out, "removed {}", count(report.state.len(), "state file"));
+    for node in &report.nodes {
+        match &node.error {
+            Some(error) => {
+                let _ = writeln!(out, "{}: not cleaned: {error}", node.node);
+            }
+            None => {
+                let _ = writeln!(out, "{}: removed {}", node.node, count(node.removed.len(), "mirror"));
+                for dir in &node.removed {
+                    let _ = writeln!(out, "  {dir}");
+                }
+            }
+        }
     }
     out
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 
 /// Writes `value` as one line of JSON to stdout.
-pub fn print<T: Serialize>(value: &T) -> std::io::Result<()> {
+pub(crate) fn print<T: Serialize>(value: &T) -> std::io::Result<()> {
     // One write: stdout is line-buffered with a small buffer, and a large
     // report (thousands of regions) would otherwise go out in many small
     // writes, each searched for a line break.
@@ -17,7 +17,7 @@ pub fn print<T: Serialize>(value: &T) -> std::io::Result<()> {
 }
 
 /// Writes `value` as indented JSON to stdout (schemas, config).
-pub fn print_pretty<T: Serialize>(value: &T) -> std::io::Result<()> {
+pub(crate) fn print_pretty<T: Serialize>(value: &T) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     out.write_all(b"\n")?;

@@ -1,26 +1,26 @@
 //! Rendering results for people ([`human`]) and programs ([`json`]).
 
-pub mod human;
-pub mod json;
-pub mod process_human;
-pub mod process_json;
-pub mod tasks;
+pub(crate) mod human;
+pub(crate) mod json;
+pub(crate) mod process_human;
+pub(crate) mod process_json;
+pub(crate) mod tasks;
 
 /// Reports with this many regions or more have them rendered on several
 /// threads: with thousands of regions their entries are most of the report,
 /// and the workers are done by then, so their cores are free.
-pub const PARALLEL_FROM: usize = 2000;
+pub(crate) const PARALLEL_FROM: usize = 2000;
 
 /// Whether `n` regions are rendered on several threads (there are several
 /// cores, and that many regions).
-pub fn in_parallel_from(n: usize) -> bool {
+pub(crate) fn in_parallel_from(n: usize) -> bool {
     n >= PARALLEL_FROM && threads() >= 2
 }
 
 /// `render` of `items`: on this thread when [`in_parallel_from`] says no,
 /// else cut into runs of about equal length, one per core, each on its own
 /// thread; the runs' results in order.
-pub fn in_parallel<T: Sync, R: Send>(items: &[T], render: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], render: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
     if !in_parallel_from(items.len()) {
         return vec![render(items)];
     }

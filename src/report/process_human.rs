@@ -25,7 +25,7 @@ use crate::process::{ProcessReport, RegionReport};
 use crate::tasks::{Event, Reporter, TaskStatus};
 
 /// Renders task transitions as lines on `out`, progress on a terminal.
-pub struct ProcessHuman<W: Write + Send> {
+pub(crate) struct ProcessHuman<W: Write + Send> {
     out: W,
     /// Statuses seen so far per task id.
     seen: HashMap<String, Vec<TaskStatus>>,
@@ -35,7 +35,7 @@ pub struct ProcessHuman<W: Write + Send> {
 }
 
 impl<W: Write + Send> ProcessHuman<W> {
-    pub fn new(out: W, live: bool) -> Self {
+    pub(crate) fn new(out: W, live: bool) -> Self {
         ProcessHuman { out, seen: HashMap::new(), live, progress_shown: false }
     }
 
@@ -97,7 +97,7 @@ impl<W: Write + Send> Reporter for ProcessHuman<W> {
 }
 
 /// The results section, after the task lines.
-pub fn results(report: &ProcessReport) -> String {
+pub(crate) fn results(report: &ProcessReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n=== AGGREGATED RESULTS ===");
     let regions: Vec<(&String, &RegionReport)> = report.regions.iter().collect();
@@ -264,7 +264,7 @@ fn human_count(v: f64) -> String {
 
 /// Escapes control characters (newlines, escape sequences) in text that
 /// came from data, so it stays on its line and cannot drive the terminal.
-pub fn label(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn label(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
     }

@@ -12,7 +12,7 @@ use crate::process::stats::ColumnStats;
 use crate::process::{ProcessReport, RegionReport};
 
 /// Writes `report` as one line of JSON to stdout.
-pub fn print(report: &ProcessReport) -> std::io::Result<()> {
+pub(crate) fn print(report: &ProcessReport) -> std::io::Result<()> {
     // Piece by piece: joining megabytes of regions first would only copy
     // them into fresh memory.
     let mut out = std::io::stdout().lock();
@@ -24,7 +24,7 @@ pub fn print(report: &ProcessReport) -> std::io::Result<()> {
 }
 
 /// The same bytes as `serde_json::to_vec(report)`.
-pub fn to_vec(report: &ProcessReport) -> serde_json::Result<Vec<u8>> {
+pub(crate) fn to_vec(report: &ProcessReport) -> serde_json::Result<Vec<u8>> {
     Ok(pieces(report)?.concat())
 }
 

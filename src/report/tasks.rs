@@ -9,7 +9,7 @@ use crate::tasks::{Event, Reporter, Stream, TaskStatus};
 /// Human lines: status changes and prefixed output on stdout, task stderr
 /// on stderr, a summary line at the end.
 #[derive(Default)]
-pub struct HumanReporter;
+pub(crate) struct HumanReporter;
 
 impl Reporter for HumanReporter {
     fn report(&mut self, event: &Event) {
@@ -51,7 +51,7 @@ fn println_flush(line: &str) {
 
 /// One JSON object per event, per line, on stdout (`--events`).
 #[derive(Default)]
-pub struct JsonLinesReporter;
+pub(crate) struct JsonLinesReporter;
 
 impl Reporter for JsonLinesReporter {
     fn report(&mut self, event: &Event) {
@@ -60,7 +60,7 @@ impl Reporter for JsonLinesReporter {
 }
 
 /// `distex plan` for people: the waves, then why each inferred edge exists.
-pub fn plan(plan: &Plan) -> String {
+pub(crate) fn plan(plan: &Plan) -> String {
     let mut out = String::new();
     for (i, wave) in plan.waves.iter().enumerate() {
         out.push_str(&format!("wave {}: {}\n", i + 1, wave.join(", ")));

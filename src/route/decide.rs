@@ -12,75 +12,59 @@
 //! broken by configuration order; nodes that also satisfy the other rules
 //! the line matched come first.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{RuleMatch, match_rules};
 use crate::config::{Config, Node, Requirement};
-use crate::state::NodeStates;
-
-/// Loads and health known at decision time. Plain data: the caller reads
-/// `/proc/loadavg` and the cache; tests make it up.
-#[derive(Debug, Clone, Default)]
-pub struct LoadFacts {
-    /// This machine's 1-minute load average, if it could be read.
-    pub local_load: Option<f64>,
-    /// Cached node health and loads.
-    pub states: NodeStates,
-    /// `--assume-load NODE=LOAD` overrides (`local` for this machine).
-    pub assumed: BTreeMap<String, f64>,
-    /// Current Unix time, seconds.
-    pub now: u64,
-}
+use crate::state::LoadFacts;
 
 /// One node considered for a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Candidate {
-    pub node: String,
+pub(crate) struct Candidate {
+    pub(crate) node: String,
     /// Whether the node could take the command.
-    pub eligible: bool,
+    pub(crate) eligible: bool,
     /// Load used for ranking (1-minute average), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load: Option<f64>,
-    pub slots: u32,
-    pub speed: f64,
+    pub(crate) load: Option<f64>,
+    pub(crate) slots: u32,
+    pub(crate) speed: f64,
     /// `load / slots / speed`; lower is better. Unknown load counts as 0.
-    pub score: f64,
+    pub(crate) score: f64,
     /// Why the node was not eligible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why_not: Option<String>,
+    pub(crate) why_not: Option<String>,
 }
 
 /// Where a command should run, and why. The JSON form is distex's contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// True when the command should run on another node.
-    pub distribute: bool,
+    pub(crate) distribute: bool,
     /// The target node when `distribute` is true, else null.
-    pub node: Option<String>,
+    pub(crate) node: Option<String>,
     /// The rule that decided (`linux_required`, `heavy_computation`, a user
     /// rule), `overloaded`, or `local`.
-    pub reason: String,
+    pub(crate) reason: String,
     /// The rule that matched, if any (also when the command stays local).
-    pub rule: Option<String>,
+    pub(crate) rule: Option<String>,
     /// The pattern that matched, e.g. `docker` or `cargo build`.
-    pub matched: Option<String>,
+    pub(crate) matched: Option<String>,
     /// The sentence to tell the user, when the command is distributed.
-    pub announcement: Option<String>,
+    pub(crate) announcement: Option<String>,
     /// Nodes considered, in configuration order.
-    pub candidates: Vec<Candidate>,
-    pub warnings: Vec<String>,
+    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) warnings: Vec<String>,
     /// Whether the project should be synced to the node before running.
-    pub sync: bool,
+    pub(crate) sync: bool,
     /// Paths to bring back after the command (from the rule).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub returns: Vec<String>,
+    pub(crate) returns: Vec<String>,
 }
 
 /// Decides where `commands` (the analyzed command line) should run.
-pub fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &LoadFacts) -> Decision {
+pub(crate) fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &LoadFacts) -> Decision {
     let matches = match_rules(&config.rules, commands);
     let local_per_core = local_load(facts).map(|l| l / f64::from(config.local.slots.max(1)));
     let overloaded = local_per_core.is_some_and(|l| l > config.routing.overload_threshold);
@@ -244,7 +228,7 @@ fn best<'c>(config: &'c Config, candidates: &[Candidate], prefer: impl Fn(&Node)
 }
 
 /// `os=linux, features=[gpu], roles=[builder]`.
-pub fn describe(req: &Requirement) -> String {
+pub(crate) fn describe(req: &Requirement) -> String {
     let mut parts = Vec::new();
     if let Some(os) = req.os {
         parts.push(format!("os={}", os.as_str()));

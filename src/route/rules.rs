@@ -11,18 +11,18 @@ use crate::config::Rule;
 
 /// One rule that matched one of the line's commands.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RuleMatch<'a> {
-    pub rule: &'a Rule,
+pub(crate) struct RuleMatch<'a> {
+    pub(crate) rule: &'a Rule,
     /// The pattern that matched, e.g. `"cargo build"`.
-    pub matched: String,
+    pub(crate) matched: String,
     /// The command (words) it matched in.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 /// Every rule that matches some command, in rule order (rules earlier in
 /// the configuration take precedence). Each rule appears at most once, with
 /// its first match in execution order.
-pub fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleMatch<'a>> {
+pub(crate) fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleMatch<'a>> {
     rules
         .iter()
         .filter_map(|rule| {
@@ -38,7 +38,7 @@ pub fn match_rules<'a>(rules: &'a [Rule], commands: &[Vec<String>]) -> Vec<RuleM
 }
 
 /// Whether `words` (one simple command) runs what `pattern` describes.
-pub fn pattern_matches(pattern: &str, words: &[String]) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, words: &[String]) -> bool {
     let mut pattern_words = pattern.split_whitespace();
     let (Some(program), Some(first)) = (pattern_words.next(), words.first()) else {
         return false;

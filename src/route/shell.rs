@@ -13,11 +13,11 @@ use brush_parser::word::{self, WordPiece, WordPieceWithSource};
 use brush_parser::{Parser, ParserOptions};
 
 /// How deep nested `$(...)`/`bash -c` parsing may go before giving up.
-pub const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// The line is not valid shell (an unclosed quote, a stray `)`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseFailure(pub String);
+pub(crate) struct ParseFailure(pub String);
 
 impl std::fmt::Display for ParseFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,7 +27,7 @@ impl std::fmt::Display for ParseFailure {
 
 /// Every simple command in `line`, in execution order, as unquoted words.
 /// A word whose value is only known at run time (`$CC`) keeps its `$` text.
-pub fn simple_commands(line: &str) -> Result<Vec<Vec<String>>, ParseFailure> {
+pub(crate) fn simple_commands(line: &str) -> Result<Vec<Vec<String>>, ParseFailure> {
     let mut out = Vec::new();
     collect_line(line, 0, &mut out)?;
     Ok(out)

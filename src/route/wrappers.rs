@@ -141,12 +141,12 @@ const RUNNERS: &[(&str, &str)] = &[
 const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox sh"];
 
 /// The last path component: `/usr/bin/docker` → `docker`.
-pub fn basename(word: &str) -> &str {
+pub(crate) fn basename(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
 }
 
 /// Replaces each simple command by the command(s) it really runs.
-pub fn effective_commands(commands: Vec<Vec<String>>) -> Vec<Vec<String>> {
+pub(crate) fn effective_commands(commands: Vec<Vec<String>>) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for words in commands {
         unwrap_into(&words, 0, &mut out);

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::sys_core::uid;
+
 /// `$DISTEX_STATE_DIR`, else `$XDG_STATE_HOME/distex`, else `~/.local/state/distex`.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DISTEX_STATE_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -19,7 +21,7 @@ pub fn state_dir() -> PathBuf {
 /// A short, private directory for SSH control sockets (Unix socket paths are
 /// limited to ~104 bytes, so this must stay short): `$DISTEX_RUNTIME_DIR`,
 /// else `$XDG_RUNTIME_DIR/distex`, else `/tmp/distex-UID`.
-pub fn runtime_dir() -> PathBuf {
+pub(crate) fn runtime_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DISTEX_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -27,9 +29,4 @@ pub fn runtime_dir() -> PathBuf {
         return PathBuf::from(dir).join("distex");
     }
     PathBuf::from(format!("/tmp/distex-{}", uid()))
-}
-
-fn uid() -> u32 {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() }
 }

@@ -4,9 +4,20 @@
 //! `distex route` and the hook only ever read it, so routing never waits on
 //! the network. The cache is one small JSON file, written atomically under
 //! an advisory lock so that parallel runs do not lose each other's updates.
+//!
+//! * `nodes` is that cache ([`NodeStates`]);
+//! * `facts` reads what routing needs from it and from this machine
+//!   ([`LoadFacts::read`]), so that `route` itself stays pure;
+//! * `cluster` joins it with the configuration for `distex nodes`
+//!   ([`NodesReport`]);
+//! * `dirs` says where state and runtime files live.
 
+mod cluster;
 mod dirs;
+mod facts;
 mod nodes;
 
-pub use dirs::{runtime_dir, state_dir};
-pub use nodes::{NodeHealth, NodeStates, now_secs};
+pub(crate) use cluster::NodesReport;
+pub(crate) use dirs::{runtime_dir, state_dir};
+pub(crate) use facts::LoadFacts;
+pub(crate) use nodes::{NodeStates, now_secs};

@@ -12,62 +12,62 @@ use super::dirs::state_dir;
 
 /// What distex last saw of one node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct NodeHealth {
+pub(crate) struct NodeHealth {
     /// Whether the node answered the last time distex tried it.
-    pub answered: bool,
+    pub(crate) answered: bool,
     /// Unix time (seconds) of that last contact attempt.
-    pub checked_at: u64,
+    pub(crate) checked_at: u64,
     /// Why it did not answer, when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// 1-minute load average, when measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load1: Option<f64>,
+    pub(crate) load1: Option<f64>,
     /// CPU count reported by the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     /// Unix time (seconds) the load was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load_at: Option<u64>,
+    pub(crate) load_at: Option<u64>,
 }
 
 /// All cached node facts, keyed by node name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct NodeStates {
+pub(crate) struct NodeStates {
     #[serde(default)]
-    pub nodes: BTreeMap<String, NodeHealth>,
+    pub(crate) nodes: BTreeMap<String, NodeHealth>,
 }
 
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl NodeStates {
-    pub fn path() -> PathBuf {
+    pub(crate) fn path() -> PathBuf {
         state_dir().join("nodes.json")
     }
 
     /// Reads the cache; a missing or unreadable cache is an empty one (it is
     /// only a cache: routing must still work without it).
-    pub fn load() -> Self {
+    pub(crate) fn load() -> Self {
         Self::load_from(&Self::path())
     }
 
-    pub fn load_from(path: &Path) -> Self {
+    pub(crate) fn load_from(path: &Path) -> Self {
         std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
     }
 
-    pub fn get(&self, node: &str) -> Option<&NodeHealth> {
+    pub(crate) fn get(&self, node: &str) -> Option<&NodeHealth> {
         self.nodes.get(node)
     }
 
     /// Applies `update` to the cache on disk under an exclusive lock.
-    pub fn update(update: impl FnOnce(&mut NodeStates)) -> std::io::Result<()> {
+    pub(crate) fn update(update: impl FnOnce(&mut NodeStates)) -> std::io::Result<()> {
         let path = Self::path();
         let dir = path.parent().expect("state path has a parent");
         std::fs::create_dir_all(dir)?;
         let lock = File::create(dir.join("nodes.lock"))?;
-        lock_exclusive(&lock)?;
+        lock.lock()?;
         let mut states = Self::load_from(&path);
         update(&mut states);
         let tmp = dir.join(format!("nodes.json.{}", std::process::id()));
@@ -79,7 +79,7 @@ impl NodeStates {
     }
 
     /// Records a successful contact, with the load if it was measured.
-    pub fn record_answer(node: &str, load: Option<(f64, u32)>) -> std::io::Result<()> {
+    pub(crate) fn record_answer(node: &str, load: Option<(f64, u32)>) -> std::io::Result<()> {
         let now = now_secs();
         Self::update(|s| {
             let entry = s.nodes.entry(node.to_string()).or_default();
@@ -95,7 +95,7 @@ impl NodeStates {
     }
 
     /// Records that a node could not be reached, and why.
-    pub fn record_failure(node: &str, error: &str) -> std::io::Result<()> {
+    pub(crate) fn record_failure(node: &str, error: &str) -> std::io::Result<()> {
         let now = now_secs();
         Self::update(|s| {
             let entry = s.nodes.entry(node.to_string()).or_default();
@@ -103,15 +103,5 @@ impl NodeStates {
             entry.checked_at = now;
             entry.error = Some(error.to_string());
         })
-    }
-}
-
-fn lock_exclusive(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

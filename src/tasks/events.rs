@@ -8,19 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::model::TaskStatus;
-
-/// Which output stream a line of task output came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
+use crate::exec::output::Stream;
 
 /// Something that happened during a run. Serialized one per line by `--events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// The run began; `tasks` is how many tasks it holds.
     RunStarted { run: String, tasks: usize },
     /// A task changed status (`blocked -> pending`, `pending -> in_progress`, ...).
@@ -52,12 +45,12 @@ pub enum Event {
 }
 
 /// Receives events as they happen.
-pub trait Reporter: Send {
+pub(crate) trait Reporter: Send {
     fn report(&mut self, event: &Event);
 }
 
 /// A reporter that ignores everything (for `--json` without `--events`).
-pub struct NullReporter;
+pub(crate) struct NullReporter;
 
 impl Reporter for NullReporter {
     fn report(&mut self, _event: &Event) {}

@@ -6,8 +6,9 @@
 
 mod events;
 mod model;
-pub mod plan;
-pub mod scheduler;
+pub(crate) mod plan;
+pub(crate) mod scheduler;
 
-pub use events::{Event, NullReporter, Reporter, Stream};
-pub use model::{Task, TaskList, TaskStatus, Transition};
+pub(crate) use crate::exec::output::Stream;
+pub(crate) use events::{Event, NullReporter, Reporter};
+pub(crate) use model::{Task, TaskList, TaskStatus};

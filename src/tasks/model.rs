@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Where a task is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
+pub(crate) enum TaskStatus {
     Pending,
     Blocked,
     InProgress,
@@ -22,7 +22,7 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// The upper-case label used in human output (`IN_PROGRESS`, `COMPLETE`).
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             TaskStatus::Pending => "PENDING",
             TaskStatus::Blocked => "BLOCKED",
@@ -33,53 +33,53 @@ impl TaskStatus {
     }
 
     /// Completed and failed tasks never change again.
-    pub fn is_finished(self) -> bool {
+    pub(crate) fn is_finished(self) -> bool {
         matches!(self, TaskStatus::Completed | TaskStatus::Failed)
     }
 }
 
 /// One entry of a task's history: the status it entered and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Transition {
-    pub status: TaskStatus,
+pub(crate) struct Transition {
+    pub(crate) status: TaskStatus,
     /// Milliseconds since the run started.
-    pub at_ms: u64,
+    pub(crate) at_ms: u64,
 }
 
 /// One unit of work: a region to process, a command to run, an aggregation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Task {
-    pub id: String,
-    pub subject: String,
-    pub status: TaskStatus,
-    pub history: Vec<Transition>,
+pub(crate) struct Task {
+    pub(crate) id: String,
+    pub(crate) subject: String,
+    pub(crate) status: TaskStatus,
+    pub(crate) history: Vec<Transition>,
     /// Ids of the tasks that must complete before this one may start.
-    pub blocked_by: Vec<String>,
+    pub(crate) blocked_by: Vec<String>,
     /// The node the task ran on (`"local"` for this machine), once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
+    pub(crate) node: Option<String>,
     /// How many times the task was started (retries and failover included).
     #[serde(default)]
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// Why the task failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// An ordered collection of tasks with checked status transitions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct TaskList {
+pub(crate) struct TaskList {
     tasks: Vec<Task>,
 }
 
 impl TaskList {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a task; it starts `blocked` when it has dependencies, else `pending`.
-    pub fn add(&mut self, id: impl Into<String>, subject: impl Into<String>, blocked_by: Vec<String>) {
+    pub(crate) fn add(&mut self, id: impl Into<String>, subject: impl Into<String>, blocked_by: Vec<String>) {
         let status = if blocked_by.is_empty() { TaskStatus::Pending } else { TaskStatus::Blocked };
         self.tasks.push(Task {
             id: id.into(),
@@ -93,24 +93,20 @@ impl TaskList {
         });
     }
 
-    pub fn get(&self, id: &str) -> Option<&Task> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id == id)
     }
 
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut Task> {
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Task> {
         self.tasks.iter_mut().find(|t| t.id == id)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Task> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Task> {
         self.tasks.iter()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
     }
 
     /// Moves a task to `status` at `at_ms`, returning the status it left.
@@ -118,7 +114,7 @@ impl TaskList {
     /// Finished tasks never change: a result that arrives twice (a retried
     /// worker whose first attempt also answered) is ignored, so it is
     /// counted once. Returns `None` when the task is unknown or finished.
-    pub fn transition(&mut self, id: &str, status: TaskStatus, at_ms: u64) -> Option<TaskStatus> {
+    pub(crate) fn transition(&mut self, id: &str, status: TaskStatus, at_ms: u64) -> Option<TaskStatus> {
         let task = self.get_mut(id)?;
         if task.status.is_finished() {
             return None;
@@ -135,7 +131,7 @@ impl TaskList {
     }
 
     /// Marks a task failed with its reason.
-    pub fn fail(&mut self, id: &str, error: impl Into<String>, at_ms: u64) -> Option<TaskStatus> {
+    pub(crate) fn fail(&mut self, id: &str, error: impl Into<String>, at_ms: u64) -> Option<TaskStatus> {
         let from = self.transition(id, TaskStatus::Failed, at_ms)?;
         if let Some(task) = self.get_mut(id) {
             task.error = Some(error.into());
@@ -144,7 +140,7 @@ impl TaskList {
     }
 
     /// Ids of blocked tasks whose dependencies have all completed.
-    pub fn unblocked(&self) -> Vec<String> {
+    pub(crate) fn unblocked(&self) -> Vec<String> {
         self.tasks
             .iter()
             .filter(|t| t.status == TaskStatus::Blocked)
@@ -154,7 +150,7 @@ impl TaskList {
     }
 
     /// Ids of blocked tasks with a dependency that failed: they can never run.
-    pub fn doomed(&self) -> Vec<String> {
+    pub(crate) fn doomed(&self) -> Vec<String> {
         self.tasks
             .iter()
             .filter(|t| t.status == TaskStatus::Blocked)
@@ -163,16 +159,11 @@ impl TaskList {
             .collect()
     }
 
-    /// True once every task has completed or failed.
-    pub fn all_finished(&self) -> bool {
-        self.tasks.iter().all(|t| t.status.is_finished())
-    }
-
-    pub fn count(&self, status: TaskStatus) -> usize {
+    pub(crate) fn count(&self, status: TaskStatus) -> usize {
         self.tasks.iter().filter(|t| t.status == status).count()
     }
 
-    pub fn into_vec(self) -> Vec<Task> {
+    pub(crate) fn into_vec(self) -> Vec<Task> {
         self.tasks
     }
 }

@@ -22,37 +22,37 @@ use serde::{Deserialize, Serialize};
 /// One command to run, as given by the user or a JSON request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TaskSpec {
-    pub id: String,
-    pub command: String,
+pub(crate) struct TaskSpec {
+    pub(crate) id: String,
+    pub(crate) command: String,
     /// Ids of tasks that must complete first.
     #[serde(default)]
-    pub depends_on: Vec<String>,
+    pub(crate) depends_on: Vec<String>,
 }
 
 /// A dependency distex inferred, with its reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Inferred {
+pub(crate) struct Inferred {
     /// The earlier task this one waits for.
-    pub after: String,
+    pub(crate) after: String,
     /// Why: `both write target/ in .`, `both write out.txt`.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// One task in a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct PlannedTask {
-    pub id: String,
-    pub command: String,
-    pub depends_on: Vec<String>,
-    pub inferred: Vec<Inferred>,
+pub(crate) struct PlannedTask {
+    pub(crate) id: String,
+    pub(crate) command: String,
+    pub(crate) depends_on: Vec<String>,
+    pub(crate) inferred: Vec<Inferred>,
     /// 1-based wave number.
-    pub wave: usize,
+    pub(crate) wave: usize,
 }
 
 impl PlannedTask {
     /// Every task this one waits for, explicit and inferred.
-    pub fn blocked_by(&self) -> Vec<String> {
+    pub(crate) fn blocked_by(&self) -> Vec<String> {
         let mut all: Vec<String> = self.depends_on.clone();
         for i in &self.inferred {
             if !all.contains(&i.after) {
@@ -65,23 +65,23 @@ impl PlannedTask {
 
 /// The whole plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Plan {
-    pub tasks: Vec<PlannedTask>,
+pub(crate) struct Plan {
+    pub(crate) tasks: Vec<PlannedTask>,
     /// Task ids per wave, in order.
-    pub waves: Vec<Vec<String>>,
+    pub(crate) waves: Vec<Vec<String>>,
 }
 
 /// What a command touches, as far as the plan can tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// Build output directories (normalized paths, `target`, `web/node_modules`).
-    pub outputs: BTreeSet<String>,
+    pub(crate) outputs: BTreeSet<String>,
     /// Files written.
-    pub writes: BTreeSet<String>,
+    pub(crate) writes: BTreeSet<String>,
 }
 
 /// Builds the plan, or says what is wrong with the task list.
-pub fn plan(specs: &[TaskSpec]) -> Result<Plan, String> {
+pub(crate) fn plan(specs: &[TaskSpec]) -> Result<Plan, String> {
     let mut seen = BTreeSet::new();
     for s in specs {
         if s.id.trim().is_empty() {
@@ -195,7 +195,7 @@ fn conflict(a: &Effects, b: &Effects) -> Option<String> {
 }
 
 /// What `line` writes, from its parsed commands and its redirections.
-pub fn effects(line: &str) -> Effects {
+pub(crate) fn effects(line: &str) -> Effects {
     let mut fx = Effects::default();
     let commands = crate::route::analyze(line).unwrap_or_default();
     let mut cwd = String::new();

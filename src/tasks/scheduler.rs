@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use super::plan::{Inferred, Plan};
 use super::{Event, Reporter, Stream, Task, TaskList, TaskStatus};
 use crate::config::{Config, NodeKind};
+use crate::exec::node;
 use crate::exec::output::{Capture, LineSplitter, OutputSink, Tail};
 use crate::exec::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, SyncedNodes, Timings};
 use crate::exec::ssh::TransportError;
@@ -33,66 +34,66 @@ use crate::route::Decision;
 
 /// How to run a plan.
 #[derive(Debug, Clone, Default)]
-pub struct ParallelOptions {
+pub(crate) struct ParallelOptions {
     /// At most this many tasks at once (default: the cluster's total slots).
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// Keep starting tasks that do not depend on a failed one.
-    pub keep_going: bool,
+    pub(crate) keep_going: bool,
     /// Only use these targets (`local` included by name).
-    pub nodes: Option<Vec<String>>,
+    pub(crate) nodes: Option<Vec<String>>,
     /// Sync the project before remote tasks (None: each rule's default).
-    pub sync: Option<bool>,
+    pub(crate) sync: Option<bool>,
     /// Per-task timeout.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// Where the commands belong locally.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
 }
 
 /// One task in the final report: the shared TaskList shape plus what ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TaskReport {
+pub(crate) struct TaskReport {
     #[serde(flatten)]
-    pub task: Task,
-    pub command: String,
+    pub(crate) task: Task,
+    pub(crate) command: String,
     /// The command's exit status, when it ran to the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timings: Option<Timings>,
+    pub(crate) timings: Option<Timings>,
     /// The end of the task's output (last attempt), bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<Capture>,
+    pub(crate) stdout: Option<Capture>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stderr: Option<Capture>,
+    pub(crate) stderr: Option<Capture>,
     /// Dependencies distex inferred (shared build directories, files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inferred: Vec<Inferred>,
+    pub(crate) inferred: Vec<Inferred>,
 }
 
 /// Totals of a parallel run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Summary {
-    pub total: usize,
-    pub completed: usize,
-    pub failed: usize,
+pub(crate) struct Summary {
+    pub(crate) total: usize,
+    pub(crate) completed: usize,
+    pub(crate) failed: usize,
     /// Failed tasks that never started (a dependency failed, or the run stopped).
-    pub not_started: usize,
-    pub elapsed_ms: u64,
-    pub interrupted: bool,
+    pub(crate) not_started: usize,
+    pub(crate) elapsed_ms: u64,
+    pub(crate) interrupted: bool,
     /// Tasks completed per target.
-    pub per_node: BTreeMap<String, usize>,
+    pub(crate) per_node: BTreeMap<String, usize>,
 }
 
 /// `{"tasks": [...], "summary": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ParallelReport {
-    pub tasks: Vec<TaskReport>,
-    pub summary: Summary,
+pub(crate) struct ParallelReport {
+    pub(crate) tasks: Vec<TaskReport>,
+    pub(crate) summary: Summary,
 }
 
 impl ParallelReport {
     /// 0 all completed, 130 interrupted, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         use crate::error::exit;
         if self.summary.interrupted {
             exit::INTERRUPTED
@@ -110,7 +111,7 @@ enum Msg {
         stream: Stream,
         line: String,
     },
-    /// A task a scheduler had queued (Slurm) started running.
+    /// A task a node's own scheduler (Slurm) had queued started running.
     Started {
         id: String,
         target: String,
@@ -127,7 +128,7 @@ enum Msg {
 type Finished = (Option<i32>, Timings, (Capture, Capture));
 
 /// How much of each stream a parallel task's report keeps.
-pub const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
+pub(crate) const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
 
 /// Sends a task's output, line by line, to the scheduler loop.
 struct LineSink {
@@ -195,263 +196,380 @@ fn subject(command: &str) -> String {
     }
 }
 
+/// Where one task may run, decided once before the run starts.
+#[derive(Clone)]
+struct Placement {
+    /// Targets in order of preference (nodes that go down are skipped later).
+    order: Vec<String>,
+    /// Whether to sync the project before running remotely.
+    sync: bool,
+    /// Paths to bring back afterwards.
+    returns: Vec<String>,
+}
+
 /// Runs the plan to the end (or until Ctrl-C).
-pub async fn run(
+///
+/// The phases: place every task (route it once), then loop: settle the
+/// list (unblock, doom), start what may start, wait for one message and
+/// apply it; finally fail what never started and build the report.
+pub(crate) async fn run(
     config: Arc<Config>,
     plan: &Plan,
     opts: &ParallelOptions,
     reporter: &mut dyn Reporter,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> ParallelReport {
-    let started = Instant::now();
-    let at = || started.elapsed().as_millis() as u64;
-    let mut list = TaskList::new();
-    for t in &plan.tasks {
-        list.add(t.id.clone(), subject(&t.command), t.blocked_by());
-    }
-    reporter.report(&Event::RunStarted { run: run::run_id(), tasks: list.len() });
-
-    let facts = crate::commands::route::facts(Default::default());
-    let mut plans: HashMap<String, (Vec<String>, bool, Vec<String>)> = HashMap::new();
-    for t in &plan.tasks {
-        let decision = crate::commands::route::route(&config, &t.command, &facts);
-        let spec = RunSpec {
-            command: t.command.clone(),
-            cwd: opts.cwd.clone(),
-            sync: opts.sync,
-            returns: vec![],
-            run_id: String::new(),
-            synced_nodes: None,
-        };
-        let (sync, returns) = run::sync_plan(&config, &decision, None, &spec);
-        plans.insert(t.id.clone(), (targets(&config, &decision, opts.nodes.as_deref()), sync, returns));
-    }
-    let capacity = |target: &str| -> usize {
-        match config.node(target) {
-            Some(n) => n.slots as usize,
-            None => config.local.slots.max(1) as usize,
-        }
-    };
-    let jobs = opts.jobs.unwrap_or(usize::MAX).max(1);
-    let synced: SyncedNodes = Default::default();
-    let stopper = Stopper::new(None, cancel.clone());
     let mut cancel_watch = cancel.clone();
-    let mut busy: HashMap<String, usize> = HashMap::new();
-    // Tasks handed to a node's own scheduler (Slurm) that have not started
-    // yet: still `pending` in the TaskList, but taken.
-    let mut queued: HashSet<String> = HashSet::new();
-    let mut down: HashSet<String> = HashSet::new();
-    let mut running = 0usize;
-    let mut stop_starting = false;
-    let mut interrupted = false;
-    let mut results: HashMap<String, Finished> = HashMap::new();
-    let mut completed_on: BTreeMap<String, usize> = BTreeMap::new();
-    let mut last_errors: HashMap<String, Vec<String>> = HashMap::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let mut set = tokio::task::JoinSet::new();
-
+    let mut run = Scheduler::new(config, plan, opts, reporter, cancel);
     loop {
-        for id in list.unblocked() {
-            emit(reporter, &mut list, &id, TaskStatus::Pending, at(), None, None);
+        run.settle();
+        if !run.stop_starting {
+            run.start_ready(&tx);
         }
-        for id in list.doomed() {
-            let dep = list.get(&id).and_then(|t| {
-                t.blocked_by.iter().find(|d| list.get(d).is_none_or(|d| d.status == TaskStatus::Failed)).cloned()
-            });
-            let why = format!("not started: dependency {} failed", dep.unwrap_or_default());
-            emit(reporter, &mut list, &id, TaskStatus::Failed, at(), None, Some(why));
-        }
-        if !stop_starting {
-            let pending: Vec<String> = list
-                .iter()
-                .filter(|t| t.status == TaskStatus::Pending && !queued.contains(&t.id))
-                .map(|t| t.id.clone())
-                .collect();
-            for id in pending {
-                if running >= jobs {
-                    break;
-                }
-                let (order, sync, returns) = plans[&id].clone();
-                let usable: Vec<&String> = order.iter().filter(|t| !down.contains(*t)).collect();
-                if usable.is_empty() {
-                    let tried =
-                        last_errors.get(&id).map(|e| e.join("; ")).unwrap_or_else(|| "no node may run it".into());
-                    emit(
-                        reporter,
-                        &mut list,
-                        &id,
-                        TaskStatus::Failed,
-                        at(),
-                        None,
-                        Some(format!("no node could run it: {tried}")),
-                    );
-                    if !opts.keep_going {
-                        stop_starting = true;
-                    }
-                    continue;
-                }
-                let Some(target) =
-                    usable.into_iter().find(|t| busy.get(*t).copied().unwrap_or(0) < capacity(t)).cloned()
-                else {
-                    continue;
-                };
-                *busy.entry(target.clone()).or_default() += 1;
-                running += 1;
-                // A task a node queues is in progress only once it runs.
-                if config.node(&target).is_some_and(|n| n.kind() == NodeKind::Slurm) {
-                    queued.insert(id.clone());
-                } else {
-                    emit(reporter, &mut list, &id, TaskStatus::InProgress, at(), Some(target.clone()), None);
-                }
-                let command = plan.tasks.iter().find(|t| t.id == id).map(|t| t.command.clone()).unwrap_or_default();
-                let spec = RunSpec {
-                    command,
-                    cwd: opts.cwd.clone(),
-                    sync: Some(sync),
-                    returns: vec![],
-                    run_id: run::run_id(),
-                    synced_nodes: Some(synced.clone()),
-                };
-                let task_stopper =
-                    Stopper { deadline: opts.timeout.map(|t| tokio::time::Instant::now() + t), ..stopper.clone() };
-                let (config, tx) = (config.clone(), tx.clone());
-                set.spawn(async move {
-                    let mut sink = LineSink {
-                        id: id.clone(),
-                        target: target.clone(),
-                        tx: tx.clone(),
-                        out: LineSplitter::default(),
-                        err: LineSplitter::default(),
-                        out_tail: Tail::new(TASK_CAPTURE_LIMIT),
-                        err_tail: Tail::new(TASK_CAPTURE_LIMIT),
-                    };
-                    let result = match config.node(&target) {
-                        Some(node) => {
-                            crate::exec::node::attempt(&config, node, &spec, sync, &returns, &mut sink, &task_stopper)
-                                .await
-                        }
-                        None => Ok(run::attempt_local(&spec, false, &mut sink, &task_stopper).await),
-                    };
-                    let output = (sink.out_tail.capture(), sink.err_tail.capture());
-                    let _ = tx.send(Msg::Done { id, target, result, output });
-                });
-            }
-        }
-        if running == 0 {
+        if run.running == 0 {
             // Nothing runs and nothing could start: done (or stuck behind failures).
             break;
         }
         let msg = tokio::select! {
             msg = rx.recv() => msg,
-            changed = cancel_watch.changed(), if !interrupted => {
+            changed = cancel_watch.changed(), if !run.interrupted => {
                 if changed.is_ok() && *cancel_watch.borrow() {
-                    interrupted = true;
-                    stop_starting = true;
+                    run.interrupted = true;
+                    run.stop_starting = true;
                 }
                 continue;
             }
         };
         let Some(msg) = msg else { break };
+        run.apply(msg);
+    }
+    run.fail_leftovers();
+    run.report()
+}
+
+/// The state of one run of the scheduler loop.
+struct Scheduler<'a> {
+    config: Arc<Config>,
+    plan: &'a Plan,
+    opts: &'a ParallelOptions,
+    reporter: &'a mut dyn Reporter,
+    started: Instant,
+    list: TaskList,
+    placements: HashMap<String, Placement>,
+    /// The `--jobs` cap on tasks running at once.
+    jobs: usize,
+    /// Nodes already synced in this run (each is synced once).
+    synced: SyncedNodes,
+    /// Ctrl-C for every task (each adds its own `--timeout` deadline).
+    stopper: Stopper,
+    /// Tasks running per target.
+    busy: HashMap<String, usize>,
+    /// Tasks handed to a node's own scheduler (Slurm) that have not started
+    /// yet: still `pending` in the TaskList, but taken.
+    queued: HashSet<String>,
+    /// Targets that failed to connect: skipped for the rest of the run.
+    down: HashSet<String>,
+    running: usize,
+    stop_starting: bool,
+    interrupted: bool,
+    results: HashMap<String, Finished>,
+    completed_on: BTreeMap<String, usize>,
+    /// Per task, why each target it was sent to could not be reached.
+    last_errors: HashMap<String, Vec<String>>,
+    set: tokio::task::JoinSet<()>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Phase 1: the task list, and a placement for every task.
+    fn new(
+        config: Arc<Config>,
+        plan: &'a Plan,
+        opts: &'a ParallelOptions,
+        reporter: &'a mut dyn Reporter,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let started = Instant::now();
+        let mut list = TaskList::new();
+        for t in &plan.tasks {
+            list.add(t.id.clone(), subject(&t.command), t.blocked_by());
+        }
+        reporter.report(&Event::RunStarted { run: run::run_id(), tasks: list.len() });
+        let placements = place(&config, plan, opts);
+        Scheduler {
+            config,
+            plan,
+            opts,
+            reporter,
+            started,
+            list,
+            placements,
+            jobs: opts.jobs.unwrap_or(usize::MAX).max(1),
+            synced: Default::default(),
+            stopper: Stopper::new(None, cancel),
+            busy: HashMap::new(),
+            queued: HashSet::new(),
+            down: HashSet::new(),
+            running: 0,
+            stop_starting: false,
+            interrupted: false,
+            results: HashMap::new(),
+            completed_on: BTreeMap::new(),
+            last_errors: HashMap::new(),
+            set: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Milliseconds since the run started.
+    fn at(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn emit(&mut self, id: &str, to: TaskStatus, node: Option<String>, error: Option<String>) {
+        let at = self.at();
+        emit(self.reporter, &mut self.list, id, to, at, node, error);
+    }
+
+    /// Tasks whose dependencies completed become pending; tasks with a
+    /// failed dependency fail without starting.
+    fn settle(&mut self) {
+        for id in self.list.unblocked() {
+            self.emit(&id, TaskStatus::Pending, None, None);
+        }
+        for id in self.list.doomed() {
+            let dep = self.list.get(&id).and_then(|t| {
+                t.blocked_by.iter().find(|d| self.list.get(d).is_none_or(|d| d.status == TaskStatus::Failed)).cloned()
+            });
+            let why = format!("not started: dependency {} failed", dep.unwrap_or_default());
+            self.emit(&id, TaskStatus::Failed, None, Some(why));
+        }
+    }
+
+    /// Starts pending tasks while `--jobs` and the targets' slots allow.
+    fn start_ready(&mut self, tx: &mpsc::UnboundedSender<Msg>) {
+        let pending: Vec<String> = self
+            .list
+            .iter()
+            .filter(|t| t.status == TaskStatus::Pending && !self.queued.contains(&t.id))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in pending {
+            if self.running >= self.jobs {
+                break;
+            }
+            let placement = self.placements[&id].clone();
+            let usable: Vec<&String> = placement.order.iter().filter(|t| !self.down.contains(*t)).collect();
+            if usable.is_empty() {
+                self.fail_unplaceable(&id);
+                continue;
+            }
+            let Some(target) =
+                usable.into_iter().find(|t| self.busy.get(*t).copied().unwrap_or(0) < self.capacity(t)).cloned()
+            else {
+                continue;
+            };
+            self.start(id, target, placement, tx);
+        }
+    }
+
+    /// How many tasks `target` takes at once (its slots).
+    fn capacity(&self, target: &str) -> usize {
+        match self.config.node(target) {
+            Some(n) => n.slots as usize,
+            None => self.config.local.slots.max(1) as usize,
+        }
+    }
+
+    /// Every target the task may use is down: it fails with what each said.
+    fn fail_unplaceable(&mut self, id: &str) {
+        let tried = self.last_errors.get(id).map(|e| e.join("; ")).unwrap_or_else(|| "no node may run it".into());
+        self.emit(id, TaskStatus::Failed, None, Some(format!("no node could run it: {tried}")));
+        if !self.opts.keep_going {
+            self.stop_starting = true;
+        }
+    }
+
+    /// Starts task `id` on `target`; its output and result come back as [`Msg`]s.
+    fn start(&mut self, id: String, target: String, placement: Placement, tx: &mpsc::UnboundedSender<Msg>) {
+        *self.busy.entry(target.clone()).or_default() += 1;
+        self.running += 1;
+        // A task a node queues is in progress only once it runs.
+        if self.config.node(&target).is_some_and(|n| n.kind() == NodeKind::Slurm) {
+            self.queued.insert(id.clone());
+        } else {
+            self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
+        }
+        let command = self.plan.tasks.iter().find(|t| t.id == id).map(|t| t.command.clone()).unwrap_or_default();
+        let spec = RunSpec {
+            command,
+            cwd: self.opts.cwd.clone(),
+            sync: Some(placement.sync),
+            returns: vec![],
+            synced_nodes: Some(self.synced.clone()),
+        };
+        let stopper =
+            Stopper { deadline: self.opts.timeout.map(|t| tokio::time::Instant::now() + t), ..self.stopper.clone() };
+        let (config, tx) = (self.config.clone(), tx.clone());
+        self.set.spawn(async move {
+            let mut sink = LineSink {
+                id: id.clone(),
+                target: target.clone(),
+                tx: tx.clone(),
+                out: LineSplitter::default(),
+                err: LineSplitter::default(),
+                out_tail: Tail::new(TASK_CAPTURE_LIMIT),
+                err_tail: Tail::new(TASK_CAPTURE_LIMIT),
+            };
+            let Placement { sync, returns, .. } = placement;
+            let result = match config.node(&target) {
+                Some(node) => node::attempt(&config, node, &spec, sync, &returns, &mut sink, &stopper).await,
+                None => Ok(run::attempt_local(&spec, false, &mut sink, &stopper).await),
+            };
+            let output = (sink.out_tail.capture(), sink.err_tail.capture());
+            let _ = tx.send(Msg::Done { id, target, result, output });
+        });
+    }
+
+    /// Applies one message from a running task.
+    fn apply(&mut self, msg: Msg) {
         match msg {
-            Msg::Output { id, stream, line } => reporter.report(&Event::TaskOutput { id, stream, line }),
+            Msg::Output { id, stream, line } => self.reporter.report(&Event::TaskOutput { id, stream, line }),
             Msg::Started { id, target } => {
-                if queued.remove(&id) {
-                    emit(reporter, &mut list, &id, TaskStatus::InProgress, at(), Some(target), None);
+                if self.queued.remove(&id) {
+                    self.emit(&id, TaskStatus::InProgress, Some(target), None);
                 }
             }
             Msg::Done { id, target, result, output } => {
-                running -= 1;
-                if let Some(b) = busy.get_mut(&target) {
+                self.running -= 1;
+                if let Some(b) = self.busy.get_mut(&target) {
                     *b -= 1;
                 }
                 // Queued, then ended without a start signal: it still ran.
-                if queued.remove(&id) && result.is_ok() {
-                    emit(reporter, &mut list, &id, TaskStatus::InProgress, at(), Some(target.clone()), None);
+                if self.queued.remove(&id) && result.is_ok() {
+                    self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
                 }
                 match result {
-                    Ok(r) => {
-                        let code = match r.status {
-                            RunStatus::Exited { code } => Some(code),
-                            _ => None,
-                        };
-                        results.insert(id.clone(), (code, r.timings, output));
-                        if r.status.succeeded() {
-                            *completed_on.entry(target.clone()).or_default() += 1;
-                            emit(reporter, &mut list, &id, TaskStatus::Completed, at(), Some(target), None);
-                        } else {
-                            let why = match &r.status {
-                                RunStatus::Exited { code } => format!("exit status {code}"),
-                                RunStatus::Signaled { signal } => format!("killed by signal {signal}"),
-                                RunStatus::TimedOut => "timed out".to_string(),
-                                RunStatus::Interrupted => "interrupted".to_string(),
-                                RunStatus::Transport { error } => error.clone(),
-                            };
-                            emit(reporter, &mut list, &id, TaskStatus::Failed, at(), Some(target), Some(why));
-                            if !opts.keep_going {
-                                stop_starting = true;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        down.insert(target.clone());
-                        last_errors.entry(id.clone()).or_default().push(e.to_string());
-                        reporter.report(&Event::Warning {
-                            message: format!("{e}; {target} is skipped for the rest of this run"),
-                        });
-                        emit(reporter, &mut list, &id, TaskStatus::Pending, at(), Some(target), Some(e.to_string()));
-                    }
+                    Ok(r) => self.finished(id, target, r, output),
+                    Err(e) => self.unreachable(id, target, e),
                 }
             }
         }
     }
-    // Whatever never started is failed with the reason.
-    let leftover: Vec<String> = list.iter().filter(|t| !t.status.is_finished()).map(|t| t.id.clone()).collect();
-    for id in leftover {
-        let why = if interrupted {
+
+    /// The command ran (to its end, or until stopped): the task completes or fails.
+    fn finished(&mut self, id: String, target: String, r: AttemptResult, output: (Capture, Capture)) {
+        let code = match r.status {
+            RunStatus::Exited { code } => Some(code),
+            _ => None,
+        };
+        self.results.insert(id.clone(), (code, r.timings, output));
+        if r.status.succeeded() {
+            *self.completed_on.entry(target.clone()).or_default() += 1;
+            self.emit(&id, TaskStatus::Completed, Some(target), None);
+            return;
+        }
+        let why = match &r.status {
+            RunStatus::Exited { code } => format!("exit status {code}"),
+            RunStatus::Signaled { signal } => format!("killed by signal {signal}"),
+            RunStatus::TimedOut => "timed out".to_string(),
+            RunStatus::Interrupted => "interrupted".to_string(),
+            RunStatus::Transport { error } => error.clone(),
+        };
+        self.emit(&id, TaskStatus::Failed, Some(target), Some(why));
+        if !self.opts.keep_going {
+            self.stop_starting = true;
+        }
+    }
+
+    /// The target could not be reached: it is down for the rest of the run
+    /// and the task goes back to pending, to run elsewhere.
+    fn unreachable(&mut self, id: String, target: String, e: TransportError) {
+        self.down.insert(target.clone());
+        self.last_errors.entry(id.clone()).or_default().push(e.to_string());
+        self.reporter.report(&Event::Warning { message: format!("{e}; {target} is skipped for the rest of this run") });
+        self.emit(&id, TaskStatus::Pending, Some(target), Some(e.to_string()));
+    }
+
+    /// Whatever never started is failed with the reason.
+    fn fail_leftovers(&mut self) {
+        let leftover: Vec<String> =
+            self.list.iter().filter(|t| !t.status.is_finished()).map(|t| t.id.clone()).collect();
+        let why = if self.interrupted {
             "not started: interrupted"
         } else {
             "not started: an earlier task failed (use --keep-going to run the rest)"
         };
-        emit(reporter, &mut list, &id, TaskStatus::Failed, at(), None, Some(why.into()));
+        for id in leftover {
+            self.emit(&id, TaskStatus::Failed, None, Some(why.into()));
+        }
     }
-    let elapsed_ms = at();
-    let completed = list.count(TaskStatus::Completed);
-    let failed = list.count(TaskStatus::Failed);
-    reporter.report(&Event::RunFinished { completed, failed, elapsed_ms });
-    let not_started = list.iter().filter(|t| t.status == TaskStatus::Failed && t.attempts == 0).count();
-    let inferred: HashMap<&str, &Vec<Inferred>> = plan.tasks.iter().map(|t| (t.id.as_str(), &t.inferred)).collect();
-    let commands: HashMap<&str, &str> = plan.tasks.iter().map(|t| (t.id.as_str(), t.command.as_str())).collect();
-    let tasks = list
-        .into_vec()
-        .into_iter()
-        .map(|task| {
-            let (exit_code, timings, stdout, stderr) = match results.remove(&task.id) {
-                Some((c, t, (out, err))) => (c, Some(t), Some(out), Some(err)),
-                None => (None, None, None, None),
-            };
-            TaskReport {
-                command: commands.get(task.id.as_str()).map(|c| c.to_string()).unwrap_or_default(),
-                inferred: inferred.get(task.id.as_str()).map(|v| (*v).clone()).unwrap_or_default(),
-                exit_code,
-                timings,
-                stdout,
-                stderr,
-                task,
-            }
-        })
-        .collect();
-    ParallelReport {
-        tasks,
-        summary: Summary {
-            total: plan.tasks.len(),
-            completed,
-            failed,
-            not_started,
-            elapsed_ms,
-            interrupted,
-            per_node: completed_on,
-        },
+
+    /// The final report (and the `run_finished` event).
+    fn report(mut self) -> ParallelReport {
+        let elapsed_ms = self.at();
+        let completed = self.list.count(TaskStatus::Completed);
+        let failed = self.list.count(TaskStatus::Failed);
+        self.reporter.report(&Event::RunFinished { completed, failed, elapsed_ms });
+        let not_started = self.list.iter().filter(|t| t.status == TaskStatus::Failed && t.attempts == 0).count();
+        let plan = self.plan;
+        let inferred: HashMap<&str, &Vec<Inferred>> = plan.tasks.iter().map(|t| (t.id.as_str(), &t.inferred)).collect();
+        let commands: HashMap<&str, &str> = plan.tasks.iter().map(|t| (t.id.as_str(), t.command.as_str())).collect();
+        let mut results = std::mem::take(&mut self.results);
+        let tasks = std::mem::take(&mut self.list)
+            .into_vec()
+            .into_iter()
+            .map(|task| {
+                let (exit_code, timings, stdout, stderr) = match results.remove(&task.id) {
+                    Some((c, t, (out, err))) => (c, Some(t), Some(out), Some(err)),
+                    None => (None, None, None, None),
+                };
+                TaskReport {
+                    command: commands.get(task.id.as_str()).map(|c| c.to_string()).unwrap_or_default(),
+                    inferred: inferred.get(task.id.as_str()).map(|v| (*v).clone()).unwrap_or_default(),
+                    exit_code,
+                    timings,
+                    stdout,
+                    stderr,
+                    task,
+                }
+            })
+            .collect();
+        ParallelReport {
+            tasks,
+            summary: Summary {
+                total: plan.tasks.len(),
+                completed,
+                failed,
+                not_started,
+                elapsed_ms,
+                interrupted: self.interrupted,
+                per_node: std::mem::take(&mut self.completed_on),
+            },
+        }
     }
+}
+
+/// Routes every task once, as `distex run` would, from one reading of the
+/// load facts: where it may go and whether it syncs.
+fn place(config: &Config, plan: &Plan, opts: &ParallelOptions) -> HashMap<String, Placement> {
+    let facts = crate::state::LoadFacts::read(Default::default());
+    let mut placements = HashMap::new();
+    for t in &plan.tasks {
+        let decision = crate::route::decide_line(config, &t.command, &facts);
+        let spec = RunSpec {
+            command: t.command.clone(),
+            cwd: opts.cwd.clone(),
+            sync: opts.sync,
+            returns: vec![],
+            synced_nodes: None,
+        };
+        let (sync, returns) = run::sync_plan(config, &decision, None, &spec);
+        placements.insert(
+            t.id.clone(),
+            Placement { order: targets(config, &decision, opts.nodes.as_deref()), sync, returns },
+        );
+    }
+    placements
 }
 
 /// Moves a task and tells the reporter.
