@@ -10,12 +10,14 @@
 #    one allocation (salloc -n2), and a job array (`sbatch --array --wait`).
 #    Target <= 1.15x ideal. This is how distex's parallel backend was chosen.
 #
-# Needs: slurmctld slurmd slurm-client munge hyperfine (.ci/run), root.
+# Needs: slurmctld slurmd slurm-client munge hyperfine (installed if missing, see bench/lib/needs.sh), root.
 # Usage: bench/slurm.sh [RUNS]  (default 30)   (writes bench/RESULTS.md's section)
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+. bench/lib/needs.sh
+bench_needs hyperfine slurmctld slurmd slurm-client munge
 RUNS=${1:-30}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/distex/exec}
 cargo build --release --quiet
