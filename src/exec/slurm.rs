@@ -409,33 +409,74 @@ pub(crate) async fn attempt(
     timings.connect_ms = ms(t.elapsed());
     let project = Project::find(&spec.cwd, &config.local.name);
     let t = Instant::now();
-    if sync {
-        mirror(&submitter, node, &project, spec)
-            .await
-            .map_err(|e| down(node, format!("mirroring the project failed: {e}")))?;
-    }
-    let dir = if sync { project.remote_cwd(&node.workdir) } else { node.workdir.trim_start_matches("~/").to_string() };
-    let dir = absolute_here(&submitter, &dir);
-    if !sync {
-        make_dir(&submitter, &dir).await.map_err(|e| down(node, e))?;
-    }
-    check_dir(&submitter, &dir).await.map_err(|e| down(node, e))?;
+    let dir = prepare_dir(&submitter, node, &project, spec, sync).await.map_err(|e| down(node, e))?;
     timings.sync_ms = ms(t.elapsed());
     let t = Instant::now();
+    let end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
+    timings.run_ms = ms(t.elapsed());
+    let mut warnings = Vec::new();
+    let status = status_of(end, node, &mut warnings)?;
+    run::record_up(&node.name);
+    let mut returned = Vec::new();
+    if !returns.is_empty() && !matches!(status, RunStatus::Interrupted) {
+        let t = Instant::now();
+        match bring_back(&submitter, &project, &node.workdir, returns).await {
+            Ok(()) => returned = returns.to_vec(),
+            Err(e) => warnings.push(format!("bringing back {} from {} failed: {e}", returns.join(", "), node.name)),
+        }
+        timings.return_ms = ms(t.elapsed());
+    }
+    Ok(AttemptResult { status, synced: sync, returned, warnings, timings })
+}
+
+/// Phases 1 and 2: mirror the project (or create the workdir) and check
+/// that the directory to run in exists. Returns that directory.
+async fn prepare_dir(
+    submitter: &Submitter,
+    node: &Node,
+    project: &Project,
+    spec: &RunSpec,
+    sync: bool,
+) -> Result<String, String> {
+    if sync {
+        mirror(submitter, node, project, spec).await.map_err(|e| format!("mirroring the project failed: {e}"))?;
+    }
+    let dir = if sync { project.remote_cwd(&node.workdir) } else { node.workdir.trim_start_matches("~/").to_string() };
+    let dir = absolute_here(submitter, &dir);
+    if !sync {
+        make_dir(submitter, &dir).await?;
+    }
+    check_dir(submitter, &dir).await?;
+    Ok(dir)
+}
+
+/// Phases 3 to 5: submit with `--immediate`, again queued if the nodes are
+/// busy, and follow the step to its end (or stop it).
+async fn submit(
+    submitter: &Submitter,
+    settings: &SlurmSettings,
+    dir: &str,
+    command: &str,
+    sink: &mut dyn OutputSink,
+    stopper: &Stopper,
+) -> StepEnd {
     let job = job_name(&run::run_id());
     let stop = stopper.wait();
     tokio::pin!(stop);
     let mut immediate = true;
-    let end = loop {
-        let argv = srun_args(settings, &job, &dir, &spec.command, immediate);
-        match step(&submitter, &argv, &job, sink, &mut stop).await {
+    loop {
+        let argv = srun_args(settings, &job, dir, command, immediate);
+        match step(submitter, &argv, &job, sink, &mut stop).await {
             StepEnd::Busy if immediate => immediate = false,
-            end => break end,
+            end => return end,
         }
-    };
-    timings.run_ms = ms(t.elapsed());
-    let mut warnings = Vec::new();
-    let status = match end {
+    }
+}
+
+/// How the run ended, for the user: the command's status, distex's stop,
+/// or a transport error when the command never started.
+fn status_of(end: StepEnd, node: &Node, warnings: &mut Vec<String>) -> Result<RunStatus, TransportError> {
+    Ok(match end {
         StepEnd::NotStarted(why) => return Err(down(node, why)),
         StepEnd::Busy => return Err(down(node, "Slurm reported the nodes busy while queueing".into())),
         StepEnd::Stopped(Stop::Timeout) => RunStatus::TimedOut,
@@ -449,18 +490,7 @@ pub(crate) async fn attempt(
             ));
             RunStatus::Exited { code: srun_code.unwrap_or(crate::error::exit::TRANSPORT as i32) }
         }
-    };
-    run::record_up(&node.name);
-    let mut returned = Vec::new();
-    if !returns.is_empty() && !matches!(status, RunStatus::Interrupted) {
-        let t = Instant::now();
-        match bring_back(&submitter, &project, &node.workdir, returns).await {
-            Ok(()) => returned = returns.to_vec(),
-            Err(e) => warnings.push(format!("bringing back {} from {} failed: {e}", returns.join(", "), node.name)),
-        }
-        timings.return_ms = ms(t.elapsed());
-    }
-    Ok(AttemptResult { status, synced: sync, returned, warnings, timings })
+    })
 }
 
 fn fail(node: &Node, message: String) -> TransportError {
@@ -707,6 +737,50 @@ mod tests {
             SrunLine::Refused("Partition in DOWN state".into())
         );
         assert_eq!(classify("warning: srun: x"), SrunLine::Command);
+    }
+
+    /// Records what a runner hands to its sink.
+    #[derive(Default)]
+    struct Seen {
+        stderr: Vec<u8>,
+        progress: Vec<String>,
+        started: bool,
+    }
+
+    impl OutputSink for Seen {
+        fn chunk(&mut self, _stream: Stream, bytes: &[u8]) {
+            self.stderr.extend_from_slice(bytes);
+        }
+        fn started(&mut self) {
+            self.started = true;
+        }
+        fn progress(&mut self, message: &str) {
+            self.progress.push(message.to_string());
+        }
+    }
+
+    #[test]
+    fn stderr_keeps_the_command_s_lines_and_reads_srun_s() {
+        let (mut filter, mut seen) = (StderrFilter::new(), Seen::default());
+        filter.feed(b"srun: job 7 queued and waiting for resources\nsrun: job 7 has been allocated res", &mut seen);
+        assert!(!seen.started && seen.stderr.is_empty());
+        filter.feed(
+            b"ources\n\x1e\x1fdistex-pid 12\noops\nsrun: error: n1: task 0: Exited with exit code 3\n",
+            &mut seen,
+        );
+        filter.feed(b"\x1e\x1fdistex-exit 3\nno newline", &mut seen);
+        filter.finish(&mut seen);
+        assert!(seen.started);
+        assert_eq!(seen.progress, ["queued, waiting for resources"]);
+        assert_eq!(String::from_utf8_lossy(&seen.stderr), "oops\nno newline");
+        assert_eq!(filter.markers.status, Some(3));
+        let (mut refused, mut seen) = (StderrFilter::new(), Seen::default());
+        refused.feed(
+            b"srun: error: Unable to allocate resources: Partition in DOWN state\nsrun: Partition in DOWN state\n",
+            &mut seen,
+        );
+        assert_eq!(refused.reason(), "Slurm refused the job: Partition in DOWN state");
+        assert!(seen.stderr.is_empty());
     }
 
     #[test]
