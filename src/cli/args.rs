@@ -290,7 +290,8 @@ pub(crate) struct NodesArgs {
 nodes.json and hook.log in the state directory, and (--remote) directories named <name>-<8 hex digits> \
 directly under each node's workdir. Exit status: 0 done; 1 a node could not be cleaned (the others were).")]
 pub struct CleanArgs {
-    /// Also remove the project mirrors on every node (over SSH).
+    /// Also remove the project mirrors on every node (over SSH; a Slurm node without a
+    /// login host: in its workdir here).
     #[arg(long)]
     pub remote: bool,
     /// Print what was removed as one JSON object.

@@ -89,6 +89,14 @@ fn run_streams_output_and_passes_the_exit_status_through_srun() {
     let pwd = v["stdout"]["text"].as_str().unwrap().trim().to_string();
     assert!(pwd.starts_with(&s.workdir.display().to_string()), "ran in {pwd}, not the mirror");
     assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    // `distex clean --remote` removes the mirror from the workdir here.
+    assert!(std::path::Path::new(&pwd).is_dir());
+    let clean = s.distex().args(["clean", "--remote", "--json"]).run().success().json();
+    // (Both nodes of the config share the workdir: either may report it.)
+    let removed: Vec<&serde_json::Value> =
+        clean["nodes"].as_array().unwrap().iter().flat_map(|n| n["removed"].as_array().unwrap()).collect();
+    assert!(removed.iter().any(|r| r.as_str() == Some(pwd.as_str())), "{clean}");
+    assert!(!std::path::Path::new(&pwd).exists());
 }
 
 #[test]
