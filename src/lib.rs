@@ -12,7 +12,9 @@
 //! * `protocol` holds the JSON request/response types and their schemas, and
 //!   `hook` answers Claude Code's PreToolUse hook; both sit at the side;
 //! * `report` renders events and results for people and programs;
-//! * `process` processes partitioned data in isolated workers;
+//! * `process` is `distex process`: one front door (`process::run`) that
+//!   chooses between the region path and the byte-range path, over shared
+//!   options, input readers, statistics, workers and report types;
 //! * `tasks` is the TaskList model, the events runners emit, and the
 //!   scheduler of `distex parallel`;
 //! * `exec` runs commands locally or over SSH and says where output goes;
@@ -20,8 +22,9 @@
 //! * `state` holds what distex remembers between runs (node loads, health)
 //!   and reads the facts routing needs; `announce` speaks routing decisions;
 //! * `config` loads and validates the cluster description;
-//! * `error` (exit codes and the error type) and `sys_core` (the few
-//!   operating-system calls std lacks) are leaves every layer may use.
+//! * `error` (exit codes and the error type) and `sys` (the operating
+//!   system's calls that std lacks, behind one `#[cfg]` module) are leaves
+//!   every layer may use.
 
 mod announce;
 mod cli;
@@ -35,7 +38,7 @@ mod protocol;
 mod report;
 mod route;
 mod state;
-mod sys_core;
+mod sys;
 mod tasks;
 
 pub use cli::main;

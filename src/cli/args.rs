@@ -2,8 +2,12 @@
 //! [`super::dispatch`] turns these into plain calls.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::values::{self, FormatArg, SplitArg};
+use crate::process::input::schema::ColumnType;
 
 /// Route shell commands across your machines, run them there, and process
 /// partitioned data in isolated workers.
@@ -117,11 +121,11 @@ pub(crate) struct ProcessArgs {
     #[arg(long)]
     pub(crate) demo: bool,
     /// Input format (default: from the file name, else csv).
-    #[arg(long, value_name = "csv|tsv|jsonl")]
-    pub(crate) format: Option<String>,
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<FormatArg>,
     /// Column types overriding inference, e.g. `zip=text,price=number`.
-    #[arg(long, value_name = "COL=TYPE,...")]
-    pub(crate) schema: Vec<String>,
+    #[arg(long, value_name = "COL=TYPE,...", value_parser = values::schema)]
+    pub(crate) schema: Vec<Vec<(String, ColumnType)>>,
     /// Shell command run once per region (records on stdin; prints one JSON object).
     #[arg(long, value_name = "CMD")]
     pub(crate) processor: Option<String>,
@@ -138,22 +142,22 @@ pub(crate) struct ProcessArgs {
     /// Stop with an input error once more than N records are rejected.
     #[arg(long, value_name = "N")]
     pub(crate) max_rejects: Option<u64>,
-    /// Wall-clock limit per worker attempt, in seconds.
-    #[arg(long, value_name = "SECS")]
-    pub(crate) timeout: Option<f64>,
-    /// Seconds between SIGTERM and SIGKILL when stopping a worker.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    pub(crate) grace: f64,
+    /// Wall-clock limit per worker attempt: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
+    pub(crate) timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when stopping a worker (same syntax as --timeout).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = values::duration)]
+    pub(crate) grace: Duration,
     /// Address-space limit per worker (e.g. 512M, 2G).
-    #[arg(long, value_name = "SIZE")]
-    pub(crate) max_memory: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    pub(crate) max_memory: Option<u64>,
     /// CPU-time limit per worker, in seconds.
     #[arg(long, value_name = "SECS")]
     pub(crate) max_cpu_seconds: Option<u64>,
     /// Most a --processor command may print on stdout (default 16M; the
     /// built-in summary workers are not capped).
-    #[arg(long, value_name = "SIZE")]
-    pub(crate) max_output: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    pub(crate) max_output: Option<u64>,
     /// Open-file limit per worker.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub(crate) max_open_files: u64,
@@ -166,17 +170,15 @@ pub(crate) struct ProcessArgs {
     /// Place region workers on these cluster nodes (comma-separated).
     #[arg(long, value_name = "NODE,...", value_delimiter = ',')]
     pub(crate) nodes: Vec<String>,
-    /// How work is split into workers: `regions` (one per region), `bytes`
-    /// (byte ranges of CSV/TSV input, built-in summary only; stdin and gzip
-    /// are decompressed to a plain copy first), or `auto` (bytes for 64 MiB
-    /// or more, or 64 regions or more in the first rows; regions with --nodes).
-    #[arg(long, value_name = "auto|regions|bytes", default_value = "auto")]
-    pub(crate) split: String,
+    /// How work is split into workers (with bytes, stdin and gzip are
+    /// decompressed to a plain copy first).
+    #[arg(long, value_enum, default_value_t = SplitArg::Auto)]
+    pub(crate) split: SplitArg,
     /// Target size of each byte range with --split bytes (e.g. 64M). Default: two ranges per
     /// job (8M to 256M), or one per job (up to 1G) when the input's first rows show thousands
     /// of regions.
-    #[arg(long, value_name = "SIZE")]
-    pub(crate) part_size: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    pub(crate) part_size: Option<u64>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
@@ -210,9 +212,9 @@ pub(crate) struct RunArgs {
     /// Print one JSON result record (output captured, bounded) instead of streaming.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Stop the command (and everything it started) after this long: 30, 1.5, 500ms, 2m.
-    #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    /// Stop the command (and everything it started) after this long: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
+    pub(crate) timeout: Option<Duration>,
     /// Sync the project to the node first (default: the rule's setting).
     #[arg(long, conflicts_with = "no_sync")]
     pub(crate) sync: bool,
@@ -250,9 +252,9 @@ pub(crate) struct ParallelArgs {
     /// Never sync the project.
     #[arg(long)]
     pub(crate) no_sync: bool,
-    /// Stop any task running longer than this: 30, 1.5, 500ms, 2m.
-    #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    /// Stop any task running longer than this: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
+    pub(crate) timeout: Option<Duration>,
     /// Read tasks from a JSON file: {"tasks":[{"id","command","depends_on"}]} (`-`: stdin).
     #[arg(long, value_name = "FILE")]
     pub(crate) file: Option<std::path::PathBuf>,
@@ -289,14 +291,14 @@ pub(crate) struct NodesArgs {
 #[command(after_help = "Removes only distex's own files: SSH master sockets in the runtime directory, \
 nodes.json and hook.log in the state directory, and (--remote) directories named <name>-<8 hex digits> \
 directly under each node's workdir. Exit status: 0 done; 1 a node could not be cleaned (the others were).")]
-pub struct CleanArgs {
+pub(crate) struct CleanArgs {
     /// Also remove the project mirrors on every node (over SSH; a Slurm node without a
     /// login host: in its workdir here).
     #[arg(long)]
-    pub remote: bool,
+    pub(crate) remote: bool,
     /// Print what was removed as one JSON object.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,22 +31,17 @@ pub(crate) fn run(cli: Cli) -> Result<u8> {
         Command::Hook(HookCommand::PreToolUse) => Ok(crate::hook::pre_tool_use(config_flag)),
         Command::Process(args) => process_cmd(&config::load(config_flag)?, *args),
         Command::Worker { kind } => match kind.as_str() {
-            "summary" => Ok(crate::process::summary::main()),
-            "scan" => Ok(crate::process::scan::main()),
+            "summary" => Ok(crate::process::regions::summary::main()),
+            "scan" => Ok(crate::process::bytes::scan::main()),
             other => Err(Error::Usage(format!("unknown worker {other:?}"))),
         },
-        Command::Sandbox { program } => Ok(crate::process::sandbox::main(&program)),
+        Command::Sandbox { program } => Ok(crate::process::workers::sandbox::main(&program)),
     }
 }
 
 /// Prints `value` as one JSON line, or its human rendering.
 fn emit<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
     if json { output(report::json::print(value)) } else { print_out(&human(value)) }
-}
-
-/// `--timeout D` as a duration (`30`, `1.5`, `500ms`, `2m`).
-fn timeout_flag(value: Option<&str>) -> Result<Option<std::time::Duration>> {
-    value.map(crate::commands::run::parse_timeout).transpose().map_err(|m| Error::Usage(format!("--timeout: {m}")))
 }
 
 /// `--sync` / `--no-sync`: forced on, forced off, or the rule's default.
@@ -165,7 +160,7 @@ fn schema_cmd(kind: SchemaName) -> Result<u8> {
 }
 
 fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
-    let timeout = timeout_flag(args.timeout.as_deref())?;
+    let timeout = args.timeout;
     let opts = crate::commands::run::RunOptions {
         command: command_line(&args.command),
         node: args.node,
@@ -242,7 +237,7 @@ fn plan_cmd(args: PlanArgs) -> Result<u8> {
 fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
     let specs = task_specs(args.file.as_deref(), &args.commands)?;
     let plan = crate::commands::parallel::make_plan(&specs)?;
-    let timeout = timeout_flag(args.timeout.as_deref())?;
+    let timeout = args.timeout;
     let opts = crate::tasks::scheduler::ParallelOptions {
         jobs: args.jobs,
         keep_going: args.keep_going,
@@ -264,45 +259,37 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
 }
 
 fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
-    use crate::process::{self, ProcessOptions, worker::Limits};
+    use crate::process::{self, ProcessOptions, workers::local::Limits};
     let usage = |m: String| Error::Usage(m);
-    let size = |flag: &str, v: &Option<String>| -> Result<Option<u64>> {
-        v.as_deref().map(|t| process::parse_size(t).map_err(|m| Error::Usage(format!("{flag}: {m}")))).transpose()
-    };
     let defaults = Limits::default();
     let options = ProcessOptions {
         inputs: args.inputs,
         by: args.by,
         regions: args.regions,
         demo: args.demo,
-        format: args.format.as_deref().map(process::parse_format).transpose().map_err(usage)?,
-        schema: process::parse_schema(&args.schema).map_err(usage)?,
+        format: args.format.map(Into::into),
+        schema: args.schema.into_iter().flatten().collect(),
         processor: args.processor,
         aggregate: args.aggregate,
         jobs: args.jobs,
         retries: args.retries,
         max_rejects: args.max_rejects,
         limits: Limits {
-            max_memory: size("--max-memory", &args.max_memory)?,
+            max_memory: args.max_memory,
             max_cpu_seconds: args.max_cpu_seconds,
-            max_output: size("--max-output", &args.max_output)?.unwrap_or(defaults.max_output),
+            max_output: args.max_output.unwrap_or(defaults.max_output),
             max_open_files: args.max_open_files,
-            timeout: args.timeout,
-            grace: args.grace,
+            timeout: args.timeout.map(|t| t.as_secs_f64()),
+            grace: args.grace.as_secs_f64(),
         },
         sandbox: args.sandbox,
         keep_workdirs: args.keep_workdirs,
         nodes: args.nodes,
-        part_size: size("--part-size", &args.part_size)?,
-        split: match args.split.as_str() {
-            "auto" => process::Split::Auto,
-            "regions" => process::Split::Regions,
-            "bytes" => process::Split::Bytes,
-            other => return Err(Error::Usage(format!("--split: unknown mode {other:?} (auto, regions or bytes)"))),
-        },
+        part_size: args.part_size,
+        split: args.split.into(),
     };
     process::check_options(&options).map_err(usage)?;
-    process::worker::handle_interrupts();
+    process::workers::local::handle_interrupts();
     let result = if args.events {
         let mut events = |event: &crate::tasks::Event| {
             let _ = report::json::print(event);
@@ -317,7 +304,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     };
     let report = match result {
         Ok(report) => report,
-        Err(e) if process::worker::interrupted() => {
+        Err(e) if process::workers::local::interrupted() => {
             eprintln!("distex: error: {e}");
             return Ok(exit::INTERRUPTED);
         }
@@ -332,7 +319,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     // The process exits next: freeing thousands of regions one by one
     // would only delay it.
     std::mem::forget(report);
-    Ok(if process::worker::interrupted() {
+    Ok(if process::workers::local::interrupted() {
         exit::INTERRUPTED
     } else if complete {
         exit::OK

@@ -3,6 +3,7 @@
 
 mod args;
 mod dispatch;
+mod values;
 
 use std::process::ExitCode;
 

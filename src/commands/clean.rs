@@ -30,35 +30,35 @@ const STATE_PREFIXES: &[&str] = &["nodes.json", "nodes.lock", "hook.log"];
 
 /// What `distex clean` removed.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct CleanReport {
+pub(crate) struct CleanReport {
     /// SSH master directories removed (their masters were asked to exit first).
-    pub masters: Vec<PathBuf>,
+    pub(crate) masters: Vec<PathBuf>,
     /// State files removed.
-    pub state: Vec<PathBuf>,
+    pub(crate) state: Vec<PathBuf>,
     /// Per node, with `--remote`.
-    pub nodes: Vec<NodeClean>,
+    pub(crate) nodes: Vec<NodeClean>,
 }
 
 /// What was removed on one node.
 #[derive(Debug, Clone, Serialize)]
-pub struct NodeClean {
-    pub node: String,
+pub(crate) struct NodeClean {
+    pub(crate) node: String,
     /// Mirror directories removed, as the node names them (home-relative unless absolute).
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
     /// Why the node could not be cleaned (unreachable, refused workdir...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl CleanReport {
     /// True when every node asked for was cleaned.
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.nodes.iter().all(|n| n.error.is_none())
     }
 }
 
 /// Cleans up: the nodes' mirrors when `remote`, then masters and state here.
-pub fn clean(config: &Config, remote: bool) -> std::io::Result<CleanReport> {
+pub(crate) fn clean(config: &Config, remote: bool) -> std::io::Result<CleanReport> {
     let mut report = CleanReport::default();
     if remote {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -118,7 +118,7 @@ async fn run_on(node: &Node, script: String) -> Result<String, String> {
 
 /// The shell script that removes the mirrors under `workdir` and prints each
 /// one it removed; or why this workdir is refused.
-pub fn mirror_script(workdir: &str) -> Result<String, String> {
+pub(crate) fn mirror_script(workdir: &str) -> Result<String, String> {
     let dir = workdir.trim_start_matches("~/").trim_end_matches('/');
     if dir.is_empty() || matches!(dir, "~" | "." | "/" | "$HOME") {
         return Err(format!(

@@ -113,39 +113,3 @@ pub(crate) async fn stop_signal() {
         () = next(&mut quit) => {}
     }
 }
-
-/// Parses `--timeout`: seconds (`30`, `1.5`) or with a unit (`500ms`, `2m`, `1h`).
-pub(crate) fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
-    let t = text.trim();
-    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let value: f64 =
-        number.trim().parse().map_err(|_| format!("{text:?} is not a duration (e.g. 30, 1.5, 500ms, 2m)"))?;
-    if !(value.is_finite() && value > 0.0) {
-        return Err(format!("{text:?}: the timeout must be positive"));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_parse_with_units() {
-        assert_eq!(parse_timeout("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_timeout("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_timeout("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_timeout("0").is_err());
-        assert!(parse_timeout("soon").is_err());
-    }
-}

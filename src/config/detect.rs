@@ -22,7 +22,7 @@ pub(crate) fn cores() -> u32 {
 }
 
 fn hostname() -> String {
-    let Some(name) = crate::sys_core::hostname() else { return "local".to_string() };
+    let Some(name) = crate::sys::hostname() else { return "local".to_string() };
     let short = name.split('.').next().unwrap_or("");
     if short.is_empty() { "local".to_string() } else { short.to_string() }
 }

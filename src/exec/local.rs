@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 
 use super::output::{OutputSink, Stream};
 use super::remote::Stop;
-use crate::sys_core::{GroupSignal, group_alive, signal_group};
+use crate::sys::{SIGKILL, SIGTERM, group_alive, signal_group};
 
 /// How a local run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,12 +103,12 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &
 
 /// SIGTERM to the group, up to 2 s of grace, then SIGKILL.
 async fn kill_group(pgid: i32) {
-    signal_group(pgid, GroupSignal::Terminate);
+    signal_group(pgid, SIGTERM);
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if !group_alive(pgid) {
             return;
         }
     }
-    signal_group(pgid, GroupSignal::Kill);
+    signal_group(pgid, SIGKILL);
 }

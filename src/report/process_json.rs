@@ -24,6 +24,7 @@ pub(crate) fn print(report: &ProcessReport) -> std::io::Result<()> {
 }
 
 /// The same bytes as `serde_json::to_vec(report)`.
+#[cfg(test)]
 pub(crate) fn to_vec(report: &ProcessReport) -> serde_json::Result<Vec<u8>> {
     Ok(pieces(report)?.concat())
 }
@@ -144,7 +145,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::process::partition::Reject;
+    use crate::process::report::Reject;
     use crate::process::{Accounting, RegionReport};
     use crate::report::PARALLEL_FROM;
     use crate::tasks::{TaskList, TaskStatus};

@@ -39,7 +39,7 @@ pub(crate) struct NodesReport {
 impl NodesReport {
     /// The report as of now: this machine's live load and the node cache.
     pub(crate) fn read(config: &Config) -> NodesReport {
-        Self::build(config, &NodeStates::load(), crate::sys_core::load_average())
+        Self::build(config, &NodeStates::load(), crate::sys::load_average())
     }
 
     /// Builds the report from configuration and the cached states.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::sys_core::uid;
+use crate::sys::uid;
 
 /// `$DISTEX_STATE_DIR`, else `$XDG_STATE_HOME/distex`, else `~/.local/state/distex`.
 pub(crate) fn state_dir() -> PathBuf {

@@ -23,6 +23,6 @@ impl LoadFacts {
     /// Reads this machine's load and the node cache, with the `assumed`
     /// overrides on top.
     pub(crate) fn read(assumed: BTreeMap<String, f64>) -> Self {
-        LoadFacts { local_load: crate::sys_core::load_average(), states: NodeStates::load(), assumed, now: now_secs() }
+        LoadFacts { local_load: crate::sys::load_average(), states: NodeStates::load(), assumed, now: now_secs() }
     }
 }

@@ -278,3 +278,47 @@ fn a_closed_stdout_is_no_error() {
         assert_eq!((run.code(), run.stderr()), (Some(0), String::new()), "{args:?}");
     }
 }
+
+/// Every `--timeout` takes one duration syntax; a value out of range is a
+/// usage error naming the flag, never a panic.
+#[test]
+fn every_timeout_takes_one_duration_syntax() {
+    let sb = Sandbox::new();
+    for bad in ["1e20", "-1", "NaN", "0", "soon", "5d"] {
+        let flag = format!("--timeout={bad}");
+        for cmd in
+            [&["process", "--demo", &flag][..], &["run", &flag, "--", "true"], &["parallel", &flag, "--", "true"]]
+        {
+            let run = sb.cmd().args(cmd).run().expect_code(2);
+            assert!(run.stderr().contains("--timeout"), "{cmd:?}: {}", run.stderr());
+            assert!(!run.stderr().contains("internal error"), "{cmd:?}: {}", run.stderr());
+        }
+    }
+    for good in ["500ms", "2s", "1.5s", "3m", "1h", "30", "2.5"] {
+        sb.cmd().args(["process", "--demo", "--json", "--timeout", good]).run().success();
+        sb.cmd().args(["run", "--node", "local", "--timeout", good, "--", "true"]).run().success();
+    }
+    sb.cmd().args(["process", "--demo", "--json", "--grace", "250ms"]).run().success();
+}
+
+/// `--split`, `--format`, sizes and `--schema` are checked by the parser:
+/// a bad value is a usage error naming the flag and the values it takes.
+#[test]
+fn typed_process_flags_name_the_flag_and_choices() {
+    let sb = Sandbox::new();
+    let run = sb.cmd().args(["process", "--demo", "--split", "rows"]).run().expect_code(2);
+    assert!(run.stderr().contains("--split") && run.stderr().contains("regions"), "{}", run.stderr());
+    let run = sb.cmd().args(["process", "--demo", "--format", "xml"]).run().expect_code(2);
+    assert!(run.stderr().contains("--format") && run.stderr().contains("jsonl"), "{}", run.stderr());
+    let run = sb.cmd().args(["process", "--demo", "--max-memory", "12Q"]).run().expect_code(2);
+    assert!(run.stderr().contains("--max-memory"), "{}", run.stderr());
+    let run = sb.cmd().args(["process", "--demo", "--schema", "revenue=date"]).run().expect_code(2);
+    assert!(run.stderr().contains("--schema") && run.stderr().contains("number or text"), "{}", run.stderr());
+    let v = sb
+        .cmd()
+        .args(["process", "--demo", "--json", "--format", "csv", "--schema", "revenue=number"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(v["complete"], true, "{v}");
+}

@@ -2,8 +2,7 @@
 //! `src/` names a module of a lower layer than the module it is written in
 //! (so nothing imports upward and no two modules import each other).
 //!
-//! The layers, lowest first (README "Layout"): leaves (`error`, `sys`,
-//! `sys_core`), `config`, `state` and `announce`, `route` (pure), `exec`,
+//! The layers, lowest first (README "Layout"): leaves (`error`, `sys`), `config`, `state` and `announce`, `route` (pure), `exec`,
 //! `tasks`, `process`, `report`; then `protocol` and `hook` at the side,
 //! `commands`, and `cli` on top. A new top-level module must be given a
 //! layer here.
@@ -14,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// A module's layer; a module may only use modules of a lower layer.
 fn layer(module: &str) -> Option<u32> {
     Some(match module {
-        "error" | "sys" | "sys_core" => 0,
+        "error" | "sys" => 0,
         "config" => 1,
         "state" | "announce" => 2,
         "route" => 3,

@@ -35,7 +35,6 @@ pub(crate) struct SlurmCluster {
     /// The `slurm.conf` every command must see (`SLURM_CONF`).
     pub(crate) conf: PathBuf,
     pub(crate) nodes: Vec<String>,
-    pub(crate) cpus_per_node: u32,
     _port_lock: std::fs::File,
 }
 
@@ -68,7 +67,7 @@ impl SlurmCluster {
         let (base, lock) = claim_ports();
         let conf = d.join("slurm.conf");
         std::fs::write(&conf, slurm_conf(d, base, &names, cpus)).unwrap();
-        let cluster = SlurmCluster { dir, conf, nodes: names, cpus_per_node: cpus, _port_lock: lock };
+        let cluster = SlurmCluster { dir, conf, nodes: names, _port_lock: lock };
         cluster.launch();
         cluster
     }

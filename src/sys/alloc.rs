@@ -16,7 +16,7 @@
 //! into fresh pages took about 1,300 page faults, half its time.
 
 /// Applies the settings above (glibc on Linux only; elsewhere nothing).
-pub fn keep_freed_memory() {
+pub(crate) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's tuning parameters; it is
     // safe to call at any time, from any thread.
@@ -35,7 +35,7 @@ pub fn keep_freed_memory() {
 /// still run, on a core an earlier worker left free, it takes the page
 /// faults of decoding the last results out of the time after the last
 /// worker ends. Up to 30 MB, below the size glibc maps apart from the heap.
-pub fn prefault_heap(bytes: usize) {
+pub(crate) fn prefault_heap(bytes: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const PAGE: usize = 4096;

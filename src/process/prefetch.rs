@@ -3,7 +3,7 @@
 
 /// Hints the CPU to load the cache line holding `x`.
 #[inline(always)]
-pub fn prefetch<T>(x: &T) {
+pub(crate) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults, even on a bad address.
     unsafe {

@@ -18,16 +18,16 @@
 
 /// Offsets (into the indexed buffer) found by [`index`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Index {
+pub(crate) struct Index {
     /// Every delimiter and record-ending line break outside quotes, in order.
-    pub seps: Vec<u32>,
+    pub(crate) seps: Vec<u32>,
     /// For every record-ending line break: its position in `seps`.
-    pub records: Vec<u32>,
+    pub(crate) records: Vec<u32>,
     /// Every quote and carriage return, inside quotes or not, and every
     /// line break inside quotes.
-    pub specials: Vec<u32>,
+    pub(crate) specials: Vec<u32>,
     /// The start of every 64-byte block holding a byte >= 0x80.
-    pub high_blocks: Vec<u32>,
+    pub(crate) high_blocks: Vec<u32>,
 }
 
 impl Index {
@@ -41,12 +41,12 @@ impl Index {
 
 /// Bytes a buffer must have after the indexed range: whole blocks are
 /// loaded, and bytes past `to` are masked out.
-pub const PADDING: usize = 64;
+pub(crate) const PADDING: usize = 64;
 
 /// Indexes `buf[from..to]` (offsets recorded are into `buf`). `buf` must
 /// hold at least [`PADDING`] bytes after `to`. `quoting` is false for TSV,
 /// where a quote is an ordinary byte.
-pub fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
+pub(crate) fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
     assert!(to + PADDING <= buf.len() && from <= to && to <= u32::MAX as usize, "index needs padding");
     out.clear();
     #[cfg(target_arch = "x86_64")]
@@ -107,7 +107,7 @@ impl Builder<'_> {
             // The hardware prefetcher stops at page boundaries: ask for the
             // bytes a few blocks ahead (a hint; it never faults).
             if let Some(ahead) = buf.get(at + PREFETCH) {
-                super::cache::prefetch(ahead);
+                crate::process::prefetch::prefetch(ahead);
             }
             let b = masks(at);
             let v = valid(at, to);
@@ -225,7 +225,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,bmi1,popcnt")]
-    pub unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
+    pub(crate) unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
         let (vq, vd) = (_mm256_set1_epi8(b'"' as i8), _mm256_set1_epi8(delim as i8));
         let (vn, vr) = (_mm256_set1_epi8(b'\n' as i8), _mm256_set1_epi8(b'\r' as i8));
         Builder { out, inside: 0 }.run(buf, from, to, quoting, |at| {
@@ -254,7 +254,7 @@ mod avx512 {
 
     /// [`super::index`] with one 64-byte compare per byte class, straight into a mask.
     #[target_feature(enable = "avx512f,avx512bw,bmi1,popcnt")]
-    pub unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
+    pub(crate) unsafe fn index(buf: &[u8], from: usize, to: usize, delim: u8, quoting: bool, out: &mut Index) {
         let (vq, vd) = (_mm512_set1_epi8(b'"' as i8), _mm512_set1_epi8(delim as i8));
         let (vn, vr) = (_mm512_set1_epi8(b'\n' as i8), _mm512_set1_epi8(b'\r' as i8));
         Builder { out, inside: 0 }.run(buf, from, to, quoting, |at| {

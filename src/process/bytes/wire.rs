@@ -1,5 +1,5 @@
 //! The binary format of part results: what a `distex __worker scan` prints
-//! on stdout and the coordinator reads back ([`encode`], [`decode`]).
+//! on stdout and the coordinator reads back ([`encode_regions`], [`decode`]).
 //!
 //! JSON cost real time with thousands of regions: every accumulator's
 //! floats formatted and parsed again, every region a map of column names.
@@ -25,26 +25,48 @@
 //! every count against the bytes left.
 
 use super::merge::Regions;
-use super::scan::ScanResult;
-use super::stats::{Accumulator, ExactSum, Figures, MAX_DIGITS};
+use crate::process::stats::region_columns::Finished;
+use crate::process::stats::{Accumulator, ExactSum, Figures, MAX_DIGITS};
+
+/// What a scan worker prints, in this format.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ScanResult {
+    pub(crate) regions: Regions,
+    pub(crate) records: u64,
+    pub(crate) rejected: u64,
+    /// The first rejects: line relative to the range (1 = its first line), reason.
+    pub(crate) rejects: Vec<(u64, String)>,
+    /// Line breaks in the range.
+    pub(crate) newlines: u64,
+    /// Records with an odd number of quotes: boundaries cannot be trusted.
+    pub(crate) odd_quote_records: u64,
+    /// Quote characters in the range (CSV): every cut must have an even
+    /// number before it in its file, or it did not fall on a record boundary.
+    pub(crate) quotes: u64,
+    /// The last record was ended by the end of the range, not a line break.
+    pub(crate) unterminated_last: bool,
+    /// Stopped early because of `max_rejects`.
+    pub(crate) stopped: bool,
+}
 
 const MAGIC: &[u8; 6] = b"DXPART";
 const VERSION: u16 = 1;
 const HEADER: usize = 6 + 2 + 8 + 8;
 
 /// The bytes a scan worker prints for `result`.
-pub fn encode(result: &ScanResult) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode(result: &ScanResult) -> Vec<u8> {
     let regions = &result.regions;
     encode_regions(result, &regions.columns, regions.len(), |r| {
         (regions.names[r].as_str(), regions.records[r], regions.accs(r).iter())
     })
 }
 
-/// [`encode`] of `head` (all but its regions) and `n` regions, each given
+/// `encode` of `head` (all but its regions) and `n` regions, each given
 /// by `region(r)` as its name, records and accumulators in column order:
 /// a scan worker encodes its regions straight from its running statistics,
 /// without building a [`Regions`] table of thousands of them first.
-pub fn encode_regions<'a, E: Encode, A: Iterator<Item = E>>(
+pub(crate) fn encode_regions<'a, E: Encode, A: Iterator<Item = E>>(
     head: &ScanResult,
     columns: &[String],
     n: usize,
@@ -88,7 +110,7 @@ pub fn encode_regions<'a, E: Encode, A: Iterator<Item = E>>(
 }
 
 /// Reads what a scan worker printed; `Err` says what is wrong with it.
-pub fn decode(bytes: &[u8]) -> Result<ScanResult, String> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<ScanResult, String> {
     if bytes.len() < HEADER || &bytes[..6] != MAGIC {
         return Err(format!("it is not a part result (it starts with {})", preview(bytes)));
     }
@@ -152,11 +174,21 @@ fn read_result(r: &mut Reader<'_>) -> Result<ScanResult, String> {
 
 /// An accumulator as the format carries it: an [`Accumulator`], or a scan
 /// worker's running statistics read without building one.
-pub trait Encode {
+pub(crate) trait Encode {
     /// Its figures but the sum.
     fn figures(&self) -> Figures;
     /// Its exact sum as [`ExactSum::to_digits`] gives it.
     fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize);
+}
+
+impl Encode for Finished<'_> {
+    fn figures(&self) -> Figures {
+        Finished::figures(self)
+    }
+
+    fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+        Finished::sum_digits(self, out)
+    }
 }
 
 impl Encode for &Accumulator {

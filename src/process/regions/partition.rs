@@ -10,87 +10,56 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use super::input::{self, Flow, Format, Item, ReadError, Row, Source};
-use super::stats::parse_number;
 use crate::error::{Error, Result};
-
-/// How a column is treated: numbers get statistics and are validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    Number,
-    Text,
-}
-
-/// Which region a record belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySpec {
-    /// The value of this column (`--by`).
-    Column(String),
-    /// The stem of the file it came from (`--regions`).
-    FileStem,
-}
-
-/// A record that was not processed, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Reject {
-    pub file: String,
-    pub line: u64,
-    pub reason: String,
-}
+use crate::process::input::schema::{ColumnType, KeySpec, SAMPLE, check_key, check_numbers, infer_type};
+use crate::process::input::{self, Flow, Format, Item, ReadError, Row, Source};
+use crate::process::report::{MAX_LISTED_REJECTS, Reject};
 
 /// One region's share of the input.
 #[derive(Debug, Clone)]
-pub struct RegionData {
-    pub name: String,
-    pub records: u64,
+pub(crate) struct RegionData {
+    pub(crate) name: String,
+    pub(crate) records: u64,
     /// The spool file: the header (CSV/TSV) then the region's records.
-    pub spool: PathBuf,
-    pub format: Format,
+    pub(crate) spool: PathBuf,
+    pub(crate) format: Format,
 }
 
 /// The outcome of partitioning.
 #[derive(Debug, Clone, Default)]
-pub struct Partition {
+pub(crate) struct Partition {
     /// Regions sorted by name.
-    pub regions: Vec<RegionData>,
+    pub(crate) regions: Vec<RegionData>,
     /// Column types, by name (decided the first time a column is seen).
-    pub types: BTreeMap<String, ColumnType>,
+    pub(crate) types: BTreeMap<String, ColumnType>,
     /// The key column (for `--by`), never a statistics column.
-    pub key: Option<String>,
-    pub input_records: u64,
-    pub rejected: u64,
+    pub(crate) key: Option<String>,
+    pub(crate) input_records: u64,
+    pub(crate) rejected: u64,
     /// The first [`MAX_LISTED_REJECTS`] rejects, in input order.
-    pub rejects: Vec<Reject>,
+    pub(crate) rejects: Vec<Reject>,
 }
 
-/// How many rejects are listed (all are counted).
-pub const MAX_LISTED_REJECTS: usize = 100;
-/// Rows sampled to infer column types.
-const SAMPLE_ROWS: usize = 1000;
 /// Bytes buffered per region before they are appended to its spool file.
 const REGION_BUFFER: usize = 256 << 10;
 /// Bytes buffered across all regions before everything is flushed.
 const TOTAL_BUFFER: usize = 32 << 20;
 
-pub struct Options<'a> {
-    pub key: KeySpec,
+pub(crate) struct Options<'a> {
+    pub(crate) key: KeySpec,
     /// Format of every source; `None` guesses from each file name (CSV otherwise).
-    pub format: Option<Format>,
-    pub schema: &'a BTreeMap<String, ColumnType>,
-    pub max_rejects: Option<u64>,
+    pub(crate) format: Option<Format>,
+    pub(crate) schema: &'a BTreeMap<String, ColumnType>,
+    pub(crate) max_rejects: Option<u64>,
     /// Where spool files go.
-    pub dir: &'a Path,
+    pub(crate) dir: &'a Path,
 }
 
 /// Reads every source and spools its records by region.
 ///
 /// `progress` is called with the number of records read so far, every
 /// [`PROGRESS_EVERY`] records.
-pub fn partition(sources: &[Source], options: &Options<'_>, progress: &mut dyn FnMut(u64)) -> Result<Partition> {
+pub(crate) fn partition(sources: &[Source], options: &Options<'_>, progress: &mut dyn FnMut(u64)) -> Result<Partition> {
     let p = std::cell::RefCell::new(Partitioner::new(options, progress));
     for source in sources {
         let format = options.format.or_else(|| source.format_hint()).unwrap_or(Format::Csv);
@@ -136,50 +105,6 @@ struct PendingRow {
     ends: Vec<usize>,
 }
 
-/// Infers a column's type from sampled values: numeric when at least 90%
-/// of the non-empty values are numbers (and there is one), so that a few
-/// bad rows in the sample do not turn a numeric column into text.
-pub fn infer_type<'v>(values: impl Iterator<Item = &'v [u8]>) -> ColumnType {
-    let (mut numbers, mut present) = (0usize, 0usize);
-    for v in values {
-        match parse_number(v) {
-            Ok(Some(_)) => (numbers, present) = (numbers + 1, present + 1),
-            Err(()) => present += 1,
-            Ok(None) => {}
-        }
-    }
-    if numbers > 0 && numbers * 10 >= present * 9 { ColumnType::Number } else { ColumnType::Text }
-}
-
-/// Rows sampled to infer column types.
-pub const SAMPLE: usize = SAMPLE_ROWS;
-
-/// The key of a row: the field at `key_index`, which must not be empty.
-/// The partitioner and the byte-range scan workers share these checks, so
-/// both paths reject exactly the same records with the same reasons.
-pub fn check_key<'r>(row: &Row<'r>, key_index: Option<usize>, key_name: &str) -> std::result::Result<&'r [u8], String> {
-    let key: &[u8] = match key_index {
-        Some(i) => row.field(i).unwrap_or(b""),
-        None => return Err(format!("missing key {key_name:?}")),
-    };
-    if key.iter().all(u8::is_ascii_whitespace) {
-        return Err(format!("missing key {key_name:?} (empty value)"));
-    }
-    Ok(key)
-}
-
-/// Every numeric column must hold a number (or nothing).
-pub fn check_numbers(row: &Row<'_>, numeric: &[usize], header: &[String]) -> std::result::Result<(), String> {
-    for &i in numeric {
-        if let Some(field) = row.field(i)
-            && parse_number(field).is_err()
-        {
-            return Err(format!("column {:?}: {:?} is not a number", header[i], String::from_utf8_lossy(field)));
-        }
-    }
-    Ok(())
-}
-
 impl PendingRow {
     fn row(&self) -> Row<'_> {
         Row { line: self.line, raw: &self.raw, out: &self.out, ends: &self.ends, sep: self.sep, plain: false }
@@ -187,7 +112,7 @@ impl PendingRow {
 }
 
 /// How often partitioning reports progress, in records.
-pub const PROGRESS_EVERY: u64 = 1 << 18;
+pub(crate) const PROGRESS_EVERY: u64 = 1 << 18;
 
 struct Partitioner<'a> {
     options: &'a Options<'a>,
@@ -314,7 +239,7 @@ impl<'a> Partitioner<'a> {
     fn on_item(&mut self, item: Item<'_>) -> Flow {
         self.out.input_records += 1;
         if self.out.input_records.is_multiple_of(65536) {
-            if super::worker::interrupted() {
+            if crate::process::workers::local::interrupted() {
                 self.fatal = Some(Error::Input("interrupted while reading the input; nothing was processed".into()));
                 return Flow::Stop;
             }
@@ -333,7 +258,7 @@ impl<'a> Partitioner<'a> {
                         out: row.out.to_vec(),
                         ends: row.ends.to_vec(),
                     });
-                    if pending.len() >= SAMPLE_ROWS {
+                    if pending.len() >= SAMPLE {
                         self.infer_and_replay();
                     }
                     Flow::Continue

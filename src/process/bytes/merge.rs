@@ -17,38 +17,39 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::stats::{Accumulator, ColumnMap, RegionStats};
+use crate::process::stats::{Accumulator, ColumnMap, RegionStats};
 
 /// Per-region accumulators: region `r`'s accumulator of column `slot` is
 /// `accs[r * columns.len() + slot]`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Regions {
+pub(crate) struct Regions {
     /// Names of the numeric columns, in slot order.
-    pub columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
     /// Region names, in order of first sight.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// Records of each region.
-    pub records: Vec<u64>,
-    pub accs: Vec<Accumulator>,
+    pub(crate) records: Vec<u64>,
+    pub(crate) accs: Vec<Accumulator>,
 }
 
 impl Regions {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
     /// The accumulators of region `r`, in slot order.
-    pub fn accs(&self, r: usize) -> &[Accumulator] {
+    pub(crate) fn accs(&self, r: usize) -> &[Accumulator] {
         let width = self.columns.len();
         &self.accs[r * width..(r + 1) * width]
     }
 
     /// Region numbers in the order of their names.
-    pub fn by_name(&self) -> Vec<usize> {
+    #[cfg(test)]
+    pub(crate) fn by_name(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_unstable_by(|&a, &b| self.names[a].cmp(&self.names[b]));
         order
@@ -60,7 +61,7 @@ impl Regions {
     /// name from a table in order of first sight is a cache miss each (at
     /// 10,000 regions they take 5 MB); once in order, merging, summarising
     /// and reporting read them front to back.
-    pub fn into_sorted_by_name(mut self) -> Regions {
+    pub(crate) fn into_sorted_by_name(mut self) -> Regions {
         if self.names.windows(2).all(|w| w[0] < w[1]) {
             return self;
         }
@@ -107,7 +108,7 @@ impl Regions {
     /// both tables in name order (scan workers print theirs so; another is
     /// sorted first), merging walks them side by side; the result is in
     /// name order.
-    pub fn absorb(&mut self, part: Regions) {
+    pub(crate) fn absorb(&mut self, part: Regions) {
         let part = part.into_sorted_by_name();
         debug_assert!(self.is_empty() || self.columns == part.columns);
         if self.is_empty() {
@@ -157,13 +158,13 @@ impl Regions {
         let start = accs.as_ptr() as *const u8;
         for offset in (0..bytes).step_by(64) {
             // SAFETY: `offset` stays within the accumulators' bytes.
-            super::cache::prefetch(unsafe { &*start.add(offset) });
+            crate::process::prefetch::prefetch(unsafe { &*start.add(offset) });
         }
     }
 
     /// The figures users see for every region, in table order, by column
     /// name.
-    pub fn summaries(&self) -> Vec<ColumnMap> {
+    pub(crate) fn summaries(&self) -> Vec<ColumnMap> {
         // The column names once, shared by every region's map.
         let names: Vec<Arc<str>> = self.columns.iter().map(|c| Arc::from(c.as_str())).collect();
         (0..self.len())
@@ -179,7 +180,7 @@ impl Regions {
 
     /// The regions `order` merged into one, in that order (as
     /// `aggregate::merge_summaries` merges maps: no columns without regions).
-    pub fn total(&self, order: impl IntoIterator<Item = usize>) -> RegionStats {
+    pub(crate) fn total(&self, order: impl IntoIterator<Item = usize>) -> RegionStats {
         let mut records = 0;
         let mut accs: Vec<Accumulator> = vec![Accumulator::default(); self.columns.len()];
         let mut any = false;
@@ -194,8 +195,9 @@ impl Regions {
         RegionStats { records, columns }
     }
 
+    #[cfg(test)]
     /// Every region by name, as maps (for tests and comparisons).
-    pub fn to_map(&self) -> BTreeMap<String, RegionStats> {
+    pub(crate) fn to_map(&self) -> BTreeMap<String, RegionStats> {
         (0..self.len())
             .map(|r| {
                 let columns = self.columns.iter().cloned().zip(self.accs(r).iter().cloned()).collect();
@@ -208,7 +210,7 @@ impl Regions {
 /// Merges `n` parts in a fixed tree as they arrive in any order: runs of
 /// `n.div_ceil(runs)` contiguous parts, each merged left to right, then
 /// the runs left to right.
-pub struct TreeMerge {
+pub(crate) struct TreeMerge {
     columns: Vec<String>,
     run_len: usize,
     runs: Vec<Run>,
@@ -223,7 +225,7 @@ struct Run {
 }
 
 impl TreeMerge {
-    pub fn new(n: usize, runs: usize, columns: Vec<String>) -> Self {
+    pub(crate) fn new(n: usize, runs: usize, columns: Vec<String>) -> Self {
         let run_len = n.div_ceil(runs.max(1)).max(1);
         let runs = (0..n.div_ceil(run_len))
             .map(|k| Run {
@@ -237,7 +239,7 @@ impl TreeMerge {
 
     /// Part `i` arrived with its regions, or failed (`None`): merges every
     /// part of its run that is now its turn.
-    pub fn add(&mut self, i: usize, part: Option<Regions>) {
+    pub(crate) fn add(&mut self, i: usize, part: Option<Regions>) {
         let run = &mut self.runs[i / self.run_len];
         run.waiting[i % self.run_len] = Some(part);
         while let Some(slot) = run.waiting.get_mut(run.next).and_then(Option::take) {
@@ -250,7 +252,7 @@ impl TreeMerge {
 
     /// Merges the runs (and any part still waiting its turn, in order);
     /// the regions come out in name order.
-    pub fn finish(self) -> Regions {
+    pub(crate) fn finish(self) -> Regions {
         // The first run moves into the empty total as it is.
         let mut regions = Regions::default();
         for mut run in self.runs {

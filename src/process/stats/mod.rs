@@ -6,14 +6,21 @@
 //!   split of the data gives the same total, rounded once, correctly (the
 //!   same bits as Python's `math.fsum`).
 //! * The variance: workers keep shifted sums per value (see
-//!   [`super::running`]) and hand over the mean and M2 of Welford's
+//!   [`region_columns`]) and hand over the mean and M2 of Welford's
 //!   method; Chan et al.'s pairwise formula merges two accumulators.
 //! * count, min and max are exact by nature.
+//!
+//! Numbers are parsed by [`number`], the same way on both paths.
 //!
 //! Accumulators travel between worker processes as JSON (serde_json writes
 //! f64 with shortest round-trip precision, so nothing is lost on the way),
 //! or, from byte-range scan workers, in the binary format of
-//! [`super::wire`] (floats as their bits, the sum as its integer digits).
+//! [`crate::process::bytes::wire`] (floats as their bits, the sum as its integer digits).
+
+pub(crate) mod number;
+pub(crate) mod region_columns;
+
+pub(crate) use number::{parse_number, parse_number_at};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,7 +41,7 @@ use serde::{Deserialize, Serialize};
 /// Between processes the sum travels as a list of doubles whose exact sum
 /// is the total (each limb split into two exactly representable halves).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExactSum {
+pub(crate) struct ExactSum {
     /// The limbs most values of a column land in: `window[k]` is limb
     /// `base + k`. Values of similar magnitude touch only a few limbs, so a
     /// small window keeps thousands of accumulators in cache.
@@ -59,7 +66,7 @@ impl Default for ExactSum {
 
 impl ExactSum {
     #[inline(always)]
-    pub fn add(&mut self, x: f64) {
+    pub(crate) fn add(&mut self, x: f64) {
         let bits = x.to_bits();
         let exp = ((bits >> 52) & 0x7ff) as u32;
         let frac = bits & ((1u64 << 52) - 1);
@@ -172,7 +179,7 @@ impl ExactSum {
         self.adds = 0;
     }
 
-    pub fn merge(&mut self, other: &ExactSum) {
+    pub(crate) fn merge(&mut self, other: &ExactSum) {
         // `adds` bounds every limb by adds * 2^32, so the sum of two bounds
         // says when carries must be propagated before a limb could overflow.
         let safe = (self.adds as u64 + other.adds as u64 + 1) < 1 << 30;
@@ -261,14 +268,14 @@ impl ExactSum {
 
     /// The sum, correctly rounded to the nearest f64 (ties to even);
     /// ±infinity beyond the range of doubles.
-    pub fn value(&self) -> f64 {
+    pub(crate) fn value(&self) -> f64 {
         self.value_from_window().unwrap_or_else(|| self.value_from_digits(0))
     }
 
     /// The sum divided by `count` when the sum itself is beyond the range
     /// of doubles (two values of 1e308): scaled down by an exact power of
     /// two first, divided, and scaled back, so the mean is finite.
-    pub fn mean_beyond_range(&self, count: u64) -> f64 {
+    pub(crate) fn mean_beyond_range(&self, count: u64) -> f64 {
         scale(self.value_from_digits(-64) / count as f64, 64)
     }
 
@@ -443,14 +450,14 @@ impl<'de> Deserialize<'de> for ExactSum {
 
 /// Most base-2^32 digits of a sum's magnitude: the 66 limbs, plus the
 /// carries the top limb can hold beyond 32 bits.
-pub const MAX_DIGITS: usize = LIMBS + 1;
+pub(crate) const MAX_DIGITS: usize = LIMBS + 1;
 
 impl ExactSum {
     /// The sum as a sign and a magnitude in base 2^32, for the binary
-    /// format of part results (`super::wire`): `(negative, lo)` and the
+    /// format of part results (`crate::process::bytes::wire`): `(negative, lo)` and the
     /// digits in `out`, so that the sum is ±Σ out\[k\]·2^(32·(lo+k) − 1074).
     /// The first and last digits are non-zero (no digits for zero).
-    pub fn to_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+    pub(crate) fn to_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
         let digits = self.digits();
         out.clear();
         out.extend_from_slice(digits.as_slice());
@@ -495,7 +502,7 @@ impl ExactSum {
 
     /// The sum [`ExactSum::to_digits`] describes; `None` when the digits
     /// lie outside the range of limbs.
-    pub fn from_digits(negative: bool, lo: usize, digits: &[u32]) -> Option<ExactSum> {
+    pub(crate) fn from_digits(negative: bool, lo: usize, digits: &[u32]) -> Option<ExactSum> {
         let Some(last) = digits.iter().rposition(|&d| d != 0) else {
             return Some(ExactSum::default());
         };
@@ -575,29 +582,29 @@ fn carry_digits(limbs: &[i64], negate: bool, out: &mut [u32]) -> i64 {
 
 /// The figures of an [`Accumulator`] but its exact sum.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Figures {
-    pub count: u64,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub mean: f64,
-    pub m2: f64,
+pub(crate) struct Figures {
+    pub(crate) count: u64,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) mean: f64,
+    pub(crate) m2: f64,
 }
 
 /// The accumulator of one numeric column.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Accumulator {
-    pub count: u64,
-    pub sum: ExactSum,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
+pub(crate) struct Accumulator {
+    pub(crate) count: u64,
+    pub(crate) sum: ExactSum,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
     /// Welford's running mean and sum of squared deviations. They overflow
     /// for values near the limits of doubles; JSON writes that as null,
     /// read back as NaN, which [`Accumulator::summary`] leaves out as it
     /// does the infinity.
     #[serde(deserialize_with = "nan_if_null")]
-    pub mean: f64,
+    pub(crate) mean: f64,
     #[serde(deserialize_with = "nan_if_null")]
-    pub m2: f64,
+    pub(crate) m2: f64,
 }
 
 fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -605,7 +612,8 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
 }
 
 impl Accumulator {
-    pub fn push(&mut self, x: f64) {
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, x: f64) {
         self.count += 1;
         self.sum.add(x);
         self.min = Some(self.min.map_or(x, |m| m.min(x)));
@@ -616,7 +624,7 @@ impl Accumulator {
     }
 
     /// Chan et al.: combines two accumulators as if all values went into one.
-    pub fn merge(&mut self, other: &Accumulator) {
+    pub(crate) fn merge(&mut self, other: &Accumulator) {
         if other.count == 0 {
             return;
         }
@@ -636,13 +644,13 @@ impl Accumulator {
     }
 
     /// Its figures but the sum.
-    pub fn figures(&self) -> Figures {
+    pub(crate) fn figures(&self) -> Figures {
         let Accumulator { count, min, max, mean, m2, .. } = *self;
         Figures { count, min, max, mean, m2 }
     }
 
     /// The accumulator with `figures` and `sum`.
-    pub fn from_figures(figures: Figures, sum: ExactSum) -> Self {
+    pub(crate) fn from_figures(figures: Figures, sum: ExactSum) -> Self {
         let Figures { count, min, max, mean, m2 } = figures;
         Accumulator { count, sum, min, max, mean, m2 }
     }
@@ -650,7 +658,7 @@ impl Accumulator {
     /// The figures users see. A figure beyond the range of doubles (a sum
     /// of values near 1.8e308, or a spread that large) is left out rather
     /// than shown as infinite: JSON has no infinity.
-    pub fn summary(&self) -> ColumnStats {
+    pub(crate) fn summary(&self) -> ColumnStats {
         let finite = |v: f64| v.is_finite().then_some(v);
         let sum = self.sum.value();
         let n = self.count;
@@ -685,13 +693,13 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// `stddev` when computing it overflowed, which only values near that
 /// bound can cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ColumnStats {
-    pub count: u64,
-    pub sum: Option<f64>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub mean: Option<f64>,
-    pub stddev: Option<f64>,
+pub(crate) struct ColumnStats {
+    pub(crate) count: u64,
+    pub(crate) sum: Option<f64>,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) mean: Option<f64>,
+    pub(crate) stddev: Option<f64>,
 }
 
 /// The statistics of a region's numeric columns by column name, in name
@@ -699,32 +707,30 @@ pub struct ColumnStats {
 /// regions' maps, so a report of thousands of regions holds one small
 /// vector per region instead of a map and a copy of every name.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ColumnMap(Vec<(Arc<str>, ColumnStats)>);
+pub(crate) struct ColumnMap(Vec<(Arc<str>, ColumnStats)>);
 
 impl ColumnMap {
     /// A map of `entries` in any order, each name once.
-    pub fn new(mut entries: Vec<(Arc<str>, ColumnStats)>) -> Self {
+    pub(crate) fn new(mut entries: Vec<(Arc<str>, ColumnStats)>) -> Self {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|a, b| a.0 == b.0);
         ColumnMap(entries)
     }
 
-    pub fn get(&self, column: &str) -> Option<&ColumnStats> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, column: &str) -> Option<&ColumnStats> {
         let at = self.0.binary_search_by(|(name, _)| (**name).cmp(column)).ok()?;
         Some(&self.0[at].1)
     }
 
     /// Columns and their statistics, in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &ColumnStats)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &ColumnStats)> {
         self.0.iter().map(|(name, stats)| (&**name, stats))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -748,196 +754,27 @@ impl<'de> Deserialize<'de> for ColumnMap {
 
 /// Accumulators for every numeric column of one region (or of everything).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RegionStats {
-    pub records: u64,
-    pub columns: BTreeMap<String, Accumulator>,
+pub(crate) struct RegionStats {
+    pub(crate) records: u64,
+    pub(crate) columns: BTreeMap<String, Accumulator>,
 }
 
 impl RegionStats {
-    pub fn merge(&mut self, other: &RegionStats) {
+    pub(crate) fn merge(&mut self, other: &RegionStats) {
         self.records += other.records;
         for (name, acc) in &other.columns {
             self.columns.entry(name.clone()).or_default().merge(acc);
         }
     }
 
-    pub fn summaries(&self) -> ColumnMap {
+    pub(crate) fn summaries(&self) -> ColumnMap {
         ColumnMap(self.columns.iter().map(|(k, v)| (Arc::from(k.as_str()), v.summary())).collect())
-    }
-}
-
-/// Parses a numeric field: optional surrounding spaces, finite numbers only.
-/// Empty fields are missing values (`Ok(None)`), not errors.
-#[inline]
-#[allow(clippy::result_unit_err)]
-pub fn parse_number(field: &[u8]) -> Result<Option<f64>, ()> {
-    if let Some(v) = parse_plain_decimal(field) {
-        return Ok(Some(v));
-    }
-    parse_number_slow(field)
-}
-
-/// Powers of ten that are exact in f64.
-const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
-    1e21, 1e22,
-];
-
-/// `-?digits(.digits)?` with at most 15 significant digits: the mantissa
-/// and the power of ten are both exact, so one IEEE division gives the
-/// correctly rounded value (Clinger's fast path), the same bits as a full
-/// decimal parser. Anything else returns `None` for the slow path.
-#[inline]
-fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
-    let (neg, d) = match b.first()? {
-        b'-' => (true, &b[1..]),
-        _ => (false, b),
-    };
-    let n = d.len();
-    if n == 0 || n > 16 {
-        return None;
-    }
-    if (4..=8).contains(&n)
-        && let Some(v) = parse_short_decimal(d)
-    {
-        return Some(if neg { -v } else { v });
-    }
-    let mut mantissa: u64 = 0;
-    let mut i = 0;
-    while i < n {
-        let c = d[i].wrapping_sub(b'0');
-        if c > 9 {
-            break;
-        }
-        mantissa = mantissa * 10 + c as u64;
-        i += 1;
-    }
-    let int_digits = i;
-    let mut frac = 0;
-    if i < n {
-        // Only `digits.digits` is handled here; the rest goes the slow way.
-        if d[i] != b'.' || int_digits == 0 || i + 1 == n {
-            return None;
-        }
-        i += 1;
-        while i < n {
-            let c = d[i].wrapping_sub(b'0');
-            if c > 9 {
-                return None;
-            }
-            mantissa = mantissa * 10 + c as u64;
-            i += 1;
-        }
-        frac = n - int_digits - 1;
-    }
-    if int_digits + frac > 15 {
-        return None;
-    }
-    let v = mantissa as f64 / POW10[frac];
-    Some(if neg { -v } else { v })
-}
-
-/// Bytes of '0' in every lane.
-const ZEROS: u64 = 0x3030_3030_3030_3030;
-
-/// [`parse_plain_decimal`] of 4 to 8 bytes (no sign) without a loop: the
-/// bytes go right-aligned into one word padded with '0' (which leaves the
-/// value alone); then see [`decimal_word`]. `None` sends the field to the loop.
-#[inline]
-fn parse_short_decimal(d: &[u8]) -> Option<f64> {
-    let n = d.len();
-    if !(4..=8).contains(&n) {
-        return None;
-    }
-    // Lane k holds byte k of the padded text: lanes 8-n.. hold `d`.
-    let first4 = u32::from_le_bytes(d[..4].try_into().ok()?) as u64;
-    let last4 = u32::from_le_bytes(d[n - 4..].try_into().ok()?) as u64;
-    let pad = 8 * (8 - n) as u32;
-    let low = ((first4 << pad) | (ZEROS & ((1u64 << pad) - 1))) & 0xffff_ffff;
-    decimal_word(low | (last4 << 32), n)
-}
-
-/// [`parse_number`] of `buf[s..e]` (`s < e`), reading the 8 bytes before
-/// `e` so that a plain decimal of up to 8 characters after its sign takes
-/// one path whatever its length, with no loop and no copy: the word is
-/// loaded whole, the bytes before the field are masked to '0', and
-/// `decimal_word` does the rest (when `e >= 8`; else the slow way).
-#[inline(always)]
-#[allow(clippy::result_unit_err)]
-pub fn parse_number_at(buf: &[u8], s: usize, e: usize) -> Result<Option<f64>, ()> {
-    let neg = buf[s] == b'-';
-    let n = e - s - neg as usize;
-    if (1..=8).contains(&n) && e >= 8 {
-        let word = u64::from_le_bytes(buf[e - 8..e].try_into().expect("8 bytes"));
-        let keep = u64::MAX << (8 * (8 - n));
-        if let Some(v) = decimal_word((word & keep) | (ZEROS & !keep), n) {
-            return Ok(Some(if neg { -v } else { v }));
-        }
-    }
-    parse_number(&buf[s..e])
-}
-
-/// The value of a decimal of `n` characters right-aligned in `w` (lane k =
-/// byte k), the lanes before it '0': the dot is found and squeezed out, all
-/// eight lanes are checked to be digits, and the digits are combined
-/// pairwise (SWAR). At most 8 significant digits, so one division gives
-/// the correctly rounded value, the same bits as the loop. `None` when the
-/// text is not `digits` or `digits.digits`.
-#[inline(always)]
-fn decimal_word(mut w: u64, n: usize) -> Option<f64> {
-    // The first '.' lane, if any (exact for the lowest zero lane).
-    let t = w ^ 0x2e2e_2e2e_2e2e_2e2e;
-    let dots = t.wrapping_sub(0x0101_0101_0101_0101) & !t & 0x8080_8080_8080_8080;
-    let mut frac = 0;
-    if dots != 0 {
-        let p = (dots.trailing_zeros() / 8) as usize;
-        // At least one digit before the dot and one after.
-        if p <= 8 - n || p == 7 {
-            return None;
-        }
-        frac = 7 - p;
-        // Lanes ..p move up one lane over the dot; lane 0 becomes '0'.
-        let below = (1u64 << (8 * (p + 1))) - 1;
-        w = ((w << 8) & below) | (w & !below) | 0x30;
-    }
-    let high = 0xf0f0_f0f0_f0f0_f0f0;
-    if w & high != ZEROS || w.wrapping_add(0x0606_0606_0606_0606) & high != ZEROS {
-        return None;
-    }
-    let mut v = w - ZEROS;
-    v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
-    v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
-    v = v.wrapping_mul(10000) + (v >> 32);
-    let mantissa = (v & 0xffff_ffff) as f64;
-    // An integer needs no division (the branch is as regular as the column).
-    Some(if frac == 0 { mantissa } else { mantissa / POW10[frac] })
-}
-
-fn parse_number_slow(field: &[u8]) -> Result<Option<f64>, ()> {
-    let text = std::str::from_utf8(field).map_err(|_| ())?.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    // Fast path for plain integers, the common case in data files.
-    if text.len() <= 15 {
-        let (neg, digits) = match text.as_bytes()[0] {
-            b'-' => (true, &text[1..]),
-            b'+' => (false, &text[1..]),
-            _ => (false, text),
-        };
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            let v = digits.bytes().fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64) as f64;
-            return Ok(Some(if neg { -v } else { v }));
-        }
-    }
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(Some(v)),
-        _ => Err(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::number::{parse_plain_decimal, parse_short_decimal};
     use super::*;
 
     #[test]

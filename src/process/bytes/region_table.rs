@@ -12,13 +12,13 @@
 /// A key's hash and head words, computed once to fetch its slot ahead and
 /// to look it up a few records later.
 #[derive(Clone, Copy, Default)]
-pub struct HashedKey {
+pub(crate) struct HashedKey {
     hash: u64,
     head: [u64; 2],
 }
 
 /// Raw key bytes to region numbers `0..len()`, in order of first sight.
-pub struct RegionTable {
+pub(crate) struct RegionTable {
     slots: Vec<Slot>,
     /// Bytes past the 16th of every longer key, back to back.
     tails: Vec<u8>,
@@ -85,17 +85,14 @@ fn hash(head: [u64; 2], key: &[u8]) -> u64 {
 
 impl RegionTable {
     /// Number of regions seen.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The region number of `key`, if it was seen.
     #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<usize> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<usize> {
         self.find(head(key), key)
     }
 
@@ -103,28 +100,28 @@ impl RegionTable {
     /// one 16-byte read: `buf` must hold 16 bytes from `s` (the scan
     /// buffer's padding guarantees it), whatever the key's length.
     #[inline(always)]
-    pub fn get_at(&self, buf: &[u8], s: usize, e: usize) -> Option<usize> {
+    pub(crate) fn get_at(&self, buf: &[u8], s: usize, e: usize) -> Option<usize> {
         self.find(head_at(buf, s, e), &buf[s..e])
     }
 
     /// The key `buf[s..e]` hashed, for [`RegionTable::prefetch_hashed`]
     /// now and [`RegionTable::get_hashed`] later (`buf` as for `get_at`).
     #[inline(always)]
-    pub fn hash_at(&self, buf: &[u8], s: usize, e: usize) -> HashedKey {
+    pub(crate) fn hash_at(&self, buf: &[u8], s: usize, e: usize) -> HashedKey {
         let head = head_at(buf, s, e);
         HashedKey { hash: hash(head, &buf[s..e]), head }
     }
 
     /// Starts loading the slot where the lookup of `key` will look first.
     #[inline(always)]
-    pub fn prefetch_hashed(&self, key: &HashedKey) {
-        super::cache::prefetch(&self.slots[(key.hash as usize) & (self.slots.len() - 1)]);
+    pub(crate) fn prefetch_hashed(&self, key: &HashedKey) {
+        crate::process::prefetch::prefetch(&self.slots[(key.hash as usize) & (self.slots.len() - 1)]);
     }
 
     /// [`RegionTable::get`] of `key`, hashed as `hashed` (by `hash_at`,
     /// perhaps before the table grew: the slot is placed now).
     #[inline(always)]
-    pub fn get_hashed(&self, hashed: &HashedKey, key: &[u8]) -> Option<usize> {
+    pub(crate) fn get_hashed(&self, hashed: &HashedKey, key: &[u8]) -> Option<usize> {
         self.find_from(hashed.hash, hashed.head, key)
     }
 
@@ -153,7 +150,7 @@ impl RegionTable {
 
     /// The region number of `key`, and whether it was new.
     #[inline]
-    pub fn get_or_insert(&mut self, key: &[u8]) -> (usize, bool) {
+    pub(crate) fn get_or_insert(&mut self, key: &[u8]) -> (usize, bool) {
         let h = head(key);
         let mask = self.slots.len() - 1;
         let mut i = (hash(h, key) as usize) & mask;

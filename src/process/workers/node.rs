@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 use openssh::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::worker::{Job, Program, interrupted};
 use crate::config::Node;
 use crate::exec::remote::{Markers, kill_script, sh_quote};
 use crate::exec::ssh;
+use crate::process::workers::local::{Job, Program, interrupted};
 
 /// The script run on the node. Arguments: region, task id, attempt, memory
 /// limit in KiB (or empty), CPU seconds (or empty), open files, then either
@@ -133,7 +133,7 @@ fn command_line(job: &Job, node: &Node) -> String {
 
 /// Why a remote attempt produced no result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteError {
+pub(crate) enum RemoteError {
     /// The node could not be reached, or the connection was lost before the
     /// worker reported its exit status: the node is at fault, not the
     /// processor, so the unit may run elsewhere.
@@ -156,7 +156,7 @@ impl fmt::Display for RemoteError {
 }
 
 /// Runs `job` on `node`; returns its stdout after a clean exit, or why it failed.
-pub fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
+pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -17,56 +17,45 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
-use super::ProcessOptions;
-use super::remote::{self, RemoteError};
-use super::worker::{self, Job, Program};
+use super::local::{self as worker, Job, Program};
+use super::node::{self as remote, RemoteError};
+use crate::process::ProcessOptions;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
 /// One worker to run: a region, or a byte range of a file.
 #[derive(Debug, Clone)]
-pub struct Unit {
-    pub task_id: String,
-    pub subject: String,
-    pub program: Program,
-    pub stdin: PathBuf,
+pub(crate) struct Unit<T> {
+    pub(crate) task_id: String,
+    pub(crate) subject: String,
+    pub(crate) program: Program,
+    pub(crate) stdin: PathBuf,
     /// Extra variables (DISTEX_REGION); DISTEX_TASK_ID and DISTEX_ATTEMPT are added.
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Records it holds, for progress (unknown for byte ranges).
-    pub records: Option<u64>,
-    /// Reads a built-in worker's output as part of its attempt, on the
-    /// pool's thread: an output it refuses fails the attempt (retried per
-    /// `--retries`) like a processor that printed garbage. Without it the
-    /// output must be one JSON object, as a user's processor prints.
-    pub read: Option<ReadOutput>,
+    pub(crate) records: Option<u64>,
+    /// Reads the worker's output as part of its attempt, on the pool's
+    /// thread: an output it refuses fails the attempt (retried per
+    /// `--retries`) like a processor that printed garbage.
+    pub(crate) read: ReadOutput<T>,
 }
 
-/// See [`Unit::read`].
-pub type ReadOutput = fn(Vec<u8>) -> Result<Output, String>;
+/// See [`Unit::read`]: what a unit's output is read as is the caller's
+/// choice (a region's summary or JSON object, a byte range's result).
+pub(crate) type ReadOutput<T> = fn(Vec<u8>) -> Result<T, String>;
 
-/// What a unit produced: the JSON object a user command printed, or what
-/// [`Unit::read`] made of a built-in worker's output.
-#[derive(Debug, Clone)]
-pub enum Output {
-    Json(Map<String, Value>),
-    /// A built-in summary worker's result for one region.
-    Summary(Box<super::stats::RegionStats>),
-    Part(Box<super::scan::ScanResult>),
-}
-
-pub type Outcome = Result<Output, String>;
+/// What became of a unit: its output as read, or why it failed.
+pub(crate) type Outcome<T> = Result<T, String>;
 
 /// Where units run: this machine, or a cluster node (`--nodes`), with how
 /// many at once.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub node: Option<crate::config::Node>,
-    pub slots: usize,
+pub(crate) struct Target {
+    pub(crate) node: Option<crate::config::Node>,
+    pub(crate) slots: usize,
 }
 
 impl Target {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.node.as_ref().map_or("local", |n| n.name.as_str())
     }
 }
@@ -98,53 +87,33 @@ fn retire(targets: &[Target], home: usize, down: &Down) -> bool {
     is_down(down, &targets[home]) && targets.iter().any(|t| !is_down(down, t))
 }
 
-enum Msg {
+enum Msg<T> {
     Started { unit: usize, attempt: u32, node: String },
     Retrying { unit: usize, attempt: u32, reason: String, delay: Duration },
     Moved { unit: usize, attempt: u32, reason: String, to: String },
     NodeDown { node: String },
-    Finished { unit: usize, result: Outcome },
+    Finished { unit: usize, result: Outcome<T> },
 }
 
-/// Runs every unit; returns their outcomes in order and the warnings raised.
-pub fn run_units(
-    options: &ProcessOptions,
-    run_dir: &Path,
-    units: &[Unit],
-    tasks: &mut TaskList,
-    started: Instant,
-    reporter: &mut dyn Reporter,
-    targets: &[Target],
-) -> (Vec<Outcome>, Vec<String>) {
-    let mut results: Vec<Option<Outcome>> = vec![None; units.len()];
-    let warnings = run_units_into(options, run_dir, units, tasks, started, reporter, targets, &mut |unit, outcome| {
-        let verdict = outcome.as_ref().map(|_| ()).map_err(String::clone);
-        results[unit] = Some(outcome);
-        verdict
-    });
-    let outcomes = results.into_iter().map(|r| r.expect("run_units_into hands over every outcome")).collect();
-    (outcomes, warnings)
-}
-
-/// [`run_units`], handing each unit's outcome to `done` (on this thread)
+/// Runs every unit, handing each unit's outcome to `done` (on this thread)
 /// as soon as it is known, so the caller can start on it while other units
 /// still run. `done` gets every unit exactly once, and says whether the
 /// unit completed: `Err` fails its task with that reason (an output the
 /// caller cannot use). Returns the warnings.
 #[allow(clippy::too_many_arguments)]
-pub fn run_units_into(
+pub(crate) fn run_units_into<T: Send + Clone + 'static>(
     options: &ProcessOptions,
     run_dir: &Path,
-    units: &[Unit],
+    units: &[Unit<T>],
     tasks: &mut TaskList,
     started: Instant,
     reporter: &mut dyn Reporter,
     targets: &[Target],
-    done: &mut dyn FnMut(usize, Outcome) -> Result<(), String>,
+    done: &mut dyn FnMut(usize, Outcome<T>) -> Result<(), String>,
 ) -> Vec<String> {
     let ms = || started.elapsed().as_millis() as u64;
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
-    let (tx, rx) = mpsc::channel::<Msg>();
+    let (tx, rx) = mpsc::channel::<Msg<T>>();
     let (down, answered): (Down, Down) = (Arc::default(), Arc::default());
     let mut threads = Vec::new();
     // One thread per slot of every target, all taking units from one queue:
@@ -242,7 +211,7 @@ pub fn run_units_into(
     warnings
 }
 
-pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
+pub(crate) fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
     let task = tasks.get(id).expect("known task");
     Event::TaskStatusChanged {
         id: id.to_string(),
@@ -257,13 +226,13 @@ pub fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<
 
 /// Whether `aggregate_id` can run: every task it waits on completed (or,
 /// for an input without records, it waits on none and is still pending).
-pub fn aggregate_ready(tasks: &TaskList, aggregate_id: &str) -> bool {
+pub(crate) fn aggregate_ready(tasks: &TaskList, aggregate_id: &str) -> bool {
     tasks.get(aggregate_id).is_some_and(|t| t.status == TaskStatus::Pending)
         || tasks.unblocked().iter().any(|id| id == aggregate_id)
 }
 
 /// Fails `aggregate_id` because tasks it waits on failed, naming them.
-pub fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
+pub(crate) fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
     let failed: Vec<&str> = tasks
         .iter()
         .filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id)
@@ -286,14 +255,14 @@ struct Placement<'a> {
 /// Runs one unit with up to `options.retries` extra attempts, each in a
 /// fresh work directory. Moves off an unreachable node do not use up
 /// `--retries` (every move marks one more node down, so they are bounded).
-fn run_with_retries(
+fn run_with_retries<T>(
     options: &ProcessOptions,
     run_dir: &Path,
     index: usize,
-    unit: &Unit,
+    unit: &Unit<T>,
     place: &Placement,
-    tx: &mpsc::Sender<Msg>,
-) -> Outcome {
+    tx: &mpsc::Sender<Msg<T>>,
+) -> Outcome<T> {
     let (mut attempt, mut moves) = (1u32, 0u32);
     let mut target = pick(place.targets, place.home, place.down);
     loop {
@@ -314,13 +283,7 @@ fn run_with_retries(
             Some(node) => remote::run(node, &job),
             None => worker::run(&job).map_err(RemoteError::Failed),
         };
-        let result = ran.and_then(|out| {
-            match unit.read {
-                Some(read) => read(out),
-                None => worker::parse_output(&out).map(Output::Json),
-            }
-            .map_err(RemoteError::Failed)
-        });
+        let result = ran.and_then(|out| (unit.read)(out).map_err(RemoteError::Failed));
         if !options.keep_workdirs {
             worker::remove_dir(&workdir);
         }
@@ -411,6 +374,8 @@ fn backoff(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Map, Value};
+
     use super::*;
 
     fn node(name: &str) -> Target {
@@ -430,7 +395,7 @@ mod tests {
     #[test]
     fn an_output_the_caller_refuses_fails_its_task() {
         let run_dir = tempfile::tempdir().unwrap();
-        let units: Vec<Unit> = ["good", "bad"]
+        let units: Vec<Unit<Map<String, Value>>> = ["good", "bad"]
             .iter()
             .map(|name| Unit {
                 task_id: name.to_string(),
@@ -439,7 +404,7 @@ mod tests {
                 stdin: PathBuf::from("/dev/null"),
                 env: vec![],
                 records: None,
-                read: None,
+                read: |out| worker::parse_output(&out),
             })
             .collect();
         let mut tasks = TaskList::new();
@@ -461,7 +426,7 @@ mod tests {
             &mut |i, out| {
                 seen.push(i);
                 match out {
-                    Ok(Output::Json(map)) if map["name"] == "bad" => Err("its result names other columns".into()),
+                    Ok(map) if map["name"] == "bad" => Err("its result names other columns".into()),
                     Ok(_) => Ok(()),
                     Err(e) => Err(e),
                 }

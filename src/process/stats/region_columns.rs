@@ -16,8 +16,7 @@
 //! the two are added when the worker is done: the total is the same exact
 //! sum, correctly rounded once, whichever path each value took.
 
-use super::stats::{Accumulator, ExactSum, Figures};
-use super::wire;
+use crate::process::stats::{Accumulator, ExactSum, Figures};
 
 /// Largest shift of a mantissa into the fixed-point sum (see the module docs).
 const MAX_SHIFT: i32 = 43;
@@ -48,7 +47,7 @@ fn unit_for(x: f64) -> i32 {
 /// 64 bytes, aligned to a cache line.
 #[derive(Debug, Clone, Default)]
 #[repr(C, align(64))]
-pub struct Running {
+pub(crate) struct Running {
     /// The exact sum of the values that fit, in units of the column.
     sum: i128,
     count: u64,
@@ -129,21 +128,24 @@ impl Running {
     }
 }
 
-/// A column of a region as a scan worker prints it ([`wire::Encode`]):
+/// A column of a region as a scan worker prints it (in the byte path's
+/// wire format, which reads it through these two methods):
 /// its figures, and the digits of its exact sum straight from the
 /// fixed-point sum, unless some of its values went to the cold sum.
-pub struct Finished<'a> {
+pub(crate) struct Finished<'a> {
     running: &'a Running,
     unit: i32,
     cold: Option<&'a ExactSum>,
 }
 
-impl wire::Encode for Finished<'_> {
-    fn figures(&self) -> Figures {
+impl Finished<'_> {
+    /// Its figures but the sum.
+    pub(crate) fn figures(&self) -> Figures {
         self.running.figures()
     }
 
-    fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
+    /// Its exact sum as [`ExactSum::to_digits`] gives it.
+    pub(crate) fn sum_digits(&self, out: &mut Vec<u32>) -> (bool, usize) {
         match self.cold {
             Some(_) => self.running.finish(self.unit, self.cold).sum.to_digits(out),
             None => fixed_digits(self.running.sum, self.unit, out),
@@ -199,7 +201,7 @@ fn ldexp(x: f64, k: i32) -> f64 {
 /// The statistics of `width` numeric columns for every region of a worker:
 /// region `r`, column slot `c` is `hot[r * width + c]`.
 #[derive(Debug, Default)]
-pub struct Columns {
+pub(crate) struct Columns {
     width: usize,
     hot: Vec<Running>,
     /// Exact sums of the values that did not fit their hot sum, if any.
@@ -208,12 +210,12 @@ pub struct Columns {
 }
 
 impl Columns {
-    pub fn new(width: usize) -> Self {
+    pub(crate) fn new(width: usize) -> Self {
         Columns { width, hot: Vec::new(), cold: Vec::new(), units: vec![NO_UNIT; width] }
     }
 
     /// Makes room for one more region; returns its number.
-    pub fn add_region(&mut self) -> usize {
+    pub(crate) fn add_region(&mut self) -> usize {
         if self.hot.len() + self.width > self.hot.capacity() {
             // A buffer aligned to cache lines is not grown in place: every
             // doubling would copy the accumulators into fresh pages. Room
@@ -229,15 +231,15 @@ impl Columns {
 
     /// Starts loading `region`'s accumulators into the cache.
     #[inline(always)]
-    pub fn prefetch(&self, region: usize) {
+    pub(crate) fn prefetch(&self, region: usize) {
         for acc in &self.hot[region * self.width..(region + 1) * self.width] {
-            super::cache::prefetch(acc);
+            crate::process::prefetch::prefetch(acc);
         }
     }
 
     /// Adds one record's values (`None`: missing) to `region`.
     #[inline(always)]
-    pub fn push(&mut self, region: usize, values: &[Option<f64>]) {
+    pub(crate) fn push(&mut self, region: usize, values: &[Option<f64>]) {
         let at = region * self.width;
         for (slot, v) in values.iter().enumerate() {
             let Some(x) = *v else { continue };
@@ -251,17 +253,17 @@ impl Columns {
     }
 
     /// Values counted in `region`'s first column (0 without columns).
-    pub fn count(&self, region: usize) -> u64 {
+    pub(crate) fn count(&self, region: usize) -> u64 {
         self.hot.get(region * self.width).map_or(0, |acc| acc.count)
     }
 
     /// Whether there are no columns.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.width == 0
     }
 
     /// The columns of `region` as a worker prints them, one per slot.
-    pub fn finished(&self, region: usize) -> impl Iterator<Item = Finished<'_>> + '_ {
+    pub(crate) fn finished(&self, region: usize) -> impl Iterator<Item = Finished<'_>> + '_ {
         let at = region * self.width;
         (0..self.width).map(move |slot| Finished {
             running: &self.hot[at + slot],
@@ -271,7 +273,7 @@ impl Columns {
     }
 
     /// The accumulators of `region`, one per column slot.
-    pub fn finish(&self, region: usize) -> impl Iterator<Item = Accumulator> + '_ {
+    pub(crate) fn finish(&self, region: usize) -> impl Iterator<Item = Accumulator> + '_ {
         let at = region * self.width;
         (0..self.width).map(move |slot| self.hot[at + slot].finish(self.units[slot], self.cold[at + slot].as_deref()))
     }
@@ -331,7 +333,6 @@ mod tests {
     /// those of the exact sum it stands for, whatever the value and unit.
     #[test]
     fn fixed_sums_print_the_digits_of_their_exact_sum() {
-        use crate::process::wire::Encode;
         let mut x = 0x243f_6a88_85a3_08d3u64;
         let mut next = || crate::process::xorshift(&mut x);
         let mut values = vec![0i128, 1, -1, i128::MAX, i128::MIN + 1, 1 << 64, -(1 << 95), u32::MAX as i128];

@@ -15,12 +15,12 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use super::input::{Format, Source};
 use crate::error::{Error, Result};
+use crate::process::input::{Format, Source};
 
 /// `sources` with stdin, pipes and every compressed file replaced by a
 /// plain copy in `dir` ([`Source::Copy`]); plain files are left as they are.
-pub fn plain_copies(sources: Vec<Source>, format: Option<Format>, dir: &Path) -> Result<Vec<Source>> {
+pub(crate) fn plain_copies(sources: Vec<Source>, format: Option<Format>, dir: &Path) -> Result<Vec<Source>> {
     let mut out = Vec::with_capacity(sources.len());
     for (i, source) in sources.into_iter().enumerate() {
         let needs_copy = match &source {

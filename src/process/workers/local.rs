@@ -32,22 +32,24 @@ use std::time::{Duration, Instant};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::sys::{self, Limit};
+
 /// Resource limits of each worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Address-space limit in bytes (RLIMIT_AS).
-    pub max_memory: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
     /// CPU-time limit in seconds (RLIMIT_CPU).
-    pub max_cpu_seconds: Option<u64>,
+    pub(crate) max_cpu_seconds: Option<u64>,
     /// Most bytes a worker may print on stdout.
-    pub max_output: u64,
+    pub(crate) max_output: u64,
     /// Most open files (RLIMIT_NOFILE).
-    pub max_open_files: u64,
+    pub(crate) max_open_files: u64,
     /// Wall-clock limit per attempt, in seconds.
-    pub timeout: Option<f64>,
+    pub(crate) timeout: Option<f64>,
     /// Seconds between SIGTERM and SIGKILL when a worker is stopped.
-    pub grace: f64,
+    pub(crate) grace: f64,
 }
 
 impl Default for Limits {
@@ -65,7 +67,7 @@ impl Default for Limits {
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub enum Program {
+pub(crate) enum Program {
     /// `distex __worker KIND` (`summary` or `scan`), with its spec in DISTEX_WORKER_SPEC.
     Builtin { kind: &'static str, spec: String },
     /// A user command, run by `/bin/sh -c` (the command is the user's own text).
@@ -74,16 +76,16 @@ pub enum Program {
 
 /// One attempt of one worker.
 #[derive(Debug, Clone)]
-pub struct Job {
-    pub program: Program,
+pub(crate) struct Job {
+    pub(crate) program: Program,
     /// Becomes the worker's stdin.
-    pub stdin: PathBuf,
+    pub(crate) stdin: PathBuf,
     /// A fresh directory for this attempt (created here).
-    pub workdir: PathBuf,
+    pub(crate) workdir: PathBuf,
     /// DISTEX_REGION, DISTEX_TASK_ID, DISTEX_ATTEMPT, ...
-    pub env: Vec<(String, String)>,
-    pub limits: Limits,
-    pub sandbox: bool,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) limits: Limits,
+    pub(crate) sandbox: bool,
 }
 
 impl Job {
@@ -91,7 +93,7 @@ impl Job {
     /// `--max-output` guards against a runaway user processor; distex's own
     /// workers print an amount fixed by the data (a summary per region),
     /// which can pass 16 MB with hundreds of thousands of regions.
-    pub fn output_cap(&self) -> u64 {
+    pub(crate) fn output_cap(&self) -> u64 {
         match self.program {
             Program::Builtin { .. } => u64::MAX,
             Program::Shell(_) => self.limits.max_output,
@@ -102,7 +104,7 @@ impl Job {
 /// Runs `job` to the end; returns what it printed on stdout (after a clean
 /// exit) or why it failed. Callers check the output: [`parse_output`] for
 /// user commands, typed parsing for built-in workers.
-pub fn run(job: &Job) -> Result<Vec<u8>, String> {
+pub(crate) fn run(job: &Job) -> Result<Vec<u8>, String> {
     let home = job.workdir.join("home");
     let tmp = job.workdir.join("tmp");
     for dir in [&home, &tmp] {
@@ -142,9 +144,9 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     let mut stopped: Option<String> = None;
     let mut term_sent: Option<Instant> = None;
     let mut nap = Duration::from_millis(2);
-    let exit_fd = ExitFd::open(pgid);
+    let exit_fd = sys::ExitWatch::open(pgid);
     loop {
-        if exited_unreaped(pgid) {
+        if sys::exited_unreaped(pgid) {
             break;
         }
         let now = Instant::now();
@@ -161,11 +163,11 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
                 stopped = Some("interrupted (SIGINT or SIGTERM); its process group was terminated".into());
             }
             if stopped.is_some() {
-                signal_group(pgid, libc::SIGTERM);
+                sys::signal_group(pgid, sys::SIGTERM);
                 term_sent = Some(now);
             }
         } else if term_sent.is_some_and(|t| now - t >= grace) {
-            signal_group(pgid, libc::SIGKILL);
+            sys::signal_group(pgid, sys::SIGKILL);
             term_sent = None;
         }
         exit_fd.wait(nap);
@@ -173,7 +175,7 @@ pub fn run(job: &Job) -> Result<Vec<u8>, String> {
     }
     // The leader has exited but is not reaped yet, so its process group id
     // cannot be reused: kill whatever it left behind, then reap it.
-    signal_group(pgid, libc::SIGKILL);
+    sys::signal_group(pgid, sys::SIGKILL);
     let status = child.wait().map_err(|e| format!("cannot wait for worker: {e}"))?;
     let out = stdout
         .recv_timeout(Duration::from_secs(5))
@@ -219,86 +221,20 @@ fn allowed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
         .collect()
 }
 
+/// The worker's limits, applied in the child between fork and exec (only
+/// async-signal-safe system calls).
 fn apply_limits(limits: &Limits) -> std::io::Result<()> {
-    fn set(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
-        let lim = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
-        // SAFETY: plain syscall on a stack value.
-        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    set(libc::RLIMIT_CORE, 0)?;
-    set(libc::RLIMIT_NOFILE, limits.max_open_files)?;
+    sys::set_limit(Limit::Core, 0, 0)?;
+    sys::set_limit(Limit::OpenFiles, limits.max_open_files, limits.max_open_files)?;
     if let Some(bytes) = limits.max_memory {
-        set(libc::RLIMIT_AS, bytes)?;
+        sys::set_limit(Limit::AddressSpace, bytes, bytes)?;
     }
     if let Some(secs) = limits.max_cpu_seconds {
         // Soft limit sends SIGXCPU; the hard limit one second later kills.
-        let lim = libc::rlimit { rlim_cur: secs as libc::rlim_t, rlim_max: (secs + 1) as libc::rlim_t };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_CPU, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        sys::set_limit(Limit::CpuSeconds, secs, secs + 1)?;
     }
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl with integer arguments; the worker dies with distex.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
+    sys::die_with_parent();
     Ok(())
-}
-
-/// Wakes the monitor loop the moment a worker exits (a Linux pidfd), so
-/// short workers are not charged a polling delay; elsewhere it just sleeps.
-struct ExitFd(Option<std::os::fd::OwnedFd>);
-
-impl ExitFd {
-    fn open(pid: i32) -> ExitFd {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::FromRawFd;
-            // SAFETY: pidfd_open(2) returns a new descriptor we own, or -1.
-            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-            if fd >= 0 {
-                // SAFETY: fd is a fresh, valid descriptor.
-                return ExitFd(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }));
-            }
-        }
-        let _ = pid;
-        ExitFd(None)
-    }
-
-    /// Returns when the process exits or after `at_most`, whichever is first.
-    fn wait(&self, at_most: Duration) {
-        match &self.0 {
-            Some(fd) => {
-                use std::os::fd::AsRawFd;
-                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                // SAFETY: one pollfd we own; a signal or timeout just returns.
-                unsafe { libc::poll(&mut p, 1, at_most.as_millis().max(1) as libc::c_int) };
-            }
-            None => std::thread::sleep(at_most),
-        }
-    }
-}
-
-/// True once the process has exited; it stays a zombie (not reaped) so its
-/// pid and process group id stay reserved until we reap it.
-fn exited_unreaped(pid: i32) -> bool {
-    // SAFETY: waitid writes into the zeroed siginfo we own.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
-        rc == 0 && info.si_pid() != 0
-    }
-}
-
-fn signal_group(pgid: i32, signal: i32) {
-    // SAFETY: kill(2) on a process group we created; ESRCH is fine.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
 }
 
 /// Reads stdout on a thread, keeping at most `cap` bytes; sets `exceeded`
@@ -352,15 +288,15 @@ fn describe_failure(status: std::process::ExitStatus, stderr: &str, limits: &Lim
             format!(
                 "exited with status {code} (a command it ran was killed by signal {}, {})",
                 code - 128,
-                signal_name(code - 128)
+                sys::signal_name(code - 128)
             )
         }
         (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig} ({})", signal_name(sig)),
+        (None, Some(sig)) => format!("killed by signal {sig} ({})", sys::signal_name(sig)),
         _ => "ended abnormally".to_string(),
     };
-    if status.signal() == Some(libc::SIGXCPU)
-        || status.signal() == Some(libc::SIGKILL) && limits.max_cpu_seconds.is_some()
+    if status.signal() == Some(sys::SIGXCPU)
+        || status.signal() == Some(sys::SIGKILL) && limits.max_cpu_seconds.is_some()
     {
         reason.push_str(" (it may have exceeded --max-cpu-seconds)");
     } else if let Some(bytes) = limits.max_memory {
@@ -368,7 +304,7 @@ fn describe_failure(status: std::process::ExitStatus, stderr: &str, limits: &Lim
             let l = l.to_ascii_lowercase();
             l.contains("memory") || l.contains("alloc")
         });
-        if memory_hint || status.signal() == Some(libc::SIGABRT) {
+        if memory_hint || status.signal() == Some(sys::SIGABRT) {
             reason.push_str(&format!(" (it may have exceeded --max-memory {})", super::human_bytes(bytes)));
         }
     }
@@ -379,25 +315,8 @@ fn describe_failure(status: std::process::ExitStatus, stderr: &str, limits: &Lim
     reason
 }
 
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGILL => "SIGILL",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGINT => "SIGINT",
-        _ => "signal",
-    }
-}
-
 /// A worker must print exactly one JSON object (surrounding whitespace allowed).
-pub fn parse_output(out: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+pub(crate) fn parse_output(out: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let text = std::str::from_utf8(out).map_err(|_| "printed output that is not UTF-8 text".to_string())?;
     let preview = || {
         let t = text.trim();
@@ -416,7 +335,7 @@ pub fn parse_output(out: &[u8]) -> Result<serde_json::Map<String, serde_json::Va
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(_: i32) {
     // Only an atomic store: async-signal-safe.
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
@@ -424,44 +343,23 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Makes SIGINT and SIGTERM stop the run cleanly: running workers' process
 /// groups are terminated (TERM, grace, KILL), no new attempt starts, and the
 /// report says what was not done. Installed by the CLI, not by workers.
-pub fn handle_interrupts() {
-    // SAFETY: installs a handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+pub(crate) fn handle_interrupts() {
+    sys::on_interrupt(on_signal);
 }
 
 /// True once SIGINT or SIGTERM arrived (after [`handle_interrupts`]).
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// A fresh, private directory for a run (mode 0700) under the system temp dir.
-pub fn make_run_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    for attempt in 0..100u32 {
-        let dir = base.join(format!("distex-process-{}-{nanos:x}-{attempt}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("cannot create a fresh run directory"))
-}
-
 /// Removes a directory tree, ignoring errors (best effort cleanup).
-pub fn remove_dir(dir: &Path) {
+pub(crate) fn remove_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The spec a built-in worker (`distex __worker KIND`) was started with, from
 /// DISTEX_WORKER_SPEC; `Err` is the exit status after saying what is wrong.
-pub fn spec_from_env<T: serde::de::DeserializeOwned>() -> Result<T, u8> {
+pub(crate) fn spec_from_env<T: serde::de::DeserializeOwned>() -> Result<T, u8> {
     std::env::var("DISTEX_WORKER_SPEC")
         .map_err(|e| e.to_string())
         .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))

@@ -7,16 +7,16 @@
 //!   else is left out of the totals. A number at a path where another
 //!   region has a non-number is left out too, and named in a warning.
 //! * `--aggregate 'CMD'` replaces this with the user's own command, run as
-//!   an isolated worker (see [`super::worker`]).
+//!   an isolated worker (see [`crate::process::workers::local`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::stats::{ExactSum, RegionStats};
+use crate::process::stats::{ExactSum, RegionStats};
 
 /// Merges every region's summary into one.
-pub fn merge_summaries<'a>(regions: impl IntoIterator<Item = &'a RegionStats>) -> RegionStats {
+pub(crate) fn merge_summaries<'a>(regions: impl IntoIterator<Item = &'a RegionStats>) -> RegionStats {
     let mut total = RegionStats::default();
     for r in regions {
         total.merge(r);
@@ -132,7 +132,7 @@ fn add_number(acc: Acc, n: &serde_json::Number) -> Acc {
 }
 
 /// Sums the numbers found at the same path in every result object.
-pub fn sum_results<'a>(results: impl IntoIterator<Item = &'a Map<String, Value>>) -> (Value, Vec<String>) {
+pub(crate) fn sum_results<'a>(results: impl IntoIterator<Item = &'a Map<String, Value>>) -> (Value, Vec<String>) {
     let mut root = BTreeMap::new();
     for r in results {
         add_object(&mut root, r);

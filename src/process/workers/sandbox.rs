@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 /// Entry point of `distex __sandbox -- PROGRAM ARGS...`; returns only on error.
-pub fn main(args: &[OsString]) -> u8 {
+pub(crate) fn main(args: &[OsString]) -> u8 {
     let Some((program, rest)) = args.split_first() else {
         eprintln!("distex __sandbox: expected a program to run");
         return 2;
@@ -39,17 +39,17 @@ pub fn main(args: &[OsString]) -> u8 {
 
 /// Restricts the current process: private network, writes only below `dir`.
 #[cfg(target_os = "linux")]
-pub fn enter(dir: &Path) -> Result<(), String> {
+pub(crate) fn enter(dir: &Path) -> Result<(), String> {
     use landlock::{
         ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
         path_beneath_rules,
     };
-    // SAFETY: unshare(2) with flags only; this process has a single thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+    // This process has a single thread.
+    if let Err(e) = crate::sys::unshare_user_and_network() {
         return Err(format!(
             "cannot create a private network namespace ({}); unprivileged user namespaces may be disabled \
              (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces). Run without --sandbox to accept weaker isolation",
-            std::io::Error::last_os_error()
+            e
         ));
     }
     let abi = ABI::V3;
@@ -82,12 +82,12 @@ pub fn enter(dir: &Path) -> Result<(), String> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn enter(_dir: &Path) -> Result<(), String> {
+pub(crate) fn enter(_dir: &Path) -> Result<(), String> {
     Err("--sandbox needs Linux (Landlock and network namespaces); this system has neither. Run without --sandbox to accept weaker isolation".into())
 }
 
 /// Checks once, in a throwaway process, that the sandbox can be entered here.
-pub fn check(scratch: &Path) -> Result<(), String> {
+pub(crate) fn check(scratch: &Path) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the distex binary: {e}"))?;
     let out = std::process::Command::new(exe)
         .args(["__sandbox", "--", "/bin/true"])

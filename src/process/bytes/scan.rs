@@ -2,7 +2,7 @@
 //!
 //! For plain (uncompressed) CSV and TSV files the coordinator does not
 //! spool regions at all. It cuts every file into byte ranges that start on
-//! record boundaries ([`plan`]) and starts one isolated `distex __worker
+//! record boundaries ([`super::plan()`]) and starts one isolated `distex __worker
 //! scan` per range. The tasks shown are the ranges that really ran
 //! (`process-part-N`), never regions.
 //!
@@ -26,62 +26,40 @@
 //! these the coordinator falls back to the region path, which reads the
 //! file sequentially.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::cache::prefetch;
-use super::input::{self, Flow, Format, Item};
-use super::keys::{HashedKey, RegionTable};
 use super::merge::Regions;
-use super::partition::{ColumnType, SAMPLE, check_key, check_numbers, infer_type};
-use super::running::Columns;
-use super::stats::{parse_number, parse_number_at};
+use super::region_table::{HashedKey, RegionTable};
 use super::structural::{self, Index};
+use super::wire::ScanResult;
+use crate::process::input::schema::{check_key, check_numbers};
+use crate::process::input::{self, Flow, Format, Item};
+use crate::process::prefetch::prefetch;
+use crate::process::stats::region_columns::Columns;
+use crate::process::stats::{parse_number, parse_number_at};
 
 /// What a scan worker is told (in DISTEX_WORKER_SPEC).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScanSpec {
-    pub file: PathBuf,
-    pub start: u64,
-    pub end: u64,
-    pub format: Format,
-    pub header: Vec<String>,
-    pub key: usize,
+pub(crate) struct ScanSpec {
+    pub(crate) file: PathBuf,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) format: Format,
+    pub(crate) header: Vec<String>,
+    pub(crate) key: usize,
     /// Indices of numeric columns.
-    pub numeric: Vec<usize>,
+    pub(crate) numeric: Vec<usize>,
     /// Stop once more than this many records were rejected in this range.
-    pub max_rejects: Option<u64>,
-}
-
-/// What a scan worker prints (in the binary format of [`super::wire`]).
-#[derive(Debug, Clone, Default)]
-pub struct ScanResult {
-    pub regions: Regions,
-    pub records: u64,
-    pub rejected: u64,
-    /// The first rejects: line relative to the range (1 = its first line), reason.
-    pub rejects: Vec<(u64, String)>,
-    /// Line breaks in the range.
-    pub newlines: u64,
-    /// Records with an odd number of quotes: boundaries cannot be trusted.
-    pub odd_quote_records: u64,
-    /// Quote characters in the range (CSV): every cut must have an even
-    /// number before it in its file, or it did not fall on a record boundary.
-    pub quotes: u64,
-    /// The last record was ended by the end of the range, not a line break.
-    pub unterminated_last: bool,
-    /// Stopped early because of `max_rejects`.
-    pub stopped: bool,
+    pub(crate) max_rejects: Option<u64>,
 }
 
 /// Entry point of `distex __worker scan`.
-pub fn main() -> u8 {
-    let spec: ScanSpec = match super::worker::spec_from_env() {
+pub(crate) fn main() -> u8 {
+    let spec: ScanSpec = match crate::process::workers::local::spec_from_env() {
         Ok(spec) => spec,
         Err(status) => return status,
     };
@@ -108,7 +86,7 @@ const FRONT: usize = 64;
 
 /// How a scan gets the bytes of its range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reading {
+pub(crate) enum Reading {
     /// Memory-mapped windows, read in place with no copy (the last bytes of
     /// the file are copied). A file that shrinks while it is mapped kills
     /// the process (SIGBUS): workers use this, and a failed part is re-read
@@ -120,7 +98,7 @@ pub enum Reading {
 
 /// Scans one byte range, in chunks: each chunk is indexed
 /// ([`structural::index`]), then its records are read at the offsets found.
-pub fn scan(spec: &ScanSpec, reading: Reading) -> Result<ScanResult, String> {
+pub(crate) fn scan(spec: &ScanSpec, reading: Reading) -> Result<ScanResult, String> {
     scan_with_window(spec, reading, WINDOW)
 }
 
@@ -590,7 +568,7 @@ impl<'s> Summarizer<'s> {
 
     fn reject(&mut self, line: u64, reason: String) -> Flow {
         self.out.rejected += 1;
-        if self.out.rejects.len() < super::partition::MAX_LISTED_REJECTS {
+        if self.out.rejects.len() < crate::process::report::MAX_LISTED_REJECTS {
             self.out.rejects.push((line, reason));
         }
         if self.spec.max_rejects.is_some_and(|m| self.out.rejected > m) {
@@ -601,7 +579,7 @@ impl<'s> Summarizer<'s> {
         }
     }
 
-    /// What the worker prints ([`super::wire::encode`] of [`Self::finish`]),
+    /// What the worker prints ([`super::wire::encode_regions`] of [`Self::finish`]),
     /// written straight from the running statistics, in name order: the
     /// coordinator merges parts by walking them side by side.
     fn encode(&self) -> Vec<u8> {
@@ -694,368 +672,14 @@ fn count_quotes(raw: &[u8]) -> u64 {
     if memchr::memchr(b'"', raw).is_none() { 0 } else { memchr::memchr_iter(b'"', raw).count() as u64 }
 }
 
-/// One byte range of one file.
-#[derive(Debug, Clone)]
-pub struct Part {
-    pub file: PathBuf,
-    /// Index of the file among the inputs.
-    pub file_index: usize,
-    pub start: u64,
-    pub end: u64,
-}
-
-/// How the fast path will run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub header: Vec<String>,
-    pub key: usize,
-    pub types: BTreeMap<String, ColumnType>,
-    pub numeric: Vec<usize>,
-    pub parts: Vec<Part>,
-    /// Line of each file where its first data record may start (after the header).
-    pub first_line: Vec<u64>,
-    /// Distinct regions among the rows sampled from each file's head.
-    pub sampled_regions: usize,
-}
-
-/// Bytes read from the start of each file to find the header and sample
-/// types: a first read of [`HEAD`] (a thousand rows of 100 bytes fit in
-/// it), and up to [`LONG_HEAD`] when that did not hold the header and the
-/// sample. Fresh memory costs a page fault per 4 KB, and everything waits
-/// for the plan.
-const HEAD: usize = 256 << 10;
-const LONG_HEAD: usize = 4 << 20;
-
-/// Distinct keys among the sampled rows (up to a thousand per file) from
-/// which the planner expects thousands of regions (see [`plan`]).
-const MANY_REGIONS_SAMPLED: usize = 500;
-
-/// Plans byte ranges for `files`, or returns `None` when the fast path does
-/// not apply (compressed input, differing headers, a header the planner
-/// cannot place) and the region path should be used instead.
-pub fn plan(
-    files: &[PathBuf],
-    names: &[String],
-    format: Format,
-    key: &str,
-    schema: &BTreeMap<String, ColumnType>,
-    jobs: usize,
-    part_size: Option<u64>,
-) -> Result<Option<Plan>, String> {
-    let mut header: Option<Vec<String>> = None;
-    let mut header_ends = Vec::new();
-    let mut header_lines = Vec::new();
-    let mut types = BTreeMap::new();
-    let mut sizes = Vec::new();
-    let mut sampled_keys = std::collections::HashSet::new();
-    for (n, path) in files.iter().enumerate() {
-        let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
-        let read_head = |len: usize| -> Result<Vec<u8>, String> {
-            let mut head = vec![0u8; len.min(size as usize)];
-            file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Ok(head)
-        };
-        let mut head = read_head(HEAD)?;
-        let unusable = |m: String| format!("{}: {m}", names[n]);
-        let mut sampled = sample_head(&head, format).map_err(unusable)?;
-        if head.len() < size as usize && sampled.as_ref().is_none_or(|s| s.sample.len() < SAMPLE) {
-            head = read_head(LONG_HEAD)?;
-            sampled = sample_head(&head, format).map_err(unusable)?;
-        }
-        let Some(Head { header_end, names, sample }) = sampled else {
-            return Ok(None);
-        };
-        match &header {
-            None => {
-                let Some(k) = names.iter().position(|h| h == key) else {
-                    return Ok(None);
-                };
-                for (i, name) in names.iter().enumerate() {
-                    if i == k {
-                        continue;
-                    }
-                    let t = schema.get(name).copied().unwrap_or_else(|| {
-                        infer_type(sample.iter().filter(|r| r.len() == names.len()).map(|r| r[i].as_slice()))
-                    });
-                    types.insert(name.clone(), t);
-                }
-                header = Some(names);
-            }
-            Some(h) if *h != names => return Ok(None),
-            Some(_) => {}
-        }
-        if let Some(k) = header.as_ref().and_then(|h| h.iter().position(|c| c == key)) {
-            sampled_keys.extend(sample.iter().filter_map(|r| r.get(k).cloned()));
-        }
-        header_lines.push(1 + memchr::memchr_iter(b'\n', &head[..header_end]).count() as u64);
-        header_ends.push(header_end as u64);
-        sizes.push(size);
-    }
-    let Some(header) = header else {
-        return Ok(None);
-    };
-    let key_index = header.iter().position(|h| h == key).expect("checked");
-    let numeric: Vec<usize> =
-        (0..header.len()).filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number)).collect();
-
-    // Part size: about two parts per job, between 8 MB and 256 MB, so that
-    // a slow worker gets help. But every part prints every region it saw,
-    // and the coordinator decodes and merges each one (a microsecond or so
-    // per region): when most sampled rows have a region of their own, there
-    // are thousands, and one part per job (up to 1 GB) costs less.
-    let many_regions = sampled_keys.len() >= MANY_REGIONS_SAMPLED;
-    let (per_job, largest) = if many_regions { (1, 1 << 30) } else { (2, 256 << 20) };
-    let total: u64 = sizes.iter().zip(&header_ends).map(|(s, h)| s - h).sum();
-    let part_size =
-        part_size.unwrap_or_else(|| (total / (jobs as u64 * per_job).max(1)).clamp(8 << 20, largest)).max(1);
-    let mut parts = Vec::new();
-    for (i, path) in files.iter().enumerate() {
-        let (start, size) = (header_ends[i], sizes[i]);
-        if size <= start {
-            continue;
-        }
-        let cuts = cut_points(path, start, size, part_size, format == Format::Csv, jobs)?;
-        let mut prev = start;
-        for cut in cuts.into_iter().chain(std::iter::once(size)) {
-            if cut > prev {
-                parts.push(Part { file: path.clone(), file_index: i, start: prev, end: cut });
-                prev = cut;
-            }
-        }
-    }
-    let sampled_regions = sampled_keys.len();
-    Ok(Some(Plan { header, key: key_index, types, numeric, parts, first_line: header_lines, sampled_regions }))
-}
-
-/// Offset just after the first line break at even quote parity, from `from`
-/// in `buf` (which starts at parity `even`).
-fn first_boundary(buf: &[u8], from: usize, quoting: bool) -> Option<usize> {
-    if !quoting {
-        return memchr::memchr(b'\n', &buf[from..]).map(|i| from + i + 1);
-    }
-    let mut inside = false;
-    for i in memchr::memchr2_iter(b'"', b'\n', &buf[from..]) {
-        match buf[from + i] {
-            b'"' => inside = !inside,
-            _ if !inside => return Some(from + i + 1),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// What the start of a file says: where its header ends, its names, and
-/// up to [`SAMPLE`] rows after it (their fields).
-struct Head {
-    header_end: usize,
-    names: Vec<String>,
-    sample: Vec<Vec<Vec<u8>>>,
-}
-
-/// The [`Head`] of a file that starts with `head`; `None` when it is not a
-/// plain file's start (compressed, starting with a blank line) or holds no
-/// whole header, and an error when its header cannot be used at all.
-fn sample_head(head: &[u8], format: Format) -> Result<Option<Head>, String> {
-    if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(|&b| b == b'\n' || b == b'\r') {
-        return Ok(None);
-    }
-    let Some(header_end) = first_boundary(head, 0, format == Format::Csv) else {
-        return Ok(None);
-    };
-    let mut names = Vec::new();
-    let mut sample: Vec<Vec<Vec<u8>>> = Vec::new();
-    let read = input::read_from(
-        head,
-        format,
-        &mut |h, _| {
-            names = h.clone();
-            Ok(())
-        },
-        &mut |item| {
-            if let Item::Row(row) = item {
-                sample.push((0..row.len()).map(|i| row.field(i).unwrap_or(b"").to_vec()).collect());
-            }
-            if sample.len() >= SAMPLE { Flow::Stop } else { Flow::Continue }
-        },
-    );
-    if let Err(input::ReadError::Header(m)) = read {
-        return Err(m);
-    }
-    Ok(Some(Head { header_end, names, sample }))
-}
-
-/// Record boundaries near every multiple of `part_size` in `[start, size)`.
-fn cut_points(
-    path: &Path,
-    start: u64,
-    size: u64,
-    part_size: u64,
-    quoting: bool,
-    threads: usize,
-) -> Result<Vec<u64>, String> {
-    // A cut in the last eighth of a part (at most 64 KB) before the end
-    // would leave a sliver: not worth a worker.
-    let sliver = (part_size / 8).min(64 << 10);
-    let targets: Vec<u64> = (1..).map(|k| start + k * part_size).take_while(|&t| t + sliver < size).collect();
-    if targets.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Quote parity at each target: read off the bytes around it when they
-    // tell (see `local_parity`), else counted over [start, target) in
-    // parallel — a whole extra pass over the file.
-    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // 64 KB around a cut usually tell; up to 1 MB when they do not.
-    let local: Option<Vec<bool>> = if quoting {
-        let mut buf = Vec::new();
-        targets
-            .iter()
-            .map(|&t| -> Result<Option<bool>, String> {
-                let mut parity = None;
-                for len in [64 << 10, 1 << 20] {
-                    let want = ((size - (t - 1)) as usize).min(len);
-                    buf.resize(want, 0);
-                    file.read_exact_at(&mut buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    parity = local_parity(&buf);
-                    if parity.is_some() || want < len {
-                        break;
-                    }
-                }
-                Ok(parity)
-            })
-            .collect::<Result<Option<Vec<bool>>, String>>()?
-    } else {
-        Some(vec![false; targets.len()])
-    };
-    let parity: Vec<bool> = if let Some(local) = local {
-        local
-    } else if quoting {
-        let mut bounds = vec![start];
-        bounds.extend(&targets);
-        let segments: Vec<(u64, u64)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
-        let counts = count_quotes_parallel(path, &segments, threads)?;
-        let mut odd = false;
-        counts
-            .iter()
-            .map(|c| {
-                odd ^= c % 2 == 1;
-                odd
-            })
-            .collect()
-    } else {
-        vec![false; targets.len()]
-    };
-    let mut cuts = Vec::new();
-    // A record boundary is usually within a few hundred bytes.
-    let mut buf = vec![0u8; 64 << 10];
-    for (target, odd) in targets.into_iter().zip(parity) {
-        // Scan forward from the target with the known parity.
-        let mut pos = target;
-        let mut inside = odd;
-        'search: while pos < size {
-            let n = file.read_at(&mut buf, pos).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            for i in if quoting {
-                memchr::memchr2_iter(b'"', b'\n', &buf[..n]).collect::<Vec<_>>()
-            } else {
-                memchr::memchr_iter(b'\n', &buf[..n]).collect()
-            } {
-                match buf[i] {
-                    b'"' => inside = !inside,
-                    _ if !inside => {
-                        cuts.push(pos + i as u64 + 1);
-                        break 'search;
-                    }
-                    _ => {}
-                }
-            }
-            pos += n as u64;
-        }
-    }
-    cuts.dedup();
-    Ok(cuts)
-}
-
-/// Whether the byte at offset 1 of `buf` lies inside a quoted field, read
-/// off the first quote whose neighbours leave one reading in valid
-/// RFC 4180 CSV (`buf[0]` is the byte before, for context):
-///
-/// * after a comma or line break and before a byte that is none of
-///   `,` `\n` `\r` `"`, a quote opens a field: outside before it (inside,
-///   a lone quote could only close the field, and a comma or line break
-///   would follow);
-/// * after a byte that is none of `,` `\n` `\r` `"`, a quote is inside
-///   (outside, quotes only open fields, right after a comma or line break).
-///
-/// The parity of the quotes between offset 1 and that quote then gives the
-/// answer. `None` when no quote in `buf` decides. A wrong answer can only
-/// come from invalid CSV (a stray quote); scan workers report the quotes
-/// of their ranges, and the coordinator checks every cut had an even count
-/// before it, falling back to the region path otherwise.
-fn local_parity(buf: &[u8]) -> Option<bool> {
-    for (count, i) in memchr::memchr_iter(b'"', buf.get(1..)?).map(|i| i + 1).enumerate() {
-        let prev = buf[i - 1];
-        let next = *buf.get(i + 1)?;
-        let boundary = |b: u8| b == b',' || b == b'\n';
-        let special = |b: u8| boundary(b) || b == b'\r' || b == b'"';
-        if boundary(prev) && !special(next) {
-            return Some(!count.is_multiple_of(2));
-        }
-        if !special(prev) {
-            return Some(count.is_multiple_of(2));
-        }
-    }
-    None
-}
-
-/// Number of `"` in each segment, counted by `threads` threads.
-fn count_quotes_parallel(path: &Path, segments: &[(u64, u64)], threads: usize) -> Result<Vec<u64>, String> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<u64, String>>>> =
-        segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1).min(segments.len()) {
-            scope.spawn(|| {
-                let Ok(file) = File::open(path) else { return };
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(mut pos, end)) = segments.get(i) else {
-                        break;
-                    };
-                    let mut count = 0u64;
-                    let result = loop {
-                        if pos >= end {
-                            break Ok(count);
-                        }
-                        let want = ((end - pos) as usize).min(buf.len());
-                        match file.read_at(&mut buf[..want], pos) {
-                            Ok(0) => break Ok(count),
-                            Ok(n) => {
-                                count += memchr::memchr_iter(b'"', &buf[..n]).count() as u64;
-                                pos += n as u64;
-                            }
-                            Err(e) => break Err(format!("cannot read {}: {e}", path.display())),
-                        }
-                    };
-                    *results[i].lock().expect("no poisoning") = Some(result);
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner().expect("no poisoning").unwrap_or_else(|| Err(format!("cannot read {}", path.display())))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::super::plan::{HEAD, local_parity, plan};
     use super::*;
+    use crate::process::input::schema::ColumnType;
 
     /// A random record built from the field shapes the fast path must tell
     /// apart: quoted fields with delimiters, doubled quotes, line breaks

@@ -3,7 +3,7 @@
 //! It runs in its own isolated process like any processor. It reads one
 //! region's records on stdin (in the input's format, header first), computes
 //! the record count and, for every numeric column named in its spec, the
-//! mergeable accumulators of [`super::stats`], and prints them as one JSON
+//! mergeable accumulators of [`crate::process::stats`], and prints them as one JSON
 //! object. The coordinator validated every record already; a value that
 //! still does not parse is an error, not a silent skip.
 
@@ -11,21 +11,21 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::input::{self, Flow, Format, Item, Source};
-use super::running::Columns;
-use super::stats::{RegionStats, parse_number};
+use crate::process::input::{self, Flow, Format, Item, Source};
+use crate::process::stats::region_columns::Columns;
+use crate::process::stats::{RegionStats, parse_number};
 
 /// What the coordinator tells a summary worker (in DISTEX_WORKER_SPEC).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Spec {
-    pub format: Format,
+pub(crate) struct Spec {
+    pub(crate) format: Format,
     /// Names of the numeric columns.
-    pub numeric: Vec<String>,
+    pub(crate) numeric: Vec<String>,
 }
 
 /// Entry point of `distex __worker summary`; returns the exit status.
-pub fn main() -> u8 {
-    let spec: Spec = match super::worker::spec_from_env() {
+pub(crate) fn main() -> u8 {
+    let spec: Spec = match crate::process::workers::local::spec_from_env() {
         Ok(spec) => spec,
         Err(status) => return status,
     };
@@ -44,7 +44,7 @@ pub fn main() -> u8 {
 }
 
 /// Summarizes every record of `source`.
-pub fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
+pub(crate) fn summarize(source: &Source, spec: &Spec) -> Result<RegionStats, String> {
     let mut stats = RegionStats::default();
     // Column index -> accumulator slot; rebuilt when the header changes.
     let slots: std::cell::RefCell<Vec<(usize, usize)>> = Default::default();

@@ -1,0 +1,20 @@
+//! Running workers: one isolated process per unit of work, on this machine
+//! ([`local`]) or a cluster node ([`node`]), optionally sandboxed
+//! ([`sandbox`]), scheduled with retries and failover by the [`pool`].
+
+pub(crate) mod local;
+pub(crate) mod node;
+pub(crate) mod pool;
+pub(crate) mod sandbox;
+
+/// `1.5 GiB`-style sizes for messages.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}

@@ -1,0 +1,180 @@
+//! The Unix implementation of [`crate::sys`], over `libc`.
+
+use std::io;
+use std::time::Duration;
+
+/// The signals distex sends or reports.
+pub(crate) use libc::{SIGABRT, SIGKILL, SIGTERM, SIGXCPU};
+
+/// A resource limit of a process (`setrlimit(2)`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limit {
+    /// Size of core dumps.
+    Core,
+    /// Open file descriptors.
+    OpenFiles,
+    /// Address space, in bytes.
+    AddressSpace,
+    /// CPU time, in seconds: SIGXCPU at the soft limit, SIGKILL at the hard one.
+    CpuSeconds,
+}
+
+/// Sets a resource limit of this process (soft and hard). Only a system
+/// call: async-signal-safe, so it may run between fork and exec.
+pub(crate) fn set_limit(limit: Limit, soft: u64, hard: u64) -> io::Result<()> {
+    let resource = match limit {
+        Limit::Core => libc::RLIMIT_CORE,
+        Limit::OpenFiles => libc::RLIMIT_NOFILE,
+        Limit::AddressSpace => libc::RLIMIT_AS,
+        Limit::CpuSeconds => libc::RLIMIT_CPU,
+    };
+    let lim = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+    // SAFETY: plain syscall on a stack value.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Linux: this process gets SIGKILL when its parent dies (so a worker dies
+/// with distex). Elsewhere nothing. Async-signal-safe.
+pub(crate) fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+}
+
+/// Sends `signal` to every process of group `pgid`; a group already gone
+/// (ESRCH) is no error.
+pub(crate) fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid addresses a process group.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// True once process `pid` (a child) has exited; it stays a zombie (not
+/// reaped) so its pid and process group id stay reserved until it is.
+pub(crate) fn exited_unreaped(pid: i32) -> bool {
+    // SAFETY: waitid writes into the zeroed siginfo we own.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        rc == 0 && info.si_pid() != 0
+    }
+}
+
+/// Wakes a waiter the moment a child exits (a Linux pidfd), so short
+/// workers are not charged a polling delay; elsewhere it just sleeps.
+pub(crate) struct ExitWatch(Option<std::os::fd::OwnedFd>);
+
+impl ExitWatch {
+    /// Watches child `pid`.
+    pub(crate) fn open(pid: i32) -> ExitWatch {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: pidfd_open(2) returns a new descriptor we own, or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            if fd >= 0 {
+                // SAFETY: fd is a fresh, valid descriptor.
+                return ExitWatch(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }));
+            }
+        }
+        let _ = pid;
+        ExitWatch(None)
+    }
+
+    /// Returns when the process exits or after `at_most`, whichever is first.
+    pub(crate) fn wait(&self, at_most: Duration) {
+        match &self.0 {
+            Some(fd) => {
+                use std::os::fd::AsRawFd;
+                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one pollfd we own; a signal or timeout just returns.
+                unsafe { libc::poll(&mut p, 1, at_most.as_millis().max(1) as libc::c_int) };
+            }
+            None => std::thread::sleep(at_most),
+        }
+    }
+}
+
+/// Installs `handler` for SIGINT and SIGTERM. The handler must be
+/// async-signal-safe (an atomic store, nothing more).
+pub(crate) fn on_interrupt(handler: extern "C" fn(i32)) {
+    // SAFETY: installs a handler the caller promises is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as *const () as libc::sighandler_t);
+    }
+}
+
+/// Linux: moves this process into new user and network namespaces (only a
+/// loopback interface, down). Must be called while single-threaded.
+/// Elsewhere: an error (not supported).
+pub(crate) fn unshare_user_and_network() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: unshare(2) with flags only.
+        if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// The name of a signal, for messages (`"signal"` when it is not one distex
+/// expects a worker to die of).
+pub(crate) fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+/// This machine's 1-minute load average (`getloadavg(3)`), if it can be read.
+pub(crate) fn load_average() -> Option<f64> {
+    let mut loads = [0f64; 3];
+    // SAFETY: the buffer holds the 1 value we ask for.
+    let n = unsafe { libc::getloadavg(loads.as_mut_ptr(), 1) };
+    (n >= 1).then_some(loads[0])
+}
+
+/// This machine's host name (`gethostname(2)`), or `None` when it cannot be read.
+pub(crate) fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // on success (the caller's search for NUL also stops at the buffer's end).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// The real user id of this process (`getuid(2)`).
+pub(crate) fn uid() -> u32 {
+    // SAFETY: getuid cannot fail and touches no memory of ours.
+    unsafe { libc::getuid() }
+}
+
+/// Whether any process of group `pgid` is still alive (`kill(-pgid, 0)`).
+pub(crate) fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the group exists.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
