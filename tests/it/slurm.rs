@@ -248,3 +248,105 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     assert!(slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
     support::sshd::stop_masters(sb.path());
 }
+
+/// A CSV of `regions` regions with `rows` numeric rows each.
+fn regions_csv(path: &std::path::Path, regions: &[&str], rows: usize) {
+    let mut csv = String::from("region,v\n");
+    for (r, name) in regions.iter().enumerate() {
+        for k in 0..rows {
+            csv.push_str(&format!("{name},{}.{}\n", k * (r + 1), k % 7));
+        }
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// Prints the region's row count; `fail_once` regions fail their first attempt.
+const COUNTING: &str = r#"case "$DISTEX_REGION:$DISTEX_ATTEMPT" in fail_once:1) echo "failing once" >&2; exit 5 ;; esac
+sleep "${PAUSE:-0}"
+printf '{"rows": %d, "attempt": %d}\n' "$(($(wc -l) - 1))" "$DISTEX_ATTEMPT""#;
+
+#[test]
+fn process_through_a_slurm_array_gives_the_figures_of_a_local_run() {
+    let s = setup(2, 2, 4);
+    let data = s.project.join("d.csv");
+    regions_csv(&data, &["north", "south", "east", "west", "mid"], 200);
+    let slurm = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc"])
+        .run()
+        .success();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).run().success();
+    let (slurm, local) = (slurm.json(), local.json());
+    assert_eq!(slurm["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(&slurm), support::accounting(&local));
+    assert_eq!(support::accounting(&slurm)[0], 1000);
+    let tasks = slurm["tasks"].as_array().unwrap();
+    let parts: Vec<&serde_json::Value> = tasks.iter().filter(|t| t["subject"] != "aggregate-results").collect();
+    assert_eq!(parts.len(), 5, "{tasks:#?}");
+    assert!(parts.iter().all(|t| t["node"] == "hpc"), "every part on the Slurm node: {tasks:#?}");
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    let left = std::fs::read_dir(s.workdir.join("distex-process"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "bin")
+        .count();
+    assert_eq!(left, 0, "the shared run directory is removed");
+}
+
+#[test]
+fn a_failing_array_task_is_retried_and_a_node_down_loses_nothing() {
+    let s = setup(2, 1, 4);
+    regions_csv(&s.project.join("d.csv"), &["a", "b", "fail_once", "c"], 50);
+    std::fs::write(s.project.join("count.sh"), COUNTING).unwrap();
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc", "--retries", "1"])
+        .args(["--processor", &format!("PAUSE=2 sh {}", s.project.join("count.sh").display())])
+        .cmd;
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    // Once n2 runs a task, take it down: its task must run again elsewhere.
+    let started = Instant::now();
+    loop {
+        let out = s.cluster.run("squeue", &["--noheader", "--states=RUNNING", "--format=%N"]);
+        if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "n2") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "n2 never ran a task");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let down = s.cluster.run("scontrol", &["update", "nodename=n2", "state=down", "reason=test"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for region in ["a", "b", "fail_once", "c"] {
+        assert_eq!(report["regions"][region]["result"]["rows"], 50, "{region}: {report:#}");
+    }
+    assert_eq!(report["regions"]["fail_once"]["result"]["attempt"], 2, "retried once: {report:#}");
+    assert_eq!(support::accounting(&report), [200, 200, 0, 0]);
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("failing once"), "{warnings}");
+    assert!(warnings.contains("not counted as a retry"), "n2's task was not resubmitted: {warnings}");
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn ctrl_c_cancels_the_array() {
+    let s = setup(1, 1, 2);
+    regions_csv(&s.project.join("d.csv"), &["a", "b", "c"], 10);
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc"])
+        .args(["--processor", "sleep 79.75"])
+        .cmd;
+    child.stdout(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    wait_for_jobs(&s.cluster, 1, "RUNNING");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    s.assert_nothing_left("sleep 79.75");
+}
