@@ -350,3 +350,22 @@ fn ctrl_c_cancels_the_array() {
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
     s.assert_nothing_left("sleep 79.75");
 }
+
+#[test]
+fn a_process_timeout_cancels_only_that_array_task() {
+    let s = setup(1, 2, 2);
+    regions_csv(&s.project.join("d.csv"), &["quick", "slow"], 10);
+    let processor = "[ \"$DISTEX_REGION\" = slow ] && exec sleep 81.5; printf '{\"ok\": true}\\n'";
+    let run = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc", "--timeout", "2"])
+        .args(["--processor", processor])
+        .run()
+        .expect_code(3);
+    let report = run.json();
+    assert_eq!(report["regions"]["quick"]["result"]["ok"], true, "{report:#}");
+    let slow = report["regions"]["slow"]["error"].as_str().unwrap();
+    assert!(slow.contains("timed out") && slow.contains("cancelled"), "{slow}");
+    assert_eq!(support::accounting(&report), [20, 10, 0, 10]);
+    s.assert_nothing_left("sleep 81.5");
+}
