@@ -207,7 +207,15 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
     }
     let slurm = build_slurm(spanned, &key, ctx)?;
     let host = n.host.clone().unwrap_or_default();
-    if (slurm.is_none() || n.host.is_some()) && (host.trim().is_empty() || host.starts_with('-')) {
+    if slurm.is_none() && n.host.is_none() {
+        return Err(ctx.error(
+            spanned.span().start,
+            format!("{key}.host"),
+            "is required for an SSH node: an ssh destination such as \"builder.local\" \
+             (or kind = \"slurm\" for a Slurm partition)",
+        ));
+    }
+    if n.host.is_some() && (host.trim().is_empty() || host.starts_with('-')) {
         let what = if slurm.is_some() { "the Slurm login node" } else { "an ssh destination" };
         return Err(ctx.error(
             key_offset(ctx, spanned, "host"),
@@ -550,7 +558,7 @@ mod tests {
         let msg = parse_err("[[node]]\nname = \"a\"\nhost = \"h\"\nos = \"linux\"\npartition = \"debug\"\n");
         assert!(msg.starts_with("cluster.toml:5:") && msg.contains("kind = \"slurm\""), "{msg}");
         let msg = parse_err("[[node]]\nname = \"a\"\nos = \"linux\"\n");
-        assert!(msg.contains("node.a.host") && msg.contains("ssh destination"), "{msg}");
+        assert!(msg.contains("node.a.host: is required") && msg.contains("kind = \"slurm\""), "{msg}");
         assert!(valid_time_limit("30") && valid_time_limit("2-00:00:00") && valid_time_limit("UNLIMITED"));
         assert!(!valid_time_limit("1:2:3:4") && !valid_time_limit("-1") && !valid_time_limit(""));
     }
