@@ -221,6 +221,9 @@ pub(crate) struct RunArgs {
     /// Do not sync the project.
     #[arg(long)]
     pub(crate) no_sync: bool,
+    /// Mirror this directory as the project (default: the git repository's root; never $HOME or /).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) sync_root: Option<std::path::PathBuf>,
     /// Bring PATH (relative to the current directory) back after the run, also when it fails.
     #[arg(long = "return", value_name = "PATH")]
     pub(crate) returns: Vec<String>,
@@ -252,6 +255,9 @@ pub(crate) struct ParallelArgs {
     /// Never sync the project.
     #[arg(long)]
     pub(crate) no_sync: bool,
+    /// Mirror this directory as the project (default: the git repository's root; never $HOME or /).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) sync_root: Option<std::path::PathBuf>,
     /// Stop any task running longer than this: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
     #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
     pub(crate) timeout: Option<Duration>,

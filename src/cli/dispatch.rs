@@ -168,6 +168,7 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
         sync: sync_flag(args.sync, args.no_sync),
         returns: args.returns,
         capture: args.json,
+        sync_root: args.sync_root,
     };
     let quiet = args.json;
     let mut on_failover = |a: &crate::exec::run::Attempt, next: Option<&str>| {
@@ -187,6 +188,7 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
         }
         match &result.status {
             crate::exec::RunStatus::Transport { error } => eprintln!("distex: error: {error}"),
+            crate::exec::RunStatus::Lost { error, .. } => eprintln!("distex: error: {error}"),
             crate::exec::RunStatus::TimedOut => {
                 eprintln!("distex: {} timed out on {}; stopped it", opts.command, result.node)
             }
@@ -245,6 +247,7 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
         sync: sync_flag(args.sync, args.no_sync),
         timeout,
         cwd: std::env::current_dir().map_err(io("reading the current directory"))?,
+        sync_root: args.sync_root,
     };
     let mut reporter: Box<dyn crate::tasks::Reporter> = match (args.events, args.json) {
         (true, _) => Box::new(report::tasks::JsonLinesReporter),
@@ -329,7 +332,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
 }
 
 fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
-    let report = crate::commands::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
+    let report = crate::exec::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
     emit(args.json, &report, report::human::clean)?;
     if !args.json {
         for node in report.nodes.iter().filter(|n| n.error.is_some()) {

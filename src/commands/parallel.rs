@@ -53,11 +53,7 @@ pub(crate) fn run(
         .map_err(|e| Error::io("starting the async runtime", e))?;
     let config = Arc::new(config.clone());
     Ok(runtime.block_on(async {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            super::run::stop_signal().await;
-            let _ = tx.send(true);
-        });
+        let rx = crate::exec::signals::stop_on_signals();
         scheduler::run(config, plan, opts, reporter, rx).await
     }))
 }

@@ -19,6 +19,8 @@ pub(crate) struct RunOptions {
     pub(crate) returns: Vec<String>,
     /// Capture output for a JSON record instead of streaming it.
     pub(crate) capture: bool,
+    /// The project root to mirror (`--sync-root`).
+    pub(crate) sync_root: Option<std::path::PathBuf>,
 }
 
 /// Checks the options against the configuration before anything runs.
@@ -60,17 +62,18 @@ pub(crate) fn run(
         sync: opts.sync,
         returns: opts.returns.clone(),
         synced_nodes: None,
+        sync_root: opts.sync_root.clone(),
     };
+    // distex's own directories first: refuse before anything runs.
+    crate::state::checked_runtime_dir().map_err(Error::Usage)?;
+    let (project, sync_warning) =
+        run::sync_project(config, &decision, opts.node.as_deref(), &spec).map_err(Error::Usage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
     runtime.block_on(async {
-        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            stop_signal().await;
-            let _ = cancel_tx.send(true);
-        });
+        let cancel_rx = crate::exec::signals::stop_on_signals();
         let stopper = Stopper::new(opts.timeout, cancel_rx);
         let mut sink = CaptureSink::new(!opts.capture);
         let mut result = run::execute(
@@ -78,38 +81,16 @@ pub(crate) fn run(
             &decision,
             opts.node.as_deref(),
             &spec,
+            project.as_ref(),
             &mut sink,
             &stopper,
             !opts.capture,
             on_failover,
         )
         .await;
+        result.warnings.extend(sync_warning);
         result.stdout = sink.stdout.capture();
         result.stderr = sink.stderr.capture();
         Ok(result)
     })
-}
-
-/// Resolves on the first Ctrl-C, SIGTERM, SIGHUP or SIGQUIT: every one
-/// of them stops what distex started (remote process groups, Slurm jobs)
-/// before distex exits.
-pub(crate) async fn stop_signal() {
-    use tokio::signal::unix::{Signal, SignalKind, signal};
-    async fn next(stream: &mut Option<Signal>) {
-        match stream {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-    let [mut int, mut term, mut hup, mut quit] =
-        [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()]
-            .map(|k| signal(k).ok());
-    tokio::select! {
-        () = next(&mut int) => {}
-        () = next(&mut term) => {}
-        () = next(&mut hup) => {}
-        () = next(&mut quit) => {}
-    }
 }

@@ -34,6 +34,8 @@ pub(crate) struct ClusterFile {
     pub(crate) announce: Option<AnnounceTable>,
     #[serde(default)]
     pub(crate) hook: Option<HookTable>,
+    #[serde(default)]
+    pub(crate) sync: Option<SyncTable>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -125,6 +127,16 @@ pub(crate) struct HookTable {
     pub(crate) mode: HookMode,
     #[serde(default)]
     pub(crate) auto_approve: bool,
+}
+
+/// `[sync]`: what workspace sync may send.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SyncTable {
+    /// Paths (relative to the project root; `*` within one component) to
+    /// send even though they match the secrets denylist.
+    #[serde(default)]
+    pub(crate) include: Vec<String>,
 }
 
 fn yes() -> bool {

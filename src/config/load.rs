@@ -94,7 +94,8 @@ pub(crate) fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Res
         .hook
         .as_ref()
         .map_or_else(HookSettings::default, |h| HookSettings { mode: h.mode, auto_approve: h.auto_approve });
-    Ok(Config { local, nodes, rules, routing, announce, hook, sources, file: file.map(Path::to_path_buf) })
+    let sync = SyncSettings { include: raw.sync.as_ref().map(|s| s.include.clone()).unwrap_or_default() };
+    Ok(Config { local, nodes, rules, routing, announce, hook, sync, sources, file: file.map(Path::to_path_buf) })
 }
 
 /// Text being parsed plus its name, for turning byte offsets into `file:line:col`.
@@ -232,6 +233,11 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
             "must be the distex binary on the node: a path such as \"/usr/local/bin/distex\", or \"distex\" to use its PATH",
         ));
     }
+    if let Some(w) = &n.workdir
+        && let Some(why) = unusable_workdir(w)
+    {
+        return Err(ctx.error(offset, format!("{key}.workdir"), why));
+    }
     let node = Node {
         name: n.name.clone(),
         host,
@@ -350,6 +356,27 @@ fn valid_time_limit(text: &str) -> bool {
         Some((days, rest)) => numbers(days, 1) && numbers(rest, 3),
         None => numbers(text, 3),
     }
+}
+
+/// Why a `workdir` cannot hold project mirrors, if it cannot: distex
+/// creates and deletes files below it, so it must name a directory of its
+/// own, never the home directory or `/` themselves, nor look like an option.
+fn unusable_workdir(workdir: &str) -> Option<String> {
+    let trimmed = workdir.trim().trim_end_matches('/');
+    let why = if workdir.trim().is_empty() {
+        "is empty"
+    } else if workdir.starts_with('-') {
+        "starts with '-' (it would be read as an option)"
+    } else if matches!(trimmed, "" | "~" | "." | "$HOME") {
+        "names the home directory or / itself"
+    } else if workdir.contains(['\n', '\0']) || workdir.split('/').any(|c| c == "..") {
+        "contains a newline, NUL or '..'"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{workdir:?} {why}; it must be a directory of distex's own, such as \".cache/distex/work\" (relative to the home directory) or an absolute path"
+    ))
 }
 
 fn check_unique_nodes(raw: &ClusterFile, ctx: &Ctx) -> Result<()> {

@@ -216,6 +216,14 @@ pub(crate) struct HookSettings {
     pub(crate) auto_approve: bool,
 }
 
+/// `[sync]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct SyncSettings {
+    /// Paths sent even though they match the secrets denylist.
+    #[serde(default)]
+    pub(crate) include: Vec<String>,
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Config {
@@ -225,6 +233,9 @@ pub(crate) struct Config {
     pub(crate) routing: RoutingSettings,
     pub(crate) announce: AnnounceSettings,
     pub(crate) hook: HookSettings,
+    /// What workspace sync may send.
+    #[serde(default)]
+    pub(crate) sync: SyncSettings,
     /// Where each part came from: `"local.os" -> "detected"`, `"node.macpro51" -> "FILE:8"`.
     pub(crate) sources: Vec<Source>,
     /// The file that was loaded, if any (None: the embedded default).

@@ -8,14 +8,19 @@
 //! * [`slurm`] runs a command as a Slurm job on a partition (issue 16);
 //! * [`node`] is the front choosing a node's backend (SSH or Slurm);
 //! * [`run`] ties them together with failover and health recording;
-//! * [`probe`] measures node loads for `distex nodes --probe`.
+//! * [`signals`] turns SIGINT, SIGTERM and SIGHUP into a stop;
+//! * [`probe`] measures node loads for `distex nodes --probe`;
+//! * [`clean`] removes what distex left behind (`distex clean`): masters,
+//!   state, and with `--remote` the project mirrors on the nodes.
 
+pub(crate) mod clean;
 pub(crate) mod local;
 pub(crate) mod node;
 pub(crate) mod output;
 pub(crate) mod probe;
 pub(crate) mod remote;
 pub(crate) mod run;
+pub(crate) mod signals;
 pub(crate) mod slurm;
 pub(crate) mod ssh;
 pub(crate) mod sync;

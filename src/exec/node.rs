@@ -11,22 +11,24 @@ use super::probe::{self, ProbeResult};
 use super::run::{self, AttemptResult, RunSpec, Stopper};
 use super::slurm;
 use super::ssh::TransportError;
+use super::sync::Project;
 use crate::config::{Config, Node, NodeKind};
 
-/// Runs the command on `node` with its backend; `Err` is a transport
-/// failure (the command did not run there; another target may take it).
+/// Runs the command on `node` with its backend, mirroring `project` first
+/// when given; `Err` is a transport failure (the command did not run
+/// there; another target may take it).
 pub(crate) async fn attempt(
     config: &Config,
     node: &Node,
     spec: &RunSpec,
-    sync: bool,
+    project: Option<&Project>,
     returns: &[String],
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
 ) -> Result<AttemptResult, TransportError> {
     match node.kind() {
-        NodeKind::Ssh => run::attempt_remote(config, node, spec, sync, returns, sink, stopper).await,
-        NodeKind::Slurm => slurm::attempt(config, node, spec, sync, returns, sink, stopper).await,
+        NodeKind::Ssh => run::attempt_remote(config, node, spec, project, returns, sink, stopper).await,
+        NodeKind::Slurm => slurm::attempt(config, node, spec, project, returns, sink, stopper).await,
     }
 }
 

@@ -17,9 +17,10 @@
 //!    and the job waits in the queue ("queued, waiting for resources" is
 //!    shown as progress). Nothing ran in the refused attempt, so this
 //!    never runs the command twice;
-//! 4. **stream** the step's output; the step is [`super::remote::marked_script`]
-//!    under `sh -c`, whose pid marker says the command started and whose
-//!    exit marker is its status (srun's own `task 0: Exited with exit code
+//! 4. **stream** the step's output; the step is [`step_script`] under
+//!    `sh -c`, whose pid marker says the command started and whose exit
+//!    marker is its status (both carry a per-run nonce the script reads
+//!    from srun's stdin, so the command cannot forge them) (srun's own `task 0: Exited with exit code
 //!    N` lines are dropped as noise);
 //! 5. **stop** on `--timeout`, Ctrl-C or any signal: `scancel --name` the
 //!    job (queued or running), end srun, and wait until `squeue` no longer
@@ -36,10 +37,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::output::{OutputSink, Stream};
 use super::probe::ProbeResult;
-use super::remote::{Markers, Stop, marked_script, sh_quote};
+use super::remote::{Markers, Stop, nonce, sh_quote};
 use super::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, Timings};
-use super::ssh::{self, Master, TransportError};
-use super::sync::{self, Project};
+use super::ssh::{self, Fault, Master, TransportError};
+use super::sync::{self, Project, Secrets};
 use crate::config::{Config, Node, SlurmSettings};
 
 /// How long distex waits for a cancelled job to leave `squeue`.
@@ -127,8 +128,24 @@ pub(crate) fn srun_args(s: &SlurmSettings, job: &str, dir: &str, command: &str, 
     if immediate {
         args.push("--immediate".into());
     }
-    args.extend(["sh".to_string(), "-c".to_string(), marked_script(command, dir)]);
+    args.extend(["sh".to_string(), "-c".to_string(), step_script(command, dir)]);
     args
+}
+
+/// The step's script: read this run's nonce from stdin (srun forwards it
+/// to the task; it is never on a command line), announce the pid, `cd`
+/// into `dir` (srun's `--chdir` would fall back to /tmp), run the command
+/// with stdin `/dev/null` and the nonce unset, report its exit status.
+pub(crate) fn step_script(command: &str, dir: &str) -> String {
+    format!(
+        "IFS= read -r n || exit 125\n\
+         printf '\\036\\037distex-%s:pid %d\\n' \"$n\" \"$$\" >&2\n\
+         if cd -- {dir}; then (unset n; eval {command}) </dev/null; rc=$?; else rc=125; fi\n\
+         printf '\\036\\037distex-%s:exit %d\\n' \"$n\" \"$rc\" >&2\n\
+         exit \"$rc\"",
+        dir = sh_quote(dir),
+        command = sh_quote(command)
+    )
 }
 
 /// What one line srun wrote on stderr means.
@@ -198,9 +215,9 @@ struct StderrFilter {
 }
 
 impl StderrFilter {
-    fn new() -> Self {
+    fn new(nonce: &str) -> Self {
         StderrFilter {
-            markers: Markers::default(),
+            markers: Markers::new(nonce),
             line: Vec::new(),
             said: vec![],
             busy: false,
@@ -262,12 +279,13 @@ async fn step(
     sink: &mut dyn OutputSink,
     stop: &mut Pin<&mut impl Future<Output = Stop>>,
 ) -> StepEnd {
-    let mut filter = StderrFilter::new();
+    let nonce = nonce();
+    let mut filter = StderrFilter::new(&nonce);
     let spawned = match submitter {
         Submitter::Here => spawn_here(argv).map(Launched::Here),
         Submitter::Login(master) => {
             let mut cmd = master.session().raw_command(command_line(argv));
-            cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+            cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
             cmd.spawn().await.map(Launched::Login).map_err(|e| format!("cannot start srun over ssh: {e}"))
         }
     };
@@ -275,6 +293,9 @@ async fn step(
         Ok(child) => child,
         Err(e) => return StepEnd::NotStarted(e),
     };
+    // srun may already have ended (a refused `--immediate`): its stderr
+    // says why; a task that never read the nonce reports no start anyway.
+    let _ = child.send_nonce(&nonce).await;
     let Some((mut out, mut err)) = child.pipes() else {
         return StepEnd::NotStarted("srun gave no output pipes".into());
     };
@@ -319,6 +340,24 @@ enum Launched<'m> {
 type Pipe<'m> = Box<dyn AsyncRead + Unpin + Send + 'm>;
 
 impl<'m> Launched<'m> {
+    /// Writes the nonce line to srun's stdin (srun passes it to the task)
+    /// and closes it.
+    async fn send_nonce(&mut self, nonce: &str) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let line = format!("{nonce}\n");
+        match self {
+            Launched::Here(c) => {
+                let mut stdin = c.stdin.take().ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
+                stdin.write_all(line.as_bytes()).await
+            }
+            Launched::Login(c) => {
+                let mut stdin = c.stdin().take().ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
+                stdin.write_all(line.as_bytes()).await?;
+                stdin.shutdown().await
+            }
+        }
+    }
+
     fn pipes(&mut self) -> Option<(Pipe<'m>, Pipe<'m>)> {
         match self {
             Launched::Here(c) => Some((Box::new(c.stdout.take()?), Box::new(c.stderr.take()?))),
@@ -356,7 +395,7 @@ impl<'m> Launched<'m> {
 fn spawn_here(argv: &[String]) -> Result<tokio::process::Child, String> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -397,7 +436,7 @@ pub(crate) async fn attempt(
     config: &Config,
     node: &Node,
     spec: &RunSpec,
-    sync: bool,
+    project: Option<&Project>,
     returns: &[String],
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
@@ -407,9 +446,8 @@ pub(crate) async fn attempt(
     let t = Instant::now();
     let submitter = Submitter::connect(node).await.map_err(run::node_down)?;
     timings.connect_ms = ms(t.elapsed());
-    let project = Project::find(&spec.cwd, &config.local.name);
     let t = Instant::now();
-    let dir = prepare_dir(&submitter, node, &project, spec, sync).await.map_err(|e| down(node, e))?;
+    let (dir, held_back) = prepare_dir(config, &submitter, node, project, spec).await.map_err(|e| down(node, e))?;
     timings.sync_ms = ms(t.elapsed());
     let t = Instant::now();
     let end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
@@ -418,36 +456,42 @@ pub(crate) async fn attempt(
     let status = status_of(end, node, &mut warnings)?;
     run::record_up(&node.name);
     let mut returned = Vec::new();
-    if !returns.is_empty() && !matches!(status, RunStatus::Interrupted) {
+    if let Some(project) = project.filter(|_| !returns.is_empty() && !matches!(status, RunStatus::Interrupted)) {
         let t = Instant::now();
-        match bring_back(&submitter, &project, &node.workdir, returns).await {
+        match bring_back(&submitter, project, &node.workdir, returns).await {
             Ok(()) => returned = returns.to_vec(),
             Err(e) => warnings.push(format!("bringing back {} from {} failed: {e}", returns.join(", "), node.name)),
         }
         timings.return_ms = ms(t.elapsed());
     }
-    Ok(AttemptResult { status, synced: sync, returned, warnings, timings })
+    Ok(AttemptResult { status, synced: project.is_some(), returned, held_back, warnings, timings })
 }
 
-/// Phases 1 and 2: mirror the project (or create the workdir) and check
-/// that the directory to run in exists. Returns that directory.
+/// Phases 1 and 2: mirror `project` (or, without one, create the
+/// workdir) and check that the directory to run in exists. Returns that
+/// directory and the paths held back as secrets.
 async fn prepare_dir(
+    config: &Config,
     submitter: &Submitter,
     node: &Node,
-    project: &Project,
+    project: Option<&Project>,
     spec: &RunSpec,
-    sync: bool,
-) -> Result<String, String> {
-    if sync {
-        mirror(submitter, node, project, spec).await.map_err(|e| format!("mirroring the project failed: {e}"))?;
-    }
-    let dir = if sync { project.remote_cwd(&node.workdir) } else { node.workdir.trim_start_matches("~/").to_string() };
-    let dir = absolute_here(submitter, &dir);
-    if !sync {
-        make_dir(submitter, &dir).await?;
-    }
+) -> Result<(String, Vec<String>), String> {
+    let (dir, held_back) = match project {
+        Some(project) => {
+            let held = mirror(config, submitter, node, project, spec)
+                .await
+                .map_err(|e| format!("mirroring the project failed: {e}"))?;
+            (absolute_here(submitter, &project.remote_cwd(&node.workdir)), held)
+        }
+        None => {
+            let dir = absolute_here(submitter, node.workdir.trim_start_matches("~/"));
+            make_dir(submitter, &dir).await?;
+            (dir, vec![])
+        }
+    };
     check_dir(submitter, &dir).await?;
-    Ok(dir)
+    Ok((dir, held_back))
 }
 
 /// Phases 3 to 5: submit with `--immediate`, again queued if the nodes are
@@ -494,7 +538,7 @@ fn status_of(end: StepEnd, node: &Node, warnings: &mut Vec<String>) -> Result<Ru
 }
 
 fn fail(node: &Node, message: String) -> TransportError {
-    TransportError { node: node.name.clone(), message }
+    TransportError { node: node.name.clone(), message, fault: Fault::Unreachable }
 }
 
 fn down(node: &Node, message: String) -> TransportError {
@@ -540,33 +584,54 @@ async fn check_dir(submitter: &Submitter, dir: &str) -> Result<(), String> {
 }
 
 /// Mirrors the project into the node's workdir: over the login node's
-/// master, or with a local rsync (this machine shares the filesystem).
-/// `distex parallel` mirrors once per node and run.
-async fn mirror(submitter: &Submitter, node: &Node, project: &Project, spec: &RunSpec) -> Result<(), String> {
+/// master as for an SSH node, or with a local rsync of the same file set
+/// (this machine shares the filesystem with the compute nodes). `distex
+/// parallel` mirrors once per node and run. Returns the paths held back.
+async fn mirror(
+    config: &Config,
+    submitter: &Submitter,
+    node: &Node,
+    project: &Project,
+    spec: &RunSpec,
+) -> Result<Vec<String>, String> {
+    if let Submitter::Login(master) = submitter {
+        return run::sync_once(config, master, project, node, spec).await;
+    }
     let Some(set) = &spec.synced_nodes else {
-        return push(submitter, node, project).await;
+        return push_here(config, node, project).await;
     };
     let mut done = set.lock().await;
     if done.contains(&node.name) {
-        return Ok(());
+        return Ok(vec![]);
     }
-    push(submitter, node, project).await?;
+    let held = push_here(config, node, project).await?;
     done.insert(node.name.clone());
-    Ok(())
+    Ok(held)
 }
 
-async fn push(submitter: &Submitter, node: &Node, project: &Project) -> Result<(), String> {
-    match submitter {
-        Submitter::Login(master) => run::push(master, project, &node.workdir).await,
-        Submitter::Here => {
-            let mirror = PathBuf::from(absolute_here(submitter, &project.mirror(&node.workdir)));
-            std::fs::create_dir_all(&mirror).map_err(|e| format!("cannot create {}: {e}", mirror.display()))?;
-            let lock = lock_file(&mirror.with_extension("lock")).await?;
-            let result = sync::rsync(local_push_args(project, &mirror)).await;
-            drop(lock);
-            result
-        }
+/// The local push: git's file set minus secrets ([`sync::file_set`]),
+/// under a lock beside the mirror. The list of what was sent is kept
+/// beside the mirror too, so files deleted here are deleted there.
+async fn push_here(config: &Config, node: &Node, project: &Project) -> Result<Vec<String>, String> {
+    let mirror = PathBuf::from(absolute_here(&Submitter::Here, &project.mirror(&node.workdir)));
+    std::fs::create_dir_all(&mirror).map_err(|e| format!("cannot create {}: {e}", mirror.display()))?;
+    let lock = lock_file(&mirror.with_extension("lock")).await?;
+    let secrets = Secrets::new(&config.sync.include);
+    let root = project.root.clone();
+    let set =
+        tokio::task::spawn_blocking(move || sync::file_set(&root, &secrets)).await.map_err(|e| e.to_string())??;
+    let record = mirror.with_extension("sent");
+    let before = std::fs::read_to_string(&record).ok();
+    let list_path = mirror.with_extension("list");
+    std::fs::write(&list_path, sync::push_list(&set.files, before.as_deref()))
+        .map_err(|e| format!("cannot write {}: {e}", list_path.display()))?;
+    let result = sync::rsync(local_push_args(project, &mirror, &list_path)).await;
+    let _ = std::fs::remove_file(&list_path);
+    if result.is_ok() {
+        let _ = std::fs::write(&record, set.files.join("\0"));
     }
+    drop(lock);
+    result.map(|()| set.held_back)
 }
 
 /// Takes an exclusive lock on `path` (created if needed), so two distex
@@ -574,19 +639,17 @@ async fn push(submitter: &Submitter, node: &Node, project: &Project) -> Result<(
 async fn lock_file(path: &Path) -> Result<std::fs::File, String> {
     let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     tokio::task::spawn_blocking(move || {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a valid open descriptor; released when `file` drops.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        let _ = file.lock();
         file
     })
     .await
     .map_err(|e| e.to_string())
 }
 
-/// [`sync::push_args`] for a mirror on this machine: the same selection
-/// of files, without the ssh transport.
-pub(crate) fn local_push_args(project: &Project, mirror: &Path) -> Vec<OsString> {
-    let mut args = without_transport(sync::push_args(project, "", Path::new("")));
+/// [`sync::push_args`] for a mirror on this machine: the same files (the
+/// NUL-separated `list`), without the ssh transport.
+pub(crate) fn local_push_args(project: &Project, mirror: &Path, list: &Path) -> Vec<OsString> {
+    let mut args = without_transport(sync::push_args(project, "", Path::new(""), list));
     args.pop(); // the remote destination
     let mut dest = mirror.as_os_str().to_owned();
     dest.push("/");
@@ -705,7 +768,7 @@ mod tests {
     }
 
     #[test]
-    fn srun_runs_the_marked_script_with_the_node_options() {
+    fn srun_runs_the_step_script_with_the_node_options() {
         let args = srun_args(&settings(), "distex-1", "/w/p", "echo 'x'", true);
         for must in [
             "--job-name=distex-1",
@@ -761,20 +824,21 @@ mod tests {
 
     #[test]
     fn stderr_keeps_the_command_s_lines_and_reads_srun_s() {
-        let (mut filter, mut seen) = (StderrFilter::new(), Seen::default());
+        let (mut filter, mut seen) = (StderrFilter::new("N0NCE"), Seen::default());
         filter.feed(b"srun: job 7 queued and waiting for resources\nsrun: job 7 has been allocated res", &mut seen);
         assert!(!seen.started && seen.stderr.is_empty());
         filter.feed(
-            b"ources\n\x1e\x1fdistex-pid 12\noops\nsrun: error: n1: task 0: Exited with exit code 3\n",
+            b"ources\n\x1e\x1fdistex-N0NCE:pid 12\n\x1e\x1fdistex-FORGED:exit 0\noops\nsrun: error: n1: task 0: Exited with exit code 3\n",
             &mut seen,
         );
-        filter.feed(b"\x1e\x1fdistex-exit 3\nno newline", &mut seen);
+        filter.feed(b"\x1e\x1fdistex-N0NCE:exit 3\nno newline", &mut seen);
         filter.finish(&mut seen);
         assert!(seen.started);
         assert_eq!(seen.progress, ["queued, waiting for resources"]);
-        assert_eq!(String::from_utf8_lossy(&seen.stderr), "oops\nno newline");
+        // A marker without this run's nonce is the command's output.
+        assert_eq!(String::from_utf8_lossy(&seen.stderr), "\x1e\x1fdistex-FORGED:exit 0\noops\nno newline");
         assert_eq!(filter.markers.status, Some(3));
-        let (mut refused, mut seen) = (StderrFilter::new(), Seen::default());
+        let (mut refused, mut seen) = (StderrFilter::new("N0NCE"), Seen::default());
         refused.feed(
             b"srun: error: Unable to allocate resources: Partition in DOWN state\nsrun: Partition in DOWN state\n",
             &mut seen,
@@ -794,9 +858,11 @@ mod tests {
     #[test]
     fn local_mirror_keeps_the_selection_without_ssh() {
         let p = Project { root: "/p".into(), subdir: "".into(), origin: "h".into() };
-        let args: Vec<String> =
-            local_push_args(&p, Path::new("/w/p-1")).iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert!(args.contains(&"--exclude=.env".to_string()) && args.contains(&"--delete".to_string()));
+        let args: Vec<String> = local_push_args(&p, Path::new("/w/p-1"), Path::new("/w/p-1.list"))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(&"--files-from=/w/p-1.list".to_string()) && args.contains(&"--from0".to_string()));
         assert!(!args.iter().any(|a| a == "-e" || a.starts_with("--rsync-path") || a.starts_with("ssh ")), "{args:?}");
         assert_eq!(args[args.len() - 2..], ["/p/".to_string(), "/w/p-1/".to_string()]);
     }

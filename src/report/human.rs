@@ -139,7 +139,7 @@ pub(crate) fn config(c: &Config) -> String {
 }
 
 /// `distex clean`: one line per kind of thing removed, one per node.
-pub(crate) fn clean(report: &crate::commands::clean::CleanReport) -> String {
+pub(crate) fn clean(report: &crate::exec::clean::CleanReport) -> String {
     let mut out = String::new();
     let count = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
     let _ = writeln!(out, "stopped {}", count(report.masters.len(), "SSH master"));

@@ -31,6 +31,7 @@ mod remote_failover;
 mod remote_parallel;
 mod remote_run;
 mod remote_sync;
+mod remote_trust;
 mod route_table;
 mod schemas;
 mod slurm;

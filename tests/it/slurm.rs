@@ -13,6 +13,13 @@ use support::Sandbox;
 use support::slurm::SlurmCluster;
 use support::sshd::all_processes_matching;
 
+/// Makes `dir` a git repository (distex mirrors what git sees).
+fn git_init(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ok = std::process::Command::new("git").args(["init", "-q"]).arg(dir).status().unwrap().success();
+    assert!(ok, "git init {}", dir.display());
+}
+
 /// A sandbox with a project (a git checkout holding `marker.txt`) and a
 /// config naming the cluster's partitions `hpc` (debug) and `off` (down).
 struct Setup {
@@ -26,7 +33,7 @@ fn setup(nodes: usize, cpus: u32, slots: u32) -> Setup {
     let cluster = SlurmCluster::start(nodes, cpus);
     let sb = Sandbox::new();
     let project = sb.path().join("project");
-    std::fs::create_dir_all(project.join(".git")).unwrap();
+    git_init(&project);
     std::fs::write(project.join("marker.txt"), "mirrored\n").unwrap();
     std::fs::write(project.join(".env"), "SECRET=1\n").unwrap();
     std::fs::create_dir_all(sb.path().join("home")).unwrap();
@@ -135,9 +142,10 @@ fn sigterm_cancels_a_running_and_a_queued_job() {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     }
-    assert_eq!(running.wait().unwrap().code(), Some(130));
+    // 128 + SIGTERM: distex stopped on the signal, after cancelling.
+    assert_eq!(running.wait().unwrap().code(), Some(143));
     let out = queued.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(out.status.code(), Some(143));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("queued, waiting for resources"), "{stderr}");
     s.assert_nothing_left("sleep 78.");
@@ -229,7 +237,7 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     std::fs::write(home.join(".bashrc"), format!("export SLURM_CONF={}\n", slurm.conf.display())).unwrap();
     let sb = Sandbox::new();
     let project = sb.path().join("project");
-    std::fs::create_dir_all(project.join(".git")).unwrap();
+    git_init(&project);
     std::fs::write(project.join("marker.txt"), "mirrored\n").unwrap();
     sb.write_config(&ssh.node_table(login, "kind = \"slurm\"\npartition = \"debug\""));
     let run = sb

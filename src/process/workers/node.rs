@@ -34,7 +34,7 @@ use openssh::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Node;
-use crate::exec::remote::{Markers, kill_script, sh_quote};
+use crate::exec::remote::{Markers, kill_script, nonce, run_quietly, sh_quote};
 use crate::exec::ssh;
 use crate::process::workers::local::{Job, Program, interrupted};
 
@@ -42,9 +42,13 @@ use crate::process::workers::local::{Job, Program, interrupted};
 /// limit in KiB (or empty), CPU seconds (or empty), open files, then either
 /// the processor command (with three empty arguments after it) or, for a
 /// built-in worker, its kind, its spec, the node's distex binary and the
-/// `--version` line expected of it. It first announces its pid, which is
-/// also its process group (sshd starts each session in a new one and the
-/// login shell `exec`s into this script), with the exec layer's pid marker.
+/// `--version` line expected of it. It first reads this run's secret nonce
+/// from stdin and announces its pid, which is also its process group (sshd
+/// starts each session in a new one and the login shell `exec`s into this
+/// script), with the exec layer's pid marker carrying the nonce; then it
+/// waits for distex's `go` line before anything runs (the region's records
+/// follow on stdin). Without `go`, the region provably never ran; after
+/// it, a lost connection means it may have, and it is never run again.
 ///
 /// A node without a usable distex (not found, not executable, another
 /// version) exits 127 before anything runs, with the reason as the last
@@ -60,14 +64,16 @@ use crate::process::workers::local::{Job, Program, interrupted};
 /// channel cannot kill it before that. Its last act, after a normal end,
 /// kills the watchdog with the rest of the group.
 const SCRIPT: &str = r#"cd || exit 125
-printf '\036\037distex-pid %d\n' "$$" >&2
-d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-exit 125\n' >&2; exit 125; }
-mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
+IFS= read -r n || exit 125
+printf '\036\037distex-%s:pid %d\n' "$n" "$$" >&2
+IFS= read -r go && [ "$go" = go ] || exit 125
+d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-%s:exit 125\n' "$n" >&2; exit 125; }
+mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d"; printf '\036\037distex-%s:exit 125\n' "$n" >&2; exit 125; }
 if [ -n "$9" ]; then
   v=$(env -i PATH="$PATH" /bin/sh -c 'exec "$1" --version' sh "$9" </dev/null 2>&1)
   rc=$?
   [ "$rc" -eq 0 ] && [ "$v" != "${10}" ] && { v="it is $(printf %s "$v" | head -n 1), not ${10}"; rc=127; }
-  [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
+  [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 >&2; cd / && rm -rf "$d"; printf '\036\037distex-%s:exit 127\n' "$n" >&2; exit 127; }
 fi
 trap : TERM
 trap '' PIPE
@@ -91,7 +97,7 @@ trap '' PIPE
 )
 rc=$?
 cd / && rm -rf "$d"
-printf '\036\037distex-exit %d\n' "$rc" >&2
+printf '\036\037distex-%s:exit %d\n' "$n" "$rc" >&2
 kill -KILL 0"#;
 
 /// The `--version` line a node's distex must print to serve as a built-in
@@ -141,6 +147,10 @@ pub(crate) enum RemoteError {
     /// The processor ran and failed (non-zero exit, timeout, too much
     /// output, interrupted): retried on its own target per `--retries`.
     Failed(String),
+    /// The worker was let start, then the connection was lost before its
+    /// exit status arrived: it may have run, so it is never run again (the
+    /// region fails, the node is marked down).
+    Lost(String),
     /// The node answered but has no usable distex for a built-in worker
     /// (not installed where its `distex` key says, or another version): the
     /// unit may run elsewhere, and the node is not down.
@@ -150,7 +160,10 @@ pub(crate) enum RemoteError {
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RemoteError::Transport(why) | RemoteError::Failed(why) | RemoteError::NoWorker(why) => f.write_str(why),
+            RemoteError::Transport(why)
+            | RemoteError::Failed(why)
+            | RemoteError::Lost(why)
+            | RemoteError::NoWorker(why) => f.write_str(why),
         }
     }
 }
@@ -166,7 +179,11 @@ pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
 
 async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let transport = RemoteError::Transport;
-    let master = ssh::connect(node).await.map_err(|e| transport(format!("node {}: cannot connect: {e}", node.name)))?;
+    let master = ssh::connect(node).await.map_err(|e| match e.fault {
+        // A changed host key (or trouble here): the region runs nowhere else.
+        ssh::Fault::HostKeyChanged | ssh::Fault::Local => RemoteError::Failed(e.message),
+        ssh::Fault::Unreachable => transport(format!("node {}: cannot connect: {e}", node.name)),
+    })?;
     let mut cmd = master.session().raw_command(command_line(job, node));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().await.map_err(|e| transport(format!("node {}: cannot start ssh: {e}", node.name)))?;
@@ -176,8 +193,17 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         return Err(transport(format!("node {}: ssh gave no pipes", node.name)));
     };
     let spool = job.stdin.clone();
+    let nonce = nonce();
+    // The script runs nothing before it reads `go`, which is written once
+    // it announced its pid: without `go`, the region provably never ran.
+    let announced = tokio::sync::Notify::new();
+    let let_go = std::cell::Cell::new(false);
     // Stream the region's records into the channel.
-    let feed = async move {
+    let feed = async {
+        stdin.write_all(format!("{nonce}\n").as_bytes()).await?;
+        announced.notified().await;
+        let_go.set(true);
+        stdin.write_all(b"go\n").await?;
         let mut file = tokio::fs::File::open(&spool).await?;
         tokio::io::copy(&mut file, &mut stdin).await?;
         stdin.shutdown().await?;
@@ -188,7 +214,7 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     // The worker's process group on the node, once its script announced it.
     let pgid = std::cell::Cell::new(None);
     let pump = async {
-        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::default());
+        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::new(&nonce));
         let (mut ob, mut eb) = (vec![0u8; 64 << 10], vec![0u8; 16 << 10]);
         let (mut out_open, mut err_open, mut exceeded) = (true, true, false);
         while out_open || err_open {
@@ -202,7 +228,10 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(n) => {
                         tail.extend(marker.feed(&eb[..n]));
-                        pgid.set(marker.pid);
+                        if pgid.get().is_none() && marker.pid.is_some() {
+                            pgid.set(marker.pid);
+                            announced.notify_one();
+                        }
                         if tail.len() > 8192 { tail.drain(..tail.len() - 4096); }
                     }
                 },
@@ -274,8 +303,13 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
             code - 128
         ))),
         Some(code) => Err(failed(format!("exited with status {code} on node {}{last}", node.name))),
-        // No exit marker: the channel closed before the script could report.
-        None => Err(transport(format!("node {}: the connection ended before the processor finished{last}", node.name))),
+        // No exit marker, after `go`: it may have run; never run it again.
+        None if let_go.get() => Err(RemoteError::Lost(format!(
+            "started on node {}, connection lost, outcome unknown, not retried{last}",
+            node.name
+        ))),
+        // No exit marker before `go`: it never ran; it may run elsewhere.
+        None => Err(transport(format!("node {}: the connection ended before the processor started{last}", node.name))),
     }
 }
 
@@ -283,8 +317,7 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
 /// no pid announced yet, nothing has started there that could outlive the
 /// dropped channel.
 async fn stop(master: &ssh::Master, pgid: Option<u32>) {
-    let Some(pgid) = pgid else { return };
-    let mut cmd = master.session().raw_command(kill_script(pgid));
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
+    if let Some(script) = pgid.and_then(kill_script) {
+        run_quietly(master, script).await;
+    }
 }

@@ -338,6 +338,13 @@ fn run_with_retries<T>(
                 moves += 1;
                 continue;
             }
+            // At most once: a worker that may have run is never run again.
+            Err(RemoteError::Lost(reason)) => {
+                if mark_down(place.down, &target, &reason) {
+                    let _ = tx.send(Msg::NodeDown { node: target.name().to_string() });
+                }
+                return Err(reason);
+            }
             other => other.map_err(|e| e.to_string()),
         };
         match result {

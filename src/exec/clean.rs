@@ -218,7 +218,7 @@ mod tests {
             assert!(mirror_script(dir).is_err(), "{dir:?}");
         }
         let script = mirror_script("~/.cache/distex/work").unwrap();
-        assert!(script.contains("w='.cache/distex/work'"), "{script}");
+        assert!(script.contains("w=.cache/distex/work;"), "{script}");
         assert!(script.contains("/*-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]"), "{script}");
     }
 
