@@ -41,7 +41,8 @@ slurm_start() {
     d=$SLURM_DIR
     trap slurm_cleanup EXIT
     chmod 755 "$d"
-    mkdir -p "$d/munge-sock" "$d/spool-ctl" "$d/log" "$d/work" "$d/state" "$d/run"
+    mkdir -p "$d/munge-sock" "$d/spool-ctl" "$d/log" "$d/work"
+    mkdir -m 700 "$d/state" "$d/run"
     chmod 755 "$d/munge-sock"
     dd if=/dev/urandom of="$d/munge.key" bs=1024 count=1 status=none
     chmod 600 "$d/munge.key"
