@@ -33,10 +33,15 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Decide where a shell command should run (never runs it, never waits on the network).
     ///
+    /// When a rule sends part of the line away, the answer also says which
+    /// parts run where and the line the hook runs instead (`rewrite`): local
+    /// parts stay as written, routed ones become `distex run --node N -- ...`.
+    /// See docs/routing.md.
+    ///
     /// Example: distex route -- cargo build --release
     ///          distex route --json 'docker compose up -d && make test'
     Route(RouteArgs),
-    /// List nodes with capabilities, last known load and health.
+    /// List nodes with capabilities, last known load and health, and what the last probe found.
     Nodes(NodesArgs),
     /// Show or create the cluster configuration.
     #[command(subcommand)]
@@ -83,9 +88,21 @@ pub(crate) enum Command {
         /// Which built-in processor.
         kind: String,
     },
-    /// Internal: apply --sandbox restrictions, then exec PROGRAM.
+    /// Internal: run PROGRAM in the --sandbox container ([--allow-connect HOST:PORT]... -- PROGRAM ARGS).
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
+    /// Internal: run PROGRAM and collect what it daemonizes (--grace SECS -- PROGRAM ARGS).
+    #[command(name = "__reap", hide = true)]
+    Reap {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
+    /// Internal: inside the sandbox, relay --allow-connect endpoints, then run PROGRAM.
+    #[command(name = "__relay", hide = true)]
+    Relay {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         program: Vec<std::ffi::OsString>,
     },
@@ -161,9 +178,17 @@ pub(crate) struct ProcessArgs {
     /// Open-file limit per worker.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub(crate) max_open_files: u64,
-    /// Linux: Landlock (writes only in the worker's directory) and no network; refuses when unavailable.
+    /// Linux: each worker in a bubblewrap container (own namespaces, no network, sees only its
+    /// directory and the system's programs); refuses when bubblewrap cannot run here.
     #[arg(long)]
     pub(crate) sandbox: bool,
+    /// Pass this variable of distex's environment to every worker (repeatable; also
+    /// `pass_env = [...]` in the config's `[process]` table). Nothing else is passed.
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub(crate) pass_env: Vec<String>,
+    /// With --sandbox: let workers reach this one TCP endpoint (repeatable), e.g. 127.0.0.1:8080.
+    #[arg(long = "allow-connect", value_name = "HOST:PORT", requires = "sandbox")]
+    pub(crate) allow_connect: Vec<String>,
     /// Keep the run directory (spool files and worker directories).
     #[arg(long)]
     pub(crate) keep_workdirs: bool,
@@ -192,7 +217,7 @@ pub(crate) struct RouteArgs {
     /// Print the decision as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Assume NODE (or `local`) has this 1-minute load, for what-if questions.
+    /// Assume NODE (or `local`, or this machine's configured name) has this 1-minute load, for what-if questions.
     #[arg(long = "assume-load", value_name = "NODE=LOAD")]
     pub(crate) assume_load: Vec<String>,
     /// Speak the announcement (also: announce.speak = true in the config).
@@ -287,8 +312,9 @@ pub(crate) struct NodesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Contact every node (in parallel, short timeout) and refresh the cache: SSH nodes
-    /// report their load average, Slurm nodes their partition's state and busy CPUs (sinfo).
+    /// Contact every node (in parallel, short timeout) and refresh the cache: over SSH, load, OS,
+    /// CPU architecture, and which of the rules' programs are on the node user's PATH; for a
+    /// Slurm node, its partition's state and busy CPUs (sinfo).
     #[arg(long)]
     pub(crate) probe: bool,
 }

@@ -36,6 +36,8 @@ pub(crate) fn run(cli: Cli) -> Result<u8> {
             other => Err(Error::Usage(format!("unknown worker {other:?}"))),
         },
         Command::Sandbox { program } => Ok(crate::process::workers::sandbox::main(&program)),
+        Command::Reap { program } => Ok(crate::process::workers::reaper::main(&program)),
+        Command::Relay { program } => Ok(crate::process::workers::relay::main(&program)),
     }
 }
 
@@ -286,6 +288,8 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
             grace: args.grace.as_secs_f64(),
         },
         sandbox: args.sandbox,
+        pass_env: config.process.pass_env.iter().cloned().chain(args.pass_env).collect(),
+        allow_connect: args.allow_connect,
         keep_workdirs: args.keep_workdirs,
         nodes: args.nodes,
         part_size: args.part_size,

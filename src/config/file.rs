@@ -36,6 +36,9 @@ pub(crate) struct ClusterFile {
     pub(crate) hook: Option<HookTable>,
     #[serde(default)]
     pub(crate) sync: Option<SyncTable>,
+    /// Defaults of `distex process`.
+    #[serde(default)]
+    pub(crate) process: Option<ProcessTable>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -96,6 +99,9 @@ pub(crate) struct NodeTable {
 pub(crate) struct RuleTable {
     pub(crate) name: String,
     pub(crate) commands: Option<Vec<String>>,
+    /// A regular expression matched against each command's words joined by
+    /// spaces, anchored at the program name (`'^terraform (plan|apply)\b'`).
+    pub(crate) pattern: Option<String>,
     pub(crate) requires: Option<Requirement>,
     pub(crate) announce: Option<String>,
     pub(crate) sync: Option<bool>,
@@ -137,6 +143,16 @@ pub(crate) struct SyncTable {
     /// send even though they match the secrets denylist.
     #[serde(default)]
     pub(crate) include: Vec<String>,
+}
+
+/// The `[process]` table.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessTable {
+    /// Variables of distex's environment passed to every region worker (as
+    /// if each were given with `--pass-env NAME`); nothing else is passed.
+    #[serde(default)]
+    pub(crate) pass_env: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -95,7 +95,19 @@ pub(crate) fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Res
         .as_ref()
         .map_or_else(HookSettings::default, |h| HookSettings { mode: h.mode, auto_approve: h.auto_approve });
     let sync = SyncSettings { include: raw.sync.as_ref().map(|s| s.include.clone()).unwrap_or_default() };
-    Ok(Config { local, nodes, rules, routing, announce, hook, sync, sources, file: file.map(Path::to_path_buf) })
+    let process = build_process(&raw, &ctx)?;
+    Ok(Config {
+        local,
+        nodes,
+        rules,
+        routing,
+        announce,
+        hook,
+        sync,
+        process,
+        sources,
+        file: file.map(Path::to_path_buf),
+    })
 }
 
 /// Text being parsed plus its name, for turning byte offsets into `file:line:col`.
@@ -442,11 +454,19 @@ fn rule_from(t: &RuleTable, base: Option<&Rule>, source: String, ctx: &Ctx, offs
         return Err(ctx.error(offset, "rule.name", "a rule needs a non-empty name"));
     }
     let commands = t.commands.clone().or_else(|| base.map(|b| b.commands.clone())).unwrap_or_default();
-    if commands.is_empty() || commands.iter().any(|c| c.split_whitespace().next().is_none()) {
+    let pattern = match &t.pattern {
+        Some(text) => {
+            // Point at the `pattern` line of this rule, not at its `[[rule]]` header.
+            let at = ctx.text.get(offset..).and_then(|t| t.find("pattern")).map_or(offset, |i| offset + i);
+            Some(compile_pattern(text).map_err(|e| ctx.error(at, format!("{key}.pattern"), e))?)
+        }
+        None => base.and_then(|b| b.pattern.clone()),
+    };
+    if commands.iter().any(|c| c.split_whitespace().next().is_none()) || (commands.is_empty() && pattern.is_none()) {
         return Err(ctx.error(
             offset,
             format!("{key}.commands"),
-            "list at least one command pattern, e.g. commands = [\"torchrun\"]",
+            "list at least one command pattern, e.g. commands = [\"torchrun\"], or give a pattern = '^terraform (plan|apply)\\b'",
         ));
     }
     let announce = t
@@ -464,11 +484,26 @@ fn rule_from(t: &RuleTable, base: Option<&Rule>, source: String, ctx: &Ctx, offs
     Ok(Rule {
         name: t.name.clone(),
         commands,
+        pattern,
         requires: t.requires.clone().or_else(|| base.map(|b| b.requires.clone())).unwrap_or_default(),
         announce,
         sync: t.sync.or(base.map(|b| b.sync)).unwrap_or(true),
         returns: t.returns.clone().or_else(|| base.map(|b| b.returns.clone())).unwrap_or_default(),
         source,
+    })
+}
+
+/// Compiles a rule's `pattern`, explaining what is wrong in words a user can act on.
+fn compile_pattern(text: &str) -> std::result::Result<RulePattern, String> {
+    if text.trim().is_empty() {
+        return Err("is empty; write a regular expression such as '^terraform (plan|apply)\\b'".into());
+    }
+    regex::RegexBuilder::new(text).size_limit(1 << 20).build().map(RulePattern).map_err(|e| {
+        // The crate's message draws a caret under the pattern over several
+        // lines; its last line says what is wrong.
+        let message = e.to_string();
+        let what = message.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or(message.trim());
+        format!("is not a valid regular expression ({what}): {text:?}")
     })
 }
 
@@ -506,6 +541,30 @@ fn build_routing(raw: &ClusterFile, ctx: &Ctx) -> Result<RoutingSettings> {
     Ok(settings)
 }
 
+/// Whether `name` can name an environment variable passed to a worker:
+/// letters, digits and `_`, not starting with a digit.
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The `[process]` table: every `pass_env` entry must be a variable name.
+fn build_process(raw: &ClusterFile, ctx: &Ctx) -> Result<ProcessSettings> {
+    let pass_env = raw.process.as_ref().map(|p| p.pass_env.clone()).unwrap_or_default();
+    for name in &pass_env {
+        if !is_variable_name(name) {
+            let offset = ctx.text.find("pass_env").unwrap_or(0);
+            return Err(ctx.error(
+                offset,
+                "process.pass_env",
+                format!("{name:?} is not a variable name (letters, digits and _, not starting with a digit)"),
+            ));
+        }
+    }
+    Ok(ProcessSettings { pass_env })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,7 +588,7 @@ mod tests {
         assert_eq!(c.local.slots, 8);
         assert!(c.nodes.is_empty());
         let names: Vec<_> = c.rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["linux_required", "heavy_computation"]);
+        assert_eq!(names, ["linux_required", "macos_required", "heavy_computation"]);
     }
 
     #[test]
@@ -538,7 +597,7 @@ mod tests {
             "[[rule]]\nname = \"heavy_computation\"\ncommands = [\"bazel build\"]\n\n[[rule]]\nname = \"gpu\"\ncommands = [\"torchrun\"]\nrequires = { features = [\"gpu\"] }\n",
         );
         let names: Vec<_> = c.rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["gpu", "linux_required", "heavy_computation"]);
+        assert_eq!(names, ["gpu", "linux_required", "macos_required", "heavy_computation"]);
         let heavy = c.rule("heavy_computation").unwrap();
         assert_eq!(heavy.commands, ["bazel build"]);
         assert_eq!(heavy.requires.roles, ["builder"], "unset keys inherit the built-in's");
@@ -637,5 +696,16 @@ mod tests {
         );
         assert!(parse_err("[[rule]]\nname=\"r\"\n").contains("rule.r.commands"));
         assert!(parse_err("[routing]\noverload_threshold = -1.0\n").contains("cluster.toml:2:"));
+    }
+
+    #[test]
+    fn rule_patterns_compile_at_load_and_errors_name_the_line() {
+        let c = parse_ok("[[rule]]\nname = \"tf\"\npattern = '^terraform (plan|apply)\\b'\n");
+        assert_eq!(c.rule("tf").unwrap().pattern.as_ref().unwrap().as_str(), "^terraform (plan|apply)\\b");
+        assert!(c.rule("tf").unwrap().commands.is_empty());
+        let msg = parse_err("[[rule]]\nname = \"tf\"\ncommands = [\"x\"]\npattern = '^terraform (plan'\n");
+        assert!(msg.starts_with("cluster.toml:4:"), "{msg}");
+        assert!(msg.contains("rule.tf.pattern") && msg.contains("not a valid regular expression"), "{msg}");
+        assert!(parse_err("[[rule]]\nname = \"tf\"\npattern = ''\n").contains("rule.tf.pattern: is empty"));
     }
 }

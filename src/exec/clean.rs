@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, Node};
-use crate::exec::remote::sh_quote;
 use crate::exec::ssh;
+use crate::route::sh_quote;
 
 /// State files distex writes (prefixes: rotations and temporary copies too).
 const STATE_PREFIXES: &[&str] = &["nodes.json", "nodes.lock", "hook.log"];

@@ -32,10 +32,11 @@ pub(crate) async fn attempt(
     }
 }
 
-/// Measures the node's load for `distex nodes --probe`.
-pub(crate) async fn probe(node: &Node) -> ProbeResult {
+/// Measures the node's load for `distex nodes --probe` (`script`: the SSH
+/// probe's, see [`probe::probe_script`]).
+pub(crate) async fn probe(node: &Node, script: &str) -> ProbeResult {
     match node.kind() {
-        NodeKind::Ssh => probe::probe_one(node).await,
+        NodeKind::Ssh => probe::probe_one(node, script).await,
         NodeKind::Slurm => slurm::probe(node).await,
     }
 }

@@ -42,6 +42,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::output::{OutputSink, Stream};
 use super::ssh::Master;
+use crate::route::sh_quote;
 
 /// Why distex stopped a command itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,21 +69,6 @@ pub(crate) enum RemoteOutcome {
 }
 
 const MARKER_START: &[u8] = b"\x1e\x1fdistex-";
-
-/// Quotes `word` for a POSIX shell so that it stays exactly one word with
-/// nothing expanded: wrap it in single quotes (inside which nothing is
-/// special) and write each single quote as `'\''` (close, escaped quote,
-/// reopen). Plain words such as node names are left bare for readability.
-/// This is distex's one shell-quoting function: everything it puts into a
-/// shell command line (here, in rsync's arguments, in the hook's rewrite,
-/// in remote workers' arguments) goes through it.
-pub(crate) fn sh_quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
-    if plain {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
 
 /// A fresh secret for one run: 128 random bits, in hex.
 pub(crate) fn nonce() -> String {
@@ -329,24 +315,6 @@ pub(crate) async fn run_quietly(master: &Master, script: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_single_quotes() {
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
-
-    #[test]
-    fn quoting_survives_a_real_shell() {
-        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", sh_quote(word)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", sh_quote(word));
-        }
-    }
 
     #[test]
     fn marker_is_stripped_and_parsed_across_chunks() {

@@ -37,11 +37,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::output::{OutputSink, Stream};
 use super::probe::ProbeResult;
-use super::remote::{Markers, Stop, nonce, sh_quote};
+use super::remote::{Markers, Stop, nonce};
 use super::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, Timings};
 use super::ssh::{self, Fault, Master, TransportError};
 use super::sync::{self, Project, Secrets};
 use crate::config::{Config, Node, SlurmSettings};
+use crate::route::sh_quote;
 
 /// How long distex waits for a cancelled job to leave `squeue`.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
@@ -711,6 +712,7 @@ pub(crate) async fn probe(node: &Node) -> ProbeResult {
         load1: load.map(|l| l.0),
         cores: load.map(|l| l.1),
         error,
+        platform: None,
         elapsed_ms,
     }
 }

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use super::ssh::fnv1a;
+use crate::route::sh_quote;
 
 /// Paths that are never synced to a node: shell-style globs (`*` within
 /// one path component), matched case-insensitively against every
@@ -297,7 +298,7 @@ pub(crate) fn push_args(project: &Project, mirror: &str, control_socket: &Path, 
     args.push(rsh(control_socket).into());
     // The mirror may not exist yet: create it with the same round trip.
     // `cd` first: relative workdirs are relative to $HOME, as for runs.
-    args.push(format!("--rsync-path=cd && mkdir -p {} && rsync", super::remote::sh_quote(mirror)).into());
+    args.push(format!("--rsync-path=cd && mkdir -p {} && rsync", sh_quote(mirror)).into());
     let mut src = project.root.clone().into_os_string();
     src.push("/");
     args.push(src);

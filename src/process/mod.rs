@@ -58,6 +58,14 @@ pub(crate) const DEMO_CSV: &str = include_str!("demo.csv");
 /// Runs a whole `distex process`.
 pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
+    let passed = options::passed_env(options).map_err(Error::Usage)?;
+    if let Some((name, _)) = passed.iter().find(|(_, v)| v.contains('\n'))
+        && !options.nodes.is_empty()
+    {
+        return Err(Error::Usage(format!(
+            "--pass-env {name}: its value holds a newline, which cannot be passed to --nodes workers"
+        )));
+    }
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
     // Byte ranges are scans of files on this machine: with nodes to place
@@ -124,7 +132,9 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
             reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms });
         },
     )?;
+    workers::local::take_collections();
     let mut report = regions::coordinate(options, &part, &run_dir, started, reporter, &targets);
+    count_collected(&mut report);
     report.warnings.extend(fallback);
     report.warnings.extend(target_warning);
     if options.keep_workdirs {
@@ -132,6 +142,21 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
     }
     drop(guard);
     Ok(report)
+}
+
+/// Puts what the workers' reapers collected into the report: the total,
+/// and one warning per attempt that left processes behind.
+fn count_collected(report: &mut ProcessReport) {
+    for (worker, count) in workers::local::take_collections() {
+        if count == 0 {
+            continue;
+        }
+        report.collected_processes += count;
+        report.warnings.push(format!(
+            "{worker}: {count} process(es) left the worker's process group (setsid/setpgrp) and outlived it; \
+             they were killed when the attempt ended"
+        ));
+    }
 }
 
 /// Files smaller than this in total use the region path under `--split
@@ -185,11 +210,6 @@ fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Targe
     let local = pool::Target { node: None, slots: options.jobs.unwrap_or_else(|| jobs(options)) };
     if options.nodes.is_empty() {
         return Ok((vec![local], None));
-    }
-    if options.sandbox {
-        return Err(Error::Usage(
-            "--sandbox cannot be enforced on remote nodes: drop --nodes, or drop --sandbox to accept weaker isolation there".into(),
-        ));
     }
     // `--jobs 0` with `--nodes`: every region goes to the nodes.
     let mut targets = if local.slots == 0 { vec![] } else { vec![local] };

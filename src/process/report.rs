@@ -56,10 +56,19 @@ pub(crate) struct ProcessReport {
     /// False when any task failed: some records were not processed.
     pub(crate) complete: bool,
     pub(crate) warnings: Vec<String>,
+    /// Processes that left a worker's process group (`setsid`, `setpgrp`)
+    /// and were still running when its attempt ended: killed then.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) collected_processes: u64,
     /// The run directory, when kept with `keep_workdirs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) workdir: Option<String>,
     pub(crate) elapsed_ms: u64,
+}
+
+/// For serde: leave a count out of the JSON when it is 0.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A record that was not processed, and why.

@@ -75,7 +75,8 @@ pub(crate) enum Request {
     Nodes(NodesRequest),
     Parallel(ParallelRequest),
     Plan(PlanRequest),
-    Process(ProcessRequest),
+    // Boxed: the options are much larger than any other request.
+    Process(Box<ProcessRequest>),
 }
 
 /// The names of every operation, for error messages.

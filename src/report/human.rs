@@ -6,8 +6,19 @@ use crate::config::Config;
 use crate::route::Decision;
 use crate::state::NodesReport;
 
-/// One line saying where the command goes and why.
+/// One line saying where the command goes and why, and, when only some
+/// parts of the line move, a second line with what runs instead.
 pub(crate) fn decision(d: &Decision, line: &str) -> String {
+    let head = decision_head(d, line);
+    match d.rewrite.as_deref() {
+        Some(plan) if d.distribute && plan.placement == crate::route::Placement::Parts => {
+            format!("{head}\n  runs as: {}", plan.command)
+        }
+        _ => head,
+    }
+}
+
+fn decision_head(d: &Decision, line: &str) -> String {
     let why = match (&d.rule, &d.matched) {
         (Some(rule), Some(m)) => format!("rule {rule}, matched {m:?}"),
         _ if d.reason == "overloaded" => "this machine is overloaded".to_string(),
@@ -21,6 +32,10 @@ pub(crate) fn decision(d: &Decision, line: &str) -> String {
         }
         _ => format!("local <- {line} ({why})"),
     }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() { "none of the rules' programs".to_string() } else { items.join(", ") }
 }
 
 /// A table of nodes.
@@ -54,6 +69,12 @@ pub(crate) fn nodes(report: &NodesReport) -> String {
         );
         if let Some(e) = &n.error {
             let _ = writeln!(out, "{:<16} last error: {e}", "");
+        }
+        if let Some(p) = &n.platform {
+            let _ = writeln!(out, "{:<16} system: {} {}; has: {}", "", p.os, p.arch, list_or_none(&p.programs));
+            if !p.missing.is_empty() {
+                let _ = writeln!(out, "{:<16} lacks: {} (routing skips it for these)", "", p.missing.join(", "));
+            }
         }
     }
     out

@@ -354,6 +354,7 @@ mod tests {
             rejects: vec![],
             complete: false,
             warnings: vec![],
+            collected_processes: 0,
             workdir: None,
             elapsed_ms: 0,
         };

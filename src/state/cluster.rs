@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::nodes::{NodeHealth, NodeStates, now_secs};
+use super::nodes::{NodeHealth, NodeStates, Platform, now_secs};
 use crate::config::{Config, Os};
 
 /// One machine in `distex nodes` output.
@@ -28,6 +28,10 @@ pub(crate) struct NodeInfo {
     pub(crate) answered: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// System, CPU architecture and the rules' programs found on the node
+    /// user's PATH, from the last `distex nodes --probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) platform: Option<Platform>,
 }
 
 /// `distex nodes` output: this machine first, then the configured nodes.
@@ -58,6 +62,7 @@ impl NodesReport {
             load_age_secs: local_load.map(|_| 0),
             answered: Some(true),
             error: None,
+            platform: None,
         };
         let remote = config.nodes.iter().map(|n| {
             let h: Option<&NodeHealth> = states.get(&n.name);
@@ -80,6 +85,7 @@ impl NodesReport {
                 load_age_secs: h.and_then(|h| h.load_at).map(|at| now.saturating_sub(at)),
                 answered: h.map(|h| h.answered),
                 error: h.and_then(|h| h.error.clone()),
+                platform: h.and_then(|h| h.platform.clone()),
             }
         });
         NodesReport { nodes: std::iter::once(local).chain(remote).collect() }

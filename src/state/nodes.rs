@@ -33,6 +33,27 @@ pub(crate) struct NodeHealth {
     /// Unix time (seconds) the load was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) load_at: Option<u64>,
+    /// What `distex nodes --probe` learned of the node's system and tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) platform: Option<Platform>,
+}
+
+/// A node's system and which of the rules' programs its user can run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Platform {
+    /// `uname -s`: `Linux`, `Darwin`.
+    pub(crate) os: String,
+    /// `uname -m`: `x86_64`, `aarch64`, `arm64`. Decides whether files built
+    /// there could run here.
+    pub(crate) arch: String,
+    /// Programs the rules name that are on the node user's PATH.
+    #[serde(default)]
+    pub(crate) programs: Vec<String>,
+    /// Programs the rules name that are not: routing skips the node for them.
+    #[serde(default)]
+    pub(crate) missing: Vec<String>,
+    /// Unix time (seconds) of the probe.
+    pub(crate) checked_at: u64,
 }
 
 /// All cached node facts, keyed by node name.
@@ -96,6 +117,11 @@ impl NodeStates {
                 entry.load_at = Some(now);
             }
         })
+    }
+
+    /// Records what a probe learned of a node's system and tools.
+    pub(crate) fn record_platform(node: &str, platform: Platform) -> std::io::Result<()> {
+        Self::update(|s| s.nodes.entry(node.to_string()).or_default().platform = Some(platform))
     }
 
     /// Records that a node lost the connection during a command it had

@@ -25,7 +25,7 @@ fn repo() -> PathBuf {
 
 /// Finds `claude` on PATH. Without it the tests skip loudly, except in CI
 /// (`CI=true`), where a missing client is a failure.
-fn claude_binary() -> Option<PathBuf> {
+pub(crate) fn claude_binary() -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .and_then(|path| std::env::split_paths(&path).map(|d| d.join("claude")).find(|p| p.is_file()));
     if found.is_none() {

@@ -83,7 +83,7 @@ fn config_lookup_order_flag_env_user_dir_default() {
     std::fs::remove_file(&user).unwrap();
     let v = sb.cmd().args(["config", "show", "--json"]).run().success().json();
     assert!(v.get("file").is_none(), "embedded default has no file: {v}");
-    assert_eq!(v["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(v["rules"].as_array().unwrap().len(), 3, "linux_required, macos_required, heavy_computation");
 }
 
 #[test]

@@ -80,7 +80,7 @@ fn regions_run_on_the_node_with_their_records_and_nothing_is_left_behind() {
 }
 
 #[test]
-fn unknown_nodes_and_sandbox_are_refused() {
+fn unknown_nodes_and_byte_splits_are_refused() {
     let (sb, _cluster) = setup();
     let cfg = sb.path().join("cluster.toml");
     let run = sb
@@ -89,22 +89,6 @@ fn unknown_nodes_and_sandbox_are_refused() {
         .run()
         .expect_code(2);
     assert!(run.stderr().contains("unknown node \"nope\"") && run.stderr().contains("n1"), "{}", run.stderr());
-    let run = sb
-        .cmd()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "process",
-            "--demo",
-            "--nodes",
-            "n1",
-            "--sandbox",
-            "--processor",
-            "cat",
-        ])
-        .run()
-        .expect_code(2);
-    assert!(run.stderr().contains("--sandbox cannot be enforced on remote nodes"), "{}", run.stderr());
     // A byte-range split scans files here: it cannot use nodes.
     let run = sb
         .cmd()

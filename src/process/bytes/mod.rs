@@ -180,6 +180,7 @@ pub(crate) fn run(
         rejects,
         complete,
         warnings,
+        collected_processes: 0,
         workdir: None,
         elapsed_ms,
     }))

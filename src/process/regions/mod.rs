@@ -70,6 +70,7 @@ pub(crate) fn coordinate(
         rejects: part.rejects.clone(),
         complete: false,
         warnings,
+        collected_processes: 0,
         workdir: None,
         elapsed_ms: 0,
     };
@@ -255,6 +256,8 @@ fn run_aggregator(
         env: vec![("DISTEX_TASK_ID".into(), task_id.to_string()), ("DISTEX_ATTEMPT".into(), "1".into())],
         limits: options.limits.clone(),
         sandbox: options.sandbox,
+        pass_env: crate::process::options::passed_env(options).unwrap_or_default(),
+        allow_connect: options.allow_connect.clone(),
     };
     let result = worker::run(&job);
     if !options.keep_workdirs {

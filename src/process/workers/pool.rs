@@ -306,6 +306,8 @@ fn run_with_retries<T>(
             env,
             limits: options.limits.clone(),
             sandbox: options.sandbox,
+            pass_env: crate::process::options::passed_env(options).unwrap_or_default(),
+            allow_connect: options.allow_connect.clone(),
         };
         let ran = match &target.node {
             Some(node) => remote::run(node, &job),

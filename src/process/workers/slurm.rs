@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use super::local::{Program, interrupted};
 use super::pool::Unit;
 use crate::config::{Node, SlurmSettings};
-use crate::exec::remote::sh_quote;
 use crate::process::ProcessOptions;
+use crate::route::sh_quote;
 
 /// How often the coordinator asks `squeue`.
 const POLL: Duration = Duration::from_millis(250);
