@@ -100,8 +100,10 @@ and cancel.
 | through Slurm: one \`sbatch --array\` job of 8 tasks (\`--jobs 0 --nodes hpc\`) | $PR_SLURM |
 | locally (\`--jobs 2\`) | $PR_LOCAL |
 
-The array run includes copying each region into the shared run directory and the scheduler's start of each
-array task; the accounting is checked exact.
+The local run takes the byte-range scan path (\`--split auto\`: two workers scan four byte ranges of the file in place). Through
+Slurm the input is first split by region (one pass writing eight region files), each region copied into the shared
+run directory, and eight array tasks run the region summary worker (a full CSV parse) on two CPUs: the price of
+running elsewhere, worth it when the cluster has far more CPUs than this machine. The accounting is checked exact.
 TABLE
 echo "distex ${D} ms vs srun ${S} ms (${ratio}x); parallel ${P_DISTEX} s, sruns ${P_SRUN} s, steps ${P_STEPS} s, array ${P_ARRAY} s; process ${PR_SLURM} s via Slurm, ${PR_LOCAL} s here"
 rm -rf "$OUT"
