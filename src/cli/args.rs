@@ -230,7 +230,8 @@ pub(crate) struct RouteArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// Run on this node (`local`: this machine) instead of asking the router.
+    /// Run on this node (`local`: this machine) instead of asking the router. On a Slurm
+    /// node (`kind = "slurm"`) the command is one `srun` job (docs/slurm.md).
     #[arg(long, value_name = "NODE")]
     pub(crate) node: Option<String>,
     /// Print one JSON result record (output captured, bounded) instead of streaming.
@@ -311,8 +312,9 @@ pub(crate) struct NodesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Contact every node over SSH (in parallel, short timeout) and refresh the cache: load, OS, CPU
-    /// architecture, and which of the rules' programs are on the node user's PATH.
+    /// Contact every node (in parallel, short timeout) and refresh the cache: over SSH, load, OS,
+    /// CPU architecture, and which of the rules' programs are on the node user's PATH; for a
+    /// Slurm node, its partition's state and busy CPUs (sinfo).
     #[arg(long)]
     pub(crate) probe: bool,
 }
@@ -322,7 +324,8 @@ pub(crate) struct NodesArgs {
 nodes.json and hook.log in the state directory, and (--remote) directories named <name>-<8 hex digits> \
 directly under each node's workdir. Exit status: 0 done; 1 a node could not be cleaned (the others were).")]
 pub(crate) struct CleanArgs {
-    /// Also remove the project mirrors on every node (over SSH).
+    /// Also remove the project mirrors on every node (over SSH; a Slurm node without a
+    /// login host: in its workdir here).
     #[arg(long)]
     pub(crate) remote: bool,
     /// Print what was removed as one JSON object.

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{HookMode, HostKeyChecking, Os, Requirement};
+use super::model::{HookMode, HostKeyChecking, NodeKind, Os, Requirement};
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +56,12 @@ pub(crate) struct LocalTable {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NodeTable {
     pub(crate) name: String,
-    pub(crate) host: String,
+    /// How distex reaches the node: `"ssh"` (the default) or `"slurm"`.
+    #[serde(default)]
+    pub(crate) kind: NodeKind,
+    /// The ssh destination; for a Slurm node, its login node (omitted:
+    /// Slurm's commands run on this machine).
+    pub(crate) host: Option<String>,
     pub(crate) user: Option<String>,
     pub(crate) port: Option<u16>,
     pub(crate) identity_file: Option<PathBuf>,
@@ -77,6 +82,16 @@ pub(crate) struct NodeTable {
     /// The distex binary on the node, run as the built-in summary's worker
     /// by `distex process --nodes` (default: `distex` on the node's PATH).
     pub(crate) distex: Option<String>,
+    /// Slurm only (required there): the partition jobs are submitted to.
+    pub(crate) partition: Option<String>,
+    /// Slurm only: `--account` for every job.
+    pub(crate) account: Option<String>,
+    /// Slurm only: `--qos` for every job.
+    pub(crate) qos: Option<String>,
+    /// Slurm only: `--time` for every job (`MM`, `HH:MM:SS`, `D-HH:MM`...).
+    pub(crate) time_limit: Option<String>,
+    /// Slurm only: more options for every job, e.g. `["--mem=4G"]`.
+    pub(crate) sbatch_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

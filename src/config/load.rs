@@ -218,8 +218,23 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
             format!("{:?} is not a usable node name: use letters, digits, '-', '_' or '.', not \"local\"", n.name),
         ));
     }
-    if n.host.trim().is_empty() || n.host.starts_with('-') {
-        return Err(ctx.error(offset, format!("{key}.host"), "must be an ssh destination such as \"builder.local\""));
+    let slurm = build_slurm(spanned, &key, ctx)?;
+    let host = n.host.clone().unwrap_or_default();
+    if slurm.is_none() && n.host.is_none() {
+        return Err(ctx.error(
+            spanned.span().start,
+            format!("{key}.host"),
+            "is required for an SSH node: an ssh destination such as \"builder.local\" \
+             (or kind = \"slurm\" for a Slurm partition)",
+        ));
+    }
+    if n.host.is_some() && (host.trim().is_empty() || host.starts_with('-')) {
+        let what = if slurm.is_some() { "the Slurm login node" } else { "an ssh destination" };
+        return Err(ctx.error(
+            key_offset(ctx, spanned, "host"),
+            format!("{key}.host"),
+            format!("must be {what} such as \"builder.local\""),
+        ));
     }
     if let Some(d) = &n.distex
         && (d.trim().is_empty() || d.starts_with('-') || d.contains(['\n', '\0']))
@@ -237,7 +252,8 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
     }
     let node = Node {
         name: n.name.clone(),
-        host: n.host.clone(),
+        host,
+        slurm,
         user: n.user.clone(),
         port: n.port,
         identity_file: n.identity_file.clone(),
@@ -255,6 +271,103 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
     check_slots_speed(node.slots, node.speed, &key, offset, ctx)?;
     sources.push(Source { key, from: ctx.at(offset) });
     Ok(node)
+}
+
+/// The offset of `key = ...` inside a table (for errors on its own
+/// line), or the table's start when the key is not written there.
+fn key_offset<T>(ctx: &Ctx, table: &toml::Spanned<T>, key: &str) -> usize {
+    let start = table.span().start.min(ctx.text.len());
+    let mut at = start;
+    for (i, line) in ctx.text[start..].split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if i > 0 && trimmed.starts_with('[') {
+            break; // the next table
+        }
+        if trimmed.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            return at + (line.len() - trimmed.len());
+        }
+        at += line.len();
+    }
+    start
+}
+
+/// The Slurm part of a node: required and checked for `kind = "slurm"`,
+/// refused for an SSH node (a `partition` there is a forgotten `kind`).
+fn build_slurm(spanned: &toml::Spanned<NodeTable>, key: &str, ctx: &Ctx) -> Result<Option<SlurmSettings>> {
+    let n = spanned.get_ref();
+    let slurm_only = [
+        ("partition", n.partition.is_some()),
+        ("account", n.account.is_some()),
+        ("qos", n.qos.is_some()),
+        ("time_limit", n.time_limit.is_some()),
+        ("sbatch_args", n.sbatch_args.is_some()),
+    ];
+    if n.kind == NodeKind::Ssh {
+        if let Some((name, _)) = slurm_only.iter().find(|(_, given)| *given) {
+            return Err(ctx.error(
+                key_offset(ctx, spanned, name),
+                format!("{key}.{name}"),
+                "is a Slurm setting: add kind = \"slurm\" to this node, or remove it",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(partition) = n.partition.clone() else {
+        return Err(ctx.error(
+            spanned.span().start,
+            format!("{key}.partition"),
+            "is required for kind = \"slurm\": the partition to submit to, e.g. partition = \"debug\" (see `sinfo`)",
+        ));
+    };
+    // Names Slurm takes as one word: never empty, never an option.
+    let words = [("partition", Some(&partition)), ("account", n.account.as_ref()), ("qos", n.qos.as_ref())];
+    for (name, value) in words {
+        if let Some(v) = value.filter(|v| v.is_empty() || v.starts_with('-') || v.contains(char::is_whitespace)) {
+            return Err(ctx.error(
+                key_offset(ctx, spanned, name),
+                format!("{key}.{name}"),
+                format!("{v:?} is not a Slurm {name} name (one word, not starting with '-')"),
+            ));
+        }
+    }
+    if let Some(t) = n.time_limit.as_ref().filter(|t| !valid_time_limit(t)) {
+        return Err(ctx.error(
+            key_offset(ctx, spanned, "time_limit"),
+            format!("{key}.time_limit"),
+            format!("{t:?} is not a Slurm time: use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"),
+        ));
+    }
+    let args = n.sbatch_args.clone().unwrap_or_default();
+    if let Some(a) = args.iter().find(|a| !a.starts_with('-') || a.contains('\n')) {
+        return Err(ctx.error(
+            key_offset(ctx, spanned, "sbatch_args"),
+            format!("{key}.sbatch_args"),
+            format!("{a:?} is not an option: write each as one string such as \"--mem=4G\""),
+        ));
+    }
+    Ok(Some(SlurmSettings {
+        partition,
+        account: n.account.clone(),
+        qos: n.qos.clone(),
+        time_limit: n.time_limit.clone(),
+        sbatch_args: args,
+    }))
+}
+
+/// Slurm's time formats: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`
+/// (digits only), or `UNLIMITED`/`INFINITE`.
+fn valid_time_limit(text: &str) -> bool {
+    if matches!(text, "UNLIMITED" | "INFINITE") {
+        return true;
+    }
+    let numbers = |part: &str, max: usize| {
+        let fields: Vec<&str> = part.split(':').collect();
+        fields.len() <= max && fields.iter().all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match text.split_once('-') {
+        Some((days, rest)) => numbers(days, 1) && numbers(rest, 3),
+        None => numbers(text, 3),
+    }
 }
 
 /// Why a `workdir` cannot hold project mirrors, if it cannot: distex
@@ -499,6 +612,41 @@ mod tests {
         assert_eq!(c.node("a").unwrap().distex, "/opt/distex/bin/distex");
         let msg = parse_err(&format!("{node}distex = \"-x\"\n"));
         assert!(msg.starts_with("cluster.toml:1:") && msg.contains("node.a.distex"), "{msg}");
+    }
+
+    #[test]
+    fn slurm_nodes_need_a_partition_and_keep_their_settings() {
+        let head = "[[node]]\nname = \"hpc\"\nkind = \"slurm\"\nos = \"linux\"\n";
+        let c = parse_ok(&format!(
+            "{head}partition = \"debug\"\nqos = \"short\"\ntime_limit = \"1-02:00\"\nsbatch_args = [\"--mem=4G\"]\n"
+        ));
+        let node = c.node("hpc").unwrap();
+        assert_eq!(node.kind(), NodeKind::Slurm);
+        assert_eq!(node.ssh_host(), None, "no host: Slurm runs on this machine");
+        let slurm = node.slurm.as_ref().unwrap();
+        assert_eq!((slurm.partition.as_str(), slurm.qos.as_deref()), ("debug", Some("short")));
+        assert_eq!(slurm.sbatch_args, ["--mem=4G"]);
+        let msg = parse_err(head);
+        assert!(
+            msg.starts_with("cluster.toml:1:") && msg.contains("node.hpc.partition") && msg.contains("required"),
+            "{msg}"
+        );
+        let msg = parse_err(&format!("{head}partition = \"debug\"\ntime_limit = \"soon\"\n"));
+        assert!(msg.starts_with("cluster.toml:6:") && msg.contains("node.hpc.time_limit"), "{msg}");
+        let msg = parse_err(&format!("{head}partition = \"debug\"\nsbatch_args = [\"mem=4G\"]\n"));
+        assert!(msg.starts_with("cluster.toml:6:") && msg.contains("--mem=4G"), "{msg}");
+        let msg = parse_err(&format!("{head}partition = \"-p x\"\n"));
+        assert!(msg.starts_with("cluster.toml:5:") && msg.contains("node.hpc.partition"), "{msg}");
+    }
+
+    #[test]
+    fn slurm_settings_on_an_ssh_node_ask_for_kind() {
+        let msg = parse_err("[[node]]\nname = \"a\"\nhost = \"h\"\nos = \"linux\"\npartition = \"debug\"\n");
+        assert!(msg.starts_with("cluster.toml:5:") && msg.contains("kind = \"slurm\""), "{msg}");
+        let msg = parse_err("[[node]]\nname = \"a\"\nos = \"linux\"\n");
+        assert!(msg.contains("node.a.host: is required") && msg.contains("kind = \"slurm\""), "{msg}");
+        assert!(valid_time_limit("30") && valid_time_limit("2-00:00:00") && valid_time_limit("UNLIMITED"));
+        assert!(!valid_time_limit("1:2:3:4") && !valid_time_limit("-1") && !valid_time_limit(""));
     }
 
     #[test]

@@ -85,12 +85,46 @@ pub(crate) struct LocalNode {
     pub(crate) speed: f64,
 }
 
-/// A remote machine reachable over SSH.
+/// How distex reaches a node and runs commands there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NodeKind {
+    /// A machine reached over SSH (the default).
+    #[default]
+    Ssh,
+    /// A Slurm partition: everything runs through `srun`/`sbatch`, on this
+    /// machine or on the login node `host` over SSH.
+    Slurm,
+}
+
+/// What a Slurm node submits with (`kind = "slurm"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct SlurmSettings {
+    /// The partition every job goes to (`--partition`).
+    pub(crate) partition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) qos: Option<String>,
+    /// Slurm's own time limit (`--time`); distex enforces `--timeout` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) time_limit: Option<String>,
+    /// More options given to every job (`srun` and `sbatch` alike).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) sbatch_args: Vec<String>,
+}
+
+/// A remote machine reachable over SSH, or a Slurm partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Node {
     pub(crate) name: String,
-    /// An ssh destination (host name, address or ~/.ssh/config alias).
+    /// An ssh destination (host name, address or ~/.ssh/config alias). For
+    /// a Slurm node: its login node, or empty when Slurm's commands run on
+    /// this machine.
     pub(crate) host: String,
+    /// Set for `kind = "slurm"`: the node is a partition of a Slurm cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slurm: Option<SlurmSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,6 +312,19 @@ pub(crate) struct Config {
 pub(crate) struct Source {
     pub(crate) key: String,
     pub(crate) from: String,
+}
+
+impl Node {
+    /// How distex reaches this node.
+    pub(crate) fn kind(&self) -> NodeKind {
+        if self.slurm.is_some() { NodeKind::Slurm } else { NodeKind::Ssh }
+    }
+
+    /// The host to reach over SSH: always for an SSH node; the login node,
+    /// if any, for a Slurm node (None: this machine).
+    pub(crate) fn ssh_host(&self) -> Option<&str> {
+        (!self.host.is_empty()).then_some(self.host.as_str())
+    }
 }
 
 impl Config {

@@ -95,12 +95,20 @@ async fn clean_node(node: &Node) -> NodeClean {
     }
 }
 
-/// Runs `script` with `sh -c` on the node; its stdout, or why it failed.
+/// Runs `script` with `sh -c` on the node (here, for a Slurm node
+/// without a login `host`: its workdir is on this machine); its stdout, or
+/// why it failed.
 async fn run_on(node: &Node, script: String) -> Result<String, String> {
-    let master = ssh::connect(node).await.map_err(|e| e.message)?;
-    let mut cmd = master.session().raw_command(format!("sh -c {}", sh_quote(&script)));
-    cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
-    let out = cmd.output().await.map_err(|e| format!("cannot run the clean-up on {}: {e}", node.name))?;
+    let out = if node.ssh_host().is_none() {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(&script).stdin(std::process::Stdio::null());
+        cmd.output().await.map_err(|e| format!("cannot run the clean-up for {}: {e}", node.name))?
+    } else {
+        let master = ssh::connect(node).await.map_err(|e| e.message)?;
+        let mut cmd = master.session().raw_command(format!("sh -c {}", sh_quote(&script)));
+        cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        cmd.output().await.map_err(|e| format!("cannot run the clean-up on {}: {e}", node.name))?
+    };
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

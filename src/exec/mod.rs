@@ -5,6 +5,8 @@
 //! * [`local`] runs a command here, in its own process group;
 //! * [`sync`] mirrors the project with rsync and brings outputs back;
 //! * [`output`] is where output goes (terminal, bounded capture, lines);
+//! * [`slurm`] runs a command as a Slurm job on a partition (issue 16);
+//! * [`node`] is the front choosing a node's backend (SSH or Slurm);
 //! * [`run`] ties them together with failover and health recording;
 //! * [`signals`] turns SIGINT, SIGTERM and SIGHUP into a stop;
 //! * [`probe`] measures node loads for `distex nodes --probe`;
@@ -14,11 +16,13 @@
 
 pub(crate) mod clean;
 pub(crate) mod local;
+pub(crate) mod node;
 pub(crate) mod output;
 pub(crate) mod probe;
 pub(crate) mod remote;
 pub(crate) mod run;
 pub(crate) mod signals;
+pub(crate) mod slurm;
 pub(crate) mod ssh;
 pub(crate) mod sync;
 

@@ -87,7 +87,7 @@ pub(crate) async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     for (i, node) in config.nodes.iter().enumerate() {
         let node = node.clone();
         let script = script.clone();
-        set.spawn(async move { (i, probe_one(&node, &script).await) });
+        set.spawn(async move { (i, super::node::probe(&node, &script).await) });
     }
     let mut results: Vec<(usize, ProbeResult)> = set.join_all().await;
     results.sort_by_key(|(i, _)| *i);
@@ -105,7 +105,7 @@ pub(crate) async fn probe_all(config: &Config) -> Vec<ProbeResult> {
     results
 }
 
-async fn probe_one(node: &Node, script: &str) -> ProbeResult {
+pub(crate) async fn probe_one(node: &Node, script: &str) -> ProbeResult {
     let started = std::time::Instant::now();
     let limit = Duration::from_secs(node.connect_timeout + 3);
     let outcome = tokio::time::timeout(limit, async {

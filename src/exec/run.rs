@@ -381,7 +381,7 @@ pub(crate) async fn attempt_remote(
 
 /// Pushes the project to the node unless this distex process already did
 /// (`distex parallel` syncs each node once); returns what was held back.
-async fn sync_once(
+pub(crate) async fn sync_once(
     config: &Config,
     master: &Master,
     project: &Project,
@@ -495,7 +495,7 @@ pub(crate) fn record_up(node: &str) {
 
 /// Records a node that could not be reached. A problem on this machine
 /// says nothing about the node.
-fn node_down(e: TransportError) -> TransportError {
+pub(crate) fn node_down(e: TransportError) -> TransportError {
     if e.fault != Fault::Local {
         let _ = NodeStates::record_failure(&e.node, &e.message);
     }
@@ -540,7 +540,7 @@ pub(crate) async fn execute(
                 }
                 Ok(attempt_local(spec, inherit_local, sink, stopper).await)
             }
-            Target::Remote(node) => attempt_remote(config, node, spec, project, &returns, sink, stopper).await,
+            Target::Remote(node) => super::node::attempt(config, node, spec, project, &returns, sink, stopper).await,
         };
         match result {
             Ok(r) => {

@@ -120,6 +120,17 @@ pub(crate) fn config(c: &Config) -> String {
             n.caps.features.join(", "),
             n.host_key_checking
         );
+        if let Some(s) = &n.slurm {
+            let _ = writeln!(
+                out,
+                "  slurm: partition={} account={} qos={} time_limit={} sbatch_args=[{}]",
+                s.partition,
+                s.account.as_deref().unwrap_or("-"),
+                s.qos.as_deref().unwrap_or("-"),
+                s.time_limit.as_deref().unwrap_or("-"),
+                s.sbatch_args.join(" ")
+            );
+        }
     }
     for r in &c.rules {
         let _ = writeln!(

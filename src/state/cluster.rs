@@ -11,7 +11,8 @@ use crate::config::{Config, Os};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct NodeInfo {
     pub(crate) name: String,
-    /// `local` for this machine, else the ssh destination.
+    /// `local` for this machine, `slurm:PARTITION[@LOGIN]` for a Slurm
+    /// node, else the ssh destination.
     pub(crate) host: String,
     pub(crate) os: Os,
     pub(crate) features: Vec<String>,
@@ -67,7 +68,13 @@ impl NodesReport {
             let h: Option<&NodeHealth> = states.get(&n.name);
             NodeInfo {
                 name: n.name.clone(),
-                host: n.host.clone(),
+                // A Slurm node shows its partition (and login node, if any).
+                host: match &n.slurm {
+                    Some(s) => {
+                        format!("slurm:{}{}", s.partition, n.ssh_host().map_or(String::new(), |h| format!("@{h}")))
+                    }
+                    None => n.host.clone(),
+                },
                 os: n.caps.os,
                 features: n.caps.features.clone(),
                 roles: n.caps.roles.clone(),

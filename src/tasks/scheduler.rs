@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 
 use super::plan::{Inferred, Plan};
 use super::{Event, Reporter, Stream, Task, TaskList, TaskStatus};
-use crate::config::Config;
+use crate::config::{Config, NodeKind};
+use crate::exec::node;
 use crate::exec::output::{Capture, LineSplitter, OutputSink, Tail};
 use crate::exec::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, SyncedNodes, Timings};
 use crate::exec::ssh::{Fault, TransportError};
@@ -108,8 +109,22 @@ impl ParallelReport {
 }
 
 enum Msg {
-    Output { id: String, stream: Stream, line: String },
-    Done { id: String, target: String, result: Box<Result<AttemptResult, TransportError>>, output: (Capture, Capture) },
+    Output {
+        id: String,
+        stream: Stream,
+        line: String,
+    },
+    /// A task a node's own scheduler (Slurm) had queued started running.
+    Started {
+        id: String,
+        target: String,
+    },
+    Done {
+        id: String,
+        target: String,
+        result: Box<Result<AttemptResult, TransportError>>,
+        output: (Capture, Capture),
+    },
 }
 
 /// What a task that ran left behind: exit code, timings, (stdout, stderr).
@@ -121,6 +136,7 @@ pub(crate) const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
 /// Sends a task's output, line by line, to the scheduler loop.
 struct LineSink {
     id: String,
+    target: String,
     tx: mpsc::UnboundedSender<Msg>,
     out: LineSplitter,
     err: LineSplitter,
@@ -143,6 +159,10 @@ impl OutputSink for LineSink {
         for line in splitter.feed(bytes) {
             let _ = self.tx.send(Msg::Output { id: self.id.clone(), stream, line });
         }
+    }
+
+    fn started(&mut self) {
+        let _ = self.tx.send(Msg::Started { id: self.id.clone(), target: self.target.clone() });
     }
 
     fn finish(&mut self) {
@@ -254,6 +274,9 @@ struct Scheduler<'a> {
     stopper: Stopper,
     /// Tasks running per target.
     busy: HashMap<String, usize>,
+    /// Tasks handed to a node's own scheduler (Slurm) that have not started
+    /// yet: still `pending` in the TaskList, but taken.
+    queued: HashSet<String>,
     /// Targets that failed to connect: skipped for the rest of the run.
     down: HashSet<String>,
     running: usize,
@@ -299,6 +322,7 @@ impl<'a> Scheduler<'a> {
             synced: Default::default(),
             stopper: Stopper::new(None, cancel),
             busy: HashMap::new(),
+            queued: HashSet::new(),
             down: HashSet::new(),
             running: 0,
             stop_starting: false,
@@ -338,8 +362,12 @@ impl<'a> Scheduler<'a> {
 
     /// Starts pending tasks while `--jobs` and the targets' slots allow.
     fn start_ready(&mut self, tx: &mpsc::UnboundedSender<Msg>) {
-        let pending: Vec<String> =
-            self.list.iter().filter(|t| t.status == TaskStatus::Pending).map(|t| t.id.clone()).collect();
+        let pending: Vec<String> = self
+            .list
+            .iter()
+            .filter(|t| t.status == TaskStatus::Pending && !self.queued.contains(&t.id))
+            .map(|t| t.id.clone())
+            .collect();
         for id in pending {
             if self.running >= self.jobs {
                 break;
@@ -394,7 +422,12 @@ impl<'a> Scheduler<'a> {
     fn start(&mut self, id: String, target: String, placement: Placement, tx: &mpsc::UnboundedSender<Msg>) {
         *self.busy.entry(target.clone()).or_default() += 1;
         self.running += 1;
-        self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
+        // A task a node queues is in progress only once it runs.
+        if self.config.node(&target).is_some_and(|n| n.kind() == NodeKind::Slurm) {
+            self.queued.insert(id.clone());
+        } else {
+            self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
+        }
         let command = self.plan.tasks.iter().find(|t| t.id == id).map(|t| t.command.clone()).unwrap_or_default();
         let spec = RunSpec {
             command,
@@ -410,6 +443,7 @@ impl<'a> Scheduler<'a> {
         self.set.spawn(async move {
             let mut sink = LineSink {
                 id: id.clone(),
+                target: target.clone(),
                 tx: tx.clone(),
                 out: LineSplitter::default(),
                 err: LineSplitter::default(),
@@ -420,7 +454,7 @@ impl<'a> Scheduler<'a> {
             let result = match config.node(&target) {
                 Some(node) => {
                     let project = project.as_ref();
-                    run::attempt_remote(&config, node, &spec, project, &returns, &mut sink, &stopper).await
+                    node::attempt(&config, node, &spec, project, &returns, &mut sink, &stopper).await
                 }
                 None => Ok(run::attempt_local(&spec, false, &mut sink, &stopper).await),
             };
@@ -433,10 +467,19 @@ impl<'a> Scheduler<'a> {
     fn apply(&mut self, msg: Msg) {
         match msg {
             Msg::Output { id, stream, line } => self.reporter.report(&Event::TaskOutput { id, stream, line }),
+            Msg::Started { id, target } => {
+                if self.queued.remove(&id) {
+                    self.emit(&id, TaskStatus::InProgress, Some(target), None);
+                }
+            }
             Msg::Done { id, target, result, output } => {
                 self.running -= 1;
                 if let Some(b) = self.busy.get_mut(&target) {
                     *b -= 1;
+                }
+                // Queued, then ended without a start signal: it still ran.
+                if self.queued.remove(&id) && result.is_ok() {
+                    self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
                 }
                 match *result {
                     Ok(r) => self.finished(id, target, r, output),

@@ -36,4 +36,5 @@ mod remote_trust;
 mod route_table;
 mod sandbox;
 mod schemas;
+mod slurm;
 mod sshd_support;

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::local::{self as worker, Job, Program};
 use super::node::{self as remote, RemoteError};
+use super::slurm::ArrayEvent;
+use crate::config::NodeKind;
 use crate::process::ProcessOptions;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
@@ -111,6 +113,20 @@ impl Pool<'_> {
     }
 }
 
+/// What the Slurm array runner reports, as the pool's own messages.
+fn array_message<T>(event: ArrayEvent<T>, node: &str) -> Msg<T> {
+    match event {
+        ArrayEvent::Started { unit, attempt } => Msg::Started { unit, attempt, node: node.to_string() },
+        ArrayEvent::Retrying { unit, attempt, reason } => {
+            Msg::Retrying { unit, attempt, reason, delay: Duration::ZERO }
+        }
+        ArrayEvent::Lost { unit, attempt, reason } => {
+            Msg::Moved { unit, attempt, reason, to: format!("node {node} again (not counted as a retry)") }
+        }
+        ArrayEvent::Finished { unit, result } => Msg::Finished { unit, result },
+    }
+}
+
 /// Runs every unit, handing each unit's outcome to `done` (on this thread)
 /// as soon as it is known, so the caller can start on it while other units
 /// still run. `done` gets every unit exactly once, and says whether the
@@ -146,9 +162,9 @@ pub(crate) fn run_units_into<T: Send + Clone + 'static>(
     coordinator.warnings
 }
 
-/// Starts one thread per slot of every target, all taking units from one
-/// queue (a faster target simply takes more of them) and sending what
-/// happens to `tx`.
+/// Starts the threads that run the units and send what happens to `tx`:
+/// one array job when a Slurm node is among the targets, else one thread
+/// per slot of every target.
 fn spawn_slots<T: Send + Clone + 'static>(
     pool: &Pool<'_>,
     units: &[Unit<T>],
@@ -157,7 +173,21 @@ fn spawn_slots<T: Send + Clone + 'static>(
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (down, answered): (Down, Down) = (Arc::default(), Arc::default());
     let mut threads = Vec::new();
-    for (home, target) in pool.targets.iter().enumerate() {
+    // A Slurm node takes every unit, as one array job (workers/slurm.rs).
+    let slurm = pool.targets.iter().find_map(|t| t.node.as_ref().filter(|n| n.kind() == NodeKind::Slurm)).cloned();
+    if let Some(node) = slurm {
+        let (units, options, tx) = (units.to_vec(), pool.options.clone(), tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let read = |i: usize, bytes: Vec<u8>| (units[i].read)(bytes);
+            super::slurm::run_array(&options, &node, &units, &read, &mut |event| {
+                let _ = tx.send(array_message(event, &node.name));
+            });
+        }));
+    }
+    // Otherwise one thread per slot of every target, all taking units from
+    // one queue: a faster target simply takes more of them.
+    let pool_targets = if threads.is_empty() { pool.targets } else { &[] };
+    for (home, target) in pool_targets.iter().enumerate() {
         for _ in 0..target.slots.min(units.len()) {
             let (queue, tx, targets) = (queue.clone(), tx.clone(), pool.targets.to_vec());
             let (down, answered) = (down.clone(), answered.clone());
