@@ -19,9 +19,13 @@ pub(crate) mod exit {
     pub(crate) const INCOMPLETE: u8 = 3;
     /// A command was stopped because it exceeded `--timeout`.
     pub(crate) const TIMEOUT: u8 = 124;
+    /// The command was started on a node, then the connection was lost before
+    /// its exit status arrived: outcome unknown, not retried (at most once).
+    pub(crate) const LOST: u8 = 123;
     /// distex could not reach any node able to run the command (transport failure).
     pub(crate) const TRANSPORT: u8 = 125;
-    /// Interrupted by the user (Ctrl-C).
+    /// Interrupted by the user (Ctrl-C); SIGTERM and SIGHUP give 143 and 129
+    /// (128 + the signal's number).
     pub(crate) const INTERRUPTED: u8 = 130;
 }
 

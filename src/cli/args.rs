@@ -33,10 +33,15 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Decide where a shell command should run (never runs it, never waits on the network).
     ///
+    /// When a rule sends part of the line away, the answer also says which
+    /// parts run where and the line the hook runs instead (`rewrite`): local
+    /// parts stay as written, routed ones become `distex run --node N -- ...`.
+    /// See docs/routing.md.
+    ///
     /// Example: distex route -- cargo build --release
     ///          distex route --json 'docker compose up -d && make test'
     Route(RouteArgs),
-    /// List nodes with capabilities, last known load and health.
+    /// List nodes with capabilities, last known load and health, and what the last probe found.
     Nodes(NodesArgs),
     /// Show or create the cluster configuration.
     #[command(subcommand)]
@@ -83,9 +88,21 @@ pub(crate) enum Command {
         /// Which built-in processor.
         kind: String,
     },
-    /// Internal: apply --sandbox restrictions, then exec PROGRAM.
+    /// Internal: run PROGRAM in the --sandbox container ([--allow-connect HOST:PORT]... -- PROGRAM ARGS).
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
+    /// Internal: run PROGRAM and collect what it daemonizes (--grace SECS -- PROGRAM ARGS).
+    #[command(name = "__reap", hide = true)]
+    Reap {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
+    /// Internal: inside the sandbox, relay --allow-connect endpoints, then run PROGRAM.
+    #[command(name = "__relay", hide = true)]
+    Relay {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         program: Vec<std::ffi::OsString>,
     },
@@ -166,9 +183,17 @@ pub(crate) struct ProcessArgs {
     /// when lower; a value above the hard limit is refused).
     #[arg(long, value_name = "N")]
     pub(crate) max_open_files: Option<u64>,
-    /// Linux: Landlock (writes only in the worker's directory) and no network; refuses when unavailable.
+    /// Linux: each worker in a bubblewrap container (own namespaces, no network, sees only its
+    /// directory and the system's programs); refuses when bubblewrap cannot run here.
     #[arg(long)]
     pub(crate) sandbox: bool,
+    /// Pass this variable of distex's environment to every worker (repeatable; also
+    /// `pass_env = [...]` in the config's `[process]` table). Nothing else is passed.
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub(crate) pass_env: Vec<String>,
+    /// With --sandbox: let workers reach this one TCP endpoint (repeatable), e.g. 127.0.0.1:8080.
+    #[arg(long = "allow-connect", value_name = "HOST:PORT", requires = "sandbox")]
+    pub(crate) allow_connect: Vec<String>,
     /// Keep the run directory (spool files and worker directories).
     #[arg(long)]
     pub(crate) keep_workdirs: bool,
@@ -197,7 +222,7 @@ pub(crate) struct RouteArgs {
     /// Print the decision as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Assume NODE (or `local`) has this 1-minute load, for what-if questions.
+    /// Assume NODE (or `local`, or this machine's configured name) has this 1-minute load, for what-if questions.
     #[arg(long = "assume-load", value_name = "NODE=LOAD")]
     pub(crate) assume_load: Vec<String>,
     /// Speak the announcement (also: announce.speak = true in the config).
@@ -210,7 +235,8 @@ pub(crate) struct RouteArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// Run on this node (`local`: this machine) instead of asking the router.
+    /// Run on this node (`local`: this machine) instead of asking the router. On a Slurm
+    /// node (`kind = "slurm"`) the command is one `srun` job (docs/slurm.md).
     #[arg(long, value_name = "NODE")]
     pub(crate) node: Option<String>,
     /// Print one JSON result record (output captured, bounded) instead of streaming.
@@ -225,6 +251,9 @@ pub(crate) struct RunArgs {
     /// Do not sync the project.
     #[arg(long)]
     pub(crate) no_sync: bool,
+    /// Mirror this directory as the project (default: the git repository's root; never $HOME or /).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) sync_root: Option<std::path::PathBuf>,
     /// Bring PATH (relative to the current directory) back after the run, also when it fails.
     #[arg(long = "return", value_name = "PATH")]
     pub(crate) returns: Vec<String>,
@@ -256,6 +285,9 @@ pub(crate) struct ParallelArgs {
     /// Never sync the project.
     #[arg(long)]
     pub(crate) no_sync: bool,
+    /// Mirror this directory as the project (default: the git repository's root; never $HOME or /).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) sync_root: Option<std::path::PathBuf>,
     /// Stop any task running longer than this: 500ms, 2s, 1.5s, 3m, 1h, or a bare number of seconds.
     #[arg(long, value_name = "DURATION", value_parser = values::timeout)]
     pub(crate) timeout: Option<Duration>,
@@ -285,7 +317,9 @@ pub(crate) struct NodesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Contact every node over SSH (in parallel, short timeout) and refresh the cache.
+    /// Contact every node (in parallel, short timeout) and refresh the cache: over SSH, load, OS,
+    /// CPU architecture, and which of the rules' programs are on the node user's PATH; for a
+    /// Slurm node, its partition's state and busy CPUs (sinfo).
     #[arg(long)]
     pub(crate) probe: bool,
 }
@@ -295,7 +329,8 @@ pub(crate) struct NodesArgs {
 nodes.json and hook.log in the state directory, and (--remote) directories named <name>-<8 hex digits> \
 directly under each node's workdir. Exit status: 0 done; 1 a node could not be cleaned (the others were).")]
 pub(crate) struct CleanArgs {
-    /// Also remove the project mirrors on every node (over SSH).
+    /// Also remove the project mirrors on every node (over SSH; a Slurm node without a
+    /// login host: in its workdir here).
     #[arg(long)]
     pub(crate) remote: bool,
     /// Print what was removed as one JSON object.

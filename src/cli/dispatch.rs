@@ -36,6 +36,8 @@ pub(crate) fn run(cli: Cli) -> Result<u8> {
             other => Err(Error::Usage(format!("unknown worker {other:?}"))),
         },
         Command::Sandbox { program } => Ok(crate::process::workers::sandbox::main(&program)),
+        Command::Reap { program } => Ok(crate::process::workers::reaper::main(&program)),
+        Command::Relay { program } => Ok(crate::process::workers::relay::main(&program)),
     }
 }
 
@@ -168,6 +170,7 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
         sync: sync_flag(args.sync, args.no_sync),
         returns: args.returns,
         capture: args.json,
+        sync_root: args.sync_root,
     };
     let quiet = args.json;
     let mut on_failover = |a: &crate::exec::run::Attempt, next: Option<&str>| {
@@ -187,6 +190,7 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
         }
         match &result.status {
             crate::exec::RunStatus::Transport { error } => eprintln!("distex: error: {}", report::escape(error)),
+            crate::exec::RunStatus::Lost { error, .. } => eprintln!("distex: error: {}", report::escape(error)),
             crate::exec::RunStatus::TimedOut => {
                 eprintln!("distex: {} timed out on {}; stopped it", report::escape(&opts.command), result.node)
             }
@@ -197,10 +201,7 @@ fn run_cmd(config: &Config, args: RunArgs) -> Result<u8> {
 }
 
 fn probe_cmd(config: &Config, json: bool) -> Result<u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let runtime = crate::exec::runtime().map_err(|e| Error::io("starting the async runtime", e))?;
     let probes = runtime.block_on(crate::exec::probe::probe_all(config));
     let report = crate::state::NodesReport::read(config);
     emit(json, &report, report::human::nodes)?;
@@ -245,6 +246,7 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
         sync: sync_flag(args.sync, args.no_sync),
         timeout,
         cwd: std::env::current_dir().map_err(io("reading the current directory"))?,
+        sync_root: args.sync_root,
     };
     let mut reporter: Box<dyn crate::tasks::Reporter> = match (args.events, args.json) {
         (true, _) => Box::new(report::tasks::JsonLinesReporter),
@@ -259,44 +261,17 @@ fn parallel_cmd(config: &Config, args: ParallelArgs) -> Result<u8> {
 }
 
 fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
-    use crate::process::{self, ProcessOptions, workers::local::Limits};
-    let usage = |m: String| Error::Usage(m);
-    let defaults = Limits::default();
-    let options = ProcessOptions {
-        inputs: args.inputs,
-        by: args.by,
-        regions: args.regions,
-        demo: args.demo,
-        format: args.format.map(Into::into),
-        schema: args.schema.into_iter().flatten().collect(),
-        processor: args.processor,
-        aggregate: args.aggregate,
-        jobs: args.jobs,
-        retries: args.retries,
-        max_rejects: args.max_rejects,
-        max_record_size: args.max_record_size.unwrap_or(process::input::DEFAULT_MAX_RECORD),
-        limits: Limits {
-            max_memory: args.max_memory,
-            max_cpu_seconds: args.max_cpu_seconds,
-            max_output: args.max_output.unwrap_or(defaults.max_output),
-            max_open_files: args.max_open_files,
-            timeout: args.timeout.map(|t| t.as_secs_f64()),
-            grace: args.grace.as_secs_f64(),
-        },
-        sandbox: args.sandbox,
-        keep_workdirs: args.keep_workdirs,
-        nodes: args.nodes,
-        part_size: args.part_size,
-        split: args.split.into(),
-    };
-    process::check_options(&options).map_err(usage)?;
+    use crate::process;
+    let (json, events) = (args.json, args.events);
+    let options = process_options(config, args);
+    process::check_options(&options).map_err(Error::Usage)?;
     process::workers::local::handle_interrupts();
-    let result = if args.events {
+    let result = if events {
         let mut events = |event: &crate::tasks::Event| {
             let _ = report::json::print(event);
         };
         process::run(&options, config, &mut events)
-    } else if args.json {
+    } else if json {
         process::run(&options, config, &mut crate::tasks::NullReporter)
     } else {
         let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -311,7 +286,7 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
         }
         Err(e) => return Err(e),
     };
-    if args.json || args.events {
+    if json || events {
         output(report::process_json::print(&report))?;
     } else {
         print_out(&report::process_human::results(&report))?;
@@ -329,8 +304,45 @@ fn process_cmd(config: &Config, args: ProcessArgs) -> Result<u8> {
     })
 }
 
+/// The engine's options from `distex process`'s flags (the report flags,
+/// `--json` and `--events`, stay with the caller), with `[process] pass_env`
+/// from the config before `--pass-env`.
+fn process_options(config: &Config, args: ProcessArgs) -> crate::process::ProcessOptions {
+    use crate::process::workers::local::Limits;
+    let defaults = Limits::default();
+    crate::process::ProcessOptions {
+        inputs: args.inputs,
+        by: args.by,
+        regions: args.regions,
+        demo: args.demo,
+        format: args.format.map(Into::into),
+        schema: args.schema.into_iter().flatten().collect(),
+        processor: args.processor,
+        aggregate: args.aggregate,
+        jobs: args.jobs,
+        retries: args.retries,
+        max_rejects: args.max_rejects,
+        max_record_size: args.max_record_size.unwrap_or(crate::process::input::DEFAULT_MAX_RECORD),
+        limits: Limits {
+            max_memory: args.max_memory,
+            max_cpu_seconds: args.max_cpu_seconds,
+            max_output: args.max_output.unwrap_or(defaults.max_output),
+            max_open_files: args.max_open_files,
+            timeout: args.timeout.map(|t| t.as_secs_f64()),
+            grace: args.grace.as_secs_f64(),
+        },
+        sandbox: args.sandbox,
+        pass_env: config.process.pass_env.iter().cloned().chain(args.pass_env).collect(),
+        allow_connect: args.allow_connect,
+        keep_workdirs: args.keep_workdirs,
+        nodes: args.nodes,
+        part_size: args.part_size,
+        split: args.split.into(),
+    }
+}
+
 fn clean_cmd(config: &Config, args: CleanArgs) -> Result<u8> {
-    let report = crate::commands::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
+    let report = crate::exec::clean::clean(config, args.remote).map_err(io("starting the async runtime"))?;
     emit(args.json, &report, report::human::clean)?;
     if !args.json {
         for node in report.nodes.iter().filter(|n| n.error.is_some()) {

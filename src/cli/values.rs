@@ -47,6 +47,10 @@ pub(crate) fn timeout(text: &str) -> Result<Duration, String> {
     if d.is_zero() {
         return Err(format!("{text:?}: a timeout must be longer than zero"));
     }
+    // Deadlines are instants: a much longer timeout would overflow them.
+    if d > Duration::from_secs(366 * 24 * 3600) {
+        return Err(format!("{text:?}: a timeout must be at most a year"));
+    }
     Ok(d)
 }
 

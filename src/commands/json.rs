@@ -147,6 +147,7 @@ fn parallel(
         sync: r.sync,
         timeout,
         cwd,
+        sync_root: None,
     };
     super::parallel::run(config, &plan, &opts, &mut crate::tasks::NullReporter)
 }

@@ -4,7 +4,6 @@
 //! protocol (`distex json`) calls the same functions, so both front ends
 //! always agree.
 
-pub(crate) mod clean;
 pub(crate) mod json;
 pub(crate) mod parallel;
 pub(crate) mod route;

@@ -47,18 +47,10 @@ pub(crate) fn run(
     if let Some(nodes) = &opts.nodes {
         check_nodes(config, nodes)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let runtime = crate::exec::runtime().map_err(|e| Error::io("starting the async runtime", e))?;
     let config = Arc::new(config.clone());
     Ok(runtime.block_on(async {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = tx.send(true);
-            }
-        });
+        let rx = crate::exec::signals::stop_on_signals();
         scheduler::run(config, plan, opts, reporter, rx).await
     }))
 }

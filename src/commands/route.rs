@@ -19,10 +19,11 @@ pub(crate) fn parse_assumed_load(spec: &str) -> Result<(String, f64), String> {
 /// Checks that every `--assume-load` node exists.
 pub(crate) fn check_assumed(config: &Config, assumed: &BTreeMap<String, f64>) -> Result<(), String> {
     for node in assumed.keys() {
-        if node != "local" && config.node(node).is_none() {
+        if node != "local" && *node != config.local.name && config.node(node).is_none() {
             let known: Vec<_> = config.nodes.iter().map(|n| n.name.as_str()).collect();
             return Err(format!(
-                "--assume-load names unknown node {node:?}; known nodes: local{}{}",
+                "--assume-load names unknown node {node:?}; known nodes: local ({}){}{}",
+                config.local.name,
                 if known.is_empty() { "" } else { ", " },
                 known.join(", ")
             ));

@@ -19,6 +19,8 @@ pub(crate) struct RunOptions {
     pub(crate) returns: Vec<String>,
     /// Capture output for a JSON record instead of streaming it.
     pub(crate) capture: bool,
+    /// The project root to mirror (`--sync-root`).
+    pub(crate) sync_root: Option<std::path::PathBuf>,
 }
 
 /// Checks the options against the configuration before anything runs.
@@ -60,18 +62,15 @@ pub(crate) fn run(
         sync: opts.sync,
         returns: opts.returns.clone(),
         synced_nodes: None,
+        sync_root: opts.sync_root.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    // distex's own directories first: refuse before anything runs.
+    crate::state::checked_runtime_dir().map_err(Error::Usage)?;
+    let (project, sync_warning) =
+        run::sync_project(config, &decision, opts.node.as_deref(), &spec).map_err(Error::Usage)?;
+    let runtime = crate::exec::runtime().map_err(|e| Error::io("starting the async runtime", e))?;
     runtime.block_on(async {
-        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = cancel_tx.send(true);
-            }
-        });
+        let cancel_rx = crate::exec::signals::stop_on_signals();
         let stopper = Stopper::new(opts.timeout, cancel_rx);
         let mut sink = CaptureSink::new(!opts.capture);
         let mut result = run::execute(
@@ -79,12 +78,14 @@ pub(crate) fn run(
             &decision,
             opts.node.as_deref(),
             &spec,
+            project.as_ref(),
             &mut sink,
             &stopper,
             !opts.capture,
             on_failover,
         )
         .await;
+        result.warnings.extend(sync_warning);
         result.stdout = sink.stdout.capture();
         result.stderr = sink.stderr.capture();
         Ok(result)

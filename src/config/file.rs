@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{HookMode, HostKeyChecking, Os, Requirement};
+use super::model::{HookMode, HostKeyChecking, NodeKind, Os, Requirement};
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,11 @@ pub(crate) struct ClusterFile {
     pub(crate) announce: Option<AnnounceTable>,
     #[serde(default)]
     pub(crate) hook: Option<HookTable>,
+    #[serde(default)]
+    pub(crate) sync: Option<SyncTable>,
+    /// Defaults of `distex process`.
+    #[serde(default)]
+    pub(crate) process: Option<ProcessTable>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -51,7 +56,12 @@ pub(crate) struct LocalTable {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NodeTable {
     pub(crate) name: String,
-    pub(crate) host: String,
+    /// How distex reaches the node: `"ssh"` (the default) or `"slurm"`.
+    #[serde(default)]
+    pub(crate) kind: NodeKind,
+    /// The ssh destination; for a Slurm node, its login node (omitted:
+    /// Slurm's commands run on this machine).
+    pub(crate) host: Option<String>,
     pub(crate) user: Option<String>,
     pub(crate) port: Option<u16>,
     pub(crate) identity_file: Option<PathBuf>,
@@ -72,6 +82,16 @@ pub(crate) struct NodeTable {
     /// The distex binary on the node, run as the built-in summary's worker
     /// by `distex process --nodes` (default: `distex` on the node's PATH).
     pub(crate) distex: Option<String>,
+    /// Slurm only (required there): the partition jobs are submitted to.
+    pub(crate) partition: Option<String>,
+    /// Slurm only: `--account` for every job.
+    pub(crate) account: Option<String>,
+    /// Slurm only: `--qos` for every job.
+    pub(crate) qos: Option<String>,
+    /// Slurm only: `--time` for every job (`MM`, `HH:MM:SS`, `D-HH:MM`...).
+    pub(crate) time_limit: Option<String>,
+    /// Slurm only: more options for every job, e.g. `["--mem=4G"]`.
+    pub(crate) sbatch_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -79,6 +99,9 @@ pub(crate) struct NodeTable {
 pub(crate) struct RuleTable {
     pub(crate) name: String,
     pub(crate) commands: Option<Vec<String>>,
+    /// A regular expression matched against each command's words joined by
+    /// spaces, anchored at the program name (`'^terraform (plan|apply)\b'`).
+    pub(crate) pattern: Option<String>,
     pub(crate) requires: Option<Requirement>,
     pub(crate) announce: Option<String>,
     pub(crate) sync: Option<bool>,
@@ -110,6 +133,26 @@ pub(crate) struct HookTable {
     pub(crate) mode: HookMode,
     #[serde(default)]
     pub(crate) auto_approve: bool,
+}
+
+/// `[sync]`: what workspace sync may send.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SyncTable {
+    /// Paths (relative to the project root; `*` within one component) to
+    /// send even though they match the secrets denylist.
+    #[serde(default)]
+    pub(crate) include: Vec<String>,
+}
+
+/// The `[process]` table.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessTable {
+    /// Variables of distex's environment passed to every region worker (as
+    /// if each were given with `--pass-env NAME`); nothing else is passed.
+    #[serde(default)]
+    pub(crate) pass_env: Vec<String>,
 }
 
 fn yes() -> bool {

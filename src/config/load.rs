@@ -94,7 +94,20 @@ pub(crate) fn parse(text: &str, file: Option<&Path>, detected: &Detected) -> Res
         .hook
         .as_ref()
         .map_or_else(HookSettings::default, |h| HookSettings { mode: h.mode, auto_approve: h.auto_approve });
-    Ok(Config { local, nodes, rules, routing, announce, hook, sources, file: file.map(Path::to_path_buf) })
+    let sync = SyncSettings { include: raw.sync.as_ref().map(|s| s.include.clone()).unwrap_or_default() };
+    let process = build_process(&raw, &ctx)?;
+    Ok(Config {
+        local,
+        nodes,
+        rules,
+        routing,
+        announce,
+        hook,
+        sync,
+        process,
+        sources,
+        file: file.map(Path::to_path_buf),
+    })
 }
 
 /// Text being parsed plus its name, for turning byte offsets into `file:line:col`.
@@ -205,8 +218,23 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
             format!("{:?} is not a usable node name: use letters, digits, '-', '_' or '.', not \"local\"", n.name),
         ));
     }
-    if n.host.trim().is_empty() || n.host.starts_with('-') {
-        return Err(ctx.error(offset, format!("{key}.host"), "must be an ssh destination such as \"builder.local\""));
+    let slurm = build_slurm(spanned, &key, ctx)?;
+    let host = n.host.clone().unwrap_or_default();
+    if slurm.is_none() && n.host.is_none() {
+        return Err(ctx.error(
+            spanned.span().start,
+            format!("{key}.host"),
+            "is required for an SSH node: an ssh destination such as \"builder.local\" \
+             (or kind = \"slurm\" for a Slurm partition)",
+        ));
+    }
+    if n.host.is_some() && (host.trim().is_empty() || host.starts_with('-')) {
+        let what = if slurm.is_some() { "the Slurm login node" } else { "an ssh destination" };
+        return Err(ctx.error(
+            key_offset(ctx, spanned, "host"),
+            format!("{key}.host"),
+            format!("must be {what} such as \"builder.local\""),
+        ));
     }
     if let Some(d) = &n.distex
         && (d.trim().is_empty() || d.starts_with('-') || d.contains(['\n', '\0']))
@@ -217,9 +245,15 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
             "must be the distex binary on the node: a path such as \"/usr/local/bin/distex\", or \"distex\" to use its PATH",
         ));
     }
+    if let Some(w) = &n.workdir
+        && let Some(why) = unusable_workdir(w)
+    {
+        return Err(ctx.error(offset, format!("{key}.workdir"), why));
+    }
     let node = Node {
         name: n.name.clone(),
-        host: n.host.clone(),
+        host,
+        slurm,
         user: n.user.clone(),
         port: n.port,
         identity_file: n.identity_file.clone(),
@@ -237,6 +271,124 @@ fn build_node(spanned: &toml::Spanned<NodeTable>, ctx: &Ctx, sources: &mut Vec<S
     check_slots_speed(node.slots, node.speed, &key, offset, ctx)?;
     sources.push(Source { key, from: ctx.at(offset) });
     Ok(node)
+}
+
+/// The offset of `key = ...` inside a table (for errors on its own
+/// line), or the table's start when the key is not written there.
+fn key_offset<T>(ctx: &Ctx, table: &toml::Spanned<T>, key: &str) -> usize {
+    let start = table.span().start.min(ctx.text.len());
+    let mut at = start;
+    for (i, line) in ctx.text[start..].split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if i > 0 && trimmed.starts_with('[') {
+            break; // the next table
+        }
+        if trimmed.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            return at + (line.len() - trimmed.len());
+        }
+        at += line.len();
+    }
+    start
+}
+
+/// The Slurm part of a node: required and checked for `kind = "slurm"`,
+/// refused for an SSH node (a `partition` there is a forgotten `kind`).
+fn build_slurm(spanned: &toml::Spanned<NodeTable>, key: &str, ctx: &Ctx) -> Result<Option<SlurmSettings>> {
+    let n = spanned.get_ref();
+    let slurm_only = [
+        ("partition", n.partition.is_some()),
+        ("account", n.account.is_some()),
+        ("qos", n.qos.is_some()),
+        ("time_limit", n.time_limit.is_some()),
+        ("sbatch_args", n.sbatch_args.is_some()),
+    ];
+    if n.kind == NodeKind::Ssh {
+        if let Some((name, _)) = slurm_only.iter().find(|(_, given)| *given) {
+            return Err(ctx.error(
+                key_offset(ctx, spanned, name),
+                format!("{key}.{name}"),
+                "is a Slurm setting: add kind = \"slurm\" to this node, or remove it",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(partition) = n.partition.clone() else {
+        return Err(ctx.error(
+            spanned.span().start,
+            format!("{key}.partition"),
+            "is required for kind = \"slurm\": the partition to submit to, e.g. partition = \"debug\" (see `sinfo`)",
+        ));
+    };
+    // Names Slurm takes as one word: never empty, never an option.
+    let words = [("partition", Some(&partition)), ("account", n.account.as_ref()), ("qos", n.qos.as_ref())];
+    for (name, value) in words {
+        if let Some(v) = value.filter(|v| v.is_empty() || v.starts_with('-') || v.contains(char::is_whitespace)) {
+            return Err(ctx.error(
+                key_offset(ctx, spanned, name),
+                format!("{key}.{name}"),
+                format!("{v:?} is not a Slurm {name} name (one word, not starting with '-')"),
+            ));
+        }
+    }
+    if let Some(t) = n.time_limit.as_ref().filter(|t| !valid_time_limit(t)) {
+        return Err(ctx.error(
+            key_offset(ctx, spanned, "time_limit"),
+            format!("{key}.time_limit"),
+            format!("{t:?} is not a Slurm time: use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"),
+        ));
+    }
+    let args = n.sbatch_args.clone().unwrap_or_default();
+    if let Some(a) = args.iter().find(|a| !a.starts_with('-') || a.contains('\n')) {
+        return Err(ctx.error(
+            key_offset(ctx, spanned, "sbatch_args"),
+            format!("{key}.sbatch_args"),
+            format!("{a:?} is not an option: write each as one string such as \"--mem=4G\""),
+        ));
+    }
+    Ok(Some(SlurmSettings {
+        partition,
+        account: n.account.clone(),
+        qos: n.qos.clone(),
+        time_limit: n.time_limit.clone(),
+        sbatch_args: args,
+    }))
+}
+
+/// Slurm's time formats: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`
+/// (digits only), or `UNLIMITED`/`INFINITE`.
+fn valid_time_limit(text: &str) -> bool {
+    if matches!(text, "UNLIMITED" | "INFINITE") {
+        return true;
+    }
+    let numbers = |part: &str, max: usize| {
+        let fields: Vec<&str> = part.split(':').collect();
+        fields.len() <= max && fields.iter().all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match text.split_once('-') {
+        Some((days, rest)) => numbers(days, 1) && numbers(rest, 3),
+        None => numbers(text, 3),
+    }
+}
+
+/// Why a `workdir` cannot hold project mirrors, if it cannot: distex
+/// creates and deletes files below it, so it must name a directory of its
+/// own, never the home directory or `/` themselves, nor look like an option.
+fn unusable_workdir(workdir: &str) -> Option<String> {
+    let trimmed = workdir.trim().trim_end_matches('/');
+    let why = if workdir.trim().is_empty() {
+        "is empty"
+    } else if workdir.starts_with('-') {
+        "starts with '-' (it would be read as an option)"
+    } else if matches!(trimmed, "" | "~" | "." | "$HOME") {
+        "names the home directory or / itself"
+    } else if workdir.contains(['\n', '\0']) || workdir.split('/').any(|c| c == "..") {
+        "contains a newline, NUL or '..'"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{workdir:?} {why}; it must be a directory of distex's own, such as \".cache/distex/work\" (relative to the home directory) or an absolute path"
+    ))
 }
 
 fn check_unique_nodes(raw: &ClusterFile, ctx: &Ctx) -> Result<()> {
@@ -302,11 +454,19 @@ fn rule_from(t: &RuleTable, base: Option<&Rule>, source: String, ctx: &Ctx, offs
         return Err(ctx.error(offset, "rule.name", "a rule needs a non-empty name"));
     }
     let commands = t.commands.clone().or_else(|| base.map(|b| b.commands.clone())).unwrap_or_default();
-    if commands.is_empty() || commands.iter().any(|c| c.split_whitespace().next().is_none()) {
+    let pattern = match &t.pattern {
+        Some(text) => {
+            // Point at the `pattern` line of this rule, not at its `[[rule]]` header.
+            let at = ctx.text.get(offset..).and_then(|t| t.find("pattern")).map_or(offset, |i| offset + i);
+            Some(compile_pattern(text).map_err(|e| ctx.error(at, format!("{key}.pattern"), e))?)
+        }
+        None => base.and_then(|b| b.pattern.clone()),
+    };
+    if commands.iter().any(|c| c.split_whitespace().next().is_none()) || (commands.is_empty() && pattern.is_none()) {
         return Err(ctx.error(
             offset,
             format!("{key}.commands"),
-            "list at least one command pattern, e.g. commands = [\"torchrun\"]",
+            "list at least one command pattern, e.g. commands = [\"torchrun\"], or give a pattern = '^terraform (plan|apply)\\b'",
         ));
     }
     let announce = t
@@ -324,11 +484,26 @@ fn rule_from(t: &RuleTable, base: Option<&Rule>, source: String, ctx: &Ctx, offs
     Ok(Rule {
         name: t.name.clone(),
         commands,
+        pattern,
         requires: t.requires.clone().or_else(|| base.map(|b| b.requires.clone())).unwrap_or_default(),
         announce,
         sync: t.sync.or(base.map(|b| b.sync)).unwrap_or(true),
         returns: t.returns.clone().or_else(|| base.map(|b| b.returns.clone())).unwrap_or_default(),
         source,
+    })
+}
+
+/// Compiles a rule's `pattern`, explaining what is wrong in words a user can act on.
+fn compile_pattern(text: &str) -> std::result::Result<RulePattern, String> {
+    if text.trim().is_empty() {
+        return Err("is empty; write a regular expression such as '^terraform (plan|apply)\\b'".into());
+    }
+    regex::RegexBuilder::new(text).size_limit(1 << 20).build().map(RulePattern).map_err(|e| {
+        // The crate's message draws a caret under the pattern over several
+        // lines; its last line says what is wrong.
+        let message = e.to_string();
+        let what = message.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or(message.trim());
+        format!("is not a valid regular expression ({what}): {text:?}")
     })
 }
 
@@ -366,6 +541,30 @@ fn build_routing(raw: &ClusterFile, ctx: &Ctx) -> Result<RoutingSettings> {
     Ok(settings)
 }
 
+/// Whether `name` can name an environment variable passed to a worker:
+/// letters, digits and `_`, not starting with a digit.
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The `[process]` table: every `pass_env` entry must be a variable name.
+fn build_process(raw: &ClusterFile, ctx: &Ctx) -> Result<ProcessSettings> {
+    let pass_env = raw.process.as_ref().map(|p| p.pass_env.clone()).unwrap_or_default();
+    for name in &pass_env {
+        if !is_variable_name(name) {
+            let offset = ctx.text.find("pass_env").unwrap_or(0);
+            return Err(ctx.error(
+                offset,
+                "process.pass_env",
+                format!("{name:?} is not a variable name (letters, digits and _, not starting with a digit)"),
+            ));
+        }
+    }
+    Ok(ProcessSettings { pass_env })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,7 +588,7 @@ mod tests {
         assert_eq!(c.local.slots, 8);
         assert!(c.nodes.is_empty());
         let names: Vec<_> = c.rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["linux_required", "heavy_computation"]);
+        assert_eq!(names, ["linux_required", "macos_required", "heavy_computation"]);
     }
 
     #[test]
@@ -398,7 +597,7 @@ mod tests {
             "[[rule]]\nname = \"heavy_computation\"\ncommands = [\"bazel build\"]\n\n[[rule]]\nname = \"gpu\"\ncommands = [\"torchrun\"]\nrequires = { features = [\"gpu\"] }\n",
         );
         let names: Vec<_> = c.rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["gpu", "linux_required", "heavy_computation"]);
+        assert_eq!(names, ["gpu", "linux_required", "macos_required", "heavy_computation"]);
         let heavy = c.rule("heavy_computation").unwrap();
         assert_eq!(heavy.commands, ["bazel build"]);
         assert_eq!(heavy.requires.roles, ["builder"], "unset keys inherit the built-in's");
@@ -413,6 +612,41 @@ mod tests {
         assert_eq!(c.node("a").unwrap().distex, "/opt/distex/bin/distex");
         let msg = parse_err(&format!("{node}distex = \"-x\"\n"));
         assert!(msg.starts_with("cluster.toml:1:") && msg.contains("node.a.distex"), "{msg}");
+    }
+
+    #[test]
+    fn slurm_nodes_need_a_partition_and_keep_their_settings() {
+        let head = "[[node]]\nname = \"hpc\"\nkind = \"slurm\"\nos = \"linux\"\n";
+        let c = parse_ok(&format!(
+            "{head}partition = \"debug\"\nqos = \"short\"\ntime_limit = \"1-02:00\"\nsbatch_args = [\"--mem=4G\"]\n"
+        ));
+        let node = c.node("hpc").unwrap();
+        assert_eq!(node.kind(), NodeKind::Slurm);
+        assert_eq!(node.ssh_host(), None, "no host: Slurm runs on this machine");
+        let slurm = node.slurm.as_ref().unwrap();
+        assert_eq!((slurm.partition.as_str(), slurm.qos.as_deref()), ("debug", Some("short")));
+        assert_eq!(slurm.sbatch_args, ["--mem=4G"]);
+        let msg = parse_err(head);
+        assert!(
+            msg.starts_with("cluster.toml:1:") && msg.contains("node.hpc.partition") && msg.contains("required"),
+            "{msg}"
+        );
+        let msg = parse_err(&format!("{head}partition = \"debug\"\ntime_limit = \"soon\"\n"));
+        assert!(msg.starts_with("cluster.toml:6:") && msg.contains("node.hpc.time_limit"), "{msg}");
+        let msg = parse_err(&format!("{head}partition = \"debug\"\nsbatch_args = [\"mem=4G\"]\n"));
+        assert!(msg.starts_with("cluster.toml:6:") && msg.contains("--mem=4G"), "{msg}");
+        let msg = parse_err(&format!("{head}partition = \"-p x\"\n"));
+        assert!(msg.starts_with("cluster.toml:5:") && msg.contains("node.hpc.partition"), "{msg}");
+    }
+
+    #[test]
+    fn slurm_settings_on_an_ssh_node_ask_for_kind() {
+        let msg = parse_err("[[node]]\nname = \"a\"\nhost = \"h\"\nos = \"linux\"\npartition = \"debug\"\n");
+        assert!(msg.starts_with("cluster.toml:5:") && msg.contains("kind = \"slurm\""), "{msg}");
+        let msg = parse_err("[[node]]\nname = \"a\"\nos = \"linux\"\n");
+        assert!(msg.contains("node.a.host: is required") && msg.contains("kind = \"slurm\""), "{msg}");
+        assert!(valid_time_limit("30") && valid_time_limit("2-00:00:00") && valid_time_limit("UNLIMITED"));
+        assert!(!valid_time_limit("1:2:3:4") && !valid_time_limit("-1") && !valid_time_limit(""));
     }
 
     #[test]
@@ -462,5 +696,16 @@ mod tests {
         );
         assert!(parse_err("[[rule]]\nname=\"r\"\n").contains("rule.r.commands"));
         assert!(parse_err("[routing]\noverload_threshold = -1.0\n").contains("cluster.toml:2:"));
+    }
+
+    #[test]
+    fn rule_patterns_compile_at_load_and_errors_name_the_line() {
+        let c = parse_ok("[[rule]]\nname = \"tf\"\npattern = '^terraform (plan|apply)\\b'\n");
+        assert_eq!(c.rule("tf").unwrap().pattern.as_ref().unwrap().as_str(), "^terraform (plan|apply)\\b");
+        assert!(c.rule("tf").unwrap().commands.is_empty());
+        let msg = parse_err("[[rule]]\nname = \"tf\"\ncommands = [\"x\"]\npattern = '^terraform (plan'\n");
+        assert!(msg.starts_with("cluster.toml:4:"), "{msg}");
+        assert!(msg.contains("rule.tf.pattern") && msg.contains("not a valid regular expression"), "{msg}");
+        assert!(parse_err("[[rule]]\nname = \"tf\"\npattern = ''\n").contains("rule.tf.pattern: is empty"));
     }
 }

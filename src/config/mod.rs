@@ -12,5 +12,5 @@ pub(crate) use detect::cores;
 pub(crate) use file::ClusterFile;
 #[cfg(test)]
 pub(crate) use load::parse;
-pub(crate) use load::{STARTER, load, user_config_path};
+pub(crate) use load::{STARTER, is_variable_name, load, user_config_path};
 pub(crate) use model::*;

@@ -85,12 +85,46 @@ pub(crate) struct LocalNode {
     pub(crate) speed: f64,
 }
 
-/// A remote machine reachable over SSH.
+/// How distex reaches a node and runs commands there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NodeKind {
+    /// A machine reached over SSH (the default).
+    #[default]
+    Ssh,
+    /// A Slurm partition: everything runs through `srun`/`sbatch`, on this
+    /// machine or on the login node `host` over SSH.
+    Slurm,
+}
+
+/// What a Slurm node submits with (`kind = "slurm"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct SlurmSettings {
+    /// The partition every job goes to (`--partition`).
+    pub(crate) partition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) qos: Option<String>,
+    /// Slurm's own time limit (`--time`); distex enforces `--timeout` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) time_limit: Option<String>,
+    /// More options given to every job (`srun` and `sbatch` alike).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) sbatch_args: Vec<String>,
+}
+
+/// A remote machine reachable over SSH, or a Slurm partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Node {
     pub(crate) name: String,
-    /// An ssh destination (host name, address or ~/.ssh/config alias).
+    /// An ssh destination (host name, address or ~/.ssh/config alias). For
+    /// a Slurm node: its login node, or empty when Slurm's commands run on
+    /// this machine.
     pub(crate) host: String,
+    /// Set for `kind = "slurm"`: the node is a partition of a Slurm cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slurm: Option<SlurmSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +163,10 @@ pub(crate) struct Rule {
     /// Command patterns: a program name, optionally followed by subcommand
     /// words (`"cargo build"`, `"python -m pytest"`).
     pub(crate) commands: Vec<String>,
+    /// A regular expression matched against each simple command's words
+    /// joined by spaces, at the program name (see [`RulePattern`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pattern: Option<RulePattern>,
     pub(crate) requires: Requirement,
     /// Announcement template; `{node}`, `{matched}`, `{Matched}`, `{command}`.
     pub(crate) announce: String,
@@ -139,6 +177,56 @@ pub(crate) struct Rule {
     pub(crate) returns: Vec<String>,
     /// Where the rule came from: "built-in" or "FILE:LINE".
     pub(crate) source: String,
+}
+
+/// A rule's `pattern`: a compiled regular expression (the `regex` crate's
+/// syntax). It is checked when the configuration loads, so a typo is a
+/// `file:line` error, never a surprise at routing time. It serializes as
+/// its source text.
+#[derive(Debug, Clone)]
+pub(crate) struct RulePattern(pub(crate) regex::Regex);
+
+impl RulePattern {
+    /// The text the user wrote.
+    pub(crate) fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The part of `command` (words joined by spaces) the pattern matches,
+    /// if the match starts at the program name: a pattern can never match
+    /// inside an argument, whether or not it starts with `^`.
+    pub(crate) fn matches_at_start<'t>(&self, command: &'t str) -> Option<&'t str> {
+        self.0.find(command).filter(|m| m.start() == 0).map(|m| m.as_str())
+    }
+}
+
+impl PartialEq for RulePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for RulePattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RulePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        regex::Regex::new(&text).map(RulePattern).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for RulePattern {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RulePattern".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
 }
 
 /// Thresholds and lifetimes used by the router.
@@ -182,6 +270,22 @@ pub(crate) struct HookSettings {
     pub(crate) auto_approve: bool,
 }
 
+/// `[sync]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct SyncSettings {
+    /// Paths sent even though they match the secrets denylist.
+    #[serde(default)]
+    pub(crate) include: Vec<String>,
+}
+
+/// Defaults of `distex process` (the `[process]` table).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct ProcessSettings {
+    /// Variables passed to every worker, as with `--pass-env NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) pass_env: Vec<String>,
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Config {
@@ -191,6 +295,11 @@ pub(crate) struct Config {
     pub(crate) routing: RoutingSettings,
     pub(crate) announce: AnnounceSettings,
     pub(crate) hook: HookSettings,
+    /// What workspace sync may send.
+    #[serde(default)]
+    pub(crate) sync: SyncSettings,
+    #[serde(default)]
+    pub(crate) process: ProcessSettings,
     /// Where each part came from: `"local.os" -> "detected"`, `"node.macpro51" -> "FILE:8"`.
     pub(crate) sources: Vec<Source>,
     /// The file that was loaded, if any (None: the embedded default).
@@ -203,6 +312,19 @@ pub(crate) struct Config {
 pub(crate) struct Source {
     pub(crate) key: String,
     pub(crate) from: String,
+}
+
+impl Node {
+    /// How distex reaches this node.
+    pub(crate) fn kind(&self) -> NodeKind {
+        if self.slurm.is_some() { NodeKind::Slurm } else { NodeKind::Ssh }
+    }
+
+    /// The host to reach over SSH: always for an SSH node; the login node,
+    /// if any, for a Slurm node (None: this machine).
+    pub(crate) fn ssh_host(&self) -> Option<&str> {
+        (!self.host.is_empty()).then_some(self.host.as_str())
+    }
 }
 
 impl Config {

@@ -1,8 +1,9 @@
 //! Running a command on this machine, with the user's shell, in the
 //! current directory: output streamed (or inherited), status passed through.
 //!
-//! The command runs in its own process group so that `--timeout` and
-//! Ctrl-C stop everything it started, not just the shell.
+//! The command runs in its own process group so that `--timeout` and the
+//! stopping signals stop everything it started, not just the shell; a
+//! watchdog in that group kills it if distex itself dies (SIGKILL).
 
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
@@ -52,6 +53,7 @@ pub(crate) async fn run(
         Err(e) => return LocalOutcome::SpawnFailed(format!("cannot start {}: {e}", user_shell())),
     };
     let pgid = child.id().map(|p| p as i32);
+    let watchdog = pgid.and_then(watchdog);
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let work = async {
         let (mut ob, mut eb) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
@@ -71,7 +73,7 @@ pub(crate) async fn run(
         child.wait().await
     };
     tokio::pin!(stop);
-    tokio::select! {
+    let outcome = tokio::select! {
         status = work => match status {
             Ok(s) => match (s.code(), s.signal()) {
                 (Some(code), _) => LocalOutcome::Exited(code),
@@ -80,13 +82,35 @@ pub(crate) async fn run(
             },
             Err(e) => LocalOutcome::SpawnFailed(format!("waiting for the command: {e}")),
         },
-        why = &mut stop => {
-            if let Some(pgid) = pgid {
-                kill_group(pgid).await;
-            }
-            LocalOutcome::Stopped(why)
-        }
+        why = &mut stop => LocalOutcome::Stopped(why),
+    };
+    if let Some(mut w) = watchdog {
+        // Its job is done (first, so that it does not hold the group up).
+        let _ = w.start_kill();
+        let _ = w.wait().await;
     }
+    if let (LocalOutcome::Stopped(_), Some(pgid)) = (&outcome, pgid) {
+        kill_group(pgid).await;
+    }
+    outcome
+}
+
+/// Starts the watchdog of the remote wrapper ([`super::remote`]) inside the
+/// command's process group, reading a pipe only distex writes to: if distex
+/// dies, even by SIGKILL, the pipe closes and the watchdog kills the group.
+/// (None when the group is already gone: nothing is left to guard.)
+fn watchdog(pgid: i32) -> Option<tokio::process::Child> {
+    tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(super::remote::WATCHDOG)
+        .arg("distex-watchdog")
+        .process_group(pgid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()
 }
 
 /// Reads from an optional pipe; `None` at EOF (or when there is no pipe,

@@ -67,6 +67,12 @@ pub(crate) trait OutputSink: Send {
     fn chunk(&mut self, stream: Stream, bytes: &[u8]);
     /// The command ended: flush partial lines.
     fn finish(&mut self) {}
+    /// The command has started running (a scheduler such as Slurm may
+    /// queue it first; other runners start it at once and never call this).
+    fn started(&mut self) {}
+    /// Progress of the run that is not the command's output ("queued,
+    /// waiting for resources"): shown to the user, never captured.
+    fn progress(&mut self, _message: &str) {}
 }
 
 /// Keeps bounded captures of both streams; optionally echoes them to this
@@ -95,6 +101,12 @@ impl OutputSink for CaptureSink {
                 Stream::Stdout => std::io::stdout().lock().write_all(bytes).and_then(|()| std::io::stdout().flush()),
                 Stream::Stderr => std::io::stderr().lock().write_all(bytes),
             };
+        }
+    }
+
+    fn progress(&mut self, message: &str) {
+        if self.echo {
+            eprintln!("distex: {message}");
         }
     }
 }

@@ -1,5 +1,8 @@
-//! `distex nodes --probe`: ask every node for its load, in parallel, with
-//! a short timeout, and record what was seen in the node cache.
+//! `distex nodes --probe`: ask every node for its load, its system (`uname
+//! -s`, `uname -m`) and which of the programs the rules name are on its
+//! user's PATH — all in one ssh command per node, in parallel, with a short
+//! timeout — and record what was seen in the node cache, where routing
+//! reads it (a node lacking the matched program is skipped).
 
 use openssh::Stdio;
 use std::time::Duration;
@@ -9,13 +12,48 @@ use serde::{Deserialize, Serialize};
 
 use super::ssh;
 use crate::config::{Config, Node};
-use crate::state::NodeStates;
+use crate::state::{NodeStates, Platform};
 
 /// Prints the 1-minute load and the CPU count, one per line: Linux reads
 /// /proc/loadavg and nproc, macOS asks sysctl.
 pub(crate) const LOAD_SCRIPT: &str = "if [ -r /proc/loadavg ]; then read l rest < /proc/loadavg; echo \"$l\"; \
 nproc 2>/dev/null || getconf _NPROCESSORS_ONLN; else sysctl -n vm.loadavg | tr -d '{}' | awk '{print $1}'; \
 sysctl -n hw.ncpu; fi";
+
+/// The probe's shell script: [`LOAD_SCRIPT`]'s two lines, then `os NAME`,
+/// `arch NAME`, and `have P` or `lack P` for each program. Each name is
+/// quoted; `python`, `pip` and `make` also count as `python3`, `pip3`, `gmake`.
+pub(crate) fn probe_script(programs: &[String]) -> String {
+    let mut script = format!("{LOAD_SCRIPT}; echo \"os $(uname -s)\"; echo \"arch $(uname -m)\"");
+    for program in programs {
+        let quoted = crate::route::sh_quote(program);
+        let also = match program.as_str() {
+            "python" => " || command -v python3 >/dev/null 2>&1",
+            "pip" => " || command -v pip3 >/dev/null 2>&1",
+            "make" => " || command -v gmake >/dev/null 2>&1",
+            _ => "",
+        };
+        script.push_str(&format!(
+            "; if command -v {quoted} >/dev/null 2>&1{also}; then echo have {quoted}; else echo lack {quoted}; fi"
+        ));
+    }
+    script
+}
+
+/// Reads the `os`, `arch`, `have` and `lack` lines of [`probe_script`]'s output.
+pub(crate) fn parse_platform(text: &str, checked_at: u64) -> Option<Platform> {
+    let mut platform = Platform { checked_at, ..Platform::default() };
+    for line in text.lines() {
+        match line.trim().split_once(' ') {
+            Some(("os", v)) => platform.os = v.trim().to_string(),
+            Some(("arch", v)) => platform.arch = v.trim().to_string(),
+            Some(("have", v)) => platform.programs.push(v.trim().to_string()),
+            Some(("lack", v)) => platform.missing.push(v.trim().to_string()),
+            _ => {}
+        }
+    }
+    (!platform.os.is_empty() && !platform.arch.is_empty()).then_some(platform)
+}
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -28,6 +66,9 @@ pub(crate) struct ProbeResult {
     pub(crate) cores: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// System and tools, when the node answered with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) platform: Option<Platform>,
     pub(crate) elapsed_ms: u64,
 }
 
@@ -41,10 +82,12 @@ pub(crate) fn parse_load(text: &str) -> Option<(f64, u32)> {
 
 /// Probes every node concurrently and records the results.
 pub(crate) async fn probe_all(config: &Config) -> Vec<ProbeResult> {
+    let script = probe_script(&crate::route::rule_programs(&config.rules));
     let mut set = tokio::task::JoinSet::new();
     for (i, node) in config.nodes.iter().enumerate() {
         let node = node.clone();
-        set.spawn(async move { (i, probe_one(&node).await) });
+        let script = script.clone();
+        set.spawn(async move { (i, super::node::probe(&node, &script).await) });
     }
     let mut results: Vec<(usize, ProbeResult)> = set.join_all().await;
     results.sort_by_key(|(i, _)| *i);
@@ -55,30 +98,35 @@ pub(crate) async fn probe_all(config: &Config) -> Vec<ProbeResult> {
             (true, _, _) => NodeStates::record_answer(&r.node, None),
             (false, _, _) => NodeStates::record_failure(&r.node, r.error.as_deref().unwrap_or("no answer")),
         };
+        if let Some(platform) = &r.platform {
+            let _ = NodeStates::record_platform(&r.node, platform.clone());
+        }
     }
     results
 }
 
-async fn probe_one(node: &Node) -> ProbeResult {
+pub(crate) async fn probe_one(node: &Node, script: &str) -> ProbeResult {
     let started = std::time::Instant::now();
     let limit = Duration::from_secs(node.connect_timeout + 3);
     let outcome = tokio::time::timeout(limit, async {
         let master = ssh::connect(node).await.map_err(|e| e.message)?;
-        let mut cmd = master.session().raw_command(format!("sh -c {}", super::remote::sh_quote(LOAD_SCRIPT)));
+        let mut cmd = master.session().raw_command(format!("sh -c {}", crate::route::sh_quote(script)));
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         let out = cmd.output().await.map_err(|e| format!("probe command failed: {e}"))?;
-        Ok::<_, String>(parse_load(&String::from_utf8_lossy(&out.stdout)))
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok::<_, String>((parse_load(&text), parse_platform(&text, crate::state::now_secs())))
     })
     .await
     .unwrap_or_else(|_| Err(format!("no answer within {}s", limit.as_secs())));
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match outcome {
-        Ok(load) => ProbeResult {
+        Ok((load, platform)) => ProbeResult {
             node: node.name.clone(),
             answered: true,
             load1: load.map(|l| l.0),
             cores: load.map(|l| l.1),
             error: load.is_none().then(|| "could not read the load (unexpected output)".to_string()),
+            platform,
             elapsed_ms,
         },
         Err(e) => ProbeResult {
@@ -87,7 +135,26 @@ async fn probe_one(node: &Node) -> ProbeResult {
             load1: None,
             cores: None,
             error: Some(e),
+            platform: None,
             elapsed_ms,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_script_runs_in_a_real_shell_and_its_output_parses() {
+        let programs = vec!["sh".to_string(), "distex-no-such-tool".to_string(), "it's odd".to_string()];
+        let out = std::process::Command::new("sh").arg("-c").arg(probe_script(&programs)).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(parse_load(&text).is_some(), "{text}");
+        let platform = parse_platform(&text, 7).unwrap();
+        assert_eq!(platform.os, "Linux");
+        assert_eq!(platform.programs, ["sh"]);
+        assert_eq!(platform.missing, ["distex-no-such-tool", "it's odd"]);
+        assert_eq!(platform.checked_at, 7);
     }
 }

@@ -2,11 +2,18 @@
 //! each until one answers: connect (reusing the persistent master), sync
 //! the project, run, bring outputs back. Records node health on the way.
 //!
-//! The rules of failover: a *transport* failure (cannot connect, master
-//! died, sync failed, connection lost before the command reported its
-//! status) moves the command to the next candidate node, then to this
-//! machine if it satisfies the rule's requirement. A command that ran and
-//! failed is never retried elsewhere.
+//! The rules of failover - a command runs at most once:
+//!
+//! * a failure before the command was let start (cannot connect, master
+//!   died, sync failed, connection lost before the wrapper got `go`) moves
+//!   it to the next candidate node, then to this machine when this machine
+//!   can run it: it meets the rule's hard requirements (`os`, `features`);
+//!   a rule's `roles` are a preference, so a build falls back here, with a
+//!   warning, when no builder can be reached;
+//! * a connection lost after the command was let start is
+//!   [`RunStatus::Lost`]: outcome unknown, never run again, node suspect;
+//! * a changed host key stops everything: the command runs nowhere;
+//! * a command that ran and failed is never retried elsewhere.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -18,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use super::local::{self, LocalOutcome};
 use super::output::{Capture, OutputSink};
 use super::remote::{self, RemoteOutcome, Stop};
-use super::ssh::{self, Master, TransportError};
-use super::sync::{self, Project};
+use super::ssh::{self, Fault, Master, TransportError};
+use super::sync::{self, Project, Secrets};
 use crate::config::{Config, Node, Requirement};
 use crate::error::exit;
 use crate::route::Decision;
@@ -54,6 +61,9 @@ pub(crate) struct RunSpec {
     /// Nodes already synced by this distex process (`distex parallel`
     /// syncs each node once, not once per task).
     pub(crate) synced_nodes: Option<SyncedNodes>,
+    /// The project root to mirror (`--sync-root`), instead of the git
+    /// repository around `cwd`.
+    pub(crate) sync_root: Option<PathBuf>,
 }
 
 /// Shared record of the nodes a multi-task run has synced.
@@ -69,10 +79,13 @@ pub(crate) enum RunStatus {
     Signaled { signal: i32 },
     /// distex stopped it after `--timeout`.
     TimedOut,
-    /// distex stopped it on Ctrl-C.
+    /// distex stopped it on a signal (SIGINT, SIGTERM, SIGHUP).
     Interrupted,
     /// No target could run it; `error` says what happened on each.
     Transport { error: String },
+    /// It was started on `node`, then the connection was lost before its
+    /// exit status arrived: outcome unknown, not retried, node suspect.
+    Lost { node: String, error: String },
 }
 
 impl RunStatus {
@@ -82,8 +95,9 @@ impl RunStatus {
             RunStatus::Exited { code } => (*code).clamp(0, 255) as u8,
             RunStatus::Signaled { signal } => (128 + *signal).clamp(0, 255) as u8,
             RunStatus::TimedOut => exit::TIMEOUT,
-            RunStatus::Interrupted => exit::INTERRUPTED,
+            RunStatus::Interrupted => super::signals::exit_code(),
             RunStatus::Transport { .. } => exit::TRANSPORT,
+            RunStatus::Lost { .. } => exit::LOST,
         }
     }
 
@@ -128,6 +142,10 @@ pub(crate) struct RunResult {
     pub(crate) synced: bool,
     /// Paths brought back.
     pub(crate) returned: Vec<String>,
+    /// Project files that look like secrets and were not synced (see
+    /// `sync.include` to send one deliberately).
+    #[serde(default)]
+    pub(crate) held_back: Vec<String>,
     pub(crate) timings: Timings,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
@@ -199,10 +217,50 @@ pub(crate) fn failover_order<'c>(config: &'c Config, decision: &Decision, forced
         .collect();
     others.sort_by(|a, b| a.0.total_cmp(&b.0));
     order.extend(others.into_iter().map(|(_, n)| Target::Remote(n)));
-    if config.local.caps.satisfies(&req) {
+    if config.local.caps.satisfies(&hard_part(&req)) {
         order.push(Target::Local);
     }
     order
+}
+
+/// The part of a requirement a machine cannot do without: its OS and
+/// features. Roles only say where a command is best sent.
+pub(crate) fn hard_part(req: &Requirement) -> Requirement {
+    Requirement { roles: vec![], ..req.clone() }
+}
+
+/// What to mirror for this run: Ok(Some) the project to sync, Ok(None) no
+/// sync (with the warning to show, if sync was wanted but is not
+/// possible), Err when the command needs the project and there is none.
+pub(crate) fn sync_project(
+    config: &Config,
+    decision: &Decision,
+    forced: Option<&str>,
+    spec: &RunSpec,
+) -> Result<(Option<Project>, Option<String>), String> {
+    let (sync, _) = sync_plan(config, decision, forced, spec);
+    if !sync {
+        return Ok((None, None));
+    }
+    match Project::resolve(&spec.cwd, spec.sync_root.as_deref(), &config.local.name) {
+        Ok(project) => Ok((Some(project), None)),
+        Err(why) => {
+            let rule_needs = decision.rule.as_deref().and_then(|r| config.rule(r)).is_some_and(|r| r.sync);
+            if spec.sync == Some(true) || (spec.sync.is_none() && rule_needs) {
+                let by = if spec.sync == Some(true) {
+                    "--sync".to_string()
+                } else {
+                    format!("rule {}", decision.rule.as_deref().unwrap_or("?"))
+                };
+                Err(format!(
+                    "no project to sync ({by} asks for one): {why}. Run it from inside the project's git \
+                     repository, name the project with --sync-root DIR, or use --no-sync"
+                ))
+            } else {
+                Ok((None, Some(format!("not syncing: {why} (name a project with --sync-root DIR)"))))
+            }
+        }
+    }
 }
 
 /// Whether the project is synced, and what comes back, for this decision:
@@ -233,62 +291,51 @@ pub(crate) struct AttemptResult {
     pub(crate) status: RunStatus,
     pub(crate) synced: bool,
     pub(crate) returned: Vec<String>,
+    pub(crate) held_back: Vec<String>,
     pub(crate) warnings: Vec<String>,
     pub(crate) timings: Timings,
 }
 
-/// Runs the command on one remote node. A transport failure comes back as
-/// `Err`, with the node's health recorded.
+/// Runs the command on one remote node, mirroring `project` first when
+/// given. A failure before the command was let start comes back as `Err`
+/// (with the node's health recorded); once it was let start, the result is
+/// `Ok`, [`RunStatus::Lost`] included: it is never run again.
+#[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
 pub(crate) async fn attempt_remote(
     config: &Config,
     node: &Node,
     spec: &RunSpec,
-    sync: bool,
+    project: Option<&Project>,
     returns: &[String],
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
 ) -> Result<AttemptResult, TransportError> {
     let mut timings = Timings::default();
     let mut warnings = Vec::new();
-    let project = Project::find(&spec.cwd, &config.local.name);
+    let mut held_back = Vec::new();
     let mut reconnected = false;
     loop {
         let t = Instant::now();
-        let master = match ssh::connect(node).await {
-            Ok(m) => m,
-            Err(e) => return Err(node_down(e)),
-        };
+        let master = ssh::connect(node).await.map_err(node_down)?;
         timings.connect_ms += ms(t.elapsed());
-        if sync {
+        if let Some(project) = project {
             let t = Instant::now();
-            let result = match &spec.synced_nodes {
-                None => push(&master, &project, &node.workdir).await,
-                Some(set) => {
-                    // Held while pushing: the node's other tasks wait for this sync.
-                    let mut done = set.lock().await;
-                    if done.contains(&node.name) {
-                        Ok(())
-                    } else {
-                        let r = push(&master, &project, &node.workdir).await;
-                        if r.is_ok() {
-                            done.insert(node.name.clone());
-                        }
-                        r
-                    }
-                }
-            };
+            let result = sync_once(config, &master, project, node, spec).await;
             timings.sync_ms += ms(t.elapsed());
-            if let Err(message) = result {
-                if retry_with_new_master(master, &mut reconnected).await {
-                    continue;
+            match result {
+                Ok(held) => held_back = held,
+                Err(message) => {
+                    if retry_with_new_master(master, &mut reconnected).await {
+                        continue;
+                    }
+                    return Err(node_down(TransportError::unreachable(
+                        &node.name,
+                        format!("workspace sync failed: {message}"),
+                    )));
                 }
-                return Err(node_down(TransportError {
-                    node: node.name.clone(),
-                    message: format!("workspace sync failed: {message}"),
-                }));
             }
         }
-        let dir = if sync { project.remote_cwd(&node.workdir) } else { ".".to_string() };
+        let dir = project.map_or(".".to_string(), |p| p.remote_cwd(&node.workdir));
         let t = Instant::now();
         let outcome = remote::run(&master, &spec.command, &dir, sink, stopper.wait()).await;
         timings.run_ms += ms(t.elapsed());
@@ -296,25 +343,63 @@ pub(crate) async fn attempt_remote(
             RemoteOutcome::Exited(code) => RunStatus::Exited { code },
             RemoteOutcome::Stopped(Stop::Timeout) => RunStatus::TimedOut,
             RemoteOutcome::Stopped(Stop::Interrupted) => RunStatus::Interrupted,
-            RemoteOutcome::Transport(message) => {
+            RemoteOutcome::NotStarted(message) => {
                 if retry_with_new_master(master, &mut reconnected).await {
                     continue;
                 }
-                return Err(node_down(TransportError { node: node.name.clone(), message }));
+                return Err(node_down(TransportError::unreachable(&node.name, message)));
+            }
+            RemoteOutcome::Lost(message) => {
+                let error =
+                    format!("started on {}, connection lost, outcome unknown, not retried: {message}", node.name);
+                let _ = NodeStates::record_suspect(&node.name, &error);
+                master.forget().await;
+                return Ok(AttemptResult {
+                    status: RunStatus::Lost { node: node.name.clone(), error },
+                    synced: project.is_some(),
+                    returned: vec![],
+                    held_back,
+                    warnings,
+                    timings,
+                });
             }
         };
         record_up(&node.name);
         let mut returned = Vec::new();
-        if !returns.is_empty() && !matches!(status, RunStatus::Interrupted) {
+        if let Some(project) = project.filter(|_| !returns.is_empty() && !matches!(status, RunStatus::Interrupted)) {
             let t = Instant::now();
             let mirror = project.mirror(&node.workdir);
-            match sync::rsync(sync::return_args(&project, &mirror, returns, &master.control_socket())).await {
+            match sync::rsync(sync::return_args(project, &mirror, returns, &master.control_socket())).await {
                 Ok(()) => returned = returns.to_vec(),
                 Err(e) => warnings.push(format!("bringing back {} from {} failed: {e}", returns.join(", "), node.name)),
             }
             timings.return_ms = ms(t.elapsed());
         }
-        return Ok(AttemptResult { status, synced: sync, returned, warnings, timings });
+        return Ok(AttemptResult { status, synced: project.is_some(), returned, held_back, warnings, timings });
+    }
+}
+
+/// Pushes the project to the node unless this distex process already did
+/// (`distex parallel` syncs each node once); returns what was held back.
+pub(crate) async fn sync_once(
+    config: &Config,
+    master: &Master,
+    project: &Project,
+    node: &Node,
+    spec: &RunSpec,
+) -> Result<Vec<String>, String> {
+    match &spec.synced_nodes {
+        None => push(config, master, project, node).await,
+        Some(set) => {
+            // Held while pushing: the node's other tasks wait for this sync.
+            let mut done = set.lock().await;
+            if done.contains(&node.name) {
+                return Ok(vec![]);
+            }
+            let held = push(config, master, project, node).await?;
+            done.insert(node.name.clone());
+            Ok(held)
+        }
     }
 }
 
@@ -327,24 +412,50 @@ async fn retry_with_new_master(master: Master, reconnected: &mut bool) -> bool {
     retry
 }
 
-/// Pushes the project under a per-node, per-project lock, so that parallel
-/// runs never have two rsyncs writing one mirror.
-async fn push(master: &Master, project: &Project, workdir: &str) -> Result<(), String> {
-    let mirror = project.mirror(workdir);
-    let lock_path =
-        master.control_socket().with_file_name(format!("sync-{:08x}.lock", ssh::fnv1a(mirror.as_bytes()) as u32));
-    let lock = std::fs::File::create(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
-    // An exclusive advisory lock (flock on Unix), released when `lock` drops.
-    // As always, a lock that cannot be taken does not stop the push.
+/// Pushes the project's file set under a per-node, per-project lock, so
+/// that parallel runs never have two rsyncs writing one mirror. Returns
+/// the paths held back as secrets.
+async fn push(config: &Config, master: &Master, project: &Project, node: &Node) -> Result<Vec<String>, String> {
+    let mirror = project.mirror(&node.workdir);
+    let key =
+        format!("{:08x}", ssh::fnv1a(format!("{}|{mirror}", master.control_socket().display()).as_bytes()) as u32);
+    let runtime = master.control_socket().with_file_name("");
+    let lock_path = runtime.with_file_name(format!("sync-{key}.lock"));
+    let lock =
+        crate::state::create_file(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
     let lock = tokio::task::spawn_blocking(move || {
         let _ = lock.lock();
         lock
     })
     .await
     .map_err(|e| e.to_string())?;
-    let result = sync::rsync(sync::push_args(project, &mirror, &master.control_socket())).await;
+    let secrets = Secrets::new(&config.sync.include);
+    let root = project.root.clone();
+    let set =
+        tokio::task::spawn_blocking(move || sync::file_set(&root, &secrets)).await.map_err(|e| e.to_string())??;
+    // What was sent to this mirror last time: gone files are deleted there.
+    let record = crate::state::checked_state_dir().ok().map(|d| d.join(format!("sync-{}-{key}.list", node.name)));
+    let before = record.as_ref().and_then(|r| std::fs::read_to_string(r).ok());
+    let list = sync::push_list(&set.files, before.as_deref());
+    let list_path = runtime.with_file_name(format!("sync-{key}.files"));
+    write_file(&list_path, &list)?;
+    let result = sync::rsync(sync::push_args(project, &mirror, &master.control_socket(), &list_path)).await;
+    let _ = std::fs::remove_file(&list_path);
+    if result.is_ok()
+        && let Some(record) = &record
+    {
+        let _ = write_file(record, set.files.join("\0").as_bytes());
+    }
     drop(lock);
-    result
+    result.map(|()| set.held_back)
+}
+
+/// Writes `bytes` to a new file at `path`, never through a symlink.
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    crate::state::create_file(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Runs the command here.
@@ -367,6 +478,7 @@ pub(crate) async fn attempt_local(
         status,
         synced: false,
         returned: vec![],
+        held_back: vec![],
         warnings: vec![],
         timings: Timings { run_ms: ms(t.elapsed()), ..Timings::default() },
     }
@@ -381,8 +493,12 @@ pub(crate) fn record_up(node: &str) {
     }
 }
 
-fn node_down(e: TransportError) -> TransportError {
-    let _ = NodeStates::record_failure(&e.node, &e.message);
+/// Records a node that could not be reached. A problem on this machine
+/// says nothing about the node.
+pub(crate) fn node_down(e: TransportError) -> TransportError {
+    if e.fault != Fault::Local {
+        let _ = NodeStates::record_failure(&e.node, &e.message);
+    }
     e
 }
 
@@ -392,35 +508,49 @@ fn ms(d: Duration) -> u64 {
 
 /// Runs `spec` where `decision` says (or on `forced`), failing over on
 /// transport errors. `inherit`: let a local command use our terminal.
+/// `project`: what to mirror ([`sync_project`]).
 #[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
 pub(crate) async fn execute(
     config: &Config,
     decision: &Decision,
     forced: Option<&str>,
     spec: &RunSpec,
+    project: Option<&Project>,
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
     inherit_local: bool,
     on_failover: &mut dyn FnMut(&Attempt, Option<&str>),
 ) -> RunResult {
     let started = Instant::now();
-    let (sync, returns) = sync_plan(config, decision, forced, spec);
+    let (_, returns) = sync_plan(config, decision, forced, spec);
     let order = failover_order(config, decision, forced);
-    let mut failed = Vec::new();
+    let mut failed: Vec<Attempt> = Vec::new();
     // Routing warnings matter only when routing chose the target.
     let mut warnings = if forced.is_none() { decision.warnings.clone() } else { Vec::new() };
     let mut last = Target::Local;
     let mut done: Option<AttemptResult> = None;
+    let mut refused: Option<String> = None;
     for (i, target) in order.iter().enumerate() {
         last = *target;
         let result = match target {
             // Here the project is already in place: nothing to sync or return.
-            Target::Local => Ok(attempt_local(spec, inherit_local, sink, stopper).await),
-            Target::Remote(node) => attempt_remote(config, node, spec, sync, &returns, sink, stopper).await,
+            Target::Local => {
+                if let Some(w) = fallback_warning(config, decision, &failed) {
+                    warnings.push(w);
+                }
+                Ok(attempt_local(spec, inherit_local, sink, stopper).await)
+            }
+            Target::Remote(node) => super::node::attempt(config, node, spec, project, &returns, sink, stopper).await,
         };
         match result {
             Ok(r) => {
                 done = Some(r);
+                break;
+            }
+            Err(e) if e.fault != Fault::Unreachable => {
+                // A changed host key, or trouble on this machine: nowhere else.
+                failed.push(Attempt { node: e.node.clone(), error: e.message.clone() });
+                refused = Some(e.message);
                 break;
             }
             Err(e) => {
@@ -435,23 +565,15 @@ pub(crate) async fn execute(
         (Some(_), true) => "forced".to_string(),
         (None, true) => decision.reason.clone(),
     };
-    let (status, synced, returned, timings) = match done {
-        Some(r) => {
+    let (status, synced, returned, held_back, timings) = match (done, refused) {
+        (Some(r), _) => {
             warnings.extend(r.warnings);
-            (r.status, r.synced, r.returned, r.timings)
+            (r.status, r.synced, r.returned, r.held_back, r.timings)
         }
-        None => {
-            let tried: Vec<String> = failed.iter().map(|a| format!("{} ({})", a.node, a.error)).collect();
-            let mut error = format!("no node could run the command; tried: {}", tried.join("; "));
-            let local_tried = order.iter().any(|t| matches!(t, Target::Local));
-            if let Some(req) = requirement(config, decision).filter(|_| !local_tried) {
-                error.push_str(&format!(
-                    ". This machine does not satisfy rule {} ({}), so it was not used",
-                    decision.rule.as_deref().unwrap_or("?"),
-                    crate::route::describe(req)
-                ));
-            }
-            (RunStatus::Transport { error }, false, vec![], Timings::default())
+        (None, Some(error)) => (RunStatus::Transport { error }, false, vec![], vec![], Timings::default()),
+        (None, None) => {
+            let error = no_target_error(config, decision, &order, &failed);
+            (RunStatus::Transport { error }, false, vec![], vec![], Timings::default())
         }
     };
     let mut timings = timings;
@@ -468,11 +590,48 @@ pub(crate) async fn execute(
         failed_attempts: failed,
         synced,
         returned,
+        held_back,
         timings,
         stdout: Capture::default(),
         stderr: Capture::default(),
         warnings,
     }
+}
+
+/// The warning for a command that falls back to this machine after the
+/// nodes its rule prefers could not be reached.
+fn fallback_warning(config: &Config, decision: &Decision, failed: &[Attempt]) -> Option<String> {
+    let req = requirement(config, decision)?;
+    if failed.is_empty() || config.local.caps.satisfies(req) {
+        return None;
+    }
+    let nodes: Vec<&str> = failed.iter().map(|a| a.node.as_str()).collect();
+    Some(format!(
+        "{} could not be reached; running here instead (rule {} prefers {}, and this machine can run it)",
+        nodes.join(", "),
+        decision.rule.as_deref().unwrap_or("?"),
+        crate::route::describe(req)
+    ))
+}
+
+/// Why no target could run the command, and what to do about it.
+fn no_target_error(config: &Config, decision: &Decision, order: &[Target], failed: &[Attempt]) -> String {
+    let tried: Vec<String> = failed.iter().map(|a| format!("{} ({})", a.node, a.error)).collect();
+    let mut error = if tried.is_empty() {
+        "no node may run the command".to_string()
+    } else {
+        format!("no node could run the command; tried: {}", tried.join("; "))
+    };
+    let local_tried = order.iter().any(|t| matches!(t, Target::Local));
+    if let Some(req) = requirement(config, decision).filter(|_| !local_tried) {
+        error.push_str(&format!(
+            ". This machine does not satisfy rule {} ({}), so it was not used. Bring a node that does back \
+             (`distex nodes --probe` shows which answer), add one to the config, or run it with --node NAME",
+            decision.rule.as_deref().unwrap_or("?"),
+            crate::route::describe(req)
+        ));
+    }
+    error
 }
 
 /// A fresh id for one run: pid, time and a counter.

@@ -15,7 +15,6 @@
 //!
 //! [`state::runtime_dir`]: crate::state::runtime_dir
 
-use std::fs::File;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 
 use crate::config::{HostKeyChecking, Node};
-use crate::state::runtime_dir;
+use crate::state::{checked_runtime_dir, create_file, runtime_dir};
 
 /// How long an idle master stays up after its last session closed.
 pub(crate) const CONTROL_PERSIST: Duration = Duration::from_secs(600);
@@ -34,6 +33,28 @@ pub(crate) const CONTROL_PERSIST: Duration = Duration::from_secs(600);
 pub(crate) struct TransportError {
     pub(crate) node: String,
     pub(crate) message: String,
+    pub(crate) fault: Fault,
+}
+
+/// What kind of transport problem: only [`Fault::Unreachable`] lets the
+/// command move to another target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The node is down, slow, or refused us: try the next target.
+    Unreachable,
+    /// The node's host key is not the one known_hosts holds: a security
+    /// event. The command runs nowhere.
+    HostKeyChanged,
+    /// Something on this machine is wrong (distex's runtime directory):
+    /// no other node would fare better.
+    Local,
+}
+
+impl TransportError {
+    /// A node that cannot be reached.
+    pub(crate) fn unreachable(node: &str, message: String) -> Self {
+        TransportError { node: node.to_string(), message, fault: Fault::Unreachable }
+    }
 }
 
 impl std::fmt::Display for TransportError {
@@ -72,14 +93,17 @@ impl Master {
 /// Finds the node's running master or starts one.
 pub(crate) async fn connect(node: &Node) -> Result<Master, TransportError> {
     let dir = master_dir(node);
-    if alive(&dir.join("master")) {
+    if alive(&dir.join("master")) && checked_runtime_dir().is_ok() {
         return Ok(resume(dir, true));
     }
-    let runtime = runtime_dir();
-    create_private_dir(&runtime).map_err(|e| fail(node, format!("cannot create {}: {e}", runtime.display())))?;
+    let runtime = checked_runtime_dir().map_err(|message| TransportError {
+        node: node.name.clone(),
+        message,
+        fault: Fault::Local,
+    })?;
     let lock_path = dir.with_extension("lock");
     let lock =
-        File::create(&lock_path).map_err(|e| fail(node, format!("cannot create {}: {e}", lock_path.display())))?;
+        create_file(&lock_path).map_err(|e| fail(node, format!("cannot create {}: {e}", lock_path.display())))?;
     let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
         .await
         .map_err(|e| fail(node, e.to_string()))?
@@ -89,7 +113,7 @@ pub(crate) async fn connect(node: &Node) -> Result<Master, TransportError> {
         return Ok(resume(dir, true));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let temp = builder(node, &runtime).launch_master(&node.host).await.map_err(|e| fail(node, explain(node, &e)))?;
+    let temp = builder(node, &runtime).launch_master(&node.host).await.map_err(|e| explain(node, &e))?;
     #[allow(deprecated)] // `keep` is the newer name; openssh pins an older tempfile API surface.
     let temp_path = temp.into_path();
     std::fs::rename(&temp_path, &dir)
@@ -168,14 +192,58 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 fn fail(node: &Node, message: String) -> TransportError {
-    TransportError { node: node.name.clone(), message }
+    TransportError::unreachable(&node.name, message)
 }
 
-/// Turns an ssh failure into a sentence that says what to do.
-fn explain(node: &Node, error: &openssh::Error) -> String {
+/// Turns an ssh failure into an error that says what to do.
+fn explain(node: &Node, error: &openssh::Error) -> TransportError {
     let text = error.to_string();
     let detail = std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_default();
     let all = format!("{text} {detail}");
+    if all.contains("IDENTIFICATION HAS CHANGED") || all.contains("has changed and you have requested strict") {
+        return TransportError {
+            node: node.name.clone(),
+            message: host_key_changed(node, &all),
+            fault: Fault::HostKeyChanged,
+        };
+    }
+    fail(node, explain_unreachable(node, &text, &detail, &all))
+}
+
+/// The security error for a node whose host key changed: both
+/// fingerprints, and how to accept the new key once it is verified.
+fn host_key_changed(node: &Node, ssh_said: &str) -> String {
+    let file =
+        node.known_hosts.as_ref().map_or_else(|| expand_home(Path::new("~/.ssh/known_hosts")), |p| expand_home(p));
+    // known_hosts names non-default ports as `[host]:port`.
+    let entry = match node.port {
+        Some(p) if p != 22 => format!("[{}]:{p}", node.host),
+        _ => node.host.clone(),
+    };
+    let fingerprint = regex::Regex::new(r"SHA256:[A-Za-z0-9+/=]+").expect("valid regex");
+    let presented = fingerprint.find(ssh_said).map_or("(not shown by ssh)".to_string(), |m| m.as_str().to_string());
+    let known = std::process::Command::new("ssh-keygen")
+        .args(["-l", "-F", &entry, "-f"])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| fingerprint.find(&String::from_utf8_lossy(&o.stdout)).map(|m| m.as_str().to_string()))
+        .unwrap_or_else(|| "(unreadable)".to_string());
+    format!(
+        "SECURITY: the host key of node {} ({entry}) has CHANGED: {} holds {known}, the host now presents {presented}. \
+         This can be an attack (or the node was reinstalled). The command was not run anywhere. \
+         If the change is expected, verify the new key out of band, then remove the old one with \
+         `ssh-keygen -R '{entry}' -f {}` and connect again",
+        node.name,
+        file.display(),
+        file.display()
+    )
+}
+
+/// The sentence for a node that cannot be reached.
+fn explain_unreachable(node: &Node, text: &str, detail: &str, all: &str) -> String {
     let target = match node.port {
         Some(p) => format!("{}:{p}", node.host),
         None => node.host.clone(),
@@ -204,14 +272,5 @@ fn explain(node: &Node, error: &openssh::Error) -> String {
         format!("cannot connect to {target}: {text}")
     } else {
         format!("cannot connect to {target}: {text}: {detail}")
-    }
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
     }
 }

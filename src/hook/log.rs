@@ -7,26 +7,22 @@
 //! must not be the thing that breaks a session.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 const MAX_LOG: u64 = 1 << 20;
 
-/// Where the log lives.
-pub(crate) fn path() -> PathBuf {
-    crate::state::state_dir().join("hook.log")
-}
-
 /// Appends one line (newlines in `message` are flattened).
 pub(crate) fn append(message: &str) {
-    let path = path();
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
+    // Only in a private state directory (never one another user controls).
+    let Ok(dir) = crate::state::checked_state_dir() else { return };
+    let path = dir.join("hook.log");
     if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
         let _ = std::fs::rename(&path, path.with_extension("log.1"));
     }
     let line = format!("{} pre-tool-use: {}\n", crate::state::now_secs(), message.replace('\n', " "));
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened =
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&path);
+    if let Ok(mut file) = opened {
         let _ = file.write_all(line.as_bytes());
     }
 }

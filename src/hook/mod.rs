@@ -125,7 +125,11 @@ fn route_command(config: &Config, event: &input::PreToolUse, command: &str, sess
     // judged part by part.
     let simple = route::simple_commands(command).ok()?;
     let effective = route::effective_commands(simple.clone());
-    let decision = route::decide(config, command, &effective, &crate::state::LoadFacts::read(Default::default()));
+    let facts = crate::state::LoadFacts::read(Default::default());
+    let decision = route::decide(config, command, &effective, &facts);
+    // Which parts run where: local parts stay as written (a plan that keeps
+    // the whole line here makes the decision local).
+    let decision = route::plan_parts(config, command, decision, &facts);
     if !decision.distribute || effective.iter().any(|words| program(words) == "distex") {
         return None;
     }
@@ -135,7 +139,7 @@ fn route_command(config: &Config, event: &input::PreToolUse, command: &str, sess
     if overload_only && !worth_moving(&effective) {
         return None;
     }
-    let rewritten = respond::rewrite(decision.node.as_deref().unwrap_or_default(), command);
+    let rewritten = respond::rewritten(&decision, decision.node.as_deref().unwrap_or_default(), command);
     let parts = |project: Option<&Path>| Parts::of(command, &simple, &effective, project);
     let allowed_by = match check_permissions(event, session, &rewritten, parts) {
         Checked::Go { allowed_by } => allowed_by,
@@ -162,8 +166,12 @@ enum Checked {
 /// Reads the user's Claude Code rules and judges the command's `parts` (made
 /// knowing the session's project directory): a deny or ask rule stops the
 /// hook silently, and so does a deny rule that matches the `rewritten` line
-/// (`Bash(distex:*)`: the user does not want distex to run commands);
+/// or any part of it (`Bash(distex:*)`: the user does not want distex to run
+/// commands; when only some parts move, the rewritten line is a compound
+/// command whose `distex run` parts Claude Code judges one by one);
 /// settings that cannot be read stop it and are told once per session.
+/// Whether the user's allow rules allow the command is judged on the
+/// original `parts` only: the rewrite runs those same parts.
 fn check_permissions(
     event: &input::PreToolUse,
     session: &str,
@@ -194,11 +202,12 @@ fn check_permissions(
             ));
             Checked::Stop(None)
         }
-        _ if let Some(rule) = rules.deny.iter().find(|r| r.pattern.matches(rewritten)) => {
+        _ if let Some((rule, part)) = denied_rewrite(&rules, rewritten) => {
             log::append(&format!(
-                "left alone: deny rule {} ({}) matches the rewritten `{}`",
+                "left alone: deny rule {} ({}) matches `{}` of the rewritten `{}`",
                 rule.written,
                 rule.source.display(),
+                respond::one_line(&part, 200),
                 respond::one_line(rewritten, 200)
             ));
             Checked::Stop(None)
@@ -209,6 +218,16 @@ fn check_permissions(
         }
         Verdict::Undecided => Checked::Go { allowed_by: None },
     }
+}
+
+/// The deny rule that matches the `rewritten` line or one of its parts (in
+/// every form the hook tries deny rules against), and that part.
+fn denied_rewrite<'r>(rules: &'r permissions::Rules, rewritten: &str) -> Option<(&'r permissions::BashRule, String)> {
+    let parts = match route::simple_commands(rewritten) {
+        Ok(simple) => Parts::of(rewritten, &simple, &route::effective_commands(simple.clone()), None),
+        Err(_) => Parts { guard: vec![rewritten.to_string()], allow: None },
+    };
+    rules.deny.iter().find_map(|rule| parts.guard.iter().find(|p| rule.pattern.matches(p)).map(|p| (rule, p.clone())))
 }
 
 /// Speaks only when the command really goes elsewhere (not for a

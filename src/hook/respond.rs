@@ -4,9 +4,12 @@
 //! `{"systemMessage": "...", "hookSpecificOutput": {"hookEventName": "PreToolUse", ...}}`:
 //!
 //! * `systemMessage` — one line shown to the user (not to Claude): for a
-//!   rewritten command, the node, the reason and the original command; or a
+//!   rewritten command, the node, the reason and the original command (or,
+//!   when only some parts of the line move, those parts); or a
 //!   once-per-session notice ([`notice`]);
-//! * `updatedInput` — the tool input to use instead. distex copies the whole
+//! * `updatedInput` — the tool input to use instead: the router's
+//!   part-level plan ([`crate::route::plan_parts`]) when it made one, else the
+//!   whole line as one `distex run` ([`rewritten`]). distex copies the whole
 //!   `tool_input` and replaces only `command`, so `description`, `timeout`,
 //!   `run_in_background` and anything newer pass through untouched;
 //! * `permissionDecision` — `"allow"` only when the user's own allow rules
@@ -28,8 +31,7 @@ use serde_json::Value;
 
 use super::input::PreToolUse;
 use crate::config::{HookMode, HookSettings};
-use crate::exec::remote::sh_quote;
-use crate::route::Decision;
+use crate::route::{Decision, Placement, distex_run};
 
 /// The JSON object printed on stdout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,7 +80,8 @@ pub(crate) fn respond(
 ) -> Option<HookOutput> {
     let command = event.bash_command()?;
     let node = decision.node.as_deref().filter(|_| decision.distribute)?;
-    let rewritten = rewrite(node, command);
+    let rewritten = rewritten(decision, node, command);
+    let routed = routed_parts(decision);
     let why = why(decision);
     // A command sent away only because this machine is busy matched no rule:
     // it may be `git add`, `rm` or `mkdir`, whose effects must happen here,
@@ -99,9 +102,16 @@ pub(crate) fn respond(
                 permission_decision,
                 permission_decision_reason,
                 updated_input: Some(Value::Object(input)),
-                additional_context: sent_context(node, &why, &rewritten, command),
+                additional_context: sent_context(node, &why, &rewritten, command, routed.as_deref()),
             };
-            let shown = format!("distex: sent to {node} ({}): {}", short_why(decision), one_line(command, 160));
+            let shown = match routed.as_deref() {
+                Some(parts) => format!(
+                    "distex: sent to {node} ({}): {} (the rest of the line runs here)",
+                    short_why(decision),
+                    one_line(&parts.join("; "), 160)
+                ),
+                None => format!("distex: sent to {node} ({}): {}", short_why(decision), one_line(command, 160)),
+            };
             return Some(HookOutput { system_message: Some(shown), hook_specific_output: Some(output) });
         }
         HookMode::Suggest => PreToolUseOutput {
@@ -142,16 +152,41 @@ fn approval(
     }
 }
 
-/// What Claude is told about a rewritten command.
-fn sent_context(node: &str, why: &str, rewritten: &str, command: &str) -> String {
+/// The line that runs instead of `command`: the router's part-level plan
+/// when it made one (local parts stay as written, routed ones become
+/// `distex run`), else the whole line as one `distex run` on `node`.
+pub(crate) fn rewritten(decision: &Decision, node: &str, command: &str) -> String {
+    decision.rewrite.as_ref().map_or_else(|| distex_run(node, command), |plan| plan.command.clone())
+}
+
+/// The parts sent away when only some parts of the line move (None when the
+/// whole line moves).
+fn routed_parts(decision: &Decision) -> Option<Vec<&str>> {
+    let plan = decision.rewrite.as_deref().filter(|p| p.placement == Placement::Parts)?;
+    Some(plan.parts.iter().filter(|p| p.node.is_some()).map(|p| p.text.as_str()).collect())
+}
+
+/// What Claude is told about a rewritten command; `routed` are the parts
+/// sent away when the rest of the line stays here.
+fn sent_context(node: &str, why: &str, rewritten: &str, command: &str, routed: Option<&[&str]>) -> String {
+    let sent = match routed {
+        None => format!(
+            "distex sent this Bash command to node {node} ({why}) as `{rewritten}`; its output and exit \
+             status are those of the command on {node}."
+        ),
+        Some(parts) => format!(
+            "distex sent part of this Bash command to node {node} ({why}): `{}` ran there, the rest of the \
+             line here as written, as `{rewritten}`. The output and exit status are the line's, with those \
+             of the sent part coming from {node}.",
+            parts.join("`, `")
+        ),
+    };
     format!(
-        "distex sent this Bash command to node {node} ({why}) as `{rewritten}`; its output and exit \
-         status are those of the command on {node}. If the Bash tool refused that command (a permission \
-         rule, or the user said no), it ran nowhere: tell the user, who can allow `Bash(distex run:*)` \
-         in their Claude Code settings. If it exited 125, distex could not run it on a node and the \
-         command did not run: its message says why. To run it on this machine instead, use \
-         `{}`.",
-        rewrite("local", command)
+        "{sent} If the Bash tool refused that command (a permission rule, or the user said no), it ran \
+         nowhere: tell the user, who can allow `Bash(distex run:*)` in their Claude Code settings. If a \
+         `distex run` exited 125, distex could not run it on a node and its command did not run: its \
+         message says why. To run the whole line on this machine instead, use `{}`.",
+        distex_run("local", command)
     )
 }
 
@@ -171,11 +206,6 @@ fn short_why(decision: &Decision) -> String {
         (Some(rule), None) => format!("rule {rule}"),
         _ => decision.reason.clone(),
     }
-}
-
-/// `distex run --node NODE -- 'COMMAND'`: the original line as one shell word.
-pub(crate) fn rewrite(node: &str, command: &str) -> String {
-    format!("distex run --node {} -- {}", sh_quote(node), sh_quote(command))
 }
 
 /// "heavy_computation: matched `cargo build`. Heavy compilation detected, ..."
@@ -217,6 +247,7 @@ mod tests {
             warnings: vec![],
             sync: true,
             returns: vec![],
+            rewrite: None,
         }
     }
 
@@ -309,7 +340,7 @@ mod tests {
             "a\nb\ttab *glob* ~user {1,2} !hist #comment",
         ];
         for line in lines {
-            let rewritten = rewrite("builder", line);
+            let rewritten = distex_run("builder", line);
             let commands = simple_commands(&rewritten).unwrap_or_else(|e| panic!("{rewritten}: {e:?}"));
             assert_eq!(commands.len(), 1, "{rewritten}");
             assert_eq!(commands[0], vec!["distex", "run", "--node", "builder", "--", line], "{rewritten}");

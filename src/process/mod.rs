@@ -38,7 +38,7 @@ pub(crate) fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -55,78 +55,40 @@ pub(crate) use report::{Accounting, ProcessReport, RegionReport};
 /// The demo dataset embedded in the binary (`--demo`).
 pub(crate) const DEMO_CSV: &str = include_str!("demo.csv");
 
-/// Runs a whole `distex process`.
+/// Runs a whole `distex process`: plan the inputs and where workers run,
+/// choose the split, run that path (the region path also when the byte
+/// path falls back), and finish the report.
 pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn Reporter) -> Result<ProcessReport> {
     check_options(options).map_err(Error::Usage)?;
     options.limits.check_hard_limits().map_err(Error::Usage)?;
+    let passed = options::passed_env(options).map_err(Error::Usage)?;
+    if let Some((name, _)) = passed.iter().find(|(_, v)| v.contains('\n'))
+        && !options.nodes.is_empty()
+    {
+        return Err(Error::Usage(format!(
+            "--pass-env {name}: its value holds a newline, which cannot be passed to --nodes workers"
+        )));
+    }
     let (sources, key) = plan_inputs(options)?;
     let (targets, target_warning) = targets(options, config)?;
-    // Byte ranges are scans of files on this machine: with nodes to place
-    // work on, the work is split by region.
-    let remote_split;
-    let options = if targets.iter().any(|t| t.node.is_some()) {
-        if options.split == Split::Bytes {
-            return Err(Error::Usage(
-                "--split bytes scans the input files on this machine and cannot use --nodes: \
-                 drop --nodes, or use --split regions"
-                    .into(),
-            ));
-        }
-        remote_split = ProcessOptions { split: Split::Regions, ..options.clone() };
-        &remote_split
-    } else {
-        options
-    };
-    if options.aggregate.is_some() && options.processor.is_none() {
-        return Err(Error::Usage("--aggregate needs --processor: the built-in summary aggregates itself".into()));
-    }
-    // A fresh private (0700) directory under the system's temp dir, removed
-    // when the run ends however it ends, unless asked to keep it.
-    let guard = tempfile::Builder::new()
-        .prefix("distex-process-")
-        .disable_cleanup(options.keep_workdirs)
-        .tempdir()
-        .map_err(|e| Error::io("creating the run directory", e))?;
-    let run_dir = guard.path().to_path_buf();
-    if options.sandbox {
-        sandbox::check(&run_dir).map_err(Error::Usage)?;
-    }
+    let guard = run_dir(options)?;
+    let run_dir = guard.path();
     let started = Instant::now();
-    // Stdin and compressed files can then be split into byte ranges too.
-    let sources = if bytes::may_split_bytes(options, &key) {
-        copy::plain_copies(sources, options.format, &run_dir)?
-    } else {
-        sources
+    let on_nodes = targets.iter().any(|t| t.node.is_some());
+    let pool = pool::Pool { options, run_dir, started, targets: &targets };
+    let by_regions =
+        |sources: Vec<Source>, reporter: &mut dyn Reporter| regions_path(&pool, &sources, key.clone(), reporter);
+    // Clear what an earlier run in this process left, so the report
+    // counts this run's collections only (on both paths).
+    workers::local::take_collections();
+    let (mut report, fallback) = match choose_split(SplitInputs { options, sources, key: &key, on_nodes, run_dir })? {
+        Chosen::Regions(sources) => (by_regions(sources, reporter)?, None),
+        Chosen::Bytes { planned, sources } => match bytes::run(options, &planned, run_dir, started, reporter)? {
+            bytes::Bytes::Done(report) => (report, None),
+            bytes::Bytes::Fallback(warning) => (by_regions(sources, reporter)?, Some(warning)),
+        },
     };
-    let mut fallback = None;
-    if let Chosen::Bytes(planned) = choose_split(options, &sources, &key)? {
-        match bytes::run(options, &planned, &run_dir, started, reporter)? {
-            bytes::Bytes::Fallback(warning) => fallback = Some(warning),
-            bytes::Bytes::Done(mut report) => {
-                if options.keep_workdirs {
-                    report.workdir = Some(run_dir.display().to_string());
-                }
-                drop(guard);
-                return Ok(report);
-            }
-        }
-    }
-    let part = partition::partition(
-        &sources,
-        &partition::Options {
-            key,
-            format: options.format,
-            schema: &options.schema,
-            max_rejects: options.max_rejects,
-            max_record: options.max_record_size,
-            dir: &run_dir,
-        },
-        &mut |records| {
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms });
-        },
-    )?;
-    let mut report = regions::coordinate(options, &part, &run_dir, started, reporter, &targets);
+    count_collected(&mut report);
     report.warnings.extend(fallback);
     report.warnings.extend(target_warning);
     if options.keep_workdirs {
@@ -136,49 +98,132 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
     Ok(report)
 }
 
+/// A fresh private (0700) directory under the system's temp dir, removed
+/// when the run ends however it ends, unless asked to keep it; checked
+/// for `--sandbox`.
+fn run_dir(options: &ProcessOptions) -> Result<tempfile::TempDir> {
+    let guard = tempfile::Builder::new()
+        .prefix("distex-process-")
+        .disable_cleanup(options.keep_workdirs)
+        .tempdir()
+        .map_err(|e| Error::io("creating the run directory", e))?;
+    if options.sandbox {
+        sandbox::check(guard.path()).map_err(Error::Usage)?;
+    }
+    Ok(guard)
+}
+
+/// The region path: partition the input into one spool per region, then
+/// run a worker per region and the aggregation.
+fn regions_path(
+    pool: &pool::Pool<'_>,
+    sources: &[Source],
+    key: KeySpec,
+    reporter: &mut dyn Reporter,
+) -> Result<ProcessReport> {
+    let options = pool.options;
+    let partition_options = partition::Options {
+        key,
+        format: options.format,
+        schema: &options.schema,
+        max_rejects: options.max_rejects,
+        max_record: options.max_record_size,
+        dir: pool.run_dir,
+    };
+    let part = partition::partition(sources, &partition_options, &mut |records| {
+        reporter.report(&Event::Progress { done: 0, total: None, records: Some(records), elapsed_ms: pool.ms() });
+    })?;
+    Ok(regions::coordinate(pool, &part, reporter))
+}
+
+/// Puts what the workers' reapers collected into the report: the total,
+/// and one warning per attempt that left processes behind.
+fn count_collected(report: &mut ProcessReport) {
+    for (worker, count) in workers::local::take_collections() {
+        if count == 0 {
+            continue;
+        }
+        report.collected_processes += count;
+        report.warnings.push(format!(
+            "{worker}: {count} process(es) left the worker's process group (setsid/setpgrp) and outlived it; \
+             they were killed when the attempt ended"
+        ));
+    }
+}
+
 /// Files smaller than this in total use the region path under `--split
 /// auto`, unless their first rows hold [`AUTO_MIN_REGIONS`] regions.
 const AUTO_MIN_BYTES: u64 = 64 << 20;
 const AUTO_MIN_REGIONS: usize = 64;
 
-/// The path a run takes.
-enum Chosen {
-    /// One worker per region ([`regions`]).
-    Regions,
-    /// Byte ranges ([`bytes`]), planned.
-    Bytes(bytes::Planned),
+/// Everything the choice of split depends on.
+struct SplitInputs<'a> {
+    /// `--split`, `--processor`, and what planning byte ranges reads
+    /// (`--format`, `--schema`, `--jobs`, `--part-size`).
+    options: &'a ProcessOptions,
+    /// The inputs as given (stdin and gzip files not yet copied).
+    sources: Vec<Source>,
+    /// A `--by` column, or one file per region (`--regions`).
+    key: &'a KeySpec,
+    /// Whether any worker runs on a node (`--nodes`).
+    on_nodes: bool,
+    /// Where stdin and gzip input are copied for the byte path.
+    run_dir: &'a Path,
 }
 
-/// The one place that decides how the work is split (after `--nodes` has
-/// made `auto` mean `regions`): the byte path for the built-in summary of
-/// a `--by` column over plain CSV/TSV files, when asked (`--split bytes`,
-/// which refuses what it cannot read) or, under `auto`, when the input is
-/// large or holds many regions; the region path otherwise.
-fn choose_split(options: &ProcessOptions, sources: &[Source], key: &KeySpec) -> Result<Chosen> {
+/// The path a run takes, with the sources it reads.
+enum Chosen {
+    /// One worker per region ([`regions`]).
+    Regions(Vec<Source>),
+    /// Byte ranges ([`bytes`]), planned; `sources` for the region path if
+    /// the byte path falls back.
+    Bytes { planned: bytes::Planned, sources: Vec<Source> },
+}
+
+/// The one place that decides how the work is split. The region path
+/// when asked (`--split regions`), with `--nodes` (byte ranges are scans of
+/// files on this machine; `--split bytes --nodes` is refused), with
+/// `--processor`, or with `--regions`. Otherwise stdin and gzip input are
+/// copied plain so byte ranges can read them, and the byte path is taken
+/// if it can read the input and it is worth it: always under `--split
+/// bytes` (which refuses what it cannot read), under `auto` when the input
+/// is large or holds many regions.
+fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
+    let SplitInputs { options, sources, key, on_nodes, run_dir } = inputs;
     let forced = options.split == Split::Bytes;
-    let refuse = |why: &str| -> Result<Chosen> {
-        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Chosen::Regions) }
+    if forced && on_nodes {
+        return Err(Error::Usage(
+            "--split bytes scans the input files on this machine and cannot use --nodes: \
+             drop --nodes, or use --split regions"
+                .into(),
+        ));
+    }
+    // The byte path cannot take the input: an error if it was asked for.
+    let refuse = |why: &str, sources: Vec<Source>| -> Result<Chosen> {
+        if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Chosen::Regions(sources)) }
     };
-    if options.split == Split::Regions {
-        return Ok(Chosen::Regions);
+    if options.split == Split::Regions || on_nodes {
+        return Ok(Chosen::Regions(sources));
     }
     if options.processor.is_some() {
-        return refuse("works with the built-in summary only (not with --processor)");
+        return refuse("works with the built-in summary only (not with --processor)", sources);
     }
-    let KeySpec::Column(key) = key else {
-        return refuse("needs INPUT files and --by (not --regions)");
+    let KeySpec::Column(column) = key else {
+        return refuse("needs INPUT files and --by (not --regions)", sources);
     };
-    let planned = match bytes::plan(options, sources, key)? {
+    // Stdin and compressed files can then be split into byte ranges too.
+    let sources = copy::plain_copies(sources, options.format, run_dir)?;
+    let planned = match bytes::plan(options, &sources, column)? {
         Ok(planned) => planned,
-        Err(why) => return refuse(why),
+        Err(why) => return refuse(why, sources),
     };
     // Small inputs of a few regions read well as one task per region (the
     // seed's display); from dozens of regions a worker per region costs
     // more than the data.
     if !forced && planned.total < AUTO_MIN_BYTES && planned.plan.sampled_regions < AUTO_MIN_REGIONS {
-        return Ok(Chosen::Regions);
+        return Ok(Chosen::Regions(sources));
     }
-    Ok(Chosen::Bytes(planned))
+    Ok(Chosen::Bytes { planned, sources })
 }
 
 /// Where region workers run: this machine (`--jobs` at once) and every
@@ -187,11 +232,6 @@ fn targets(options: &ProcessOptions, config: &Config) -> Result<(Vec<pool::Targe
     let local = pool::Target { node: None, slots: options.jobs.unwrap_or_else(|| jobs(options)) };
     if options.nodes.is_empty() {
         return Ok((vec![local], None));
-    }
-    if options.sandbox {
-        return Err(Error::Usage(
-            "--sandbox cannot be enforced on remote nodes: drop --nodes, or drop --sandbox to accept weaker isolation there".into(),
-        ));
     }
     // `--jobs 0` with `--nodes`: every region goes to the nodes.
     let mut targets = if local.slots == 0 { vec![] } else { vec![local] };
@@ -243,7 +283,9 @@ fn skip_known_down(targets: &mut Vec<pool::Target>, config: &Config) -> Option<S
     })
 }
 
-/// Turns the options into sources to read and how to key them.
+/// Turns the options into sources to read and how to key them: the demo
+/// dataset, one file per region (`--regions`), or INPUT files keyed by
+/// `--by`.
 fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
     let modes = [options.demo, !options.inputs.is_empty(), !options.regions.is_empty()];
     match modes.iter().filter(|m| **m).count() {
@@ -265,34 +307,45 @@ fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
         if options.by.is_some() {
             return Err(Error::Usage("--regions takes one file per region; --by does not apply".into()));
         }
-        let mut files = Vec::new();
-        for path in &options.regions {
-            if path.is_dir() {
-                let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                    .map_err(|e| Error::Input(format!("cannot read directory {}: {e}", path.display())))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-                    .collect();
-                entries.sort();
-                if entries.is_empty() {
-                    return Err(Error::Input(format!("{}: no files in this directory", path.display())));
-                }
-                files.extend(entries.into_iter().map(Source::File));
-            } else if path.is_file() {
-                files.push(Source::File(path.clone()));
-            } else {
-                return Err(Error::Input(format!("{}: no such file or directory", path.display())));
-            }
-        }
-        return Ok((files, KeySpec::FileStem));
+        return Ok((region_files(&options.regions)?, KeySpec::FileStem));
     }
     let Some(by) = options.by.clone() else {
         return Err(Error::Usage("--by FIELD is required with INPUT files: which column names the region?".into()));
     };
+    Ok((input_sources(&options.inputs)?, KeySpec::Column(by)))
+}
+
+/// `--regions`: the files named, and those in each directory named (in
+/// name order, hidden ones left out).
+fn region_files(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::Input(format!("cannot read directory {}: {e}", path.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                return Err(Error::Input(format!("{}: no files in this directory", path.display())));
+            }
+            files.extend(entries.into_iter().map(Source::File));
+        } else if path.is_file() {
+            files.push(Source::File(path.clone()));
+        } else {
+            return Err(Error::Input(format!("{}: no such file or directory", path.display())));
+        }
+    }
+    Ok(files)
+}
+
+/// INPUT...: files, pipes (`<(zcat a.gz)`, read like stdin) and `-` for
+/// stdin (once); directories are not input.
+fn input_sources(inputs: &[PathBuf]) -> Result<Vec<Source>> {
     let mut sources = Vec::new();
-    for path in &options.inputs {
+    for path in inputs {
         let source = Source::from_arg(path);
-        // Pipes (`<(zcat a.gz)`) are read like stdin; directories are not input.
         if let Source::File(p) = &source {
             match std::fs::metadata(p) {
                 Err(e) => return Err(Error::Input(format!("cannot read {}: {e}", p.display()))),
@@ -310,5 +363,5 @@ fn plan_inputs(options: &ProcessOptions) -> Result<(Vec<Source>, KeySpec)> {
     if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
         return Err(Error::Usage("stdin (`-`) can be read only once".into()));
     }
-    Ok((sources, KeySpec::Column(by)))
+    Ok(sources)
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::input::Format;
 use super::input::schema::ColumnType;
 use super::workers::local::Limits;
+use super::workers::relay::Endpoint;
 
 /// Everything `distex process` (and `{"op":"process"}`) accepts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -41,8 +42,12 @@ pub(crate) struct ProcessOptions {
     /// in memory (default 16 MiB).
     pub(crate) max_record_size: u64,
     pub(crate) limits: Limits,
-    /// Landlock and a private network namespace for every worker (Linux).
+    /// Every worker in a bubblewrap container (Linux; see `workers::sandbox`).
     pub(crate) sandbox: bool,
+    /// Variables of distex's environment passed to every worker, by name.
+    pub(crate) pass_env: Vec<String>,
+    /// TCP endpoints (`HOST:PORT`) a sandboxed worker may connect to.
+    pub(crate) allow_connect: Vec<String>,
     /// Keep the run directory (spools and work directories) for inspection.
     pub(crate) keep_workdirs: bool,
     /// Cluster nodes to place region workers on as well as this machine.
@@ -86,6 +91,8 @@ impl Default for ProcessOptions {
             max_record_size: super::input::DEFAULT_MAX_RECORD,
             limits: Limits::default(),
             sandbox: false,
+            pass_env: Vec::new(),
+            allow_connect: Vec::new(),
             keep_workdirs: false,
             nodes: Vec::new(),
             split: Split::Auto,
@@ -117,7 +124,54 @@ pub(crate) fn check_options(options: &ProcessOptions) -> std::result::Result<(),
     if options.processor.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err("--processor is empty".into());
     }
+    if options.aggregate.is_some() && options.processor.is_none() {
+        return Err("--aggregate needs --processor: the built-in summary aggregates itself".into());
+    }
+    if !options.allow_connect.is_empty() && !options.sandbox {
+        return Err(
+            "--allow-connect only means something with --sandbox (without it, workers share this machine's network)"
+                .into(),
+        );
+    }
+    for endpoint in &options.allow_connect {
+        Endpoint::parse(endpoint)?;
+    }
+    for name in &options.pass_env {
+        check_env_name(name)?;
+    }
     Ok(())
+}
+
+/// A `--pass-env` name must be a plain variable name.
+fn check_env_name(name: &str) -> std::result::Result<(), String> {
+    if !crate::config::is_variable_name(name) {
+        return Err(format!(
+            "--pass-env {name:?} is not a variable name (letters, digits and _, not starting with a digit)"
+        ));
+    }
+    Ok(())
+}
+
+/// The `--pass-env` variables with their values in this process's
+/// environment; a name that is not set is an error (a processor that
+/// needs a key should not start without it).
+pub(crate) fn passed_env(options: &ProcessOptions) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut passed: Vec<(String, String)> = Vec::new();
+    for name in &options.pass_env {
+        if passed.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        match std::env::var(name) {
+            Ok(value) => passed.push((name.clone(), value)),
+            Err(std::env::VarError::NotPresent) => {
+                return Err(format!("--pass-env {name}: {name} is not set in distex's environment"));
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("--pass-env {name}: the value of {name} is not UTF-8 text"));
+            }
+        }
+    }
+    Ok(passed)
 }
 
 /// Workers at once on this machine.

@@ -75,7 +75,7 @@ pub(crate) enum Request {
     Nodes(NodesRequest),
     Parallel(ParallelRequest),
     Plan(PlanRequest),
-    // Boxed: the process options are several times the size of the others.
+    // Boxed: the options are much larger than any other request.
     Process(Box<ProcessRequest>),
 }
 

@@ -6,13 +6,20 @@ use crate::config::Config;
 use crate::route::Decision;
 use crate::state::NodesReport;
 
-/// One line saying where the command goes and why.
+/// One line saying where the command goes and why, and, when only some
+/// parts of the line move, a second line with what runs instead.
 pub(crate) fn decision(d: &Decision, line: &str) -> String {
-    super::escape(&decision_text(d, line)).into_owned()
+    let head = super::escape(&decision_head(d, line)).into_owned();
+    match d.rewrite.as_deref() {
+        Some(plan) if d.distribute && plan.placement == crate::route::Placement::Parts => {
+            format!("{head}\n  runs as: {}", super::escape(&plan.command))
+        }
+        _ => head,
+    }
 }
 
-/// [`decision`] before escaping.
-fn decision_text(d: &Decision, line: &str) -> String {
+/// [`decision`]'s first line, before escaping.
+fn decision_head(d: &Decision, line: &str) -> String {
     let why = match (&d.rule, &d.matched) {
         (Some(rule), Some(m)) => format!("rule {rule}, matched {m:?}"),
         _ if d.reason == "overloaded" => "this machine is overloaded".to_string(),
@@ -26,6 +33,10 @@ fn decision_text(d: &Decision, line: &str) -> String {
         }
         _ => format!("local <- {line} ({why})"),
     }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() { "none of the rules' programs".to_string() } else { items.join(", ") }
 }
 
 /// A table of nodes.
@@ -59,6 +70,14 @@ pub(crate) fn nodes(report: &NodesReport) -> String {
         );
         if let Some(e) = &n.error {
             let _ = writeln!(out, "{:<16} last error: {}", "", super::escape(e));
+        }
+        if let Some(p) = &n.platform {
+            let system = format!("system: {} {}; has: {}", p.os, p.arch, list_or_none(&p.programs));
+            let _ = writeln!(out, "{:<16} {}", "", super::escape(&system));
+            if !p.missing.is_empty() {
+                let lacks = p.missing.join(", ");
+                let _ = writeln!(out, "{:<16} lacks: {} (routing skips it for these)", "", super::escape(&lacks));
+            }
         }
     }
     out
@@ -104,6 +123,17 @@ pub(crate) fn config(c: &Config) -> String {
             n.caps.features.join(", "),
             n.host_key_checking
         );
+        if let Some(s) = &n.slurm {
+            let _ = writeln!(
+                out,
+                "  slurm: partition={} account={} qos={} time_limit={} sbatch_args=[{}]",
+                s.partition,
+                s.account.as_deref().unwrap_or("-"),
+                s.qos.as_deref().unwrap_or("-"),
+                s.time_limit.as_deref().unwrap_or("-"),
+                s.sbatch_args.join(" ")
+            );
+        }
     }
     for r in &c.rules {
         let _ = writeln!(
@@ -133,7 +163,7 @@ pub(crate) fn config(c: &Config) -> String {
 }
 
 /// `distex clean`: one line per kind of thing removed, one per node.
-pub(crate) fn clean(report: &crate::commands::clean::CleanReport) -> String {
+pub(crate) fn clean(report: &crate::exec::clean::CleanReport) -> String {
     let mut out = String::new();
     let count = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
     let _ = writeln!(out, "stopped {}", count(report.masters.len(), "SSH master"));

@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use super::escape as label;
+use crate::process::report::Totals;
 use crate::process::stats::ColumnMap;
 use crate::process::{ProcessReport, RegionReport};
 use crate::tasks::{Event, Reporter, TaskStatus};
@@ -111,13 +112,10 @@ pub(crate) fn results(report: &ProcessReport) -> String {
     runs.iter().for_each(|run| out.push_str(run));
     let _ = writeln!(out);
     match &report.totals {
-        Some(totals) if totals.get("stats").is_some() => {
-            let records = totals.get("records").and_then(|v| v.as_u64()).unwrap_or(0);
-            let regions = totals.get("regions").and_then(|v| v.as_u64()).unwrap_or(0);
-            let stats: ColumnMap = serde_json::from_value(totals["stats"].clone()).unwrap_or_default();
-            let _ = writeln!(out, "Total: {records} records in {regions} regions{}", stats_text(&stats));
+        Some(Totals::Summary { records, regions, stats }) => {
+            let _ = writeln!(out, "Total: {records} records in {regions} regions{}", stats_text(stats));
         }
-        Some(totals) => {
+        Some(Totals::Result(totals)) => {
             let _ = writeln!(out, "Total: {}", short_json(totals));
         }
         None => {
@@ -350,6 +348,7 @@ mod tests {
             rejects: vec![],
             complete: false,
             warnings: vec![],
+            collected_processes: 0,
             workdir: None,
             elapsed_ms: 0,
         };

@@ -35,7 +35,18 @@ fn pieces(report: &ProcessReport) -> serde_json::Result<Vec<Vec<u8>>> {
         return Ok(vec![serde_json::to_vec(report)?]);
     }
     // Every field, in declaration order (a new field fails to compile here).
-    let ProcessReport { tasks, regions, totals, accounting, rejects, complete, warnings, workdir, elapsed_ms } = report;
+    let ProcessReport {
+        tasks,
+        regions,
+        totals,
+        accounting,
+        rejects,
+        complete,
+        warnings,
+        collected_processes,
+        workdir,
+        elapsed_ms,
+    } = report;
     let mut head = b"{".to_vec();
     field(&mut head, "tasks", tasks)?;
     head.extend_from_slice(b",\"regions\":{");
@@ -52,6 +63,10 @@ fn pieces(report: &ProcessReport) -> serde_json::Result<Vec<Vec<u8>>> {
     field(&mut rest, "rejects", rejects)?;
     field(&mut rest, "complete", complete)?;
     field(&mut rest, "warnings", warnings)?;
+    // Serde skips it when it is 0.
+    if *collected_processes > 0 {
+        field(&mut rest, "collected_processes", collected_processes)?;
+    }
     // Serde skips it when it is `None`.
     if let Some(workdir) = workdir {
         field(&mut rest, "workdir", workdir)?;
@@ -145,7 +160,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::process::report::Reject;
+    use crate::process::report::{Reject, Totals};
     use crate::process::{Accounting, RegionReport};
     use crate::report::PARALLEL_FROM;
     use crate::tasks::{TaskList, TaskStatus};
@@ -195,11 +210,16 @@ mod tests {
         ProcessReport {
             tasks: tasks.into_vec(),
             regions: (0..regions).map(region).collect(),
-            totals: Some(serde_json::json!({"records": 12, "regions": regions})),
+            // Both kinds of totals: the built-in summary's and a processor's.
+            totals: Some(match regions % 2 {
+                0 => Totals::Summary { records: 12, regions: regions as u64, stats: region(1).1.stats.unwrap() },
+                _ => Totals::Result(serde_json::json!({"records": 12, "regions": regions})),
+            }),
             accounting: Accounting { input_records: 12, processed: 10, rejected: 1, in_failed_regions: 1 },
             rejects: vec![Reject { file: "a \"b\".csv".into(), line: 3, reason: "wrong field count".into() }],
             complete: false,
             warnings: vec!["a warning".into()],
+            collected_processes: 0,
             workdir: workdir.map(String::from),
             elapsed_ms: 42,
         }

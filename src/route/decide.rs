@@ -15,7 +15,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::rewrite::Rewrite;
 use super::rules::{RuleMatch, match_rules};
+use super::shell::simple_commands;
+use super::wrappers::looked_up_program;
 use crate::config::{Config, Node, Requirement};
 use crate::state::LoadFacts;
 
@@ -61,12 +64,16 @@ pub(crate) struct Decision {
     /// Paths to bring back after the command (from the rule).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) returns: Vec<String>,
+    /// Which parts of the line run where, and the line to run instead
+    /// (set when a rule sends at least one part away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rewrite: Option<Box<Rewrite>>,
 }
 
 /// Decides where `commands` (the analyzed command line) should run.
 pub(crate) fn decide(config: &Config, line: &str, commands: &[Vec<String>], facts: &LoadFacts) -> Decision {
     let matches = match_rules(&config.rules, commands);
-    let local_per_core = local_load(facts).map(|l| l / f64::from(config.local.slots.max(1)));
+    let local_per_core = local_load(config, facts).map(|l| l / f64::from(config.local.slots.max(1)));
     let overloaded = local_per_core.is_some_and(|l| l > config.routing.overload_threshold);
     let mut warnings = Vec::new();
     if overloaded {
@@ -79,7 +86,7 @@ pub(crate) fn decide(config: &Config, line: &str, commands: &[Vec<String>], fact
     match matches.first() {
         Some(primary) => by_rule(config, line, primary, &matches[1..], facts, overloaded, warnings),
         None if overloaded => by_load(config, line, facts, local_per_core.unwrap_or_default(), warnings),
-        None => Decision { candidates: candidates(config, facts, None), ..local("local", warnings) },
+        None => Decision { candidates: candidates(config, facts, None, None), ..local("local", warnings) },
     }
 }
 
@@ -94,15 +101,20 @@ fn by_rule(
 ) -> Decision {
     let rule = primary.rule;
     let local_ok = config.local.caps.satisfies(&rule.requires);
-    let candidates = candidates(config, facts, Some(&rule.requires));
+    let program = needed_program(line, primary);
+    let candidates = candidates(config, facts, Some(&rule.requires), program.as_deref());
     let also = |node: &Node| others.iter().all(|m| node.caps.satisfies(&m.rule.requires));
     let target = best(config, &candidates, also).filter(|_| !local_ok || overloaded);
     if !local_ok && target.is_none() {
-        warnings.push(format!(
-            "no node satisfies rule {} ({}); running on this machine",
-            rule.name,
-            describe(&rule.requires)
-        ));
+        let lacking = candidates.iter().any(|c| c.why_not.as_deref().is_some_and(|w| w.starts_with("lacks ")));
+        warnings.push(match &program {
+            Some(program) if lacking => format!(
+                "no node that satisfies rule {} ({}) has {program} on its PATH (per `distex nodes --probe`); running on this machine",
+                rule.name,
+                describe(&rule.requires)
+            ),
+            _ => format!("no node satisfies rule {} ({}); running on this machine", rule.name, describe(&rule.requires)),
+        });
     }
     let mut decision = match target {
         Some(node) => Decision {
@@ -118,11 +130,20 @@ fn by_rule(
     decision
 }
 
+/// The program the matched command needs on the node's PATH: the program
+/// the rule matched, when the line looks it up on PATH itself (not through
+/// a runner such as `uv run` or `npx`, which finds it elsewhere).
+fn needed_program(line: &str, matched: &RuleMatch) -> Option<String> {
+    let program = matched.command.first()?;
+    let looked_up = simple_commands(line).ok()?;
+    looked_up.iter().filter_map(|words| looked_up_program(words)).any(|p| &p == program).then(|| program.clone())
+}
+
 /// The announcement when work moves only because this machine is busy.
 const OVERLOADED_ANNOUNCEMENT: &str = "This machine is overloaded; running on {node}.";
 
 fn by_load(config: &Config, line: &str, facts: &LoadFacts, local_per_core: f64, mut warnings: Vec<String>) -> Decision {
-    let candidates = candidates(config, facts, None);
+    let candidates = candidates(config, facts, None, None);
     let lighter = best(config, &candidates, |_| true)
         .filter(|n| candidates.iter().any(|c| c.node == n.name && c.score < local_per_core));
     match lighter {
@@ -162,16 +183,19 @@ fn local(reason: &str, warnings: Vec<String>) -> Decision {
         warnings,
         sync: false,
         returns: vec![],
+        rewrite: None,
     }
 }
 
-fn local_load(facts: &LoadFacts) -> Option<f64> {
-    facts.assumed.get("local").copied().or(facts.local_load)
+/// This machine's load: an `--assume-load` for `local` or for its configured name, else the measured one.
+fn local_load(config: &Config, facts: &LoadFacts) -> Option<f64> {
+    facts.assumed.get("local").or_else(|| facts.assumed.get(&config.local.name)).copied().or(facts.local_load)
 }
 
 /// Every configured node with its score and, when it cannot take the
-/// command, the reason.
-fn candidates(config: &Config, facts: &LoadFacts, req: Option<&Requirement>) -> Vec<Candidate> {
+/// command, the reason: it does not meet the rule's requirements, it did
+/// not answer lately, or its last probe found no `program` on its PATH.
+fn candidates(config: &Config, facts: &LoadFacts, req: Option<&Requirement>, program: Option<&str>) -> Vec<Candidate> {
     config
         .nodes
         .iter()
@@ -181,7 +205,7 @@ fn candidates(config: &Config, facts: &LoadFacts, req: Option<&Requirement>) -> 
             let why_not = if req.is_some_and(|r| !node.caps.satisfies(r)) {
                 Some(format!("does not satisfy {}", describe(req.unwrap_or(&Requirement::default()))))
             } else {
-                unhealthy(config, facts, &node.name)
+                unhealthy(config, facts, &node.name).or_else(|| lacks(facts, &node.name, program?))
             };
             Candidate {
                 node: node.name.clone(),
@@ -213,6 +237,15 @@ fn unhealthy(config: &Config, facts: &LoadFacts, node: &str) -> Option<String> {
     let age = facts.now.saturating_sub(health.checked_at);
     (!health.answered && age < config.routing.unhealthy_for)
         .then(|| format!("did not answer {age}s ago ({})", health.error.as_deref().unwrap_or("unknown error")))
+}
+
+/// Why a node cannot run `program`: its last probe did not find it.
+fn lacks(facts: &LoadFacts, node: &str, program: &str) -> Option<String> {
+    let platform = facts.states.get(node)?.platform.as_ref()?;
+    platform.missing.iter().any(|m| m == program).then(|| {
+        let age = facts.now.saturating_sub(platform.checked_at);
+        format!("lacks {program} on its PATH (probed {age}s ago)")
+    })
 }
 
 /// The eligible node with the lowest score; nodes for which `prefer` holds

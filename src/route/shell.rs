@@ -6,7 +6,14 @@
 //! removed. Command substitutions (`$(...)`, backticks) and process
 //! substitutions found anywhere, in arguments, assignments, redirections or
 //! inside double quotes, are parsed in turn, because they run too.
-//! Comments never reach us: the parser drops them.
+//! Comments never reach us: the parser drops them. A shell fed a script on
+//! stdin (`bash <<'EOF' ... EOF`, `bash -s <<< 'make'`) runs that script, so
+//! its text is parsed as commands too.
+//!
+//! The parser is recursive, so a line nested thousands of levels deep
+//! (`{ { { ...`, `$($($(...`, `${a:-${a:-...`) would overflow the stack.
+//! [`nesting_depth`] measures the nesting with a cheap scan first and such a
+//! line is refused as "too deeply nested" before it reaches the parser.
 
 use brush_parser::ast::{self, Command, CommandPrefixOrSuffixItem, CompoundCommand, IoFileRedirectTarget, IoRedirect};
 use brush_parser::word::{self, WordPiece, WordPieceWithSource};
@@ -14,6 +21,14 @@ use brush_parser::{Parser, ParserOptions};
 
 /// How deep nested `$(...)`/`bash -c` parsing may go before giving up.
 pub(crate) const MAX_DEPTH: usize = 16;
+
+/// The deepest bracket/keyword nesting a line may have to be parsed at all.
+/// Real command lines stay far below; the parser needs well under 2 MiB of
+/// stack (a test thread's) at this depth.
+pub(crate) const MAX_NESTING: usize = 100;
+
+/// The shells whose script may come from a `-c` word or from stdin.
+pub(crate) const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"];
 
 /// The line is not valid shell (an unclosed quote, a stray `)`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,16 +50,74 @@ pub(crate) fn simple_commands(line: &str) -> Result<Vec<Vec<String>>, ParseFailu
 
 pub(crate) fn collect_line(line: &str, depth: usize, out: &mut Vec<Vec<String>>) -> Result<(), ParseFailure> {
     if depth > MAX_DEPTH {
-        return Err(ParseFailure("command nests too deeply".into()));
+        return Err(ParseFailure("command is too deeply nested".into()));
     }
-    let options = ParserOptions::default();
-    let mut parser = Parser::new(std::io::Cursor::new(line), &options);
-    let program = parser.parse_program().map_err(|e| ParseFailure(e.to_string()))?;
-    let mut walker = Walker { depth, out, options };
+    let program = parse_program(line)?;
+    let mut walker = Walker { depth, out, options: ParserOptions::default() };
     for list in &program.complete_commands {
         walker.list(list)?;
     }
     Ok(())
+}
+
+/// The parsed line, once it is known to be shallow enough to parse safely.
+pub(crate) fn parse_program(line: &str) -> Result<ast::Program, ParseFailure> {
+    let depth = nesting_depth(line);
+    if depth > MAX_NESTING {
+        return Err(ParseFailure(format!(
+            "command is too deeply nested ({depth} levels, at most {MAX_NESTING} are analyzed)"
+        )));
+    }
+    let options = ParserOptions::default();
+    let mut parser = Parser::new(std::io::Cursor::new(line), &options);
+    parser.parse_program().map_err(|e| ParseFailure(e.to_string()))
+}
+
+/// The simple commands one parsed command runs (substitutions first), unwrapped.
+pub(crate) fn command_words(command: &Command) -> Result<Vec<Vec<String>>, ParseFailure> {
+    let mut out = Vec::new();
+    Walker { depth: 0, out: &mut out, options: ParserOptions::default() }.command(command)?;
+    Ok(out)
+}
+
+/// An upper bound on how deeply `line` nests: brackets and braces (which
+/// also open `$(`, `${` and `$((`), and `if`/`case`/loop keywords in
+/// command position. Quotes are not looked at, so a string full of brackets
+/// counts too: such a line is refused, never mis-parsed.
+pub(crate) fn nesting_depth(line: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let bytes = line.as_bytes();
+    // Whether the next word would be a command name (where keywords count).
+    let mut command_position = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'(' | b'{' => depth += 1,
+            b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if matches!(b, b';' | b'&' | b'|' | b'(' | b')' | b'{' | b'}' | b'\n' | b'`') {
+            command_position = true;
+        } else if !b.is_ascii_whitespace() {
+            let len = bytes[i..].iter().position(|c| c.is_ascii_whitespace() || b";&|(){}`".contains(c));
+            let word = &bytes[i..i + len.unwrap_or(bytes.len() - i)];
+            if command_position {
+                match word {
+                    b"if" | b"case" | b"for" | b"while" | b"until" | b"select" => depth += 1,
+                    b"fi" | b"esac" | b"done" => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            command_position = matches!(word, b"then" | b"do" | b"else" | b"elif" | b"if" | b"while" | b"until" | b"!");
+            i += word.len();
+            max = max.max(depth);
+            continue;
+        }
+        max = max.max(depth);
+        i += 1;
+    }
+    max
 }
 
 struct Walker<'a> {
@@ -134,12 +207,44 @@ impl Walker<'_> {
         for item in simple.suffix.iter().flat_map(|s| &s.0) {
             self.item(item, Some(&mut words))?;
         }
+        if let Some(script) = self.stdin_script(simple, &words)? {
+            // `bash <<'EOF' ... EOF`: the shell runs the document's commands.
+            return collect_line(&script, self.depth + 1, self.out);
+        }
         if !words.is_empty() {
             // Substitutions found in the words were pushed first: they run
             // before the command itself, which keeps `out` in execution order.
             self.out.push(words);
         }
         Ok(())
+    }
+
+    /// The script a shell reads from a here-document or here-string, when
+    /// `words` is a shell given no script file and no `-c`.
+    fn stdin_script(&mut self, simple: &ast::SimpleCommand, words: &[String]) -> Result<Option<String>, ParseFailure> {
+        let Some(name) = words.first().map(|w| w.rsplit('/').next().unwrap_or(w)) else {
+            return Ok(None);
+        };
+        let reads_stdin = SHELLS.contains(&name)
+            && words[1..]
+                .iter()
+                .all(|w| w.starts_with(['-', '+']) && !(w.len() > 1 && !w.starts_with("--") && w.contains('c')));
+        if !reads_stdin {
+            return Ok(None);
+        }
+        let items = simple.prefix.iter().flat_map(|p| &p.0).chain(simple.suffix.iter().flat_map(|s| &s.0));
+        for item in items {
+            match item {
+                CommandPrefixOrSuffixItem::IoRedirect(IoRedirect::HereDocument(_, doc)) => {
+                    return Ok(Some(doc.doc.value.clone()));
+                }
+                CommandPrefixOrSuffixItem::IoRedirect(IoRedirect::HereString(_, w)) => {
+                    return self.word_text(&w.value).map(Some);
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
     }
 
     /// A prefix/suffix item: words become arguments (when `words` is given),
@@ -210,9 +315,43 @@ impl Walker<'_> {
     }
 }
 
+/// Quotes `word` for a POSIX shell so that it stays exactly one word with
+/// nothing expanded: wrap it in single quotes (inside which nothing is
+/// special) and write each single quote as `'\''` (close, escaped quote,
+/// reopen). Plain words such as node names are left bare for readability.
+/// This is distex's one shell-quoting function: everything it puts into a
+/// shell command line (the rewritten line's `distex run`, the remote
+/// wrapper, rsync's arguments, remote workers' arguments, probes) goes
+/// through it.
+pub(crate) fn sh_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    if plain {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        for word in ["plain", "two words", "it's", "'", "$HOME `id` \\ \"q\" !x", "", "a\nb"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(word)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {}", sh_quote(word));
+        }
+    }
 
     fn cmds(line: &str) -> Vec<Vec<String>> {
         simple_commands(line).unwrap()
@@ -235,6 +374,41 @@ mod tests {
     #[test]
     fn comments_are_ignored() {
         assert_eq!(cmds("ls # docker ps"), vec![vec!["ls"]]);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_the_parser_sees_it() {
+        let braces = format!("{}true{}", "{ ".repeat(3000), "; }".repeat(3000));
+        let subst = format!("echo {}x{}", "$(".repeat(8000), ")".repeat(8000));
+        let default = format!("echo {}x{}", "${a:-".repeat(8000), "}".repeat(8000));
+        let ifs = format!("{}true{}", "if true; then ".repeat(3000), "; fi".repeat(3000));
+        let prose = format!("cat <<EOF\n{}EOF\nmake", "words for this and if that\n".repeat(500));
+        assert_eq!(cmds(&prose), vec![vec!["cat"], vec!["make"]], "keywords in prose do not nest");
+        for line in [braces, subst, default, ifs] {
+            let err = simple_commands(&line).unwrap_err();
+            assert!(err.0.contains("too deeply nested"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_deepest_accepted_line_parses_on_a_small_stack() {
+        // Test threads have 2 MiB of stack, less than any main thread.
+        let depth = MAX_NESTING - 1;
+        let braces = format!("{}make{}", "{ ".repeat(depth), "; }".repeat(depth));
+        assert_eq!(cmds(&braces), vec![vec!["make"]]);
+        let defaults = format!("echo {}x{}", "${a:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(cmds(&defaults), vec![vec!["echo", "$"]]);
+        let subst = |n: usize| format!("echo {}make{}", "$(".repeat(n), ")".repeat(n));
+        assert_eq!(cmds(&subst(MAX_DEPTH)).len(), MAX_DEPTH + 1);
+        let err = simple_commands(&subst(depth)).unwrap_err();
+        assert!(err.0.contains("too deeply nested"), "{err}");
+    }
+
+    #[test]
+    fn a_script_on_a_shells_stdin_runs() {
+        assert_eq!(cmds("bash <<'EOF'\ncd x\nmake -j8\nEOF"), vec![vec!["cd", "x"], vec!["make", "-j8"]]);
+        assert_eq!(cmds("bash -s <<< 'cargo build'"), vec![vec!["cargo", "build"]]);
+        assert_eq!(cmds("cat <<EOF\nmake\nEOF"), vec![vec!["cat"]]);
     }
 
     #[test]

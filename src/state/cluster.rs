@@ -4,14 +4,15 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::nodes::{NodeHealth, NodeStates, now_secs};
+use super::nodes::{NodeHealth, NodeStates, Platform, now_secs};
 use crate::config::{Config, Os};
 
 /// One machine in `distex nodes` output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct NodeInfo {
     pub(crate) name: String,
-    /// `local` for this machine, else the ssh destination.
+    /// `local` for this machine, `slurm:PARTITION[@LOGIN]` for a Slurm
+    /// node, else the ssh destination.
     pub(crate) host: String,
     pub(crate) os: Os,
     pub(crate) features: Vec<String>,
@@ -27,6 +28,10 @@ pub(crate) struct NodeInfo {
     pub(crate) answered: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// System, CPU architecture and the rules' programs found on the node
+    /// user's PATH, from the last `distex nodes --probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) platform: Option<Platform>,
 }
 
 /// `distex nodes` output: this machine first, then the configured nodes.
@@ -57,12 +62,19 @@ impl NodesReport {
             load_age_secs: local_load.map(|_| 0),
             answered: Some(true),
             error: None,
+            platform: None,
         };
         let remote = config.nodes.iter().map(|n| {
             let h: Option<&NodeHealth> = states.get(&n.name);
             NodeInfo {
                 name: n.name.clone(),
-                host: n.host.clone(),
+                // A Slurm node shows its partition (and login node, if any).
+                host: match &n.slurm {
+                    Some(s) => {
+                        format!("slurm:{}{}", s.partition, n.ssh_host().map_or(String::new(), |h| format!("@{h}")))
+                    }
+                    None => n.host.clone(),
+                },
                 os: n.caps.os,
                 features: n.caps.features.clone(),
                 roles: n.caps.roles.clone(),
@@ -73,6 +85,7 @@ impl NodesReport {
                 load_age_secs: h.and_then(|h| h.load_at).map(|at| now.saturating_sub(at)),
                 answered: h.map(|h| h.answered),
                 error: h.and_then(|h| h.error.clone()),
+                platform: h.and_then(|h| h.platform.clone()),
             }
         });
         NodesReport { nodes: std::iter::once(local).chain(remote).collect() }

@@ -13,7 +13,8 @@ pub(crate) struct LoadFacts {
     pub(crate) local_load: Option<f64>,
     /// Cached node health and loads.
     pub(crate) states: NodeStates,
-    /// `--assume-load NODE=LOAD` overrides (`local` for this machine).
+    /// `--assume-load NODE=LOAD` overrides (`local`, or the configured
+    /// `[local] name`, for this machine).
     pub(crate) assumed: BTreeMap<String, f64>,
     /// Current Unix time, seconds.
     pub(crate) now: u64,

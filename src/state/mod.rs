@@ -18,6 +18,6 @@ mod facts;
 mod nodes;
 
 pub(crate) use cluster::NodesReport;
-pub(crate) use dirs::{runtime_dir, state_dir};
+pub(crate) use dirs::{checked_runtime_dir, checked_state_dir, create_file, runtime_dir, state_dir};
 pub(crate) use facts::LoadFacts;
-pub(crate) use nodes::{NodeStates, now_secs};
+pub(crate) use nodes::{NodeStates, Platform, now_secs};

@@ -10,7 +10,8 @@
 //!   reaping it, waking on its exit ([`ExitWatch`]);
 //! * signal handlers that only set a flag ([`on_interrupt`]) and signal
 //!   names for messages ([`signal_name`]);
-//! * namespaces for the sandbox ([`unshare_user_and_network`]);
+//! * collecting what a worker daemonized: a child subreaper
+//!   ([`become_subreaper`]), its [`children`], [`reap_any`];
 //! * facts about this machine and user: [`load_average`], [`hostname`],
 //!   [`uid`], and whether a process group is alive ([`group_alive`]).
 //!

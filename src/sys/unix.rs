@@ -68,6 +68,16 @@ pub(crate) fn die_with_parent() {
     }
 }
 
+/// Linux: this process gets SIGTERM when its parent dies (so that it can
+/// still clean up: the worker's reaper). Elsewhere nothing.
+pub(crate) fn terminate_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
+}
+
 /// Sends `signal` to every process of group `pgid`; a group already gone
 /// (ESRCH) is no error.
 pub(crate) fn signal_group(pgid: i32, signal: i32) {
@@ -133,20 +143,72 @@ pub(crate) fn on_interrupt(handler: extern "C" fn(i32)) {
     }
 }
 
-/// Linux: moves this process into new user and network namespaces (only a
-/// loopback interface, down). Must be called while single-threaded.
-/// Elsewhere: an error (not supported).
-pub(crate) fn unshare_user_and_network() -> io::Result<()> {
+/// Linux: makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`):
+/// a descendant whose parent exits is re-parented to this process instead
+/// of to init, so a process that daemonized (`setsid`, double fork) can
+/// still be found and killed. Elsewhere: an error (not supported).
+pub(crate) fn become_subreaper() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: unshare(2) with flags only.
-        if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
     }
     #[cfg(not(target_os = "linux"))]
     Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// The live children of this process, each with its process group id, read
+/// from `/proc/*/stat` (Linux; empty elsewhere). Zombies are included (they
+/// still need reaping).
+pub(crate) fn children() -> Vec<(i32, i32)> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and
+            // parentheses, so the fields are counted after its last `)`.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let mut fields = rest.split_whitespace().skip(1);
+            let ppid: i32 = fields.next()?.parse().ok()?;
+            let pgrp: i32 = fields.next()?.parse().ok()?;
+            (ppid == me).then_some((pid, pgrp))
+        })
+        .collect()
+}
+
+/// Sends `signal` to process `pid`; one already gone is no error.
+pub(crate) fn signal_process(pid: i32, signal: i32) {
+    // SAFETY: kill(2) on one pid.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Reaps one exited child, waiting for it when `block`; `None` when there
+/// is none (no children, or none exited yet without `block`).
+pub(crate) fn reap_any(block: bool) -> Option<(i32, i32)> {
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    // SAFETY: waitpid writes the status into our integer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+    (pid > 0).then_some((pid, status))
+}
+
+/// The exit status a shell would report for a raw wait status: the exit
+/// code, or 128 + N for death by signal N.
+pub(crate) fn shell_status(status: i32) -> i32 {
+    if libc::WIFSIGNALED(status) { 128 + libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) }
+}
+
+/// This process's own process group id.
+pub(crate) fn own_group() -> i32 {
+    // SAFETY: getpgrp cannot fail.
+    unsafe { libc::getpgrp() }
 }
 
 /// The name of a signal, for messages (`"signal"` when it is not one distex

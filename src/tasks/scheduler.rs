@@ -25,10 +25,12 @@ use tokio::sync::mpsc;
 
 use super::plan::{Inferred, Plan};
 use super::{Event, Reporter, Stream, Task, TaskList, TaskStatus};
-use crate::config::Config;
+use crate::config::{Config, NodeKind};
+use crate::exec::node;
 use crate::exec::output::{Capture, LineSplitter, OutputSink, Tail};
 use crate::exec::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, SyncedNodes, Timings};
-use crate::exec::ssh::TransportError;
+use crate::exec::ssh::{Fault, TransportError};
+use crate::exec::sync::Project;
 use crate::route::Decision;
 
 /// How to run a plan.
@@ -46,6 +48,8 @@ pub(crate) struct ParallelOptions {
     pub(crate) timeout: Option<Duration>,
     /// Where the commands belong locally.
     pub(crate) cwd: PathBuf,
+    /// The project root to mirror (`--sync-root`).
+    pub(crate) sync_root: Option<PathBuf>,
 }
 
 /// One task in the final report: the shared TaskList shape plus what ran.
@@ -91,11 +95,11 @@ pub(crate) struct ParallelReport {
 }
 
 impl ParallelReport {
-    /// 0 all completed, 130 interrupted, 1 otherwise.
+    /// 0 all completed, 128+N after signal N (130 for Ctrl-C), 1 otherwise.
     pub(crate) fn exit_code(&self) -> u8 {
         use crate::error::exit;
         if self.summary.interrupted {
-            exit::INTERRUPTED
+            crate::exec::signals::exit_code()
         } else if self.summary.failed == 0 {
             exit::OK
         } else {
@@ -105,8 +109,22 @@ impl ParallelReport {
 }
 
 enum Msg {
-    Output { id: String, stream: Stream, line: String },
-    Done { id: String, target: String, result: Result<AttemptResult, TransportError>, output: (Capture, Capture) },
+    Output {
+        id: String,
+        stream: Stream,
+        line: String,
+    },
+    /// A task a node's own scheduler (Slurm) had queued started running.
+    Started {
+        id: String,
+        target: String,
+    },
+    Done {
+        id: String,
+        target: String,
+        result: Box<Result<AttemptResult, TransportError>>,
+        output: (Capture, Capture),
+    },
 }
 
 /// What a task that ran left behind: exit code, timings, (stdout, stderr).
@@ -118,6 +136,7 @@ pub(crate) const TASK_CAPTURE_LIMIT: usize = 16 * 1024;
 /// Sends a task's output, line by line, to the scheduler loop.
 struct LineSink {
     id: String,
+    target: String,
     tx: mpsc::UnboundedSender<Msg>,
     out: LineSplitter,
     err: LineSplitter,
@@ -140,6 +159,10 @@ impl OutputSink for LineSink {
         for line in splitter.feed(bytes) {
             let _ = self.tx.send(Msg::Output { id: self.id.clone(), stream, line });
         }
+    }
+
+    fn started(&mut self) {
+        let _ = self.tx.send(Msg::Started { id: self.id.clone(), target: self.target.clone() });
     }
 
     fn finish(&mut self) {
@@ -181,10 +204,16 @@ fn subject(command: &str) -> String {
 struct Placement {
     /// Targets in order of preference (nodes that go down are skipped later).
     order: Vec<String>,
-    /// Whether to sync the project before running remotely.
-    sync: bool,
+    /// This machine is in `order` only as a fallback: the task's rule
+    /// prefers nodes this machine is not (roles), so it runs here only
+    /// when none of them is left up.
+    here_as_fallback: bool,
+    /// The project to mirror before running remotely, if any.
+    project: Option<Project>,
     /// Paths to bring back afterwards.
     returns: Vec<String>,
+    /// Why the task cannot start at all (it needs a project there is none of).
+    refused: Option<String>,
 }
 
 /// Runs the plan to the end (or until Ctrl-C).
@@ -245,6 +274,9 @@ struct Scheduler<'a> {
     stopper: Stopper,
     /// Tasks running per target.
     busy: HashMap<String, usize>,
+    /// Tasks handed to a node's own scheduler (Slurm) that have not started
+    /// yet: still `pending` in the TaskList, but taken.
+    queued: HashSet<String>,
     /// Targets that failed to connect: skipped for the rest of the run.
     down: HashSet<String>,
     running: usize,
@@ -254,6 +286,8 @@ struct Scheduler<'a> {
     completed_on: BTreeMap<String, usize>,
     /// Per task, why each target it was sent to could not be reached.
     last_errors: HashMap<String, Vec<String>>,
+    /// Tasks already warned that they run here as a fallback.
+    warned_fallback: HashSet<String>,
     set: tokio::task::JoinSet<()>,
 }
 
@@ -272,7 +306,10 @@ impl<'a> Scheduler<'a> {
             list.add(t.id.clone(), subject(&t.command), t.blocked_by());
         }
         reporter.report(&Event::RunStarted { run: run::run_id(), tasks: list.len() });
-        let placements = place(&config, plan, opts);
+        let (placements, warning) = place(&config, plan, opts);
+        if let Some(message) = warning {
+            reporter.report(&Event::Warning { message });
+        }
         Scheduler {
             config,
             plan,
@@ -285,6 +322,7 @@ impl<'a> Scheduler<'a> {
             synced: Default::default(),
             stopper: Stopper::new(None, cancel),
             busy: HashMap::new(),
+            queued: HashSet::new(),
             down: HashSet::new(),
             running: 0,
             stop_starting: false,
@@ -292,6 +330,7 @@ impl<'a> Scheduler<'a> {
             results: HashMap::new(),
             completed_on: BTreeMap::new(),
             last_errors: HashMap::new(),
+            warned_fallback: HashSet::new(),
             set: tokio::task::JoinSet::new(),
         }
     }
@@ -323,14 +362,32 @@ impl<'a> Scheduler<'a> {
 
     /// Starts pending tasks while `--jobs` and the targets' slots allow.
     fn start_ready(&mut self, tx: &mpsc::UnboundedSender<Msg>) {
-        let pending: Vec<String> =
-            self.list.iter().filter(|t| t.status == TaskStatus::Pending).map(|t| t.id.clone()).collect();
+        let pending: Vec<String> = self
+            .list
+            .iter()
+            .filter(|t| t.status == TaskStatus::Pending && !self.queued.contains(&t.id))
+            .map(|t| t.id.clone())
+            .collect();
         for id in pending {
             if self.running >= self.jobs {
                 break;
             }
             let placement = self.placements[&id].clone();
-            let usable: Vec<&String> = placement.order.iter().filter(|t| !self.down.contains(*t)).collect();
+            if let Some(why) = &placement.refused {
+                self.emit(&id, TaskStatus::Failed, None, Some(format!("not started: {why}")));
+                if !self.opts.keep_going {
+                    self.stop_starting = true;
+                }
+                continue;
+            }
+            let mut usable: Vec<&String> = placement.order.iter().filter(|t| !self.down.contains(*t)).collect();
+            if placement.here_as_fallback && usable.iter().any(|t| *t != "local") {
+                usable.retain(|t| *t != "local");
+            } else if placement.here_as_fallback && !usable.is_empty() && self.warned_fallback.insert(id.clone()) {
+                let message =
+                    format!("task {id}: none of the nodes its rule prefers could be reached; running it here instead");
+                self.reporter.report(&Event::Warning { message });
+            }
             if usable.is_empty() {
                 self.fail_unplaceable(&id);
                 continue;
@@ -365,14 +422,20 @@ impl<'a> Scheduler<'a> {
     fn start(&mut self, id: String, target: String, placement: Placement, tx: &mpsc::UnboundedSender<Msg>) {
         *self.busy.entry(target.clone()).or_default() += 1;
         self.running += 1;
-        self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
+        // A task a node queues is in progress only once it runs.
+        if self.config.node(&target).is_some_and(|n| n.kind() == NodeKind::Slurm) {
+            self.queued.insert(id.clone());
+        } else {
+            self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
+        }
         let command = self.plan.tasks.iter().find(|t| t.id == id).map(|t| t.command.clone()).unwrap_or_default();
         let spec = RunSpec {
             command,
             cwd: self.opts.cwd.clone(),
-            sync: Some(placement.sync),
+            sync: Some(placement.project.is_some()),
             returns: vec![],
             synced_nodes: Some(self.synced.clone()),
+            sync_root: self.opts.sync_root.clone(),
         };
         let stopper =
             Stopper { deadline: self.opts.timeout.map(|t| tokio::time::Instant::now() + t), ..self.stopper.clone() };
@@ -380,19 +443,23 @@ impl<'a> Scheduler<'a> {
         self.set.spawn(async move {
             let mut sink = LineSink {
                 id: id.clone(),
+                target: target.clone(),
                 tx: tx.clone(),
                 out: LineSplitter::default(),
                 err: LineSplitter::default(),
                 out_tail: Tail::new(TASK_CAPTURE_LIMIT),
                 err_tail: Tail::new(TASK_CAPTURE_LIMIT),
             };
-            let Placement { sync, returns, .. } = placement;
+            let Placement { project, returns, .. } = placement;
             let result = match config.node(&target) {
-                Some(node) => run::attempt_remote(&config, node, &spec, sync, &returns, &mut sink, &stopper).await,
+                Some(node) => {
+                    let project = project.as_ref();
+                    node::attempt(&config, node, &spec, project, &returns, &mut sink, &stopper).await
+                }
                 None => Ok(run::attempt_local(&spec, false, &mut sink, &stopper).await),
             };
             let output = (sink.out_tail.capture(), sink.err_tail.capture());
-            let _ = tx.send(Msg::Done { id, target, result, output });
+            let _ = tx.send(Msg::Done { id, target, result: Box::new(result), output });
         });
     }
 
@@ -400,13 +467,23 @@ impl<'a> Scheduler<'a> {
     fn apply(&mut self, msg: Msg) {
         match msg {
             Msg::Output { id, stream, line } => self.reporter.report(&Event::TaskOutput { id, stream, line }),
+            Msg::Started { id, target } => {
+                if self.queued.remove(&id) {
+                    self.emit(&id, TaskStatus::InProgress, Some(target), None);
+                }
+            }
             Msg::Done { id, target, result, output } => {
                 self.running -= 1;
                 if let Some(b) = self.busy.get_mut(&target) {
                     *b -= 1;
                 }
-                match result {
+                // Queued, then ended without a start signal: it still ran.
+                if self.queued.remove(&id) && result.is_ok() {
+                    self.emit(&id, TaskStatus::InProgress, Some(target.clone()), None);
+                }
+                match *result {
                     Ok(r) => self.finished(id, target, r, output),
+                    Err(e) if e.fault != Fault::Unreachable => self.refused_by(id, target, e),
                     Err(e) => self.unreachable(id, target, e),
                 }
             }
@@ -431,7 +508,12 @@ impl<'a> Scheduler<'a> {
             RunStatus::TimedOut => "timed out".to_string(),
             RunStatus::Interrupted => "interrupted".to_string(),
             RunStatus::Transport { error } => error.clone(),
+            RunStatus::Lost { error, .. } => error.clone(),
         };
+        if let RunStatus::Lost { node, .. } = &r.status {
+            // Suspect: no other task goes there in this run.
+            self.down.insert(node.clone());
+        }
         self.emit(&id, TaskStatus::Failed, Some(target), Some(why));
         if !self.opts.keep_going {
             self.stop_starting = true;
@@ -445,6 +527,16 @@ impl<'a> Scheduler<'a> {
         self.last_errors.entry(id.clone()).or_default().push(e.to_string());
         self.reporter.report(&Event::Warning { message: format!("{e}; {target} is skipped for the rest of this run") });
         self.emit(&id, TaskStatus::Pending, Some(target), Some(e.to_string()));
+    }
+
+    /// A changed host key (or trouble on this machine): the task runs
+    /// nowhere, and the node takes no more tasks.
+    fn refused_by(&mut self, id: String, target: String, e: TransportError) {
+        self.down.insert(target.clone());
+        self.emit(&id, TaskStatus::Failed, Some(target), Some(e.to_string()));
+        if !self.opts.keep_going {
+            self.stop_starting = true;
+        }
     }
 
     /// Whatever never started is failed with the reason.
@@ -507,10 +599,12 @@ impl<'a> Scheduler<'a> {
 }
 
 /// Routes every task once, as `distex run` would, from one reading of the
-/// load facts: where it may go and whether it syncs.
-fn place(config: &Config, plan: &Plan, opts: &ParallelOptions) -> HashMap<String, Placement> {
+/// load facts: where it may go and what it syncs. Also returns the warning
+/// to show once when a task would sync but there is no project.
+fn place(config: &Config, plan: &Plan, opts: &ParallelOptions) -> (HashMap<String, Placement>, Option<String>) {
     let facts = crate::state::LoadFacts::read(Default::default());
     let mut placements = HashMap::new();
+    let mut warning = None;
     for t in &plan.tasks {
         let decision = crate::route::decide_line(config, &t.command, &facts);
         let spec = RunSpec {
@@ -519,14 +613,23 @@ fn place(config: &Config, plan: &Plan, opts: &ParallelOptions) -> HashMap<String
             sync: opts.sync,
             returns: vec![],
             synced_nodes: None,
+            sync_root: opts.sync_root.clone(),
         };
-        let (sync, returns) = run::sync_plan(config, &decision, None, &spec);
-        placements.insert(
-            t.id.clone(),
-            Placement { order: targets(config, &decision, opts.nodes.as_deref()), sync, returns },
-        );
+        let (_, returns) = run::sync_plan(config, &decision, None, &spec);
+        let (project, refused) = match run::sync_project(config, &decision, None, &spec) {
+            Ok((project, w)) => {
+                warning = warning.or(w);
+                (project, None)
+            }
+            Err(why) => (None, Some(why)),
+        };
+        let order = targets(config, &decision, opts.nodes.as_deref());
+        let here_as_fallback = decision.rule.is_some()
+            && order.iter().any(|t| t == "local")
+            && !run::requirement(config, &decision).is_none_or(|req| config.local.caps.satisfies(req));
+        placements.insert(t.id.clone(), Placement { order, here_as_fallback, project, returns, refused });
     }
-    placements
+    (placements, warning)
 }
 
 /// Moves a task and tells the reporter.

@@ -26,6 +26,9 @@ fn synced_project(sandbox: &Sandbox) {
     let project = sandbox.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(project.join("input.txt"), "data\n").unwrap();
+    // A git repository: distex syncs a project, never a random directory.
+    let git = std::process::Command::new("git").args(["init", "-q"]).arg(&project).status().unwrap();
+    assert!(git.success());
     distex(sandbox)
         .current_dir(&project)
         .args(["run", "--sync", "--node", "n1", "--", "cat input.txt"])
@@ -126,7 +129,7 @@ fn a_home_workdir_is_refused_not_emptied() {
         .config("", "")
         .replace(&format!("workdir = \"{}\"", cluster.node("n1").workdir.display()), "workdir = \"~\"");
     sandbox.write_config(&config);
-    let run = distex(&sandbox).args(["clean", "--remote", "--json"]).run().expect_code(1);
-    let error = run.json()["nodes"][0]["error"].as_str().unwrap().to_string();
-    assert!(error.contains("workdir \"~\" is not a directory of distex's own"), "{error}");
+    // Refused when the config is loaded (issue 12), before any node is touched.
+    let run = distex(&sandbox).args(["clean", "--remote", "--json"]).run().expect_code(2);
+    assert!(run.stderr().contains("node.n1.workdir") && run.stderr().contains("home directory"), "{}", run.stderr());
 }

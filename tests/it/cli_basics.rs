@@ -83,7 +83,7 @@ fn config_lookup_order_flag_env_user_dir_default() {
     std::fs::remove_file(&user).unwrap();
     let v = sb.cmd().args(["config", "show", "--json"]).run().success().json();
     assert!(v.get("file").is_none(), "embedded default has no file: {v}");
-    assert_eq!(v["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(v["rules"].as_array().unwrap().len(), 3, "linux_required, macos_required, heavy_computation");
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn bad_config_files_name_file_line_and_key() {
         ),
         ("[local]\nos = \"windows\"\n", ":2:6: local.os: unknown variant `windows`, expected `linux` or `macos`"),
         ("[local]\nname = \"x\n", ":2:"),
-        ("[[node]]\nname = \"a\"\nos = \"linux\"\n", "node[0]: missing field `host`"),
+        ("[[node]]\nname = \"a\"\nos = \"linux\"\n", ":1:1: node.a.host: is required for an SSH node"),
         ("[[node]]\nname = \"a\"\nhost = \"h\"\nos = \"linux\"\nslots = 0\n", ":1:1: node.a.slots: must be at least 1"),
         (
             "[[rule]]\nname = \"r\"\ncommands = [\"x\"]\nannounce = \"on {nod}\"\n",

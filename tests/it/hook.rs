@@ -73,22 +73,66 @@ fn a_heavy_command_is_rewritten_with_every_other_field_unchanged() {
     assert_eq!(
         specific["updatedInput"],
         json!({
-            "command": "distex run --node builder -- 'cargo build --release 2>&1 | tail -5'",
+            "command": "distex run --node builder -- 'cargo build --release' 2>&1 | tail -5",
             "description": "Run it", "timeout": 120000, "run_in_background": false
         })
     );
     assert!(specific.get("permissionDecision").is_none(), "no permission decision by default: {out}");
     let context = specific["additionalContext"].as_str().unwrap();
     assert!(
-        context.contains("sent this Bash command to node builder") && context.contains("heavy_computation"),
+        context.contains("sent part of this Bash command to node builder")
+            && context.contains("`cargo build --release` ran there")
+            && context.contains("heavy_computation"),
         "{context}"
     );
     assert!(specific.get("permissionDecisionReason").is_none(), "no reason without a decision: {out}");
     assert_eq!(
         out["systemMessage"],
-        "distex: sent to builder (rule heavy_computation: `cargo build`): cargo build --release 2>&1 | tail -5"
+        "distex: sent to builder (rule heavy_computation: `cargo build`): cargo build --release \
+         (the rest of the line runs here)"
     );
     assert_eq!(out.as_object().unwrap().len(), 2, "only systemMessage and hookSpecificOutput: {out}");
+}
+
+#[test]
+fn only_the_parts_that_belong_on_the_node_are_rewritten() {
+    let sandbox = Sandbox::new();
+    let cases = [
+        // Local parts stay exactly as written, in order; the routed part is wrapped.
+        (
+            "git add -A && git commit -m wip && make",
+            "git add -A && git commit -m wip && distex run --node builder -- make",
+        ),
+        (
+            "cd ../other && make -j8 2>&1 | tail -3",
+            "cd ../other && distex run --node builder -- 'make -j8' 2>&1 | tail -3",
+        ),
+        // Splitting would change the meaning: the whole line moves.
+        ("export CC=clang && make", "distex run --node builder -- 'export CC=clang && make'"),
+        ("make && ./run_tests", "distex run --node builder -- 'make && ./run_tests'"),
+    ];
+    for (line, want) in cases {
+        let out = hook(&sandbox, &cluster(""), &bash(line)).json();
+        let specific = &out["hookSpecificOutput"];
+        assert_eq!(specific["updatedInput"]["command"], want, "{line}");
+        let context = specific["additionalContext"].as_str().unwrap();
+        assert!(context.contains(&format!("as `{want}`")), "{out}");
+        let split = !want.starts_with("distex run");
+        assert_eq!(context.contains("sent part of this Bash command"), split, "{line}: {context}");
+        let shown = out["systemMessage"].as_str().unwrap();
+        assert_eq!(shown.ends_with("(the rest of the line runs here)"), split, "{line}: {shown}");
+    }
+    // A later part that uses the build here keeps the whole line here: no answer at all.
+    let run = hook(&sandbox, &cluster(""), &bash("make && make install"));
+    assert_eq!(run.stdout(), "", "make && make install stays here");
+}
+
+#[test]
+fn a_line_nested_too_deeply_to_analyze_is_left_alone() {
+    let sandbox = Sandbox::new();
+    let line = format!("{}make{}", "{ ".repeat(3000), "; }".repeat(3000));
+    let run = hook(&sandbox, &cluster(""), &bash(&line));
+    assert_eq!(run.stdout(), "", "the command runs as written");
 }
 
 #[test]
@@ -402,6 +446,12 @@ fn a_deny_rule_on_distex_run_keeps_commands_from_being_rewritten() {
     let run = hook(&sandbox, &cluster(""), &bash_in("make who", project.to_str().unwrap(), "s1", "default"));
     assert_eq!(run.stdout(), "");
     assert!(log(&sandbox).contains("deny rule Bash(distex run:*)"), "{}", log(&sandbox));
+    // Also when only one part of the line would move: Claude Code judges
+    // the rewritten line part by part, so its `distex run` part is denied.
+    let split = bash_in("git add -A && make who", project.to_str().unwrap(), "s1", "default");
+    assert_eq!(hook(&sandbox, &cluster(""), &split).stdout(), "");
+    let log = log(&sandbox);
+    assert!(log.contains("matches `distex run --node builder -- 'make who'`"), "{log}");
 }
 
 /// Every settings file Claude Code reads counts: the project's shared and
@@ -413,12 +463,12 @@ fn deny_and_ask_rules_count_from_every_settings_file() {
     let cwd = project.to_str().unwrap();
     let input = |line: &str| bash_in(line, cwd, "s1", "default");
     settings(&project.join(".claude/settings.json"), json!({ "deny": ["Bash(cargo test:*)"] }));
-    settings(&project.join(".claude/settings.local.json"), json!({ "ask": ["Bash(make install)"] }));
+    settings(&project.join(".claude/settings.local.json"), json!({ "ask": ["Bash(make check)"] }));
     settings(&sandbox.path().join("managed-settings.json"), json!({ "deny": ["Bash(* --release)"] }));
-    for line in ["cargo test --lib", "make install", "cargo build --release"] {
+    for line in ["cargo test --lib", "make check", "cargo build --release"] {
         assert_eq!(hook(&sandbox, &cluster(""), &input(line)).stdout(), "", "{line}");
     }
-    for line in ["cargo build", "make", "make install-docs"] {
+    for line in ["cargo build", "make", "make check-all"] {
         let run = hook(&sandbox, &cluster(""), &input(line));
         assert!(rewritten(&run).is_some(), "{line}: {}", run.stdout());
         assert_eq!(decision(&run), None, "no allow rule, no decision: {line}");
@@ -462,13 +512,19 @@ fn parent_directories_add_deny_rules_but_not_allow_rules() {
 #[test]
 fn allow_rules_approve_the_rewrite_only_when_every_part_is_allowed() {
     let (sandbox, project) = project();
-    settings(&sandbox.path().join("home/.claude/settings.json"), json!({ "allow": ["Bash(make:*)", "Bash(tail *)"] }));
+    settings(
+        &sandbox.path().join("home/.claude/settings.json"),
+        json!({ "allow": ["Bash(make:*)", "Bash(tail *)", "Bash(git add:*)"] }),
+    );
     let cwd = project.to_str().unwrap();
     let cases = [
         ("make who", Some("allow")),
         ("make -j8 2>&1 | tail -n 20", Some("allow")),
         ("make who > build.log", Some("allow")),
         ("make who && cargo build", None),
+        // Only `make` moves; the allow rules judge the line as written.
+        ("git add -A && make who", Some("allow")),
+        ("git commit -m x && make who", None),
         ("cd sub && make", Some("allow")),
         ("cd /etc && make", None),
         ("timeout 600 make -j8", Some("allow")),

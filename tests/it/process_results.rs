@@ -201,6 +201,17 @@ fn demo_prints_the_seed_format() {
     assert!(run.stderr().is_empty(), "no progress output when stderr is not a terminal: {}", run.stderr());
 }
 
+/// A processor's totals print as the JSON they are, even when they hold
+/// the keys of the built-in summary's totals (`records`, `stats`).
+#[test]
+fn a_processors_totals_print_as_json_whatever_their_keys() {
+    let sb = Sandbox::new();
+    let processor = r#"echo '{"stats": {"n": 1}, "records": 2}'"#;
+    let run = sb.cmd().args(["process", "--demo", "--processor", processor]).run().success();
+    let out = run.stdout();
+    assert!(out.contains("\nTotal: {\"records\":6,\"stats\":{\"n\":3}}\n"), "{out}");
+}
+
 #[test]
 fn events_stream_then_report() {
     let sb = Sandbox::new();

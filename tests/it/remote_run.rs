@@ -73,8 +73,11 @@ fn json_record_reports_node_status_timings_and_bounded_output() {
 
 #[test]
 fn routed_commands_go_to_the_matching_node() {
-    let (sb, _cluster) =
-        setup(2, "", "[[rule]]\nname = \"gpu\"\ncommands = [\"nvidia-smi\"]\nrequires = { features = [\"gpu\"] }\n");
+    let (sb, _cluster) = setup(
+        2,
+        "",
+        "[[rule]]\nname = \"gpu\"\ncommands = [\"nvidia-smi\"]\nrequires = { features = [\"gpu\"] }\nsync = false\n",
+    );
     // Only n2 has the feature: rewrite its table.
     let text = std::fs::read_to_string(sb.path().join("cluster.toml")).unwrap();
     let text = text.replacen("name = \"n2\"\n", "name = \"n2\"\nfeatures = [\"gpu\"]\n", 1);
@@ -97,8 +100,11 @@ fn local_runs_use_the_current_directory() {
 
 #[test]
 fn unreachable_node_is_a_transport_failure_not_the_command_status() {
-    let (sb, mut cluster) =
-        setup(1, "", "[[rule]]\nname = \"needs_gpu\"\ncommands = [\"train\"]\nrequires = { features = [\"gpu\"] }\n");
+    let (sb, mut cluster) = setup(
+        1,
+        "",
+        "[[rule]]\nname = \"needs_gpu\"\ncommands = [\"train\"]\nrequires = { features = [\"gpu\"] }\nsync = false\n",
+    );
     cluster.node_mut("n1").kill();
     let run = distex(&sb).args(["run", "--node", "n1", "--", "train"]).run().expect_code(125);
     let err = run.stderr();

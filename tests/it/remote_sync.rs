@@ -32,7 +32,9 @@ fn setup() -> (Sandbox, Cluster, std::path::PathBuf) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
-    std::fs::create_dir_all(project.join(".git")).unwrap();
+    // A real repository: the file set is what git sees.
+    let init = std::process::Command::new("git").args(["init", "-q"]).arg(&project).status().unwrap();
+    assert!(init.success());
     (sandbox, cluster, project)
 }
 

@@ -28,12 +28,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::process::input::schema::KeySpec;
 use crate::process::input::{Format, Source};
+use crate::process::report::Totals;
 use crate::process::report::{MAX_LISTED_REJECTS, Reject};
 use crate::process::workers::local::Program;
-use crate::process::workers::pool::{self, Unit, status_event};
-use crate::process::{Accounting, ProcessOptions, ProcessReport, RegionReport, Split};
+use crate::process::workers::pool::{self, Unit};
+use crate::process::{Accounting, ProcessOptions, ProcessReport, RegionReport};
 use crate::sys::alloc;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 use merge::{Regions, TreeMerge};
@@ -52,12 +52,6 @@ pub(crate) enum Bytes {
     /// It ran but its boundaries cannot be trusted (a stray quote); use the
     /// region path and add this warning.
     Fallback(String),
-}
-
-/// Whether the byte-range path may run: the built-in summary of a `--by`
-/// column, split as `auto` or `bytes`, on this machine.
-pub(crate) fn may_split_bytes(options: &ProcessOptions, key: &KeySpec) -> bool {
-    options.split != Split::Regions && options.processor.is_none() && matches!(key, KeySpec::Column(_))
 }
 
 /// The byte ranges to scan, with what the coordinator needs to run them.
@@ -124,6 +118,11 @@ impl Run<'_> {
     fn ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
+
+    /// The pool of this run's workers, on `targets`.
+    fn pool<'t>(&'t self, targets: &'t [pool::Target]) -> pool::Pool<'t> {
+        pool::Pool { options: self.options, run_dir: self.run_dir, started: self.started, targets }
+    }
 }
 
 /// Runs the planned byte ranges: the scan workers, their results merged as
@@ -180,6 +179,7 @@ pub(crate) fn run(
         rejects,
         complete,
         warnings,
+        collected_processes: 0,
         workdir: None,
         elapsed_ms,
     }))
@@ -246,33 +246,25 @@ fn scan_and_merge(
     let mut tree = TreeMerge::new(n, run.jobs, columns.clone());
     let mut arrived = 0;
     let mut parsed: Vec<Parsed> = (0..n).map(|_| Err(String::new())).collect();
-    let warnings = pool::run_units_into(
-        run.options,
-        run.run_dir,
-        units,
-        tasks,
-        run.started,
-        reporter,
-        &[pool::Target { node: None, slots: run.jobs }],
-        &mut |i, outcome| {
-            let result = read_part(outcome, &columns).map(|mut r| {
-                let accs = r.regions.accs.len();
-                tree.add(i, Some(std::mem::take(&mut r.regions)));
-                arrived += 1;
-                if arrived < n && accs >= PREFAULT_FROM {
-                    // The next result is about as large as this one.
-                    alloc::prefault_heap(accs * std::mem::size_of::<crate::process::stats::Accumulator>() * 5 / 4);
-                }
-                r
-            });
-            if result.is_err() {
-                tree.add(i, None);
+    let local = [pool::Target { node: None, slots: run.jobs }];
+    let warnings = pool::run_units_into(&run.pool(&local), units, tasks, reporter, &mut |i, outcome| {
+        let result = read_part(outcome, &columns).map(|mut r| {
+            let accs = r.regions.accs.len();
+            tree.add(i, Some(std::mem::take(&mut r.regions)));
+            arrived += 1;
+            if arrived < n && accs >= PREFAULT_FROM {
+                // The next result is about as large as this one.
+                alloc::prefault_heap(accs * std::mem::size_of::<crate::process::stats::Accumulator>() * 5 / 4);
             }
-            let verdict = result.as_ref().map(|_| ()).map_err(String::clone);
-            parsed[i] = result;
-            verdict
-        },
-    );
+            r
+        });
+        if result.is_err() {
+            tree.add(i, None);
+        }
+        let verdict = result.as_ref().map(|_| ()).map_err(String::clone);
+        parsed[i] = result;
+        verdict
+    });
     (parsed, tree.finish(), warnings)
 }
 
@@ -451,23 +443,11 @@ fn aggregate(
     ok: &[usize],
     tasks: &mut TaskList,
     reporter: &mut dyn Reporter,
-) -> Option<serde_json::Value> {
-    let id = &run.aggregate_id;
-    if !pool::aggregate_ready(tasks, id) {
-        pool::fail_blocked(tasks, id, run.ms(), reporter);
-        return None;
-    }
-    let from = tasks.transition(id, TaskStatus::InProgress, run.ms()).unwrap_or(TaskStatus::Blocked);
-    if let Some(t) = tasks.get_mut(id) {
-        t.node = Some("local".into());
-    }
-    reporter.report(&status_event(tasks, id, from, None));
-    let total = merged.total(ok.iter().copied());
-    let totals = serde_json::json!({ "records": total.records, "regions": ok.len(), "stats": total.summaries() });
-    if let Some(from) = tasks.transition(id, TaskStatus::Completed, run.ms()) {
-        reporter.report(&status_event(tasks, id, from, None));
-    }
-    Some(totals)
+) -> Option<Totals> {
+    pool::aggregate(&run.pool(&[]), &run.aggregate_id, tasks, reporter, || {
+        let total = merged.total(ok.iter().copied());
+        Ok(Totals::Summary { records: total.records, regions: ok.len() as u64, stats: total.summaries() })
+    })
 }
 
 /// Reads a scan worker's output, on the pool's thread ([`pool::Unit::read`]):

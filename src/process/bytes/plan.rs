@@ -7,7 +7,7 @@
 //! ([`local_parity`]), or counted from the start of the file by several
 //! threads when the bytes around it do not decide.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -64,59 +64,10 @@ pub(crate) fn plan(
     jobs: usize,
     part_size: Option<u64>,
 ) -> Result<Option<Plan>, String> {
-    let mut header: Option<Vec<String>> = None;
-    let mut header_ends = Vec::new();
-    let mut header_lines = Vec::new();
-    let mut types = BTreeMap::new();
-    let mut sizes = Vec::new();
-    let mut sampled_keys = std::collections::HashSet::new();
-    for (n, path) in files.iter().enumerate() {
-        let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
-        let read_head = |len: usize| -> Result<Vec<u8>, String> {
-            let mut head = vec![0u8; len.min(size as usize)];
-            file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Ok(head)
-        };
-        let mut head = read_head(HEAD)?;
-        let unusable = |m: String| format!("{}: {m}", names[n]);
-        let mut sampled = sample_head(&head, format).map_err(unusable)?;
-        if head.len() < size as usize && sampled.as_ref().is_none_or(|s| s.sample.len() < SAMPLE) {
-            head = read_head(LONG_HEAD)?;
-            sampled = sample_head(&head, format).map_err(unusable)?;
-        }
-        let Some(Head { header_end, names, sample }) = sampled else {
-            return Ok(None);
-        };
-        match &header {
-            None => {
-                let Some(k) = names.iter().position(|h| h == key) else {
-                    return Ok(None);
-                };
-                for (i, name) in names.iter().enumerate() {
-                    if i == k {
-                        continue;
-                    }
-                    let t = schema.get(name).copied().unwrap_or_else(|| {
-                        infer_type(sample.iter().filter(|r| r.len() == names.len()).map(|r| r[i].as_slice()))
-                    });
-                    types.insert(name.clone(), t);
-                }
-                header = Some(names);
-            }
-            Some(h) if *h != names => return Ok(None),
-            Some(_) => {}
-        }
-        if let Some(k) = header.as_ref().and_then(|h| h.iter().position(|c| c == key)) {
-            sampled_keys.extend(sample.iter().filter_map(|r| r.get(k).cloned()));
-        }
-        header_lines.push(1 + memchr::memchr_iter(b'\n', &head[..header_end]).count() as u64);
-        header_ends.push(header_end as u64);
-        sizes.push(size);
-    }
-    let Some(header) = header else {
+    let Some(heads) = read_heads(files, names, format, key, schema)? else {
         return Ok(None);
     };
+    let Heads { header, types, header_ends, header_lines, sizes, sampled_keys } = heads;
     let key_index = header.iter().position(|h| h == key).expect("checked");
     let numeric: Vec<usize> =
         (0..header.len()).filter(|&i| i != key_index && types.get(&header[i]) == Some(&ColumnType::Number)).collect();
@@ -146,7 +97,6 @@ pub(crate) fn plan(
             }
         }
     }
-    let sampled_regions = sampled_keys.len();
     Ok(Some(Plan {
         header,
         key: key_index,
@@ -155,8 +105,109 @@ pub(crate) fn plan(
         numeric,
         parts,
         first_line: header_lines,
-        sampled_regions,
+        sampled_regions: sampled_keys.len(),
     }))
+}
+
+/// What the heads of all the files say, when they share one header that
+/// holds the key column.
+struct Heads {
+    header: Vec<String>,
+    /// The type of every column but the key: `--schema`'s, else inferred
+    /// from the first file's sample.
+    types: BTreeMap<String, ColumnType>,
+    /// Per file: the offset where its header ends, the line where its data
+    /// starts, and its size.
+    header_ends: Vec<u64>,
+    header_lines: Vec<u64>,
+    sizes: Vec<u64>,
+    /// The keys of the rows sampled from every file.
+    sampled_keys: HashSet<Vec<u8>>,
+}
+
+/// Reads the head of every file; `None` when one is unusable for the byte
+/// path (see [`sample_head`]), the headers differ, or the first lacks the
+/// key column.
+fn read_heads(
+    files: &[PathBuf],
+    names: &[String],
+    format: Format,
+    key: &str,
+    schema: &BTreeMap<String, ColumnType>,
+) -> Result<Option<Heads>, String> {
+    let mut heads: Option<Heads> = None;
+    for (path, name) in files.iter().zip(names) {
+        let Some((Head { header_end, names, sample }, header_lines, size)) = read_head(path, name, format)? else {
+            return Ok(None);
+        };
+        let heads = match &mut heads {
+            None => {
+                let Some(k) = names.iter().position(|h| h == key) else {
+                    return Ok(None);
+                };
+                let types = column_types(&names, k, &sample, schema);
+                heads.insert(Heads {
+                    header: names,
+                    types,
+                    header_ends: Vec::new(),
+                    header_lines: Vec::new(),
+                    sizes: Vec::new(),
+                    sampled_keys: HashSet::new(),
+                })
+            }
+            Some(h) if h.header != names => return Ok(None),
+            Some(h) => h,
+        };
+        let k = heads.header.iter().position(|c| c == key).expect("checked");
+        heads.sampled_keys.extend(sample.iter().filter_map(|r| r.get(k).cloned()));
+        heads.header_lines.push(header_lines);
+        heads.header_ends.push(header_end as u64);
+        heads.sizes.push(size);
+    }
+    Ok(heads)
+}
+
+/// The [`Head`] of the file at `path` (`name` as the user gave it), the
+/// line where its data starts, and its size: [`HEAD`] bytes are read, up
+/// to [`LONG_HEAD`] when they hold no header and full sample.
+fn read_head(path: &Path, name: &str, format: Format) -> Result<Option<(Head, u64, u64)>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let size = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+    let read_head = |len: usize| -> Result<Vec<u8>, String> {
+        let mut head = vec![0u8; len.min(size as usize)];
+        file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok(head)
+    };
+    let mut head = read_head(HEAD)?;
+    let unusable = |m: String| format!("{name}: {m}");
+    let mut sampled = sample_head(&head, format).map_err(unusable)?;
+    if head.len() < size as usize && sampled.as_ref().is_none_or(|s| s.sample.len() < SAMPLE) {
+        head = read_head(LONG_HEAD)?;
+        sampled = sample_head(&head, format).map_err(unusable)?;
+    }
+    Ok(sampled.map(|sampled| {
+        let header_lines = 1 + memchr::memchr_iter(b'\n', &head[..sampled.header_end]).count() as u64;
+        (sampled, header_lines, size)
+    }))
+}
+
+/// The type of every column but the key (`key`): `--schema`'s, else
+/// inferred from the sampled rows that have every field.
+fn column_types(
+    names: &[String],
+    key: usize,
+    sample: &[Vec<Vec<u8>>],
+    schema: &BTreeMap<String, ColumnType>,
+) -> BTreeMap<String, ColumnType> {
+    let mut types = BTreeMap::new();
+    for (i, name) in names.iter().enumerate().filter(|&(i, _)| i != key) {
+        let t = schema
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| infer_type(sample.iter().filter(|r| r.len() == names.len()).map(|r| r[i].as_slice())));
+        types.insert(name.clone(), t);
+    }
+    types
 }
 
 /// Offset just after the first line break at even quote parity, from `from`
@@ -233,81 +284,100 @@ fn cut_points(
     if targets.is_empty() {
         return Ok(Vec::new());
     }
-    // Quote parity at each target: read off the bytes around it when they
-    // tell (see `local_parity`), else counted over [start, target) in
-    // parallel — a whole extra pass over the file.
     let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // 64 KB around a cut usually tell; up to 1 MB when they do not.
-    let local: Option<Vec<bool>> = if quoting {
-        let mut buf = Vec::new();
-        targets
-            .iter()
-            .map(|&t| -> Result<Option<bool>, String> {
-                let mut parity = None;
-                for len in [64 << 10, 1 << 20] {
-                    let want = ((size - (t - 1)) as usize).min(len);
-                    buf.resize(want, 0);
-                    file.read_exact_at(&mut buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    parity = local_parity(&buf);
-                    if parity.is_some() || want < len {
-                        break;
-                    }
-                }
-                Ok(parity)
-            })
-            .collect::<Result<Option<Vec<bool>>, String>>()?
-    } else {
-        Some(vec![false; targets.len()])
-    };
-    let parity: Vec<bool> = if let Some(local) = local {
-        local
-    } else if quoting {
-        let mut bounds = vec![start];
-        bounds.extend(&targets);
-        let segments: Vec<(u64, u64)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
-        let counts = count_quotes_parallel(path, &segments, threads)?;
-        let mut odd = false;
-        counts
-            .iter()
-            .map(|c| {
-                odd ^= c % 2 == 1;
-                odd
-            })
-            .collect()
-    } else {
-        vec![false; targets.len()]
-    };
+    let parity =
+        if quoting { quote_parities(&file, path, start, size, &targets, threads)? } else { vec![false; targets.len()] };
     let mut cuts = Vec::new();
     // A record boundary is usually within a few hundred bytes.
     let mut buf = vec![0u8; 64 << 10];
     for (target, odd) in targets.into_iter().zip(parity) {
-        // Scan forward from the target with the known parity.
-        let mut pos = target;
-        let mut inside = odd;
-        'search: while pos < size {
-            let n = file.read_at(&mut buf, pos).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            for i in if quoting {
-                memchr::memchr2_iter(b'"', b'\n', &buf[..n]).collect::<Vec<_>>()
-            } else {
-                memchr::memchr_iter(b'\n', &buf[..n]).collect()
-            } {
-                match buf[i] {
-                    b'"' => inside = !inside,
-                    _ if !inside => {
-                        cuts.push(pos + i as u64 + 1);
-                        break 'search;
-                    }
-                    _ => {}
-                }
-            }
-            pos += n as u64;
+        if let Some(cut) = next_boundary(&file, path, &mut buf, target, odd, size, quoting)? {
+            cuts.push(cut);
         }
     }
     cuts.dedup();
     Ok(cuts)
+}
+
+/// Quote parity at each target: read off the bytes around it when they
+/// tell (see [`local_parity`]; 64 KB around a cut usually tell, up to
+/// 1 MB when they do not), else counted over `[start, target)` on
+/// `threads` threads: a whole extra pass over the file.
+fn quote_parities(
+    file: &File,
+    path: &Path,
+    start: u64,
+    size: u64,
+    targets: &[u64],
+    threads: usize,
+) -> Result<Vec<bool>, String> {
+    let mut buf = Vec::new();
+    let local = targets
+        .iter()
+        .map(|&t| -> Result<Option<bool>, String> {
+            let mut parity = None;
+            for len in [64 << 10, 1 << 20] {
+                let want = ((size - (t - 1)) as usize).min(len);
+                buf.resize(want, 0);
+                file.read_exact_at(&mut buf, t - 1).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                parity = local_parity(&buf);
+                if parity.is_some() || want < len {
+                    break;
+                }
+            }
+            Ok(parity)
+        })
+        .collect::<Result<Option<Vec<bool>>, String>>()?;
+    if let Some(local) = local {
+        return Ok(local);
+    }
+    let mut bounds = vec![start];
+    bounds.extend(targets);
+    let segments: Vec<(u64, u64)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+    let counts = count_quotes_parallel(path, &segments, threads)?;
+    let mut odd = false;
+    Ok(counts
+        .iter()
+        .map(|c| {
+            odd ^= c % 2 == 1;
+            odd
+        })
+        .collect())
+}
+
+/// The first record boundary after `target` (just past a line break
+/// outside quotes, `inside` quotes at `target` when `odd`), reading
+/// through `buf`; `None` when the file ends first.
+fn next_boundary(
+    file: &File,
+    path: &Path,
+    buf: &mut [u8],
+    target: u64,
+    odd: bool,
+    size: u64,
+    quoting: bool,
+) -> Result<Option<u64>, String> {
+    let (mut pos, mut inside) = (target, odd);
+    while pos < size {
+        let n = file.read_at(buf, pos).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        let stops: Vec<usize> = if quoting {
+            memchr::memchr2_iter(b'"', b'\n', &buf[..n]).collect()
+        } else {
+            memchr::memchr_iter(b'\n', &buf[..n]).collect()
+        };
+        for i in stops {
+            match buf[i] {
+                b'"' => inside = !inside,
+                _ if !inside => return Ok(Some(pos + i as u64 + 1)),
+                _ => {}
+            }
+        }
+        pos += n as u64;
+    }
+    Ok(None)
 }
 
 /// Whether the byte at offset 1 of `buf` lies inside a quoted field, read

@@ -11,57 +11,90 @@ pub(crate) mod partition;
 pub(crate) mod summary;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Instant;
 
 use serde_json::{Map, Value};
 
 use super::ProcessOptions;
-use super::report::{Accounting, ProcessReport, RegionReport};
+use super::report::{Accounting, ProcessReport, RegionReport, Totals};
 use super::workers::local::{self as worker, Job, Program};
-use super::workers::pool::{self, Unit, status_event};
+use super::workers::pool::{self, Pool, Unit};
 use crate::process::input::schema::ColumnType;
 use crate::process::stats::RegionStats;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 use partition::Partition;
 
+/// What every phase of a region run shares.
+struct Run<'a> {
+    pool: &'a Pool<'a>,
+    part: &'a Partition,
+    /// The regions' task ids, in partition order.
+    ids: Vec<String>,
+    /// The task id of `aggregate-results`, after the regions'.
+    aggregate_id: String,
+}
+
 /// Runs the region tasks and the aggregation; never fails as a whole.
-pub(crate) fn coordinate(
-    options: &ProcessOptions,
-    part: &Partition,
-    run_dir: &Path,
-    started: Instant,
-    reporter: &mut dyn Reporter,
-    targets: &[pool::Target],
-) -> ProcessReport {
-    let ms = || started.elapsed().as_millis() as u64;
-    let mut tasks = TaskList::new();
+/// Phases: the task list, the region workers, the report of each region,
+/// `aggregate-results`, and the end of the run.
+pub(crate) fn coordinate(pool: &Pool<'_>, part: &Partition, reporter: &mut dyn Reporter) -> ProcessReport {
+    let n = part.regions.len();
+    let run = Run { pool, part, ids: (1..=n).map(|i| i.to_string()).collect(), aggregate_id: (n + 1).to_string() };
     let subjects = region_subjects(part);
-    let ids: Vec<String> = (1..=part.regions.len()).map(|i| i.to_string()).collect();
-    for (id, subject) in ids.iter().zip(&subjects) {
+    let mut tasks = TaskList::new();
+    for (id, subject) in run.ids.iter().zip(&subjects) {
         tasks.add(id.clone(), subject.clone(), vec![]);
     }
-    let aggregate_id = (part.regions.len() + 1).to_string();
-    tasks.add(aggregate_id.clone(), "aggregate-results", ids.clone());
+    tasks.add(run.aggregate_id.clone(), "aggregate-results", run.ids.clone());
     reporter.report(&Event::RunStarted { run: "process".into(), tasks: tasks.len() });
 
-    let units = region_units(options, part, &ids, &subjects);
-    // A summary that does not account for every record sent fails its task
-    // (it cannot happen unless the worker is broken; never hide it).
-    let mut results: Vec<Option<pool::Outcome<RegionOutput>>> = vec![None; units.len()];
-    let warnings =
-        pool::run_units_into(options, run_dir, &units, &mut tasks, started, reporter, targets, &mut |i, outcome| {
-            let outcome = match outcome {
-                Ok(RegionOutput::Summary(s)) if s.records != part.regions[i].records => {
-                    Err(format!("the worker counted {} records, {} were sent", s.records, part.regions[i].records))
-                }
-                outcome => outcome,
-            };
-            let verdict = outcome.as_ref().map(|_| ()).map_err(String::clone);
-            results[i] = Some(outcome);
-            verdict
-        });
+    let units = region_units(pool.options, part, &run.ids, &subjects);
+    let (outcomes, warnings) = run_regions(&run, &units, &mut tasks, reporter);
+    let (mut report, aggregated) = region_reports(&run, outcomes);
+    report.warnings = warnings;
+    report.totals = aggregate_results(&run, &aggregated, &mut tasks, &mut report.warnings, reporter);
+    report.complete = tasks.iter().all(|t| t.status == TaskStatus::Completed);
+    report.elapsed_ms = pool.ms();
+    reporter.report(&Event::RunFinished {
+        completed: tasks.count(TaskStatus::Completed),
+        failed: tasks.count(TaskStatus::Failed),
+        elapsed_ms: report.elapsed_ms,
+    });
+    report.tasks = tasks.into_vec();
+    report
+}
 
+/// Runs a worker per region; the outcome of each, in partition order, and
+/// the pool's warnings. A summary that does not account for every record
+/// sent fails its task (it cannot happen unless the worker is broken;
+/// never hide it).
+fn run_regions(
+    run: &Run<'_>,
+    units: &[Unit<RegionOutput>],
+    tasks: &mut TaskList,
+    reporter: &mut dyn Reporter,
+) -> (Vec<pool::Outcome<RegionOutput>>, Vec<String>) {
+    let regions = &run.part.regions;
+    let mut results: Vec<Option<pool::Outcome<RegionOutput>>> = vec![None; units.len()];
+    let warnings = pool::run_units_into(run.pool, units, tasks, reporter, &mut |i, outcome| {
+        let outcome = match outcome {
+            Ok(RegionOutput::Summary(s)) if s.records != regions[i].records => {
+                Err(format!("the worker counted {} records, {} were sent", s.records, regions[i].records))
+            }
+            outcome => outcome,
+        };
+        let verdict = outcome.as_ref().map(|_| ()).map_err(String::clone);
+        results[i] = Some(outcome);
+        verdict
+    });
+    // The pool hands every unit over, failed or not.
+    let outcomes = results.into_iter().map(|r| r.unwrap_or_else(|| Err("not run".into()))).collect();
+    (outcomes, warnings)
+}
+
+/// The report of every region and the record accounting (the rest of the
+/// report is filled in later), and what `aggregate-results` combines.
+fn region_reports(run: &Run<'_>, outcomes: Vec<pool::Outcome<RegionOutput>>) -> (ProcessReport, Aggregated) {
+    let part = run.part;
     let mut report = ProcessReport {
         tasks: Vec::new(),
         regions: BTreeMap::new(),
@@ -69,53 +102,35 @@ pub(crate) fn coordinate(
         accounting: Accounting { input_records: part.input_records, rejected: part.rejected, ..Accounting::default() },
         rejects: part.rejects.clone(),
         complete: false,
-        warnings,
+        warnings: Vec::new(),
+        collected_processes: 0,
         workdir: None,
         elapsed_ms: 0,
     };
-    let mut summaries: Vec<RegionStats> = Vec::new();
-    let mut user_results: Vec<Map<String, Value>> = Vec::new();
-    let mut region_results: BTreeMap<String, Value> = BTreeMap::new();
-    for (i, data) in part.regions.iter().enumerate() {
+    let mut aggregated = Aggregated::default();
+    for ((data, id), outcome) in part.regions.iter().zip(&run.ids).zip(outcomes) {
         let mut entry =
-            RegionReport { task: Some(ids[i].clone()), records: data.records, stats: None, result: None, error: None };
-        match results[i].take() {
-            Some(Ok(output)) => {
+            RegionReport { task: Some(id.clone()), records: data.records, stats: None, result: None, error: None };
+        match outcome {
+            Ok(RegionOutput::Json(map)) => {
                 report.accounting.processed += data.records;
-                match output {
-                    RegionOutput::Json(map) => {
-                        region_results.insert(data.name.clone(), Value::Object(map.clone()));
-                        user_results.push(map.clone());
-                        entry.result = Some(Value::Object(map));
-                    }
-                    RegionOutput::Summary(s) => {
-                        entry.stats = Some(s.summaries());
-                        summaries.push(*s);
-                    }
-                }
+                aggregated.region_results.insert(data.name.clone(), Value::Object(map.clone()));
+                aggregated.user_results.push(map.clone());
+                entry.result = Some(Value::Object(map));
             }
-            Some(Err(reason)) => {
+            Ok(RegionOutput::Summary(s)) => {
+                report.accounting.processed += data.records;
+                entry.stats = Some(s.summaries());
+                aggregated.summaries.push(*s);
+            }
+            Err(reason) => {
                 report.accounting.in_failed_regions += data.records;
                 entry.error = Some(reason);
             }
-            None => unreachable!("every unit has an outcome"),
         }
         report.regions.insert(data.name.clone(), entry);
     }
-
-    // aggregate-results: runs once every region task completed.
-    let aggregated = Aggregated { summaries: &summaries, user_results: &user_results, region_results: &region_results };
-    aggregate_results(options, run_dir, &aggregate_id, &aggregated, &mut tasks, &mut report, reporter, &ms);
-    report.complete = tasks.iter().all(|t| t.status == TaskStatus::Completed);
-    let failed = tasks.count(TaskStatus::Failed);
-    report.elapsed_ms = ms();
-    reporter.report(&Event::RunFinished {
-        completed: tasks.count(TaskStatus::Completed),
-        failed,
-        elapsed_ms: report.elapsed_ms,
-    });
-    report.tasks = tasks.into_vec();
-    report
+    (report, aggregated)
 }
 
 /// Builds one unit per region: the built-in summary (told the numeric
@@ -155,55 +170,42 @@ fn region_units(
 }
 
 /// What the regions produced, as `aggregate-results` combines it.
-struct Aggregated<'a> {
-    summaries: &'a [RegionStats],
-    user_results: &'a [Map<String, Value>],
-    region_results: &'a BTreeMap<String, Value>,
+#[derive(Default)]
+struct Aggregated {
+    /// The built-in summaries of the regions that completed.
+    summaries: Vec<RegionStats>,
+    /// `--processor`: the results of the regions that completed...
+    user_results: Vec<Map<String, Value>>,
+    /// ...and the same by region name, for `--aggregate`.
+    region_results: BTreeMap<String, Value>,
 }
 
 /// `aggregate-results`: once every region task completed, the `--aggregate`
-/// command, the sum of the processors' results, or the merged summaries;
-/// otherwise the task fails as blocked.
-#[allow(clippy::too_many_arguments)]
+/// command, the sum of the processors' results (its warnings added to
+/// `warnings`), or the merged summaries; otherwise the task fails as
+/// blocked.
 fn aggregate_results(
-    options: &ProcessOptions,
-    run_dir: &Path,
-    aggregate_id: &str,
-    aggregated: &Aggregated<'_>,
+    run: &Run<'_>,
+    aggregated: &Aggregated,
     tasks: &mut TaskList,
-    report: &mut ProcessReport,
+    warnings: &mut Vec<String>,
     reporter: &mut dyn Reporter,
-    ms: &dyn Fn() -> u64,
-) {
-    if pool::aggregate_ready(tasks, aggregate_id) {
-        let from = tasks.transition(aggregate_id, TaskStatus::InProgress, ms()).unwrap_or(TaskStatus::Blocked);
-        if let Some(t) = tasks.get_mut(aggregate_id) {
-            t.node = Some("local".into());
-        }
-        reporter.report(&status_event(tasks, aggregate_id, from, None));
-        let outcome: std::result::Result<Value, String> = if let Some(cmd) = &options.aggregate {
-            run_aggregator(options, run_dir, aggregate_id, cmd, aggregated.region_results).map(Value::Object)
+) -> Option<Totals> {
+    let options = run.pool.options;
+    pool::aggregate(run.pool, &run.aggregate_id, tasks, reporter, || {
+        if let Some(cmd) = &options.aggregate {
+            let totals = run_aggregator(run, cmd, &aggregated.region_results)?;
+            Ok(Totals::Result(Value::Object(totals)))
         } else if options.processor.is_some() {
             let (totals, w) = aggregate::sum_results(aggregated.user_results.iter());
-            report.warnings.extend(w);
-            Ok(totals)
+            warnings.extend(w);
+            Ok(Totals::Result(totals))
         } else {
             let total = aggregate::merge_summaries(aggregated.summaries.iter());
-            Ok(
-                serde_json::json!({ "records": total.records, "regions": aggregated.summaries.len(), "stats": total.summaries() }),
-            )
-        };
-        let status_from = match &outcome {
-            Ok(_) => tasks.transition(aggregate_id, TaskStatus::Completed, ms()),
-            Err(e) => tasks.fail(aggregate_id, e.clone(), ms()),
-        };
-        if let Some(from) = status_from {
-            reporter.report(&status_event(tasks, aggregate_id, from, outcome.as_ref().err().cloned()));
+            let regions = aggregated.summaries.len() as u64;
+            Ok(Totals::Summary { records: total.records, regions, stats: total.summaries() })
         }
-        report.totals = outcome.ok();
-    } else {
-        pool::fail_blocked(tasks, aggregate_id, ms(), reporter);
-    }
+    })
 }
 
 /// What a region's worker produced.
@@ -238,12 +240,11 @@ fn region_subjects(part: &Partition) -> Vec<String> {
 
 /// Runs `--aggregate CMD` as an isolated worker with every region's result on stdin.
 fn run_aggregator(
-    options: &ProcessOptions,
-    run_dir: &Path,
-    task_id: &str,
+    run: &Run<'_>,
     cmd: &str,
     results: &BTreeMap<String, Value>,
 ) -> std::result::Result<Map<String, Value>, String> {
+    let (options, run_dir, task_id) = (run.pool.options, run.pool.run_dir, &run.aggregate_id);
     let input = run_dir.join("aggregate-input.json");
     let body = serde_json::json!({ "regions": results });
     std::fs::write(&input, format!("{body}\n")).map_err(|e| format!("cannot write the aggregator's input: {e}"))?;
@@ -255,6 +256,8 @@ fn run_aggregator(
         env: vec![("DISTEX_TASK_ID".into(), task_id.to_string()), ("DISTEX_ATTEMPT".into(), "1".into())],
         limits: options.limits.clone(),
         sandbox: options.sandbox,
+        pass_env: crate::process::options::passed_env(options).unwrap_or_default(),
+        allow_connect: options.allow_connect.clone(),
     };
     let result = worker::run(&job);
     if !options.keep_workdirs {

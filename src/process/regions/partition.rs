@@ -221,9 +221,9 @@ impl<'a> Partitioner<'a> {
             self.key_index = self.header.iter().position(|h| h == key);
             if self.key_index.is_none() && self.format != Format::Jsonl {
                 return Err(Error::Input(format!(
-                    "{}: column {key:?} (given to --by) is not in the header; columns: {}",
+                    "{}: column {key:?} (given to --by) is not in the header; {}",
                     self.source_name,
-                    self.header.join(", ")
+                    describe_header(&self.header)
                 )));
             }
         }
@@ -447,5 +447,22 @@ impl<'a> Partitioner<'a> {
         out.regions.sort_by(|a, b| a.name.cmp(&b.name));
         // `rejects` is kept sorted by position (see `reject`).
         Ok(out)
+    }
+}
+
+/// The columns of a header, for an error message - unless the first line
+/// does not look like a header (one column, or very long or odd names), as
+/// when the input is not a table at all (`/etc/shadow`): then its content
+/// is never echoed, only its shape.
+fn describe_header(header: &[String]) -> String {
+    let plausible = header.len() >= 2
+        && header.iter().all(|h| h.chars().count() <= 64 && !h.chars().any(|c| c.is_control() || c == '$'));
+    if plausible {
+        format!("columns: {}", header.join(", "))
+    } else {
+        format!(
+            "its first line does not look like a header ({} column(s); not shown): is this a table in the format given?",
+            header.len()
+        )
     }
 }

@@ -9,11 +9,14 @@
 //! * a fresh working directory, which is also its HOME and (below `tmp/`)
 //!   its TMPDIR;
 //! * an environment cleared to an allowlist: PATH, LANG, LC_*, TZ and
-//!   DISTEX_*, plus the variables distex sets for it;
+//!   DISTEX_*, plus the variables distex sets for it and those named by
+//!   `--pass-env`;
 //! * resource limits set between fork and exec (address space, CPU time,
 //!   open files, no core dumps), and a parent-death signal on Linux;
-//! * with `--sandbox`, `distex __sandbox` in front of it, which applies
-//!   Landlock and a private network namespace before exec'ing the worker.
+//! * with `--sandbox`, `distex __sandbox` in front of it, which runs it in
+//!   a bubblewrap container ([`super::sandbox`]); without, a `--processor`
+//!   or `--aggregate` command runs under `distex __reap`, which collects
+//!   what it daemonized ([`super::reaper`]), counted in the report.
 //!
 //! Its stdin is a file (the region's spool), its stdout is read up to
 //! `--max-output` bytes, and the last few KB of stderr are kept for the
@@ -134,6 +137,10 @@ pub(crate) struct Job {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) limits: Limits,
     pub(crate) sandbox: bool,
+    /// `--pass-env` variables, with their values in distex's environment.
+    pub(crate) pass_env: Vec<(String, String)>,
+    /// `--allow-connect HOST:PORT` endpoints a sandboxed worker may reach.
+    pub(crate) allow_connect: Vec<String>,
 }
 
 impl Job {
@@ -165,6 +172,7 @@ pub(crate) fn run(job: &Job) -> Result<Vec<u8>, String> {
         .envs(allowed_env())
         .env("HOME", &home)
         .env("TMPDIR", &tmp)
+        .envs(job.pass_env.iter().map(|(k, v)| (k, v)))
         .envs(job.env.iter().map(|(k, v)| (k, v)))
         .envs(match &job.program {
             Program::Builtin { spec, .. } => vec![("DISTEX_WORKER_SPEC", spec.as_str())],
@@ -188,7 +196,10 @@ pub(crate) fn run(job: &Job) -> Result<Vec<u8>, String> {
 
     let started = Instant::now();
     let timeout = job.limits.timeout.map(Duration::from_secs_f64);
-    let grace = Duration::from_secs_f64(job.limits.grace);
+    // A reaper (see [`command`]) first gives the worker the grace period
+    // itself, then collects what it left: the group's SIGKILL, which would
+    // kill the reaper too, comes only after that.
+    let grace = Duration::from_secs_f64(job.limits.grace) + if reaped(job) { REAPER_MARGIN } else { Duration::ZERO };
     let mut stopped: Option<String> = None;
     let mut term_sent: Option<Instant> = None;
     let mut nap = Duration::from_millis(2);
@@ -229,6 +240,7 @@ pub(crate) fn run(job: &Job) -> Result<Vec<u8>, String> {
         .recv_timeout(Duration::from_secs(5))
         .map_err(|_| "its stdout stayed open after it exited (a process escaped its process group)".to_string())?;
     let err_tail = stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    let err_tail = if reaped(job) { take_collected(job, err_tail) } else { err_tail };
     if let Some(reason) = stopped {
         return Err(reason);
     }
@@ -249,7 +261,15 @@ fn command(job: &Job) -> Result<Command, String> {
     };
     let cmd = if job.sandbox {
         let mut c = Command::new(&exe);
-        c.arg("__sandbox").arg("--").arg(&program).args(&args);
+        c.arg("__sandbox");
+        for endpoint in &job.allow_connect {
+            c.arg("--allow-connect").arg(endpoint);
+        }
+        c.arg("--").arg(&program).args(&args);
+        c
+    } else if reaped(job) {
+        let mut c = Command::new(&exe);
+        c.args(["__reap", "--grace", &job.limits.grace.to_string(), "--"]).arg(&program).args(&args);
         c
     } else {
         let mut c = Command::new(&program);
@@ -257,6 +277,41 @@ fn command(job: &Job) -> Result<Command, String> {
         c
     };
     Ok(cmd)
+}
+
+/// Extra time the coordinator waits after the grace period before killing
+/// a reaper's whole group, so the reaper can collect first.
+const REAPER_MARGIN: Duration = Duration::from_secs(2);
+
+/// Whether `job` runs under `distex __reap`: user commands outside the
+/// sandbox (distex's own workers start nothing; a sandbox collects all).
+/// (A unit test runs inside the test harness, which has no `__reap`.)
+fn reaped(job: &Job) -> bool {
+    !cfg!(test) && !job.sandbox && matches!(job.program, Program::Shell(_))
+}
+
+/// Removes the reaper's last line from the worker's stderr tail and counts
+/// the processes it collected for the report ([`take_collections`]).
+pub(crate) fn take_collected(job: &Job, tail: String) -> String {
+    let trimmed = tail.trim_end_matches('\n');
+    let Some(start) = trimmed.rfind(super::reaper::COLLECTED_MARKER) else { return tail };
+    let Ok(count) = trimmed[start + super::reaper::COLLECTED_MARKER.len()..].trim().parse::<u64>() else { return tail };
+    let var = |name: &str| job.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let label = match (var("DISTEX_REGION"), var("DISTEX_TASK_ID")) {
+        (Some(region), _) => format!("region {region:?}"),
+        (None, task) => format!("task {}", task.unwrap_or("?")),
+    };
+    COLLECTIONS.lock().unwrap_or_else(|e| e.into_inner()).push((label, count));
+    trimmed[..start].to_string()
+}
+
+/// Processes that left their worker's process group and were killed when
+/// the attempt ended: (`region "A"` or `task 7`, how many), one entry per attempt.
+static COLLECTIONS: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes what the reapers collected since the last call (for the report).
+pub(crate) fn take_collections() -> Vec<(String, u64)> {
+    std::mem::take(&mut *COLLECTIONS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// The parent's variables a worker may see.

@@ -1,11 +1,17 @@
 //! Running workers: one isolated process per unit of work, on this machine
 //! ([`local`]) or a cluster node ([`node`]), optionally sandboxed
-//! ([`sandbox`]), scheduled with retries and failover by the [`pool`].
+//! ([`sandbox`], with [`relay`] for `--allow-connect`), otherwise with
+//! what they daemonize collected ([`reaper`]), scheduled with retries and
+//! failover by the [`pool`]; on a Slurm node every unit is a task of one
+//! array job ([`slurm`]).
 
 pub(crate) mod local;
 pub(crate) mod node;
 pub(crate) mod pool;
+pub(crate) mod reaper;
+pub(crate) mod relay;
 pub(crate) mod sandbox;
+pub(crate) mod slurm;
 
 /// `1.5 GiB`-style sizes for messages.
 pub(crate) fn human_bytes(bytes: u64) -> String {

@@ -21,8 +21,19 @@
 //! * a fresh `mktemp -d` directory that is its cwd, HOME and TMPDIR, removed
 //!   afterwards;
 //! * `env -i` with only PATH, LANG and the DISTEX_* variables above (plus
-//!   DISTEX_WORKER_SPEC for a built-in worker);
-//! * `ulimit` for `--max-memory`, `--max-cpu-seconds` and open files.
+//!   DISTEX_WORKER_SPEC for a built-in worker), and the `--pass-env`
+//!   variables, which come first on the channel's stdin (one `NAME=VALUE`
+//!   line each, after a line with their count) so that no value is ever on
+//!   a command line (where `ps` on the node would show it);
+//! * `ulimit` for `--max-memory`, `--max-cpu-seconds` and open files;
+//! * without `--sandbox`, a processor runs under the node's `distex
+//!   __reap` (when the node has this version), which collects what it
+//!   daemonizes and says how many on stderr, as locally;
+//! * with `--sandbox`, the node's own `distex __sandbox` (the node's
+//!   distex is then required, as for the built-in summary): the same
+//!   bubblewrap container as on this machine, with `--allow-connect`
+//!   endpoints as seen from the node. A node that cannot sandbox (no
+//!   bubblewrap) never runs the worker: the unit moves elsewhere.
 //!
 //! The exit status comes back as the exec layer's exit marker on stderr, so
 //! "the processor exited 255" is never confused with "ssh failed".
@@ -34,17 +45,26 @@ use openssh::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Node;
-use crate::exec::remote::{Markers, kill_script, sh_quote};
+use crate::exec::remote::{Markers, kill_script, nonce, run_quietly};
 use crate::exec::ssh;
 use crate::process::workers::local::{Job, Program, interrupted};
+use crate::route::sh_quote;
 
 /// The script run on the node. Arguments: region, task id, attempt, memory
 /// limit in KiB (or empty), CPU seconds (or empty), open files, then either
-/// the processor command (with three empty arguments after it) or, for a
-/// built-in worker, its kind, its spec, the node's distex binary and the
-/// `--version` line expected of it. It first announces its pid, which is
-/// also its process group (sshd starts each session in a new one and the
-/// login shell `exec`s into this script), with the exec layer's pid marker.
+/// the processor command (with an empty spec after it) or, for a
+/// built-in worker, its kind and its spec; then the node's distex binary
+/// and the `--version` line expected of it (empty when neither a built-in
+/// worker nor the sandbox needs it); then `sandbox` or empty, and the
+/// `--allow-connect HOST:PORT` words for the sandbox (endpoints are checked
+/// to hold no blanks or shell patterns). It first reads this run's secret
+/// nonce from stdin and announces its pid, which is also its process group
+/// (sshd starts each session in a new one and the login shell `exec`s into
+/// this script), with the exec layer's pid marker carrying the nonce; then
+/// it waits for distex's `go` line before anything runs (the `--pass-env`
+/// header and the region's records follow on stdin). Without `go`, the
+/// region provably never ran; after it, a lost connection means it may
+/// have, and it is never run again.
 ///
 /// A node without a usable distex (not found, not executable, another
 /// version) exits 127 before anything runs, with the reason as the last
@@ -60,15 +80,22 @@ use crate::process::workers::local::{Job, Program, interrupted};
 /// channel cannot kill it before that. Its last act, after a normal end,
 /// kills the watchdog with the rest of the group.
 const SCRIPT: &str = r#"cd || exit 125
-printf '\036\037distex-pid %d\n' "$$" >&2
-d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-exit 125\n' >&2; exit 125; }
-mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d"; printf '\036\037distex-exit 125\n' >&2; exit 125; }
-if [ -n "$9" ]; then
-  v=$(env -i PATH="$PATH" /bin/sh -c 'exec "$1" --version' sh "$9" </dev/null 2>&1)
+IFS= read -r n || exit 125
+printf '\036\037distex-%s:pid %d\n' "$n" "$$" >&2
+IFS= read -r go && [ "$go" = go ] || exit 125
+d=$(mktemp -d "${TMPDIR:-/tmp}/distex-worker.XXXXXX") || { printf '\036\037distex-%s:exit 125\n' "$n" >&2; exit 125; }
+mkdir "$d/home" "$d/tmp" && cd "$d" || { rm -rf "$d"; printf '\036\037distex-%s:exit 125\n' "$n" >&2; exit 125; }
+region=$1 task=$2 attempt=$3 mem=$4 cpu=$5 files=$6 what=$7 spec=$8 distex=$9 version=${10} mode=${11} connect=${12} grace=${13}
+shift 13
+if [ -n "$distex" ]; then
+  v=$(env -i PATH="$PATH" /bin/sh -c 'exec "$1" --version' sh "$distex" </dev/null 2>&1)
   rc=$?
-  [ "$rc" -eq 0 ] && [ "$v" != "${10}" ] && { v="it is $(printf %s "$v" | head -n 1), not ${10}"; rc=127; }
-  [ "$rc" -ne 0 ] && { printf '%s\n' "$v" | tail -n 1 >&2; cd / && rm -rf "$d"; printf '\036\037distex-exit 127\n' >&2; exit 127; }
+  [ "$rc" -eq 0 ] && [ "$v" != "$version" ] && { v="it is $(printf %s "$v" | head -n 1), not $version"; rc=127; }
+  [ "$rc" -ne 0 ] && [ "$mode" = reap ] && distex=
+  [ "$rc" -ne 0 ] && [ -n "$distex" ] && { printf '%s\n' "$v" | tail -n 1 | sed 's/^/distex on the node: /' >&2; cd / && rm -rf "$d"; printf '\036\037distex-%s:exit 127\n' "$n" >&2; exit 127; }
 fi
+k= && IFS= read -r k && [ "$k" -ge 0 ] 2>/dev/null || { cd / && rm -rf "$d"; printf 'no environment header on stdin\n\036\037distex-%s:exit 125\n' "$n" >&2; exit 125; }
+while [ "$k" -gt 0 ]; do IFS= read -r kv && set -- "$@" "$kv"; k=$((k - 1)); done
 trap : TERM
 trap '' PIPE
 (
@@ -79,20 +106,34 @@ trap '' PIPE
 ) &
 (
   trap - PIPE
-  [ -n "$4" ] && ulimit -v "$4"
-  [ -n "$5" ] && ulimit -t "$5"
-  ulimit -n "$6" 2>/dev/null
+  [ -n "$mem" ] && ulimit -v "$mem"
+  [ -n "$cpu" ] && ulimit -t "$cpu"
+  ulimit -n "$files" 2>/dev/null
   ulimit -c 0 2>/dev/null
-  [ -n "$9" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
-    DISTEX_REGION="$1" DISTEX_TASK_ID="$2" DISTEX_ATTEMPT="$3" DISTEX_WORKER_SPEC="$8" \
-    /bin/sh -c 'exec "$1" __worker "$2"' sh "$9" "$7"
+  set -f
+  [ "$mode" = sandbox ] && [ -n "$spec" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" \
+    TMPDIR="$d/tmp" DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" DISTEX_WORKER_SPEC="$spec" \
+    "$@" "$distex" __sandbox $connect -- /run/distex/distex __worker "$what"
+  [ "$mode" = sandbox ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+    DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" \
+    "$distex" __sandbox $connect -- /bin/sh -c "$what"
+  [ -n "$spec" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
+    DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" DISTEX_WORKER_SPEC="$spec" \
+    "$@" /bin/sh -c 'exec "$1" __worker "$2"' sh "$distex" "$what"
+  [ "$mode" = reap ] && [ -n "$distex" ] && exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" \
+    TMPDIR="$d/tmp" DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" \
+    "$distex" __reap --grace "$grace" -- /bin/sh -c "$what"
   exec env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$d/home" TMPDIR="$d/tmp" \
-    DISTEX_REGION="$1" DISTEX_TASK_ID="$2" DISTEX_ATTEMPT="$3" /bin/sh -c "$7"
+    DISTEX_REGION="$region" DISTEX_TASK_ID="$task" DISTEX_ATTEMPT="$attempt" "$@" /bin/sh -c "$what"
 )
 rc=$?
 cd / && rm -rf "$d"
-printf '\036\037distex-exit %d\n' "$rc" >&2
+printf '\036\037distex-%s:exit %d\n' "$n" "$rc" >&2
 kill -KILL 0"#;
+
+/// Longest grace a reaper on a node gives its worker after SIGTERM, in
+/// seconds: [`kill_script`] sends SIGKILL 2 s after SIGTERM.
+const REMOTE_REAPER_GRACE: f64 = 1.5;
 
 /// The `--version` line a node's distex must print to serve as a built-in
 /// worker for this one: workers and coordinator share the spec format.
@@ -108,10 +149,23 @@ fn command_line(job: &Job, node: &Node) -> String {
     let version = version_line();
     // The built-in worker's spec is data (column names): an argument like
     // every other value, single-quoted, never part of the script.
-    let (what, spec, distex, version) = match &job.program {
-        Program::Shell(command) => (command.as_str(), "", "", ""),
-        Program::Builtin { kind, spec } => (*kind, spec.as_str(), node.distex.as_str(), version.as_str()),
+    let (what, spec) = match &job.program {
+        Program::Shell(command) => (command.as_str(), ""),
+        Program::Builtin { kind, spec } => (*kind, spec.as_str()),
     };
+    // Every worker that can use the node's distex does: a built-in one and
+    // the sandbox need it; a plain processor runs under its reaper when the
+    // node has this version, else without.
+    let (distex, version) = (node.distex.as_str(), version.as_str());
+    let mode = match (job.sandbox, &job.program) {
+        (true, _) => "sandbox",
+        (false, Program::Shell(_)) => "reap",
+        (false, Program::Builtin { .. }) => "",
+    };
+    // The node's kill script waits 2 s after SIGTERM: the reaper must be done by then.
+    let grace = job.limits.grace.min(REMOTE_REAPER_GRACE).to_string();
+    let connect: Vec<String> = job.allow_connect.iter().map(|e| format!("--allow-connect {e}")).collect();
+    let connect = connect.join(" ");
     let args = [
         var("DISTEX_REGION"),
         var("DISTEX_TASK_ID"),
@@ -123,12 +177,26 @@ fn command_line(job: &Job, node: &Node) -> String {
         spec,
         distex,
         version,
+        mode,
+        &connect,
+        &grace,
     ]
     .iter()
     .map(|a| sh_quote(a))
     .collect::<Vec<_>>()
     .join(" ");
     format!("exec sh -c {} distex {args}", sh_quote(SCRIPT))
+}
+
+/// The `--pass-env` variables as the script reads them first on stdin:
+/// their count, then one `NAME=VALUE` line each (values with a newline are
+/// refused before the run starts).
+fn env_header(job: &Job) -> String {
+    let mut header = format!("{}\n", job.pass_env.len());
+    for (name, value) in &job.pass_env {
+        header.push_str(&format!("{name}={value}\n"));
+    }
+    header
 }
 
 /// Why a remote attempt produced no result.
@@ -141,6 +209,10 @@ pub(crate) enum RemoteError {
     /// The processor ran and failed (non-zero exit, timeout, too much
     /// output, interrupted): retried on its own target per `--retries`.
     Failed(String),
+    /// The worker was let start, then the connection was lost before its
+    /// exit status arrived: it may have run, so it is never run again (the
+    /// region fails, the node is marked down).
+    Lost(String),
     /// The node answered but has no usable distex for a built-in worker
     /// (not installed where its `distex` key says, or another version): the
     /// unit may run elsewhere, and the node is not down.
@@ -150,23 +222,28 @@ pub(crate) enum RemoteError {
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RemoteError::Transport(why) | RemoteError::Failed(why) | RemoteError::NoWorker(why) => f.write_str(why),
+            RemoteError::Transport(why)
+            | RemoteError::Failed(why)
+            | RemoteError::Lost(why)
+            | RemoteError::NoWorker(why) => f.write_str(why),
         }
     }
 }
 
 /// Runs `job` on `node`; returns its stdout after a clean exit, or why it failed.
 pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RemoteError::Failed(format!("cannot start the SSH runtime: {e}")))?;
+    let runtime =
+        crate::exec::runtime().map_err(|e| RemoteError::Failed(format!("cannot start the SSH runtime: {e}")))?;
     runtime.block_on(run_async(node, job))
 }
 
 async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let transport = RemoteError::Transport;
-    let master = ssh::connect(node).await.map_err(|e| transport(format!("node {}: cannot connect: {e}", node.name)))?;
+    let master = ssh::connect(node).await.map_err(|e| match e.fault {
+        // A changed host key (or trouble here): the region runs nowhere else.
+        ssh::Fault::HostKeyChanged | ssh::Fault::Local => RemoteError::Failed(e.message),
+        ssh::Fault::Unreachable => transport(format!("node {}: cannot connect: {e}", node.name)),
+    })?;
     let mut cmd = master.session().raw_command(command_line(job, node));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().await.map_err(|e| transport(format!("node {}: cannot start ssh: {e}", node.name)))?;
@@ -176,8 +253,19 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         return Err(transport(format!("node {}: ssh gave no pipes", node.name)));
     };
     let spool = job.stdin.clone();
-    // Stream the region's records into the channel.
-    let feed = async move {
+    let nonce = nonce();
+    let header = env_header(job);
+    // The script runs nothing before it reads `go`, which is written once
+    // it announced its pid: without `go`, the region provably never ran.
+    let announced = tokio::sync::Notify::new();
+    let let_go = std::cell::Cell::new(false);
+    // The nonce, `go`, the --pass-env header, then the region's records.
+    let feed = async {
+        stdin.write_all(format!("{nonce}\n").as_bytes()).await?;
+        announced.notified().await;
+        let_go.set(true);
+        stdin.write_all(b"go\n").await?;
+        stdin.write_all(header.as_bytes()).await?;
         let mut file = tokio::fs::File::open(&spool).await?;
         tokio::io::copy(&mut file, &mut stdin).await?;
         stdin.shutdown().await?;
@@ -188,7 +276,7 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     // The worker's process group on the node, once its script announced it.
     let pgid = std::cell::Cell::new(None);
     let pump = async {
-        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::default());
+        let (mut stdout, mut tail, mut marker) = (Vec::new(), Vec::new(), Markers::new(&nonce));
         let (mut ob, mut eb) = (vec![0u8; 64 << 10], vec![0u8; 16 << 10]);
         let (mut out_open, mut err_open, mut exceeded) = (true, true, false);
         while out_open || err_open {
@@ -202,7 +290,10 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(n) => {
                         tail.extend(marker.feed(&eb[..n]));
-                        pgid.set(marker.pid);
+                        if pgid.get().is_none() && marker.pid.is_some() {
+                            pgid.set(marker.pid);
+                            announced.notify_one();
+                        }
                         if tail.len() > 8192 { tail.drain(..tail.len() - 4096); }
                     }
                 },
@@ -255,27 +346,43 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         )));
     }
     let _ = child.wait().await;
-    let last = String::from_utf8_lossy(&tail);
+    let tail = String::from_utf8_lossy(&tail).into_owned();
+    // A plain processor's reaper says last what it collected.
+    let tail = if job.sandbox { tail } else { crate::process::workers::local::take_collected(job, tail) };
+    let last = tail;
     let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     let failed = RemoteError::Failed;
+    let sandboxed = job.sandbox;
+    let checked_distex = last.starts_with(": distex on the node: ");
+    let last = last.replacen(": distex on the node: ", ": ", 1);
     match status {
         // (A processor may answer without reading all of its input.)
         Some(0) => Ok(stdout),
-        Some(127) if matches!(job.program, Program::Builtin { .. }) => Err(RemoteError::NoWorker(format!(
-            "node {name} has no usable distex binary (`{distex}`{last}); install {version} there, or set \
+        Some(126) if sandboxed && last.starts_with(": distex: sandbox:") => {
+            Err(RemoteError::NoWorker(format!("node {} cannot run a sandboxed worker{last}", node.name)))
+        }
+        Some(127) if matches!(job.program, Program::Builtin { .. }) || checked_distex => {
+            Err(RemoteError::NoWorker(format!(
+                "node {name} has no usable distex binary (`{distex}`{last}); install {version} there, or set \
              `distex = \"/path/to/distex\"` in node {name}'s [[node]] table of the cluster config",
-            name = node.name,
-            distex = node.distex,
-            version = version_line(),
-        ))),
+                name = node.name,
+                distex = node.distex,
+                version = version_line(),
+            )))
+        }
         Some(code) if (129..=192).contains(&code) => Err(failed(format!(
             "exited with status {code} on node {} (killed by signal {}){last}",
             node.name,
             code - 128
         ))),
         Some(code) => Err(failed(format!("exited with status {code} on node {}{last}", node.name))),
-        // No exit marker: the channel closed before the script could report.
-        None => Err(transport(format!("node {}: the connection ended before the processor finished{last}", node.name))),
+        // No exit marker, after `go`: it may have run; never run it again.
+        None if let_go.get() => Err(RemoteError::Lost(format!(
+            "started on node {}, connection lost, outcome unknown, not retried{last}",
+            node.name
+        ))),
+        // No exit marker before `go`: it never ran; it may run elsewhere.
+        None => Err(transport(format!("node {}: the connection ended before the processor started{last}", node.name))),
     }
 }
 
@@ -283,8 +390,7 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
 /// no pid announced yet, nothing has started there that could outlive the
 /// dropped channel.
 async fn stop(master: &ssh::Master, pgid: Option<u32>) {
-    let Some(pgid) = pgid else { return };
-    let mut cmd = master.session().raw_command(kill_script(pgid));
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
+    if let Some(script) = pgid.and_then(kill_script) {
+        run_quietly(master, script).await;
+    }
 }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::local::{self as worker, Job, Program};
 use super::node::{self as remote, RemoteError};
+use super::slurm::ArrayEvent;
+use crate::config::NodeKind;
 use crate::process::ProcessOptions;
 use crate::tasks::{Event, Reporter, TaskList, TaskStatus};
 
@@ -95,34 +97,101 @@ enum Msg<T> {
     Finished { unit: usize, result: Outcome<T> },
 }
 
+/// What every unit of a run shares: the options its workers run with, the
+/// run directory, the clock of the run, and where units may run.
+pub(crate) struct Pool<'a> {
+    pub(crate) options: &'a ProcessOptions,
+    pub(crate) run_dir: &'a Path,
+    pub(crate) started: Instant,
+    pub(crate) targets: &'a [Target],
+}
+
+impl Pool<'_> {
+    /// Milliseconds since the run started.
+    pub(crate) fn ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// What the Slurm array runner reports, as the pool's own messages.
+fn array_message<T>(event: ArrayEvent<T>, node: &str) -> Msg<T> {
+    match event {
+        ArrayEvent::Started { unit, attempt } => Msg::Started { unit, attempt, node: node.to_string() },
+        ArrayEvent::Retrying { unit, attempt, reason } => {
+            Msg::Retrying { unit, attempt, reason, delay: Duration::ZERO }
+        }
+        ArrayEvent::Lost { unit, attempt, reason } => {
+            Msg::Moved { unit, attempt, reason, to: format!("node {node} again (not counted as a retry)") }
+        }
+        ArrayEvent::Finished { unit, result } => Msg::Finished { unit, result },
+    }
+}
+
 /// Runs every unit, handing each unit's outcome to `done` (on this thread)
 /// as soon as it is known, so the caller can start on it while other units
 /// still run. `done` gets every unit exactly once, and says whether the
 /// unit completed: `Err` fails its task with that reason (an output the
 /// caller cannot use). Returns the warnings.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_units_into<T: Send + Clone + 'static>(
-    options: &ProcessOptions,
-    run_dir: &Path,
+    pool: &Pool<'_>,
     units: &[Unit<T>],
     tasks: &mut TaskList,
-    started: Instant,
     reporter: &mut dyn Reporter,
-    targets: &[Target],
     done: &mut dyn FnMut(usize, Outcome<T>) -> Result<(), String>,
 ) -> Vec<String> {
-    let ms = || started.elapsed().as_millis() as u64;
-    let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (tx, rx) = mpsc::channel::<Msg<T>>();
+    let threads = spawn_slots(pool, units, tx);
+    let mut coordinator = Coordinator {
+        pool,
+        units,
+        tasks,
+        reporter,
+        done,
+        handed: vec![false; units.len()],
+        warnings: Vec::new(),
+        finished: 0,
+        records_done: 0,
+    };
+    for msg in rx {
+        coordinator.take(msg);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    coordinator.fail_unhanded();
+    coordinator.warnings
+}
+
+/// Starts the threads that run the units and send what happens to `tx`:
+/// one array job when a Slurm node is among the targets, else one thread
+/// per slot of every target.
+fn spawn_slots<T: Send + Clone + 'static>(
+    pool: &Pool<'_>,
+    units: &[Unit<T>],
+    tx: mpsc::Sender<Msg<T>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (down, answered): (Down, Down) = (Arc::default(), Arc::default());
     let mut threads = Vec::new();
-    // One thread per slot of every target, all taking units from one queue:
-    // a faster target simply takes more of them.
-    for (home, target) in targets.iter().enumerate() {
+    // A Slurm node takes every unit, as one array job (workers/slurm.rs).
+    let slurm = pool.targets.iter().find_map(|t| t.node.as_ref().filter(|n| n.kind() == NodeKind::Slurm)).cloned();
+    if let Some(node) = slurm {
+        let (units, options, tx) = (units.to_vec(), pool.options.clone(), tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let read = |i: usize, bytes: Vec<u8>| (units[i].read)(bytes);
+            super::slurm::run_array(&options, &node, &units, &read, &mut |event| {
+                let _ = tx.send(array_message(event, &node.name));
+            });
+        }));
+    }
+    // Otherwise one thread per slot of every target, all taking units from
+    // one queue: a faster target simply takes more of them.
+    let pool_targets = if threads.is_empty() { pool.targets } else { &[] };
+    for (home, target) in pool_targets.iter().enumerate() {
         for _ in 0..target.slots.min(units.len()) {
-            let (queue, tx, targets) = (queue.clone(), tx.clone(), targets.to_vec());
+            let (queue, tx, targets) = (queue.clone(), tx.clone(), pool.targets.to_vec());
             let (down, answered) = (down.clone(), answered.clone());
-            let (units, options, run_dir) = (units.to_vec(), options.clone(), run_dir.to_path_buf());
+            let (units, options, run_dir) = (units.to_vec(), pool.options.clone(), pool.run_dir.to_path_buf());
             threads.push(std::thread::spawn(move || {
                 let place = Placement { targets: &targets, home, down: &down, answered: &answered };
                 while !retire(&targets, home, &down) {
@@ -133,85 +202,105 @@ pub(crate) fn run_units_into<T: Send + Clone + 'static>(
             }));
         }
     }
-    drop(tx);
+    threads
+}
 
-    let mut handed: Vec<bool> = vec![false; units.len()];
-    let mut warnings = Vec::new();
-    let (mut finished, mut records_done) = (0u64, 0u64);
-    for msg in rx {
+/// The coordinator's side of a pool: turns the slots' messages into task
+/// transitions, events and warnings, and hands outcomes to the caller.
+struct Coordinator<'a, 'p, T> {
+    pool: &'a Pool<'p>,
+    units: &'a [Unit<T>],
+    tasks: &'a mut TaskList,
+    reporter: &'a mut dyn Reporter,
+    done: &'a mut dyn FnMut(usize, Outcome<T>) -> Result<(), String>,
+    /// Units whose outcome went to `done`.
+    handed: Vec<bool>,
+    warnings: Vec<String>,
+    /// Units finished, and the records they held, for progress.
+    finished: u64,
+    records_done: u64,
+}
+
+impl<T> Coordinator<'_, '_, T> {
+    fn take(&mut self, msg: Msg<T>) {
         match msg {
-            Msg::Started { unit, attempt, node } => {
-                let id = &units[unit].task_id;
-                if let Some(from) = tasks.transition(id, TaskStatus::InProgress, ms()) {
-                    if let Some(t) = tasks.get_mut(id) {
-                        t.node = Some(node);
-                    }
-                    if from != TaskStatus::InProgress || attempt == 1 {
-                        reporter.report(&status_event(tasks, id, from, None));
-                    }
-                }
+            Msg::Started { unit, attempt, node } => self.started(unit, attempt, node),
+            Msg::Retrying { unit, attempt, reason, delay } => self.warn(format!(
+                "{} attempt {attempt} failed: {reason}; retrying in {} ms",
+                self.units[unit].subject,
+                delay.as_millis()
+            )),
+            Msg::Moved { unit, attempt, reason, to } => self.warn(format!(
+                "{} attempt {attempt} could not run: {reason}; moving it to {to}",
+                self.units[unit].subject
+            )),
+            Msg::NodeDown { node } => self.warn(format!(
+                "node {node} is marked down: no more regions go there in this run, and later runs skip it \
+                 for routing.unhealthy_for (see `distex nodes`; `distex nodes --probe` rechecks)"
+            )),
+            Msg::Finished { unit, result } => self.finished(unit, result),
+        }
+    }
+
+    /// An attempt started on `node`: the task is in progress there (said
+    /// again on a first attempt, and after a failed one).
+    fn started(&mut self, unit: usize, attempt: u32, node: String) {
+        let id = &self.units[unit].task_id;
+        if let Some(from) = self.tasks.transition(id, TaskStatus::InProgress, self.pool.ms()) {
+            if let Some(t) = self.tasks.get_mut(id) {
+                t.node = Some(node);
             }
-            Msg::Retrying { unit, attempt, reason, delay } => {
-                let message = format!(
-                    "{} attempt {attempt} failed: {reason}; retrying in {} ms",
-                    units[unit].subject,
-                    delay.as_millis()
-                );
-                reporter.report(&Event::Warning { message: message.clone() });
-                warnings.push(message);
-            }
-            Msg::Moved { unit, attempt, reason, to } => {
-                let message =
-                    format!("{} attempt {attempt} could not run: {reason}; moving it to {to}", units[unit].subject);
-                reporter.report(&Event::Warning { message: message.clone() });
-                warnings.push(message);
-            }
-            Msg::NodeDown { node } => {
-                let message = format!(
-                    "node {node} is marked down: no more regions go there in this run, and later runs skip it \
-                     for routing.unhealthy_for (see `distex nodes`; `distex nodes --probe` rechecks)"
-                );
-                reporter.report(&Event::Warning { message: message.clone() });
-                warnings.push(message);
-            }
-            Msg::Finished { unit, result } => {
-                // A result for a task that already finished is ignored: counted once.
-                if handed[unit] {
-                    continue;
-                }
-                handed[unit] = true;
-                let id = &units[unit].task_id;
-                let verdict = done(unit, result);
-                let from = match &verdict {
-                    Ok(()) => tasks.transition(id, TaskStatus::Completed, ms()),
-                    Err(reason) => tasks.fail(id, reason.clone(), ms()),
-                };
-                if let Some(from) = from {
-                    reporter.report(&status_event(tasks, id, from, verdict.err()));
-                    finished += 1;
-                    records_done += units[unit].records.unwrap_or(0);
-                    reporter.report(&Event::Progress {
-                        done: finished,
-                        total: Some(units.len() as u64),
-                        records: units[unit].records.map(|_| records_done),
-                        elapsed_ms: ms(),
-                    });
-                }
+            if from != TaskStatus::InProgress || attempt == 1 {
+                self.reporter.report(&status_event(self.tasks, id, from, None));
             }
         }
     }
-    for t in threads {
-        let _ = t.join();
+
+    fn warn(&mut self, message: String) {
+        self.reporter.report(&Event::Warning { message: message.clone() });
+        self.warnings.push(message);
     }
-    for (i, _) in handed.iter().enumerate().filter(|(_, h)| !**h) {
-        let reason = "the worker pool stopped before running it".to_string();
-        tasks.fail(&units[i].task_id, reason.clone(), ms());
-        let _ = done(i, Err(reason));
+
+    /// A unit's outcome: handed to the caller, whose verdict completes or
+    /// fails the task; then progress.
+    fn finished(&mut self, unit: usize, result: Outcome<T>) {
+        // A result for a task that already finished is ignored: counted once.
+        if self.handed[unit] {
+            return;
+        }
+        self.handed[unit] = true;
+        let id = &self.units[unit].task_id;
+        let verdict = (self.done)(unit, result);
+        let from = match &verdict {
+            Ok(()) => self.tasks.transition(id, TaskStatus::Completed, self.pool.ms()),
+            Err(reason) => self.tasks.fail(id, reason.clone(), self.pool.ms()),
+        };
+        if let Some(from) = from {
+            self.reporter.report(&status_event(self.tasks, id, from, verdict.err()));
+            self.finished += 1;
+            self.records_done += self.units[unit].records.unwrap_or(0);
+            self.reporter.report(&Event::Progress {
+                done: self.finished,
+                total: Some(self.units.len() as u64),
+                records: self.units[unit].records.map(|_| self.records_done),
+                elapsed_ms: self.pool.ms(),
+            });
+        }
     }
-    warnings
+
+    /// Fails every unit no slot finished (the slots stopped early), so
+    /// that `done` still gets each unit once.
+    fn fail_unhanded(&mut self) {
+        for i in (0..self.units.len()).filter(|&i| !self.handed[i]) {
+            let reason = "the worker pool stopped before running it".to_string();
+            self.tasks.fail(&self.units[i].task_id, reason.clone(), self.pool.ms());
+            let _ = (self.done)(i, Err(reason));
+        }
+    }
 }
 
-pub(crate) fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
+/// The event of task `id`'s move from `from` to its status now.
+fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: Option<String>) -> Event {
     let task = tasks.get(id).expect("known task");
     Event::TaskStatusChanged {
         id: id.to_string(),
@@ -224,15 +313,46 @@ pub(crate) fn status_event(tasks: &TaskList, id: &str, from: TaskStatus, error: 
     }
 }
 
+/// Runs `aggregate-results` (task `id`) on this machine once every task
+/// it waits on completed: `combine` computes the totals, and an `Err`
+/// fails the task with that reason. Otherwise the task fails as blocked,
+/// naming the failed tasks. The totals when it completed.
+pub(crate) fn aggregate<R>(
+    pool: &Pool<'_>,
+    id: &str,
+    tasks: &mut TaskList,
+    reporter: &mut dyn Reporter,
+    combine: impl FnOnce() -> Result<R, String>,
+) -> Option<R> {
+    if !aggregate_ready(tasks, id) {
+        fail_blocked(tasks, id, pool.ms(), reporter);
+        return None;
+    }
+    let from = tasks.transition(id, TaskStatus::InProgress, pool.ms()).unwrap_or(TaskStatus::Blocked);
+    if let Some(t) = tasks.get_mut(id) {
+        t.node = Some("local".into());
+    }
+    reporter.report(&status_event(tasks, id, from, None));
+    let outcome = combine();
+    let status_from = match &outcome {
+        Ok(_) => tasks.transition(id, TaskStatus::Completed, pool.ms()),
+        Err(e) => tasks.fail(id, e.clone(), pool.ms()),
+    };
+    if let Some(from) = status_from {
+        reporter.report(&status_event(tasks, id, from, outcome.as_ref().err().cloned()));
+    }
+    outcome.ok()
+}
+
 /// Whether `aggregate_id` can run: every task it waits on completed (or,
 /// for an input without records, it waits on none and is still pending).
-pub(crate) fn aggregate_ready(tasks: &TaskList, aggregate_id: &str) -> bool {
+fn aggregate_ready(tasks: &TaskList, aggregate_id: &str) -> bool {
     tasks.get(aggregate_id).is_some_and(|t| t.status == TaskStatus::Pending)
         || tasks.unblocked().iter().any(|id| id == aggregate_id)
 }
 
 /// Fails `aggregate_id` because tasks it waits on failed, naming them.
-pub(crate) fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
+fn fail_blocked(tasks: &mut TaskList, aggregate_id: &str, at_ms: u64, reporter: &mut dyn Reporter) {
     let failed: Vec<&str> = tasks
         .iter()
         .filter(|t| t.status == TaskStatus::Failed && t.id != aggregate_id)
@@ -268,17 +388,7 @@ fn run_with_retries<T>(
     loop {
         let _ = tx.send(Msg::Started { unit: index, attempt, node: target.name().to_string() });
         let workdir = run_dir.join(format!("work-{index}-{attempt}"));
-        let mut env = unit.env.clone();
-        env.push(("DISTEX_TASK_ID".into(), unit.task_id.clone()));
-        env.push(("DISTEX_ATTEMPT".into(), attempt.to_string()));
-        let job = Job {
-            program: unit.program.clone(),
-            stdin: unit.stdin.clone(),
-            workdir: workdir.clone(),
-            env,
-            limits: options.limits.clone(),
-            sandbox: options.sandbox,
-        };
+        let job = job(options, unit, workdir.clone(), attempt);
         let ran = match &target.node {
             Some(node) => remote::run(node, &job),
             None => worker::run(&job).map_err(RemoteError::Failed),
@@ -287,48 +397,74 @@ fn run_with_retries<T>(
         if !options.keep_workdirs {
             worker::remove_dir(&workdir);
         }
-        let result = match result {
+        let reason = match result {
+            Ok(output) => {
+                mark_up(place, &target);
+                return Ok(output);
+            }
             Err(RemoteError::Transport(reason)) if !worker::interrupted() => {
                 if mark_down(place.down, &target, &reason) {
                     let _ = tx.send(Msg::NodeDown { node: target.name().to_string() });
                 }
-                target = pick(place.targets, place.home, place.down);
-                let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
-                let _ = tx.send(Msg::Moved { unit: index, attempt, reason, to });
-                attempt += 1;
-                moves += 1;
+                target = move_on(place, index, attempt, reason, tx);
+                (attempt, moves) = (attempt + 1, moves + 1);
                 continue;
             }
             Err(RemoteError::NoWorker(reason)) if !worker::interrupted() => {
                 // The node answered: it is left out of this run only, not
                 // marked down in the node cache.
                 exclude(place.down, &target);
-                target = pick(place.targets, place.home, place.down);
-                let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
-                let _ = tx.send(Msg::Moved { unit: index, attempt, reason, to });
-                attempt += 1;
-                moves += 1;
+                target = move_on(place, index, attempt, reason, tx);
+                (attempt, moves) = (attempt + 1, moves + 1);
                 continue;
             }
-            other => other.map_err(|e| e.to_string()),
+            // At most once: a worker that may have run is never run again.
+            Err(RemoteError::Lost(reason)) => {
+                if mark_down(place.down, &target, &reason) {
+                    let _ = tx.send(Msg::NodeDown { node: target.name().to_string() });
+                }
+                return Err(reason);
+            }
+            Err(e) => e.to_string(),
         };
-        match result {
-            Ok(output) => {
-                mark_up(place, &target);
-                return Ok(output);
-            }
-            Err(reason) if attempt - moves <= options.retries && !worker::interrupted() => {
-                let delay = backoff(attempt);
-                let _ = tx.send(Msg::Retrying { unit: index, attempt, reason, delay });
-                std::thread::sleep(delay);
-                attempt += 1;
-            }
-            Err(reason) if attempt > 1 => {
-                return Err(format!("{reason} (after {attempt} attempts)"));
-            }
-            Err(reason) => return Err(reason),
+        if attempt - moves <= options.retries && !worker::interrupted() {
+            let delay = backoff(attempt);
+            let _ = tx.send(Msg::Retrying { unit: index, attempt, reason, delay });
+            std::thread::sleep(delay);
+            attempt += 1;
+        } else if attempt > 1 {
+            return Err(format!("{reason} (after {attempt} attempts)"));
+        } else {
+            return Err(reason);
         }
     }
+}
+
+/// Attempt `attempt` of `unit`, in `workdir`: its variables with
+/// `DISTEX_TASK_ID` and `DISTEX_ATTEMPT` added, and the run's limits.
+fn job<T>(options: &ProcessOptions, unit: &Unit<T>, workdir: PathBuf, attempt: u32) -> Job {
+    let mut env = unit.env.clone();
+    env.push(("DISTEX_TASK_ID".into(), unit.task_id.clone()));
+    env.push(("DISTEX_ATTEMPT".into(), attempt.to_string()));
+    Job {
+        program: unit.program.clone(),
+        stdin: unit.stdin.clone(),
+        workdir,
+        env,
+        limits: options.limits.clone(),
+        sandbox: options.sandbox,
+        pass_env: crate::process::options::passed_env(options).unwrap_or_default(),
+        allow_connect: options.allow_connect.clone(),
+    }
+}
+
+/// Where a unit that could not run on its target goes next (the next
+/// node up, else this machine), said as a move of attempt `attempt`.
+fn move_on<T>(place: &Placement, unit: usize, attempt: u32, reason: String, tx: &mpsc::Sender<Msg<T>>) -> Target {
+    let target = pick(place.targets, place.home, place.down);
+    let to = target.node.as_ref().map_or("this machine".to_string(), |n| format!("node {}", n.name));
+    let _ = tx.send(Msg::Moved { unit, attempt, reason, to });
+    target
 }
 
 /// Marks `target`'s node down for this run and, once per node, in the node
@@ -415,23 +551,15 @@ mod tests {
         let options = ProcessOptions::default();
         let local = [Target { node: None, slots: 2 }];
         let mut reporter = crate::tasks::NullReporter;
-        run_units_into(
-            &options,
-            run_dir.path(),
-            &units,
-            &mut tasks,
-            Instant::now(),
-            &mut reporter,
-            &local,
-            &mut |i, out| {
-                seen.push(i);
-                match out {
-                    Ok(map) if map["name"] == "bad" => Err("its result names other columns".into()),
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            },
-        );
+        let pool = Pool { options: &options, run_dir: run_dir.path(), started: Instant::now(), targets: &local };
+        run_units_into(&pool, &units, &mut tasks, &mut reporter, &mut |i, out| {
+            seen.push(i);
+            match out {
+                Ok(map) if map["name"] == "bad" => Err("its result names other columns".into()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
         seen.sort();
         assert_eq!(seen, [0, 1], "every unit is handed over once");
         let good = tasks.get("good").unwrap();

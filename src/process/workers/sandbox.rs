@@ -1,95 +1,214 @@
-//! `--sandbox`: Landlock plus a private network namespace, or a refusal.
+//! `--sandbox`: every worker in a bubblewrap (`bwrap`) container, or a refusal.
 //!
-//! The restrictions are applied by `distex __sandbox -- PROGRAM ARGS...`,
-//! a fresh single-threaded process that unshares a user and network
-//! namespace (so the worker sees only a loopback interface that is down),
-//! restricts itself with Landlock (read and execute anywhere, write only
-//! below its working directory and to /dev/null), then execs the worker.
-//! Restrictions are inherited across exec and by every descendant.
+//! `distex __sandbox [--allow-connect HOST:PORT]... -- PROGRAM ARGS...` is
+//! started as the worker, in the worker's directory. It runs PROGRAM under
+//! `bwrap` with:
+//!
+//! * new user, mount, PID, IPC, network, UTS and cgroup namespaces
+//!   (`--unshare-all --unshare-user`), no capabilities, no further user
+//!   namespaces (`--disable-userns`), a new session (no terminal to inject
+//!   keystrokes into), and `--die-with-parent`;
+//! * a file system built from nothing: the system's program and library
+//!   directories (`/usr`, `/bin`, `/lib*`, `/opt`) and the few `/etc` files
+//!   programs need (users, name service, dynamic linker, certificates,
+//!   time zones) read-only; the distex binary read-only (at its own path
+//!   and at `/run/distex/distex`); a fresh `/proc`
+//!   (its own processes only), a minimal `/dev`, an empty `/tmp`; and the
+//!   worker's directory, the only place it can write. Its input is its
+//!   stdin. The user's home, distex's runtime and state directories, the
+//!   host's `/tmp`, `/run` and other regions' data do not exist in there;
+//! * an empty network namespace: only a loopback interface, so no TCP or
+//!   UDP anywhere, and no abstract Unix sockets outside it.
+//!
+//! When the worker ends, bwrap's PID 1 ends and the kernel kills every
+//! process left in the namespace: nothing a sandboxed worker starts
+//! (`setsid`, double forks) can outlive it.
+//!
+//! `--allow-connect HOST:PORT` opens exactly one TCP endpoint (see
+//! [`super::relay`]): this process, outside the sandbox, listens on a Unix
+//! socket in `.distex-connect/` of the worker's directory and connects each
+//! accepted stream to HOST:PORT; inside, `distex __relay` listens on a
+//! loopback address of the sandbox's own network namespace at PORT (for a
+//! host name, `/etc/hosts` in the sandbox maps the name to it) and carries
+//! each connection to that socket. No other address is reachable.
 //!
 //! Before a run, the coordinator starts `distex __sandbox -- /bin/true`
-//! once: when the kernel cannot enforce both, distex refuses to run with a
-//! clear error rather than run with weaker isolation.
+//! once ([`check`]): when bubblewrap is missing or cannot create its
+//! namespaces here, distex refuses to run with a clear error rather than
+//! run with weaker isolation.
 
-use std::ffi::OsString;
-use std::path::Path;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// Entry point of `distex __sandbox -- PROGRAM ARGS...`; returns only on error.
+use super::relay;
+
+/// Exit status of `distex __sandbox` when the sandbox could not be set up
+/// (bwrap missing or failing before the worker started).
+pub(crate) const SETUP_FAILED: u8 = 126;
+
+/// The `/etc` entries a sandboxed program may read: users and groups, name
+/// service and resolver settings, the dynamic linker's cache, TLS
+/// certificates, time zones and MIME types. Nothing else of `/etc`.
+const ETC: &[&str] = &[
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "resolv.conf",
+    "protocols",
+    "services",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki",
+    "alternatives",
+    "localtime",
+    "timezone",
+    "mime.types",
+];
+
+/// System directories bound read-only (or recreated as symlinks into
+/// `/usr` on merged-usr systems).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"];
+
+/// Entry point of `distex __sandbox [--allow-connect HOST:PORT]... -- PROGRAM ARGS...`.
 pub(crate) fn main(args: &[OsString]) -> u8 {
-    let Some((program, rest)) = args.split_first() else {
-        eprintln!("distex __sandbox: expected a program to run");
-        return 2;
-    };
-    let cwd = match std::env::current_dir() {
-        Ok(d) => d,
+    let (endpoints, command) = match parse_args(args) {
+        Ok(parsed) => parsed,
         Err(e) => {
-            eprintln!("distex: sandbox: cannot read the working directory: {e}");
-            return 126;
+            eprintln!("distex __sandbox: {e}");
+            return 2;
         }
     };
-    if let Err(e) = enter(&cwd) {
-        eprintln!("distex: sandbox: {e}");
-        return 126;
+    match run(&endpoints, command) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("distex: sandbox: {e}");
+            SETUP_FAILED
+        }
     }
-    use std::os::unix::process::CommandExt;
-    let e = std::process::Command::new(program).args(rest).exec();
-    eprintln!("distex: sandbox: cannot run {}: {e}", program.to_string_lossy());
-    127
 }
 
-/// Restricts the current process: private network, writes only below `dir`.
-#[cfg(target_os = "linux")]
-pub(crate) fn enter(dir: &Path) -> Result<(), String> {
-    use landlock::{
-        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-        path_beneath_rules,
-    };
-    // This process has a single thread.
-    if let Err(e) = crate::sys::unshare_user_and_network() {
-        return Err(format!(
-            "cannot create a private network namespace ({}); unprivileged user namespaces may be disabled \
-             (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces). Run without --sandbox to accept weaker isolation",
-            e
-        ));
+/// Splits `[--allow-connect HOST:PORT]... -- PROGRAM ARGS...`.
+fn parse_args(args: &[OsString]) -> Result<(Vec<relay::Endpoint>, &[OsString]), String> {
+    let mut endpoints = Vec::new();
+    let mut rest = args;
+    loop {
+        match rest {
+            [flag, value, tail @ ..] if flag == "--allow-connect" => {
+                endpoints.push(relay::Endpoint::parse(&value.to_string_lossy())?);
+                rest = tail;
+            }
+            [dashes, tail @ ..] if dashes == "--" => rest = tail,
+            _ => break,
+        }
     }
-    let abi = ABI::V3;
-    let fail = |e: landlock::RulesetError| {
-        format!(
-            "Landlock is not available in this kernel ({e}); it needs Linux 6.2 or newer with Landlock enabled. Run without --sandbox to accept weaker isolation"
-        )
-    };
-    let status = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(fail)?
-        .create()
-        .map_err(fail)?
-        .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
-        .map_err(fail)?
-        .add_rules(path_beneath_rules([dir], AccessFs::from_all(abi)))
-        .map_err(fail)?
-        .add_rules(path_beneath_rules(["/dev/null"], AccessFs::from_file(abi)))
-        .map_err(fail)?
-        .restrict_self()
-        .map_err(fail)?;
-    if status.ruleset != RulesetStatus::FullyEnforced {
-        return Err(
-            "Landlock could not be fully enforced by this kernel; run without --sandbox to accept weaker isolation"
-                .into(),
-        );
+    if rest.is_empty() {
+        return Err("expected a program to run".into());
     }
-    Ok(())
+    Ok((endpoints, rest))
 }
 
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn enter(_dir: &Path) -> Result<(), String> {
-    Err("--sandbox needs Linux (Landlock and network namespaces); this system has neither. Run without --sandbox to accept weaker isolation".into())
+/// Starts the relays, runs the command under bwrap, waits for it.
+fn run(endpoints: &[relay::Endpoint], command: &[OsString]) -> Result<u8, String> {
+    let dir = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the distex binary: {e}"))?;
+    if cfg!(not(target_os = "linux")) {
+        return Err("--sandbox needs Linux (bubblewrap and its namespaces); run without --sandbox to accept \
+                    the weaker default isolation (see docs/process.md)"
+            .into());
+    }
+    let bwrap = find_bwrap().ok_or_else(|| {
+        "bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: apt install bubblewrap, \
+         Fedora: dnf install bubblewrap), or run without --sandbox to accept the weaker default isolation \
+         (see docs/process.md)"
+            .to_string()
+    })?;
+    let (relays, running) = relay::outside(&dir, endpoints)?;
+    let mut cmd = Command::new(bwrap);
+    cmd.args(bwrap_args(&dir, &exe, &relays));
+    if !relays.is_empty() {
+        cmd.arg(&exe).arg("__relay");
+        for r in &relays {
+            cmd.arg("--listen").arg(r.inside.to_string()).arg(&r.socket);
+        }
+        cmd.arg("--");
+    }
+    cmd.args(command);
+    let status = cmd.status().map_err(|e| format!("cannot start bwrap: {e}"))?;
+    running.finish();
+    Ok(exit_code(status))
+}
+
+/// The exit code of `status` as a shell reports it (128 + N for signal N).
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        _ => SETUP_FAILED,
+    }
+}
+
+/// `bwrap` from PATH (the user's choice of bubblewrap, like any program).
+fn find_bwrap() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join("bwrap")).find(|p| p.is_file())
+}
+
+/// bwrap's options for a worker whose directory is `dir`.
+fn bwrap_args(dir: &Path, exe: &Path, relays: &[relay::Outside]) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&OsStr]| a.extend(items.iter().map(|s| s.to_os_string()));
+    push(&[
+        "--unshare-all".as_ref(),
+        "--unshare-user".as_ref(),
+        "--disable-userns".as_ref(),
+        "--cap-drop".as_ref(),
+        "ALL".as_ref(),
+        "--die-with-parent".as_ref(),
+        "--new-session".as_ref(),
+        "--proc".as_ref(),
+        "/proc".as_ref(),
+        "--dev".as_ref(),
+        "/dev".as_ref(),
+        "--tmpfs".as_ref(),
+        "/tmp".as_ref(),
+    ]);
+    for sys in SYSTEM_DIRS {
+        let path = Path::new(sys);
+        match std::fs::read_link(path) {
+            // Merged /usr: /bin -> usr/bin and so on.
+            Ok(target) => push(&["--symlink".as_ref(), target.as_os_str(), sys.as_ref()]),
+            Err(_) if path.is_dir() => push(&["--ro-bind".as_ref(), sys.as_ref(), sys.as_ref()]),
+            Err(_) => {}
+        }
+    }
+    for name in ETC {
+        let path = Path::new("/etc").join(name);
+        push(&["--ro-bind-try".as_ref(), path.as_os_str(), path.as_os_str()]);
+    }
+    if let Some(hosts) = relays.first().map(|r| r.hosts_file.as_os_str()) {
+        push(&["--ro-bind".as_ref(), hosts, "/etc/hosts".as_ref()]);
+    }
+    // distex itself (built-in workers, the relay), also at a fixed path
+    // for the node script, which does not know where the binary is.
+    push(&["--ro-bind".as_ref(), exe.as_os_str(), exe.as_os_str()]);
+    push(&["--ro-bind".as_ref(), exe.as_os_str(), "/run/distex/distex".as_ref()]);
+    push(&["--bind".as_ref(), dir.as_os_str(), dir.as_os_str(), "--chdir".as_ref(), dir.as_os_str()]);
+    push(&["--".as_ref()]);
+    a
 }
 
 /// Checks once, in a throwaway process, that the sandbox can be entered here.
 pub(crate) fn check(scratch: &Path) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the distex binary: {e}"))?;
-    let out = std::process::Command::new(exe)
+    let out = Command::new(exe)
         .args(["__sandbox", "--", "/bin/true"])
         .current_dir(scratch)
         .stdin(std::process::Stdio::null())
@@ -100,5 +219,13 @@ pub(crate) fn check(scratch: &Path) -> Result<(), String> {
     }
     let msg = String::from_utf8_lossy(&out.stderr);
     let msg = msg.trim().trim_start_matches("distex: sandbox: ");
-    Err(format!("--sandbox is not available here: {msg}"))
+    Err(format!(
+        "--sandbox is not available here: {msg}{}",
+        if msg.starts_with("bwrap:") || msg.contains("\nbwrap:") {
+            " (bubblewrap needs unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1, \
+             user.max_user_namespaces > 0; or run without --sandbox to accept the weaker default isolation)"
+        } else {
+            ""
+        }
+    ))
 }

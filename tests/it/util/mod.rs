@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) mod model_server;
 pub(crate) mod process_data;
+pub(crate) mod slurm;
 pub(crate) mod sshd;
 
 pub(crate) const DISTEX: &str = env!("CARGO_BIN_EXE_distex");

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, Node};
-use crate::exec::remote::sh_quote;
 use crate::exec::ssh;
+use crate::route::sh_quote;
 
 /// State files distex writes (prefixes: rotations and temporary copies too).
 const STATE_PREFIXES: &[&str] = &["nodes.json", "nodes.lock", "hook.log"];
@@ -61,7 +61,7 @@ impl CleanReport {
 pub(crate) fn clean(config: &Config, remote: bool) -> std::io::Result<CleanReport> {
     let mut report = CleanReport::default();
     if remote {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = crate::exec::runtime()?;
         report.nodes = runtime.block_on(clean_nodes(&config.nodes));
     }
     report.masters = stop_masters(&crate::state::runtime_dir());
@@ -95,12 +95,20 @@ async fn clean_node(node: &Node) -> NodeClean {
     }
 }
 
-/// Runs `script` with `sh -c` on the node; its stdout, or why it failed.
+/// Runs `script` with `sh -c` on the node (here, for a Slurm node
+/// without a login `host`: its workdir is on this machine); its stdout, or
+/// why it failed.
 async fn run_on(node: &Node, script: String) -> Result<String, String> {
-    let master = ssh::connect(node).await.map_err(|e| e.message)?;
-    let mut cmd = master.session().raw_command(format!("sh -c {}", sh_quote(&script)));
-    cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
-    let out = cmd.output().await.map_err(|e| format!("cannot run the clean-up on {}: {e}", node.name))?;
+    let out = if node.ssh_host().is_none() {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(&script).stdin(std::process::Stdio::null());
+        cmd.output().await.map_err(|e| format!("cannot run the clean-up for {}: {e}", node.name))?
+    } else {
+        let master = ssh::connect(node).await.map_err(|e| e.message)?;
+        let mut cmd = master.session().raw_command(format!("sh -c {}", sh_quote(&script)));
+        cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        cmd.output().await.map_err(|e| format!("cannot run the clean-up on {}: {e}", node.name))?
+    };
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -210,7 +218,7 @@ mod tests {
             assert!(mirror_script(dir).is_err(), "{dir:?}");
         }
         let script = mirror_script("~/.cache/distex/work").unwrap();
-        assert!(script.contains("w='.cache/distex/work'"), "{script}");
+        assert!(script.contains("w=.cache/distex/work;"), "{script}");
         assert!(script.contains("/*-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]"), "{script}");
     }
 

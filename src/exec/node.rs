@@ -1,0 +1,42 @@
+//! The front every remote node goes through: it picks the backend by the
+//! node's kind, so routing, failover and the scheduler treat an SSH
+//! machine and a Slurm partition alike (the `openssh` crate's shape: one
+//! small front choosing between implementations).
+//!
+//! * `kind = "ssh"`: [`run::attempt_remote`] and [`probe::probe_one`];
+//! * `kind = "slurm"`: [`slurm::attempt`] and [`slurm::probe`].
+
+use super::output::OutputSink;
+use super::probe::{self, ProbeResult};
+use super::run::{self, AttemptResult, RunSpec, Stopper};
+use super::slurm;
+use super::ssh::TransportError;
+use super::sync::Project;
+use crate::config::{Config, Node, NodeKind};
+
+/// Runs the command on `node` with its backend, mirroring `project` first
+/// when given; `Err` is a transport failure (the command did not run
+/// there; another target may take it).
+pub(crate) async fn attempt(
+    config: &Config,
+    node: &Node,
+    spec: &RunSpec,
+    project: Option<&Project>,
+    returns: &[String],
+    sink: &mut dyn OutputSink,
+    stopper: &Stopper,
+) -> Result<AttemptResult, TransportError> {
+    match node.kind() {
+        NodeKind::Ssh => run::attempt_remote(config, node, spec, project, returns, sink, stopper).await,
+        NodeKind::Slurm => slurm::attempt(config, node, spec, project, returns, sink, stopper).await,
+    }
+}
+
+/// Measures the node's load for `distex nodes --probe` (`script`: the SSH
+/// probe's, see [`probe::probe_script`]).
+pub(crate) async fn probe(node: &Node, script: &str) -> ProbeResult {
+    match node.kind() {
+        NodeKind::Ssh => probe::probe_one(node, script).await,
+        NodeKind::Slurm => slurm::probe(node).await,
+    }
+}
