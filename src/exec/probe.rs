@@ -2,7 +2,10 @@
 //! -s`, `uname -m`) and which of the programs the rules name are on its
 //! user's PATH — all in one ssh command per node, in parallel, with a short
 //! timeout — and record what was seen in the node cache, where routing
-//! reads it (a node lacking the matched program is skipped).
+//! reads it (a node lacking the matched program is skipped). A remote
+//! `distex run` learns the same facts after its command finished, over the
+//! master it already holds, when the cache has none or they are stale
+//! ([`learn_platform`]).
 
 use openssh::Stdio;
 use std::time::Duration;
@@ -10,7 +13,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::ssh;
+use super::ssh::{self, Master};
 use crate::config::{Config, Node};
 use crate::state::{NodeStates, Platform};
 
@@ -110,10 +113,7 @@ pub(crate) async fn probe_one(node: &Node, script: &str) -> ProbeResult {
     let limit = Duration::from_secs(node.connect_timeout + 3);
     let outcome = tokio::time::timeout(limit, async {
         let master = ssh::connect(node).await.map_err(|e| e.message)?;
-        let mut cmd = master.session().raw_command(format!("sh -c {}", crate::route::sh_quote(script)));
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-        let out = cmd.output().await.map_err(|e| format!("probe command failed: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = run_script(&master, script).await?;
         Ok::<_, String>((parse_load(&text), parse_platform(&text, crate::state::now_secs())))
     })
     .await
@@ -138,6 +138,53 @@ pub(crate) async fn probe_one(node: &Node, script: &str) -> ProbeResult {
             platform: None,
             elapsed_ms,
         },
+    }
+}
+
+/// Runs the probe script on the node over an open master (one more
+/// session on it, no new handshake) and returns what it printed.
+async fn run_script(master: &Master, script: &str) -> Result<String, String> {
+    let mut cmd = master.session().raw_command(format!("sh -c {}", crate::route::sh_quote(script)));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let out = cmd.output().await.map_err(|e| format!("probe command failed: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A node's platform facts older than this are learned again by its next
+/// remote run.
+const PLATFORM_MAX_AGE_SECS: u64 = 24 * 3600;
+
+/// How long a run waits for the platform answer before giving up on it.
+const LEARN_LIMIT: Duration = Duration::from_secs(3);
+
+/// Whether the cache should learn `node`'s platform again: never learned,
+/// older than a day, or silent on a program the rules now name.
+fn platform_stale(node: &str, programs: &[String]) -> bool {
+    let states = NodeStates::load();
+    let Some(platform) = states.get(node).and_then(|h| h.platform.as_ref()) else {
+        return true;
+    };
+    let age = crate::state::now_secs().saturating_sub(platform.checked_at);
+    let unknown = |p: &String| !platform.programs.contains(p) && !platform.missing.contains(p);
+    age > PLATFORM_MAX_AGE_SECS || programs.iter().any(unknown)
+}
+
+/// Called by a remote run after its command finished on `node`: when the
+/// node cache's platform for it is missing or stale, runs the probe script
+/// over the master the run already holds (bounded by [`LEARN_LIMIT`]) and
+/// records the answer. Best effort: any failure leaves the cache as it was
+/// and is reported nowhere; it never changes the run's outcome.
+pub(crate) async fn learn_platform(config: &Config, node: &Node, master: &Master) {
+    let programs = crate::route::rule_programs(&config.rules);
+    if !platform_stale(&node.name, &programs) {
+        return;
+    }
+    let script = probe_script(&programs);
+    let Ok(Ok(text)) = tokio::time::timeout(LEARN_LIMIT, run_script(master, &script)).await else {
+        return;
+    };
+    if let Some(platform) = parse_platform(&text, crate::state::now_secs()) {
+        let _ = NodeStates::record_platform(&node.name, platform);
     }
 }
 

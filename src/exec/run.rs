@@ -375,7 +375,22 @@ pub(crate) async fn attempt_remote(
             }
             timings.return_ms = ms(t.elapsed());
         }
+        learn_after(config, node, &master, &status, stopper).await;
         return Ok(AttemptResult { status, synced: project.is_some(), returned, held_back, warnings, timings });
+    }
+}
+
+/// After a command that exited on its own (not stopped by a signal or the
+/// timeout; its output is already written), lets the node cache learn the
+/// node's platform over the same master when it lacks it. A signal or the
+/// deadline arriving meanwhile abandons that at once.
+async fn learn_after(config: &Config, node: &Node, master: &Master, status: &RunStatus, stopper: &Stopper) {
+    if !matches!(status, RunStatus::Exited { .. }) {
+        return;
+    }
+    tokio::select! {
+        () = super::probe::learn_platform(config, node, master) => {}
+        _ = stopper.wait() => {}
     }
 }
 

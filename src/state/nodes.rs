@@ -33,7 +33,8 @@ pub(crate) struct NodeHealth {
     /// Unix time (seconds) the load was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) load_at: Option<u64>,
-    /// What `distex nodes --probe` learned of the node's system and tools.
+    /// What `distex nodes --probe` or the last remote run learned of the
+    /// node's system and tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) platform: Option<Platform>,
 }

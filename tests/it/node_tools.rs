@@ -1,7 +1,8 @@
 //! Only nodes that have the tool: `distex nodes --probe` learns each real
 //! sshd node's system and which of the rules' programs its user can run,
 //! `distex nodes` shows it, routing skips a node that lacks the matched
-//! program; and a part-level rewritten line runs for real against a node.
+//! program; a remote `distex run` learns the same without `--probe`; and a
+//! part-level rewritten line runs for real against a node.
 
 use crate::util as support;
 
@@ -60,6 +61,37 @@ fn a_probe_learns_system_and_tools_and_routing_skips_a_node_without_the_program(
         "{decision}"
     );
     // ... but not for the programs it has.
+    assert_eq!(route(&sb, "make -j2")["node"], "n1");
+}
+
+#[test]
+fn a_remote_run_learns_the_platform_without_a_probe() {
+    let (sb, _cluster) = setup();
+    let before = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    assert!(!before.to_string().contains("\"platform\""), "nothing known yet: {before}");
+
+    // A plain run: its output and status are the command's own.
+    let run = distex(&sb).args(["run", "--node", "n1", "--", "echo hi; exit 3"]).run();
+    assert_eq!(run.code(), Some(3));
+    assert_eq!(run.stdout(), "hi\n");
+
+    // The cache now knows n1's system and tools, with no --probe.
+    let nodes = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    let platform = &n1["platform"];
+    assert_eq!(platform["os"], "Linux", "{n1}");
+    let missing: Vec<&str> = platform["missing"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let present: Vec<&str> = platform["programs"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(missing.contains(&"distex-no-such-tool"), "{n1}");
+    assert!(present.contains(&"make"), "{n1}");
+
+    // Routing uses it as after a probe: the rare tool stays here, make goes to n1.
+    let decision = route(&sb, "distex-no-such-tool --all");
+    assert_eq!(decision["distribute"], false, "{decision}");
+    assert!(
+        decision["candidates"][0]["why_not"].as_str().unwrap().starts_with("lacks distex-no-such-tool"),
+        "{decision}"
+    );
     assert_eq!(route(&sb, "make -j2")["node"], "n1");
 }
 
