@@ -183,9 +183,28 @@ impl Drop for SlurmCluster {
         let mut files: Vec<String> = self.nodes.iter().map(|n| format!("slurmd-{n}.pid")).collect();
         files.push("slurmctld.pid".into());
         files.push("munged.pid".into());
-        let pids: Vec<i32> = files.iter().filter_map(|f| self.pid(f)).collect();
+        let mut pids: Vec<i32> = files.iter().filter_map(|f| self.pid(f)).collect();
+        // A step daemon (slurmstepd) outlives a slurmd stopped under it; it
+        // works in this cluster's directory, which is how it is found.
+        pids.extend(step_daemons_in(self.dir.path()));
         stop(&pids);
     }
+}
+
+/// The slurmstepd processes whose working directory is inside `dir`.
+fn step_daemons_in(dir: &Path) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "slurmstepd" {
+            continue;
+        }
+        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// SIGTERM, up to 3 s of grace, then SIGKILL.
