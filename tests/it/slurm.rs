@@ -206,7 +206,8 @@ fn probe_reports_the_partition_state_and_busy_cpus_as_load() {
     let s = setup(2, 2, 2);
     let mut busy = s.cluster.command("srun");
     busy.args(["--partition=debug", "--job-name=blocker", "sleep", "79.5"]);
-    let mut busy = busy.spawn().unwrap();
+    // Killed on drop, so a failed assertion below leaves no srun behind.
+    let _busy = KillOnDrop(busy.spawn().unwrap());
     wait_for_jobs(&s.cluster, 1, "RUNNING");
     let run = s.distex().args(["nodes", "--probe", "--json"]).run().expect_code(1);
     let v = run.json();
@@ -220,9 +221,18 @@ fn probe_reports_the_partition_state_and_busy_cpus_as_load() {
     assert_eq!(off["answered"], false, "{v}");
     assert_eq!(hpc["host"], "slurm:debug", "{v}");
     assert!(off["error"].as_str().unwrap().contains("down"), "{v}");
-    let _ = busy.kill();
-    let _ = busy.wait();
     s.cluster.run("scancel", &["--name=blocker"]);
+}
+
+/// A child process that is killed and reaped when dropped, even when the
+/// test panics first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
