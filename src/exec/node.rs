@@ -8,27 +8,22 @@
 
 use super::output::OutputSink;
 use super::probe::{self, ProbeResult};
-use super::run::{self, AttemptResult, RunSpec, Stopper};
+use super::run::{self, AttemptResult, NodeAttempt, Stopper};
 use super::slurm;
 use super::ssh::TransportError;
-use super::sync::Project;
-use crate::config::{Config, Node, NodeKind};
+use crate::config::{Node, NodeKind};
 
-/// Runs the command on `node` with its backend, mirroring `project` first
-/// when given; `Err` is a transport failure (the command did not run
+/// Runs the command on the attempt's node with its backend, mirroring the
+/// project first when given; `Err` is a transport failure (the command did not run
 /// there; another target may take it).
 pub(crate) async fn attempt(
-    config: &Config,
-    node: &Node,
-    spec: &RunSpec,
-    project: Option<&Project>,
-    returns: &[String],
+    attempt: NodeAttempt<'_>,
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
 ) -> Result<AttemptResult, TransportError> {
-    match node.kind() {
-        NodeKind::Ssh => run::attempt_remote(config, node, spec, project, returns, sink, stopper).await,
-        NodeKind::Slurm => slurm::attempt(config, node, spec, project, returns, sink, stopper).await,
+    match attempt.node.kind() {
+        NodeKind::Ssh => run::attempt_remote(attempt, sink, stopper).await,
+        NodeKind::Slurm => slurm::attempt(attempt, sink, stopper).await,
     }
 }
 

@@ -296,20 +296,27 @@ pub(crate) struct AttemptResult {
     pub(crate) timings: Timings,
 }
 
+/// What one attempt on a node works with: the command, where, and the
+/// project to mirror first (when given) and the paths to bring back.
+#[derive(Clone, Copy)]
+pub(crate) struct NodeAttempt<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) node: &'a Node,
+    pub(crate) spec: &'a RunSpec,
+    pub(crate) project: Option<&'a Project>,
+    pub(crate) returns: &'a [String],
+}
+
 /// Runs the command on one remote node, mirroring `project` first when
 /// given. A failure before the command was let start comes back as `Err`
 /// (with the node's health recorded); once it was let start, the result is
 /// `Ok`, [`RunStatus::Lost`] included: it is never run again.
-#[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
 pub(crate) async fn attempt_remote(
-    config: &Config,
-    node: &Node,
-    spec: &RunSpec,
-    project: Option<&Project>,
-    returns: &[String],
+    attempt: NodeAttempt<'_>,
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
 ) -> Result<AttemptResult, TransportError> {
+    let NodeAttempt { config, node, spec, project, returns } = attempt;
     let mut timings = Timings::default();
     let mut warnings = Vec::new();
     let mut held_back = Vec::new();
@@ -555,7 +562,10 @@ pub(crate) async fn execute(
                 }
                 Ok(attempt_local(spec, inherit_local, sink, stopper).await)
             }
-            Target::Remote(node) => super::node::attempt(config, node, spec, project, &returns, sink, stopper).await,
+            Target::Remote(node) => {
+                let attempt = NodeAttempt { config, node, spec, project, returns: &returns };
+                super::node::attempt(attempt, sink, stopper).await
+            }
         };
         match result {
             Ok(r) => {

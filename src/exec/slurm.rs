@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::output::{OutputSink, Stream};
 use super::probe::ProbeResult;
 use super::remote::{Markers, Stop, nonce};
-use super::run::{self, AttemptResult, RunSpec, RunStatus, Stopper, Timings};
+use super::run::{self, AttemptResult, NodeAttempt, RunSpec, RunStatus, Stopper, Timings};
 use super::ssh::{self, Fault, Master, TransportError};
 use super::sync::{self, Project, Secrets};
 use crate::config::{Config, Node, SlurmSettings};
@@ -434,14 +434,11 @@ async fn cancel(submitter: &Submitter, job: &str) {
 /// `Err`, with the node's health recorded; once the command started, its
 /// end is its status, never a transport error (it must not run twice).
 pub(crate) async fn attempt(
-    config: &Config,
-    node: &Node,
-    spec: &RunSpec,
-    project: Option<&Project>,
-    returns: &[String],
+    attempt: NodeAttempt<'_>,
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
 ) -> Result<AttemptResult, TransportError> {
+    let NodeAttempt { config, node, spec, project, returns } = attempt;
     let settings = node.slurm.as_ref().ok_or_else(|| fail(node, "not a Slurm node".into()))?;
     let mut timings = Timings::default();
     let t = Instant::now();

@@ -454,7 +454,8 @@ impl<'a> Scheduler<'a> {
             let result = match config.node(&target) {
                 Some(node) => {
                     let project = project.as_ref();
-                    node::attempt(&config, node, &spec, project, &returns, &mut sink, &stopper).await
+                    let attempt = run::NodeAttempt { config: &config, node, spec: &spec, project, returns: &returns };
+                    node::attempt(attempt, &mut sink, &stopper).await
                 }
                 None => Ok(run::attempt_local(&spec, false, &mut sink, &stopper).await),
             };
