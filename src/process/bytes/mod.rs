@@ -216,6 +216,7 @@ fn units(run: &Run<'_>, tasks: &mut TaskList) -> Vec<Unit<ScanResult>> {
             stdin: PathBuf::from("/dev/null"),
             env: vec![],
             records: None,
+            size: spec.end - spec.start,
             read: read_scan,
         })
         .collect();

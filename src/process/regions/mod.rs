@@ -164,6 +164,7 @@ fn region_units(
             stdin: data.spool.clone(),
             env: vec![("DISTEX_REGION".into(), data.name.clone())],
             records: Some(data.records),
+            size: std::fs::metadata(&data.spool).map_or(0, |m| m.len()),
             read: if options.processor.is_some() { read_json } else { read_summary },
         })
         .collect()

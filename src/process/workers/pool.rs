@@ -35,6 +35,9 @@ pub(crate) struct Unit<T> {
     pub(crate) env: Vec<(String, String)>,
     /// Records it holds, for progress (unknown for byte ranges).
     pub(crate) records: Option<u64>,
+    /// The input bytes it reads (its stdin, or its byte range): a Slurm
+    /// node groups small units into one array task by it.
+    pub(crate) size: u64,
     /// Reads the worker's output as part of its attempt, on the pool's
     /// thread: an output it refuses fails the attempt (retried per
     /// `--retries`) like a processor that printed garbage.
@@ -540,6 +543,7 @@ mod tests {
                 stdin: PathBuf::from("/dev/null"),
                 env: vec![],
                 records: None,
+                size: 0,
                 read: |out| worker::parse_output(&out),
             })
             .collect();

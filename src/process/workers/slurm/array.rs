@@ -47,16 +47,25 @@ pub(super) fn prepare<'a, U>(node: &'a Node, units: &[Unit<U>]) -> Result<Array<
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let builtin = units.iter().any(|u| matches!(u.program, Program::Builtin { .. }));
     let distex = if builtin { Some(install_distex(&workdir)?) } else { None };
-    for (i, unit) in units.iter().enumerate() {
+    for (i, unit) in units.iter().enumerate().filter(|(_, u)| !reads_nothing(u)) {
         let to = dir.join(format!("in-{i}"));
         std::fs::copy(&unit.stdin, &to)
             .map_err(|e| format!("cannot copy {} to {}: {e}", unit.stdin.display(), to.display()))?;
     }
-    let entry =
-        format!("#!/bin/sh\nexec /bin/sh {}/task-\"$SLURM_ARRAY_TASK_ID\".sh\n", sh_quote(&dir.display().to_string()));
+    // `array.sh A` runs group `$SLURM_ARRAY_TASK_ID` of array `A`.
+    let entry = format!(
+        "#!/bin/sh\nexec /bin/sh {}/group-\"$1\"-\"$SLURM_ARRAY_TASK_ID\".sh\n",
+        sh_quote(&dir.display().to_string())
+    );
     std::fs::write(dir.join("array.sh"), entry).map_err(|e| format!("cannot write array.sh: {e}"))?;
     let programs = units.iter().map(|u| u.program.clone()).collect();
     Ok(Array { node, settings, dir, name, distex, programs })
+}
+
+/// A unit whose stdin is `/dev/null` (a byte-range part reads its file
+/// in place): nothing to copy, its script reads `/dev/null` itself.
+fn reads_nothing<U>(unit: &Unit<U>) -> bool {
+    unit.stdin == Path::new("/dev/null")
 }
 
 /// This binary, copied into `WORKDIR/distex-process/bin/distex-VERSION`
@@ -98,43 +107,51 @@ impl Array<'_> {
         }
     }
 
-    /// Writes the attempt scripts of `which` and submits them as one array.
+    /// Writes the attempt scripts of the parts in `groups` and one script
+    /// per group (its parts, one after another), and submits the groups as
+    /// array number `number`, at most `throttle` of them running at once.
+    /// Returns the job id.
     pub(super) fn submit<U>(
         &self,
         options: &ProcessOptions,
         units: &[Unit<U>],
-        which: &[usize],
-        tasks: &mut [Task],
-    ) -> Result<(), String> {
-        for &unit in which {
-            let script = self.task_script(options, unit, &units[unit], tasks[unit].attempt);
-            let path = self.dir.join(format!("task-{unit}.sh"));
-            std::fs::write(&path, script).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        number: usize,
+        groups: &[Vec<usize>],
+        throttle: usize,
+        tasks: &[Task],
+    ) -> Result<String, String> {
+        let write = |name: String, text: String| {
+            let path = self.dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        for (index, parts) in groups.iter().enumerate() {
+            let mut script = String::from("#!/bin/sh\n");
+            for &unit in parts {
+                write(format!("task-{unit}.sh"), self.task_script(options, unit, &units[unit], tasks[unit].attempt))?;
+                let path = self.dir.join(format!("task-{unit}.sh"));
+                script.push_str(&format!("/bin/sh {}\n", sh_quote(&path.display().to_string())));
+            }
+            write(format!("group-{number}-{index}.sh"), script)?;
         }
-        let list: Vec<String> = which.iter().map(usize::to_string).collect();
-        let slots = self.node.slots.max(1);
         let mut args = crate::exec::slurm::job_options(self.settings, &self.name);
         args.extend([
             "--parsable".to_string(),
             // distex resubmits lost tasks itself, at once: Slurm's own
             // requeue would hold them back (BeginTime) for minutes.
             "--no-requeue".to_string(),
-            format!("--array={}%{slots}", list.join(",")),
+            format!("--array=0-{}%{}", groups.len().saturating_sub(1), throttle.max(1)),
             "--output=/dev/null".to_string(),
             format!("--error={}/slurm-%A_%a.err", self.dir.display()),
             format!("--chdir={}", self.dir.display()),
             self.dir.join("array.sh").display().to_string(),
+            number.to_string(),
         ]);
         let out = slurm("sbatch", &args)?;
         let job = out.stdout.trim().split(';').next().unwrap_or("").to_string();
         if out.code != Some(0) || job.is_empty() || !job.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("node {}: Slurm refused the array job: {}", self.node.name, out.stderr.trim()));
         }
-        for &unit in which {
-            tasks[unit].job = job.clone();
-            tasks[unit].missing = 0;
-        }
-        Ok(())
+        Ok(job)
     }
 
     /// The script of one attempt (see the module doc).
@@ -168,7 +185,7 @@ impl Array<'_> {
              printf '%d\\n' \"$rc\" >{status}.part && mv -f {status}.part {status}\n",
             files = limits.max_open_files.unwrap_or(super::super::local::DEFAULT_OPEN_FILES),
             env = env.join(" "),
-            input = path(self.dir.join(format!("in-{unit}"))),
+            input = if reads_nothing(u) { "/dev/null".to_string() } else { path(self.dir.join(format!("in-{unit}"))) },
             out = path(files.out),
             err = path(files.err),
             status = path(files.status),
@@ -193,8 +210,9 @@ impl Array<'_> {
         }
     }
 
-    pub(super) fn cancel_task(&self, job: &str, unit: usize) {
-        let _ = slurm("scancel", &["--quiet".into(), "--full".into(), format!("{job}_{unit}")]);
+    /// Cancels array task `index` (a group) of `job`.
+    pub(super) fn cancel_task(&self, job: &str, index: usize) {
+        let _ = slurm("scancel", &["--quiet".into(), "--full".into(), format!("{job}_{index}")]);
     }
 
     /// Cancels every array of the run and waits (up to 15 s) until squeue

@@ -1,10 +1,13 @@
 //! Region workers on a Slurm node (`--nodes hpc` where `hpc` has
-//! `kind = "slurm"`): every unit is a task of one `sbatch --array` job.
+//! `kind = "slurm"`): every unit is a part of an `sbatch --array` job,
+//! small parts grouped so that each array task is worth the scheduler's
+//! overhead ([`group`]).
 //!
 //! The shared run directory (`WORKDIR/distex-process/<run>/`, on the
 //! filesystem the compute nodes share) holds, per unit `i`:
 //!
-//! * `in-i`: the unit's input (its stdin), copied once;
+//! * `in-i`: the unit's input (its stdin), copied once (a byte-range part
+//!   reads its file in place and has none);
 //! * `task-i.sh`: its attempt, a POSIX script where every value is
 //!   single-quoted: a fresh `mktemp -d` directory as cwd, HOME and TMPDIR,
 //!   `env -i` with only PATH, LANG and the `DISTEX_*` variables, the
@@ -14,18 +17,34 @@
 //!   the source of truth: without an accounting database `sacct` knows
 //!   nothing, and `scontrol` forgets a job after `MinJobAge`.
 //!
-//! `array.sh` runs `task-$SLURM_ARRAY_TASK_ID.sh`. The coordinator follows
-//! its tasks with one `squeue --states=all` call per poll (a task shows
-//! `in_progress` once Slurm runs it), reads each status file as it
-//! appears, and resubmits in one new array the tasks that failed (per
-//! `--retries`) or were lost (the job ended, or its node went down, without
-//! a status file: not the processor's fault, so not counted as a retry).
-//! `--timeout` cancels the one array task; Ctrl-C cancels every array.
+//! and per array `a` and group `g`, `group-a-g.sh`: its parts' attempt
+//! scripts, one after another. `array.sh a` runs
+//! `group-a-$SLURM_ARRAY_TASK_ID.sh`.
+//!
+//! The coordinator follows the groups with one `squeue --states=all` call
+//! per poll. A part is `in_progress` once its group runs and every part
+//! before it in the group has finished (a status file), so the TaskList
+//! and `--timeout` see the part itself start, to a poll. It reads each
+//! status file as it appears, and resubmits in one new array, regrouped,
+//! the parts that failed (per `--retries`) or were lost (their group ended,
+//! or its node went down, without their status file: not the processor's
+//! fault, so not counted as a retry).
+//!
+//! **Slots**: the array tasks Slurm may run at once, over every array of
+//! the run, never exceed the node's `slots`. An array's throttle (`%N`)
+//! limits its own tasks; an array still holding `k` unfinished groups may
+//! run `min(k, N)` of them, and that only falls. A retry array is given
+//! the room left (`slots` minus that sum) as its throttle, and waits while
+//! there is none.
+//!
+//! `--timeout` cancels the part's group (its later parts are lost, and
+//! resubmitted without using up `--retries`); Ctrl-C cancels every array.
 //!
 //! The built-in summary worker is this distex binary, copied once into
 //! `WORKDIR/distex-process/bin/` (the compute nodes are this machine's
 //! kind: Slurm's commands run here, so the node has no login `host`).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::local::{Program, interrupted};
@@ -34,6 +53,7 @@ use crate::config::Node;
 use crate::process::ProcessOptions;
 
 mod array;
+mod group;
 mod squeue;
 
 use array::{Array, Files, prepare};
@@ -61,7 +81,12 @@ struct Task {
     attempt: u32,
     /// Attempts that were lost, not failed (they do not use up `--retries`).
     lost: u32,
+    /// The array job of its latest attempt.
     job: String,
+    /// Its group (an index into [`Run::groups`]) while its attempt is
+    /// submitted and not yet settled; `None` while it waits to be
+    /// (re)submitted.
+    group: Option<usize>,
     started: Option<Instant>,
     /// The last attempt reported as started (a quick task may end
     /// between two polls without ever being seen running).
@@ -70,6 +95,37 @@ struct Task {
     done: bool,
 }
 
+/// One array task: parts run one after another.
+struct Group {
+    job: String,
+    /// Its index in its array (`SLURM_ARRAY_TASK_ID`).
+    index: usize,
+    parts: Vec<usize>,
+}
+
+/// One submitted array and its throttle (`%N`).
+struct Submitted {
+    throttle: usize,
+    /// Its groups, as indices into [`Run::groups`].
+    groups: std::ops::Range<usize>,
+}
+
+/// `(job, array index) -> state`, from one `squeue` call.
+type States = BTreeMap<(String, usize), String>;
+
+/// Everything the coordinator follows.
+struct Run<'a, 'n, T> {
+    options: &'a ProcessOptions,
+    array: &'a Array<'n>,
+    units: &'a [Unit<T>],
+    tasks: Vec<Task>,
+    groups: Vec<Group>,
+    arrays: Vec<Submitted>,
+    /// Parts waiting for room to be (re)submitted.
+    waiting: Vec<usize>,
+}
+
+/// Runs every unit of `units` on `node` as parts of Slurm array jobs,
 /// reporting to `on`; `read` turns a successful task's stdout into its
 /// result (a refusal fails the attempt, retried like a non-zero exit).
 pub(crate) fn run_array<T>(
@@ -88,61 +144,115 @@ pub(crate) fn run_array<T>(
             return;
         }
     };
-    let mut tasks: Vec<Task> = (0..units.len())
-        .map(|_| Task { attempt: 1, lost: 0, job: String::new(), started: None, announced: 0, missing: 0, done: false })
+    let tasks = (0..units.len())
+        .map(|_| Task {
+            attempt: 1,
+            lost: 0,
+            job: String::new(),
+            group: None,
+            started: None,
+            announced: 0,
+            missing: 0,
+            done: false,
+        })
         .collect();
-    let all: Vec<usize> = (0..units.len()).collect();
-    if let Err(e) = array.submit(options, units, &all, &mut tasks) {
-        for unit in all {
-            on(ArrayEvent::Finished { unit, result: Err(e.clone()) });
-        }
-        array.clean_up(options);
-        return;
-    }
-    follow(options, &array, units, &mut tasks, read, on);
+    let waiting = (0..units.len()).collect();
+    let mut run = Run { options, array: &array, units, tasks, groups: Vec::new(), arrays: Vec::new(), waiting };
+    run.submit_waiting(&States::new(), on);
+    run.follow(read, on);
     array.clean_up(options);
 }
 
-/// The poll loop: one `squeue` per round, then every open task's files.
-fn follow<T>(
-    options: &ProcessOptions,
-    array: &Array,
-    units: &[Unit<T>],
-    tasks: &mut [Task],
-    read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
-    on: &mut dyn FnMut(ArrayEvent<T>),
-) {
-    let timeout = options.limits.timeout.map(Duration::from_secs_f64);
-    while tasks.iter().any(|t| !t.done) {
-        if interrupted() {
-            array.cancel_all(tasks);
-            for (unit, t) in tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
-                t.done = true;
-                on(ArrayEvent::Finished {
-                    unit,
-                    result: Err("interrupted; its Slurm array task was cancelled".into()),
-                });
+impl<T> Run<'_, '_, T> {
+    /// The poll loop: one `squeue` per round, then every open part's
+    /// files, then the parts to resubmit, as room allows.
+    fn follow(&mut self, read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>, on: &mut dyn FnMut(ArrayEvent<T>)) {
+        let timeout = self.options.limits.timeout.map(Duration::from_secs_f64);
+        while self.tasks.iter().any(|t| !t.done) {
+            if interrupted() {
+                self.array.cancel_all(&self.tasks);
+                for (unit, t) in self.tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
+                    t.done = true;
+                    on(ArrayEvent::Finished {
+                        unit,
+                        result: Err("interrupted; its Slurm array task was cancelled".into()),
+                    });
+                }
+                return;
             }
+            let states = self.array.states(&self.tasks);
+            for unit in 0..self.tasks.len() {
+                let Some(group) = self.tasks[unit].group.filter(|_| !self.tasks[unit].done) else { continue };
+                let g = &self.groups[group];
+                let state = states.get(&(g.job.clone(), g.index)).map(String::as_str);
+                let place = Place { state, index: g.index, turn: self.its_turn(unit, group) };
+                let now = step(self.options, self.array, unit, &mut self.tasks[unit], place, timeout, read);
+                if react(self.options, self.array, unit, &mut self.tasks[unit], g.index, now, on) {
+                    self.tasks[unit].group = None;
+                    self.waiting.push(unit);
+                }
+            }
+            self.submit_waiting(&states, on);
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Whether `unit` runs now if its group does: every part before it in
+    /// the group has settled (finished, or failed and waits for a retry).
+    fn its_turn(&self, unit: usize, group: usize) -> bool {
+        let parts = &self.groups[group].parts;
+        parts.iter().take_while(|&&p| p != unit).all(|&p| self.tasks[p].done || self.tasks[p].group != Some(group))
+    }
+
+    /// Whether group `g` may still run a part: one of its parts has not
+    /// settled, or Slurm lists it as queued or running.
+    fn live(&self, g: usize, states: &States) -> bool {
+        let group = &self.groups[g];
+        let listed = states.get(&(group.job.clone(), group.index)).is_some_and(|s| !squeue::is_final(s));
+        listed || group.parts.iter().any(|&p| !self.tasks[p].done && self.tasks[p].group == Some(g))
+    }
+
+    /// The array tasks the run's arrays may still start at once: for each
+    /// array, its throttle or its live groups, whichever is fewer.
+    fn busy(&self, states: &States) -> usize {
+        self.arrays.iter().map(|a| a.groups.clone().filter(|&g| self.live(g, states)).count().min(a.throttle)).sum()
+    }
+
+    /// Submits the waiting parts as one new array, regrouped for the room
+    /// left under `slots`; they keep waiting while there is none.
+    fn submit_waiting(&mut self, states: &States, on: &mut dyn FnMut(ArrayEvent<T>)) {
+        if self.waiting.is_empty() || interrupted() {
             return;
         }
-        let states = array.states(tasks);
-        let mut again = Vec::new();
-        for (unit, task) in tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
-            let state = states.get(&(task.job.clone(), unit)).map(String::as_str);
-            let now = step(options, array, unit, task, state, timeout, read);
-            if react(options, array, unit, task, now, on) {
-                again.push(unit);
+        let room = (self.array.node.slots.max(1) as usize).saturating_sub(self.busy(states));
+        if room == 0 {
+            return;
+        }
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.sort_unstable();
+        let sized: Vec<(usize, u64)> = waiting.iter().map(|&u| (u, self.units[u].size)).collect();
+        let groups = group::groups(&sized, room);
+        let throttle = room.min(groups.len());
+        let number = self.arrays.len();
+        match self.array.submit(self.options, self.units, number, &groups, throttle, &self.tasks) {
+            Ok(job) => {
+                let first = self.groups.len();
+                for (index, parts) in groups.into_iter().enumerate() {
+                    for &unit in &parts {
+                        let task = &mut self.tasks[unit];
+                        (task.job, task.group, task.missing) = (job.clone(), Some(first + index), 0);
+                    }
+                    self.groups.push(Group { job: job.clone(), index, parts });
+                }
+                self.arrays.push(Submitted { throttle, groups: first..self.groups.len() });
+            }
+            Err(e) => {
+                for unit in waiting {
+                    self.tasks[unit].done = true;
+                    on(ArrayEvent::Finished { unit, result: Err(e.clone()) });
+                }
             }
         }
-        if !again.is_empty()
-            && let Err(e) = array.submit(options, units, &again, tasks)
-        {
-            for unit in again {
-                tasks[unit].done = true;
-                on(ArrayEvent::Finished { unit, result: Err(e.clone()) });
-            }
-        }
-        std::thread::sleep(POLL);
     }
 }
 
@@ -152,6 +262,7 @@ fn react<T>(
     array: &Array,
     unit: usize,
     task: &mut Task,
+    index: usize,
     step: Step<T>,
     on: &mut dyn FnMut(ArrayEvent<T>),
 ) -> bool {
@@ -181,7 +292,7 @@ fn react<T>(
         Step::Lost(reason) => {
             // Make sure the lost copy never runs after all (at most one
             // live attempt per unit).
-            array.cancel_task(&task.job, unit);
+            array.cancel_task(&task.job, index);
             on(ArrayEvent::Lost { unit, attempt: task.attempt, reason });
             task.attempt += 1;
             task.lost += 1;
@@ -198,16 +309,27 @@ enum Step<T> {
     Lost(String),
 }
 
+/// Where a part's group stands in Slurm.
+struct Place<'s> {
+    /// The group's state in `squeue`, if listed.
+    state: Option<&'s str>,
+    /// The group's array index.
+    index: usize,
+    /// Whether every part before this one in the group has settled.
+    turn: bool,
+}
+
 /// What one task's files and Slurm state say now.
 fn step<T>(
     options: &ProcessOptions,
     array: &Array,
     unit: usize,
     task: &mut Task,
-    state: Option<&str>,
+    place: Place<'_>,
     timeout: Option<Duration>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
+    let Place { state, index, turn } = place;
     let files = array.files(unit, task.attempt);
     if let Some(code) = std::fs::read_to_string(&files.status).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
         return finished(options, array, unit, task, code, &files, read);
@@ -217,12 +339,17 @@ fn step<T>(
             task.missing = 0;
             Step::Wait
         }
+        // The group runs, but an earlier part of it still does.
+        Some("RUNNING" | "CONFIGURING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING") if !turn => {
+            task.missing = 0;
+            Step::Wait
+        }
         Some("RUNNING" | "CONFIGURING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING") => {
             task.missing = 0;
             let first = task.started.is_none();
             let since = *task.started.get_or_insert_with(Instant::now);
             if timeout.is_some_and(|t| since.elapsed() >= t) {
-                array.cancel_task(&task.job, unit);
+                array.cancel_task(&task.job, index);
                 return Step::Failed(format!(
                     "timed out after {}s (--timeout) on node {}; its Slurm array task was cancelled",
                     options.limits.timeout.unwrap_or(0.0),
@@ -241,7 +368,7 @@ fn step<T>(
             task.missing = 0;
             task.started = None;
             Step::Lost(format!(
-                "its Slurm array task {}_{unit} ended {} without a result on node {}",
+                "its Slurm array task {}_{index} ended {} without a result on node {}",
                 task.job,
                 other.map_or("(no longer listed)".to_string(), |s| format!("as {s}")),
                 array.node.name
