@@ -301,6 +301,7 @@ fn build_slurm(spanned: &toml::Spanned<NodeTable>, key: &str, ctx: &Ctx) -> Resu
         ("qos", n.qos.is_some()),
         ("time_limit", n.time_limit.is_some()),
         ("sbatch_args", n.sbatch_args.is_some()),
+        ("shared", n.shared.is_some()),
     ];
     if n.kind == NodeKind::Ssh {
         if let Some((name, _)) = slurm_only.iter().find(|(_, given)| *given) {
@@ -345,12 +346,24 @@ fn build_slurm(spanned: &toml::Spanned<NodeTable>, key: &str, ctx: &Ctx) -> Resu
             format!("{a:?} is not an option: write each as one string such as \"--mem=4G\""),
         ));
     }
+    let shared = n.shared.clone().unwrap_or_default();
+    if let Some(d) = shared.iter().find(|d| !d.starts_with('/') || d.contains(['\n', '\0'])) {
+        return Err(ctx.error(
+            key_offset(ctx, spanned, "shared"),
+            format!("{key}.shared"),
+            format!(
+                "{d:?} is not an absolute directory: list the directories this machine and the compute nodes \
+                 mount at the same path, such as \"/scratch\""
+            ),
+        ));
+    }
     Ok(Some(SlurmSettings {
         partition,
         account: n.account.clone(),
         qos: n.qos.clone(),
         time_limit: n.time_limit.clone(),
         sbatch_args: args,
+        shared,
     }))
 }
 
@@ -637,6 +650,21 @@ mod tests {
         assert!(msg.starts_with("cluster.toml:6:") && msg.contains("--mem=4G"), "{msg}");
         let msg = parse_err(&format!("{head}partition = \"-p x\"\n"));
         assert!(msg.starts_with("cluster.toml:5:") && msg.contains("node.hpc.partition"), "{msg}");
+    }
+
+    #[test]
+    fn slurm_shared_directories_are_absolute_and_slurm_only() {
+        let head = "[[node]]\nname = \"hpc\"\nkind = \"slurm\"\nos = \"linux\"\npartition = \"debug\"\n";
+        let c = parse_ok(&format!("{head}shared = [\"/scratch\", \"/home/lab\"]\n"));
+        assert_eq!(c.node("hpc").unwrap().slurm.as_ref().unwrap().shared, ["/scratch", "/home/lab"]);
+        assert!(parse_ok(head).node("hpc").unwrap().slurm.as_ref().unwrap().shared.is_empty());
+        let msg = parse_err(&format!("{head}shared = [\"/scratch\", \"data\"]\n"));
+        assert!(
+            msg.starts_with("cluster.toml:6:") && msg.contains("node.hpc.shared") && msg.contains("\"data\""),
+            "{msg}"
+        );
+        let msg = parse_err("[[node]]\nname = \"a\"\nhost = \"h\"\nos = \"linux\"\nshared = [\"/scratch\"]\n");
+        assert!(msg.starts_with("cluster.toml:5:") && msg.contains("node.a.shared") && msg.contains("kind"), "{msg}");
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub(crate) struct SlurmSettings {
     /// More options given to every job (`srun` and `sbatch` alike).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) sbatch_args: Vec<String>,
+    /// Absolute directories this machine and the compute nodes mount at the
+    /// same path, besides `workdir` (input files there are read in place).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) shared: Vec<String>,
 }
 
 /// A remote machine reachable over SSH, or a Slurm partition.

@@ -763,6 +763,7 @@ mod tests {
             qos: None,
             time_limit: Some("10".into()),
             sbatch_args: vec!["--mem=1G".into()],
+            shared: vec![],
         }
     }
 

@@ -41,7 +41,7 @@ pub(crate) fn xorshift(state: &mut u64) -> u64 {
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, Node, NodeKind};
 use crate::error::{Error, Result};
 use crate::tasks::{Event, Reporter};
 use input::schema::KeySpec;
@@ -75,18 +75,27 @@ pub(crate) fn run(options: &ProcessOptions, config: &Config, reporter: &mut dyn 
     let run_dir = guard.path();
     let started = Instant::now();
     let on_nodes = targets.iter().any(|t| t.node.is_some());
+    // A Slurm node takes every unit (workers/pool.rs), byte ranges too.
+    let slurm = targets.iter().find_map(|t| t.node.as_ref().filter(|n| n.kind() == NodeKind::Slurm));
+    let byte_targets = match slurm {
+        Some(_) => targets.clone(),
+        None => vec![pool::Target { node: None, slots: jobs(options) }],
+    };
     let pool = pool::Pool { options, run_dir, started, targets: &targets };
     let by_regions =
         |sources: Vec<Source>, reporter: &mut dyn Reporter| regions_path(&pool, &sources, key.clone(), reporter);
     // Clear what an earlier run in this process left, so the report
     // counts this run's collections only (on both paths).
     workers::local::take_collections();
-    let (mut report, fallback) = match choose_split(SplitInputs { options, sources, key: &key, on_nodes, run_dir })? {
+    let inputs = SplitInputs { options, sources, key: &key, on_nodes, slurm, run_dir };
+    let (mut report, fallback) = match choose_split(inputs)? {
         Chosen::Regions(sources) => (by_regions(sources, reporter)?, None),
-        Chosen::Bytes { planned, sources } => match bytes::run(options, &planned, run_dir, started, reporter)? {
-            bytes::Bytes::Done(report) => (report, None),
-            bytes::Bytes::Fallback(warning) => (by_regions(sources, reporter)?, Some(warning)),
-        },
+        Chosen::Bytes { planned, sources } => {
+            match bytes::run(options, &planned, run_dir, &byte_targets, started, reporter)? {
+                bytes::Bytes::Done(report) => (report, None),
+                bytes::Bytes::Fallback(warning) => (by_regions(sources, reporter)?, Some(warning)),
+            }
+        }
     };
     count_collected(&mut report);
     report.warnings.extend(fallback);
@@ -167,6 +176,8 @@ struct SplitInputs<'a> {
     key: &'a KeySpec,
     /// Whether any worker runs on a node (`--nodes`).
     on_nodes: bool,
+    /// The Slurm node among them, which takes every part.
+    slurm: Option<&'a Node>,
     /// Where stdin and gzip input are copied for the byte path.
     run_dir: &'a Path,
 }
@@ -181,19 +192,22 @@ enum Chosen {
 }
 
 /// The one place that decides how the work is split. The region path
-/// when asked (`--split regions`), with `--nodes` (byte ranges are scans of
-/// files on this machine; `--split bytes --nodes` is refused), with
-/// `--processor`, or with `--regions`. Otherwise stdin and gzip input are
-/// copied plain so byte ranges can read them, and the byte path is taken
-/// if it can read the input and it is worth it: always under `--split
-/// bytes` (which refuses what it cannot read), under `auto` when the input
-/// is large or holds many regions.
+/// when asked (`--split regions`), with `--processor`, with `--regions`, or
+/// with `--nodes` naming only SSH nodes (byte ranges are scans of files on
+/// this machine; `--split bytes` with them is refused). A Slurm node takes
+/// byte ranges only of plain files it reads in place, on a filesystem it
+/// shares with this machine (see [`workers::slurm::shares`]); nothing is
+/// copied. Otherwise stdin and gzip input are copied plain so byte ranges
+/// can read them, and the byte path is taken if it can read the input and
+/// it is worth it: always under `--split bytes` (which refuses what it
+/// cannot read), under `auto` when the input is large or holds many
+/// regions.
 fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
-    let SplitInputs { options, sources, key, on_nodes, run_dir } = inputs;
+    let SplitInputs { options, sources, key, on_nodes, slurm, run_dir } = inputs;
     let forced = options.split == Split::Bytes;
-    if forced && on_nodes {
+    if forced && on_nodes && slurm.is_none() {
         return Err(Error::Usage(
-            "--split bytes scans the input files on this machine and cannot use --nodes: \
+            "--split bytes scans the input files on this machine and cannot use SSH --nodes: \
              drop --nodes, or use --split regions"
                 .into(),
         ));
@@ -202,7 +216,7 @@ fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
     let refuse = |why: &str, sources: Vec<Source>| -> Result<Chosen> {
         if forced { Err(Error::Usage(format!("--split bytes {why}"))) } else { Ok(Chosen::Regions(sources)) }
     };
-    if options.split == Split::Regions || on_nodes {
+    if options.split == Split::Regions || (on_nodes && slurm.is_none()) {
         return Ok(Chosen::Regions(sources));
     }
     if options.processor.is_some() {
@@ -211,9 +225,17 @@ fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
     let KeySpec::Column(column) = key else {
         return refuse("needs INPUT files and --by (not --regions)", sources);
     };
+    // On a Slurm node: as many workers as its slots, reading in place.
+    let mut workers = jobs(options);
+    if let Some(node) = slurm {
+        if let Err(why) = read_in_place(node, &sources) {
+            return refuse(&why, sources);
+        }
+        workers = node.slots.max(1) as usize;
+    }
     // Stdin and compressed files can then be split into byte ranges too.
     let sources = copy::plain_copies(sources, options.format, run_dir)?;
-    let planned = match bytes::plan(options, &sources, column)? {
+    let planned = match bytes::plan(options, &sources, column, workers)? {
         Ok(planned) => planned,
         Err(why) => return refuse(why, sources),
     };
@@ -224,6 +246,43 @@ fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
         return Ok(Chosen::Regions(sources));
     }
     Ok(Chosen::Bytes { planned, sources })
+}
+
+/// Whether Slurm node `node` can read every source in place: plain files
+/// (not stdin, a pipe or gzip, which the byte path copies here) on a
+/// filesystem it shares with this machine. Why not, as a sentence.
+fn read_in_place(node: &Node, sources: &[Source]) -> std::result::Result<(), String> {
+    for source in sources {
+        let Source::File(path) = source else {
+            return Err(format!(
+                "with --nodes {}: stdin and --demo input cannot be read in place there; use --split regions",
+                node.name
+            ));
+        };
+        if copy::needs_copy(path) {
+            return Err(format!(
+                "with --nodes {}: {} is compressed or not a regular file, so it cannot be read in place there; \
+                 decompress it into a shared directory, or use --split regions",
+                node.name,
+                path.display()
+            ));
+        }
+        if !workers::slurm::shares(node, path) {
+            return Err(format!(
+                "with --nodes {name}: {file} is not on a filesystem node {name} shares with this machine \
+                 (its workdir, or a directory of its `shared` list: {dirs}); add the directory to `shared` \
+                 in node {name}'s config if the compute nodes mount it at the same path, or use --split regions",
+                name = node.name,
+                file = path.display(),
+                dirs = workers::slurm::shared_dirs(node)
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where region workers run: this machine (`--jobs` at once) and every

@@ -30,6 +30,11 @@ struct Setup {
 }
 
 fn setup(nodes: usize, cpus: u32, slots: u32) -> Setup {
+    setup_with(nodes, cpus, slots, "")
+}
+
+/// [`setup`], with `extra` lines in node `hpc`'s table.
+fn setup_with(nodes: usize, cpus: u32, slots: u32, extra: &str) -> Setup {
     let cluster = SlurmCluster::start(nodes, cpus);
     let sb = Sandbox::new();
     let project = sb.path().join("project");
@@ -40,7 +45,7 @@ fn setup(nodes: usize, cpus: u32, slots: u32) -> Setup {
     let workdir = sb.path().join("shared");
     let config = format!(
         "{}{}",
-        cluster.node_table("hpc", "debug", slots, &workdir, ""),
+        cluster.node_table("hpc", "debug", slots, &workdir, extra),
         cluster.node_table("off", "off", 1, &workdir, "")
     );
     sb.write_config(&config);
@@ -386,4 +391,210 @@ fn a_process_timeout_cancels_only_that_array_task() {
     assert!(slow.contains("timed out") && slow.contains("cancelled"), "{slow}");
     assert_eq!(support::accounting(&report), [20, 10, 0, 10]);
     s.assert_nothing_left("sleep 81.5");
+}
+
+/// The shared run directories `distex process --keep-workdirs` left in
+/// `workdir`, and the array tasks Slurm ran there: Slurm itself opens one
+/// `slurm-JOB_INDEX.err` file per array task it starts.
+fn array_tasks_run(workdir: &std::path::Path) -> (Vec<PathBuf>, usize) {
+    let runs: Vec<PathBuf> = std::fs::read_dir(workdir.join("distex-process"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("distex-")))
+        .filter(|p| p.is_dir())
+        .collect();
+    let tasks = runs
+        .iter()
+        .flat_map(|r| std::fs::read_dir(r).unwrap().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("slurm-"))
+        .count();
+    (runs, tasks)
+}
+
+/// The most tasks in progress at once in an `--events` stream, and how
+/// many completed.
+fn most_in_progress(events: &[serde_json::Value]) -> (usize, usize) {
+    let mut running = std::collections::HashSet::new();
+    let (mut most, mut completed) = (0, 0);
+    for e in events.iter().filter(|e| e["event"] == "task_status_changed") {
+        let id = e["id"].as_str().unwrap().to_string();
+        match e["to"].as_str().unwrap() {
+            "in_progress" => {
+                running.insert(id);
+            }
+            "completed" | "failed" => {
+                running.remove(&id);
+                completed += usize::from(e["to"] == "completed");
+            }
+            _ => {}
+        }
+        most = most.max(running.len());
+    }
+    (most, completed)
+}
+
+#[test]
+fn small_regions_share_array_tasks_and_give_the_figures_of_a_local_run() {
+    let s = setup(2, 2, 4);
+    let names: Vec<String> = (0..200).map(|i| format!("r{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    regions_csv(&s.project.join("d.csv"), &names, 3);
+    let args = ["process", "d.csv", "--by", "region", "--split", "regions", "--json"];
+    let slurm = s.distex().args(args).args(["--jobs", "0", "--nodes", "hpc", "--keep-workdirs", "--events"]).run();
+    let slurm = slurm.success();
+    let local = s.distex().args(args).run().success().json();
+    let events = slurm.json_lines();
+    let report = events.last().unwrap();
+    assert_eq!(report["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(report), support::accounting(&local));
+    assert_eq!(support::accounting(report), [600, 600, 0, 0]);
+    let parts: Vec<&serde_json::Value> =
+        report["tasks"].as_array().unwrap().iter().filter(|t| t["subject"] != "aggregate-results").collect();
+    assert_eq!(parts.len(), 200);
+    assert!(parts.iter().all(|t| t["node"] == "hpc" && t["status"] == "completed"), "{parts:#?}");
+    // 200 parts, but only a few array tasks: one per slot for so little data.
+    let (runs, tasks) = array_tasks_run(&s.workdir);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!((1..=4).contains(&tasks), "{tasks} array tasks for 200 small regions on 4 slots");
+    // A group runs its parts one after another: never more in progress
+    // than groups.
+    let (most, completed) = most_in_progress(&events);
+    assert_eq!(completed, 201);
+    let trace: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "task_status_changed")
+        .map(|e| format!("{} {}->{} {}", e["id"], e["from"], e["to"], e["at_ms"]))
+        .collect();
+    assert!(most <= 4, "{most} parts in progress at once in 4 groups: {trace:#?}");
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+/// Logs `start NS` and `end NS` around each run that does work (the
+/// first attempt of `fail_once` fails at once), then prints its attempt.
+const LOGGING: &str = r#"log="$1"
+case "$DISTEX_REGION:$DISTEX_ATTEMPT" in fail_once:1) echo "failing once" >&2; exit 5 ;; esac
+echo "start $(date +%s%N)" >>"$log"
+sleep 1
+echo "end $(date +%s%N)" >>"$log"
+printf '{"rows": %d, "attempt": %d}\n' "$(($(wc -l) - 1))" "$DISTEX_ATTEMPT""#;
+
+#[test]
+fn a_failing_part_is_retried_alone_and_the_arrays_never_exceed_slots() {
+    // 4 CPUs but 2 slots; 6 regions in 2 groups of 3 parts. The retry of
+    // `fail_once` must wait for a free slot instead of running as a third.
+    let s = setup(2, 2, 2);
+    regions_csv(&s.project.join("d.csv"), &["a", "b", "c", "d", "e", "fail_once"], 20);
+    std::fs::write(s.project.join("log.sh"), LOGGING).unwrap();
+    let log = s.workdir.join("runs.log");
+    std::fs::create_dir_all(&s.workdir).unwrap();
+    let processor = format!("sh {} {}", s.project.join("log.sh").display(), log.display());
+    let run = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc", "--retries", "1"])
+        .args(["--keep-workdirs", "--processor", &processor])
+        .run()
+        .success();
+    let report = run.json();
+    for region in ["a", "b", "c", "d", "e", "fail_once"] {
+        assert_eq!(report["regions"][region]["result"]["rows"], 20, "{region}: {report:#}");
+        let attempt = if region == "fail_once" { 2 } else { 1 };
+        assert_eq!(report["regions"][region]["result"]["attempt"], attempt, "{region} retried alone: {report:#}");
+    }
+    assert_eq!(support::accounting(&report), [120, 120, 0, 0]);
+    assert!(report["warnings"].to_string().contains("failing once"), "{report:#}");
+    // Two groups, then the retry as a third array task of its own.
+    assert_eq!(array_tasks_run(&s.workdir).1, 3);
+    // At most 2 processors ran at once, and 2 did.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut marks: Vec<(u128, i32)> = text
+        .lines()
+        .map(|l| {
+            let (what, at) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), if what == "start" { 1 } else { -1 })
+        })
+        .collect();
+    assert_eq!(marks.len(), 12, "6 runs did work: {text}");
+    marks.sort_by_key(|&(at, delta)| (at, delta));
+    let (mut now, mut most) = (0, 0);
+    for (_, delta) in marks {
+        now += delta;
+        most = most.max(now);
+    }
+    assert_eq!(most, 2, "at most `slots` = 2 parts at once over every array: {text}");
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn byte_ranges_of_a_shared_file_are_read_in_place_by_the_array() {
+    let data = tempfile::Builder::new().prefix("dx-shared-").tempdir().unwrap();
+    let s = setup_with(2, 2, 4, &format!("shared = [\"{}\"]", data.path().display()));
+    let names = ["north", "south", "east", "west", "mid", "far", "near"];
+    let file = data.path().join("d.csv");
+    regions_csv(&file, &names, 3000);
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 200_000, "{size}");
+    let file = file.display().to_string();
+    let args = ["process", &file, "--by", "region", "--split", "bytes", "--part-size", "20000", "--json"];
+    let slurm = s.distex().args(args).args(["--jobs", "0", "--nodes", "hpc", "--keep-workdirs"]).run().success();
+    let slurm = slurm.json();
+    let local = s.distex().args(args).run().success().json();
+    let regions = s.distex().args(["process", &file, "--by", "region", "--split", "regions", "--json"]).run();
+    let regions = regions.success().json();
+    assert_eq!(slurm["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(slurm["totals"], local["totals"]);
+    let records = |report: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        report["regions"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v["records"].clone())).collect()
+    };
+    assert_eq!(records(&slurm), records(&regions), "and the records of the region path");
+    assert_eq!(support::accounting(&slurm), support::accounting(&local));
+    assert_eq!(support::accounting(&slurm), [21000, 21000, 0, 0]);
+    let parts: Vec<&serde_json::Value> =
+        slurm["tasks"].as_array().unwrap().iter().filter(|t| t["subject"] != "aggregate-results").collect();
+    assert!(parts.len() >= 8, "byte ranges, not regions: {parts:#?}");
+    assert!(parts.iter().all(|t| t["subject"].as_str().unwrap().starts_with("process-part-")), "{parts:#?}");
+    assert!(parts.iter().all(|t| t["node"] == "hpc"), "every part on the Slurm node: {parts:#?}");
+    // Nothing copied: no input in the shared run directory, none in the
+    // local one (no spool, no copy).
+    let (runs, tasks) = array_tasks_run(&s.workdir);
+    assert!(tasks < parts.len(), "{tasks} array tasks for {} parts", parts.len());
+    let copied: u64 = std::fs::read_dir(&runs[0])
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("in-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(copied, 0, "input copied into the shared run directory");
+    let local_dir = PathBuf::from(slurm["workdir"].as_str().unwrap());
+    let local_bytes: u64 = walk(&local_dir).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    assert!(local_bytes < 4096, "{local_bytes} bytes in the local run directory: {:?}", walk(&local_dir));
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { files.extend(walk(&p)) } else { files.push(p) }
+    }
+    files
+}
+
+#[test]
+fn split_bytes_on_slurm_needs_a_shared_file() {
+    let s = setup(1, 2, 2);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 10);
+    let run = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--split", "bytes", "--jobs", "0", "--nodes", "hpc"])
+        .run()
+        .expect_code(2);
+    let err = run.stderr();
+    assert!(err.contains("d.csv") && err.contains("shared") && err.contains("hpc"), "{err}");
+    assert!(err.contains("--split regions"), "says what to do: {err}");
+    assert!(s.cluster.jobs().is_empty(), "nothing submitted");
+    // Without --split bytes the same run takes the region path.
+    let run = s.distex().args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc"]).run();
+    assert_eq!(support::accounting(&run.success().json()), [20, 20, 0, 0]);
 }

@@ -67,10 +67,12 @@ pub(crate) struct Planned {
 /// Plans byte ranges over `sources`, keyed by column `key`; `Ok(Err(why))`
 /// when the byte path cannot read them (the caller decides whether that
 /// is an error: see [`crate::process`]'s `choose_split`).
+/// `jobs` is how many workers will read them at once (parts are sized for it).
 pub(crate) fn plan(
     options: &ProcessOptions,
     sources: &[Source],
     key: &str,
+    jobs: usize,
 ) -> Result<std::result::Result<Planned, &'static str>> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut names: Vec<String> = Vec::new();
@@ -88,7 +90,6 @@ pub(crate) fn plan(
         names.push(s.display());
     }
     let format = format.unwrap_or(Format::Csv);
-    let jobs = crate::process::jobs(options);
     let plan =
         plan::plan(&files, &names, format, key, &options.schema, jobs, options.part_size).map_err(Error::Input)?;
     let Some(plan) = plan else {
@@ -105,6 +106,9 @@ struct Run<'a> {
     /// The files' names as the user gave them.
     names: &'a [String],
     run_dir: &'a Path,
+    /// Where the scan workers run: this machine, or a Slurm node that
+    /// reads the files in place.
+    targets: &'a [pool::Target],
     started: Instant,
     jobs: usize,
     /// One scan spec per part, in plan order.
@@ -132,6 +136,7 @@ pub(crate) fn run(
     options: &ProcessOptions,
     planned: &Planned,
     run_dir: &Path,
+    targets: &[pool::Target],
     started: Instant,
     reporter: &mut dyn Reporter,
 ) -> Result<Bytes> {
@@ -145,6 +150,7 @@ pub(crate) fn run(
         plan,
         names: &planned.names,
         run_dir,
+        targets,
         started,
         jobs: crate::process::jobs(options),
         specs: scan_specs(options, plan, planned.format),
@@ -247,8 +253,7 @@ fn scan_and_merge(
     let mut tree = TreeMerge::new(n, run.jobs, columns.clone());
     let mut arrived = 0;
     let mut parsed: Vec<Parsed> = (0..n).map(|_| Err(String::new())).collect();
-    let local = [pool::Target { node: None, slots: run.jobs }];
-    let warnings = pool::run_units_into(&run.pool(&local), units, tasks, reporter, &mut |i, outcome| {
+    let warnings = pool::run_units_into(&run.pool(run.targets), units, tasks, reporter, &mut |i, outcome| {
         let result = read_part(outcome, &columns).map(|mut r| {
             let accs = r.regions.accs.len();
             tree.add(i, Some(std::mem::take(&mut r.regions)));

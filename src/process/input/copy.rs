@@ -26,7 +26,7 @@ pub(crate) fn plain_copies(sources: Vec<Source>, format: Option<Format>, dir: &P
         let needs_copy = match &source {
             Source::Stdin => true,
             // Not a regular file (a pipe): read once, so never peeked at.
-            Source::File(path) => !path.metadata().is_ok_and(|m| m.is_file()) || is_gzip(path),
+            Source::File(path) => needs_copy(path),
             Source::Embedded(..) | Source::Copy { .. } => false,
         };
         if !needs_copy || format.or_else(|| source.format_hint()) == Some(Format::Jsonl) {
@@ -46,6 +46,13 @@ pub(crate) fn plain_copies(sources: Vec<Source>, format: Option<Format>, dir: &P
         out.push(Source::Copy { path, name });
     }
     Ok(out)
+}
+
+/// Whether a file named as input must be copied to be read by byte
+/// ranges: not a regular file (a pipe: read once, so never peeked at), or
+/// gzip.
+pub(crate) fn needs_copy(path: &Path) -> bool {
+    !path.metadata().is_ok_and(|m| m.is_file()) || is_gzip(path)
 }
 
 /// Whether `path` starts with gzip's magic bytes (an unreadable file is

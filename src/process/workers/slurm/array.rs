@@ -90,7 +90,7 @@ fn install_distex(workdir: &Path) -> Result<PathBuf, String> {
 }
 
 /// A relative workdir is relative to `$HOME`.
-fn absolute(workdir: &str) -> PathBuf {
+pub(super) fn absolute(workdir: &str) -> PathBuf {
     let dir = workdir.trim_start_matches("~/");
     match std::env::var_os("HOME") {
         Some(home) if !dir.starts_with('/') => PathBuf::from(home).join(dir),

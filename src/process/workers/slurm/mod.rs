@@ -45,6 +45,7 @@
 //! kind: Slurm's commands run here, so the node has no login `host`).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::local::{Program, interrupted};
@@ -63,6 +64,23 @@ const POLL: Duration = Duration::from_millis(250);
 /// Polls a task may be missing from `squeue` without a status file before
 /// it counts as lost (a status file may land just after its job leaves).
 const LOST_AFTER: u32 = 3;
+
+/// The directories node `node`'s compute nodes read at the same path as
+/// this machine: its `workdir` (when Slurm's commands run here: with a
+/// login `host`, the workdir is on the login node's filesystem) and its
+/// `shared` list, each resolved through symlinks where it exists.
+pub(crate) fn shared_dirs(node: &Node) -> Vec<PathBuf> {
+    let workdir = node.ssh_host().is_none().then(|| array::absolute(&node.workdir));
+    let listed = node.slurm.iter().flat_map(|s| s.shared.iter().map(PathBuf::from));
+    workdir.into_iter().chain(listed).map(|d| std::fs::canonicalize(&d).unwrap_or(d)).collect()
+}
+
+/// Whether Slurm node `node` reads `file` in place: it lies under one of
+/// its [`shared_dirs`] (compared after resolving symlinks).
+pub(crate) fn shares(node: &Node, file: &Path) -> bool {
+    let Ok(file) = std::fs::canonicalize(file) else { return false };
+    shared_dirs(node).iter().any(|d| file.starts_with(d))
+}
 
 /// What the array reports to the pool, unit by unit.
 pub(crate) enum ArrayEvent<T> {
@@ -181,8 +199,13 @@ impl<T> Run<'_, '_, T> {
                 return;
             }
             let states = self.array.states(&self.tasks);
-            for unit in 0..self.tasks.len() {
-                let Some(group) = self.tasks[unit].group.filter(|_| !self.tasks[unit].done) else { continue };
+            // Group by group, each in its running order: a part settles
+            // before the next one of its group is seen starting.
+            let open: Vec<(usize, usize)> = (self.groups.iter().enumerate())
+                .flat_map(|(g, group)| group.parts.iter().map(move |&p| (g, p)))
+                .filter(|&(g, p)| self.tasks[p].group == Some(g) && !self.tasks[p].done)
+                .collect();
+            for (group, unit) in open {
                 let g = &self.groups[group];
                 let state = states.get(&(g.job.clone(), g.index)).map(String::as_str);
                 let place = Place { state, index: g.index, turn: self.its_turn(unit, group) };
