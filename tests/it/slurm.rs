@@ -471,20 +471,28 @@ fn small_regions_share_array_tasks_and_give_the_figures_of_a_local_run() {
 }
 
 /// Logs `start NS` and `end NS` around each run that does work (the
-/// first attempt of `fail_once` fails at once), then prints its attempt.
+/// first attempt of a `fail_*` region fails at once), then prints its
+/// attempt.
 const LOGGING: &str = r#"log="$1"
-case "$DISTEX_REGION:$DISTEX_ATTEMPT" in fail_once:1) echo "failing once" >&2; exit 5 ;; esac
+case "$DISTEX_REGION:$DISTEX_ATTEMPT" in fail_*:1) echo "failing once" >&2; exit 5 ;; esac
 echo "start $(date +%s%N)" >>"$log"
-sleep 1
+sleep 1.5
 echo "end $(date +%s%N)" >>"$log"
 printf '{"rows": %d, "attempt": %d}\n' "$(($(wc -l) - 1))" "$DISTEX_ATTEMPT""#;
 
 #[test]
-fn a_failing_part_is_retried_alone_and_the_arrays_never_exceed_slots() {
-    // 4 CPUs but 2 slots; 6 regions in 2 groups of 3 parts. The retry of
-    // `fail_once` must wait for a free slot instead of running as a third.
+fn failing_parts_are_retried_alone_and_the_arrays_never_exceed_slots() {
+    // 4 CPUs but 2 slots. By size, the two large `fail_*` regions lead
+    // two groups and the small ones fill them: [fail_a s1 s3 s5] and
+    // [fail_b s2 s4]. Both fail at once; their retries must wait for room,
+    // then take only the one slot the shorter group leaves (Slurm starts
+    // them when that group ends, while the longer one still runs).
     let s = setup(2, 2, 2);
-    regions_csv(&s.project.join("d.csv"), &["a", "b", "c", "d", "e", "fail_once"], 20);
+    let mut csv = String::from("region,v\n");
+    for (name, rows) in [("fail_a", 100), ("fail_b", 100), ("s1", 10), ("s2", 10), ("s3", 10), ("s4", 10), ("s5", 10)] {
+        csv.extend((0..rows).map(|k| format!("{name},{k}\n")));
+    }
+    std::fs::write(s.project.join("d.csv"), csv).unwrap();
     std::fs::write(s.project.join("log.sh"), LOGGING).unwrap();
     let log = s.workdir.join("runs.log");
     std::fs::create_dir_all(&s.workdir).unwrap();
@@ -496,14 +504,22 @@ fn a_failing_part_is_retried_alone_and_the_arrays_never_exceed_slots() {
         .run()
         .success();
     let report = run.json();
-    for region in ["a", "b", "c", "d", "e", "fail_once"] {
-        assert_eq!(report["regions"][region]["result"]["rows"], 20, "{region}: {report:#}");
-        let attempt = if region == "fail_once" { 2 } else { 1 };
-        assert_eq!(report["regions"][region]["result"]["attempt"], attempt, "{region} retried alone: {report:#}");
+    for (region, rows, attempt) in [
+        ("fail_a", 100, 2),
+        ("fail_b", 100, 2),
+        ("s1", 10, 1),
+        ("s2", 10, 1),
+        ("s3", 10, 1),
+        ("s4", 10, 1),
+        ("s5", 10, 1),
+    ] {
+        let result = &report["regions"][region]["result"];
+        assert_eq!(result["rows"], rows, "{region}: {report:#}");
+        assert_eq!(result["attempt"], attempt, "{region}: only the failed parts run again: {report:#}");
     }
-    assert_eq!(support::accounting(&report), [120, 120, 0, 0]);
+    assert_eq!(support::accounting(&report), [250, 250, 0, 0]);
     assert!(report["warnings"].to_string().contains("failing once"), "{report:#}");
-    // Two groups, then the retry as a third array task of its own.
+    // Two groups, then both retries in one group: the room left was 1.
     assert_eq!(array_tasks_run(&s.workdir).1, 3);
     // At most 2 processors ran at once, and 2 did.
     let text = std::fs::read_to_string(&log).unwrap();
@@ -514,7 +530,7 @@ fn a_failing_part_is_retried_alone_and_the_arrays_never_exceed_slots() {
             (at.parse().unwrap(), if what == "start" { 1 } else { -1 })
         })
         .collect();
-    assert_eq!(marks.len(), 12, "6 runs did work: {text}");
+    assert_eq!(marks.len(), 14, "7 runs did work: {text}");
     marks.sort_by_key(|&(at, delta)| (at, delta));
     let (mut now, mut most) = (0, 0);
     for (_, delta) in marks {
