@@ -205,8 +205,8 @@ pub(crate) struct ProcessArgs {
     #[arg(long, value_enum, default_value_t = SplitArg::Auto)]
     pub(crate) split: SplitArg,
     /// Target size of each byte range with --split bytes (e.g. 64M). Default: two ranges per
-    /// job (8M to 256M), or one per job (up to 1G) when the input's first rows show thousands
-    /// of regions.
+    /// job (per slot of a Slurm node; 8M to 256M), or one per job (up to 1G) when the input's
+    /// first rows show thousands of regions.
     #[arg(long, value_name = "SIZE", value_parser = values::size)]
     pub(crate) part_size: Option<u64>,
     /// Print the report as one JSON object.

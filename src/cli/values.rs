@@ -93,11 +93,13 @@ pub(crate) fn schema(text: &str) -> Result<Vec<(String, ColumnType)>, String> {
 /// `--split`: how `distex process` splits the work into workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum SplitArg {
-    /// bytes for 64 MiB or more, or 64 regions or more in the first rows; regions with --nodes
+    /// bytes for 64 MiB or more, or 64 regions or more in the first rows; regions with SSH
+    /// --nodes, and with a Slurm node that does not share the input files
     Auto,
     /// one worker per region
     Regions,
-    /// byte ranges of CSV/TSV input, built-in summary only
+    /// byte ranges of CSV/TSV input, built-in summary only; with --nodes, a Slurm node that
+    /// reads the files in place (its workdir or `shared` directories)
     Bytes,
 }
 
