@@ -166,7 +166,7 @@ pub(crate) fn run_units_into<T: Send + Clone + 'static>(
 }
 
 /// Starts the threads that run the units and send what happens to `tx`:
-/// one array job when a Slurm node is among the targets, else one thread
+/// Slurm array jobs when a Slurm node is among the targets, else one thread
 /// per slot of every target.
 fn spawn_slots<T: Send + Clone + 'static>(
     pool: &Pool<'_>,
@@ -176,7 +176,7 @@ fn spawn_slots<T: Send + Clone + 'static>(
     let queue = Arc::new(Mutex::new((0..units.len()).collect::<VecDeque<usize>>()));
     let (down, answered): (Down, Down) = (Arc::default(), Arc::default());
     let mut threads = Vec::new();
-    // A Slurm node takes every unit, as one array job (workers/slurm.rs).
+    // A Slurm node takes every unit, as array jobs (workers/slurm/).
     let slurm = pool.targets.iter().find_map(|t| t.node.as_ref().filter(|n| n.kind() == NodeKind::Slurm)).cloned();
     if let Some(node) = slurm {
         let (units, options, tx) = (units.to_vec(), pool.options.clone(), tx.clone());

@@ -120,18 +120,17 @@ impl Array<'_> {
         throttle: usize,
         tasks: &[Task],
     ) -> Result<String, String> {
-        let write = |name: String, text: String| {
-            let path = self.dir.join(name);
-            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        let write = |path: &Path, text: String| {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
         };
         for (index, parts) in groups.iter().enumerate() {
             let mut script = String::from("#!/bin/sh\n");
             for &unit in parts {
-                write(format!("task-{unit}.sh"), self.task_script(options, unit, &units[unit], tasks[unit].attempt))?;
                 let path = self.dir.join(format!("task-{unit}.sh"));
+                write(&path, self.task_script(options, unit, &units[unit], tasks[unit].attempt))?;
                 script.push_str(&format!("/bin/sh {}\n", sh_quote(&path.display().to_string())));
             }
-            write(format!("group-{number}-{index}.sh"), script)?;
+            write(&self.dir.join(format!("group-{number}-{index}.sh")), script)?;
         }
         let mut args = crate::exec::slurm::job_options(self.settings, &self.name);
         args.extend([
