@@ -587,6 +587,27 @@ fn byte_ranges_of_a_shared_file_are_read_in_place_by_the_array() {
     assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
 }
 
+#[test]
+fn byte_ranges_that_fail_on_slurm_are_recounted_here() {
+    let data = tempfile::Builder::new().prefix("dx-shared-").tempdir().unwrap();
+    let s = setup_with(1, 2, 2, &format!("shared = [\"{}\"]", data.path().display()));
+    let file = data.path().join("d.csv");
+    regions_csv(&file, &["north", "south", "east"], 2000);
+    let file = file.display().to_string();
+    // 2 MiB of address space: no scan worker can start, here or there.
+    let args = ["process", &file, "--by", "region", "--split", "bytes", "--part-size", "20000", "--json"];
+    let limits = ["--max-memory", "2M", "--retries", "0"];
+    let slurm = s.distex().args(args).args(limits).args(["--jobs", "0", "--nodes", "hpc"]).run().expect_code(3);
+    let slurm = slurm.json();
+    let local = s.distex().args(args).args(limits).run().expect_code(3).json();
+    assert_eq!(support::accounting(&slurm), [6000, 0, 0, 6000], "every record counted: {slurm:#}");
+    assert_eq!(support::accounting(&slurm), support::accounting(&local));
+    assert_eq!(slurm["regions"]["north"]["records"], 2000, "{slurm:#}");
+    let error = slurm["regions"]["north"]["error"].as_str().unwrap();
+    assert!(error.contains("part 1 failed") && error.contains("hpc"), "{error}");
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
 /// Every file below `dir`.
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -1,18 +1,26 @@
 //! Which parts share an array task: the grouping rule, pure (no I/O).
 //!
 //! Each array task costs Slurm tens of milliseconds (scheduling, launch,
-//! prolog and epilog), so thousands of tiny regions as thousands of array
+//! prolog and epilog), and each wave of a throttled array waits for a
+//! scheduler pass, so thousands of tiny regions as thousands of array
 //! tasks spend more time in the scheduler than in the work. A group is
 //! one array task that runs its parts one after another; each part keeps
 //! its own attempt files, so a failed part is retried alone.
 //!
 //! The rule, for `n` parts of `total` input bytes on `slots` slots:
 //!
-//! * at most `slots x` [`GROUPS_PER_SLOT`] groups: enough for a slot that
-//!   drew short groups to take more, so the slots finish together;
-//! * no group under [`MIN_GROUP_BYTES`] on average (fewer groups when the
-//!   input is small), unless that would leave slots idle: never fewer than
-//!   `min(n, slots)` groups;
+//! * one group per slot (`min(n, slots)` groups: never a slot idle for
+//!   want of a group), so the array runs in one wave. Measured on Slurm
+//!   22.05 with its default scheduler settings (`bench/slurm.sh`): the
+//!   array's first tasks started about 3 s after `sbatch`, and each further
+//!   wave of a throttled array (`%slots`) waited about 3 s more for a
+//!   scheduler pass, whatever the tasks' size: 195 MB as 4 byte ranges on 2
+//!   slots took 4.6 to 6.5 s as 4 tasks (two waves), 2.6 to 2.8 s as 2
+//!   tasks of 2 ranges (one wave);
+//! * more groups, up to `slots x` [`GROUPS_PER_SLOT`], only when each would
+//!   otherwise hold more than [`WAVE_BYTES`]: then a group is about that
+//!   size, seconds of work against a wave's seconds of waiting, so a slot
+//!   that drew quick groups can take more and the slots finish together;
 //! * never more groups than parts.
 //!
 //! Parts are packed largest first, each into the group with the fewest
@@ -24,11 +32,11 @@
 /// for long while the others finish.
 pub(super) const GROUPS_PER_SLOT: usize = 4;
 
-/// The input a group should hold at least: 32 MiB is about a third of a
-/// second of the built-in summary's work on one core (it reads about 100
-/// MB/s and more), several times the tens of milliseconds an array task
-/// costs Slurm.
-pub(super) const MIN_GROUP_BYTES: u64 = 32 << 20;
+/// The input a group holds before more groups (more waves) are worth it:
+/// 1 GiB is about ten seconds of the built-in summary's work on one core
+/// (it reads about 100 MB/s and more), several times the few seconds a
+/// wave of array tasks waits for the scheduler.
+pub(super) const WAVE_BYTES: u64 = 1 << 30;
 
 /// Splits `parts` (each a part's index and its input bytes) into groups
 /// for `slots` slots, each group a list of part indices in the order they
@@ -41,8 +49,8 @@ pub(super) fn groups(parts: &[(usize, u64)], slots: usize) -> Vec<Vec<usize>> {
     }
     let slots = slots.max(1);
     let total: u64 = parts.iter().map(|&(_, size)| size).fold(0, u64::saturating_add);
-    let by_size = usize::try_from(total.div_ceil(MIN_GROUP_BYTES)).unwrap_or(usize::MAX);
-    let count = (slots.saturating_mul(GROUPS_PER_SLOT)).min(by_size.max(slots)).min(n);
+    let by_size = usize::try_from(total.div_ceil(WAVE_BYTES)).unwrap_or(usize::MAX);
+    let count = by_size.clamp(slots, slots.saturating_mul(GROUPS_PER_SLOT)).min(n);
     let mut order: Vec<(usize, u64)> = parts.to_vec();
     order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     // (bytes so far, parts): the emptiest group takes the next part; among
@@ -87,20 +95,20 @@ mod tests {
 
     #[test]
     fn large_input_gets_several_groups_per_slot_but_no_more() {
-        // 100 parts of 64 MiB on 4 slots: 16 groups (4 per slot), not 100.
-        let parts: Vec<(usize, u64)> = (0..100).map(|i| (i, 64 << 20)).collect();
+        // 100 parts of 512 MiB (50 GiB) on 4 slots: 16 groups (4 per slot), not 100.
+        let parts: Vec<(usize, u64)> = (0..100).map(|i| (i, 512 << 20)).collect();
         let g = groups(&parts, 4);
         check_partition(&g, &parts);
         assert_eq!(g.len(), 4 * GROUPS_PER_SLOT);
-        // 10 parts of 8 MiB (80 MiB) on 8 slots: 8 groups (no slot idle),
-        // even though 3 groups would reach MIN_GROUP_BYTES.
-        let parts: Vec<(usize, u64)> = (0..10).map(|i| (i, 8 << 20)).collect();
-        assert_eq!(groups(&parts, 8).len(), 8);
-        // 20 parts of 8 MiB (160 MiB) on 2 slots: 5 groups of 32 MiB.
-        let parts: Vec<(usize, u64)> = (0..20).map(|i| (i, 8 << 20)).collect();
-        let g = groups(&parts, 2);
-        assert_eq!(g.len(), 5);
-        assert!(sizes(&g, &parts).iter().all(|&s| s == MIN_GROUP_BYTES));
+        // 20 parts of 512 MiB (10 GiB) on 4 slots: 10 groups of 1 GiB.
+        let parts: Vec<(usize, u64)> = (0..20).map(|i| (i, 512 << 20)).collect();
+        let g = groups(&parts, 4);
+        assert_eq!(g.len(), 10);
+        assert!(sizes(&g, &parts).iter().all(|&s| s == WAVE_BYTES));
+        // 16 ranges of 64 MB (1 GB) on 8 slots: one wave of 8 groups of 2.
+        let parts: Vec<(usize, u64)> = (0..16).map(|i| (i, 64_000_000)).collect();
+        let g = groups(&parts, 8);
+        assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), [2; 8]);
     }
 
     #[test]
