@@ -542,6 +542,36 @@ fn failing_parts_are_retried_alone_and_the_arrays_never_exceed_slots() {
 }
 
 #[test]
+fn a_timeout_in_a_group_resubmits_the_parts_after_it_without_using_retries() {
+    // One slot: one group, the largest region (`slow`) first. Its timeout
+    // cancels the group, so the two parts after it never ran: they are
+    // submitted again, and complete although --retries is 0.
+    let s = setup(1, 2, 1);
+    let mut csv = String::from("region,v\n");
+    for (name, rows) in [("slow", 50), ("quick1", 5), ("quick2", 5)] {
+        csv.extend((0..rows).map(|k| format!("{name},{k}\n")));
+    }
+    std::fs::write(s.project.join("d.csv"), csv).unwrap();
+    let processor =
+        "[ \"$DISTEX_REGION\" = slow ] && exec sleep 82.5; printf '{\"attempt\": %d}\\n' \"$DISTEX_ATTEMPT\"";
+    let run = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc", "--timeout", "2"])
+        .args(["--retries", "0", "--processor", processor])
+        .run()
+        .expect_code(3);
+    let report = run.json();
+    let slow = report["regions"]["slow"]["error"].as_str().unwrap();
+    assert!(slow.contains("timed out") && slow.contains("cancelled"), "{slow}");
+    for quick in ["quick1", "quick2"] {
+        assert_eq!(report["regions"][quick]["result"]["attempt"], 2, "{quick} ran once, as attempt 2: {report:#}");
+    }
+    assert!(report["warnings"].to_string().contains("not counted as a retry"), "{report:#}");
+    assert_eq!(support::accounting(&report), [60, 10, 0, 50]);
+    s.assert_nothing_left("sleep 82.5");
+}
+
+#[test]
 fn byte_ranges_of_a_shared_file_are_read_in_place_by_the_array() {
     let data = tempfile::Builder::new().prefix("dx-shared-").tempdir().unwrap();
     let s = setup_with(2, 2, 4, &format!("shared = [\"{}\"]", data.path().display()));

@@ -119,6 +119,9 @@ struct Group {
     /// Its index in its array (`SLURM_ARRAY_TASK_ID`).
     index: usize,
     parts: Vec<usize>,
+    /// Cancelled for a part's `--timeout`: its later parts never start
+    /// (they are lost once Slurm lists it ended).
+    cancelled: bool,
 }
 
 /// One submitted array and its throttle (`%N`).
@@ -207,10 +210,14 @@ impl<T> Run<'_, '_, T> {
                 .collect();
             for (group, unit) in open {
                 let g = &self.groups[group];
-                let state = states.get(&(g.job.clone(), g.index)).map(String::as_str);
-                let place = Place { state, index: g.index, turn: self.its_turn(unit, group) };
+                let (index, turn) = (g.index, self.its_turn(unit, group) && !g.cancelled);
+                let state = states.get(&(g.job.clone(), index)).map(String::as_str);
+                let place = Place { state, index, turn };
                 let now = step(self.options, self.array, unit, &mut self.tasks[unit], place, timeout, read);
-                if react(self.options, self.array, unit, &mut self.tasks[unit], g.index, now, on) {
+                if matches!(now, Step::TimedOut(_)) {
+                    self.groups[group].cancelled = true;
+                }
+                if react(self.options, self.array, unit, &mut self.tasks[unit], index, now, on) {
                     self.tasks[unit].group = None;
                     self.waiting.push(unit);
                 }
@@ -265,7 +272,7 @@ impl<T> Run<'_, '_, T> {
                         let task = &mut self.tasks[unit];
                         (task.job, task.group, task.missing) = (job.clone(), Some(first + index), 0);
                     }
-                    self.groups.push(Group { job: job.clone(), index, parts });
+                    self.groups.push(Group { job: job.clone(), index, parts, cancelled: false });
                 }
                 self.arrays.push(Submitted { throttle, groups: first..self.groups.len() });
             }
@@ -289,13 +296,17 @@ fn react<T>(
     step: Step<T>,
     on: &mut dyn FnMut(ArrayEvent<T>),
 ) -> bool {
+    let step = match step {
+        Step::TimedOut(reason) => Step::Failed(reason),
+        other => other,
+    };
     let ran = matches!(step, Step::Started | Step::Done(_) | Step::Failed(_));
     if ran && task.announced != task.attempt {
         task.announced = task.attempt;
         on(ArrayEvent::Started { unit, attempt: task.attempt });
     }
     match step {
-        Step::Wait | Step::Started => false,
+        Step::Wait | Step::Started | Step::TimedOut(_) => false,
         Step::Done(result) => {
             task.done = true;
             on(ArrayEvent::Finished { unit, result });
@@ -329,6 +340,8 @@ enum Step<T> {
     Started,
     Done(Result<T, String>),
     Failed(String),
+    /// Failed for `--timeout`: its group was cancelled.
+    TimedOut(String),
     Lost(String),
 }
 
@@ -338,7 +351,8 @@ struct Place<'s> {
     state: Option<&'s str>,
     /// The group's array index.
     index: usize,
-    /// Whether every part before this one in the group has settled.
+    /// Whether every part before this one in the group has settled (and
+    /// the group was not cancelled: then no later part starts).
     turn: bool,
 }
 
@@ -362,7 +376,8 @@ fn step<T>(
             task.missing = 0;
             Step::Wait
         }
-        // The group runs, but an earlier part of it still does.
+        // The group runs, but an earlier part of it still does (or it was
+        // cancelled before this part's turn).
         Some("RUNNING" | "CONFIGURING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING") if !turn => {
             task.missing = 0;
             Step::Wait
@@ -373,7 +388,7 @@ fn step<T>(
             let since = *task.started.get_or_insert_with(Instant::now);
             if timeout.is_some_and(|t| since.elapsed() >= t) {
                 array.cancel_task(&task.job, index);
-                return Step::Failed(format!(
+                return Step::TimedOut(format!(
                     "timed out after {}s (--timeout) on node {}; its Slurm array task was cancelled",
                     options.limits.timeout.unwrap_or(0.0),
                     array.node.name
