@@ -21,7 +21,7 @@
 //!   otherwise hold more than [`WAVE_BYTES`]: then a group is about that
 //!   size, seconds of work against a wave's seconds of waiting, so a slot
 //!   that drew quick groups can take more and the slots finish together;
-//! * never more groups than parts.
+//! * never more groups than parts, nor than [`MAX_GROUPS`].
 //!
 //! Parts are packed largest first, each into the group with the fewest
 //! bytes so far (longest-processing-time first: within 4/3 of the best
@@ -38,6 +38,10 @@ pub(super) const GROUPS_PER_SLOT: usize = 4;
 /// wave of array tasks waits for the scheduler.
 pub(super) const WAVE_BYTES: u64 = 1 << 30;
 
+/// At most this many groups in one array: Slurm's default `MaxArraySize`
+/// (1001) refuses array indices above 1000.
+pub(super) const MAX_GROUPS: usize = 1000;
+
 /// Splits `parts` (each a part's index and its input bytes) into groups
 /// for `slots` slots, each group a list of part indices in the order they
 /// run (largest first). Every part is in exactly one group; no group is
@@ -50,7 +54,7 @@ pub(super) fn groups(parts: &[(usize, u64)], slots: usize) -> Vec<Vec<usize>> {
     let slots = slots.max(1);
     let total: u64 = parts.iter().map(|&(_, size)| size).fold(0, u64::saturating_add);
     let by_size = usize::try_from(total.div_ceil(WAVE_BYTES)).unwrap_or(usize::MAX);
-    let count = by_size.clamp(slots, slots.saturating_mul(GROUPS_PER_SLOT)).min(n);
+    let count = by_size.clamp(slots, slots.saturating_mul(GROUPS_PER_SLOT)).min(n).min(MAX_GROUPS);
     let mut order: Vec<(usize, u64)> = parts.to_vec();
     order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     // (bytes so far, parts): the emptiest group takes the next part; among
@@ -118,6 +122,11 @@ mod tests {
         check_partition(&g, &parts);
         assert_eq!(g, [vec![3], vec![9], vec![7]], "largest first, each alone");
         assert!(groups(&[], 4).is_empty());
+        // More slots than Slurm takes array indices: at most MAX_GROUPS.
+        let many: Vec<(usize, u64)> = (0..5000).map(|i| (i, 10)).collect();
+        let g = groups(&many, 4000);
+        check_partition(&g, &many);
+        assert_eq!(g.len(), MAX_GROUPS);
         assert_eq!(groups(&[(0, 0)], 0), [vec![0]], "zero slots count as one");
     }
 
