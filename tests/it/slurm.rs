@@ -1,8 +1,10 @@
 //! Slurm partitions as nodes, against a real Slurm cluster the tests start
 //! on this machine (tests/support/slurm.rs): `distex run` through `srun`,
 //! `--timeout` and SIGTERM cancelling the job, failover from a down
-//! partition, and `distex parallel` keeping a task pending while Slurm
-//! queues it.
+//! partition, `distex parallel` keeping a task pending while Slurm
+//! queues it, and `distex process` as array jobs: small parts grouped into
+//! few array tasks, retries that never push the run above `slots`, and
+//! byte ranges of a shared file read in place.
 
 use crate::util as support;
 
