@@ -213,6 +213,10 @@ pub(crate) enum RemoteError {
     /// exit status arrived: it may have run, so it is never run again (the
     /// region fails, the node is marked down).
     Lost(String),
+    /// The node's host key is not the one known_hosts holds (a security
+    /// event): the region runs nowhere, is not retried, and the node is
+    /// not trusted in the node cache.
+    Refused(String),
     /// The node answered but has no usable distex for a built-in worker
     /// (not installed where its `distex` key says, or another version): the
     /// unit may run elsewhere, and the node is not down.
@@ -224,6 +228,7 @@ impl fmt::Display for RemoteError {
         match self {
             RemoteError::Transport(why)
             | RemoteError::Failed(why)
+            | RemoteError::Refused(why)
             | RemoteError::Lost(why)
             | RemoteError::NoWorker(why) => f.write_str(why),
         }
@@ -240,8 +245,10 @@ pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
 async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     let transport = RemoteError::Transport;
     let master = ssh::connect(node).await.map_err(|e| match e.fault {
-        // A changed host key (or trouble here): the region runs nowhere else.
-        ssh::Fault::HostKeyChanged | ssh::Fault::Local => RemoteError::Failed(e.message),
+        // A changed host key: the region runs nowhere, not even here again.
+        ssh::Fault::HostKeyChanged => RemoteError::Refused(e.message),
+        // Trouble on this machine: no other node would fare better.
+        ssh::Fault::Local => RemoteError::Failed(e.message),
         ssh::Fault::Unreachable => transport(format!("node {}: cannot connect: {e}", node.name)),
     })?;
     let mut cmd = master.session().raw_command(command_line(job, node));
