@@ -163,6 +163,9 @@ enum SrunLine {
     Busy,
     /// The job was refused: down partition, invalid options, limits.
     Refused(String),
+    /// slurmctld did not answer within srun's `MessageTimeout` (it is
+    /// overloaded, or down): nothing was allocated.
+    NoAnswer(String),
     /// Another srun message.
     Other,
     /// Not srun's: the command's own stderr.
@@ -182,8 +185,14 @@ fn classify(line: &str) -> SrunLine {
     if let Some(why) = rest.strip_prefix("error: Unable to allocate resources: ") {
         // Full, or others first in line: worth queueing. Anything else
         // (down partition, invalid request, limits) will not get better.
+        let why = why.trim().to_string();
         let wait = why.contains("busy") || why.contains("insufficient priority");
-        return if wait { SrunLine::Busy } else { SrunLine::Refused(why.trim().to_string()) };
+        let unanswered = why.contains("Socket timed out") || why.contains("Unable to contact slurm controller");
+        return match (wait, unanswered) {
+            (true, _) => SrunLine::Busy,
+            (false, true) => SrunLine::NoAnswer(why),
+            (false, false) => SrunLine::Refused(why),
+        };
     }
     if rest.starts_with("error: ") && rest.contains(": task ") {
         return SrunLine::TaskEnded;
@@ -211,6 +220,7 @@ struct StderrFilter {
     /// it never does).
     said: Vec<String>,
     busy: bool,
+    /// Why Slurm allocated nothing (the first reason srun gave), said for the user.
     refused: Option<String>,
     started: bool,
 }
@@ -248,7 +258,10 @@ impl StderrFilter {
             SrunLine::Queued => sink.progress("queued, waiting for resources"),
             SrunLine::Allocated | SrunLine::TaskEnded => {}
             SrunLine::Busy => self.busy = true,
-            SrunLine::Refused(why) => self.refused = self.refused.take().or(Some(why)),
+            SrunLine::Refused(why) => self.refuse(format!("Slurm refused the job: {why}")),
+            SrunLine::NoAnswer(why) => self.refuse(format!(
+                "the Slurm controller did not answer in time ({why}): it is overloaded or down; nothing was allocated"
+            )),
             SrunLine::Other if self.started => sink.chunk(Stream::Stderr, &line),
             SrunLine::Other => self.said.push(text.trim_end().to_string()),
         }
@@ -262,10 +275,15 @@ impl StderrFilter {
         }
     }
 
+    /// Keeps the first reason srun gave for allocating nothing.
+    fn refuse(&mut self, why: String) {
+        self.refused.get_or_insert(why);
+    }
+
     /// Why the command never started, in srun's words.
     fn reason(&self) -> String {
         match &self.refused {
-            Some(why) => format!("Slurm refused the job: {why}"),
+            Some(why) => why.clone(),
             None if self.said.is_empty() => "srun ended before the command started".to_string(),
             None => self.said.join("; ").trim_start_matches("srun: ").to_string(),
         }
@@ -798,6 +816,12 @@ mod tests {
             classify("srun: error: Unable to allocate resources: Partition in DOWN state"),
             SrunLine::Refused("Partition in DOWN state".into())
         );
+        assert_eq!(
+            classify("srun: error: Unable to allocate resources: Socket timed out on send/recv operation"),
+            SrunLine::NoAnswer("Socket timed out on send/recv operation".into())
+        );
+        let down = "srun: error: Unable to allocate resources: Unable to contact slurm controller (connect failure)";
+        assert!(matches!(classify(down), SrunLine::NoAnswer(_)));
         assert_eq!(classify("warning: srun: x"), SrunLine::Command);
     }
 

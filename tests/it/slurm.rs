@@ -112,10 +112,49 @@ fn a_down_partition_is_a_transport_failure_that_fails_over() {
     let run = s.distex().args(["run", "--json", "--node", "off", "--", "echo ran-on-$(hostname)"]).run().success();
     let v = run.json();
     assert_ne!(v["node"], "off", "a down partition must fail over: {v}");
+    assert!(v["stdout"]["text"].as_str().unwrap().starts_with("ran-on-"), "it ran once, elsewhere: {v}");
     let failed = &v["failed_attempts"][0];
     assert_eq!(failed["node"], "off", "{v}");
     assert!(failed["error"].as_str().unwrap().contains("Partition in DOWN state"), "{v}");
-    assert!(s.cluster.jobs().is_empty());
+    // srun returns once the step ended; Slurm forgets the job afterwards
+    // (it is listed COMPLETING until slurmd confirmed the cleanup, longer
+    // on a loaded machine), so this waits rather than looking once.
+    let jobs = s.cluster.wait_no_jobs(Duration::from_secs(10));
+    assert!(jobs.is_empty(), "Slurm still lists {jobs:?} after {v}\n{}", s.cluster.logs());
+}
+
+#[test]
+fn a_controller_that_does_not_answer_is_a_transport_failure_said_as_such() {
+    let s = setup(1, 2, 1);
+    // srun waits MessageTimeout for slurmctld; its own copy of slurm.conf
+    // makes that 2 s here, so the frozen controller is noticed quickly.
+    let conf = s.sb.path().join("slurm-impatient.conf");
+    let text = std::fs::read_to_string(&s.cluster.conf).unwrap();
+    std::fs::write(&conf, text.replace("MessageTimeout=30", "MessageTimeout=2")).unwrap();
+    s.cluster.signal_controller(libc::SIGSTOP);
+    let run = s
+        .distex()
+        .env("SLURM_CONF", &conf)
+        .args(["run", "--json", "--node", "hpc", "--", "echo ran-on-$(hostname)"])
+        .run();
+    s.cluster.signal_controller(libc::SIGCONT);
+    let v = run.success().json();
+    // Not "Slurm refused the job": the controller said nothing at all.
+    assert_eq!(v["node"], "local", "{v}");
+    assert_eq!(v["stdout"]["text"], "ran-on-vm\n".replace("vm", &hostname()), "it ran once, here: {v}");
+    let failed = &v["failed_attempts"][0];
+    assert_eq!(failed["node"], "hpc", "{v}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("Slurm controller did not answer in time") && error.contains("Socket timed out"), "{v}");
+    assert!(!error.contains("refused"), "{v}");
+    // Its request reaches the thawed controller late, with srun gone: no job may stay.
+    let jobs = s.cluster.wait_no_jobs(Duration::from_secs(10));
+    assert!(jobs.is_empty(), "Slurm still lists {jobs:?}");
+}
+
+fn hostname() -> String {
+    let out = std::process::Command::new("hostname").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
