@@ -1,10 +1,10 @@
 //! Remote execution you can trust (issue 12), against real sshd nodes:
 //! a command runs at most once, nothing distex started outlives it, markers
-//! cannot be forged, a changed host key stops everything (run, parallel and
-//! process --nodes alike), sync ships the
-//! project and nothing else, distex's own directories cannot be hijacked,
-//! and odd input gets a clear error. Plus the fallback rules for a node
-//! that cannot be reached (issue 14, item 7).
+//! cannot be forged, a changed host key stops everything (`run`,
+//! `parallel` and `process --nodes` alike), sync ships the project and
+//! nothing else, distex's own directories cannot be hijacked, and odd
+//! input gets a clear error. Plus the fallback rules for a node that
+//! cannot be reached (issue 14, item 7).
 
 use crate::util as support;
 

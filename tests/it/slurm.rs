@@ -1,8 +1,8 @@
 //! Slurm partitions as nodes, against a real Slurm cluster the tests start
 //! on this machine (tests/support/slurm.rs): `distex run` through `srun`,
 //! `--timeout` and SIGTERM cancelling the job, failover from a down
-//! partition, and `distex parallel` keeping a task pending while Slurm
-//! queues it.
+//! partition or a controller that does not answer, and `distex parallel`
+//! keeping a task pending while Slurm queues it.
 
 use crate::util as support;
 
@@ -130,6 +130,7 @@ fn a_controller_that_does_not_answer_is_a_transport_failure_said_as_such() {
     // makes that 2 s here, so the frozen controller is noticed quickly.
     let conf = s.sb.path().join("slurm-impatient.conf");
     let text = std::fs::read_to_string(&s.cluster.conf).unwrap();
+    assert!(text.contains("MessageTimeout=30"), "{text}");
     std::fs::write(&conf, text.replace("MessageTimeout=30", "MessageTimeout=2")).unwrap();
     s.cluster.signal_controller(libc::SIGSTOP);
     let run = s
@@ -141,7 +142,7 @@ fn a_controller_that_does_not_answer_is_a_transport_failure_said_as_such() {
     let v = run.success().json();
     // Not "Slurm refused the job": the controller said nothing at all.
     assert_eq!(v["node"], "local", "{v}");
-    assert_eq!(v["stdout"]["text"], "ran-on-vm\n".replace("vm", &hostname()), "it ran once, here: {v}");
+    assert_eq!(v["stdout"]["text"], format!("ran-on-{}\n", hostname()), "it ran once, here: {v}");
     let failed = &v["failed_attempts"][0];
     assert_eq!(failed["node"], "hpc", "{v}");
     let error = failed["error"].as_str().unwrap();
