@@ -184,7 +184,9 @@ fn classify(line: &str) -> SrunLine {
     }
     if let Some(why) = rest.strip_prefix("error: Unable to allocate resources: ") {
         // Full, or others first in line: worth queueing. Anything else
-        // (down partition, invalid request, limits) will not get better.
+        // (down partition, invalid request, limits) will not get better. A
+        // controller that did not answer refused nothing: it is said so
+        // (and, the partition being unusable now, still fails over).
         let why = why.trim().to_string();
         let wait = why.contains("busy") || why.contains("insufficient priority");
         let unanswered = why.contains("Socket timed out") || why.contains("Unable to contact slurm controller");

@@ -485,8 +485,9 @@ fn mark_down(down: &Down, target: &Target, reason: &str) -> bool {
     first
 }
 
-/// Records in the node cache that `target`'s node was refused (`answered:
-/// false` with the reason), so that `distex route` and later runs avoid it.
+/// Records in the node cache that `target`'s node failed us (`answered:
+/// false` with the reason: down, or its host key changed), so that
+/// `distex route` and later runs avoid it.
 fn distrust(target: &Target, reason: &str) {
     if let Some(node) = &target.node {
         // Only a cache: a run must not fail because it cannot be written.
