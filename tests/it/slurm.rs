@@ -235,13 +235,21 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn a_login_node_over_ssh_mirrors_and_submits() {
-    let slurm = SlurmCluster::start(1, 2);
+/// A Slurm cluster whose commands run on a login node over SSH: a real
+/// sshd (node `n1`, `kind = "slurm"`) whose ~/.bashrc exports SLURM_CONF
+/// (bash reads it for the commands sshd runs; distex itself has no
+/// SLURM_CONF), and a project (a git checkout holding `marker.txt`).
+struct Login {
+    slurm: SlurmCluster,
+    ssh: support::sshd::Cluster,
+    sb: Sandbox,
+    project: PathBuf,
+}
+
+fn login_setup(cpus: u32, slots: u32) -> Login {
+    let slurm = SlurmCluster::start(1, cpus);
     let ssh = support::sshd::Cluster::start(1);
     let login = ssh.node("n1");
-    // The login node finds the cluster through its own environment (bash
-    // reads ~/.bashrc for commands sshd runs); distex itself has no SLURM_CONF.
     let home = login.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join(".bashrc"), format!("export SLURM_CONF={}\n", slurm.conf.display())).unwrap();
@@ -249,12 +257,39 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     let project = sb.path().join("project");
     git_init(&project);
     std::fs::write(project.join("marker.txt"), "mirrored\n").unwrap();
-    sb.write_config(&ssh.node_table(login, "kind = \"slurm\"\npartition = \"debug\""));
-    let run = sb
-        .cmd()
-        .arg("--config")
-        .arg(sb.path().join("cluster.toml"))
-        .current_dir(&project)
+    sb.write_config(&ssh.node_table(login, &format!("kind = \"slurm\"\npartition = \"debug\"\nslots = {slots}")));
+    Login { slurm, ssh, sb, project }
+}
+
+impl Login {
+    fn distex(&self) -> support::TestCommand {
+        self.sb.cmd().arg("--config").arg(self.sb.path().join("cluster.toml")).current_dir(&self.project)
+    }
+
+    /// What `distex process` left in the login node's workdir: the run
+    /// directories (`distex-<id>`) and the installed binaries (`bin/...`).
+    fn left_in_workdir(&self) -> (Vec<String>, Vec<String>) {
+        let base = self.ssh.node("n1").workdir.join("distex-process");
+        let names = |dir: PathBuf| -> Vec<String> {
+            let entries = std::fs::read_dir(dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+            entries.iter().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        };
+        let runs = names(base.clone()).into_iter().filter(|n| n != "bin").collect();
+        (runs, names(base.join("bin")))
+    }
+}
+
+impl Drop for Login {
+    fn drop(&mut self) {
+        support::sshd::stop_masters(self.sb.path());
+    }
+}
+
+#[test]
+fn a_login_node_over_ssh_mirrors_and_submits() {
+    let s = login_setup(2, 2);
+    let run = s
+        .distex()
         .args(["run", "--node", "n1", "--sync", "--", "cat marker.txt; echo \"$SLURM_JOB_NAME\"; exit 4"])
         .run()
         .expect_code(4);
@@ -263,8 +298,65 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     assert_eq!(lines[0], "mirrored", "{}", run.stderr());
     assert!(lines[1].starts_with("distex-"), "not a Slurm job: {lines:?}");
     assert_eq!(run.stderr(), "");
-    assert!(slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
-    support::sshd::stop_masters(sb.path());
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+/// Counts a region's rows (its stdin holds the header too).
+const ROWS: &str = r#"printf '{"rows": %d}\n' "$(($(wc -l) - 1))""#;
+
+#[test]
+fn process_through_a_login_node_gives_the_figures_of_a_local_run() {
+    let s = login_setup(2, 4);
+    regions_csv(&s.project.join("d.csv"), &["north", "south", "east", "west"], 150);
+    let through = ["--json", "--jobs", "0", "--nodes", "n1"];
+    // The built-in summary: this distex, copied to the login node's workdir.
+    let remote = s.distex().args(["process", "d.csv", "--by", "region"]).args(through).run().success().json();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(remote["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(&remote), support::accounting(&local));
+    assert_eq!(support::accounting(&remote)[0], 600);
+    // A --processor: no binary needed.
+    let processor = ["--processor", ROWS];
+    let remote =
+        s.distex().args(["process", "d.csv", "--by", "region"]).args(through).args(processor).run().success().json();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).args(processor).run().success().json();
+    assert_eq!(remote["regions"], local["regions"]);
+    assert_eq!(remote["regions"]["west"]["result"]["rows"], 150, "{remote:#}");
+    let tasks = remote["tasks"].as_array().unwrap();
+    let parts: Vec<&serde_json::Value> = tasks.iter().filter(|t| t["subject"] != "aggregate-results").collect();
+    assert_eq!(parts.len(), 4, "{tasks:#?}");
+    assert!(parts.iter().all(|t| t["node"] == "n1"), "every part on the Slurm node: {tasks:#?}");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    let (runs, bins) = s.left_in_workdir();
+    assert_eq!(runs, Vec::<String>::new(), "the run directories on the login node are removed");
+    assert_eq!(bins, [format!("distex-{}", env!("CARGO_PKG_VERSION"))], "distex copied itself once");
+}
+
+#[test]
+fn ctrl_c_through_a_login_node_cancels_the_array() {
+    let s = login_setup(1, 2);
+    regions_csv(&s.project.join("d.csv"), &["a", "b", "c"], 10);
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"])
+        .args(["--processor", "sleep 79.875"])
+        .cmd;
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    wait_for_jobs(&s.slurm, 1, "RUNNING");
+    assert_eq!(s.left_in_workdir().0.len(), 1, "the run directory is on the login node");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = s.slurm.wait_no_jobs(Duration::from_secs(10));
+    assert!(jobs.is_empty(), "Slurm still lists {jobs:?}");
+    assert!(
+        support::eventually(Duration::from_secs(5), || all_processes_matching("sleep 79.875").is_empty()),
+        "processes left behind: {:?}",
+        all_processes_matching("sleep 79.875")
+    );
+    assert_eq!(s.left_in_workdir().0, Vec::<String>::new(), "the run directory is removed");
 }
 
 /// A CSV of `regions` regions with `rows` numeric rows each.
