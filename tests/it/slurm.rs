@@ -247,6 +247,11 @@ struct Login {
 }
 
 fn login_setup(cpus: u32, slots: u32) -> Login {
+    login_setup_with(cpus, slots, "")
+}
+
+/// [`login_setup`] with `extra` lines in the node's table.
+fn login_setup_with(cpus: u32, slots: u32, extra: &str) -> Login {
     let slurm = SlurmCluster::start(1, cpus);
     let ssh = support::sshd::Cluster::start(1);
     let login = ssh.node("n1");
@@ -257,7 +262,8 @@ fn login_setup(cpus: u32, slots: u32) -> Login {
     let project = sb.path().join("project");
     git_init(&project);
     std::fs::write(project.join("marker.txt"), "mirrored\n").unwrap();
-    sb.write_config(&ssh.node_table(login, &format!("kind = \"slurm\"\npartition = \"debug\"\nslots = {slots}")));
+    let table = format!("kind = \"slurm\"\npartition = \"debug\"\nslots = {slots}\n{extra}");
+    sb.write_config(&ssh.node_table(login, &table));
     Login { slurm, ssh, sb, project }
 }
 
@@ -319,7 +325,8 @@ fn process_through_a_login_node_gives_the_figures_of_a_local_run() {
     let processor = ["--processor", ROWS];
     let remote =
         s.distex().args(["process", "d.csv", "--by", "region"]).args(through).args(processor).run().success().json();
-    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).args(processor).run().success().json();
+    let local =
+        s.distex().args(["process", "d.csv", "--by", "region", "--json"]).args(processor).run().success().json();
     assert_eq!(remote["regions"], local["regions"]);
     assert_eq!(remote["regions"]["west"]["result"]["rows"], 150, "{remote:#}");
     let tasks = remote["tasks"].as_array().unwrap();
@@ -330,6 +337,46 @@ fn process_through_a_login_node_gives_the_figures_of_a_local_run() {
     let (runs, bins) = s.left_in_workdir();
     assert_eq!(runs, Vec::<String>::new(), "the run directories on the login node are removed");
     assert_eq!(bins, [format!("distex-{}", env!("CARGO_PKG_VERSION"))], "distex copied itself once");
+}
+
+/// Makes the login node say it is another architecture: a `uname` first
+/// on its PATH that answers `-m` with riscv64.
+fn pretend_riscv(s: &Login) {
+    let login = s.ssh.node("n1");
+    let bin = login.dir.join("riscv-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    support::write_executable(
+        &bin.join("uname"),
+        "#!/bin/sh\n[ \"$1\" = -m ] && { echo riscv64; exit 0; }\nexec /bin/uname \"$@\"\n",
+    );
+    let bashrc = login.dir.join("home/.bashrc");
+    let text = std::fs::read_to_string(&bashrc).unwrap();
+    std::fs::write(&bashrc, format!("{text}export PATH={}:$PATH\n", bin.display())).unwrap();
+}
+
+#[test]
+fn a_login_node_of_another_architecture_runs_the_node_s_distex() {
+    // Its distex is not this version: the run fails, saying what to set.
+    let s = login_setup_with(2, 2, "distex = \"/opt/no-such/distex\"");
+    pretend_riscv(&s);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 20);
+    let args = ["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"];
+    let failed = s.distex().args(args).run();
+    assert_ne!(failed.code(), Some(0));
+    let error = failed.json()["regions"]["a"]["error"].as_str().unwrap_or_default().to_string();
+    for needed in ["node n1", "riscv64", "/opt/no-such/distex", "distex = "] {
+        assert!(error.contains(needed), "{needed:?} missing from: {error}");
+    }
+    assert!(s.slurm.jobs().is_empty(), "nothing was submitted");
+    // With the node's distex set to one of this version, it runs that one
+    // and copies nothing.
+    let s = login_setup_with(2, 2, &format!("distex = \"{}\"", support::DISTEX));
+    pretend_riscv(&s);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 20);
+    let remote = s.distex().args(args).run().success().json();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(remote["regions"], local["regions"]);
+    assert_eq!(s.left_in_workdir(), (vec![], vec![]), "no binary copied to another architecture");
 }
 
 #[test]

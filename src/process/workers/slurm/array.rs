@@ -102,13 +102,10 @@ impl Array<'_> {
             self.site.path("array.sh"),
         ]);
         args.insert(0, "sbatch".into());
-        let out = self.site.slurm(&args).map_err(|e| {
-            format!(
-                "node {}: submitting the array failed ({e}); if Slurm got it, it is cancelled with the run \
-                 (by hand: scancel --name={})",
-                self.node.name, self.name
-            )
-        })?;
+        let out = match self.site.slurm(&args) {
+            Ok(out) => out,
+            Err(e) => return Err(self.submit_lost(&e, tasks)),
+        };
         let job = out.stdout.trim().split(';').next().unwrap_or("").to_string();
         if out.code != Some(0) || job.is_empty() || !job.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("node {}: Slurm refused the array job: {}", self.node.name, out.stderr.trim()));
@@ -118,6 +115,35 @@ impl Array<'_> {
             tasks[unit].missing = 0;
         }
         Ok(())
+    }
+
+    /// sbatch's answer was lost (its ssh connection broke): Slurm may have
+    /// the array anyway. Cancels every job of the run this runner does not
+    /// know (never one it follows), so nothing runs unwatched; says so.
+    fn submit_lost(&self, why: &str, tasks: &[Task]) -> String {
+        let failed = format!("node {}: submitting the array failed ({why})", self.node.name);
+        let args = ["squeue", "--noheader", "--states=all", "--format=%F", &format!("--name={}", self.name)];
+        let listed = match self.site.slurm(&args.map(String::from)) {
+            Ok(out) if out.code == Some(0) => out.stdout,
+            _ => {
+                return format!(
+                    "{failed}; if Slurm got it, it may run unwatched: cancel it with `scancel --name={}` on {}",
+                    self.name, self.node.host
+                );
+            }
+        };
+        let mut unknown: Vec<&str> =
+            listed.lines().map(str::trim).filter(|id| !id.is_empty() && !tasks.iter().any(|t| t.job == *id)).collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        for job in &unknown {
+            let _ = self.site.slurm(&["scancel".into(), "--quiet".into(), "--full".into(), job.to_string()]);
+        }
+        if unknown.is_empty() {
+            format!("{failed}; Slurm does not have it")
+        } else {
+            format!("{failed}; Slurm had it as job {}: cancelled", unknown.join(","))
+        }
     }
 
     /// The script of one attempt (see the module doc).

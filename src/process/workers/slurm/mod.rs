@@ -22,9 +22,11 @@
 //! a status file: not the processor's fault, so not counted as a retry).
 //! `--timeout` cancels the one array task; Ctrl-C cancels every array.
 //!
-//! The built-in summary worker is this distex binary, copied once into
-//! `WORKDIR/distex-process/bin/` (the compute nodes are this machine's
-//! kind: Slurm's commands run here, so the node has no login `host`).
+//! The run directory and Slurm's commands are here, or on the node's login
+//! `host` over SSH ([`site`]: one rsync per batch of files, one round trip
+//! per poll). The built-in summary worker is this distex binary, copied
+//! once into `WORKDIR/distex-process/bin/` when the cluster runs this
+//! machine's system and architecture, else the node's `distex`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

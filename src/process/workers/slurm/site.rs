@@ -106,13 +106,9 @@ impl Site {
         let submitter = runtime.block_on(Submitter::connect(node)).map_err(|e| e.message)?;
         let login = matches!(submitter, Submitter::Login(_));
         let (home, platform) = if login {
-            let facts = ["sh".to_string(), "-c".into(), "cd && pwd && uname -s && uname -m".into()];
+            let facts = ["sh".to_string(), "-c".into(), FACTS.into()];
             let out = runtime.block_on(submitter.output(&facts))?;
-            let lines: Vec<&str> = out.stdout.lines().collect();
-            match lines[..] {
-                [home, os, arch] if out.code == Some(0) => (home.to_string(), (os.to_string(), arch.to_string())),
-                _ => return Err(format!("the login node did not say its home and system: {}", out.stderr.trim())),
-            }
+            login_facts(&out.stdout, &node.host)?
         } else {
             let home = std::env::var("HOME").unwrap_or_default();
             (home, crate::sys::platform().unwrap_or_default())
@@ -160,7 +156,9 @@ impl Site {
             let to = stage.path().join(&name);
             match content {
                 Content::Bytes(bytes) => std::fs::write(&to, bytes),
-                Content::Copy(from) => std::os::unix::fs::symlink(&from, &to),
+                Content::Copy(from) => {
+                    std::path::absolute(&from).and_then(|from| std::os::unix::fs::symlink(from, &to))
+                }
             }
             .map_err(|e| format!("cannot stage {}: {e}", to.display()))?;
         }
@@ -188,7 +186,9 @@ impl Site {
             return Ok(target);
         }
         let configured = &self.node.distex;
-        let check = ["sh".to_string(), "-c".into(), format!("{} --version </dev/null 2>&1", sh_quote(configured))];
+        // (`|| exit 1`: ssh reports a remote 127, "not found", as its own failure.)
+        let check = format!("{} --version </dev/null 2>&1 || exit 1", sh_quote(configured));
+        let check = ["sh".to_string(), "-c".into(), check];
         let said = self.output(&check)?;
         let expected = format!("distex {version}");
         if said.code == Some(0) && said.stdout.trim() == expected {
@@ -210,7 +210,12 @@ impl Site {
     /// commands run. `Err`: it could not be run (or, over SSH, its answer
     /// was lost: it may have run).
     pub(super) fn slurm(&self, argv: &[String]) -> Result<Output, String> {
-        self.output(argv)
+        let out = self.output(argv);
+        if out.is_err() {
+            // The next call starts a new master (the old one may be dead).
+            self.forget_master();
+        }
+        out
     }
 
     /// `squeue` with `squeue_args`, and the files of every watch whose
@@ -226,23 +231,33 @@ impl Site {
         }
         let argv = ["sh".to_string(), "-c".into(), poll_script(&self.dir, squeue_args, watches)];
         let started = Instant::now();
-        let mut last = String::new();
-        while started.elapsed() < RECONNECT_FOR && !interrupted() {
+        loop {
             let answer = self.output_bytes(&argv);
-            match answer.and_then(|out| parse_poll(out).ok_or_else(|| "a cut-off answer".to_string())) {
+            let last = match answer.and_then(|out| parse_poll(out).ok_or_else(|| "a cut-off answer".to_string())) {
                 Ok(polled) => return Ok(polled),
-                Err(e) => last = e,
+                Err(e) => e,
+            };
+            if interrupted() {
+                return Err(last);
+            }
+            if started.elapsed() >= RECONNECT_FOR {
+                return Err(self.lost(&last));
             }
             self.forget_master();
             std::thread::sleep(Duration::from_secs(1));
         }
-        Err(format!(
-            "lost the connection to its login node {} ({last}); its Slurm array job may still run there: \
-             cancel it with `scancel --name={}` on {}",
+    }
+
+    /// Why the run gives up on a login node that stopped answering.
+    fn lost(&self, last: &str) -> String {
+        format!(
+            "lost the connection to its login node {} for {}s ({last}); its Slurm array job may still run \
+             there: cancel it with `scancel --name={}` on {}",
             self.node.host,
+            RECONNECT_FOR.as_secs(),
             self.dir.rsplit('/').next().unwrap_or_default(),
             self.node.host
-        ))
+        )
     }
 
     /// Removes the run directory (best effort).
@@ -299,6 +314,33 @@ impl Site {
     }
 }
 
+/// Asks a login node for its home directory, its system (`uname -s`,
+/// `uname -m`) and which of Slurm's commands its PATH lacks, one `KEY
+/// value` line each (never exiting 127, which ssh reports as its own
+/// failure).
+const FACTS: &str = "cd && printf 'home %s\\n' \"$(pwd)\"; printf 'os %s\\narch %s\\n' \"$(uname -s)\" \"$(uname -m)\"; \
+for c in sbatch squeue scancel; do command -v \"$c\" >/dev/null 2>&1 || printf 'lack %s\\n' \"$c\"; done; exit 0";
+
+/// Reads [`FACTS`]' answer (a chatty shell startup file may print lines
+/// of its own): the home directory and the platform.
+fn login_facts(text: &str, host: &str) -> Result<(String, (String, String)), String> {
+    let value = |key: &str| {
+        text.lines().rev().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' '))).map(str::to_string)
+    };
+    let lacking: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("lack ")).collect();
+    if !lacking.is_empty() {
+        return Err(format!(
+            "Slurm's commands {} are not on the PATH of the login node {host}: install Slurm's client \
+             commands there, or set PATH (and SLURM_CONF) in the shell startup file ssh reads (~/.bashrc)",
+            lacking.join(", ")
+        ));
+    }
+    match (value("home"), value("os"), value("arch")) {
+        (Some(home), Some(os), Some(arch)) => Ok((home, (os, arch))),
+        _ => Err(format!("the login node {host} did not say its home directory and system: {}", text.trim())),
+    }
+}
+
 /// This binary, copied into `BASE/bin/distex-VERSION` once (to a
 /// temporary name, then renamed: runs at once never see half a file).
 fn install_here(me: &Path, base: &Path) -> Result<PathBuf, String> {
@@ -347,8 +389,9 @@ fn read_here(dir: &Path, watches: &[Watch]) -> BTreeMap<String, Read> {
 /// The login node's side of a poll: `squeue` first (its answer kept until
 /// the end), then each watch's files when its file exists, each as a
 /// header `\x1eNAME LENGTH` (or `\x1eNAME big SIZE`, `\x1eNAME missing`)
-/// and its bytes; last `\x1esqueue`, squeue's output, and its status as
-/// the script's.
+/// and its bytes; last `\x1esqueue STATUS` and squeue's output. (The
+/// script itself exits 0: ssh reports a remote 127 or 255 as its own
+/// failure.)
 fn poll_script(dir: &str, squeue_args: &[String], watches: &[Watch]) -> String {
     let squeue: Vec<String> = squeue_args.iter().map(|a| sh_quote(a)).collect();
     let mut script = format!(
@@ -373,16 +416,17 @@ fn poll_script(dir: &str, squeue_args: &[String], watches: &[Watch]) -> String {
         }
         script.push_str(&format!("  if [ -f {when} ]; then {}; fi\n", reads.join("; ")));
     }
-    script.push_str("fi\nprintf '\\036squeue\\n'; printf '%s\\n' \"$q\"; exit \"$rc\"\n");
+    script.push_str("fi\nprintf '\\036squeue %d\\n' \"$rc\"; printf '%s\\n' \"$q\"\n");
     script
 }
 
 /// Reads [`poll_script`]'s answer; `None` when it is cut off (the
-/// connection broke mid-answer).
+/// connection broke mid-answer, or the script never ran).
 fn parse_poll(out: std::process::Output) -> Option<Polled> {
     let bytes = &out.stdout[..];
     let mut files = BTreeMap::new();
-    let mut at = 0;
+    // Whatever a chatty shell startup file printed comes before the first header.
+    let mut at = bytes.iter().position(|&b| b == 0x1e)?;
     loop {
         let rest = bytes.get(at..)?;
         let end = rest.iter().position(|&b| b == b'\n')?;
@@ -391,9 +435,9 @@ fn parse_poll(out: std::process::Output) -> Option<Polled> {
             return None;
         }
         at += end + 1;
-        if header == "squeue" {
+        if let Some(code) = header.strip_prefix("squeue ") {
             let squeue = Output {
-                code: out.status.code(),
+                code: code.parse().ok(),
                 stdout: String::from_utf8_lossy(&bytes[at..]).into_owned(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             };
@@ -413,5 +457,70 @@ fn parse_poll(out: std::process::Output) -> Option<Polled> {
             _ => return None,
         };
         files.insert(name, read);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run directory with one finished attempt (binary output holding
+    /// the frame's own bytes, a long stderr) and one too-large output.
+    fn run_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("status-0-1"), "0\n").unwrap();
+        std::fs::write(d.join("out-0-1"), b"{\"a\": 1}\n\x1eout-9 3\n\xff\n").unwrap();
+        std::fs::write(d.join("err-0-1"), format!("{}last line\n", "x".repeat(5000))).unwrap();
+        std::fs::write(d.join("status-1-2"), "1\n").unwrap();
+        std::fs::write(d.join("out-1-2"), "y".repeat(100)).unwrap();
+        dir
+    }
+
+    fn watches() -> Vec<Watch> {
+        let watch = |unit: &str| Watch {
+            when: format!("status-{unit}"),
+            read: vec![(format!("out-{unit}"), Limit::Whole(50)), (format!("err-{unit}"), Limit::Tail(10))],
+        };
+        vec![watch("0-1"), watch("1-2"), watch("2-1")]
+    }
+
+    fn expected(files: &BTreeMap<String, Read>) {
+        let bytes = |name: &str| match files.get(name) {
+            Some(Read::Bytes(b)) => b.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(bytes("status-0-1"), b"0\n");
+        assert_eq!(bytes("out-0-1"), b"{\"a\": 1}\n\x1eout-9 3\n\xff\n");
+        assert_eq!(bytes("err-0-1"), b"last line\n");
+        assert_eq!(files.get("out-1-2"), Some(&Read::TooBig(100)));
+        assert_eq!(files.get("err-1-2"), Some(&Read::Missing));
+        assert!(!files.contains_key("status-2-1") && !files.contains_key("out-2-1"), "no status: nothing read");
+    }
+
+    #[test]
+    fn the_login_node_s_poll_script_frames_the_files_in_a_real_shell() {
+        let dir = run_dir();
+        let script = poll_script(&dir.path().display().to_string(), &["--version".into()], &watches());
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("echo chatty rc file; {script}")).output();
+        let polled = parse_poll(out.unwrap()).expect("a whole answer");
+        expected(&polled.files);
+        assert!(polled.squeue.code.is_some(), "squeue's status comes back");
+        let cut = std::process::Command::new("sh").arg("-c").arg(format!("{{ {script}}} | head -c 40")).output();
+        assert!(parse_poll(cut.unwrap()).is_none(), "a cut-off answer is no answer");
+    }
+
+    #[test]
+    fn here_the_same_files_are_read_directly() {
+        let dir = run_dir();
+        expected(&read_here(dir.path(), &watches()));
+    }
+
+    #[test]
+    fn a_login_node_s_facts_are_read_past_a_chatty_startup_file() {
+        let (home, platform) = login_facts("Welcome!\nhome /home/u\nos Linux\narch aarch64\n", "login").unwrap();
+        assert_eq!((home.as_str(), platform.0.as_str(), platform.1.as_str()), ("/home/u", "Linux", "aarch64"));
+        let e = login_facts("home /h\nos Linux\narch x86_64\nlack sbatch\n", "login.hpc").unwrap_err();
+        assert!(e.contains("sbatch") && e.contains("login.hpc"), "{e}");
     }
 }
