@@ -380,6 +380,37 @@ fn a_login_node_of_another_architecture_runs_the_node_s_distex() {
 }
 
 #[test]
+fn a_lost_login_connection_is_followed_again_without_resubmitting() {
+    let mut s = login_setup(2, 4);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 10);
+    let runs = s.sb.path().join("runs");
+    let processor =
+        format!("printf x >> '{}'; sleep 3; printf '{{\"attempt\": %d}}\\n' \"$DISTEX_ATTEMPT\"", runs.display());
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"])
+        .args(["--processor", &processor])
+        .cmd;
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    wait_for_jobs(&s.slurm, 2, "RUNNING");
+    // The login node's sshd dies with every connection, then comes back.
+    s.ssh.node_mut("n1").cut();
+    std::thread::sleep(Duration::from_millis(500));
+    s.ssh.node_mut("n1").restart();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for region in ["a", "b"] {
+        assert_eq!(report["regions"][region]["result"]["attempt"], 1, "{region} ran again: {report:#}");
+    }
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "xx", "each part ran exactly once");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    assert_eq!(s.left_in_workdir().0, Vec::<String>::new(), "the run directory is removed");
+}
+
+#[test]
 fn ctrl_c_through_a_login_node_cancels_the_array() {
     let s = login_setup(1, 2);
     regions_csv(&s.project.join("d.csv"), &["a", "b", "c"], 10);
