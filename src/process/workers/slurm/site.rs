@@ -95,6 +95,9 @@ pub(super) struct Site {
     dir: String,
     /// `uname -s` and `uname -m` where Slurm's commands run.
     platform: (String, String),
+    /// Set when a poll gave up on the login node: the run directory then
+    /// stays (tasks may still run and write there).
+    lost: std::cell::Cell<bool>,
 }
 
 impl Site {
@@ -118,7 +121,8 @@ impl Site {
             if workdir.starts_with('/') || home.is_empty() { workdir.to_string() } else { format!("{home}/{workdir}") };
         let base = format!("{}/distex-process", workdir.trim_end_matches('/'));
         let dir = format!("{base}/{name}");
-        Ok(Site { node: node.clone(), runtime, submitter: RefCell::new(Some(submitter)), login, base, dir, platform })
+        let submitter = RefCell::new(Some(submitter));
+        Ok(Site { node: node.clone(), runtime, submitter, login, base, dir, platform, lost: Default::default() })
     }
 
     /// The run directory as the cluster sees it.
@@ -148,12 +152,19 @@ impl Site {
             }
             return Ok(());
         }
+        // The run directory is staged as a directory of its own (created
+        // with this machine's umask, as the local path creates it), so that
+        // rsync gives the remote one those permissions, not the temporary
+        // parent's.
         let stage = tempfile::Builder::new()
             .prefix("distex-stage")
             .tempdir()
             .map_err(|e| format!("cannot create a staging directory: {e}"))?;
+        let name = self.dir.rsplit('/').next().unwrap_or_default();
+        let staged = stage.path().join(name);
+        std::fs::create_dir(&staged).map_err(|e| format!("cannot create {}: {e}", staged.display()))?;
         for (name, content) in files {
-            let to = stage.path().join(&name);
+            let to = staged.join(&name);
             match content {
                 Content::Bytes(bytes) => std::fs::write(&to, bytes),
                 Content::Copy(from) => {
@@ -162,9 +173,7 @@ impl Site {
             }
             .map_err(|e| format!("cannot stage {}: {e}", to.display()))?;
         }
-        let mut from = stage.path().as_os_str().to_owned();
-        from.push("/");
-        self.rsync(from, &self.dir)
+        self.rsync(staged.into_os_string(), &format!("{}/", self.base))
     }
 
     /// The built-in workers' distex as the compute nodes run it: this
@@ -241,6 +250,7 @@ impl Site {
                 return Err(last);
             }
             if started.elapsed() >= RECONNECT_FOR {
+                self.lost.set(true);
                 return Err(self.lost(&last));
             }
             self.forget_master();
@@ -260,8 +270,12 @@ impl Site {
         )
     }
 
-    /// Removes the run directory (best effort).
+    /// Removes the run directory (best effort; not after a poll gave up
+    /// on the login node).
     pub(super) fn remove(&self) {
+        if self.lost.get() {
+            return;
+        }
         if self.login {
             let _ = self.output(&["rm".into(), "-rf".into(), "--".into(), self.dir.clone()]);
         } else {
@@ -277,13 +291,18 @@ impl Site {
 
     /// [`Site::output`] as bytes.
     fn output_bytes(&self, argv: &[String]) -> Result<std::process::Output, String> {
+        let submitter = self.connected()?;
+        self.runtime.block_on(submitter.as_ref().ok_or("not connected")?.output_bytes(argv))
+    }
+
+    /// The submitter, connecting again first if the last master was lost.
+    fn connected(&self) -> Result<std::cell::RefMut<'_, Option<Submitter>>, String> {
         let mut slot = self.submitter.borrow_mut();
         if slot.is_none() {
             let fresh = self.runtime.block_on(Submitter::connect(&self.node)).map_err(|e| e.message)?;
             *slot = Some(fresh);
         }
-        let submitter = slot.as_ref().ok_or("not connected")?;
-        self.runtime.block_on(submitter.output_bytes(argv))
+        Ok(slot)
     }
 
     /// Drops a master that failed us, so the next call starts a new one.
@@ -294,13 +313,17 @@ impl Site {
     }
 
     /// One rsync of `from` to `to` on the login node, over its master
-    /// (creating `to`'s parent first, in the same round trip).
+    /// (creating the directory it goes into first, in the same round trip).
     fn rsync(&self, from: OsString, to: &str) -> Result<(), String> {
-        let socket = match &*self.submitter.borrow() {
+        let socket = match &*self.connected()? {
             Some(Submitter::Login(master)) => master.control_socket(),
-            _ => return Err("the connection to the login node was lost".into()),
+            _ => return Err("no login node to copy to".into()),
         };
-        let parent = to.trim_end_matches('/').rsplit_once('/').map_or(".", |(p, _)| p);
+        // `to` ending in `/` is a directory to copy into; else a file.
+        let parent = match to.strip_suffix('/') {
+            Some(dir) => dir,
+            None => to.rsplit_once('/').map_or(".", |(p, _)| p),
+        };
         let args: Vec<OsString> = vec![
             "-a".into(),
             "--copy-links".into(),
