@@ -159,7 +159,7 @@ fn follow<T>(
 fn give_up<T>(array: &Array, tasks: &mut [Task], why: &str, on: &mut dyn FnMut(ArrayEvent<T>)) {
     for (unit, task) in tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
         task.done = true;
-        let result = Err(format!("node {}: {why}; its run directory {} stays", array.node.name, array.site.dir()));
+        let result = Err(format!("node {}: {why}", array.node.name));
         on(ArrayEvent::Finished { unit, result });
     }
 }

@@ -262,11 +262,12 @@ impl Site {
     fn lost(&self, last: &str) -> String {
         format!(
             "lost the connection to its login node {} for {}s ({last}); its Slurm array job may still run \
-             there: cancel it with `scancel --name={}` on {}",
+             there: cancel it with `scancel --name={}` on {}, and remove its run directory {} when it is done",
             self.node.host,
             RECONNECT_FOR.as_secs(),
             self.dir.rsplit('/').next().unwrap_or_default(),
-            self.node.host
+            self.node.host,
+            self.dir
         )
     }
 
