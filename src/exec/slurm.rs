@@ -91,6 +91,27 @@ impl Submitter {
             }
         }
     }
+
+    /// Runs `argv` on the login node with `input` as its stdin (written
+    /// while its output is read, so neither side waits on the other): for
+    /// scripts too long for a command line (`sh -s`). Only over SSH.
+    pub(crate) async fn feed(&self, argv: &[String], input: &[u8]) -> Result<std::process::Output, String> {
+        use tokio::io::AsyncWriteExt;
+        let Submitter::Login(master) = self else {
+            return Err("feed runs on a login node only".into());
+        };
+        let failed = |e: openssh::Error| format!("{} over ssh: {e}", argv[0]);
+        let mut cmd = master.session().raw_command(command_line(argv));
+        cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(failed)?;
+        let mut stdin = child.stdin().take().ok_or("no stdin pipe")?;
+        let write = async move {
+            let _ = stdin.write_all(input).await;
+            let _ = stdin.shutdown().await;
+        };
+        let ((), out) = tokio::join!(write, child.wait_with_output());
+        out.map_err(failed)
+    }
 }
 
 impl From<std::process::Output> for Output {

@@ -15,7 +15,7 @@
 //!   name and renames it, so no task ever reads half a file;
 //! * **Slurm commands** (`sbatch`, `scancel`) run in the login node's
 //!   shell, every word quoted;
-//! * **poll**: ONE `sh` call runs `squeue`, then prints every watched file
+//! * **poll**: ONE `sh -s` call (its script on stdin) runs `squeue`, then prints every watched file
 //!   that appeared (an attempt's status) together with the files it brings
 //!   (the attempt's output, up to a size; the tail of its stderr), each
 //!   framed by its name and length;
@@ -238,10 +238,15 @@ impl Site {
             let squeue = self.output(&argv)?;
             return Ok(Polled { squeue, files: read_here(Path::new(&self.dir), watches) });
         }
-        let argv = ["sh".to_string(), "-c".into(), poll_script(&self.dir, squeue_args, watches)];
+        // The script goes on stdin: one line per open attempt would soon
+        // be too long for a command line.
+        let (argv, script) = (["sh".to_string(), "-s".into()], poll_script(&self.dir, squeue_args, watches));
         let started = Instant::now();
         loop {
-            let answer = self.output_bytes(&argv);
+            let answer = self.connected().and_then(|submitter| match &*submitter {
+                Some(submitter) => self.runtime.block_on(submitter.feed(&argv, script.as_bytes())),
+                None => Err("not connected".into()),
+            });
             let last = match answer.and_then(|out| parse_poll(out).ok_or_else(|| "a cut-off answer".to_string())) {
                 Ok(polled) => return Ok(polled),
                 Err(e) => e,
@@ -424,7 +429,7 @@ fn poll_script(dir: &str, squeue_args: &[String], watches: &[Watch]) -> String {
          else printf '\\036%s missing\\n' \"$1\"; fi; }}\n\
          tailof() {{ if [ -f \"$1\" ]; then n=$(($(wc -c <\"$1\"))); [ \"$n\" -gt \"$2\" ] && n=$2; \
          printf '\\036%s %d\\n' \"$1\" \"$n\"; tail -c \"$n\" \"$1\"; else printf '\\036%s missing\\n' \"$1\"; fi; }}\n\
-         q=$(squeue {}); rc=$?\n\
+         q=$(squeue {} </dev/null); rc=$?\n\
          if cd -- {} 2>/dev/null; then\n",
         squeue.join(" "),
         sh_quote(dir)
@@ -522,16 +527,22 @@ mod tests {
         assert!(!files.contains_key("status-2-1") && !files.contains_key("out-2-1"), "no status: nothing read");
     }
 
+    /// Runs `script` as the login node would: `sh -s`, the script on stdin.
+    fn sh_s(script: &str) -> std::process::Output {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), script).unwrap();
+        let stdin = std::fs::File::open(file.path()).unwrap();
+        std::process::Command::new("sh").arg("-s").stdin(stdin).output().unwrap()
+    }
+
     #[test]
     fn the_login_node_s_poll_script_frames_the_files_in_a_real_shell() {
         let dir = run_dir();
         let script = poll_script(&dir.path().display().to_string(), &["--version".into()], &watches());
-        let out = std::process::Command::new("sh").arg("-c").arg(format!("echo chatty rc file; {script}")).output();
-        let polled = parse_poll(out.unwrap()).expect("a whole answer");
+        let polled = parse_poll(sh_s(&format!("echo chatty rc file\n{script}"))).expect("a whole answer");
         expected(&polled.files);
         assert!(polled.squeue.code.is_some(), "squeue's status comes back");
-        let cut = std::process::Command::new("sh").arg("-c").arg(format!("{{ {script}}} | head -c 40")).output();
-        assert!(parse_poll(cut.unwrap()).is_none(), "a cut-off answer is no answer");
+        assert!(parse_poll(sh_s(&format!("{{ {script}}} | head -c 40"))).is_none(), "a cut-off answer is no answer");
     }
 
     #[test]
