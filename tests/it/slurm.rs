@@ -321,14 +321,19 @@ fn process_through_a_login_node_gives_the_figures_of_a_local_run() {
     assert_eq!(remote["regions"], local["regions"], "the same figures as a local run");
     assert_eq!(support::accounting(&remote), support::accounting(&local));
     assert_eq!(support::accounting(&remote)[0], 600);
-    // A --processor: no binary needed.
-    let processor = ["--processor", ROWS];
-    let remote =
-        s.distex().args(["process", "d.csv", "--by", "region"]).args(through).args(processor).run().success().json();
-    let local =
-        s.distex().args(["process", "d.csv", "--by", "region", "--json"]).args(processor).run().success().json();
-    assert_eq!(remote["regions"], local["regions"]);
-    assert_eq!(remote["regions"]["west"]["result"]["rows"], 150, "{remote:#}");
+    // A --processor needs no binary; --max-output holds through the login node.
+    let flood = format!("[ \"$DISTEX_REGION\" = west ] && head -c 300000 /dev/zero; {ROWS}");
+    let processor = ["--processor", &flood, "--max-output", "100K", "--retries", "0"];
+    let by_region = ["process", "d.csv", "--by", "region"];
+    let remote = s.distex().args(by_region).args(through).args(processor).run().expect_code(3).json();
+    let local = s.distex().args(by_region).args(["--json"]).args(processor).run().expect_code(3).json();
+    for region in ["north", "south", "east"] {
+        assert_eq!(remote["regions"][region], local["regions"][region], "{remote:#}");
+        assert_eq!(remote["regions"][region]["result"]["rows"], 150, "{remote:#}");
+    }
+    let error = remote["regions"]["west"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("--max-output") && error.contains("n1"), "{remote:#}");
+    assert_eq!(support::accounting(&remote), support::accounting(&local));
     let tasks = remote["tasks"].as_array().unwrap();
     let parts: Vec<&serde_json::Value> = tasks.iter().filter(|t| t["subject"] != "aggregate-results").collect();
     assert_eq!(parts.len(), 4, "{tasks:#?}");

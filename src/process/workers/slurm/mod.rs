@@ -130,14 +130,14 @@ fn follow<T>(
             }
             return;
         }
-        let seen = match array.poll(options, tasks) {
+        let mut seen = match array.poll(options, tasks) {
             Ok(seen) => seen,
             Err(_) if interrupted() => continue,
             Err(e) => return give_up(array, tasks, &e, on),
         };
         let mut again = Vec::new();
         for (unit, task) in tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
-            let now = step(options, array, unit, task, &seen, timeout, read);
+            let now = step(options, array, unit, task, &mut seen, timeout, read);
             if react(options, array, unit, task, now, on) {
                 again.push(unit);
             }
@@ -222,13 +222,13 @@ fn step<T>(
     array: &Array,
     unit: usize,
     task: &mut Task,
-    seen: &Seen,
+    seen: &mut Seen,
     timeout: Option<Duration>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
     let status = array.files(unit, task.attempt).status;
     if let Some(code) = text(seen.files.get(&status)).and_then(|t| t.trim().parse::<i32>().ok()) {
-        return finished(options, array, unit, task, code, &seen.files, read);
+        return finished(options, array, unit, task, code, &mut seen.files, read);
     }
     let state = seen.states.get(&(task.job.clone(), unit)).map(String::as_str);
     match state {
@@ -284,7 +284,7 @@ fn finished<T>(
     unit: usize,
     task: &mut Task,
     code: i32,
-    seen: &BTreeMap<String, Read>,
+    seen: &mut BTreeMap<String, Read>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
     task.started = None;
@@ -301,10 +301,10 @@ fn finished<T>(
         Some(Program::Shell(_)) => options.limits.max_output,
         _ => u64::MAX,
     };
-    match seen.get(&files.out) {
+    match seen.remove(&files.out) {
         Some(Read::Bytes(bytes)) if bytes.len() as u64 > cap => Step::Failed(too_much(cap, node)),
         Some(Read::TooBig(_)) => Step::Failed(too_much(cap, node)),
-        Some(Read::Bytes(bytes)) => match read(unit, bytes.clone()) {
+        Some(Read::Bytes(bytes)) => match read(unit, bytes) {
             Ok(result) => Step::Done(Ok(result)),
             Err(reason) => Step::Failed(reason),
         },
@@ -312,6 +312,7 @@ fn finished<T>(
     }
 }
 
+/// Why an attempt that printed more than `--max-output` failed.
 fn too_much(cap: u64, node: &str) -> String {
     format!("printed more than {} (--max-output) on node {node}", super::human_bytes(cap))
 }
