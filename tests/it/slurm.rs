@@ -416,6 +416,29 @@ fn a_lost_login_connection_is_followed_again_without_resubmitting() {
 }
 
 #[test]
+fn a_process_timeout_through_a_login_node_cancels_only_that_task() {
+    let s = login_setup(2, 2);
+    regions_csv(&s.project.join("d.csv"), &["quick", "slow"], 10);
+    let processor = "[ \"$DISTEX_REGION\" = slow ] && exec sleep 81.625; printf '{\"ok\": true}\\n'";
+    let report = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1", "--timeout", "2"])
+        .args(["--processor", processor, "--retries", "0"])
+        .run()
+        .expect_code(3)
+        .json();
+    assert_eq!(report["regions"]["quick"]["result"]["ok"], true, "{report:#}");
+    let slow = report["regions"]["slow"]["error"].as_str().unwrap();
+    assert!(slow.contains("timed out") && slow.contains("cancelled"), "{slow}");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(10)).is_empty(), "the slow task was cancelled");
+    assert!(
+        support::eventually(Duration::from_secs(5), || all_processes_matching("sleep 81.625").is_empty()),
+        "processes left behind: {:?}",
+        all_processes_matching("sleep 81.625")
+    );
+}
+
+#[test]
 fn ctrl_c_through_a_login_node_cancels_the_array() {
     let s = login_setup(1, 2);
     regions_csv(&s.project.join("d.csv"), &["a", "b", "c"], 10);

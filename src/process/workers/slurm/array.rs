@@ -217,8 +217,14 @@ impl Array<'_> {
         vec!["--noheader".into(), "--states=all".into(), "--format=%i %T".into(), format!("--jobs={}", jobs.join(","))]
     }
 
+    /// Cancels one array task. A call ssh could not make is made once
+    /// more on a fresh master: the unit is resubmitted next, and its old
+    /// task must not run beside the new one.
     pub(super) fn cancel_task(&self, job: &str, unit: usize) {
-        let _ = self.site.slurm(&["scancel".into(), "--quiet".into(), "--full".into(), format!("{job}_{unit}")]);
+        let scancel = ["scancel".into(), "--quiet".into(), "--full".into(), format!("{job}_{unit}")];
+        if self.site.slurm(&scancel).is_err() {
+            let _ = self.site.slurm(&scancel);
+        }
     }
 
     /// Cancels every array of the run and waits (up to 15 s) until squeue
