@@ -420,9 +420,10 @@ fn a_process_timeout_through_a_login_node_cancels_only_that_task() {
     let s = login_setup(2, 2);
     regions_csv(&s.project.join("d.csv"), &["quick", "slow"], 10);
     let processor = "[ \"$DISTEX_REGION\" = slow ] && exec sleep 81.625; printf '{\"ok\": true}\\n'";
+    // (3 s: the quick task must end well within it, even on a loaded machine.)
     let report = s
         .distex()
-        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1", "--timeout", "2"])
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1", "--timeout", "3"])
         .args(["--processor", processor, "--retries", "0"])
         .run()
         .expect_code(3)
