@@ -1,8 +1,10 @@
 //! Slurm partitions as nodes, against a real Slurm cluster the tests start
 //! on this machine (tests/support/slurm.rs): `distex run` through `srun`,
 //! `--timeout` and SIGTERM cancelling the job, failover from a down
-//! partition, and `distex parallel` keeping a task pending while Slurm
-//! queues it.
+//! partition, `distex parallel` keeping a task pending while Slurm
+//! queues it, and `distex process` as array jobs, here or through a login
+//! node (a real sshd whose shell finds the cluster): figures, retries, lost
+//! nodes and connections, `--timeout`, Ctrl-C, the binary rule.
 
 use crate::util as support;
 
