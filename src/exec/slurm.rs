@@ -47,21 +47,23 @@ use crate::route::sh_quote;
 /// How long distex waits for a cancelled job to leave `squeue`.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
-/// Where Slurm's commands run: here, or on the login node over SSH.
-enum Submitter {
+/// Where Slurm's commands run: here, or on the login node over SSH (also
+/// the transport of `distex process`'s Slurm arrays, in
+/// `process/workers/slurm/site.rs`).
+pub(crate) enum Submitter {
     Here,
     Login(Master),
 }
 
 /// What a finished Slurm command printed.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Submitter {
-    async fn connect(node: &Node) -> Result<Submitter, TransportError> {
+    pub(crate) async fn connect(node: &Node) -> Result<Submitter, TransportError> {
         match node.ssh_host() {
             None => Ok(Submitter::Here),
             Some(_) => ssh::connect(node).await.map(Submitter::Login),
@@ -69,24 +71,56 @@ impl Submitter {
     }
 
     /// Runs `argv` to the end (short Slurm commands: squeue, scancel...).
-    async fn output(&self, argv: &[String]) -> Result<Output, String> {
-        let result = match self {
+    /// Over SSH, `Err` is a transport failure (ssh could not run it).
+    pub(crate) async fn output(&self, argv: &[String]) -> Result<Output, String> {
+        self.output_bytes(argv).await.map(Output::from)
+    }
+
+    /// [`Submitter::output`] with stdout and stderr as the bytes they were.
+    pub(crate) async fn output_bytes(&self, argv: &[String]) -> Result<std::process::Output, String> {
+        match self {
             Submitter::Here => {
                 let mut cmd = tokio::process::Command::new(&argv[0]);
                 cmd.args(&argv[1..]).stdin(Stdio::null()).kill_on_drop(true);
-                cmd.output().await.map_err(|e| spawn_error(&argv[0], &e))?
+                cmd.output().await.map_err(|e| spawn_error(&argv[0], &e))
             }
             Submitter::Login(master) => {
                 let mut cmd = master.session().raw_command(command_line(argv));
                 cmd.stdin(openssh::Stdio::null());
-                cmd.output().await.map_err(|e| format!("{} over ssh: {e}", argv[0]))?
+                cmd.output().await.map_err(|e| format!("{} over ssh: {e}", argv[0]))
             }
+        }
+    }
+
+    /// Runs `argv` on the login node with `input` as its stdin (written
+    /// while its output is read, so neither side waits on the other): for
+    /// scripts too long for a command line (`sh -s`). Only over SSH.
+    pub(crate) async fn feed(&self, argv: &[String], input: &[u8]) -> Result<std::process::Output, String> {
+        use tokio::io::AsyncWriteExt;
+        let Submitter::Login(master) = self else {
+            return Err("feed runs on a login node only".into());
         };
-        Ok(Output {
-            code: result.status.code(),
-            stdout: String::from_utf8_lossy(&result.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
-        })
+        let failed = |e: openssh::Error| format!("{} over ssh: {e}", argv[0]);
+        let mut cmd = master.session().raw_command(command_line(argv));
+        cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(failed)?;
+        let mut stdin = child.stdin().take().ok_or("no stdin pipe")?;
+        let write = async move {
+            let _ = stdin.write_all(input).await;
+            let _ = stdin.shutdown().await;
+        };
+        let ((), out) = tokio::join!(write, child.wait_with_output());
+        out.map_err(failed)
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 

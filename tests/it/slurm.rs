@@ -1,8 +1,11 @@
 //! Slurm partitions as nodes, against a real Slurm cluster the tests start
 //! on this machine (tests/support/slurm.rs): `distex run` through `srun`,
 //! `--timeout` and SIGTERM cancelling the job, failover from a down
-//! partition or a controller that does not answer, and `distex parallel`
-//! keeping a task pending while Slurm queues it.
+//! partition or a controller that does not answer, `distex parallel`
+//! keeping a task pending while Slurm queues it, and `distex process` as
+//! array jobs, here or through a login node (a real sshd whose shell finds
+//! the cluster): figures, retries, lost nodes and connections, `--timeout`,
+//! Ctrl-C, the binary rule.
 
 use crate::util as support;
 
@@ -275,13 +278,26 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn a_login_node_over_ssh_mirrors_and_submits() {
-    let slurm = SlurmCluster::start(1, 2);
+/// A Slurm cluster whose commands run on a login node over SSH: a real
+/// sshd (node `n1`, `kind = "slurm"`) whose ~/.bashrc exports SLURM_CONF
+/// (bash reads it for the commands sshd runs; distex itself has no
+/// SLURM_CONF), and a project (a git checkout holding `marker.txt`).
+struct Login {
+    slurm: SlurmCluster,
+    ssh: support::sshd::Cluster,
+    sb: Sandbox,
+    project: PathBuf,
+}
+
+fn login_setup(cpus: u32, slots: u32) -> Login {
+    login_setup_with(cpus, slots, "")
+}
+
+/// [`login_setup`] with `extra` lines in the node's table.
+fn login_setup_with(cpus: u32, slots: u32, extra: &str) -> Login {
+    let slurm = SlurmCluster::start(1, cpus);
     let ssh = support::sshd::Cluster::start(1);
     let login = ssh.node("n1");
-    // The login node finds the cluster through its own environment (bash
-    // reads ~/.bashrc for commands sshd runs); distex itself has no SLURM_CONF.
     let home = login.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join(".bashrc"), format!("export SLURM_CONF={}\n", slurm.conf.display())).unwrap();
@@ -289,12 +305,40 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     let project = sb.path().join("project");
     git_init(&project);
     std::fs::write(project.join("marker.txt"), "mirrored\n").unwrap();
-    sb.write_config(&ssh.node_table(login, "kind = \"slurm\"\npartition = \"debug\""));
-    let run = sb
-        .cmd()
-        .arg("--config")
-        .arg(sb.path().join("cluster.toml"))
-        .current_dir(&project)
+    let table = format!("kind = \"slurm\"\npartition = \"debug\"\nslots = {slots}\n{extra}");
+    sb.write_config(&ssh.node_table(login, &table));
+    Login { slurm, ssh, sb, project }
+}
+
+impl Login {
+    fn distex(&self) -> support::TestCommand {
+        self.sb.cmd().arg("--config").arg(self.sb.path().join("cluster.toml")).current_dir(&self.project)
+    }
+
+    /// What `distex process` left in the login node's workdir: the run
+    /// directories (`distex-<id>`) and the installed binaries (`bin/...`).
+    fn left_in_workdir(&self) -> (Vec<String>, Vec<String>) {
+        let base = self.ssh.node("n1").workdir.join("distex-process");
+        let names = |dir: PathBuf| -> Vec<String> {
+            let entries = std::fs::read_dir(dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+            entries.iter().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        };
+        let runs = names(base.clone()).into_iter().filter(|n| n != "bin").collect();
+        (runs, names(base.join("bin")))
+    }
+}
+
+impl Drop for Login {
+    fn drop(&mut self) {
+        support::sshd::stop_masters(self.sb.path());
+    }
+}
+
+#[test]
+fn a_login_node_over_ssh_mirrors_and_submits() {
+    let s = login_setup(2, 2);
+    let run = s
+        .distex()
         .args(["run", "--node", "n1", "--sync", "--", "cat marker.txt; echo \"$SLURM_JOB_NAME\"; exit 4"])
         .run()
         .expect_code(4);
@@ -303,8 +347,166 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     assert_eq!(lines[0], "mirrored", "{}", run.stderr());
     assert!(lines[1].starts_with("distex-"), "not a Slurm job: {lines:?}");
     assert_eq!(run.stderr(), "");
-    assert!(slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
-    support::sshd::stop_masters(sb.path());
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+/// Counts a region's rows (its stdin holds the header too).
+const ROWS: &str = r#"printf '{"rows": %d}\n' "$(($(wc -l) - 1))""#;
+
+#[test]
+fn process_through_a_login_node_gives_the_figures_of_a_local_run() {
+    let s = login_setup(2, 4);
+    regions_csv(&s.project.join("d.csv"), &["north", "south", "east", "west"], 150);
+    let through = ["--json", "--jobs", "0", "--nodes", "n1"];
+    // The built-in summary: this distex, copied to the login node's workdir.
+    let remote = s.distex().args(["process", "d.csv", "--by", "region"]).args(through).run().success().json();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(remote["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(&remote), support::accounting(&local));
+    assert_eq!(support::accounting(&remote)[0], 600);
+    // A --processor needs no binary; --max-output holds through the login node.
+    let flood = format!("[ \"$DISTEX_REGION\" = west ] && head -c 300000 /dev/zero; {ROWS}");
+    let processor = ["--processor", &flood, "--max-output", "100K", "--retries", "0"];
+    let by_region = ["process", "d.csv", "--by", "region"];
+    let remote = s.distex().args(by_region).args(through).args(processor).run().expect_code(3).json();
+    let local = s.distex().args(by_region).args(["--json"]).args(processor).run().expect_code(3).json();
+    for region in ["north", "south", "east"] {
+        assert_eq!(remote["regions"][region], local["regions"][region], "{remote:#}");
+        assert_eq!(remote["regions"][region]["result"]["rows"], 150, "{remote:#}");
+    }
+    let error = remote["regions"]["west"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("--max-output") && error.contains("n1"), "{remote:#}");
+    assert_eq!(support::accounting(&remote), support::accounting(&local));
+    let tasks = remote["tasks"].as_array().unwrap();
+    let parts: Vec<&serde_json::Value> = tasks.iter().filter(|t| t["subject"] != "aggregate-results").collect();
+    assert_eq!(parts.len(), 4, "{tasks:#?}");
+    assert!(parts.iter().all(|t| t["node"] == "n1"), "every part on the Slurm node: {tasks:#?}");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    let (runs, bins) = s.left_in_workdir();
+    assert_eq!(runs, Vec::<String>::new(), "the run directories on the login node are removed");
+    assert_eq!(bins, [format!("distex-{}", env!("CARGO_PKG_VERSION"))], "distex copied itself once");
+}
+
+/// Makes the login node say it is another architecture: a `uname` first
+/// on its PATH that answers `-m` with riscv64.
+fn pretend_riscv(s: &Login) {
+    let login = s.ssh.node("n1");
+    let bin = login.dir.join("riscv-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    support::write_executable(
+        &bin.join("uname"),
+        "#!/bin/sh\n[ \"$1\" = -m ] && { echo riscv64; exit 0; }\nexec /bin/uname \"$@\"\n",
+    );
+    let bashrc = login.dir.join("home/.bashrc");
+    let text = std::fs::read_to_string(&bashrc).unwrap();
+    std::fs::write(&bashrc, format!("{text}export PATH={}:$PATH\n", bin.display())).unwrap();
+}
+
+#[test]
+fn a_login_node_of_another_architecture_runs_the_node_s_distex() {
+    // Its distex is not this version: the run fails, saying what to set.
+    let s = login_setup_with(2, 2, "distex = \"/opt/no-such/distex\"");
+    pretend_riscv(&s);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 20);
+    let args = ["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"];
+    let failed = s.distex().args(args).run();
+    assert_ne!(failed.code(), Some(0));
+    let error = failed.json()["regions"]["a"]["error"].as_str().unwrap_or_default().to_string();
+    for needed in ["node n1", "riscv64", "/opt/no-such/distex", "distex = "] {
+        assert!(error.contains(needed), "{needed:?} missing from: {error}");
+    }
+    assert!(s.slurm.jobs().is_empty(), "nothing was submitted");
+    // With the node's distex set to one of this version, it runs that one
+    // and copies nothing.
+    let s = login_setup_with(2, 2, &format!("distex = \"{}\"", support::DISTEX));
+    pretend_riscv(&s);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 20);
+    let remote = s.distex().args(args).run().success().json();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(remote["regions"], local["regions"]);
+    assert_eq!(s.left_in_workdir(), (vec![], vec![]), "no binary copied to another architecture");
+}
+
+#[test]
+fn a_lost_login_connection_is_followed_again_without_resubmitting() {
+    let mut s = login_setup(2, 4);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 10);
+    let runs = s.sb.path().join("runs");
+    let processor =
+        format!("printf x >> '{}'; sleep 3; printf '{{\"attempt\": %d}}\\n' \"$DISTEX_ATTEMPT\"", runs.display());
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"])
+        .args(["--processor", &processor])
+        .cmd;
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    wait_for_jobs(&s.slurm, 2, "RUNNING");
+    // The login node's sshd dies with every connection, then comes back.
+    s.ssh.node_mut("n1").cut();
+    std::thread::sleep(Duration::from_millis(500));
+    s.ssh.node_mut("n1").restart();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for region in ["a", "b"] {
+        assert_eq!(report["regions"][region]["result"]["attempt"], 1, "{region} ran again: {report:#}");
+    }
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "xx", "each part ran exactly once");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    assert_eq!(s.left_in_workdir().0, Vec::<String>::new(), "the run directory is removed");
+}
+
+#[test]
+fn a_process_timeout_through_a_login_node_cancels_only_that_task() {
+    let s = login_setup(2, 2);
+    regions_csv(&s.project.join("d.csv"), &["quick", "slow"], 10);
+    let processor = "[ \"$DISTEX_REGION\" = slow ] && exec sleep 81.625; printf '{\"ok\": true}\\n'";
+    // (3 s: the quick task must end well within it, even on a loaded machine.)
+    let report = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1", "--timeout", "3"])
+        .args(["--processor", processor, "--retries", "0"])
+        .run()
+        .expect_code(3)
+        .json();
+    assert_eq!(report["regions"]["quick"]["result"]["ok"], true, "{report:#}");
+    let slow = report["regions"]["slow"]["error"].as_str().unwrap();
+    assert!(slow.contains("timed out") && slow.contains("cancelled"), "{slow}");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(10)).is_empty(), "the slow task was cancelled");
+    assert!(
+        support::eventually(Duration::from_secs(5), || all_processes_matching("sleep 81.625").is_empty()),
+        "processes left behind: {:?}",
+        all_processes_matching("sleep 81.625")
+    );
+}
+
+#[test]
+fn ctrl_c_through_a_login_node_cancels_the_array() {
+    let s = login_setup(1, 2);
+    regions_csv(&s.project.join("d.csv"), &["a", "b", "c"], 10);
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"])
+        .args(["--processor", "sleep 79.875"])
+        .cmd;
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    wait_for_jobs(&s.slurm, 1, "RUNNING");
+    assert_eq!(s.left_in_workdir().0.len(), 1, "the run directory is on the login node");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = s.slurm.wait_no_jobs(Duration::from_secs(10));
+    assert!(jobs.is_empty(), "Slurm still lists {jobs:?}");
+    assert!(
+        support::eventually(Duration::from_secs(5), || all_processes_matching("sleep 79.875").is_empty()),
+        "processes left behind: {:?}",
+        all_processes_matching("sleep 79.875")
+    );
+    assert_eq!(s.left_in_workdir().0, Vec::<String>::new(), "the run directory is removed");
 }
 
 /// A CSV of `regions` regions with `rows` numeric rows each.

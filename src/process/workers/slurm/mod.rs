@@ -22,10 +22,13 @@
 //! a status file: not the processor's fault, so not counted as a retry).
 //! `--timeout` cancels the one array task; Ctrl-C cancels every array.
 //!
-//! The built-in summary worker is this distex binary, copied once into
-//! `WORKDIR/distex-process/bin/` (the compute nodes are this machine's
-//! kind: Slurm's commands run here, so the node has no login `host`).
+//! The run directory and Slurm's commands are here, or on the node's login
+//! `host` over SSH ([`site`]: one rsync per batch of files, one round trip
+//! per poll). The built-in summary worker is this distex binary, copied
+//! once into `WORKDIR/distex-process/bin/` when the cluster runs this
+//! machine's system and architecture, else the node's `distex`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::local::{Program, interrupted};
@@ -34,9 +37,11 @@ use crate::config::Node;
 use crate::process::ProcessOptions;
 
 mod array;
+mod site;
 mod squeue;
 
-use array::{Array, Files, prepare};
+use array::{Array, Seen, prepare};
+use site::Read;
 
 /// How often the coordinator asks `squeue`.
 const POLL: Duration = Duration::from_millis(250);
@@ -125,11 +130,14 @@ fn follow<T>(
             }
             return;
         }
-        let states = array.states(tasks);
+        let mut seen = match array.poll(options, tasks) {
+            Ok(seen) => seen,
+            Err(_) if interrupted() => continue,
+            Err(e) => return give_up(array, tasks, &e, on),
+        };
         let mut again = Vec::new();
         for (unit, task) in tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
-            let state = states.get(&(task.job.clone(), unit)).map(String::as_str);
-            let now = step(options, array, unit, task, state, timeout, read);
+            let now = step(options, array, unit, task, &mut seen, timeout, read);
             if react(options, array, unit, task, now, on) {
                 again.push(unit);
             }
@@ -143,6 +151,16 @@ fn follow<T>(
             }
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// The site stayed unreachable (a login node lost): the open parts fail,
+/// never resubmitted, since their tasks may still run on the cluster.
+fn give_up<T>(array: &Array, tasks: &mut [Task], why: &str, on: &mut dyn FnMut(ArrayEvent<T>)) {
+    for (unit, task) in tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
+        task.done = true;
+        let result = Err(format!("node {}: {why}", array.node.name));
+        on(ArrayEvent::Finished { unit, result });
     }
 }
 
@@ -198,20 +216,21 @@ enum Step<T> {
     Lost(String),
 }
 
-/// What one task's files and Slurm state say now.
+/// What one task's files (as the poll brought them) and Slurm state say now.
 fn step<T>(
     options: &ProcessOptions,
     array: &Array,
     unit: usize,
     task: &mut Task,
-    state: Option<&str>,
+    seen: &mut Seen,
     timeout: Option<Duration>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
-    let files = array.files(unit, task.attempt);
-    if let Some(code) = std::fs::read_to_string(&files.status).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
-        return finished(options, array, unit, task, code, &files, read);
+    let status = array.files(unit, task.attempt).status;
+    if let Some(code) = text(seen.files.get(&status)).and_then(|t| t.trim().parse::<i32>().ok()) {
+        return finished(options, array, unit, task, code, &mut seen.files, read);
     }
+    let state = seen.states.get(&(task.job.clone(), unit)).map(String::as_str);
     match state {
         Some("PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "SUSPENDED" | "RESIZING") => {
             task.missing = 0;
@@ -250,18 +269,27 @@ fn step<T>(
     }
 }
 
-/// A task wrote its status: read what it printed.
+/// A file the poll brought, as text.
+fn text(file: Option<&Read>) -> Option<String> {
+    match file {
+        Some(Read::Bytes(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    }
+}
+
+/// A task wrote its status: read what it printed (the poll brought it).
 fn finished<T>(
     options: &ProcessOptions,
     array: &Array,
     unit: usize,
     task: &mut Task,
     code: i32,
-    files: &Files,
+    seen: &mut BTreeMap<String, Read>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
     task.started = None;
-    let err = std::fs::read_to_string(&files.err).unwrap_or_default();
+    let files = array.files(unit, task.attempt);
+    let err = text(seen.get(&files.err)).unwrap_or_default();
     let last = err.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     let node = &array.node.name;
     if code != 0 {
@@ -273,14 +301,18 @@ fn finished<T>(
         Some(Program::Shell(_)) => options.limits.max_output,
         _ => u64::MAX,
     };
-    if std::fs::metadata(&files.out).is_ok_and(|m| m.len() > cap) {
-        return Step::Failed(format!("printed more than {} (--max-output) on node {node}", super::human_bytes(cap)));
-    }
-    match std::fs::read(&files.out) {
-        Ok(bytes) => match read(unit, bytes) {
+    match seen.remove(&files.out) {
+        Some(Read::Bytes(bytes)) if bytes.len() as u64 > cap => Step::Failed(too_much(cap, node)),
+        Some(Read::TooBig(_)) => Step::Failed(too_much(cap, node)),
+        Some(Read::Bytes(bytes)) => match read(unit, bytes) {
             Ok(result) => Step::Done(Ok(result)),
             Err(reason) => Step::Failed(reason),
         },
-        Err(e) => Step::Failed(format!("cannot read its output {}: {e}", files.out.display())),
+        _ => Step::Failed(format!("cannot read its output {} on node {node}", array.site.path(&files.out))),
     }
+}
+
+/// Why an attempt that printed more than `--max-output` failed.
+fn too_much(cap: u64, node: &str) -> String {
+    format!("printed more than {} (--max-output) on node {node}", super::human_bytes(cap))
 }
