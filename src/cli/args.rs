@@ -194,10 +194,12 @@ pub(crate) struct ProcessArgs {
     /// With --sandbox: let workers reach this one TCP endpoint (repeatable), e.g. 127.0.0.1:8080.
     #[arg(long = "allow-connect", value_name = "HOST:PORT", requires = "sandbox")]
     pub(crate) allow_connect: Vec<String>,
-    /// Keep the run directory (spool files and worker directories).
+    /// Keep the run directory (spool files and worker directories; on a Slurm node, the
+    /// shared run directory in its workdir).
     #[arg(long)]
     pub(crate) keep_workdirs: bool,
-    /// Place region workers on these cluster nodes (comma-separated).
+    /// Place region workers on these cluster nodes (comma-separated). A Slurm node takes
+    /// every part as one array job, through its login host when it has one (docs/slurm.md).
     #[arg(long, value_name = "NODE,...", value_delimiter = ',')]
     pub(crate) nodes: Vec<String>,
     /// How work is split into workers (with bytes, stdin and gzip are

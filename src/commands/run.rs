@@ -73,18 +73,14 @@ pub(crate) fn run(
         let cancel_rx = crate::exec::signals::stop_on_signals();
         let stopper = Stopper::new(opts.timeout, cancel_rx);
         let mut sink = CaptureSink::new(!opts.capture);
-        let mut result = run::execute(
+        let routed = run::RoutedRun {
             config,
-            &decision,
-            opts.node.as_deref(),
-            &spec,
-            project.as_ref(),
-            &mut sink,
-            &stopper,
-            !opts.capture,
-            on_failover,
-        )
-        .await;
+            decision: &decision,
+            forced: opts.node.as_deref(),
+            spec: &spec,
+            project: project.as_ref(),
+        };
+        let mut result = run::execute(routed, &mut sink, &stopper, !opts.capture, on_failover).await;
         result.warnings.extend(sync_warning);
         result.stdout = sink.stdout.capture();
         result.stderr = sink.stderr.capture();

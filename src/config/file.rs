@@ -93,8 +93,9 @@ pub(crate) struct NodeTable {
     /// Slurm only: more options for every job, e.g. `["--mem=4G"]`.
     pub(crate) sbatch_args: Option<Vec<String>>,
     /// Slurm only: directories this machine and the compute nodes mount at
-    /// the same path (besides `workdir`), e.g. `["/scratch"]`: `distex
-    /// process` reads input files there in place, as byte ranges.
+    /// the same path (besides `workdir`, which counts only without a login
+    /// `host`), e.g. `["/scratch"]`: `distex process` reads input files
+    /// there in place, as byte ranges.
     pub(crate) shared: Option<Vec<String>>,
 }
 

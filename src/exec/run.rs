@@ -528,37 +528,69 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Runs `spec` where `decision` says (or on `forced`), failing over on
-/// transport errors. `inherit`: let a local command use our terminal.
-/// `project`: what to mirror ([`sync_project`]).
-#[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
+/// One command as routing placed it: what to run (`spec`), where routing
+/// sent it (`decision`) or the node `--node` forced, and the project to
+/// mirror first ([`sync_project`]).
+#[derive(Clone, Copy)]
+pub(crate) struct RoutedRun<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) decision: &'a Decision,
+    pub(crate) forced: Option<&'a str>,
+    pub(crate) spec: &'a RunSpec,
+    pub(crate) project: Option<&'a Project>,
+}
+
+/// What trying the targets in failover order came to.
+struct Tried<'c> {
+    /// The last target tried (where it ran, when it did).
+    last: Target<'c>,
+    /// The targets tried in order, for the error when none could run it.
+    order: Vec<Target<'c>>,
+    /// The attempt that ran the command, if one did.
+    done: Option<AttemptResult>,
+    /// A changed host key (or trouble on this machine): tried nowhere else.
+    refused: Option<String>,
+    /// The transport failures on the way.
+    failed: Vec<Attempt>,
+    warnings: Vec<String>,
+}
+
+/// Runs the command where `run` says, failing over on transport errors.
+/// `inherit_local`: let a local command use our terminal.
 pub(crate) async fn execute(
-    config: &Config,
-    decision: &Decision,
-    forced: Option<&str>,
-    spec: &RunSpec,
-    project: Option<&Project>,
+    run: RoutedRun<'_>,
     sink: &mut dyn OutputSink,
     stopper: &Stopper,
     inherit_local: bool,
     on_failover: &mut dyn FnMut(&Attempt, Option<&str>),
 ) -> RunResult {
     let started = Instant::now();
+    let tried = try_in_order(run, sink, stopper, inherit_local, on_failover).await;
+    result_of(run, tried, started)
+}
+
+/// Tries each target in failover order until one runs the command or
+/// refuses it; a target that cannot be reached hands it to the next.
+async fn try_in_order<'c>(
+    run: RoutedRun<'c>,
+    sink: &mut dyn OutputSink,
+    stopper: &Stopper,
+    inherit_local: bool,
+    on_failover: &mut dyn FnMut(&Attempt, Option<&str>),
+) -> Tried<'c> {
+    let RoutedRun { config, decision, forced, spec, project } = run;
     let (_, returns) = sync_plan(config, decision, forced, spec);
     let order = failover_order(config, decision, forced);
-    let mut failed: Vec<Attempt> = Vec::new();
     // Routing warnings matter only when routing chose the target.
-    let mut warnings = if forced.is_none() { decision.warnings.clone() } else { Vec::new() };
-    let mut last = Target::Local;
-    let mut done: Option<AttemptResult> = None;
-    let mut refused: Option<String> = None;
+    let warnings = if forced.is_none() { decision.warnings.clone() } else { Vec::new() };
+    let mut tried = Tried { last: Target::Local, order: vec![], done: None, refused: None, failed: vec![], warnings };
     for (i, target) in order.iter().enumerate() {
-        last = *target;
+        tried.last = *target;
         let result = match target {
             // Here the project is already in place: nothing to sync or return.
             Target::Local => {
-                if let Some(w) = fallback_warning(config, decision, &failed) {
-                    warnings.push(w);
+                if let Some(w) = fallback_warning(config, decision, &tried.failed) {
+                    tried.warnings.push(w);
                 }
                 Ok(attempt_local(spec, inherit_local, sink, stopper).await)
             }
@@ -569,22 +601,30 @@ pub(crate) async fn execute(
         };
         match result {
             Ok(r) => {
-                done = Some(r);
+                tried.done = Some(r);
                 break;
             }
             Err(e) if e.fault != Fault::Unreachable => {
                 // A changed host key, or trouble on this machine: nowhere else.
-                failed.push(Attempt { node: e.node.clone(), error: e.message.clone() });
-                refused = Some(e.message);
+                tried.failed.push(Attempt { node: e.node.clone(), error: e.message.clone() });
+                tried.refused = Some(e.message);
                 break;
             }
             Err(e) => {
                 let attempt = Attempt { node: e.node.clone(), error: e.message.clone() };
                 on_failover(&attempt, order.get(i + 1).map(|t| t.name()));
-                failed.push(attempt);
+                tried.failed.push(attempt);
             }
         }
     }
+    tried.order = order;
+    tried
+}
+
+/// The run's record: where and why it ran, its status, or why nothing could run it.
+fn result_of(run: RoutedRun<'_>, tried: Tried<'_>, started: Instant) -> RunResult {
+    let RoutedRun { config, decision, forced, .. } = run;
+    let Tried { last, order, done, refused, failed, mut warnings } = tried;
     let why = match (forced, failed.is_empty()) {
         (_, false) => "failover".to_string(),
         (Some(_), true) => "forced".to_string(),

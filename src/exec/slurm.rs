@@ -47,21 +47,23 @@ use crate::route::sh_quote;
 /// How long distex waits for a cancelled job to leave `squeue`.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
-/// Where Slurm's commands run: here, or on the login node over SSH.
-enum Submitter {
+/// Where Slurm's commands run: here, or on the login node over SSH (also
+/// the transport of `distex process`'s Slurm arrays, in
+/// `process/workers/slurm/site.rs`).
+pub(crate) enum Submitter {
     Here,
     Login(Master),
 }
 
 /// What a finished Slurm command printed.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Submitter {
-    async fn connect(node: &Node) -> Result<Submitter, TransportError> {
+    pub(crate) async fn connect(node: &Node) -> Result<Submitter, TransportError> {
         match node.ssh_host() {
             None => Ok(Submitter::Here),
             Some(_) => ssh::connect(node).await.map(Submitter::Login),
@@ -69,24 +71,56 @@ impl Submitter {
     }
 
     /// Runs `argv` to the end (short Slurm commands: squeue, scancel...).
-    async fn output(&self, argv: &[String]) -> Result<Output, String> {
-        let result = match self {
+    /// Over SSH, `Err` is a transport failure (ssh could not run it).
+    pub(crate) async fn output(&self, argv: &[String]) -> Result<Output, String> {
+        self.output_bytes(argv).await.map(Output::from)
+    }
+
+    /// [`Submitter::output`] with stdout and stderr as the bytes they were.
+    pub(crate) async fn output_bytes(&self, argv: &[String]) -> Result<std::process::Output, String> {
+        match self {
             Submitter::Here => {
                 let mut cmd = tokio::process::Command::new(&argv[0]);
                 cmd.args(&argv[1..]).stdin(Stdio::null()).kill_on_drop(true);
-                cmd.output().await.map_err(|e| spawn_error(&argv[0], &e))?
+                cmd.output().await.map_err(|e| spawn_error(&argv[0], &e))
             }
             Submitter::Login(master) => {
                 let mut cmd = master.session().raw_command(command_line(argv));
                 cmd.stdin(openssh::Stdio::null());
-                cmd.output().await.map_err(|e| format!("{} over ssh: {e}", argv[0]))?
+                cmd.output().await.map_err(|e| format!("{} over ssh: {e}", argv[0]))
             }
+        }
+    }
+
+    /// Runs `argv` on the login node with `input` as its stdin (written
+    /// while its output is read, so neither side waits on the other): for
+    /// scripts too long for a command line (`sh -s`). Only over SSH.
+    pub(crate) async fn feed(&self, argv: &[String], input: &[u8]) -> Result<std::process::Output, String> {
+        use tokio::io::AsyncWriteExt;
+        let Submitter::Login(master) = self else {
+            return Err("feed runs on a login node only".into());
         };
-        Ok(Output {
-            code: result.status.code(),
-            stdout: String::from_utf8_lossy(&result.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
-        })
+        let failed = |e: openssh::Error| format!("{} over ssh: {e}", argv[0]);
+        let mut cmd = master.session().raw_command(command_line(argv));
+        cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(failed)?;
+        let mut stdin = child.stdin().take().ok_or("no stdin pipe")?;
+        let write = async move {
+            let _ = stdin.write_all(input).await;
+            let _ = stdin.shutdown().await;
+        };
+        let ((), out) = tokio::join!(write, child.wait_with_output());
+        out.map_err(failed)
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -163,6 +197,9 @@ enum SrunLine {
     Busy,
     /// The job was refused: down partition, invalid options, limits.
     Refused(String),
+    /// slurmctld did not answer within srun's `MessageTimeout` (it is
+    /// overloaded, or down): nothing was allocated.
+    NoAnswer(String),
     /// Another srun message.
     Other,
     /// Not srun's: the command's own stderr.
@@ -181,9 +218,17 @@ fn classify(line: &str) -> SrunLine {
     }
     if let Some(why) = rest.strip_prefix("error: Unable to allocate resources: ") {
         // Full, or others first in line: worth queueing. Anything else
-        // (down partition, invalid request, limits) will not get better.
+        // (down partition, invalid request, limits) will not get better. A
+        // controller that did not answer refused nothing: it is said so
+        // (and, the partition being unusable now, still fails over).
+        let why = why.trim().to_string();
         let wait = why.contains("busy") || why.contains("insufficient priority");
-        return if wait { SrunLine::Busy } else { SrunLine::Refused(why.trim().to_string()) };
+        let unanswered = why.contains("Socket timed out") || why.contains("Unable to contact slurm controller");
+        return match (wait, unanswered) {
+            (true, _) => SrunLine::Busy,
+            (false, true) => SrunLine::NoAnswer(why),
+            (false, false) => SrunLine::Refused(why),
+        };
     }
     if rest.starts_with("error: ") && rest.contains(": task ") {
         return SrunLine::TaskEnded;
@@ -211,6 +256,7 @@ struct StderrFilter {
     /// it never does).
     said: Vec<String>,
     busy: bool,
+    /// Why Slurm allocated nothing (the first reason srun gave), said for the user.
     refused: Option<String>,
     started: bool,
 }
@@ -248,7 +294,10 @@ impl StderrFilter {
             SrunLine::Queued => sink.progress("queued, waiting for resources"),
             SrunLine::Allocated | SrunLine::TaskEnded => {}
             SrunLine::Busy => self.busy = true,
-            SrunLine::Refused(why) => self.refused = self.refused.take().or(Some(why)),
+            SrunLine::Refused(why) => self.refuse(format!("Slurm refused the job: {why}")),
+            SrunLine::NoAnswer(why) => self.refuse(format!(
+                "the Slurm controller did not answer in time ({why}): it is overloaded or down; nothing was allocated"
+            )),
             SrunLine::Other if self.started => sink.chunk(Stream::Stderr, &line),
             SrunLine::Other => self.said.push(text.trim_end().to_string()),
         }
@@ -262,10 +311,15 @@ impl StderrFilter {
         }
     }
 
+    /// Keeps the first reason srun gave for allocating nothing.
+    fn refuse(&mut self, why: String) {
+        self.refused.get_or_insert(why);
+    }
+
     /// Why the command never started, in srun's words.
     fn reason(&self) -> String {
         match &self.refused {
-            Some(why) => format!("Slurm refused the job: {why}"),
+            Some(why) => why.clone(),
             None if self.said.is_empty() => "srun ended before the command started".to_string(),
             None => self.said.join("; ").trim_start_matches("srun: ").to_string(),
         }
@@ -799,6 +853,12 @@ mod tests {
             classify("srun: error: Unable to allocate resources: Partition in DOWN state"),
             SrunLine::Refused("Partition in DOWN state".into())
         );
+        assert_eq!(
+            classify("srun: error: Unable to allocate resources: Socket timed out on send/recv operation"),
+            SrunLine::NoAnswer("Socket timed out on send/recv operation".into())
+        );
+        let down = "srun: error: Unable to allocate resources: Unable to contact slurm controller (connect failure)";
+        assert!(matches!(classify(down), SrunLine::NoAnswer(_)));
         assert_eq!(classify("warning: srun: x"), SrunLine::Command);
     }
 

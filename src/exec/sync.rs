@@ -275,7 +275,7 @@ fn walk(root: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), String> 
 }
 
 /// `ssh` as rsync should call it: through the master's control socket.
-fn rsh(control_socket: &Path) -> String {
+pub(crate) fn rsh(control_socket: &Path) -> String {
     // rsync splits this string on spaces and honours quotes: inside single
     // quotes, a doubled quote is a quote (rsync's rule, not the shell's).
     // "none" is the host name rsync appends, ignored once the socket is

@@ -196,8 +196,10 @@ enum Chosen {
 /// with `--nodes` naming only SSH nodes (byte ranges are scans of files on
 /// this machine; `--split bytes` with them is refused). A Slurm node takes
 /// byte ranges only of plain files it reads in place, on a filesystem it
-/// shares with this machine (see [`workers::slurm::shares`]); nothing is
-/// copied. Otherwise stdin and gzip input are copied plain so byte ranges
+/// shares with this machine at the same path (see
+/// [`workers::slurm::shares`]: its workdir when it has no login `host`,
+/// and its `shared` directories with or without one, since the ranges
+/// are planned from the file here); nothing is copied. Otherwise stdin and gzip input are copied plain so byte ranges
 /// can read them, and the byte path is taken if it can read the input and
 /// it is worth it: always under `--split bytes` (which refuses what it
 /// cannot read), under `auto` when the input is large or holds many
@@ -268,10 +270,16 @@ fn read_in_place(node: &Node, sources: &[Source]) -> std::result::Result<(), Str
             ));
         }
         if !workers::slurm::shares(node, path) {
+            // Through a login node the workdir is the login node's, not
+            // this machine's: only the `shared` list counts.
+            let places = match node.ssh_host() {
+                None => "its workdir, or a directory of its `shared` list",
+                Some(_) => "a directory of its `shared` list; its workdir is on its login node",
+            };
             return Err(format!(
                 "with --nodes {name}: {file} is not on a filesystem node {name} shares with this machine \
-                 (its workdir, or a directory of its `shared` list: {dirs}); add the directory to `shared` \
-                 in node {name}'s config if the compute nodes mount it at the same path, or use --split regions",
+                 ({places}: {dirs}); add the directory to `shared` in node {name}'s config if this machine \
+                 and the compute nodes mount it at the same path, or use --split regions",
                 name = node.name,
                 file = path.display(),
                 dirs = workers::slurm::shared_dirs(node)

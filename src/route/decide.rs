@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rewrite::Rewrite;
 use super::rules::{RuleMatch, match_rules};
-use super::shell::simple_commands;
+use super::shell::script;
 use super::wrappers::looked_up_program;
 use crate::config::{Config, Node, Requirement};
 use crate::state::LoadFacts;
@@ -132,11 +132,15 @@ fn by_rule(
 
 /// The program the matched command needs on the node's PATH: the program
 /// the rule matched, when the line looks it up on PATH itself (not through
-/// a runner such as `uv run` or `npx`, which finds it elsewhere).
+/// a runner such as `uv run` or `npx`, which finds it elsewhere, and not
+/// when it calls a function or alias of that name it defines itself;
+/// `command crunch`, `env crunch` or `sudo crunch` still look it up).
 fn needed_program(line: &str, matched: &RuleMatch) -> Option<String> {
     let program = matched.command.first()?;
-    let looked_up = simple_commands(line).ok()?;
-    looked_up.iter().filter_map(|words| looked_up_program(words)).any(|p| &p == program).then(|| program.clone())
+    let script = script(line).ok()?;
+    let own = |words: &[String]| words.first().is_some_and(|name| script.defined.contains(name));
+    let needs = script.commands.iter().any(|words| !own(words) && looked_up_program(words).as_ref() == Some(program));
+    needs.then(|| program.clone())
 }
 
 /// The announcement when work moves only because this machine is busy.
@@ -289,4 +293,44 @@ fn render(template: &str, node: &Node, matched: &str, line: &str) -> String {
         .replace("{matched}", matched)
         .replace("{Matched}", &capitalized)
         .replace("{command}", &short)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Detected, Os, parse};
+    use crate::state::{LoadFacts, NodeStates};
+
+    /// A builder node whose last probe found no `crunch` on its PATH, and a
+    /// rule sending `crunch` to builders.
+    fn setup() -> (Config, LoadFacts) {
+        let detected = Detected { hostname: "here".into(), os: Os::Linux, cores: 2 };
+        let text = "[[node]]\nname = \"b1\"\nhost = \"b1.example\"\nos = \"linux\"\nroles = [\"builder\"]\n\n\
+                    [[rule]]\nname = \"crunch\"\ncommands = [\"crunch\"]\nrequires = { roles = [\"builder\"] }\n";
+        let config = parse(text, None, &detected).expect("valid config");
+        // The node cache as a probe leaves it (`nodes.json`).
+        let states: NodeStates = serde_json::from_value(serde_json::json!({"nodes": {"b1": {
+            "answered": true, "checked_at": 100,
+            "platform": {"os": "Linux", "arch": "x86_64", "programs": [], "missing": ["crunch"], "checked_at": 100}
+        }}}))
+        .expect("a node cache");
+        let facts = LoadFacts { local_load: Some(0.0), states, assumed: Default::default(), now: 110 };
+        (config, facts)
+    }
+
+    #[test]
+    fn a_program_the_line_defines_itself_is_not_looked_up_on_path() {
+        let (config, facts) = setup();
+        let node_of = |line: &str| super::super::decide_line(&config, line, &facts).node;
+        // Looked up on PATH: b1 lacks it, so it stays here.
+        assert_eq!(node_of("crunch --all"), None);
+        // A function or alias of the line itself: nothing to look up.
+        assert_eq!(node_of("crunch() { make -j2; }; crunch --all").as_deref(), Some("b1"));
+        assert_eq!(node_of("function crunch { make; }\ncrunch").as_deref(), Some("b1"));
+        assert_eq!(node_of("alias crunch='make -j2'\ncrunch").as_deref(), Some("b1"));
+        // `command` skips functions, and other programs cannot see them: PATH again.
+        assert_eq!(node_of("crunch() { :; }; command crunch"), None);
+        assert_eq!(node_of("crunch() { :; }; sudo crunch"), None);
+        // A function defined in another shell is not this one's.
+        assert_eq!(node_of("bash -c 'crunch() { :; }'; crunch"), None);
+    }
 }

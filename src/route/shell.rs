@@ -43,21 +43,49 @@ impl std::fmt::Display for ParseFailure {
 /// Every simple command in `line`, in execution order, as unquoted words.
 /// A word whose value is only known at run time (`$CC`) keeps its `$` text.
 pub(crate) fn simple_commands(line: &str) -> Result<Vec<Vec<String>>, ParseFailure> {
-    let mut out = Vec::new();
-    collect_line(line, 0, &mut out)?;
-    Ok(out)
+    Ok(script(line)?.commands)
+}
+
+/// What a line runs, and the command names it defines for itself.
+pub(crate) struct Script {
+    /// Every simple command, as [`simple_commands`] gives them.
+    pub(crate) commands: Vec<Vec<String>>,
+    /// Names the line defines in its own shell, as functions (`crunch() {
+    /// ...; }`, `function crunch { ...; }`) or aliases (`alias crunch=...`):
+    /// calling one by that name looks nothing up on PATH. (Definitions
+    /// inside `$(...)` or a nested `bash -c` live in another shell and are
+    /// not counted.)
+    pub(crate) defined: Vec<String>,
+}
+
+/// The simple commands of `line` and the names it defines.
+pub(crate) fn script(line: &str) -> Result<Script, ParseFailure> {
+    let mut commands = Vec::new();
+    let functions = walk_line(line, 0, &mut commands)?;
+    let aliases = commands
+        .iter()
+        .filter(|words| words.first().is_some_and(|w| w == "alias"))
+        .flat_map(|words| words[1..].iter().filter_map(|a| Some(a.split_once('=')?.0.to_string())));
+    let defined = functions.into_iter().chain(aliases).collect();
+    Ok(Script { commands, defined })
 }
 
 pub(crate) fn collect_line(line: &str, depth: usize, out: &mut Vec<Vec<String>>) -> Result<(), ParseFailure> {
+    walk_line(line, depth, out).map(drop)
+}
+
+/// Collects the simple commands of `line` into `out`; returns the names of
+/// the functions it defines.
+fn walk_line(line: &str, depth: usize, out: &mut Vec<Vec<String>>) -> Result<Vec<String>, ParseFailure> {
     if depth > MAX_DEPTH {
         return Err(ParseFailure("command is too deeply nested".into()));
     }
     let program = parse_program(line)?;
-    let mut walker = Walker { depth, out, options: ParserOptions::default() };
+    let mut walker = Walker { depth, out, options: ParserOptions::default(), functions: Vec::new() };
     for list in &program.complete_commands {
         walker.list(list)?;
     }
-    Ok(())
+    Ok(walker.functions)
 }
 
 /// The parsed line, once it is known to be shallow enough to parse safely.
@@ -76,7 +104,7 @@ pub(crate) fn parse_program(line: &str) -> Result<ast::Program, ParseFailure> {
 /// The simple commands one parsed command runs (substitutions first), unwrapped.
 pub(crate) fn command_words(command: &Command) -> Result<Vec<Vec<String>>, ParseFailure> {
     let mut out = Vec::new();
-    Walker { depth: 0, out: &mut out, options: ParserOptions::default() }.command(command)?;
+    Walker { depth: 0, out: &mut out, options: ParserOptions::default(), functions: Vec::new() }.command(command)?;
     Ok(out)
 }
 
@@ -124,6 +152,8 @@ struct Walker<'a> {
     depth: usize,
     out: &'a mut Vec<Vec<String>>,
     options: ParserOptions,
+    /// The names of the functions defined on the way.
+    functions: Vec<String>,
 }
 
 type Walk = Result<(), ParseFailure>;
@@ -152,6 +182,7 @@ impl Walker<'_> {
                 redirects.iter().flat_map(|r| &r.0).try_for_each(|r| self.redirect(r))
             }
             Command::Function(def) => {
+                self.functions.push(def.fname.value.clone());
                 self.compound(&def.body.0)?;
                 def.body.1.iter().flat_map(|r| &r.0).try_for_each(|r| self.redirect(r))
             }
@@ -355,6 +386,19 @@ mod tests {
 
     fn cmds(line: &str) -> Vec<Vec<String>> {
         simple_commands(line).unwrap()
+    }
+
+    #[test]
+    fn functions_and_aliases_the_line_defines_are_named() {
+        let defined = |line: &str| script(line).unwrap().defined;
+        assert_eq!(defined("crunch() { make; }; crunch"), ["crunch"]);
+        assert_eq!(defined("function crunch { make; }\ncrunch"), ["crunch"]);
+        assert_eq!(defined("if true; then f() { :; }; fi; alias ll='ls -l' g=git; ll"), ["f", "ll", "g"]);
+        assert_eq!(defined("crunch --all; alias; echo alias=x"), Vec::<String>::new());
+        // Another shell's definitions are not this one's.
+        assert_eq!(defined("x=$(f() { :; }; f); bash -c 'g() { :; }; g'"), Vec::<String>::new());
+        // The function's body still runs: its commands are listed.
+        assert_eq!(script("crunch() { make -j2; }; crunch").unwrap().commands, [vec!["make", "-j2"], vec!["crunch"]]);
     }
 
     #[test]

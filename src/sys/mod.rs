@@ -13,7 +13,7 @@
 //! * collecting what a worker daemonized: a child subreaper
 //!   ([`become_subreaper`]), its [`children`], [`reap_any`];
 //! * facts about this machine and user: [`load_average`], [`hostname`],
-//!   [`uid`], and whether a process group is alive ([`group_alive`]).
+//!   [`platform`], [`uid`], and whether a process group is alive ([`group_alive`]).
 //!
 //! distex runs on Unix (Linux and macOS); Linux-only calls say what they do
 //! elsewhere.

@@ -251,6 +251,22 @@ pub(crate) fn hostname() -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
+/// This machine's system and hardware names as `uname -s` and `uname -m`
+/// print them (`Linux`, `x86_64`), from `uname(2)`.
+pub(crate) fn platform() -> Option<(String, String)> {
+    // SAFETY: utsname is plain data (arrays of C chars): all zeroes is valid.
+    let mut names: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct we own; on failure we read nothing.
+    if unsafe { libc::uname(&mut names) } != 0 {
+        return None;
+    }
+    let text = |field: &[libc::c_char]| {
+        let bytes: Vec<u8> = field.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Some((text(&names.sysname), text(&names.machine)))
+}
+
 /// The real user id of this process (`getuid(2)`).
 pub(crate) fn uid() -> u32 {
     // SAFETY: getuid cannot fail and touches no memory of ours.

@@ -62,6 +62,11 @@ fn a_probe_learns_system_and_tools_and_routing_skips_a_node_without_the_program(
     );
     // ... but not for the programs it has.
     assert_eq!(route(&sb, "make -j2")["node"], "n1");
+    // Nor for a function (or alias) of that name the line defines itself:
+    // calling it looks nothing up on PATH. `command` bypasses functions.
+    assert_eq!(route(&sb, "distex-no-such-tool() { make -j2; }; distex-no-such-tool")["node"], "n1");
+    assert_eq!(route(&sb, "alias distex-no-such-tool='make'\ndistex-no-such-tool")["node"], "n1");
+    assert_eq!(route(&sb, "distex-no-such-tool() { :; }; command distex-no-such-tool")["distribute"], false);
 }
 
 #[test]

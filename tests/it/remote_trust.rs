@@ -1,9 +1,10 @@
 //! Remote execution you can trust (issue 12), against real sshd nodes:
 //! a command runs at most once, nothing distex started outlives it, markers
-//! cannot be forged, a changed host key stops everything, sync ships the
-//! project and nothing else, distex's own directories cannot be hijacked,
-//! and odd input gets a clear error. Plus the fallback rules for a node
-//! that cannot be reached (issue 14, item 7).
+//! cannot be forged, a changed host key stops everything (`run`,
+//! `parallel` and `process --nodes` alike), sync ships the project and
+//! nothing else, distex's own directories cannot be hijacked, and odd
+//! input gets a clear error. Plus the fallback rules for a node that
+//! cannot be reached (issue 14, item 7).
 
 use crate::util as support;
 
@@ -257,19 +258,8 @@ fn a_forged_exit_marker_does_not_turn_a_lost_connection_into_success() {
 fn a_changed_host_key_runs_the_command_nowhere() {
     let (sb, cluster) = setup(2, "", "");
     // n1 now presents a key known_hosts does not hold (a man in the middle).
+    cluster.change_host_key("n1");
     let n1 = cluster.node("n1");
-    let other = cluster.dir.path().join("other_key");
-    let ok = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap();
-    assert!(ok.success());
-    let known = std::fs::read_to_string(&cluster.known_hosts).unwrap();
-    let entry = format!("[{}]:{} ", n1.addr, n1.port);
-    let fresh = std::fs::read_to_string(other.with_extension("pub")).unwrap();
-    let fresh: Vec<&str> = fresh.split_whitespace().take(2).collect();
-    let rewritten: String = known
-        .lines()
-        .map(|l| if l.starts_with(&entry) { format!("{entry}{}\n", fresh.join(" ")) } else { format!("{l}\n") })
-        .collect();
-    std::fs::write(&cluster.known_hosts, rewritten).unwrap();
     let created = sb.path().join("created-by-the-command");
     let run =
         distex(&sb).args(["run", "--node", "n1", "--", &format!("touch {}", created.display())]).run().expect_code(125);
@@ -283,6 +273,125 @@ fn a_changed_host_key_runs_the_command_nowhere() {
     let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap_or_default();
     assert_ne!(nodes["nodes"]["n1"]["answered"], true, "{nodes}");
     assert_ne!(nodes["nodes"]["n2"]["answered"], true, "{nodes}");
+}
+
+/// The changed-host-key error for `node` as users see it: the node, both
+/// fingerprints (the pinned one and the presented one) and the fix.
+fn assert_names_the_changed_key(text: &str, cluster: &Cluster, node: &str) {
+    let n = cluster.node(node);
+    assert!(text.contains(&format!("host key of node {node}")) && text.contains("CHANGED"), "{text}");
+    let fingerprints: std::collections::BTreeSet<&str> =
+        text.split(|c: char| c.is_whitespace() || c == ',').filter(|w| w.starts_with("SHA256:")).collect();
+    assert_eq!(fingerprints.len(), 2, "two different fingerprints: {text}");
+    assert!(text.contains(&format!("ssh-keygen -R '[{}]:{}'", n.addr, n.port)), "{text}");
+}
+
+/// After a refusal nothing is left on or for `node`: no session on its
+/// sshd, no SSH master (or other ssh) talking to its port.
+fn assert_nothing_left_for(cluster: &Cluster, node: &str) {
+    let n = cluster.node(node);
+    let port = format!("{}", n.port);
+    let ours = || {
+        let mut left = n.processes_matching("");
+        left.extend(
+            all_processes_matching(&port)
+                .into_iter()
+                .filter(|(_, c)| c.starts_with("ssh ") && c.split_whitespace().any(|w| w == port)),
+        );
+        left
+    };
+    assert!(eventually(10, || ours().is_empty()), "left running for {node}: {:?}", ours());
+}
+
+#[test]
+fn a_changed_host_key_fails_its_parallel_task_and_moves_nothing() {
+    let (sb, cluster) = setup(2, "slots = 1", "");
+    let project = sb.path().join("proj");
+    git_project(&project, &[("src/main.c", "int main;")]);
+    cluster.change_host_key("n1");
+    // Each task leaves a file named by the node it ran on and its number.
+    let out = sb.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let tasks: Vec<String> =
+        (1..=3).map(|i| format!("touch {}/$DISTEX_TEST_NODE-{i}; sleep 0.5", out.display())).collect();
+    let mut args = vec!["parallel", "--json", "--sync", "--keep-going", "--nodes", "n1,n2", "--"];
+    args.extend(tasks.iter().map(String::as_str));
+    let run = distex(&sb).args(args).current_dir(&project).run().expect_code(1);
+    let v = run.json();
+    // Exactly one task went to n1, was refused there and not moved.
+    let on_n1: Vec<&serde_json::Value> = v["tasks"].as_array().unwrap().iter().filter(|t| t["node"] == "n1").collect();
+    assert_eq!(on_n1.len(), 1, "one task was placed on n1: {v:#}");
+    assert_eq!(on_n1[0]["status"], "failed", "{v:#}");
+    assert_eq!(on_n1[0]["attempts"], 1, "{v:#}");
+    assert_names_the_changed_key(on_n1[0]["error"].as_str().unwrap(), &cluster, "n1");
+    // The other tasks ran on n2 (n1 took no more), the refused one nowhere.
+    let ran = files_below(&out);
+    assert!(ran.iter().all(|f| f.starts_with("n2-")), "a task ran on n1: {ran:?}");
+    assert_eq!(ran.len(), 2, "{ran:?} {v:#}");
+    let refused = on_n1[0]["id"].as_str().unwrap();
+    assert!(!ran.iter().any(|f| f.ends_with(&format!("-{refused}"))), "the refused task ran elsewhere: {ran:?}");
+    assert_eq!(v["summary"]["completed"], 2, "{v:#}");
+    // Nothing reached n1 (n2 got the project), nothing is left for it.
+    assert_eq!(files_below(&cluster.node("n1").workdir), Vec::<String>::new(), "synced to n1");
+    assert!(files_below(&cluster.node("n2").workdir).iter().any(|f| f.ends_with("src/main.c")), "n2 got no mirror");
+    assert_nothing_left_for(&cluster, "n1");
+    let nodes = std::fs::read_to_string(sb.path().join("state/nodes.json")).unwrap_or_default();
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap_or_default();
+    assert_ne!(nodes["nodes"]["n1"]["answered"], true, "{nodes}");
+    stop_masters(sb.path());
+}
+
+#[test]
+fn a_changed_host_key_fails_the_regions_of_process_nodes_and_moves_none() {
+    let (sb, cluster) = setup(2, "slots = 2", "");
+    cluster.change_host_key("n1");
+    let regions = ["a", "b", "c", "d", "e", "f"];
+    let csv: String =
+        std::iter::once("region,v\n".to_string()).chain(regions.iter().map(|r| format!("{r},1\n"))).collect();
+    std::fs::write(sb.path().join("d.csv"), csv).unwrap();
+    // Each region's worker leaves a file named by its region.
+    let out = sb.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let processor = format!("touch {}/\"$DISTEX_REGION\"; echo '{{\"rows\": 1}}'", out.display());
+    // `--jobs 0`: no worker here; n1's slots and n2's take the regions.
+    let run = distex(&sb)
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1,n2", "--retries", "2"])
+        .args(["--processor", &processor])
+        .run()
+        .expect_code(3);
+    let report = run.json();
+    let tasks: Vec<&serde_json::Value> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["subject"].as_str().unwrap().starts_with("process-region-"))
+        .collect();
+    assert_eq!(tasks.len(), regions.len(), "{report:#}");
+    let refused: Vec<&str> =
+        tasks.iter().filter(|t| t["node"] == "n1").map(|t| t["subject"].as_str().unwrap()).collect();
+    assert!(!refused.is_empty(), "n1's slots took regions: {report:#}");
+    for region in regions {
+        let task = tasks.iter().find(|t| t["subject"] == format!("process-region-{region}")).unwrap();
+        let ran = out.join(region).exists();
+        if task["node"] == "n1" {
+            // Refused at once: not retried (--retries 2), not moved, never run.
+            assert_eq!(task["status"], "failed", "{task:#}");
+            assert_eq!(task["attempts"], 1, "{task:#}");
+            assert!(!ran, "region {region} ran although its node refused it");
+            assert_names_the_changed_key(report["regions"][region]["error"].as_str().unwrap(), &cluster, "n1");
+        } else {
+            assert_eq!(task["node"], "n2", "{task:#}");
+            assert_eq!(task["status"], "completed", "{task:#}");
+            assert!(ran, "region {region} did not run on n2");
+        }
+    }
+    assert!(!report["warnings"].to_string().contains("moving it"), "{}", report["warnings"]);
+    assert_eq!(files_below(&cluster.node("n1").workdir), Vec::<String>::new(), "something reached n1");
+    assert_nothing_left_for(&cluster, "n1");
+    let nodes = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    assert_ne!(n1["answered"], true, "{nodes:#}");
+    stop_masters(sb.path());
 }
 
 // ---------------------------------------------------------------- 5. sync ships the project only

@@ -1,10 +1,13 @@
 //! Slurm partitions as nodes, against a real Slurm cluster the tests start
 //! on this machine (tests/support/slurm.rs): `distex run` through `srun`,
 //! `--timeout` and SIGTERM cancelling the job, failover from a down
-//! partition, `distex parallel` keeping a task pending while Slurm
-//! queues it, and `distex process` as array jobs: small parts grouped into
-//! few array tasks, retries that never push the run above `slots`, and
-//! byte ranges of a shared file read in place.
+//! partition or a controller that does not answer, `distex parallel`
+//! keeping a task pending while Slurm queues it, and `distex process` as
+//! array jobs, here or through a login node (a real sshd whose shell finds
+//! the cluster): figures, small parts grouped into few array tasks (both
+//! ways), retries that never push the run above `slots`, byte ranges of a
+//! shared file read in place, lost nodes and connections, `--timeout`,
+//! Ctrl-C, the binary rule.
 
 use crate::util as support;
 
@@ -119,10 +122,50 @@ fn a_down_partition_is_a_transport_failure_that_fails_over() {
     let run = s.distex().args(["run", "--json", "--node", "off", "--", "echo ran-on-$(hostname)"]).run().success();
     let v = run.json();
     assert_ne!(v["node"], "off", "a down partition must fail over: {v}");
+    assert!(v["stdout"]["text"].as_str().unwrap().starts_with("ran-on-"), "it ran once, elsewhere: {v}");
     let failed = &v["failed_attempts"][0];
     assert_eq!(failed["node"], "off", "{v}");
     assert!(failed["error"].as_str().unwrap().contains("Partition in DOWN state"), "{v}");
-    assert!(s.cluster.jobs().is_empty());
+    // srun returns once the step ended; Slurm forgets the job afterwards
+    // (it is listed COMPLETING until slurmd confirmed the cleanup, longer
+    // on a loaded machine), so this waits rather than looking once.
+    let jobs = s.cluster.wait_no_jobs(Duration::from_secs(10));
+    assert!(jobs.is_empty(), "Slurm still lists {jobs:?} after {v}\n{}", s.cluster.logs());
+}
+
+#[test]
+fn a_controller_that_does_not_answer_is_a_transport_failure_said_as_such() {
+    let s = setup(1, 2, 1);
+    // srun waits MessageTimeout for slurmctld; its own copy of slurm.conf
+    // makes that 2 s here, so the frozen controller is noticed quickly.
+    let conf = s.sb.path().join("slurm-impatient.conf");
+    let text = std::fs::read_to_string(&s.cluster.conf).unwrap();
+    assert!(text.contains("MessageTimeout=30"), "{text}");
+    std::fs::write(&conf, text.replace("MessageTimeout=30", "MessageTimeout=2")).unwrap();
+    s.cluster.signal_controller(libc::SIGSTOP);
+    let run = s
+        .distex()
+        .env("SLURM_CONF", &conf)
+        .args(["run", "--json", "--node", "hpc", "--", "echo ran-on-$(hostname)"])
+        .run();
+    s.cluster.signal_controller(libc::SIGCONT);
+    let v = run.success().json();
+    // Not "Slurm refused the job": the controller said nothing at all.
+    assert_eq!(v["node"], "local", "{v}");
+    assert_eq!(v["stdout"]["text"], format!("ran-on-{}\n", hostname()), "it ran once, here: {v}");
+    let failed = &v["failed_attempts"][0];
+    assert_eq!(failed["node"], "hpc", "{v}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("Slurm controller did not answer in time") && error.contains("Socket timed out"), "{v}");
+    assert!(!error.contains("refused"), "{v}");
+    // Its request reaches the thawed controller late, with srun gone: no job may stay.
+    let jobs = s.cluster.wait_no_jobs(Duration::from_secs(10));
+    assert!(jobs.is_empty(), "Slurm still lists {jobs:?}");
+}
+
+fn hostname() -> String {
+    let out = std::process::Command::new("hostname").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -242,13 +285,26 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn a_login_node_over_ssh_mirrors_and_submits() {
-    let slurm = SlurmCluster::start(1, 2);
+/// A Slurm cluster whose commands run on a login node over SSH: a real
+/// sshd (node `n1`, `kind = "slurm"`) whose ~/.bashrc exports SLURM_CONF
+/// (bash reads it for the commands sshd runs; distex itself has no
+/// SLURM_CONF), and a project (a git checkout holding `marker.txt`).
+struct Login {
+    slurm: SlurmCluster,
+    ssh: support::sshd::Cluster,
+    sb: Sandbox,
+    project: PathBuf,
+}
+
+fn login_setup(cpus: u32, slots: u32) -> Login {
+    login_setup_with(cpus, slots, "")
+}
+
+/// [`login_setup`] with `extra` lines in the node's table.
+fn login_setup_with(cpus: u32, slots: u32, extra: &str) -> Login {
+    let slurm = SlurmCluster::start(1, cpus);
     let ssh = support::sshd::Cluster::start(1);
     let login = ssh.node("n1");
-    // The login node finds the cluster through its own environment (bash
-    // reads ~/.bashrc for commands sshd runs); distex itself has no SLURM_CONF.
     let home = login.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join(".bashrc"), format!("export SLURM_CONF={}\n", slurm.conf.display())).unwrap();
@@ -256,12 +312,40 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     let project = sb.path().join("project");
     git_init(&project);
     std::fs::write(project.join("marker.txt"), "mirrored\n").unwrap();
-    sb.write_config(&ssh.node_table(login, "kind = \"slurm\"\npartition = \"debug\""));
-    let run = sb
-        .cmd()
-        .arg("--config")
-        .arg(sb.path().join("cluster.toml"))
-        .current_dir(&project)
+    let table = format!("kind = \"slurm\"\npartition = \"debug\"\nslots = {slots}\n{extra}");
+    sb.write_config(&ssh.node_table(login, &table));
+    Login { slurm, ssh, sb, project }
+}
+
+impl Login {
+    fn distex(&self) -> support::TestCommand {
+        self.sb.cmd().arg("--config").arg(self.sb.path().join("cluster.toml")).current_dir(&self.project)
+    }
+
+    /// What `distex process` left in the login node's workdir: the run
+    /// directories (`distex-<id>`) and the installed binaries (`bin/...`).
+    fn left_in_workdir(&self) -> (Vec<String>, Vec<String>) {
+        let base = self.ssh.node("n1").workdir.join("distex-process");
+        let names = |dir: PathBuf| -> Vec<String> {
+            let entries = std::fs::read_dir(dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+            entries.iter().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        };
+        let runs = names(base.clone()).into_iter().filter(|n| n != "bin").collect();
+        (runs, names(base.join("bin")))
+    }
+}
+
+impl Drop for Login {
+    fn drop(&mut self) {
+        support::sshd::stop_masters(self.sb.path());
+    }
+}
+
+#[test]
+fn a_login_node_over_ssh_mirrors_and_submits() {
+    let s = login_setup(2, 2);
+    let run = s
+        .distex()
         .args(["run", "--node", "n1", "--sync", "--", "cat marker.txt; echo \"$SLURM_JOB_NAME\"; exit 4"])
         .run()
         .expect_code(4);
@@ -270,8 +354,213 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     assert_eq!(lines[0], "mirrored", "{}", run.stderr());
     assert!(lines[1].starts_with("distex-"), "not a Slurm job: {lines:?}");
     assert_eq!(run.stderr(), "");
-    assert!(slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
-    support::sshd::stop_masters(sb.path());
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+/// Counts a region's rows (its stdin holds the header too).
+const ROWS: &str = r#"printf '{"rows": %d}\n' "$(($(wc -l) - 1))""#;
+
+#[test]
+fn process_through_a_login_node_gives_the_figures_of_a_local_run() {
+    let s = login_setup(2, 4);
+    regions_csv(&s.project.join("d.csv"), &["north", "south", "east", "west"], 150);
+    let through = ["--json", "--jobs", "0", "--nodes", "n1"];
+    // The built-in summary: this distex, copied to the login node's workdir.
+    let remote = s.distex().args(["process", "d.csv", "--by", "region"]).args(through).run().success().json();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(remote["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(&remote), support::accounting(&local));
+    assert_eq!(support::accounting(&remote)[0], 600);
+    // A --processor needs no binary; --max-output holds through the login node.
+    let flood = format!("[ \"$DISTEX_REGION\" = west ] && head -c 300000 /dev/zero; {ROWS}");
+    let processor = ["--processor", &flood, "--max-output", "100K", "--retries", "0"];
+    let by_region = ["process", "d.csv", "--by", "region"];
+    let remote = s.distex().args(by_region).args(through).args(processor).run().expect_code(3).json();
+    let local = s.distex().args(by_region).args(["--json"]).args(processor).run().expect_code(3).json();
+    for region in ["north", "south", "east"] {
+        assert_eq!(remote["regions"][region], local["regions"][region], "{remote:#}");
+        assert_eq!(remote["regions"][region]["result"]["rows"], 150, "{remote:#}");
+    }
+    let error = remote["regions"]["west"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("--max-output") && error.contains("n1"), "{remote:#}");
+    assert_eq!(support::accounting(&remote), support::accounting(&local));
+    let tasks = remote["tasks"].as_array().unwrap();
+    let parts: Vec<&serde_json::Value> = tasks.iter().filter(|t| t["subject"] != "aggregate-results").collect();
+    assert_eq!(parts.len(), 4, "{tasks:#?}");
+    assert!(parts.iter().all(|t| t["node"] == "n1"), "every part on the Slurm node: {tasks:#?}");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    let (runs, bins) = s.left_in_workdir();
+    assert_eq!(runs, Vec::<String>::new(), "the run directories on the login node are removed");
+    assert_eq!(bins, [format!("distex-{}", env!("CARGO_PKG_VERSION"))], "distex copied itself once");
+}
+
+#[test]
+fn grouped_parts_and_byte_ranges_through_a_login_node_give_the_figures_of_a_local_run() {
+    let data = tempfile::Builder::new().prefix("dx-shared-").tempdir().unwrap();
+    let s = login_setup_with(2, 2, &format!("shared = [\"{}\"]", data.path().display()));
+    let through = ["--json", "--jobs", "0", "--nodes", "n1"];
+    // 60 small regions on 2 slots: 2 array tasks, each part still read
+    // from its own status and output files by the poll.
+    let names: Vec<String> = (0..60).map(|i| format!("r{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    regions_csv(&s.project.join("d.csv"), &names, 3);
+    let by_region = ["process", "d.csv", "--by", "region", "--split", "regions"];
+    let remote = s.distex().args(by_region).args(through).arg("--keep-workdirs").run().success().json();
+    let local = s.distex().args(by_region).arg("--json").run().success().json();
+    assert_eq!(remote["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(&remote), [180, 180, 0, 0]);
+    let login_workdir = s.ssh.node("n1").workdir.clone();
+    let (runs, tasks) = array_tasks_run(&login_workdir);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!((1..=2).contains(&tasks), "{tasks} array tasks for 60 small regions on 2 slots");
+    let statuses = std::fs::read_dir(&runs[0]).unwrap().flatten();
+    let statuses = statuses.filter(|e| e.file_name().to_string_lossy().starts_with("status-")).count();
+    assert_eq!(statuses, 60, "each part wrote its own status file");
+    std::fs::remove_dir_all(&runs[0]).unwrap();
+    // A file in a `shared` directory (the same path here and on the
+    // cluster) is read in place as byte ranges through the login node.
+    let file = data.path().join("big.csv");
+    regions_csv(&file, &["north", "south", "east", "west"], 3000);
+    let file = file.display().to_string();
+    let bytes = ["process", &file, "--by", "region", "--split", "bytes", "--part-size", "20000"];
+    let remote = s.distex().args(bytes).args(through).run().success().json();
+    let local = s.distex().args(bytes).arg("--json").run().success().json();
+    assert_eq!(remote["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(&remote), [12000, 12000, 0, 0]);
+    let parts: Vec<&serde_json::Value> =
+        remote["tasks"].as_array().unwrap().iter().filter(|t| t["subject"] != "aggregate-results").collect();
+    assert!(parts.len() >= 4, "byte ranges: {parts:#?}");
+    assert!(parts.iter().all(|t| t["subject"].as_str().unwrap().starts_with("process-part-")), "{parts:#?}");
+    assert!(parts.iter().all(|t| t["node"] == "n1"), "{parts:#?}");
+    // The login node's workdir is not this machine's: a file outside
+    // `shared` is not read in place.
+    let run = s.distex().args(["process", "d.csv", "--by", "region", "--split", "bytes"]).args(through).run();
+    let err = run.expect_code(2).stderr();
+    assert!(err.contains("d.csv") && err.contains("`shared`") && err.contains("login node"), "{err}");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    assert_eq!(s.left_in_workdir().0, Vec::<String>::new(), "the run directories are removed");
+}
+
+/// Makes the login node say it is another architecture: a `uname` first
+/// on its PATH that answers `-m` with riscv64.
+fn pretend_riscv(s: &Login) {
+    let login = s.ssh.node("n1");
+    let bin = login.dir.join("riscv-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    support::write_executable(
+        &bin.join("uname"),
+        "#!/bin/sh\n[ \"$1\" = -m ] && { echo riscv64; exit 0; }\nexec /bin/uname \"$@\"\n",
+    );
+    let bashrc = login.dir.join("home/.bashrc");
+    let text = std::fs::read_to_string(&bashrc).unwrap();
+    std::fs::write(&bashrc, format!("{text}export PATH={}:$PATH\n", bin.display())).unwrap();
+}
+
+#[test]
+fn a_login_node_of_another_architecture_runs_the_node_s_distex() {
+    // Its distex is not this version: the run fails, saying what to set.
+    let s = login_setup_with(2, 2, "distex = \"/opt/no-such/distex\"");
+    pretend_riscv(&s);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 20);
+    let args = ["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"];
+    let failed = s.distex().args(args).run();
+    assert_ne!(failed.code(), Some(0));
+    let error = failed.json()["regions"]["a"]["error"].as_str().unwrap_or_default().to_string();
+    for needed in ["node n1", "riscv64", "/opt/no-such/distex", "distex = "] {
+        assert!(error.contains(needed), "{needed:?} missing from: {error}");
+    }
+    assert!(s.slurm.jobs().is_empty(), "nothing was submitted");
+    // With the node's distex set to one of this version, it runs that one
+    // and copies nothing.
+    let s = login_setup_with(2, 2, &format!("distex = \"{}\"", support::DISTEX));
+    pretend_riscv(&s);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 20);
+    let remote = s.distex().args(args).run().success().json();
+    let local = s.distex().args(["process", "d.csv", "--by", "region", "--json"]).run().success().json();
+    assert_eq!(remote["regions"], local["regions"]);
+    assert_eq!(s.left_in_workdir(), (vec![], vec![]), "no binary copied to another architecture");
+}
+
+#[test]
+fn a_lost_login_connection_is_followed_again_without_resubmitting() {
+    let mut s = login_setup(2, 4);
+    regions_csv(&s.project.join("d.csv"), &["a", "b"], 10);
+    let runs = s.sb.path().join("runs");
+    let processor =
+        format!("printf x >> '{}'; sleep 3; printf '{{\"attempt\": %d}}\\n' \"$DISTEX_ATTEMPT\"", runs.display());
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"])
+        .args(["--processor", &processor])
+        .cmd;
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    wait_for_jobs(&s.slurm, 2, "RUNNING");
+    // The login node's sshd dies with every connection, then comes back.
+    s.ssh.node_mut("n1").cut();
+    std::thread::sleep(Duration::from_millis(500));
+    s.ssh.node_mut("n1").restart();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for region in ["a", "b"] {
+        assert_eq!(report["regions"][region]["result"]["attempt"], 1, "{region} ran again: {report:#}");
+    }
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "xx", "each part ran exactly once");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
+    assert_eq!(s.left_in_workdir().0, Vec::<String>::new(), "the run directory is removed");
+}
+
+#[test]
+fn a_process_timeout_through_a_login_node_cancels_only_that_task() {
+    let s = login_setup(2, 2);
+    regions_csv(&s.project.join("d.csv"), &["quick", "slow"], 10);
+    let processor = "[ \"$DISTEX_REGION\" = slow ] && exec sleep 81.625; printf '{\"ok\": true}\\n'";
+    // (3 s: the quick task must end well within it, even on a loaded machine.)
+    let report = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1", "--timeout", "3"])
+        .args(["--processor", processor, "--retries", "0"])
+        .run()
+        .expect_code(3)
+        .json();
+    assert_eq!(report["regions"]["quick"]["result"]["ok"], true, "{report:#}");
+    let slow = report["regions"]["slow"]["error"].as_str().unwrap();
+    assert!(slow.contains("timed out") && slow.contains("cancelled"), "{slow}");
+    assert!(s.slurm.wait_no_jobs(Duration::from_secs(10)).is_empty(), "the slow task was cancelled");
+    assert!(
+        support::eventually(Duration::from_secs(5), || all_processes_matching("sleep 81.625").is_empty()),
+        "processes left behind: {:?}",
+        all_processes_matching("sleep 81.625")
+    );
+}
+
+#[test]
+fn ctrl_c_through_a_login_node_cancels_the_array() {
+    let s = login_setup(1, 2);
+    regions_csv(&s.project.join("d.csv"), &["a", "b", "c"], 10);
+    let mut child = s
+        .distex()
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1"])
+        .args(["--processor", "sleep 79.875"])
+        .cmd;
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    wait_for_jobs(&s.slurm, 1, "RUNNING");
+    assert_eq!(s.left_in_workdir().0.len(), 1, "the run directory is on the login node");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = s.slurm.wait_no_jobs(Duration::from_secs(10));
+    assert!(jobs.is_empty(), "Slurm still lists {jobs:?}");
+    assert!(
+        support::eventually(Duration::from_secs(5), || all_processes_matching("sleep 79.875").is_empty()),
+        "processes left behind: {:?}",
+        all_processes_matching("sleep 79.875")
+    );
+    assert_eq!(s.left_in_workdir().0, Vec::<String>::new(), "the run directory is removed");
 }
 
 /// A CSV of `regions` regions with `rows` numeric rows each.

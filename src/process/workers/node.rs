@@ -213,6 +213,10 @@ pub(crate) enum RemoteError {
     /// exit status arrived: it may have run, so it is never run again (the
     /// region fails, the node is marked down).
     Lost(String),
+    /// The node's host key is not the one known_hosts holds (a security
+    /// event): the region runs nowhere, is not retried, and the node is
+    /// not trusted in the node cache.
+    Refused(String),
     /// The node answered but has no usable distex for a built-in worker
     /// (not installed where its `distex` key says, or another version): the
     /// unit may run elsewhere, and the node is not down.
@@ -224,6 +228,7 @@ impl fmt::Display for RemoteError {
         match self {
             RemoteError::Transport(why)
             | RemoteError::Failed(why)
+            | RemoteError::Refused(why)
             | RemoteError::Lost(why)
             | RemoteError::NoWorker(why) => f.write_str(why),
         }
@@ -237,21 +242,89 @@ pub(crate) fn run(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
     runtime.block_on(run_async(node, job))
 }
 
+/// One attempt, in phases: connect, start the script, exchange (records
+/// in, output out, until the worker ends or distex stops it), then the
+/// verdict from its exit marker.
 async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
-    let transport = RemoteError::Transport;
-    let master = ssh::connect(node).await.map_err(|e| match e.fault {
-        // A changed host key (or trouble here): the region runs nowhere else.
-        ssh::Fault::HostKeyChanged | ssh::Fault::Local => RemoteError::Failed(e.message),
-        ssh::Fault::Unreachable => transport(format!("node {}: cannot connect: {e}", node.name)),
-    })?;
-    let mut cmd = master.session().raw_command(command_line(job, node));
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().await.map_err(|e| transport(format!("node {}: cannot start ssh: {e}", node.name)))?;
-    let (Some(mut stdin), Some(mut out), Some(mut err)) =
+    let master = connect(node).await?;
+    let mut child = master.session().raw_command(command_line(job, node));
+    child.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = child.spawn().await.map_err(|e| transport(node, format!("cannot start ssh: {e}")))?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin().take(), child.stdout().take(), child.stderr().take())
     else {
-        return Err(transport(format!("node {}: ssh gave no pipes", node.name)));
+        return Err(transport(node, "ssh gave no pipes".into()));
     };
+    let exchange = exchange(node, job, Pipes { stdin, stdout, stderr }).await;
+    let streams = match exchange.ended {
+        Ok(streams) if !streams.exceeded => streams,
+        Ok(_) => {
+            stop(&master, exchange.pgid).await;
+            return Err(RemoteError::Failed(format!(
+                "printed more than {} (--max-output) on node {}",
+                super::human_bytes(job.output_cap()),
+                node.name
+            )));
+        }
+        Err(why) => {
+            stop(&master, exchange.pgid).await;
+            return Err(RemoteError::Failed(why));
+        }
+    };
+    let _ = child.wait().await;
+    verdict(node, job, streams, exchange.let_go)
+}
+
+/// The node's master connection. A changed host key is refused (the
+/// region runs nowhere); a node that cannot be reached is a transport
+/// failure (the region may move).
+async fn connect(node: &Node) -> Result<ssh::Master, RemoteError> {
+    ssh::connect(node).await.map_err(|e| match e.fault {
+        ssh::Fault::HostKeyChanged => RemoteError::Refused(e.message),
+        // Trouble on this machine: no other node would fare better.
+        ssh::Fault::Local => RemoteError::Failed(e.message),
+        ssh::Fault::Unreachable => transport(node, format!("cannot connect: {e}")),
+    })
+}
+
+/// A transport failure on `node`: the worker never started there.
+fn transport(node: &Node, why: String) -> RemoteError {
+    RemoteError::Transport(format!("node {}: {why}", node.name))
+}
+
+/// The ssh channel's three pipes to the script on the node.
+struct Pipes {
+    stdin: openssh::ChildStdin,
+    stdout: openssh::ChildStdout,
+    stderr: openssh::ChildStderr,
+}
+
+/// What the worker printed, once its streams closed.
+struct Streams {
+    stdout: Vec<u8>,
+    /// The last few KiB of stderr, markers taken out.
+    tail: Vec<u8>,
+    /// The status from the exit marker (`None`: none arrived).
+    status: Option<i32>,
+    /// stdout went over `--max-output` (reading stopped there).
+    exceeded: bool,
+}
+
+/// How the exchange with the script ended.
+struct Exchange {
+    /// The streams, or why distex stopped the worker (timeout, interrupt).
+    ended: Result<Streams, String>,
+    /// The worker's process group on the node, once the script announced it.
+    pgid: Option<u32>,
+    /// Whether distex wrote `go` (after it, the worker may have run).
+    let_go: bool,
+}
+
+/// Talks with the script: the nonce, then `go` once it announced its pid,
+/// the `--pass-env` header and the region's records on stdin, while
+/// stdout and stderr are read and the timeout and interrupts watched.
+async fn exchange(node: &Node, job: &Job, pipes: Pipes) -> Exchange {
+    let Pipes { mut stdin, stdout: mut out, stderr: mut err } = pipes;
     let spool = job.stdin.clone();
     let nonce = nonce();
     let header = env_header(job);
@@ -300,65 +373,57 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
             }
         }
         tail.extend(marker.finish());
-        (stdout, tail, marker.status, exceeded)
+        Streams { stdout, tail, status: marker.status, exceeded }
     };
-    let started = Instant::now();
-    let timeout = job.limits.timeout.map(Duration::from_secs_f64);
-    let watch = async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if timeout.is_some_and(|t| started.elapsed() >= t) {
-                return format!(
-                    "timed out after {}s (--timeout) on node {}; its process group was killed",
-                    job.limits.timeout.unwrap_or(0.0),
-                    node.name
-                );
-            }
-            if interrupted() {
-                return format!("interrupted; its process group on node {} was killed", node.name);
-            }
-        }
-    };
+    let watch = watch(node, job);
     // Feeding stdin must never keep a timeout from firing: a processor that
     // hangs without reading leaves the feed blocked on a full channel.
     tokio::pin!(feed, pump, watch);
     let mut feeding = true;
-    let outcome = loop {
+    let ended = loop {
         tokio::select! {
             _ = &mut feed, if feeding => feeding = false,
             r = &mut pump => break Ok(r),
             why = &mut watch => break Err(why),
         }
     };
-    let (stdout, tail, status, exceeded) = match outcome {
-        Ok(r) => r,
-        Err(why) => {
-            stop(&master, pgid.get()).await;
-            return Err(RemoteError::Failed(why));
+    Exchange { ended, pgid: pgid.get(), let_go: let_go.get() }
+}
+
+/// Resolves with the reason once the worker must be stopped: `--timeout`
+/// passed, or distex was interrupted.
+async fn watch(node: &Node, job: &Job) -> String {
+    let started = Instant::now();
+    let timeout = job.limits.timeout.map(Duration::from_secs_f64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            return format!(
+                "timed out after {}s (--timeout) on node {}; its process group was killed",
+                job.limits.timeout.unwrap_or(0.0),
+                node.name
+            );
         }
-    };
-    if exceeded {
-        stop(&master, pgid.get()).await;
-        return Err(RemoteError::Failed(format!(
-            "printed more than {} (--max-output) on node {}",
-            super::human_bytes(cap),
-            node.name
-        )));
+        if interrupted() {
+            return format!("interrupted; its process group on node {} was killed", node.name);
+        }
     }
-    let _ = child.wait().await;
-    let tail = String::from_utf8_lossy(&tail).into_owned();
+}
+
+/// The attempt's result from the worker's exit marker (`let_go`: whether
+/// it was let start, which decides what a missing marker means).
+fn verdict(node: &Node, job: &Job, streams: Streams, let_go: bool) -> Result<Vec<u8>, RemoteError> {
+    let tail = String::from_utf8_lossy(&streams.tail).into_owned();
     // A plain processor's reaper says last what it collected.
     let tail = if job.sandbox { tail } else { crate::process::workers::local::take_collected(job, tail) };
-    let last = tail;
-    let last = last.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
+    let last = tail.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     let failed = RemoteError::Failed;
-    let sandboxed = job.sandbox;
     let checked_distex = last.starts_with(": distex on the node: ");
     let last = last.replacen(": distex on the node: ", ": ", 1);
-    match status {
+    match streams.status {
         // (A processor may answer without reading all of its input.)
-        Some(0) => Ok(stdout),
-        Some(126) if sandboxed && last.starts_with(": distex: sandbox:") => {
+        Some(0) => Ok(streams.stdout),
+        Some(126) if job.sandbox && last.starts_with(": distex: sandbox:") => {
             Err(RemoteError::NoWorker(format!("node {} cannot run a sandboxed worker{last}", node.name)))
         }
         Some(127) if matches!(job.program, Program::Builtin { .. }) || checked_distex => {
@@ -377,12 +442,12 @@ async fn run_async(node: &Node, job: &Job) -> Result<Vec<u8>, RemoteError> {
         ))),
         Some(code) => Err(failed(format!("exited with status {code} on node {}{last}", node.name))),
         // No exit marker, after `go`: it may have run; never run it again.
-        None if let_go.get() => Err(RemoteError::Lost(format!(
+        None if let_go => Err(RemoteError::Lost(format!(
             "started on node {}, connection lost, outcome unknown, not retried{last}",
             node.name
         ))),
         // No exit marker before `go`: it never ran; it may run elsewhere.
-        None => Err(transport(format!("node {}: the connection ended before the processor started{last}", node.name))),
+        None => Err(transport(node, format!("the connection ended before the processor started{last}"))),
     }
 }
 

@@ -421,6 +421,12 @@ fn run_with_retries<T>(
                 (attempt, moves) = (attempt + 1, moves + 1);
                 continue;
             }
+            // A changed host key: a security event, not a node that is down
+            // (its other regions are refused the same way, never moved).
+            Err(RemoteError::Refused(reason)) => {
+                distrust(&target, &reason);
+                return Err(reason);
+            }
             // At most once: a worker that may have run is never run again.
             Err(RemoteError::Lost(reason)) => {
                 if mark_down(place.down, &target, &reason) {
@@ -477,10 +483,19 @@ fn mark_down(down: &Down, target: &Target, reason: &str) -> bool {
     let Some(node) = &target.node else { return false };
     let first = down.lock().is_ok_and(|mut d| d.insert(node.name.clone()));
     if first {
+        distrust(target, reason);
+    }
+    first
+}
+
+/// Records in the node cache that `target`'s node failed us (`answered:
+/// false` with the reason: down, or its host key changed), so that
+/// `distex route` and later runs avoid it.
+fn distrust(target: &Target, reason: &str) {
+    if let Some(node) = &target.node {
         // Only a cache: a run must not fail because it cannot be written.
         let _ = crate::state::NodeStates::record_failure(&node.name, reason);
     }
-    first
 }
 
 /// Takes `target`'s node out of this run (its slots stop taking units)

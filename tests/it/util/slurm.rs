@@ -4,7 +4,10 @@
 //! everything in one temporary directory: `munged` with a fresh key on a
 //! socket in that directory (0755, as munge requires), a generated
 //! `slurm.conf` (127.0.0.1, its own ports, no accounting database,
-//! `select/cons_tres`, `proctrack/pgid`), `slurmctld`, and one `slurmd -N
+//! `select/cons_tres`, `proctrack/pgid`, `MessageTimeout=30`: the tests
+//! share a loaded 2-core machine, and with Slurm's default 10 s a busy
+//! slurmctld makes srun give up with "Socket timed out", which a test
+//! checking Slurm's own answer would misread), `slurmctld`, and one `slurmd -N
 //! nK` per emulated node on its own port. It is ready when `sinfo` shows
 //! every node idle (about 0.2 s). Every Slurm command needs `SLURM_CONF`:
 //! [`SlurmCluster::conf`] is the value, [`SlurmCluster::command`] sets it.
@@ -163,6 +166,13 @@ impl SlurmCluster {
         std::fs::read_to_string(self.dir.path().join(file)).ok()?.trim().parse().ok()
     }
 
+    /// Sends `signal` to slurmctld (SIGSTOP: it stops answering, as an
+    /// overloaded controller does; SIGCONT: it answers again).
+    pub(crate) fn signal_controller(&self, signal: i32) {
+        let pid = self.pid("slurmctld.pid").expect("slurmctld runs");
+        self::signal(pid, signal);
+    }
+
     /// The daemons' logs, for failure messages.
     pub(crate) fn logs(&self) -> String {
         let mut all = String::new();
@@ -280,7 +290,8 @@ fn slurm_conf(d: &Path, base: u16, nodes: &[String], cpus: u32) -> String {
          SlurmUser=root\nSlurmdUser=root\nProctrackType=proctrack/pgid\nTaskPlugin=task/none\n\
          SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nAccountingStorageType=accounting_storage/none\n\
          JobAcctGatherType=jobacct_gather/none\nJobCompType=jobcomp/none\nSchedulerType=sched/backfill\n\
-         ReturnToService=2\nMpiDefault=none\nEnforcePartLimits=ALL\nKillWait=2\nMinJobAge=10\n",
+         ReturnToService=2\nMpiDefault=none\nEnforcePartLimits=ALL\nKillWait=2\nMinJobAge=10\n\
+         MessageTimeout=30\n",
         ctl = base,
         slurmd = base + 1,
     );

@@ -21,7 +21,9 @@
 //! [`SshNode::stop`] freezes the listener with SIGSTOP so new connections
 //! hang until `ConnectTimeout`, [`SshNode::resume`] thaws it;
 //! [`SshNode::cut`] kills only the sshd processes, leaving the commands
-//! they ran orphaned on the node, as a dying sshd or dropped connection would. Dropping the
+//! they ran orphaned on the node, as a dying sshd or dropped connection would;
+//! [`Cluster::change_host_key`] makes known_hosts pin another key for a node
+//! (what a man in the middle, or a reinstalled node, looks like). Dropping the
 //! cluster kills every sshd it started, so no server outlives a test.
 
 use std::io::Write;
@@ -97,6 +99,25 @@ impl Cluster {
 
     pub(crate) fn node_mut(&mut self, name: &str) -> &mut SshNode {
         self.nodes.iter_mut().find(|n| n.name == name).expect("node exists")
+    }
+
+    /// Makes node `name` look like a man in the middle: known_hosts now
+    /// pins a freshly generated key for its address, while the node keeps
+    /// presenting its own (ssh then says the host key has CHANGED).
+    pub(crate) fn change_host_key(&self, name: &str) {
+        let node = self.node(name);
+        let other = self.dir.path().join(format!("{name}_other_key"));
+        keygen(&other);
+        let fresh = std::fs::read_to_string(other.with_extension("pub")).expect("the other public key");
+        let fresh: Vec<&str> = fresh.split_whitespace().take(2).collect();
+        let entry = format!("[{}]:{} ", node.addr, node.port);
+        let known = std::fs::read_to_string(&self.known_hosts).expect("known_hosts");
+        assert!(known.lines().any(|l| l.starts_with(&entry)), "{name} is not in known_hosts");
+        let rewritten: String = known
+            .lines()
+            .map(|l| if l.starts_with(&entry) { format!("{entry}{}\n", fresh.join(" ")) } else { format!("{l}\n") })
+            .collect();
+        std::fs::write(&self.known_hosts, rewritten).expect("rewrite known_hosts");
     }
 
     /// The `[[node]]` table for one node; `extra` is appended verbatim

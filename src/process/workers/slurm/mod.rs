@@ -40,9 +40,12 @@
 //! `--timeout` cancels the part's group (its later parts are lost, and
 //! resubmitted without using up `--retries`); Ctrl-C cancels every array.
 //!
-//! The built-in summary worker is this distex binary, copied once into
-//! `WORKDIR/distex-process/bin/` (the compute nodes are this machine's
-//! kind: Slurm's commands run here, so the node has no login `host`).
+//! The run directory and Slurm's commands are here, or on the node's login
+//! `host` over SSH ([`site`]: one rsync per batch of files, one round trip
+//! per poll, which brings the status files of every open part, whichever
+//! group runs it). The built-in summary worker is this distex binary,
+//! copied once into `WORKDIR/distex-process/bin/` when the cluster runs
+//! this machine's system and architecture, else the node's `distex`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,9 +58,11 @@ use crate::process::ProcessOptions;
 
 mod array;
 mod group;
+mod site;
 mod squeue;
 
-use array::{Array, Files, prepare};
+use array::{Array, prepare};
+use site::Read;
 
 /// How often the coordinator asks `squeue`.
 const POLL: Duration = Duration::from_millis(250);
@@ -66,13 +71,25 @@ const POLL: Duration = Duration::from_millis(250);
 const LOST_AFTER: u32 = 3;
 
 /// The directories node `node`'s compute nodes read at the same path as
-/// this machine: its `workdir` (when Slurm's commands run here: with a
-/// login `host`, the workdir is on the login node's filesystem) and its
-/// `shared` list, each resolved through symlinks where it exists.
+/// this machine: its `workdir` (only when Slurm's commands run here: with
+/// a login `host`, the workdir is on the login node's filesystem, which
+/// this machine need not see) and its `shared` list (directories the
+/// config says this machine and the compute nodes mount at the same path,
+/// with or without `host`), each resolved through symlinks where it exists.
 pub(crate) fn shared_dirs(node: &Node) -> Vec<PathBuf> {
-    let workdir = node.ssh_host().is_none().then(|| array::absolute(&node.workdir));
+    let workdir = node.ssh_host().is_none().then(|| local_workdir(&node.workdir));
     let listed = node.slurm.iter().flat_map(|s| s.shared.iter().map(PathBuf::from));
     workdir.into_iter().chain(listed).map(|d| std::fs::canonicalize(&d).unwrap_or(d)).collect()
+}
+
+/// A node's `workdir` on this machine (a relative one is relative to
+/// `$HOME`), as [`site::Site`] names it when Slurm's commands run here.
+fn local_workdir(workdir: &str) -> PathBuf {
+    let dir = workdir.trim_start_matches("~/");
+    match std::env::var_os("HOME") {
+        Some(home) if !dir.starts_with('/') => PathBuf::from(home).join(dir),
+        _ => PathBuf::from(dir),
+    }
 }
 
 /// Whether Slurm node `node` reads `file` in place: it lies under one of
@@ -188,7 +205,6 @@ impl<T> Run<'_, '_, T> {
     /// The poll loop: one `squeue` per round, then every open part's
     /// files, then the parts to resubmit, as room allows.
     fn follow(&mut self, read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>, on: &mut dyn FnMut(ArrayEvent<T>)) {
-        let timeout = self.options.limits.timeout.map(Duration::from_secs_f64);
         while self.tasks.iter().any(|t| !t.done) {
             if interrupted() {
                 self.array.cancel_all(&self.tasks);
@@ -201,7 +217,11 @@ impl<T> Run<'_, '_, T> {
                 }
                 return;
             }
-            let states = self.array.states(&self.tasks);
+            let mut seen = match self.array.poll(self.options, &self.tasks) {
+                Ok(seen) => seen,
+                Err(_) if interrupted() => continue,
+                Err(e) => return self.give_up(&e, on),
+            };
             // Group by group, each in its running order: a part settles
             // before the next one of its group is seen starting.
             let open: Vec<(usize, usize)> = (self.groups.iter().enumerate())
@@ -211,9 +231,10 @@ impl<T> Run<'_, '_, T> {
             for (group, unit) in open {
                 let g = &self.groups[group];
                 let (index, turn) = (g.index, self.its_turn(unit, group) && !g.cancelled);
-                let state = states.get(&(g.job.clone(), index)).map(String::as_str);
+                let state = seen.states.get(&(g.job.clone(), index)).map(String::as_str);
                 let place = Place { state, index, turn };
-                let now = step(self.options, self.array, unit, &mut self.tasks[unit], place, timeout, read);
+                let task = &mut self.tasks[unit];
+                let now = step(self.options, self.array, unit, task, place, &mut seen.files, read);
                 if matches!(now, Step::TimedOut(_)) {
                     self.groups[group].cancelled = true;
                 }
@@ -222,8 +243,19 @@ impl<T> Run<'_, '_, T> {
                     self.waiting.push(unit);
                 }
             }
-            self.submit_waiting(&states, on);
+            self.submit_waiting(&seen.states, on);
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// The site stayed unreachable (a login node lost): the open parts
+    /// fail, never resubmitted, since their groups may still run on the
+    /// cluster (and the parts waiting for room with them: the run is over).
+    fn give_up(&mut self, why: &str, on: &mut dyn FnMut(ArrayEvent<T>)) {
+        for (unit, task) in self.tasks.iter_mut().enumerate().filter(|(_, t)| !t.done) {
+            task.done = true;
+            let result = Err(format!("node {}: {why}", self.array.node.name));
+            on(ArrayEvent::Finished { unit, result });
         }
     }
 
@@ -356,20 +388,22 @@ struct Place<'s> {
     turn: bool,
 }
 
-/// What one task's files and Slurm state say now.
+/// What one part's files (as the poll brought them) and its group's
+/// Slurm state say now.
 fn step<T>(
     options: &ProcessOptions,
     array: &Array,
     unit: usize,
     task: &mut Task,
     place: Place<'_>,
-    timeout: Option<Duration>,
+    files: &mut BTreeMap<String, Read>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
     let Place { state, index, turn } = place;
-    let files = array.files(unit, task.attempt);
-    if let Some(code) = std::fs::read_to_string(&files.status).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
-        return finished(options, array, unit, task, code, &files, read);
+    let timeout = options.limits.timeout.map(Duration::from_secs_f64);
+    let status = array.files(unit, task.attempt).status;
+    if let Some(code) = text(files.get(&status)).and_then(|t| t.trim().parse::<i32>().ok()) {
+        return finished(options, array, unit, task, code, files, read);
     }
     match state {
         Some("PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "SUSPENDED" | "RESIZING") => {
@@ -415,18 +449,27 @@ fn step<T>(
     }
 }
 
-/// A task wrote its status: read what it printed.
+/// A file the poll brought, as text.
+fn text(file: Option<&Read>) -> Option<String> {
+    match file {
+        Some(Read::Bytes(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    }
+}
+
+/// A part wrote its status: read what it printed (the poll brought it).
 fn finished<T>(
     options: &ProcessOptions,
     array: &Array,
     unit: usize,
     task: &mut Task,
     code: i32,
-    files: &Files,
+    seen: &mut BTreeMap<String, Read>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
     task.started = None;
-    let err = std::fs::read_to_string(&files.err).unwrap_or_default();
+    let files = array.files(unit, task.attempt);
+    let err = text(seen.get(&files.err)).unwrap_or_default();
     let last = err.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();
     let node = &array.node.name;
     if code != 0 {
@@ -438,14 +481,18 @@ fn finished<T>(
         Some(Program::Shell(_)) => options.limits.max_output,
         _ => u64::MAX,
     };
-    if std::fs::metadata(&files.out).is_ok_and(|m| m.len() > cap) {
-        return Step::Failed(format!("printed more than {} (--max-output) on node {node}", super::human_bytes(cap)));
-    }
-    match std::fs::read(&files.out) {
-        Ok(bytes) => match read(unit, bytes) {
+    match seen.remove(&files.out) {
+        Some(Read::Bytes(bytes)) if bytes.len() as u64 > cap => Step::Failed(too_much(cap, node)),
+        Some(Read::TooBig(_)) => Step::Failed(too_much(cap, node)),
+        Some(Read::Bytes(bytes)) => match read(unit, bytes) {
             Ok(result) => Step::Done(Ok(result)),
             Err(reason) => Step::Failed(reason),
         },
-        Err(e) => Step::Failed(format!("cannot read its output {}: {e}", files.out.display())),
+        _ => Step::Failed(format!("cannot read its output {} on node {node}", array.site.path(&files.out))),
     }
+}
+
+/// Why an attempt that printed more than `--max-output` failed.
+fn too_much(cap: u64, node: &str) -> String {
+    format!("printed more than {} (--max-output) on node {node}", super::human_bytes(cap))
 }

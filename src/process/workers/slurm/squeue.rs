@@ -1,8 +1,6 @@
-//! Slurm's client commands as the array runner calls them, and what
-//! `squeue` prints, read.
+//! What `squeue` prints, read: each array task's state.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
 /// States after which a job never runs again.
 pub(super) fn is_final(state: &str) -> bool {
@@ -39,25 +37,6 @@ pub(super) fn parse_squeue(text: &str) -> BTreeMap<(String, usize), String> {
         }
     }
     states
-}
-
-/// What a Slurm command printed.
-pub(super) struct Output {
-    pub(super) code: Option<i32>,
-    pub(super) stdout: String,
-    pub(super) stderr: String,
-}
-
-pub(super) fn slurm(program: &str, args: &[String]) -> Result<Output, String> {
-    let out =
-        Command::new(program).args(args).stdin(Stdio::null()).output().map_err(|e| {
-            format!("cannot run {program}: {e} (install Slurm's client commands, Debian: slurm-client)")
-        })?;
-    Ok(Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
 }
 
 #[cfg(test)]
