@@ -99,7 +99,7 @@ pub(crate) enum SplitArg {
     /// one worker per region
     Regions,
     /// byte ranges of CSV/TSV input, built-in summary only; with --nodes, a Slurm node that
-    /// reads the files in place (its workdir or `shared` directories)
+    /// reads the files in place (its `shared` directories, or its workdir without a login host)
     Bytes,
 }
 
