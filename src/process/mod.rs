@@ -197,7 +197,7 @@ enum Chosen {
 /// this machine; `--split bytes` with them is refused). A Slurm node takes
 /// byte ranges only of plain files it reads in place, on a filesystem it
 /// shares with this machine at the same path (see
-/// [`workers::slurm::shares`]: its workdir when it has no login `host`,
+/// [`workers::slurm::shared_path`]: its workdir when it has no login `host`,
 /// and its `shared` directories with or without one, since the ranges
 /// are planned from the file here); nothing is copied. Otherwise stdin and gzip input are copied plain so byte ranges
 /// can read them, and the byte path is taken if it can read the input and
@@ -205,7 +205,7 @@ enum Chosen {
 /// cannot read), under `auto` when the input is large or holds many
 /// regions.
 fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
-    let SplitInputs { options, sources, key, on_nodes, slurm, run_dir } = inputs;
+    let SplitInputs { options, mut sources, key, on_nodes, slurm, run_dir } = inputs;
     let forced = options.split == Split::Bytes;
     if forced && on_nodes && slurm.is_none() {
         return Err(Error::Usage(
@@ -230,8 +230,9 @@ fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
     // On a Slurm node: as many workers as its slots, reading in place.
     let mut workers = jobs(options);
     if let Some(node) = slurm {
-        if let Err(why) = read_in_place(node, &sources) {
-            return refuse(&why, sources);
+        match read_in_place(node, &sources) {
+            Ok(in_place) => sources = in_place,
+            Err(why) => return refuse(&why, sources),
         }
         workers = node.slots.max(1) as usize;
     }
@@ -252,8 +253,11 @@ fn choose_split(inputs: SplitInputs<'_>) -> Result<Chosen> {
 
 /// Whether Slurm node `node` can read every source in place: plain files
 /// (not stdin, a pipe or gzip, which the byte path copies here) on a
-/// filesystem it shares with this machine. Why not, as a sentence.
-fn read_in_place(node: &Node, sources: &[Source]) -> std::result::Result<(), String> {
+/// filesystem it shares with this machine. Returns the sources named as
+/// the cluster reads them ([`workers::slurm::shared_path`]), or why not,
+/// as a sentence.
+fn read_in_place(node: &Node, sources: &[Source]) -> std::result::Result<Vec<Source>, String> {
+    let mut in_place = Vec::with_capacity(sources.len());
     for source in sources {
         let Source::File(path) = source else {
             return Err(format!(
@@ -269,7 +273,7 @@ fn read_in_place(node: &Node, sources: &[Source]) -> std::result::Result<(), Str
                 path.display()
             ));
         }
-        if !workers::slurm::shares(node, path) {
+        let Some(shared) = workers::slurm::shared_path(node, path) else {
             // Through a login node the workdir is the login node's, not
             // this machine's: only the `shared` list counts.
             let places = match node.ssh_host() {
@@ -284,13 +288,14 @@ fn read_in_place(node: &Node, sources: &[Source]) -> std::result::Result<(), Str
                 file = path.display(),
                 dirs = workers::slurm::shared_dirs(node)
                     .iter()
-                    .map(|d| d.display().to_string())
+                    .map(|(named, _)| named.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
             ));
-        }
+        };
+        in_place.push(Source::File(shared));
     }
-    Ok(())
+    Ok(in_place)
 }
 
 /// Where region workers run: this machine (`--jobs` at once) and every

@@ -909,6 +909,32 @@ fn byte_ranges_of_a_shared_file_are_read_in_place_by_the_array() {
 }
 
 #[test]
+fn a_symlink_into_a_shared_directory_is_read_at_its_shared_path() {
+    let data = tempfile::Builder::new().prefix("dx-shared-").tempdir().unwrap();
+    let s = setup_with(1, 2, 2, &format!("shared = [\"{}\"]", data.path().display()));
+    let file = data.path().join("d.csv");
+    regions_csv(&file, &["north", "south", "east"], 2000);
+    // The project names the data through a link that exists only here.
+    std::os::unix::fs::symlink(&file, s.project.join("linked.csv")).unwrap();
+    let args = ["process", "linked.csv", "--by", "region", "--split", "bytes", "--part-size", "20000", "--json"];
+    let slurm = s.distex().args(args).args(["--jobs", "0", "--nodes", "hpc", "--keep-workdirs"]).run().success();
+    let local = s.distex().args(args).run().success().json();
+    let slurm = slurm.json();
+    assert_eq!(slurm["regions"], local["regions"], "the same figures as a local run");
+    assert_eq!(support::accounting(&slurm), [6000, 6000, 0, 0]);
+    // What the array tasks were told to read: the shared path, never the link.
+    let (runs, _) = array_tasks_run(&s.workdir);
+    let scripts: String = walk(&runs[0])
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("task-")))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(scripts.contains(&file.display().to_string()), "the shared path: {scripts}");
+    assert!(!scripts.contains("linked.csv"), "a link the cluster may not have: {scripts}");
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+#[test]
 fn byte_ranges_that_fail_on_slurm_are_recounted_here() {
     let data = tempfile::Builder::new().prefix("dx-shared-").tempdir().unwrap();
     let s = setup_with(1, 2, 2, &format!("shared = [\"{}\"]", data.path().display()));

@@ -75,11 +75,19 @@ const LOST_AFTER: u32 = 3;
 /// a login `host`, the workdir is on the login node's filesystem, which
 /// this machine need not see) and its `shared` list (directories the
 /// config says this machine and the compute nodes mount at the same path,
-/// with or without `host`), each resolved through symlinks where it exists.
-pub(crate) fn shared_dirs(node: &Node) -> Vec<PathBuf> {
+/// with or without `host`). Each comes as the config names it (the path
+/// the cluster knows) and as it resolves here through symlinks.
+pub(crate) fn shared_dirs(node: &Node) -> Vec<(PathBuf, PathBuf)> {
     let workdir = node.ssh_host().is_none().then(|| local_workdir(&node.workdir));
     let listed = node.slurm.iter().flat_map(|s| s.shared.iter().map(PathBuf::from));
-    workdir.into_iter().chain(listed).map(|d| std::fs::canonicalize(&d).unwrap_or(d)).collect()
+    workdir
+        .into_iter()
+        .chain(listed)
+        .map(|named| {
+            let resolved = std::fs::canonicalize(&named).unwrap_or_else(|_| named.clone());
+            (named, resolved)
+        })
+        .collect()
 }
 
 /// A node's `workdir` on this machine (a relative one is relative to
@@ -92,11 +100,17 @@ fn local_workdir(workdir: &str) -> PathBuf {
     }
 }
 
-/// Whether Slurm node `node` reads `file` in place: it lies under one of
-/// its [`shared_dirs`] (compared after resolving symlinks).
-pub(crate) fn shares(node: &Node, file: &Path) -> bool {
-    let Ok(file) = std::fs::canonicalize(file) else { return false };
-    shared_dirs(node).iter().any(|d| file.starts_with(d))
+/// The path at which Slurm node `node` reads `file` in place, if it lies
+/// under one of its [`shared_dirs`] (compared after resolving symlinks):
+/// the shared directory as the config names it, joined with the rest of
+/// the file's resolved path. A symlink that exists only here (a project's
+/// `data.csv` pointing into `/shared`) is thus never handed to the
+/// cluster, which may not have it.
+pub(crate) fn shared_path(node: &Node, file: &Path) -> Option<PathBuf> {
+    let file = std::fs::canonicalize(file).ok()?;
+    shared_dirs(node)
+        .into_iter()
+        .find_map(|(named, resolved)| file.strip_prefix(&resolved).ok().map(|rest| named.join(rest)))
 }
 
 /// What the array reports to the pool, unit by unit.
