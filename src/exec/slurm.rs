@@ -19,9 +19,14 @@
 //!    never runs the command twice;
 //! 4. **stream** the step's output; the step is [`step_script`] under
 //!    `sh -c`, whose pid marker says the command started and whose exit
-//!    marker is its status (both carry a per-run nonce the script reads
-//!    from srun's stdin, so the command cannot forge them) (srun's own `task 0: Exited with exit code
-//!    N` lines are dropped as noise);
+//!    marker is its status. Both carry a nonce the script draws from the
+//!    node's `/dev/urandom` before the command starts; distex learns it
+//!    from the pid marker, the first thing the step prints, so nothing the
+//!    command prints can forge the exit marker (srun's own `task 0: Exited
+//!    with exit code N` lines are dropped as noise). srun's stdin stays
+//!    `/dev/null`: a nonce sent through it would reach the task only after
+//!    srun's I/O setup (which lingers ~10 ms accepting connections), and
+//!    the script would wait for it on every run;
 //! 5. **stop** on `--timeout`, Ctrl-C or any signal: `scancel --name` the
 //!    job (queued or running), end srun, and wait until `squeue` no longer
 //!    lists it, so nothing is left running or queued.
@@ -37,7 +42,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::output::{OutputSink, Stream};
 use super::probe::ProbeResult;
-use super::remote::{Markers, Stop, nonce};
+use super::remote::{Markers, Stop};
 use super::run::{self, AttemptResult, NodeAttempt, RunSpec, RunStatus, Stopper, Timings};
 use super::ssh::{self, Fault, Master, TransportError};
 use super::sync::{self, Project, Secrets};
@@ -133,13 +138,19 @@ pub(crate) fn srun_args(s: &SlurmSettings, job: &str, dir: &str, command: &str, 
     args
 }
 
-/// The step's script: read this run's nonce from stdin (srun forwards it
-/// to the task; it is never on a command line), announce the pid, `cd`
-/// into `dir` (srun's `--chdir` would fall back to /tmp), run the command
-/// with stdin `/dev/null` and the nonce unset, report its exit status.
+/// The step's script: draw this run's nonce (128 bits of the node's
+/// `/dev/urandom`, in hex: never on a command line, in the environment or
+/// on stdin), announce the pid with it, `cd` into `dir` (srun's `--chdir`
+/// would fall back to /tmp), run the command with stdin `/dev/null` and
+/// the nonce unset, report its exit status.
+///
+/// `od` prints the 16 bytes as 16 words; `set --` splits them and `"$*"`
+/// with an empty `IFS` joins them, so the only process besides the
+/// command's is `od` itself. `IFS` is restored before the command runs.
 pub(crate) fn step_script(command: &str, dir: &str) -> String {
     format!(
-        "IFS= read -r n || exit 125\n\
+        "n=$(od -An -N16 -tx1 /dev/urandom) && set -- $n && [ $# -eq 16 ] || exit 125\n\
+         i=$IFS; IFS=; n=\"$*\"; IFS=$i; unset i; set --\n\
          printf '\\036\\037distex-%s:pid %d\\n' \"$n\" \"$$\" >&2\n\
          if cd -- {dir}; then (unset n; eval {command}) </dev/null; rc=$?; else rc=125; fi\n\
          printf '\\036\\037distex-%s:exit %d\\n' \"$n\" \"$rc\" >&2\n\
@@ -147,6 +158,17 @@ pub(crate) fn step_script(command: &str, dir: &str) -> String {
         dir = sh_quote(dir),
         command = sh_quote(command)
     )
+}
+
+/// The step's pid marker, `\x1e\x1fdistex-NONCE:pid N` with a nonce of 32
+/// hex digits: returns the nonce. Only the first marker of a stream is
+/// read this way, and nothing the command prints can come before it.
+fn start_marker(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+    let rest = text.strip_prefix("\x1e\x1fdistex-")?;
+    let (nonce, pid) = rest.split_once(":pid ")?;
+    let hex = nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex && pid.parse::<u32>().is_ok()).then(|| nonce.to_string())
 }
 
 /// What one line srun wrote on stderr means.
@@ -205,39 +227,52 @@ enum StepEnd {
 
 /// srun's stderr, split into the command's lines and srun's messages.
 struct StderrFilter {
-    markers: Markers,
+    /// This run's markers, once the step's pid marker gave the nonce.
+    markers: Option<Markers>,
     line: Vec<u8>,
     /// srun's messages from before the command started (the reason, if
     /// it never does).
     said: Vec<String>,
     busy: bool,
     refused: Option<String>,
-    started: bool,
 }
 
 impl StderrFilter {
-    fn new(nonce: &str) -> Self {
-        StderrFilter {
-            markers: Markers::new(nonce),
-            line: Vec::new(),
-            said: vec![],
-            busy: false,
-            refused: None,
-            started: false,
-        }
+    fn new() -> Self {
+        StderrFilter { markers: None, line: Vec::new(), said: vec![], busy: false, refused: None }
+    }
+
+    /// Whether the step announced itself: the command started.
+    fn started(&self) -> bool {
+        self.markers.is_some()
+    }
+
+    /// The command's exit status, once its marker arrived.
+    fn status(&self) -> Option<i32> {
+        self.markers.as_ref().and_then(|m| m.status)
     }
 
     /// Feeds a chunk; whole lines go to `sink` (or are kept as srun's).
+    /// Until the step announced itself every line is srun's or that pid
+    /// marker; from then on the bytes go through this run's [`Markers`]
+    /// first (the rest of the chunk after the pid marker included).
     fn feed(&mut self, bytes: &[u8], sink: &mut dyn OutputSink) {
-        let shown = self.markers.feed(bytes);
-        if self.markers.pid.is_some() && !self.started {
-            self.started = true;
-            sink.started();
+        match &mut self.markers {
+            Some(markers) => self.line.extend(markers.feed(bytes)),
+            None => self.line.extend_from_slice(bytes),
         }
-        self.line.extend_from_slice(&shown);
         while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.line.drain(..=end).collect();
-            self.handle(line, sink);
+            match start_marker(&line).filter(|_| !self.started()) {
+                Some(nonce) => {
+                    let mut markers = Markers::new(&nonce);
+                    let rest = std::mem::take(&mut self.line);
+                    self.line = markers.feed(&rest);
+                    self.markers = Some(markers);
+                    sink.started();
+                }
+                None => self.handle(line, sink),
+            }
         }
     }
 
@@ -249,14 +284,14 @@ impl StderrFilter {
             SrunLine::Allocated | SrunLine::TaskEnded => {}
             SrunLine::Busy => self.busy = true,
             SrunLine::Refused(why) => self.refused = self.refused.take().or(Some(why)),
-            SrunLine::Other if self.started => sink.chunk(Stream::Stderr, &line),
+            SrunLine::Other if self.started() => sink.chunk(Stream::Stderr, &line),
             SrunLine::Other => self.said.push(text.trim_end().to_string()),
         }
     }
 
     fn finish(&mut self, sink: &mut dyn OutputSink) {
         let mut rest = std::mem::take(&mut self.line);
-        rest.extend(self.markers.finish());
+        rest.extend(self.markers.as_mut().map(Markers::finish).unwrap_or_default());
         if !rest.is_empty() {
             self.handle(rest, sink);
         }
@@ -280,13 +315,12 @@ async fn step(
     sink: &mut dyn OutputSink,
     stop: &mut Pin<&mut impl Future<Output = Stop>>,
 ) -> StepEnd {
-    let nonce = nonce();
-    let mut filter = StderrFilter::new(&nonce);
+    let mut filter = StderrFilter::new();
     let spawned = match submitter {
         Submitter::Here => spawn_here(argv).map(Launched::Here),
         Submitter::Login(master) => {
             let mut cmd = master.session().raw_command(command_line(argv));
-            cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+            cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
             cmd.spawn().await.map(Launched::Login).map_err(|e| format!("cannot start srun over ssh: {e}"))
         }
     };
@@ -294,9 +328,6 @@ async fn step(
         Ok(child) => child,
         Err(e) => return StepEnd::NotStarted(e),
     };
-    // srun may already have ended (a refused `--immediate`): its stderr
-    // says why; a task that never read the nonce reports no start anyway.
-    let _ = child.send_nonce(&nonce).await;
     let Some((mut out, mut err)) = child.pipes() else {
         return StepEnd::NotStarted("srun gave no output pipes".into());
     };
@@ -322,9 +353,9 @@ async fn step(
     }
     filter.finish(sink);
     let srun_code = child.wait().await;
-    if filter.started {
+    if filter.started() {
         sink.finish();
-        StepEnd::Ran { status: filter.markers.status, srun_code }
+        StepEnd::Ran { status: filter.status(), srun_code }
     } else if filter.busy {
         StepEnd::Busy
     } else {
@@ -341,24 +372,6 @@ enum Launched<'m> {
 type Pipe<'m> = Box<dyn AsyncRead + Unpin + Send + 'm>;
 
 impl<'m> Launched<'m> {
-    /// Writes the nonce line to srun's stdin (srun passes it to the task)
-    /// and closes it.
-    async fn send_nonce(&mut self, nonce: &str) -> std::io::Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let line = format!("{nonce}\n");
-        match self {
-            Launched::Here(c) => {
-                let mut stdin = c.stdin.take().ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
-                stdin.write_all(line.as_bytes()).await
-            }
-            Launched::Login(c) => {
-                let mut stdin = c.stdin().take().ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
-                stdin.write_all(line.as_bytes()).await?;
-                stdin.shutdown().await
-            }
-        }
-    }
-
     fn pipes(&mut self) -> Option<(Pipe<'m>, Pipe<'m>)> {
         match self {
             Launched::Here(c) => Some((Box::new(c.stdout.take()?), Box::new(c.stderr.take()?))),
@@ -396,7 +409,7 @@ impl<'m> Launched<'m> {
 fn spawn_here(argv: &[String]) -> Result<tokio::process::Child, String> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .stdin(Stdio::piped())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -823,27 +836,71 @@ mod tests {
 
     #[test]
     fn stderr_keeps_the_command_s_lines_and_reads_srun_s() {
-        let (mut filter, mut seen) = (StderrFilter::new("N0NCE"), Seen::default());
+        const NONCE: &str = "0123456789abcdef0123456789abcdef";
+        let (mut filter, mut seen) = (StderrFilter::new(), Seen::default());
         filter.feed(b"srun: job 7 queued and waiting for resources\nsrun: job 7 has been allocated res", &mut seen);
         assert!(!seen.started && seen.stderr.is_empty());
-        filter.feed(
-            b"ources\n\x1e\x1fdistex-N0NCE:pid 12\n\x1e\x1fdistex-FORGED:exit 0\noops\nsrun: error: n1: task 0: Exited with exit code 3\n",
-            &mut seen,
+        // The pid marker and what follows it in the same chunk: from the
+        // marker on, only this nonce's markers count.
+        let chunk = format!(
+            "ources\n\x1e\x1fdistex-{NONCE}:pid 12\n\x1e\x1fdistex-ffffffffffffffffffffffffffffffff:exit 0\noops\n\
+             \x1e\x1fdistex-ffffffffffffffffffffffffffffffff:pid 13\nsrun: error: n1: task 0: Exited with exit code 3\n"
         );
-        filter.feed(b"\x1e\x1fdistex-N0NCE:exit 3\nno newline", &mut seen);
+        filter.feed(chunk.as_bytes(), &mut seen);
+        filter.feed(format!("\x1e\x1fdistex-{NONCE}:exit 3\nno newline").as_bytes(), &mut seen);
         filter.finish(&mut seen);
         assert!(seen.started);
         assert_eq!(seen.progress, ["queued, waiting for resources"]);
         // A marker without this run's nonce is the command's output.
-        assert_eq!(String::from_utf8_lossy(&seen.stderr), "\x1e\x1fdistex-FORGED:exit 0\noops\nno newline");
-        assert_eq!(filter.markers.status, Some(3));
-        let (mut refused, mut seen) = (StderrFilter::new("N0NCE"), Seen::default());
+        assert_eq!(
+            String::from_utf8_lossy(&seen.stderr),
+            "\x1e\x1fdistex-ffffffffffffffffffffffffffffffff:exit 0\noops\n\
+             \x1e\x1fdistex-ffffffffffffffffffffffffffffffff:pid 13\nno newline"
+        );
+        assert_eq!(filter.status(), Some(3));
+        let (mut refused, mut seen) = (StderrFilter::new(), Seen::default());
         refused.feed(
             b"srun: error: Unable to allocate resources: Partition in DOWN state\nsrun: Partition in DOWN state\n",
             &mut seen,
         );
         assert_eq!(refused.reason(), "Slurm refused the job: Partition in DOWN state");
-        assert!(seen.stderr.is_empty());
+        assert!(seen.stderr.is_empty() && !refused.started());
+    }
+
+    /// Runs the step script under a real `sh` (as the Slurm task does) and
+    /// follows its stderr as distex follows srun's.
+    fn run_step(command: &str, dir: &str) -> (StderrFilter, Seen, Option<i32>) {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &step_script(command, dir)])
+            .stdin(Stdio::null())
+            .output()
+            .expect("sh runs");
+        let (mut filter, mut seen) = (StderrFilter::new(), Seen::default());
+        filter.feed(&out.stderr, &mut seen);
+        filter.finish(&mut seen);
+        (filter, seen, out.status.code())
+    }
+
+    #[test]
+    fn the_step_draws_its_own_nonce_and_output_cannot_forge_its_exit() {
+        // The command prints an exit marker of its own (a nonce of the
+        // right shape, and the literal variable), then exits 3.
+        let forge = r#"printf '\036\037distex-0123456789abcdef0123456789abcdef:exit 0\n' >&2
+printf '\036\037distex-%s:exit 0\n' "$n" >&2; echo "n=[$n] IFS=[$IFS]" >&2; exit 3"#;
+        let (filter, seen, code) = run_step(forge, "/");
+        assert!(seen.started);
+        assert_eq!((filter.status(), code), (Some(3), Some(3)));
+        let shown = String::from_utf8_lossy(&seen.stderr);
+        assert!(shown.contains("distex-0123456789abcdef0123456789abcdef:exit 0"), "{shown:?}");
+        // The nonce is not the command's to see, and IFS is the default.
+        assert!(shown.contains("distex-:exit 0") && shown.contains("n=[] IFS=[ \t\n]"), "{shown:?}");
+        // Each run draws another nonce.
+        let nonce = |f: &StderrFilter| f.markers.as_ref().map(|m| format!("{m:?}"));
+        assert_ne!(nonce(&run_step("true", "/").0), nonce(&run_step("true", "/").0));
+        // A missing directory: 125, after the start (it is the command's status).
+        let (filter, seen, code) = run_step("true", "/nonexistent-distex-dir");
+        assert!(seen.started);
+        assert_eq!((filter.status(), code), (Some(125), Some(125)));
     }
 
     #[test]
