@@ -19,8 +19,8 @@
 //!    never runs the command twice;
 //! 4. **stream** the step's output; the step is [`step_script`] under
 //!    `sh -c`, whose pid marker says the command started and whose exit
-//!    marker is its status. Both carry a nonce the script draws from the
-//!    node's `/dev/urandom` before the command starts; distex learns it
+//!    marker is its status. Both carry a random nonce the script draws on
+//!    the node before the command starts; distex learns it
 //!    from the pid marker, the first thing the step prints, so nothing the
 //!    command prints can forge the exit marker (srun's own `task 0: Exited
 //!    with exit code N` lines are dropped as noise). srun's stdin stays
@@ -138,19 +138,19 @@ pub(crate) fn srun_args(s: &SlurmSettings, job: &str, dir: &str, command: &str, 
     args
 }
 
-/// The step's script: draw this run's nonce (128 bits of the node's
-/// `/dev/urandom`, in hex: never on a command line, in the environment or
-/// on stdin), announce the pid with it, `cd` into `dir` (srun's `--chdir`
-/// would fall back to /tmp), run the command with stdin `/dev/null` and
-/// the nonce unset, report its exit status.
+/// The step's script: draw this run's nonce (never on a command line, in
+/// the environment or on stdin), announce the pid with it, `cd` into `dir`
+/// (srun's `--chdir` would fall back to /tmp), run the command with stdin
+/// `/dev/null` and the nonce unset, report its exit status.
 ///
-/// `od` prints the 16 bytes as 16 words; `set --` splits them and `"$*"`
-/// with an empty `IFS` joins them, so the only process besides the
-/// command's is `od` itself. `IFS` is restored before the command runs.
+/// The nonce is a fresh random UUID (122 random bits) read by the shell's
+/// own `read` from Linux's `/proc/sys/kernel/random/uuid`, so no process
+/// is started for it; elsewhere, 128 bits of `/dev/urandom` through `od`.
 pub(crate) fn step_script(command: &str, dir: &str) -> String {
     format!(
-        "n=$(od -An -N16 -tx1 /dev/urandom) && set -- $n && [ $# -eq 16 ] || exit 125\n\
-         i=$IFS; IFS=; n=\"$*\"; IFS=$i; unset i; set --\n\
+        "{{ IFS= read -r n </proc/sys/kernel/random/uuid; }} 2>/dev/null ||\n\
+         n=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')\n\
+         [ ${{#n}} -ge 32 ] || exit 125\n\
          printf '\\036\\037distex-%s:pid %d\\n' \"$n\" \"$$\" >&2\n\
          if cd -- {dir}; then (unset n; eval {command}) </dev/null; rc=$?; else rc=125; fi\n\
          printf '\\036\\037distex-%s:exit %d\\n' \"$n\" \"$rc\" >&2\n\
@@ -160,15 +160,16 @@ pub(crate) fn step_script(command: &str, dir: &str) -> String {
     )
 }
 
-/// The step's pid marker, `\x1e\x1fdistex-NONCE:pid N` with a nonce of 32
-/// hex digits: returns the nonce. Only the first marker of a stream is
-/// read this way, and nothing the command prints can come before it.
+/// The step's pid marker, `\x1e\x1fdistex-NONCE:pid N` with a nonce of
+/// 32 to 36 hex digits and dashes: returns the nonce. Only the first
+/// marker of a stream is read this way, and nothing the command prints can
+/// come before it.
 fn start_marker(line: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
     let rest = text.strip_prefix("\x1e\x1fdistex-")?;
     let (nonce, pid) = rest.split_once(":pid ")?;
-    let hex = nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex && pid.parse::<u32>().is_ok()).then(|| nonce.to_string())
+    let random = (32..=36).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    (random && pid.parse::<u32>().is_ok()).then(|| nonce.to_string())
 }
 
 /// What one line srun wrote on stderr means.
@@ -870,11 +871,11 @@ mod tests {
     /// Runs the step script under a real `sh` (as the Slurm task does) and
     /// follows its stderr as distex follows srun's.
     fn run_step(command: &str, dir: &str) -> (StderrFilter, Seen, Option<i32>) {
-        let out = std::process::Command::new("sh")
-            .args(["-c", &step_script(command, dir)])
-            .stdin(Stdio::null())
-            .output()
-            .expect("sh runs");
+        run_script(&step_script(command, dir))
+    }
+
+    fn run_script(script: &str) -> (StderrFilter, Seen, Option<i32>) {
+        let out = std::process::Command::new("sh").args(["-c", script]).stdin(Stdio::null()).output().expect("sh runs");
         let (mut filter, mut seen) = (StderrFilter::new(), Seen::default());
         filter.feed(&out.stderr, &mut seen);
         filter.finish(&mut seen);
@@ -894,9 +895,13 @@ printf '\036\037distex-%s:exit 0\n' "$n" >&2; echo "n=[$n] IFS=[$IFS]" >&2; exit
         assert!(shown.contains("distex-0123456789abcdef0123456789abcdef:exit 0"), "{shown:?}");
         // The nonce is not the command's to see, and IFS is the default.
         assert!(shown.contains("distex-:exit 0") && shown.contains("n=[] IFS=[ \t\n]"), "{shown:?}");
-        // Each run draws another nonce.
+        // Each run draws another nonce; without Linux's uuid file, od's.
         let nonce = |f: &StderrFilter| f.markers.as_ref().map(|m| format!("{m:?}"));
         assert_ne!(nonce(&run_step("true", "/").0), nonce(&run_step("true", "/").0));
+        let without_uuid = step_script("exit 4", "/").replace("/proc/sys/kernel/random/uuid", "/nonexistent");
+        let (filter, seen, code) = run_script(&without_uuid);
+        assert!(seen.started && seen.stderr.is_empty(), "{:?}", String::from_utf8_lossy(&seen.stderr));
+        assert_eq!((filter.status(), code), (Some(4), Some(4)));
         // A missing directory: 125, after the start (it is the command's status).
         let (filter, seen, code) = run_step("true", "/nonexistent-distex-dir");
         assert!(seen.started);
