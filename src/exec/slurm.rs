@@ -12,11 +12,16 @@
 //! 2. **check** that the directory to run in exists (srun's `--chdir` to a
 //!    missing directory silently runs in /tmp);
 //! 3. **submit** with `srun --immediate`: a down partition or an invalid
-//!    request fails at once (a transport error, so routing fails over);
-//!    only "Requested nodes are busy" submits again without `--immediate`,
-//!    and the job waits in the queue ("queued, waiting for resources" is
-//!    shown as progress). Nothing ran in the refused attempt, so this
-//!    never runs the command twice;
+//!    request fails at once (a transport error, so routing fails over).
+//!    "Requested nodes are busy" is often a node still completing its
+//!    previous job for a few milliseconds (Slurm schedules nothing on a
+//!    completing node), while a queued job waits for the scheduler's next
+//!    pass (a second or more): so `--immediate` is tried again after
+//!    [`BUSY_RETRY_MS`] before the job is submitted without it and waits in
+//!    the queue ("queued, waiting for resources" is shown as progress).
+//!    "Insufficient priority" (others are queued first) queues at once.
+//!    Nothing ran in a refused attempt, so this never runs the command
+//!    twice;
 //! 4. **stream** the step's output; the step is [`step_script`] under
 //!    `sh -c`, whose pid marker says the command started and whose exit
 //!    marker is its status. Both carry a random nonce the script draws on
@@ -48,6 +53,11 @@ use super::ssh::{self, Fault, Master, TransportError};
 use super::sync::{self, Project, Secrets};
 use crate::config::{Config, Node, SlurmSettings};
 use crate::route::sh_quote;
+
+/// The pauses (ms) before each new `--immediate` attempt after Slurm said
+/// the nodes are busy; after the last, the job queues. About a second in
+/// all, less than the scheduler's pass a queued job waits for.
+pub(crate) const BUSY_RETRY_MS: [u64; 5] = [25, 50, 100, 200, 400];
 
 /// How long distex waits for a cancelled job to leave `squeue`.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
@@ -182,8 +192,8 @@ enum SrunLine {
     /// `srun: error: n1: task 0: Exited with exit code 3` and kin: the
     /// status is reported by distex itself.
     TaskEnded,
-    /// `--immediate` found the partition up but full.
-    Busy,
+    /// `--immediate` found the partition up but without free resources.
+    Busy(Busy),
     /// The job was refused: down partition, invalid options, limits.
     Refused(String),
     /// Another srun message.
@@ -205,8 +215,13 @@ fn classify(line: &str) -> SrunLine {
     if let Some(why) = rest.strip_prefix("error: Unable to allocate resources: ") {
         // Full, or others first in line: worth queueing. Anything else
         // (down partition, invalid request, limits) will not get better.
-        let wait = why.contains("busy") || why.contains("insufficient priority");
-        return if wait { SrunLine::Busy } else { SrunLine::Refused(why.trim().to_string()) };
+        return if why.contains("busy") {
+            SrunLine::Busy(Busy::Nodes)
+        } else if why.contains("insufficient priority") {
+            SrunLine::Busy(Busy::Behind)
+        } else {
+            SrunLine::Refused(why.trim().to_string())
+        };
     }
     if rest.starts_with("error: ") && rest.contains(": task ") {
         return SrunLine::TaskEnded;
@@ -214,12 +229,21 @@ fn classify(line: &str) -> SrunLine {
     SrunLine::Other
 }
 
+/// Why `--immediate` could not start the job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// "Requested nodes are busy": running jobs, or a job completing.
+    Nodes,
+    /// "Insufficient priority": other jobs are queued first.
+    Behind,
+}
+
 /// How one srun ended.
 enum StepEnd {
     /// The command ran; `status` from its exit marker, else srun's code.
     Ran { status: Option<i32>, srun_code: Option<i32> },
-    /// `--immediate` found no free resources: submit again, queued.
-    Busy,
+    /// `--immediate` found no free resources: try again, or queue.
+    Busy(Busy),
     /// Slurm never started the command; what srun said.
     NotStarted(String),
     /// distex stopped it (and cancelled the job).
@@ -234,13 +258,13 @@ struct StderrFilter {
     /// srun's messages from before the command started (the reason, if
     /// it never does).
     said: Vec<String>,
-    busy: bool,
+    busy: Option<Busy>,
     refused: Option<String>,
 }
 
 impl StderrFilter {
     fn new() -> Self {
-        StderrFilter { markers: None, line: Vec::new(), said: vec![], busy: false, refused: None }
+        StderrFilter { markers: None, line: Vec::new(), said: vec![], busy: None, refused: None }
     }
 
     /// Whether the step announced itself: the command started.
@@ -283,7 +307,7 @@ impl StderrFilter {
             SrunLine::Command => sink.chunk(Stream::Stderr, &line),
             SrunLine::Queued => sink.progress("queued, waiting for resources"),
             SrunLine::Allocated | SrunLine::TaskEnded => {}
-            SrunLine::Busy => self.busy = true,
+            SrunLine::Busy(busy) => self.busy = Some(busy),
             SrunLine::Refused(why) => self.refused = self.refused.take().or(Some(why)),
             SrunLine::Other if self.started() => sink.chunk(Stream::Stderr, &line),
             SrunLine::Other => self.said.push(text.trim_end().to_string()),
@@ -357,8 +381,8 @@ async fn step(
     if filter.started() {
         sink.finish();
         StepEnd::Ran { status: filter.status(), srun_code }
-    } else if filter.busy {
-        StepEnd::Busy
+    } else if let Some(busy) = filter.busy {
+        StepEnd::Busy(busy)
     } else {
         StepEnd::NotStarted(filter.reason())
     }
@@ -506,8 +530,9 @@ async fn prepare_dir(
     Ok((dir, held_back))
 }
 
-/// Phases 3 to 5: submit with `--immediate`, again queued if the nodes are
-/// busy, and follow the step to its end (or stop it).
+/// Phases 3 to 5: submit with `--immediate` (again after each pause of
+/// [`BUSY_RETRY_MS`] while the nodes are busy), then queued, and follow
+/// the step to its end (or stop it).
 async fn submit(
     submitter: &Submitter,
     settings: &SlurmSettings,
@@ -519,11 +544,19 @@ async fn submit(
     let job = job_name(&run::run_id());
     let stop = stopper.wait();
     tokio::pin!(stop);
+    let mut pauses = BUSY_RETRY_MS.iter();
     let mut immediate = true;
     loop {
         let argv = srun_args(settings, &job, dir, command, immediate);
         match step(submitter, &argv, &job, sink, &mut stop).await {
-            StepEnd::Busy if immediate => immediate = false,
+            StepEnd::Busy(busy) if immediate => match pauses.next().filter(|_| busy == Busy::Nodes) {
+                // Nothing was submitted: a stop now has nothing to cancel.
+                Some(&ms) => tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    why = stop.as_mut() => return StepEnd::Stopped(why),
+                },
+                None => immediate = false,
+            },
             end => return end,
         }
     }
@@ -534,7 +567,7 @@ async fn submit(
 fn status_of(end: StepEnd, node: &Node, warnings: &mut Vec<String>) -> Result<RunStatus, TransportError> {
     Ok(match end {
         StepEnd::NotStarted(why) => return Err(down(node, why)),
-        StepEnd::Busy => return Err(down(node, "Slurm reported the nodes busy while queueing".into())),
+        StepEnd::Busy(_) => return Err(down(node, "Slurm reported the nodes busy while queueing".into())),
         StepEnd::Stopped(Stop::Timeout) => RunStatus::TimedOut,
         StepEnd::Stopped(Stop::Interrupted) => RunStatus::Interrupted,
         StepEnd::Ran { status: Some(code), .. } => RunStatus::Exited { code },
@@ -804,10 +837,13 @@ mod tests {
         assert_eq!(classify("srun: job 4 queued and waiting for resources"), SrunLine::Queued);
         assert_eq!(classify("srun: job 4 has been allocated resources"), SrunLine::Allocated);
         assert_eq!(classify("srun: error: n1: task 0: Exited with exit code 3"), SrunLine::TaskEnded);
-        assert_eq!(classify("srun: error: Unable to allocate resources: Requested nodes are busy"), SrunLine::Busy);
+        assert_eq!(
+            classify("srun: error: Unable to allocate resources: Requested nodes are busy"),
+            SrunLine::Busy(Busy::Nodes)
+        );
         let waiting =
             "srun: error: Unable to allocate resources: Immediate execution impossible, insufficient priority";
-        assert_eq!(classify(waiting), SrunLine::Busy);
+        assert_eq!(classify(waiting), SrunLine::Busy(Busy::Behind));
         assert_eq!(
             classify("srun: error: Unable to allocate resources: Partition in DOWN state"),
             SrunLine::Refused("Partition in DOWN state".into())

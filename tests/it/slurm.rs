@@ -1,8 +1,8 @@
 //! Slurm partitions as nodes, against a real Slurm cluster the tests start
 //! on this machine (tests/support/slurm.rs): `distex run` through `srun`,
 //! `--timeout` and SIGTERM cancelling the job, failover from a down
-//! partition, and `distex parallel` keeping a task pending while Slurm
-//! queues it.
+//! partition, a node busy for a moment not queueing the job, and `distex
+//! parallel` keeping a task pending while Slurm queues it.
 
 use crate::util as support;
 
@@ -149,6 +149,21 @@ fn sigterm_cancels_a_running_and_a_queued_job() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("queued, waiting for resources"), "{stderr}");
     s.assert_nothing_left("sleep 78.");
+}
+
+#[test]
+fn a_node_busy_for_a_moment_runs_the_command_without_queueing_it() {
+    // One CPU, taken by a job that ends in a moment: `--immediate` is tried
+    // again until it is free (a queued job would wait for the scheduler's
+    // next pass, and say so).
+    let s = setup(1, 1, 1);
+    let mut blocker = s.distex().args(["run", "--node", "hpc", "--", "sleep 0.25"]).cmd.spawn().unwrap();
+    wait_for_jobs(&s.cluster, 1, "RUNNING");
+    let run = s.distex().args(["run", "--node", "hpc", "--", "echo after"]).run().success();
+    assert_eq!(run.stdout(), "after\n");
+    assert!(!run.stderr().contains("queued"), "{}", run.stderr());
+    assert!(blocker.wait().unwrap().success());
+    s.assert_nothing_left("sleep 0.25");
 }
 
 /// Waits until Slurm lists `n` jobs in `state`.
