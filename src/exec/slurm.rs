@@ -513,21 +513,25 @@ async fn prepare_dir(
     project: Option<&Project>,
     spec: &RunSpec,
 ) -> Result<(String, Vec<String>), String> {
-    let (dir, held_back) = match project {
+    match project {
         Some(project) => {
             let held = mirror(config, submitter, node, project, spec)
                 .await
                 .map_err(|e| format!("mirroring the project failed: {e}"))?;
-            (absolute_here(submitter, &project.remote_cwd(&node.workdir)), held)
+            // The mirror exists, but the subdirectory to run in may not
+            // (rsync creates no directory without a file to send).
+            let dir = absolute_here(submitter, &project.remote_cwd(&node.workdir));
+            check_dir(submitter, &dir).await?;
+            Ok((dir, held))
         }
         None => {
+            // `mkdir -p` succeeded: the directory exists, no check needed
+            // (over SSH, one session less).
             let dir = absolute_here(submitter, node.workdir.trim_start_matches("~/"));
             make_dir(submitter, &dir).await?;
-            (dir, vec![])
+            Ok((dir, vec![]))
         }
-    };
-    check_dir(submitter, &dir).await?;
-    Ok((dir, held_back))
+    }
 }
 
 /// Phases 3 to 5: submit with `--immediate` (again after each pause of

@@ -107,6 +107,24 @@ fn run_streams_output_and_passes_the_exit_status_through_srun() {
 }
 
 #[test]
+fn a_directory_missing_in_the_mirror_is_a_transport_failure_not_a_run_in_tmp() {
+    // A subdirectory git does not track: the mirror has no such directory,
+    // and srun's --chdir there would silently run in /tmp.
+    let s = setup(1, 2, 1);
+    let sub = s.project.join("untracked-sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let run =
+        s.distex().args(["run", "--json", "--node", "hpc", "--sync", "--", "pwd"]).current_dir(&sub).run().success();
+    let v = run.json();
+    assert_eq!(v["failed_attempts"][0]["node"], "hpc", "{v}");
+    let error = v["failed_attempts"][0]["error"].as_str().unwrap();
+    assert!(error.contains("untracked-sub") && error.contains("does not exist"), "{error}");
+    assert_ne!(v["node"], "hpc", "{v}");
+    assert_eq!(v["stdout"]["text"].as_str().unwrap().trim(), sub.display().to_string(), "{v}");
+    assert!(s.cluster.jobs().is_empty());
+}
+
+#[test]
 fn a_down_partition_is_a_transport_failure_that_fails_over() {
     let s = setup(1, 2, 1);
     let run = s.distex().args(["run", "--json", "--node", "off", "--", "echo ran-on-$(hostname)"]).run().success();
