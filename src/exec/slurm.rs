@@ -10,7 +10,10 @@
 //!    nodes share): rsync over SSH to the login node, or a local rsync
 //!    with the same file selection (secrets never copied);
 //! 2. **check** that the directory to run in exists (srun's `--chdir` to a
-//!    missing directory silently runs in /tmp);
+//!    missing directory silently runs in /tmp): here with a `stat`; over
+//!    SSH by srun's own session, in front of srun ([`login_line`]), so a
+//!    run costs one session there, not two (a workdir missing without a
+//!    project is then created with `mkdir -p` and the job submitted again);
 //! 3. **submit** with `srun --immediate`: a down partition or an invalid
 //!    request fails at once (a transport error, so routing fails over).
 //!    "Requested nodes are busy" is often a node still completing its
@@ -182,6 +185,20 @@ fn start_marker(line: &[u8]) -> Option<String> {
     (random && pid.parse::<u32>().is_ok()).then(|| nonce.to_string())
 }
 
+/// What [`login_line`] prints when the directory to run in is missing.
+const NO_DIR: &str = "\x1e\x1fdistex-no-dir";
+
+/// The command line that runs srun over SSH: first a check that `dir`
+/// exists (else [`NO_DIR`] and exit 125, srun never started), then srun
+/// in the shell's place. One session instead of a `test -d` of its own.
+fn login_line(argv: &[String], dir: &str) -> String {
+    format!(
+        "[ -d {} ] || {{ printf '\\036\\037distex-no-dir\\n' >&2; exit 125; }}; exec {}",
+        sh_quote(dir),
+        command_line(argv)
+    )
+}
+
 /// What one line srun wrote on stderr means.
 #[derive(Debug, PartialEq, Eq)]
 enum SrunLine {
@@ -196,6 +213,8 @@ enum SrunLine {
     Busy(Busy),
     /// The job was refused: down partition, invalid options, limits.
     Refused(String),
+    /// [`login_line`]'s check found no directory to run in (srun never ran).
+    NoDir,
     /// Another srun message.
     Other,
     /// Not srun's: the command's own stderr.
@@ -203,6 +222,9 @@ enum SrunLine {
 }
 
 fn classify(line: &str) -> SrunLine {
+    if line == NO_DIR {
+        return SrunLine::NoDir;
+    }
     let Some(rest) = line.strip_prefix("srun: ") else {
         return SrunLine::Command;
     };
@@ -246,6 +268,9 @@ enum StepEnd {
     Busy(Busy),
     /// Slurm never started the command; what srun said.
     NotStarted(String),
+    /// The directory to run in is missing ([`login_line`]'s check): srun
+    /// never ran.
+    NoDir,
     /// distex stopped it (and cancelled the job).
     Stopped(Stop),
 }
@@ -260,11 +285,12 @@ struct StderrFilter {
     said: Vec<String>,
     busy: Option<Busy>,
     refused: Option<String>,
+    no_dir: bool,
 }
 
 impl StderrFilter {
     fn new() -> Self {
-        StderrFilter { markers: None, line: Vec::new(), said: vec![], busy: None, refused: None }
+        StderrFilter { markers: None, line: Vec::new(), said: vec![], busy: None, refused: None, no_dir: false }
     }
 
     /// Whether the step announced itself: the command started.
@@ -308,6 +334,8 @@ impl StderrFilter {
             SrunLine::Queued => sink.progress("queued, waiting for resources"),
             SrunLine::Allocated | SrunLine::TaskEnded => {}
             SrunLine::Busy(busy) => self.busy = Some(busy),
+            SrunLine::NoDir if !self.started() => self.no_dir = true,
+            SrunLine::NoDir => sink.chunk(Stream::Stderr, &line),
             SrunLine::Refused(why) => self.refused = self.refused.take().or(Some(why)),
             SrunLine::Other if self.started() => sink.chunk(Stream::Stderr, &line),
             SrunLine::Other => self.said.push(text.trim_end().to_string()),
@@ -336,6 +364,7 @@ impl StderrFilter {
 async fn step(
     submitter: &Submitter,
     argv: &[String],
+    dir: &str,
     job: &str,
     sink: &mut dyn OutputSink,
     stop: &mut Pin<&mut impl Future<Output = Stop>>,
@@ -344,7 +373,7 @@ async fn step(
     let spawned = match submitter {
         Submitter::Here => spawn_here(argv).map(Launched::Here),
         Submitter::Login(master) => {
-            let mut cmd = master.session().raw_command(command_line(argv));
+            let mut cmd = master.session().raw_command(login_line(argv, dir));
             cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
             cmd.spawn().await.map(Launched::Login).map_err(|e| format!("cannot start srun over ssh: {e}"))
         }
@@ -381,6 +410,8 @@ async fn step(
     if filter.started() {
         sink.finish();
         StepEnd::Ran { status: filter.status(), srun_code }
+    } else if filter.no_dir {
+        StepEnd::NoDir
     } else if let Some(busy) = filter.busy {
         StepEnd::Busy(busy)
     } else {
@@ -486,10 +517,15 @@ pub(crate) async fn attempt(
     let (dir, held_back) = prepare_dir(config, &submitter, node, project, spec).await.map_err(|e| down(node, e))?;
     timings.sync_ms = ms(t.elapsed());
     let t = Instant::now();
-    let end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
+    let mut end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
+    if matches!(end, StepEnd::NoDir) && project.is_none() {
+        // Over SSH, the workdir is created when srun's check finds it missing.
+        make_dir(&submitter, &dir).await.map_err(|e| down(node, e))?;
+        end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
+    }
     timings.run_ms = ms(t.elapsed());
     let mut warnings = Vec::new();
-    let status = status_of(end, node, &mut warnings)?;
+    let status = status_of(end, node, &dir, &mut warnings)?;
     run::record_up(&node.name);
     let mut returned = Vec::new();
     if let Some(project) = project.filter(|_| !returns.is_empty() && !matches!(status, RunStatus::Interrupted)) {
@@ -504,8 +540,9 @@ pub(crate) async fn attempt(
 }
 
 /// Phases 1 and 2: mirror `project` (or, without one, create the
-/// workdir) and check that the directory to run in exists. Returns that
-/// directory and the paths held back as secrets.
+/// workdir) and, here, check that the directory to run in exists (over
+/// SSH, srun's session checks it: [`login_line`]). Returns that directory
+/// and the paths held back as secrets.
 async fn prepare_dir(
     config: &Config,
     submitter: &Submitter,
@@ -513,6 +550,7 @@ async fn prepare_dir(
     project: Option<&Project>,
     spec: &RunSpec,
 ) -> Result<(String, Vec<String>), String> {
+    let here = matches!(submitter, Submitter::Here);
     match project {
         Some(project) => {
             let held = mirror(config, submitter, node, project, spec)
@@ -521,14 +559,16 @@ async fn prepare_dir(
             // The mirror exists, but the subdirectory to run in may not
             // (rsync creates no directory without a file to send).
             let dir = absolute_here(submitter, &project.remote_cwd(&node.workdir));
-            check_dir(submitter, &dir).await?;
+            if here && !Path::new(&dir).is_dir() {
+                return Err(missing_dir(&dir));
+            }
             Ok((dir, held))
         }
         None => {
-            // `mkdir -p` succeeded: the directory exists, no check needed
-            // (over SSH, one session less).
             let dir = absolute_here(submitter, node.workdir.trim_start_matches("~/"));
-            make_dir(submitter, &dir).await?;
+            if here {
+                make_dir(submitter, &dir).await?;
+            }
             Ok((dir, vec![]))
         }
     }
@@ -552,7 +592,7 @@ async fn submit(
     let mut immediate = true;
     loop {
         let argv = srun_args(settings, &job, dir, command, immediate);
-        match step(submitter, &argv, &job, sink, &mut stop).await {
+        match step(submitter, &argv, dir, &job, sink, &mut stop).await {
             StepEnd::Busy(busy) if immediate => match pauses.next().filter(|_| busy == Busy::Nodes) {
                 // Nothing was submitted: a stop now has nothing to cancel.
                 Some(&ms) => tokio::select! {
@@ -568,9 +608,10 @@ async fn submit(
 
 /// How the run ended, for the user: the command's status, distex's stop,
 /// or a transport error when the command never started.
-fn status_of(end: StepEnd, node: &Node, warnings: &mut Vec<String>) -> Result<RunStatus, TransportError> {
+fn status_of(end: StepEnd, node: &Node, dir: &str, warnings: &mut Vec<String>) -> Result<RunStatus, TransportError> {
     Ok(match end {
         StepEnd::NotStarted(why) => return Err(down(node, why)),
+        StepEnd::NoDir => return Err(down(node, missing_dir(dir))),
         StepEnd::Busy(_) => return Err(down(node, "Slurm reported the nodes busy while queueing".into())),
         StepEnd::Stopped(Stop::Timeout) => RunStatus::TimedOut,
         StepEnd::Stopped(Stop::Interrupted) => RunStatus::Interrupted,
@@ -620,16 +661,10 @@ async fn make_dir(submitter: &Submitter, dir: &str) -> Result<(), String> {
     }
 }
 
-/// srun's `--chdir` to a missing directory runs in /tmp instead: refuse.
-async fn check_dir(submitter: &Submitter, dir: &str) -> Result<(), String> {
-    let missing = || format!("the directory to run in, {dir}, does not exist (check workdir, or sync the project)");
-    match submitter {
-        Submitter::Here => Path::new(dir).is_dir().then_some(()).ok_or_else(missing),
-        Submitter::Login(_) => {
-            let out = submitter.output(&["test".into(), "-d".into(), dir.into()]).await?;
-            (out.code == Some(0)).then_some(()).ok_or_else(missing)
-        }
-    }
+/// Why a run cannot start in `dir`: srun's `--chdir` to a missing
+/// directory would run in /tmp instead.
+fn missing_dir(dir: &str) -> String {
+    format!("the directory to run in, {dir}, does not exist (check workdir, or sync the project)")
 }
 
 /// Mirrors the project into the node's workdir: over the login node's

@@ -296,6 +296,20 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     assert_eq!(lines[0], "mirrored", "{}", run.stderr());
     assert!(lines[1].starts_with("distex-"), "not a Slurm job: {lines:?}");
     assert_eq!(run.stderr(), "");
+    // srun's session checks the directory first: a subdirectory git does
+    // not track is missing in the mirror, a transport failure (the command
+    // runs here instead, not in /tmp there).
+    let sub = project.join("untracked-sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let distex = || sb.cmd().arg("--config").arg(sb.path().join("cluster.toml"));
+    let v = distex().current_dir(&sub).args(["run", "--json", "--node", "n1", "--sync", "--", "pwd"]).run().json();
+    let error = v["failed_attempts"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("untracked-sub") && error.contains("does not exist"), "{v}");
+    assert_eq!(v["stdout"]["text"].as_str().unwrap().trim(), sub.display().to_string(), "{v}");
+    // Without a project, a missing workdir is created, then the job runs.
+    std::fs::remove_dir_all(&login.workdir).unwrap();
+    let run = distex().current_dir(&project).args(["run", "--node", "n1", "--no-sync", "--", "pwd"]).run().success();
+    assert_eq!(run.stdout().trim(), login.workdir.display().to_string(), "{}", run.stderr());
     assert!(slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
     support::sshd::stop_masters(sb.path());
 }
