@@ -28,10 +28,10 @@
 //! 4. **stream** the step's output; the step is [`step_script`] under
 //!    `sh -c`, whose pid marker says the command started and whose exit
 //!    marker is its status. Both carry a random nonce the script draws on
-//!    the node before the command starts; distex learns it
-//!    from the pid marker, the first thing the step prints, so nothing the
-//!    command prints can forge the exit marker (srun's own `task 0: Exited
-//!    with exit code N` lines are dropped as noise). srun's stdin stays
+//!    the node before the command starts; distex learns it from the pid
+//!    marker, the first thing the step prints, so nothing the command
+//!    prints can forge the exit marker (srun's own `task 0: Exited with
+//!    exit code N` lines are dropped as noise). srun's stdin stays
 //!    `/dev/null`: a nonce sent through it would reach the task only after
 //!    srun's I/O setup (which lingers ~10 ms accepting connections), and
 //!    the script would wait for it on every run;
