@@ -10,18 +10,31 @@
 //!    nodes share): rsync over SSH to the login node, or a local rsync
 //!    with the same file selection (secrets never copied);
 //! 2. **check** that the directory to run in exists (srun's `--chdir` to a
-//!    missing directory silently runs in /tmp);
+//!    missing directory silently runs in /tmp): here with a `stat`; over
+//!    SSH by srun's own session, in front of srun ([`login_line`]), so a
+//!    run costs one session there, not two (a workdir missing without a
+//!    project is then created with `mkdir -p` and the job submitted again);
 //! 3. **submit** with `srun --immediate`: a down partition or an invalid
-//!    request fails at once (a transport error, so routing fails over);
-//!    only "Requested nodes are busy" submits again without `--immediate`,
-//!    and the job waits in the queue ("queued, waiting for resources" is
-//!    shown as progress). Nothing ran in the refused attempt, so this
-//!    never runs the command twice;
+//!    request fails at once (a transport error, so routing fails over).
+//!    "Requested nodes are busy" is often a node still completing its
+//!    previous job for a few milliseconds (Slurm schedules nothing on a
+//!    completing node), while a queued job waits for the scheduler's next
+//!    pass (a second or more): so `--immediate` is tried again after
+//!    [`BUSY_RETRY_MS`] before the job is submitted without it and waits in
+//!    the queue ("queued, waiting for resources" is shown as progress).
+//!    "Insufficient priority" (others are queued first) queues at once.
+//!    Nothing ran in a refused attempt, so this never runs the command
+//!    twice;
 //! 4. **stream** the step's output; the step is [`step_script`] under
 //!    `sh -c`, whose pid marker says the command started and whose exit
-//!    marker is its status (both carry a per-run nonce the script reads
-//!    from srun's stdin, so the command cannot forge them) (srun's own `task 0: Exited with exit code
-//!    N` lines are dropped as noise);
+//!    marker is its status. Both carry a random nonce the script draws on
+//!    the node before the command starts; distex learns it from the pid
+//!    marker, the first thing the step prints, so nothing the command
+//!    prints can forge the exit marker (srun's own `task 0: Exited with
+//!    exit code N` lines are dropped as noise). srun's stdin stays
+//!    `/dev/null`: a nonce sent through it would reach the task only after
+//!    srun's I/O setup (which lingers ~10 ms accepting connections), and
+//!    the script would wait for it on every run;
 //! 5. **stop** on `--timeout`, Ctrl-C or any signal: `scancel --name` the
 //!    job (queued or running), end srun, and wait until `squeue` no longer
 //!    lists it, so nothing is left running or queued.
@@ -37,12 +50,17 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::output::{OutputSink, Stream};
 use super::probe::ProbeResult;
-use super::remote::{Markers, Stop, nonce};
+use super::remote::{Markers, Stop};
 use super::run::{self, AttemptResult, NodeAttempt, RunSpec, RunStatus, Stopper, Timings};
 use super::ssh::{self, Fault, Master, TransportError};
 use super::sync::{self, Project, Secrets};
 use crate::config::{Config, Node, SlurmSettings};
 use crate::route::sh_quote;
+
+/// The pauses (ms) before each new `--immediate` attempt after Slurm said
+/// the nodes are busy; after the last, the job queues. About a second in
+/// all, less than the scheduler's pass a queued job waits for.
+pub(crate) const BUSY_RETRY_MS: [u64; 5] = [25, 50, 100, 200, 400];
 
 /// How long distex waits for a cancelled job to leave `squeue`.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
@@ -167,19 +185,51 @@ pub(crate) fn srun_args(s: &SlurmSettings, job: &str, dir: &str, command: &str, 
     args
 }
 
-/// The step's script: read this run's nonce from stdin (srun forwards it
-/// to the task; it is never on a command line), announce the pid, `cd`
-/// into `dir` (srun's `--chdir` would fall back to /tmp), run the command
-/// with stdin `/dev/null` and the nonce unset, report its exit status.
+/// The step's script: draw this run's nonce (never on a command line, in
+/// the environment or on stdin), announce the pid with it, `cd` into `dir`
+/// (srun's `--chdir` would fall back to /tmp), run the command with stdin
+/// `/dev/null` and the nonce unset, report its exit status.
+///
+/// The nonce is a fresh random UUID (122 random bits) read by the shell's
+/// own `read` from Linux's `/proc/sys/kernel/random/uuid`, so no process
+/// is started for it; elsewhere, 128 bits of `/dev/urandom` through `od`.
 pub(crate) fn step_script(command: &str, dir: &str) -> String {
     format!(
-        "IFS= read -r n || exit 125\n\
+        "{{ IFS= read -r n </proc/sys/kernel/random/uuid; }} 2>/dev/null ||\n\
+         n=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')\n\
+         [ ${{#n}} -ge 32 ] || exit 125\n\
          printf '\\036\\037distex-%s:pid %d\\n' \"$n\" \"$$\" >&2\n\
          if cd -- {dir}; then (unset n; eval {command}) </dev/null; rc=$?; else rc=125; fi\n\
          printf '\\036\\037distex-%s:exit %d\\n' \"$n\" \"$rc\" >&2\n\
          exit \"$rc\"",
         dir = sh_quote(dir),
         command = sh_quote(command)
+    )
+}
+
+/// The step's pid marker, `\x1e\x1fdistex-NONCE:pid N` with a nonce of
+/// 32 to 36 hex digits and dashes: returns the nonce. Only the first
+/// marker of a stream is read this way, and nothing the command prints can
+/// come before it.
+fn start_marker(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+    let rest = text.strip_prefix("\x1e\x1fdistex-")?;
+    let (nonce, pid) = rest.split_once(":pid ")?;
+    let random = (32..=36).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    (random && pid.parse::<u32>().is_ok()).then(|| nonce.to_string())
+}
+
+/// What [`login_line`] prints when the directory to run in is missing.
+const NO_DIR: &str = "\x1e\x1fdistex-no-dir";
+
+/// The command line that runs srun over SSH: first a check that `dir`
+/// exists (else [`NO_DIR`] and exit 125, srun never started), then srun
+/// in the shell's place. One session instead of a `test -d` of its own.
+fn login_line(argv: &[String], dir: &str) -> String {
+    format!(
+        "[ -d {} ] || {{ printf '\\036\\037distex-no-dir\\n' >&2; exit 125; }}; exec {}",
+        sh_quote(dir),
+        command_line(argv)
     )
 }
 
@@ -193,13 +243,15 @@ enum SrunLine {
     /// `srun: error: n1: task 0: Exited with exit code 3` and kin: the
     /// status is reported by distex itself.
     TaskEnded,
-    /// `--immediate` found the partition up but full.
-    Busy,
+    /// `--immediate` found the partition up but without free resources.
+    Busy(Busy),
     /// The job was refused: down partition, invalid options, limits.
     Refused(String),
     /// slurmctld did not answer within srun's `MessageTimeout` (it is
     /// overloaded, or down): nothing was allocated.
     NoAnswer(String),
+    /// [`login_line`]'s check found no directory to run in (srun never ran).
+    NoDir,
     /// Another srun message.
     Other,
     /// Not srun's: the command's own stderr.
@@ -207,6 +259,9 @@ enum SrunLine {
 }
 
 fn classify(line: &str) -> SrunLine {
+    if line == NO_DIR {
+        return SrunLine::NoDir;
+    }
     let Some(rest) = line.strip_prefix("srun: ") else {
         return SrunLine::Command;
     };
@@ -222,12 +277,15 @@ fn classify(line: &str) -> SrunLine {
         // controller that did not answer refused nothing: it is said so
         // (and, the partition being unusable now, still fails over).
         let why = why.trim().to_string();
-        let wait = why.contains("busy") || why.contains("insufficient priority");
         let unanswered = why.contains("Socket timed out") || why.contains("Unable to contact slurm controller");
-        return match (wait, unanswered) {
-            (true, _) => SrunLine::Busy,
-            (false, true) => SrunLine::NoAnswer(why),
-            (false, false) => SrunLine::Refused(why),
+        return if why.contains("busy") {
+            SrunLine::Busy(Busy::Nodes)
+        } else if why.contains("insufficient priority") {
+            SrunLine::Busy(Busy::Behind)
+        } else if unanswered {
+            SrunLine::NoAnswer(why)
+        } else {
+            SrunLine::Refused(why)
         };
     }
     if rest.starts_with("error: ") && rest.contains(": task ") {
@@ -236,54 +294,80 @@ fn classify(line: &str) -> SrunLine {
     SrunLine::Other
 }
 
+/// Why `--immediate` could not start the job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// "Requested nodes are busy": running jobs, or a job completing.
+    Nodes,
+    /// "Insufficient priority": other jobs are queued first.
+    Behind,
+}
+
 /// How one srun ended.
 enum StepEnd {
     /// The command ran; `status` from its exit marker, else srun's code.
     Ran { status: Option<i32>, srun_code: Option<i32> },
-    /// `--immediate` found no free resources: submit again, queued.
-    Busy,
+    /// `--immediate` found no free resources: try again, or queue.
+    Busy(Busy),
     /// Slurm never started the command; what srun said.
     NotStarted(String),
+    /// The directory to run in is missing ([`login_line`]'s check): srun
+    /// never ran.
+    NoDir,
     /// distex stopped it (and cancelled the job).
     Stopped(Stop),
 }
 
 /// srun's stderr, split into the command's lines and srun's messages.
 struct StderrFilter {
-    markers: Markers,
+    /// This run's markers, once the step's pid marker gave the nonce.
+    markers: Option<Markers>,
     line: Vec<u8>,
     /// srun's messages from before the command started (the reason, if
     /// it never does).
     said: Vec<String>,
-    busy: bool,
+    busy: Option<Busy>,
     /// Why Slurm allocated nothing (the first reason srun gave), said for the user.
     refused: Option<String>,
-    started: bool,
+    no_dir: bool,
 }
 
 impl StderrFilter {
-    fn new(nonce: &str) -> Self {
-        StderrFilter {
-            markers: Markers::new(nonce),
-            line: Vec::new(),
-            said: vec![],
-            busy: false,
-            refused: None,
-            started: false,
-        }
+    fn new() -> Self {
+        StderrFilter { markers: None, line: Vec::new(), said: vec![], busy: None, refused: None, no_dir: false }
+    }
+
+    /// Whether the step announced itself: the command started.
+    fn started(&self) -> bool {
+        self.markers.is_some()
+    }
+
+    /// The command's exit status, once its marker arrived.
+    fn status(&self) -> Option<i32> {
+        self.markers.as_ref().and_then(|m| m.status)
     }
 
     /// Feeds a chunk; whole lines go to `sink` (or are kept as srun's).
+    /// Until the step announced itself every line is srun's or that pid
+    /// marker; from then on the bytes go through this run's [`Markers`]
+    /// first (the rest of the chunk after the pid marker included).
     fn feed(&mut self, bytes: &[u8], sink: &mut dyn OutputSink) {
-        let shown = self.markers.feed(bytes);
-        if self.markers.pid.is_some() && !self.started {
-            self.started = true;
-            sink.started();
+        match &mut self.markers {
+            Some(markers) => self.line.extend(markers.feed(bytes)),
+            None => self.line.extend_from_slice(bytes),
         }
-        self.line.extend_from_slice(&shown);
         while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.line.drain(..=end).collect();
-            self.handle(line, sink);
+            match start_marker(&line).filter(|_| !self.started()) {
+                Some(nonce) => {
+                    let mut markers = Markers::new(&nonce);
+                    let rest = std::mem::take(&mut self.line);
+                    self.line = markers.feed(&rest);
+                    self.markers = Some(markers);
+                    sink.started();
+                }
+                None => self.handle(line, sink),
+            }
         }
     }
 
@@ -293,19 +377,21 @@ impl StderrFilter {
             SrunLine::Command => sink.chunk(Stream::Stderr, &line),
             SrunLine::Queued => sink.progress("queued, waiting for resources"),
             SrunLine::Allocated | SrunLine::TaskEnded => {}
-            SrunLine::Busy => self.busy = true,
+            SrunLine::Busy(busy) => self.busy = Some(busy),
+            SrunLine::NoDir if !self.started() => self.no_dir = true,
+            SrunLine::NoDir => sink.chunk(Stream::Stderr, &line),
             SrunLine::Refused(why) => self.refuse(format!("Slurm refused the job: {why}")),
             SrunLine::NoAnswer(why) => self.refuse(format!(
                 "the Slurm controller did not answer in time ({why}): it is overloaded or down; nothing was allocated"
             )),
-            SrunLine::Other if self.started => sink.chunk(Stream::Stderr, &line),
+            SrunLine::Other if self.started() => sink.chunk(Stream::Stderr, &line),
             SrunLine::Other => self.said.push(text.trim_end().to_string()),
         }
     }
 
     fn finish(&mut self, sink: &mut dyn OutputSink) {
         let mut rest = std::mem::take(&mut self.line);
-        rest.extend(self.markers.finish());
+        rest.extend(self.markers.as_mut().map(Markers::finish).unwrap_or_default());
         if !rest.is_empty() {
             self.handle(rest, sink);
         }
@@ -330,17 +416,17 @@ impl StderrFilter {
 async fn step(
     submitter: &Submitter,
     argv: &[String],
+    dir: &str,
     job: &str,
     sink: &mut dyn OutputSink,
     stop: &mut Pin<&mut impl Future<Output = Stop>>,
 ) -> StepEnd {
-    let nonce = nonce();
-    let mut filter = StderrFilter::new(&nonce);
+    let mut filter = StderrFilter::new();
     let spawned = match submitter {
         Submitter::Here => spawn_here(argv).map(Launched::Here),
         Submitter::Login(master) => {
-            let mut cmd = master.session().raw_command(command_line(argv));
-            cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+            let mut cmd = master.session().raw_command(login_line(argv, dir));
+            cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
             cmd.spawn().await.map(Launched::Login).map_err(|e| format!("cannot start srun over ssh: {e}"))
         }
     };
@@ -348,9 +434,6 @@ async fn step(
         Ok(child) => child,
         Err(e) => return StepEnd::NotStarted(e),
     };
-    // srun may already have ended (a refused `--immediate`): its stderr
-    // says why; a task that never read the nonce reports no start anyway.
-    let _ = child.send_nonce(&nonce).await;
     let Some((mut out, mut err)) = child.pipes() else {
         return StepEnd::NotStarted("srun gave no output pipes".into());
     };
@@ -376,11 +459,13 @@ async fn step(
     }
     filter.finish(sink);
     let srun_code = child.wait().await;
-    if filter.started {
+    if filter.started() {
         sink.finish();
-        StepEnd::Ran { status: filter.markers.status, srun_code }
-    } else if filter.busy {
-        StepEnd::Busy
+        StepEnd::Ran { status: filter.status(), srun_code }
+    } else if filter.no_dir {
+        StepEnd::NoDir
+    } else if let Some(busy) = filter.busy {
+        StepEnd::Busy(busy)
     } else {
         StepEnd::NotStarted(filter.reason())
     }
@@ -395,24 +480,6 @@ enum Launched<'m> {
 type Pipe<'m> = Box<dyn AsyncRead + Unpin + Send + 'm>;
 
 impl<'m> Launched<'m> {
-    /// Writes the nonce line to srun's stdin (srun passes it to the task)
-    /// and closes it.
-    async fn send_nonce(&mut self, nonce: &str) -> std::io::Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let line = format!("{nonce}\n");
-        match self {
-            Launched::Here(c) => {
-                let mut stdin = c.stdin.take().ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
-                stdin.write_all(line.as_bytes()).await
-            }
-            Launched::Login(c) => {
-                let mut stdin = c.stdin().take().ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
-                stdin.write_all(line.as_bytes()).await?;
-                stdin.shutdown().await
-            }
-        }
-    }
-
     fn pipes(&mut self) -> Option<(Pipe<'m>, Pipe<'m>)> {
         match self {
             Launched::Here(c) => Some((Box::new(c.stdout.take()?), Box::new(c.stderr.take()?))),
@@ -450,7 +517,7 @@ impl<'m> Launched<'m> {
 fn spawn_here(argv: &[String]) -> Result<tokio::process::Child, String> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .stdin(Stdio::piped())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -502,10 +569,15 @@ pub(crate) async fn attempt(
     let (dir, held_back) = prepare_dir(config, &submitter, node, project, spec).await.map_err(|e| down(node, e))?;
     timings.sync_ms = ms(t.elapsed());
     let t = Instant::now();
-    let end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
+    let mut end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
+    if matches!(end, StepEnd::NoDir) && project.is_none() {
+        // Over SSH, the workdir is created when srun's check finds it missing.
+        make_dir(&submitter, &dir).await.map_err(|e| down(node, e))?;
+        end = submit(&submitter, settings, &dir, &spec.command, sink, stopper).await;
+    }
     timings.run_ms = ms(t.elapsed());
     let mut warnings = Vec::new();
-    let status = status_of(end, node, &mut warnings)?;
+    let status = status_of(end, node, &dir, &mut warnings)?;
     run::record_up(&node.name);
     let mut returned = Vec::new();
     if let Some(project) = project.filter(|_| !returns.is_empty() && !matches!(status, RunStatus::Interrupted)) {
@@ -520,8 +592,9 @@ pub(crate) async fn attempt(
 }
 
 /// Phases 1 and 2: mirror `project` (or, without one, create the
-/// workdir) and check that the directory to run in exists. Returns that
-/// directory and the paths held back as secrets.
+/// workdir) and, here, check that the directory to run in exists (over
+/// SSH, srun's session checks it: [`login_line`]). Returns that directory
+/// and the paths held back as secrets.
 async fn prepare_dir(
     config: &Config,
     submitter: &Submitter,
@@ -529,25 +602,33 @@ async fn prepare_dir(
     project: Option<&Project>,
     spec: &RunSpec,
 ) -> Result<(String, Vec<String>), String> {
-    let (dir, held_back) = match project {
+    let here = matches!(submitter, Submitter::Here);
+    match project {
         Some(project) => {
             let held = mirror(config, submitter, node, project, spec)
                 .await
                 .map_err(|e| format!("mirroring the project failed: {e}"))?;
-            (absolute_here(submitter, &project.remote_cwd(&node.workdir)), held)
+            // The mirror exists, but the subdirectory to run in may not
+            // (rsync creates no directory without a file to send).
+            let dir = absolute_here(submitter, &project.remote_cwd(&node.workdir));
+            if here && !Path::new(&dir).is_dir() {
+                return Err(missing_dir(&dir));
+            }
+            Ok((dir, held))
         }
         None => {
             let dir = absolute_here(submitter, node.workdir.trim_start_matches("~/"));
-            make_dir(submitter, &dir).await?;
-            (dir, vec![])
+            if here {
+                make_dir(submitter, &dir).await?;
+            }
+            Ok((dir, vec![]))
         }
-    };
-    check_dir(submitter, &dir).await?;
-    Ok((dir, held_back))
+    }
 }
 
-/// Phases 3 to 5: submit with `--immediate`, again queued if the nodes are
-/// busy, and follow the step to its end (or stop it).
+/// Phases 3 to 5: submit with `--immediate` (again after each pause of
+/// [`BUSY_RETRY_MS`] while the nodes are busy), then queued, and follow
+/// the step to its end (or stop it).
 async fn submit(
     submitter: &Submitter,
     settings: &SlurmSettings,
@@ -559,11 +640,19 @@ async fn submit(
     let job = job_name(&run::run_id());
     let stop = stopper.wait();
     tokio::pin!(stop);
+    let mut pauses = BUSY_RETRY_MS.iter();
     let mut immediate = true;
     loop {
         let argv = srun_args(settings, &job, dir, command, immediate);
-        match step(submitter, &argv, &job, sink, &mut stop).await {
-            StepEnd::Busy if immediate => immediate = false,
+        match step(submitter, &argv, dir, &job, sink, &mut stop).await {
+            StepEnd::Busy(busy) if immediate => match pauses.next().filter(|_| busy == Busy::Nodes) {
+                // Nothing was submitted: a stop now has nothing to cancel.
+                Some(&ms) => tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    why = stop.as_mut() => return StepEnd::Stopped(why),
+                },
+                None => immediate = false,
+            },
             end => return end,
         }
     }
@@ -571,10 +660,11 @@ async fn submit(
 
 /// How the run ended, for the user: the command's status, distex's stop,
 /// or a transport error when the command never started.
-fn status_of(end: StepEnd, node: &Node, warnings: &mut Vec<String>) -> Result<RunStatus, TransportError> {
+fn status_of(end: StepEnd, node: &Node, dir: &str, warnings: &mut Vec<String>) -> Result<RunStatus, TransportError> {
     Ok(match end {
         StepEnd::NotStarted(why) => return Err(down(node, why)),
-        StepEnd::Busy => return Err(down(node, "Slurm reported the nodes busy while queueing".into())),
+        StepEnd::NoDir => return Err(down(node, missing_dir(dir))),
+        StepEnd::Busy(_) => return Err(down(node, "Slurm reported the nodes busy while queueing".into())),
         StepEnd::Stopped(Stop::Timeout) => RunStatus::TimedOut,
         StepEnd::Stopped(Stop::Interrupted) => RunStatus::Interrupted,
         StepEnd::Ran { status: Some(code), .. } => RunStatus::Exited { code },
@@ -623,16 +713,10 @@ async fn make_dir(submitter: &Submitter, dir: &str) -> Result<(), String> {
     }
 }
 
-/// srun's `--chdir` to a missing directory runs in /tmp instead: refuse.
-async fn check_dir(submitter: &Submitter, dir: &str) -> Result<(), String> {
-    let missing = || format!("the directory to run in, {dir}, does not exist (check workdir, or sync the project)");
-    match submitter {
-        Submitter::Here => Path::new(dir).is_dir().then_some(()).ok_or_else(missing),
-        Submitter::Login(_) => {
-            let out = submitter.output(&["test".into(), "-d".into(), dir.into()]).await?;
-            (out.code == Some(0)).then_some(()).ok_or_else(missing)
-        }
-    }
+/// Why a run cannot start in `dir`: srun's `--chdir` to a missing
+/// directory would run in /tmp instead.
+fn missing_dir(dir: &str) -> String {
+    format!("the directory to run in, {dir}, does not exist (check workdir, or sync the project)")
 }
 
 /// Mirrors the project into the node's workdir: over the login node's
@@ -845,10 +929,13 @@ mod tests {
         assert_eq!(classify("srun: job 4 queued and waiting for resources"), SrunLine::Queued);
         assert_eq!(classify("srun: job 4 has been allocated resources"), SrunLine::Allocated);
         assert_eq!(classify("srun: error: n1: task 0: Exited with exit code 3"), SrunLine::TaskEnded);
-        assert_eq!(classify("srun: error: Unable to allocate resources: Requested nodes are busy"), SrunLine::Busy);
+        assert_eq!(
+            classify("srun: error: Unable to allocate resources: Requested nodes are busy"),
+            SrunLine::Busy(Busy::Nodes)
+        );
         let waiting =
             "srun: error: Unable to allocate resources: Immediate execution impossible, insufficient priority";
-        assert_eq!(classify(waiting), SrunLine::Busy);
+        assert_eq!(classify(waiting), SrunLine::Busy(Busy::Behind));
         assert_eq!(
             classify("srun: error: Unable to allocate resources: Partition in DOWN state"),
             SrunLine::Refused("Partition in DOWN state".into())
@@ -884,27 +971,75 @@ mod tests {
 
     #[test]
     fn stderr_keeps_the_command_s_lines_and_reads_srun_s() {
-        let (mut filter, mut seen) = (StderrFilter::new("N0NCE"), Seen::default());
+        const NONCE: &str = "0123456789abcdef0123456789abcdef";
+        let (mut filter, mut seen) = (StderrFilter::new(), Seen::default());
         filter.feed(b"srun: job 7 queued and waiting for resources\nsrun: job 7 has been allocated res", &mut seen);
         assert!(!seen.started && seen.stderr.is_empty());
-        filter.feed(
-            b"ources\n\x1e\x1fdistex-N0NCE:pid 12\n\x1e\x1fdistex-FORGED:exit 0\noops\nsrun: error: n1: task 0: Exited with exit code 3\n",
-            &mut seen,
+        // The pid marker and what follows it in the same chunk: from the
+        // marker on, only this nonce's markers count.
+        let chunk = format!(
+            "ources\n\x1e\x1fdistex-{NONCE}:pid 12\n\x1e\x1fdistex-ffffffffffffffffffffffffffffffff:exit 0\noops\n\
+             \x1e\x1fdistex-ffffffffffffffffffffffffffffffff:pid 13\nsrun: error: n1: task 0: Exited with exit code 3\n"
         );
-        filter.feed(b"\x1e\x1fdistex-N0NCE:exit 3\nno newline", &mut seen);
+        filter.feed(chunk.as_bytes(), &mut seen);
+        filter.feed(format!("\x1e\x1fdistex-{NONCE}:exit 3\nno newline").as_bytes(), &mut seen);
         filter.finish(&mut seen);
         assert!(seen.started);
         assert_eq!(seen.progress, ["queued, waiting for resources"]);
         // A marker without this run's nonce is the command's output.
-        assert_eq!(String::from_utf8_lossy(&seen.stderr), "\x1e\x1fdistex-FORGED:exit 0\noops\nno newline");
-        assert_eq!(filter.markers.status, Some(3));
-        let (mut refused, mut seen) = (StderrFilter::new("N0NCE"), Seen::default());
+        assert_eq!(
+            String::from_utf8_lossy(&seen.stderr),
+            "\x1e\x1fdistex-ffffffffffffffffffffffffffffffff:exit 0\noops\n\
+             \x1e\x1fdistex-ffffffffffffffffffffffffffffffff:pid 13\nno newline"
+        );
+        assert_eq!(filter.status(), Some(3));
+        let (mut refused, mut seen) = (StderrFilter::new(), Seen::default());
         refused.feed(
             b"srun: error: Unable to allocate resources: Partition in DOWN state\nsrun: Partition in DOWN state\n",
             &mut seen,
         );
         assert_eq!(refused.reason(), "Slurm refused the job: Partition in DOWN state");
-        assert!(seen.stderr.is_empty());
+        assert!(seen.stderr.is_empty() && !refused.started());
+    }
+
+    /// Runs the step script under a real `sh` (as the Slurm task does) and
+    /// follows its stderr as distex follows srun's.
+    fn run_step(command: &str, dir: &str) -> (StderrFilter, Seen, Option<i32>) {
+        run_script(&step_script(command, dir))
+    }
+
+    fn run_script(script: &str) -> (StderrFilter, Seen, Option<i32>) {
+        let out = std::process::Command::new("sh").args(["-c", script]).stdin(Stdio::null()).output().expect("sh runs");
+        let (mut filter, mut seen) = (StderrFilter::new(), Seen::default());
+        filter.feed(&out.stderr, &mut seen);
+        filter.finish(&mut seen);
+        (filter, seen, out.status.code())
+    }
+
+    #[test]
+    fn the_step_draws_its_own_nonce_and_output_cannot_forge_its_exit() {
+        // The command prints an exit marker of its own (a nonce of the
+        // right shape, and the literal variable), then exits 3.
+        let forge = r#"printf '\036\037distex-0123456789abcdef0123456789abcdef:exit 0\n' >&2
+printf '\036\037distex-%s:exit 0\n' "$n" >&2; echo "n=[$n] IFS=[$IFS]" >&2; exit 3"#;
+        let (filter, seen, code) = run_step(forge, "/");
+        assert!(seen.started);
+        assert_eq!((filter.status(), code), (Some(3), Some(3)));
+        let shown = String::from_utf8_lossy(&seen.stderr);
+        assert!(shown.contains("distex-0123456789abcdef0123456789abcdef:exit 0"), "{shown:?}");
+        // The nonce is not the command's to see, and IFS is the default.
+        assert!(shown.contains("distex-:exit 0") && shown.contains("n=[] IFS=[ \t\n]"), "{shown:?}");
+        // Each run draws another nonce; without Linux's uuid file, od's.
+        let nonce = |f: &StderrFilter| f.markers.as_ref().map(|m| format!("{m:?}"));
+        assert_ne!(nonce(&run_step("true", "/").0), nonce(&run_step("true", "/").0));
+        let without_uuid = step_script("exit 4", "/").replace("/proc/sys/kernel/random/uuid", "/nonexistent");
+        let (filter, seen, code) = run_script(&without_uuid);
+        assert!(seen.started && seen.stderr.is_empty(), "{:?}", String::from_utf8_lossy(&seen.stderr));
+        assert_eq!((filter.status(), code), (Some(4), Some(4)));
+        // A missing directory: 125, after the start (it is the command's status).
+        let (filter, seen, code) = run_step("true", "/nonexistent-distex-dir");
+        assert!(seen.started);
+        assert_eq!((filter.status(), code), (Some(125), Some(125)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Slurm partitions as nodes, against a real Slurm cluster the tests start
 //! on this machine (tests/support/slurm.rs): `distex run` through `srun`,
 //! `--timeout` and SIGTERM cancelling the job, failover from a down
-//! partition or a controller that does not answer, `distex parallel`
+//! partition or a controller that does not answer, a node busy for a
+//! moment not queueing the job, `distex parallel`
 //! keeping a task pending while Slurm queues it, and `distex process` as
 //! array jobs, here or through a login node (a real sshd whose shell finds
 //! the cluster): figures, small parts grouped into few array tasks (both
@@ -117,6 +118,24 @@ fn run_streams_output_and_passes_the_exit_status_through_srun() {
 }
 
 #[test]
+fn a_directory_missing_in_the_mirror_is_a_transport_failure_not_a_run_in_tmp() {
+    // A subdirectory git does not track: the mirror has no such directory,
+    // and srun's --chdir there would silently run in /tmp.
+    let s = setup(1, 2, 1);
+    let sub = s.project.join("untracked-sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let run =
+        s.distex().args(["run", "--json", "--node", "hpc", "--sync", "--", "pwd"]).current_dir(&sub).run().success();
+    let v = run.json();
+    assert_eq!(v["failed_attempts"][0]["node"], "hpc", "{v}");
+    let error = v["failed_attempts"][0]["error"].as_str().unwrap();
+    assert!(error.contains("untracked-sub") && error.contains("does not exist"), "{error}");
+    assert_ne!(v["node"], "hpc", "{v}");
+    assert_eq!(v["stdout"]["text"].as_str().unwrap().trim(), sub.display().to_string(), "{v}");
+    assert!(s.cluster.jobs().is_empty());
+}
+
+#[test]
 fn a_down_partition_is_a_transport_failure_that_fails_over() {
     let s = setup(1, 2, 1);
     let run = s.distex().args(["run", "--json", "--node", "off", "--", "echo ran-on-$(hostname)"]).run().success();
@@ -199,6 +218,21 @@ fn sigterm_cancels_a_running_and_a_queued_job() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("queued, waiting for resources"), "{stderr}");
     s.assert_nothing_left("sleep 78.");
+}
+
+#[test]
+fn a_node_busy_for_a_moment_runs_the_command_without_queueing_it() {
+    // One CPU, taken by a job that ends in a moment: `--immediate` is tried
+    // again until it is free (a queued job would wait for the scheduler's
+    // next pass, and say so).
+    let s = setup(1, 1, 1);
+    let mut blocker = s.distex().args(["run", "--node", "hpc", "--", "sleep 0.25"]).cmd.spawn().unwrap();
+    wait_for_jobs(&s.cluster, 1, "RUNNING");
+    let run = s.distex().args(["run", "--node", "hpc", "--", "echo after"]).run().success();
+    assert_eq!(run.stdout(), "after\n");
+    assert!(!run.stderr().contains("queued"), "{}", run.stderr());
+    assert!(blocker.wait().unwrap().success());
+    s.assert_nothing_left("sleep 0.25");
 }
 
 /// Waits until Slurm lists `n` jobs in `state`.
@@ -354,6 +388,21 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     assert_eq!(lines[0], "mirrored", "{}", run.stderr());
     assert!(lines[1].starts_with("distex-"), "not a Slurm job: {lines:?}");
     assert_eq!(run.stderr(), "");
+    // srun's session checks the directory first: a subdirectory git does
+    // not track is missing in the mirror, a transport failure (the command
+    // runs here instead, not in /tmp there).
+    let sub = s.project.join("untracked-sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let distex = || s.sb.cmd().arg("--config").arg(s.sb.path().join("cluster.toml"));
+    let login = s.ssh.node("n1");
+    let v = distex().current_dir(&sub).args(["run", "--json", "--node", "n1", "--sync", "--", "pwd"]).run().json();
+    let error = v["failed_attempts"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("untracked-sub") && error.contains("does not exist"), "{v}");
+    assert_eq!(v["stdout"]["text"].as_str().unwrap().trim(), sub.display().to_string(), "{v}");
+    // Without a project, a missing workdir is created, then the job runs.
+    std::fs::remove_dir_all(&login.workdir).unwrap();
+    let run = distex().current_dir(&s.project).args(["run", "--node", "n1", "--no-sync", "--", "pwd"]).run().success();
+    assert_eq!(run.stdout().trim(), login.workdir.display().to_string(), "{}", run.stderr());
     assert!(s.slurm.wait_no_jobs(Duration::from_secs(5)).is_empty());
 }
 
