@@ -821,6 +821,55 @@ echo "end $(date +%s%N)" >>"$log"
 printf '{"rows": %d, "attempt": %d}\n' "$(($(wc -l) - 1))" "$DISTEX_ATTEMPT""#;
 
 #[test]
+fn parts_are_never_resubmitted_while_squeue_cannot_answer() {
+    // A real cluster, whose `squeue` (first on distex's PATH) answers like
+    // a controller that cannot be reached while `squeue-down` exists. The
+    // parts run meanwhile: not being listed must not make them "lost" and
+    // run again (a processor may have side effects).
+    let s = setup(1, 2, 2);
+    regions_csv(&s.project.join("d.csv"), &["north", "south"], 50);
+    let bin = s.sb.path().join("fault-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let down = s.sb.path().join("squeue-down");
+    support::write_executable(
+        &bin.join("squeue"),
+        &format!(
+            "#!/bin/sh\nif [ -e {down} ]; then\n  echo 'slurm_load_jobs error: Unable to contact slurm controller \
+             (connect failure)' >&2\n  exit 1\nfi\nexec {real} \"$@\"\n",
+            down = down.display(),
+            real = which("squeue").display()
+        ),
+    );
+    std::fs::write(&down, "").unwrap();
+    let log = s.workdir.join("starts.log");
+    std::fs::create_dir_all(&s.workdir).unwrap();
+    let processor = format!("echo \"$DISTEX_REGION\" >>{}; sleep 2; {ROWS}", log.display());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = s
+        .distex()
+        .env("PATH", path)
+        .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "hpc"])
+        .args(["--processor", &processor])
+        .run()
+        .success();
+    let report = run.json();
+    assert_eq!(report["regions"]["north"]["result"]["rows"], 50, "{report:#}");
+    assert_eq!(report["regions"]["south"]["result"]["rows"], 50, "{report:#}");
+    let mut starts: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_string).collect();
+    starts.sort();
+    assert_eq!(starts, ["north", "south"], "each part ran exactly once: {report:#}");
+    assert!(s.cluster.wait_no_jobs(Duration::from_secs(5)).is_empty());
+}
+
+/// Where `program` is on PATH.
+fn which(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+#[test]
 fn failing_parts_are_retried_alone_and_the_arrays_never_exceed_slots() {
     // 4 CPUs but 2 slots. By size, the two large `fail_*` regions lead
     // two groups and the small ones fill them: [fail_a s1 s3 s5] and

@@ -45,6 +45,10 @@ pub(super) struct Files {
 /// files of the open parts' attempts that wrote their status.
 pub(super) struct Seen {
     pub(super) states: BTreeMap<(String, usize), String>,
+    /// Whether `squeue` answered. When it did not (the controller is down
+    /// or overloaded), a group missing from `states` says nothing: it may
+    /// be running, so it must not count towards being lost.
+    pub(super) answered: bool,
     pub(super) files: BTreeMap<String, Read>,
 }
 
@@ -226,7 +230,8 @@ impl Array<'_> {
             })
             .collect::<Vec<_>>();
         let polled = self.site.poll(&self.squeue_args(tasks), &watches)?;
-        Ok(Seen { states: parse_squeue(&polled.squeue.stdout), files: polled.files })
+        let answered = squeue_answered(polled.squeue.code, &polled.squeue.stderr);
+        Ok(Seen { states: parse_squeue(&polled.squeue.stdout), answered, files: polled.files })
     }
 
     /// `squeue`'s arguments for the run's open jobs.
@@ -245,6 +250,19 @@ impl Array<'_> {
         if self.site.slurm(&scancel).is_err() {
             let _ = self.site.slurm(&scancel);
         }
+    }
+
+    /// Why the run gives up after `squeue` failed to answer for `for_`: the
+    /// parts may still run, so they are not resubmitted; what to do.
+    pub(super) fn squeue_silent(&self, for_: Duration) -> String {
+        format!(
+            "squeue has not answered for {}s (is slurmctld down or overloaded?); the parts still out there may \
+             run: check with `squeue --name={name}`, cancel them with `scancel --name={name}`, and remove the \
+             run directory {dir} when they are done",
+            for_.as_secs(),
+            name = self.name,
+            dir = self.site.dir()
+        )
     }
 
     /// Cancels every array of the run and waits (up to 15 s) until squeue
@@ -270,4 +288,11 @@ impl Array<'_> {
             self.site.remove();
         }
     }
+}
+
+/// Whether `squeue` (its exit status and stderr) answered about the run's
+/// jobs: it exited 0, or it said only that a job id is not known (Slurm
+/// forgot a job after `MinJobAge`: a real answer, the job is gone).
+fn squeue_answered(code: Option<i32>, stderr: &str) -> bool {
+    code == Some(0) || (code.is_some() && stderr.contains("Invalid job id"))
 }

@@ -69,6 +69,10 @@ const POLL: Duration = Duration::from_millis(250);
 /// Polls a task may be missing from `squeue` without a status file before
 /// it counts as lost (a status file may land just after its job leaves).
 const LOST_AFTER: u32 = 3;
+/// How long `squeue` may fail to answer (controller down or overloaded)
+/// before the run gives up on the parts still out there: they are never
+/// resubmitted meanwhile, since they may be running.
+const SQUEUE_SILENT_FOR: Duration = Duration::from_secs(120);
 
 /// The directories node `node`'s compute nodes read at the same path as
 /// this machine: its `workdir` (only when Slurm's commands run here: with
@@ -211,14 +215,22 @@ pub(crate) fn run_array<T>(
     let waiting = (0..units.len()).collect();
     let mut run = Run { options, array: &array, units, tasks, groups: Vec::new(), arrays: Vec::new(), waiting };
     run.submit_waiting(&States::new(), on);
-    run.follow(read, on);
-    array.clean_up(options);
+    // A run that gave up on parts that may still run keeps their directory.
+    if run.follow(read, on) {
+        array.clean_up(options);
+    }
 }
 
 impl<T> Run<'_, '_, T> {
     /// The poll loop: one `squeue` per round, then every open part's
-    /// files, then the parts to resubmit, as room allows.
-    fn follow(&mut self, read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>, on: &mut dyn FnMut(ArrayEvent<T>)) {
+    /// files, then the parts to resubmit, as room allows. False when it
+    /// gave up on parts that may still run ([`Run::give_up`]).
+    fn follow(
+        &mut self,
+        read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
+        on: &mut dyn FnMut(ArrayEvent<T>),
+    ) -> bool {
+        let mut unanswered_since: Option<Instant> = None;
         while self.tasks.iter().any(|t| !t.done) {
             if interrupted() {
                 self.array.cancel_all(&self.tasks);
@@ -229,13 +241,22 @@ impl<T> Run<'_, '_, T> {
                         result: Err("interrupted; its Slurm array task was cancelled".into()),
                     });
                 }
-                return;
+                return true;
             }
             let mut seen = match self.array.poll(self.options, &self.tasks) {
                 Ok(seen) => seen,
                 Err(_) if interrupted() => continue,
-                Err(e) => return self.give_up(&e, on),
+                Err(e) => {
+                    self.give_up(&e, on);
+                    return false;
+                }
             };
+            if seen.answered {
+                unanswered_since = None;
+            } else if unanswered_since.get_or_insert_with(Instant::now).elapsed() >= SQUEUE_SILENT_FOR {
+                self.give_up(&self.array.squeue_silent(SQUEUE_SILENT_FOR), on);
+                return false;
+            }
             // Group by group, each in its running order: a part settles
             // before the next one of its group is seen starting.
             let open: Vec<(usize, usize)> = (self.groups.iter().enumerate())
@@ -246,7 +267,7 @@ impl<T> Run<'_, '_, T> {
                 let g = &self.groups[group];
                 let (index, turn) = (g.index, self.its_turn(unit, group) && !g.cancelled);
                 let state = seen.states.get(&(g.job.clone(), index)).map(String::as_str);
-                let place = Place { state, index, turn };
+                let place = Place { state, answered: seen.answered, index, turn };
                 let task = &mut self.tasks[unit];
                 let now = step(self.options, self.array, unit, task, place, &mut seen.files, read);
                 if matches!(now, Step::TimedOut(_)) {
@@ -260,6 +281,7 @@ impl<T> Run<'_, '_, T> {
             self.submit_waiting(&seen.states, on);
             std::thread::sleep(POLL);
         }
+        true
     }
 
     /// The site stayed unreachable (a login node lost): the open parts
@@ -395,6 +417,8 @@ enum Step<T> {
 struct Place<'s> {
     /// The group's state in `squeue`, if listed.
     state: Option<&'s str>,
+    /// Whether `squeue` answered this poll (else `state` is unknown).
+    answered: bool,
     /// The group's array index.
     index: usize,
     /// Whether every part before this one in the group has settled (and
@@ -413,7 +437,7 @@ fn step<T>(
     files: &mut BTreeMap<String, Read>,
     read: &dyn Fn(usize, Vec<u8>) -> Result<T, String>,
 ) -> Step<T> {
-    let Place { state, index, turn } = place;
+    let Place { state, answered, index, turn } = place;
     let timeout = options.limits.timeout.map(Duration::from_secs_f64);
     let status = array.files(unit, task.attempt).status;
     if let Some(code) = text(files.get(&status)).and_then(|t| t.trim().parse::<i32>().ok()) {
@@ -444,6 +468,9 @@ fn step<T>(
             }
             if first { Step::Started } else { Step::Wait }
         }
+        // Slurm could not be asked: the group may well be running. Never
+        // count that towards lost (resubmitting could run a part twice).
+        None if !answered => Step::Wait,
         // Ended (or forgotten) without a status file: count a few polls,
         // then it is lost (its node went down, or Slurm cancelled it).
         other => {
