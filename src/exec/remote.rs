@@ -17,7 +17,8 @@
 //!    that point is a transport failure that may fail over. Once `go` is
 //!    written, the command may have started, and a lost connection is
 //!    [`RemoteOutcome::Lost`]: never run again;
-//! 3. it starts a watchdog in the background that reads the rest of stdin:
+//! 3. it starts a watchdog in the background (a subshell: shell builtins,
+//!    no program started) that reads the rest of stdin:
 //!    a `stop` line (distex's `--timeout`, Ctrl-C, SIGTERM, SIGHUP) or end
 //!    of file (distex was killed, the master died, the connection dropped:
 //!    sshd closes the channel) makes it kill the wrapper's own process group
@@ -27,6 +28,9 @@
 //!    subshell (stdin `/dev/null`, the nonce unset), in the login shell's
 //!    own language (as `ssh host cmd` would);
 //! 5. it stops the watchdog and prints an exit marker with the nonce.
+//!
+//! distex opens that session by speaking the master's mux protocol itself
+//! ([`Master::mux`]): no local `ssh` client process per command.
 //!
 //! The exit marker is how distex tells "the command exited 255" from "ssh
 //! failed with 255". [`Markers`] strips distex's markers from the stream;
@@ -97,7 +101,7 @@ pub(crate) fn wrapper(command: &str, dir: &str) -> String {
          printf '\\036\\037distex-%s:pid %d\\n' \"$n\" \"$$\" >&2\n\
          IFS= read -r go && [ \"$go\" = go ] || exit 125\n\
          exec 3<&0\n\
-         sh -c {watchdog} distex-watchdog <&3 3<&- >/dev/null 2>&1 &\n\
+         ({WATCHDOG}) <&3 3<&- >/dev/null 2>&1 &\n\
          w=$!\n\
          exec 3<&-\n\
          if cd -- {dir}; then (unset n go w; eval {command}) </dev/null; rc=$?; else rc=125; fi\n\
@@ -106,14 +110,15 @@ pub(crate) fn wrapper(command: &str, dir: &str) -> String {
          exit \"$rc\"",
         dir = sh_quote(dir),
         command = sh_quote(command),
-        watchdog = sh_quote(WATCHDOG),
     )
 }
 
-/// The watchdog, a shell of its own (so `ps` tells it from the command):
-/// on `stop` or end of stdin, it kills its process group - the wrapper's -
-/// with SIGTERM, then SIGKILL after 2 s of grace, ignoring SIGTERM itself
-/// meanwhile.
+/// The watchdog: on `stop` or end of stdin, it kills its process group -
+/// the wrapper's - with SIGTERM, then SIGKILL after 2 s of grace, ignoring
+/// SIGTERM itself meanwhile. Only shell builtins until it fires (`sleep`
+/// runs only then), so the remote wrapper runs it in a subshell: a fork of
+/// the login shell, no new program to load. The local runner starts it as
+/// `sh -c WATCHDOG distex-watchdog`, a shell of its own.
 pub(crate) const WATCHDOG: &str = "trap '' INT TERM HUP; \
      while IFS= read -r l; do [ \"$l\" = stop ] && break; done; \
      kill -TERM 0; sleep 2; kill -KILL 0";
@@ -221,7 +226,7 @@ pub(crate) async fn run(
     stop: impl Future<Output = Stop>,
 ) -> RemoteOutcome {
     let nonce = nonce();
-    let mut cmd = master.session().raw_command(wrapper(command, dir));
+    let mut cmd = master.mux().raw_command(wrapper(command, dir));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match cmd.spawn().await {
         Ok(child) => child,

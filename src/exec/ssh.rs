@@ -66,6 +66,10 @@ impl std::fmt::Display for TransportError {
 /// A live master connection to one node.
 pub(crate) struct Master {
     session: Session,
+    /// The same master, spoken to directly: its control socket gets the
+    /// mux requests (and our pipes' file descriptors) from distex itself,
+    /// with no `ssh` client process per command (see [`Master::mux`]).
+    mux: Session,
     dir: PathBuf,
     /// True when an already running master was reused (no handshake).
     pub(crate) reused: bool,
@@ -74,6 +78,17 @@ pub(crate) struct Master {
 impl Master {
     pub(crate) fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// The master through its mux protocol, without an `ssh` client: a
+    /// command opened here is a new session channel of the master, exactly
+    /// as `ssh -S socket` would open it (no tty, no forwarding, no
+    /// environment sent), but without starting that client's process -
+    /// most of what a multiplexed `ssh` costs per command. distex's own
+    /// pipes are handed to the master, so when distex dies they close and
+    /// the node sees the end of stdin as it would with a client.
+    pub(crate) fn mux(&self) -> &Session {
+        &self.mux
     }
 
     /// The control socket, for tools that speak ssh themselves (rsync -e).
@@ -123,8 +138,10 @@ pub(crate) async fn connect(node: &Node) -> Result<Master, TransportError> {
 }
 
 fn resume(dir: PathBuf, reused: bool) -> Master {
-    let session = Session::resume(dir.join("master").into_boxed_path(), Some(dir.join("log").into_boxed_path()));
-    Master { session, dir, reused }
+    let (socket, log) = (dir.join("master").into_boxed_path(), dir.join("log").into_boxed_path());
+    let session = Session::resume(socket.clone(), Some(log.clone()));
+    let mux = Session::resume_mux(socket, Some(log));
+    Master { session, mux, dir, reused }
 }
 
 /// A master is alive when something accepts connections on its socket.
