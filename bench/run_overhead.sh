@@ -6,6 +6,9 @@
 #   * GNU parallel -S (a new SSH connection per job) and -S -M (its own
 #     ControlMaster multiplexing), run with -j1 so jobs are sequential.
 # Targets: distex within 1.5x of multiplexed ssh; >= 5x faster than parallel -M.
+# distex opens its session through the master's mux protocol itself (no
+# ssh client process per command), so it can beat `ssh -S`, which starts
+# a full ssh client for every command.
 #
 # Needs: openssh-server, rsync, hyperfine, parallel (installed if missing, see bench/lib/needs.sh).
 # Usage: bench/run_overhead.sh [RUNS]   (writes bench/RESULTS.md's section)
@@ -22,6 +25,7 @@ source bench/lib/cluster.sh
 cluster_start 1 4
 OUT=$(mktemp -d)
 
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 # Warm the persistent master (as any earlier distex run would have).
 "$DISTEX" run --node n1 -- true
 SOCK=$(ls "$DISTEX_RUNTIME_DIR"/n1-*/master)
@@ -55,6 +59,7 @@ Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores, $(uname -sr); l
 | GNU parallel -j1 -S -M (its own ControlMaster) | $M |
 
 distex / multiplexed ssh = **${ratio_ssh}x** (target <= 1.5x); GNU parallel -M / distex = **${ratio_m}x** (target >= 5x).
+Load average when the runs started: ${LOAD}.
 TABLE
 echo "distex ${D} ms, ssh -S ${S} ms, parallel -S ${P} ms, parallel -M ${M} ms per command"
 rm -rf "$OUT"

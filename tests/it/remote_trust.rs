@@ -197,6 +197,11 @@ fn a_killed_distex_leaves_nothing_running_on_the_node() {
     let marker = "sleep 97.4231";
     let child = spawn(distex(&sb).args(["run", "--node", "n1", "--", &format!("{marker} & {marker}; wait")]));
     assert!(eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))));
+    // The session was opened through the master's mux protocol: no ssh
+    // client of distex's own holds the session (one that could outlive
+    // it); the master holds distex's pipes, which close when it dies.
+    let clients = ssh_clients(sb.path());
+    assert!(clients.is_empty(), "a per-command ssh client runs: {clients:?}");
     signal(child.id(), libc::SIGKILL);
     let _ = finish(child);
     assert!(
@@ -204,6 +209,13 @@ fn a_killed_distex_leaves_nothing_running_on_the_node() {
         "the node kept running after distex was killed: {:?}",
         all_processes_matching(marker)
     );
+}
+
+/// The local `ssh` processes of the sandbox that are not its masters
+/// (`ssh -M`): per-command clients.
+fn ssh_clients(sandbox: &Path) -> Vec<(i32, String)> {
+    let run_dir = sandbox.join("run").display().to_string();
+    all_processes_matching(&run_dir).into_iter().filter(|(_, c)| c.starts_with("ssh ") && !c.contains(" -M ")).collect()
 }
 
 #[test]
