@@ -10,7 +10,8 @@
 #
 # Huge commands (issue 17): a 4 MB command (`cargo build --release; echo a;
 # echo a; ...`) is over the 64 KiB the hook routes and must be answered at
-# once (nothing printed, a note in hook.log); a 60 KB one is still routed.
+# once (nothing printed, a note in hook.log); a 60 KB one is still routed,
+# with its ~7,500 parts alike or all different (`echo a1; echo a2; ...`).
 #
 # Usage: bench/hook.sh [RUNS]      (needs hyperfine and python3)
 # Builds the release helper first; prints a Markdown table to paste into
@@ -94,10 +95,11 @@ hyperfine -N --warmup 50 --runs "$runs" --export-json "$work/n.json" \
 # Huge commands, built by python3 (a shell would take long to build 4 MB).
 python3 - "$work" <<'PY'
 import json, sys
-for name, size in (("huge", 4_000_000), ("long", 60_000)):
-    command = "cargo build --release"
+for name, size, distinct in (("huge", 4_000_000, False), ("long", 60_000, False), ("distinct", 60_000, True)):
+    command, i = "cargo build --release", 0
     while len(command) < size:
-        command += "; echo a"
+        command += f"; echo a{i}" if distinct else "; echo a"
+        i += 1
     event = {"session_id": "b", "transcript_path": "/tmp/t.jsonl", "cwd": sys.argv[1] + "/project/src",
              "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Bash",
              "tool_input": {"command": command, "description": "bench"}, "tool_use_id": "toolu_b"}
@@ -109,7 +111,8 @@ grep -q "longer than the 64 KiB" "$work/state/hook.log" || { echo "no note for t
 "$exe" hook pre-tool-use < "$work/long.json" | grep -q '"updatedInput"' || { echo "60 KB command was not rewritten" >&2; exit 1; }
 hyperfine -N --warmup 5 --runs "$(( runs < 100 ? runs : 100 ))" --export-json "$work/big.json" \
     -n "sh -c + helper, 4 MB command, left alone (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/huge.json'" \
-    -n "sh -c + helper, 60 KB command, routed (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/long.json'" >&2
+    -n "sh -c + helper, 60 KB command, routed (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/long.json'" \
+    -n "sh -c + helper, 60 KB command of distinct parts, routed (uncorrected)" "sh -c '$exe hook pre-tool-use < $work/distinct.json'" >&2
 
 python3 - "$work/h.json" "$work/n.json" "$work/big.json" <<'PY'
 import json, sys

@@ -378,8 +378,11 @@ impl Parts {
         let mut guard = vec![line.trim().to_string()];
         let words = simple.iter().chain(effective).map(|w| w.join(" "));
         let written_forms = written.iter().flatten().flat_map(|p| [p.clone(), without_assignments(p)]);
+        // Each form once, in order (a set beside the list: a long line has
+        // thousands of parts, and a scan of the list per form was quadratic).
+        let mut seen: std::collections::HashSet<String> = guard.iter().cloned().collect();
         for form in words.chain(written_forms) {
-            if !guard.contains(&form) {
+            if seen.insert(form.clone()) {
                 guard.push(form);
             }
         }
