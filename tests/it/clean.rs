@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 use support::Sandbox;
 use support::sshd::{Cluster, all_processes_matching};
 
-fn distex(sandbox: &Sandbox) -> support::TestCommand {
-    sandbox.cmd().arg("--config").arg(sandbox.path().join("cluster.toml"))
-}
-
 /// The ssh master processes distex started for this sandbox.
 fn masters(sandbox: &Sandbox) -> Vec<(i32, String)> {
     let run_dir = sandbox.path().join("run").display().to_string();
@@ -29,7 +25,8 @@ fn synced_project(sandbox: &Sandbox) {
     // A git repository: distex syncs a project, never a random directory.
     let git = std::process::Command::new("git").args(["init", "-q"]).arg(&project).status().unwrap();
     assert!(git.success());
-    distex(sandbox)
+    sandbox
+        .configured()
         .current_dir(&project)
         .args(["run", "--sync", "--node", "n1", "--", "cat input.txt"])
         .run()
@@ -64,7 +61,7 @@ fn clean_remote_removes_the_mirrors_the_master_and_the_state_and_nothing_else() 
     assert!(sandbox.path().join("state/nodes.json").exists());
     std::fs::write(sandbox.path().join("state/unrelated.txt"), "keep").unwrap();
 
-    let run = distex(&sandbox).args(["clean", "--remote", "--json"]).run().success();
+    let run = sandbox.configured().args(["clean", "--remote", "--json"]).run().success();
     let report = run.json();
     let node = &report["nodes"][0];
     assert_eq!(node["node"], "n1", "{report}");
@@ -92,12 +89,12 @@ fn clean_without_remote_leaves_the_nodes_alone() {
     let sandbox = Sandbox::new();
     sandbox.write_config(&cluster.config("", ""));
     synced_project(&sandbox);
-    let run = distex(&sandbox).args(["clean"]).run().success();
+    let run = sandbox.configured().args(["clean"]).run().success();
     assert!(run.stdout().contains("stopped 1 SSH master\n"), "{}", run.stdout());
     assert!(run.stdout().contains("state file"), "{}", run.stdout());
     assert_eq!(entries(&cluster.node("n1").workdir).len(), 1, "the mirror stays without --remote");
     // Nothing left to clean: still fine, and says so.
-    let again = distex(&sandbox).args(["clean"]).run().success();
+    let again = sandbox.configured().args(["clean"]).run().success();
     assert!(again.stdout().contains("removed 0 state files"), "{}", again.stdout());
 }
 
@@ -107,13 +104,14 @@ fn an_unreachable_node_is_named_and_the_rest_still_cleaned() {
     let sandbox = Sandbox::new();
     sandbox.write_config(&cluster.config("", ""));
     synced_project(&sandbox);
-    distex(&sandbox)
+    sandbox
+        .configured()
         .current_dir(sandbox.path().join("project"))
         .args(["run", "--sync", "--node", "n2", "--", "true"])
         .run()
         .success();
     cluster.node_mut("n1").kill();
-    let run = distex(&sandbox).args(["clean", "--remote"]).run().expect_code(1);
+    let run = sandbox.configured().args(["clean", "--remote"]).run().expect_code(1);
     assert!(run.stdout().contains("n1: not cleaned:"), "{}", run.stdout());
     assert!(run.stdout().contains("n2: removed 1 mirror"), "{}", run.stdout());
     assert!(run.stderr().contains("distex: n1: "), "{}", run.stderr());
@@ -130,6 +128,6 @@ fn a_home_workdir_is_refused_not_emptied() {
         .replace(&format!("workdir = \"{}\"", cluster.node("n1").workdir.display()), "workdir = \"~\"");
     sandbox.write_config(&config);
     // Refused when the config is loaded (issue 12), before any node is touched.
-    let run = distex(&sandbox).args(["clean", "--remote", "--json"]).run().expect_code(2);
+    let run = sandbox.configured().args(["clean", "--remote", "--json"]).run().expect_code(2);
     assert!(run.stderr().contains("node.n1.workdir") && run.stderr().contains("home directory"), "{}", run.stderr());
 }

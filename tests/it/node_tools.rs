@@ -20,12 +20,8 @@ fn setup() -> (Sandbox, Cluster) {
     (sandbox, cluster)
 }
 
-fn distex(sandbox: &Sandbox) -> support::TestCommand {
-    sandbox.cmd().arg("--config").arg(sandbox.path().join("cluster.toml"))
-}
-
 fn route(sandbox: &Sandbox, line: &str) -> Value {
-    distex(sandbox).args(["route", "--json", "--assume-load", "local=0", "--", line]).run().success().json()
+    sandbox.configured().args(["route", "--json", "--assume-load", "local=0", "--", line]).run().success().json()
 }
 
 #[test]
@@ -34,7 +30,7 @@ fn a_probe_learns_system_and_tools_and_routing_skips_a_node_without_the_program(
     // Before any probe nothing is known: the node is assumed to have it.
     assert_eq!(route(&sb, "distex-no-such-tool --all")["node"], "n1");
 
-    let probe = distex(&sb).args(["nodes", "--probe", "--json"]).run().success().json();
+    let probe = sb.configured().args(["nodes", "--probe", "--json"]).run().success().json();
     let n1 = probe["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
     let platform = &n1["platform"];
     let uname_m = std::process::Command::new("uname").arg("-m").output().unwrap();
@@ -46,7 +42,7 @@ fn a_probe_learns_system_and_tools_and_routing_skips_a_node_without_the_program(
     assert!(present.contains(&"make"), "make is in /usr/bin on the node: {n1}");
 
     // The cache keeps it: `distex nodes` (no network) shows it.
-    let table = distex(&sb).arg("nodes").run().success().stdout();
+    let table = sb.configured().arg("nodes").run().success().stdout();
     assert!(table.contains("system: Linux"), "{table}");
     assert!(table.contains("lacks:") && table.contains("distex-no-such-tool"), "{table}");
 
@@ -72,16 +68,16 @@ fn a_probe_learns_system_and_tools_and_routing_skips_a_node_without_the_program(
 #[test]
 fn a_remote_run_learns_the_platform_without_a_probe() {
     let (sb, _cluster) = setup();
-    let before = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    let before = sb.configured().args(["nodes", "--json"]).run().success().json();
     assert!(!before.to_string().contains("\"platform\""), "nothing known yet: {before}");
 
     // A plain run: its output and status are the command's own.
-    let run = distex(&sb).args(["run", "--node", "n1", "--", "echo hi; exit 3"]).run();
+    let run = sb.configured().args(["run", "--node", "n1", "--", "echo hi; exit 3"]).run();
     assert_eq!(run.code(), Some(3));
     assert_eq!(run.stdout(), "hi\n");
 
     // The cache now knows n1's system and tools, with no --probe.
-    let nodes = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    let nodes = sb.configured().args(["nodes", "--json"]).run().success().json();
     let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
     let platform = &n1["platform"];
     assert_eq!(platform["os"], "Linux", "{n1}");
@@ -114,7 +110,7 @@ fn a_rewritten_line_runs_its_local_part_here_and_its_routed_part_on_the_node() {
         "hook_event_name": "PreToolUse", "tool_name": "Bash", "cwd": project,
         "tool_input": { "command": line }
     });
-    let answer = distex(&sb).args(["hook", "pre-tool-use"]).stdin(&input.to_string()).success().json();
+    let answer = sb.configured().args(["hook", "pre-tool-use"]).stdin(&input.to_string()).success().json();
     let rewritten = answer["hookSpecificOutput"]["updatedInput"]["command"].as_str().unwrap().to_string();
     assert_eq!(rewritten, "echo 'int x;' > gen.h && distex run --node n1 -- 'make -s show'");
 

@@ -117,15 +117,6 @@ fn hostile_region_names_stay_data() {
     assert!(!sb.path().join("etc").exists());
 }
 
-/// bubblewrap can create its namespaces here (.ci/run installs it).
-fn sandbox_supported() -> bool {
-    std::process::Command::new("bwrap")
-        .args(["--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "true"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn sandbox_blocks_writes_outside_the_workdir_and_the_network() {
     let sb = Sandbox::new();
@@ -150,7 +141,7 @@ print(json.dumps(res))
         outside = outside.display()
     );
     let run = sb.cmd().args(["process", "--demo", "--json", "--sandbox", "--processor", &cmd]).run();
-    if !sandbox_supported() {
+    if !support::bwrap_works() {
         let run = run.expect_code(2);
         assert!(run.stderr().contains("--sandbox is not available here"), "{}", run.stderr());
         return;

@@ -13,10 +13,6 @@ fn setup(extra: &str) -> (Sandbox, Cluster) {
     (sandbox, cluster)
 }
 
-fn distex(sb: &Sandbox) -> support::TestCommand {
-    sb.cmd().arg("--config").arg(sb.path().join("cluster.toml"))
-}
-
 /// A task that records how many tasks run at once on its node.
 fn counting_task(dir: &str, i: usize) -> String {
     format!(
@@ -42,8 +38,12 @@ fn parallel_honours_slots_and_dependencies_across_two_nodes() {
     tasks.push(serde_json::json!({"id": "final", "command": format!("cat {dir}/seen-* | sort -n | tail -1; ls {dir}/n1 {dir}/n2 | grep -c '^t' || true"), "depends_on": all}));
     let file = sb.path().join("tasks.json");
     std::fs::write(&file, serde_json::json!({"tasks": tasks}).to_string()).unwrap();
-    let run =
-        distex(&sb).args(["parallel", "--json", "--no-sync", "--nodes", "n1,n2", "--file"]).arg(&file).run().success();
+    let run = sb
+        .configured()
+        .args(["parallel", "--json", "--no-sync", "--nodes", "n1,n2", "--file"])
+        .arg(&file)
+        .run()
+        .success();
     let v = run.json();
     assert_eq!(v["summary"]["completed"], 7, "{v}");
     // Slots: never more than 2 at once on a node, and both nodes used to the full.
@@ -72,7 +72,8 @@ fn parallel_honours_slots_and_dependencies_across_two_nodes() {
 #[test]
 fn human_output_prefixes_lines_and_summarises() {
     let (sb, _cluster) = setup("slots = 1");
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["parallel", "--no-sync", "--nodes", "n1,n2", "--", "echo one-$DISTEX_TEST_NODE", "echo two"])
         .run()
         .success();
@@ -88,7 +89,8 @@ fn human_output_prefixes_lines_and_summarises() {
 fn tasks_move_off_a_dead_node() {
     let (sb, mut cluster) = setup("slots = 2");
     cluster.node_mut("n1").kill();
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["parallel", "--json", "--no-sync", "--nodes", "n1,n2", "--", "echo a", "echo b", "echo c"])
         .run()
         .success();
@@ -102,7 +104,8 @@ fn tasks_move_off_a_dead_node() {
 #[test]
 fn failure_stops_new_tasks_unless_keep_going() {
     let (sb, _cluster) = setup("slots = 1");
-    let v = distex(&sb)
+    let v = sb
+        .configured()
         .args(["parallel", "--json", "-j", "1", "--nodes", "local", "--", "exit 4", "echo later"])
         .run()
         .expect_code(1)
@@ -111,7 +114,8 @@ fn failure_stops_new_tasks_unless_keep_going() {
     assert_eq!(task_by_id(&v, "2")["status"], "failed");
     assert!(task_by_id(&v, "2")["error"].as_str().unwrap().contains("not started"));
     assert_eq!(v["summary"]["not_started"], 1);
-    let v = distex(&sb)
+    let v = sb
+        .configured()
         .args(["parallel", "--json", "-j", "1", "--keep-going", "--nodes", "local", "--", "exit 4", "echo later"])
         .run()
         .expect_code(1)
@@ -133,7 +137,7 @@ fn json_op_parallel_runs_tasks_and_reports_the_tasklist() {
         "keep_going": true
     });
     let plan = serde_json::json!({"op": "plan", "tasks": [{"id": "x", "command": "cargo build"}, {"id": "y", "command": "cargo test"}]});
-    let run = distex(&sb).arg("json").stdin(&format!("{request}\n{plan}\n")).success();
+    let run = sb.configured().arg("json").stdin(&format!("{request}\n{plan}\n")).success();
     let lines = run.json_lines();
     let v = &lines[0];
     assert_eq!(v["op"], "parallel");
@@ -154,7 +158,8 @@ fn json_op_parallel_runs_tasks_and_reports_the_tasklist() {
 #[test]
 fn events_stream_as_json_lines() {
     let (sb, _cluster) = setup("slots = 1");
-    let run = distex(&sb).args(["parallel", "--events", "--no-sync", "--nodes", "n1", "--", "echo hi"]).run().success();
+    let run =
+        sb.configured().args(["parallel", "--events", "--no-sync", "--nodes", "n1", "--", "echo hi"]).run().success();
     let events = run.json_lines();
     assert_eq!(events.first().unwrap()["event"], "run_started");
     assert!(events.iter().any(|e| e["event"] == "task_output" && e["line"] == "hi" && e["id"] == "1"));

@@ -5,47 +5,37 @@ use crate::util as support;
 
 use std::time::{Duration, Instant};
 
-use support::Sandbox;
 use support::sshd::{Cluster, all_processes_matching, stop_masters};
-
-/// A sandbox whose config points at `cluster`'s nodes.
-fn setup(nodes: usize, node_extra: &str, tail: &str) -> (Sandbox, Cluster) {
-    let cluster = Cluster::start(nodes);
-    let sandbox = Sandbox::new();
-    sandbox.write_config(&cluster.config(node_extra, tail));
-    (sandbox, cluster)
-}
-
-fn distex(sandbox: &Sandbox) -> support::TestCommand {
-    sandbox.cmd().arg("--config").arg(sandbox.path().join("cluster.toml"))
-}
 
 #[test]
 fn remote_output_streams_and_exit_status_passes_through() {
-    let (sb, _cluster) = setup(1, "", "");
-    let run = distex(&sb)
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
+    let run = sb
+        .configured()
         .args(["run", "--node", "n1", "--", "echo out; echo err >&2; hostname >/dev/null; exit 3"])
         .run()
         .expect_code(3);
     assert_eq!(run.stdout(), "out\n");
     assert_eq!(run.stderr(), "err\n", "the exit marker must never reach the user");
     // 255 from the command is the command's status, not a transport failure.
-    distex(&sb).args(["run", "--node", "n1", "--", "exit 255"]).run().expect_code(255);
+    sb.configured().args(["run", "--node", "n1", "--", "exit 255"]).run().expect_code(255);
     // 127 too (openssh would call it "command not found").
-    distex(&sb).args(["run", "--node", "n1", "--", "no-such-command-xyz"]).run().expect_code(127);
+    sb.configured().args(["run", "--node", "n1", "--", "no-such-command-xyz"]).run().expect_code(127);
 }
 
 #[test]
 fn the_remote_side_sees_the_arguments_unmangled() {
-    let (sb, _cluster) = setup(1, "", "");
-    let run = distex(&sb).args(["run", "--node", "n1", "--", "printf '%s|' \"it's\" '$HOME' \"a  b\""]).run().success();
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
+    let run =
+        sb.configured().args(["run", "--node", "n1", "--", "printf '%s|' \"it's\" '$HOME' \"a  b\""]).run().success();
     assert_eq!(run.stdout(), "it's|$HOME|a  b|");
 }
 
 #[test]
 fn json_record_reports_node_status_timings_and_bounded_output() {
-    let (sb, _cluster) = setup(1, "", "");
-    let run = distex(&sb)
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
+    let run = sb
+        .configured()
         .args([
             "run",
             "--json",
@@ -73,7 +63,7 @@ fn json_record_reports_node_status_timings_and_bounded_output() {
 
 #[test]
 fn routed_commands_go_to_the_matching_node() {
-    let (sb, _cluster) = setup(
+    let (sb, _cluster) = Cluster::with_sandbox(
         2,
         "",
         "[[rule]]\nname = \"gpu\"\ncommands = [\"nvidia-smi\"]\nrequires = { features = [\"gpu\"] }\nsync = false\n",
@@ -82,7 +72,8 @@ fn routed_commands_go_to_the_matching_node() {
     let text = std::fs::read_to_string(sb.path().join("cluster.toml")).unwrap();
     let text = text.replacen("name = \"n2\"\n", "name = \"n2\"\nfeatures = [\"gpu\"]\n", 1);
     std::fs::write(sb.path().join("cluster.toml"), text).unwrap();
-    let run = distex(&sb).args(["run", "--json", "--", "nvidia-smi() { echo fake-gpu; }; nvidia-smi"]).run().success();
+    let run =
+        sb.configured().args(["run", "--json", "--", "nvidia-smi() { echo fake-gpu; }; nvidia-smi"]).run().success();
     let v = run.json();
     assert_eq!(v["node"], "n2", "{v}");
     assert_eq!(v["rule"], "gpu");
@@ -91,37 +82,38 @@ fn routed_commands_go_to_the_matching_node() {
 
 #[test]
 fn local_runs_use_the_current_directory() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let dir = sb.path().join("here");
     std::fs::create_dir_all(&dir).unwrap();
-    let run = distex(&sb).current_dir(&dir).args(["run", "--node", "local", "--", "pwd; exit 5"]).run().expect_code(5);
+    let run =
+        sb.configured().current_dir(&dir).args(["run", "--node", "local", "--", "pwd; exit 5"]).run().expect_code(5);
     assert_eq!(run.stdout().trim(), dir.display().to_string());
 }
 
 #[test]
 fn unreachable_node_is_a_transport_failure_not_the_command_status() {
-    let (sb, mut cluster) = setup(
+    let (sb, mut cluster) = Cluster::with_sandbox(
         1,
         "",
         "[[rule]]\nname = \"needs_gpu\"\ncommands = [\"train\"]\nrequires = { features = [\"gpu\"] }\nsync = false\n",
     );
     cluster.node_mut("n1").kill();
-    let run = distex(&sb).args(["run", "--node", "n1", "--", "train"]).run().expect_code(125);
+    let run = sb.configured().args(["run", "--node", "n1", "--", "train"]).run().expect_code(125);
     let err = run.stderr();
     assert!(err.contains("n1"), "{err}");
     assert!(err.contains("no node could run the command"), "{err}");
     assert!(err.contains("does not satisfy rule needs_gpu"), "{err}");
     // The failure is remembered for routing.
-    let nodes = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    let nodes = sb.configured().args(["nodes", "--json"]).run().success().json();
     let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
     assert_eq!(n1["answered"], false, "{n1}");
 }
 
 #[test]
 fn unknown_host_key_is_refused_by_default_and_accepted_when_configured() {
-    let (sb, cluster) = setup(1, "", "");
+    let (sb, cluster) = Cluster::with_sandbox(1, "", "");
     std::fs::write(&cluster.known_hosts, "").unwrap();
-    let run = distex(&sb).args(["run", "--node", "n1", "--", "true"]).run();
+    let run = sb.configured().args(["run", "--node", "n1", "--", "true"]).run();
     // n1 refused, then the command fails over to this machine (no rule: local may run it).
     let err = run.stderr();
     assert!(err.contains("host key"), "{err}");
@@ -132,16 +124,16 @@ fn unknown_host_key_is_refused_by_default_and_accepted_when_configured() {
         text.replace("connect_timeout = 2", "connect_timeout = 2\nhost_key_checking = \"accept-new\""),
     )
     .unwrap();
-    let run = distex(&sb).args(["run", "--json", "--node", "n1", "--", "echo trusted"]).run().success();
+    let run = sb.configured().args(["run", "--json", "--node", "n1", "--", "echo trusted"]).run().success();
     assert_eq!(run.json()["node"], "n1");
     assert!(std::fs::read_to_string(&cluster.known_hosts).unwrap().contains("ssh-ed25519"));
 }
 
 #[test]
 fn master_persists_across_processes() {
-    let (sb, _cluster) = setup(1, "", "");
-    let first = distex(&sb).args(["run", "--json", "--node", "n1", "--", "true"]).run().success().json();
-    let second = distex(&sb).args(["run", "--json", "--node", "n1", "--", "true"]).run().success().json();
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
+    let first = sb.configured().args(["run", "--json", "--node", "n1", "--", "true"]).run().success().json();
+    let second = sb.configured().args(["run", "--json", "--node", "n1", "--", "true"]).run().success().json();
     assert_eq!(first["node"], "n1");
     // One master process serves both runs: exactly one `ssh ... -M` for this runtime dir.
     let run_dir = sb.path().join("run").display().to_string();
@@ -159,12 +151,12 @@ fn unique_sleep(salt: u32) -> String {
 
 #[test]
 fn timeout_kills_the_whole_remote_process_group() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let (bg, fg) = (unique_sleep(1), unique_sleep(2));
     let started = Instant::now();
     // A background grandchild and a foreground sleep: both must die.
     let cmd = format!("sh -c 'sleep {bg}; echo never' & sleep {fg}");
-    let run = distex(&sb).args(["run", "--timeout", "1", "--node", "n1", "--", &cmd]).run().expect_code(124);
+    let run = sb.configured().args(["run", "--timeout", "1", "--node", "n1", "--", &cmd]).run().expect_code(124);
     assert!(run.stderr().contains("timed out"), "{}", run.stderr());
     assert!(started.elapsed() < Duration::from_secs(60));
     let leftovers =
@@ -177,10 +169,10 @@ fn timeout_kills_the_whole_remote_process_group() {
 
 #[test]
 fn ctrl_c_kills_the_remote_command() {
-    let (sb, cluster) = setup(1, "", "");
+    let (sb, cluster) = Cluster::with_sandbox(1, "", "");
     let s = unique_sleep(3);
     let needle = format!("sleep {s}");
-    let mut child = distex(&sb).args(["run", "--node", "n1", "--", &format!("sleep {s}")]).cmd.spawn().unwrap();
+    let mut child = sb.configured().args(["run", "--node", "n1", "--", &format!("sleep {s}")]).cmd.spawn().unwrap();
     // Wait until the command itself runs on the node.
     let deadline = Instant::now() + Duration::from_secs(20);
     while cluster.node("n1").processes_matching(&needle).iter().all(|(_, c)| !c.starts_with("sleep"))
@@ -200,12 +192,12 @@ fn ctrl_c_kills_the_remote_command() {
 
 #[test]
 fn a_dead_master_is_replaced_when_the_node_comes_back() {
-    let (sb, mut cluster) = setup(1, "", "");
-    distex(&sb).args(["run", "--node", "n1", "--", "true"]).run().success();
+    let (sb, mut cluster) = Cluster::with_sandbox(1, "", "");
+    sb.configured().args(["run", "--node", "n1", "--", "true"]).run().success();
     // The node restarts: its sessions die, and with them the persistent master.
     cluster.node_mut("n1").kill();
     cluster.node_mut("n1").restart();
-    let v = distex(&sb).args(["run", "--json", "--node", "n1", "--", "echo again"]).run().success().json();
+    let v = sb.configured().args(["run", "--json", "--node", "n1", "--", "echo again"]).run().success().json();
     assert_eq!(v["node"], "n1", "{v}");
     assert_eq!(v["failed_attempts"].as_array().unwrap().len(), 0, "{v}");
     assert_eq!(v["stdout"]["text"], "again\n");
@@ -214,10 +206,10 @@ fn a_dead_master_is_replaced_when_the_node_comes_back() {
 
 #[test]
 fn probe_measures_every_node_and_records_the_dead_one() {
-    let (sb, mut cluster) = setup(2, "", "");
+    let (sb, mut cluster) = Cluster::with_sandbox(2, "", "");
     cluster.node_mut("n2").kill();
     let started = Instant::now();
-    let run = distex(&sb).args(["nodes", "--probe", "--json"]).run().expect_code(1);
+    let run = sb.configured().args(["nodes", "--probe", "--json"]).run().expect_code(1);
     // Measured during this run: its age (whole seconds) is at most the run's length, rounded up.
     let fresh = started.elapsed().as_secs() + 1;
     let v = run.json();
@@ -228,7 +220,7 @@ fn probe_measures_every_node_and_records_the_dead_one() {
     assert_eq!(node("n2")["answered"], false);
     assert!(node("n2")["error"].as_str().unwrap().contains("127.0.0."), "{}", node("n2"));
     // The table shows the same.
-    let table = distex(&sb).args(["nodes"]).run().success().stdout();
+    let table = sb.configured().args(["nodes"]).run().success().stdout();
     assert!(table.lines().any(|l| l.starts_with("n2") && l.contains("DOWN")), "{table}");
     stop_masters(sb.path());
 }

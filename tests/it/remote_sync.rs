@@ -39,7 +39,7 @@ fn setup() -> (Sandbox, Cluster, std::path::PathBuf) {
 }
 
 fn distex(sb: &Sandbox, cwd: &Path) -> support::TestCommand {
-    sb.cmd().arg("--config").arg(sb.path().join("cluster.toml")).current_dir(cwd)
+    sb.configured().current_dir(cwd)
 }
 
 /// The files below `dir`, relative, sorted.

@@ -16,17 +16,6 @@ use std::time::{Duration, Instant};
 use support::Sandbox;
 use support::sshd::{Cluster, all_processes_matching, stop_masters};
 
-fn setup(nodes: usize, node_extra: &str, tail: &str) -> (Sandbox, Cluster) {
-    let cluster = Cluster::start(nodes);
-    let sandbox = Sandbox::new();
-    sandbox.write_config(&cluster.config(node_extra, tail));
-    (sandbox, cluster)
-}
-
-fn distex(sandbox: &Sandbox) -> support::TestCommand {
-    sandbox.cmd().arg("--config").arg(sandbox.path().join("cluster.toml"))
-}
-
 /// Starts distex in the background (stdout and stderr captured).
 fn spawn(cmd: support::TestCommand) -> Child {
     let mut cmd = cmd.cmd;
@@ -100,10 +89,10 @@ fn files_below(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_connection_lost_after_the_start_is_never_run_again() {
-    let (sb, _cluster) = setup(2, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(2, "", "");
     let log = sb.path().join("starts.log");
     let command = format!("echo start >> {}; sleep 4; echo done-4101", log.display());
-    let child = spawn(distex(&sb).args(["run", "--json", "--node", "n1", "--", &command]));
+    let child = spawn(sb.configured().args(["run", "--json", "--node", "n1", "--", &command]));
     assert!(eventually(10, || lines(&log) == 1), "the command never started");
     stop_masters(sb.path()); // the connection drops mid-command
     let (code, stdout, stderr) = finish(child);
@@ -123,10 +112,10 @@ fn a_connection_lost_after_the_start_is_never_run_again() {
 
 #[test]
 fn a_parallel_task_whose_connection_is_lost_is_not_moved() {
-    let (sb, _cluster) = setup(2, "slots = 1", "");
+    let (sb, _cluster) = Cluster::with_sandbox(2, "slots = 1", "");
     let log = sb.path().join("starts.log");
     let command = format!("echo start >> {}; sleep 4", log.display());
-    let child = spawn(distex(&sb).args(["parallel", "--json", "--nodes", "n1,n2", "--", &command]));
+    let child = spawn(sb.configured().args(["parallel", "--json", "--nodes", "n1,n2", "--", &command]));
     assert!(eventually(10, || lines(&log) == 1), "the task never started");
     stop_masters(sb.path());
     let (code, stdout, stderr) = finish(child);
@@ -144,7 +133,7 @@ fn a_parallel_task_whose_connection_is_lost_is_not_moved() {
 /// exit status and that nothing matching `marker` is left on the machine
 /// (the nodes are this machine).
 fn signal_leaves_nothing(sb: &Sandbox, args: &[&str], marker: &str, sig: i32, code: i32) {
-    let child = spawn(distex(sb).args(args));
+    let child = spawn(sb.configured().args(args));
     assert!(
         eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))),
         "{marker} never started"
@@ -161,7 +150,7 @@ fn signal_leaves_nothing(sb: &Sandbox, args: &[&str], marker: &str, sig: i32, co
 
 #[test]
 fn sigint_sigterm_and_sighup_stop_a_remote_command_and_its_children() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     for (sig, n) in [(libc::SIGINT, 4201), (libc::SIGTERM, 4202), (libc::SIGHUP, 4203)] {
         let marker = format!("sleep 97.{n}");
         let command = format!("{marker} & {marker}; wait");
@@ -171,7 +160,7 @@ fn sigint_sigterm_and_sighup_stop_a_remote_command_and_its_children() {
 
 #[test]
 fn sigint_sigterm_and_sighup_stop_a_local_command_and_its_children() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     for (sig, n) in [(libc::SIGINT, 4211), (libc::SIGTERM, 4212), (libc::SIGHUP, 4213)] {
         let marker = format!("sleep 97.{n}");
         let command = format!("{marker} & {marker}; wait");
@@ -181,7 +170,7 @@ fn sigint_sigterm_and_sighup_stop_a_local_command_and_its_children() {
 
 #[test]
 fn sigterm_and_sighup_stop_every_parallel_task() {
-    let (sb, _cluster) = setup(1, "slots = 2", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "slots = 2", "");
     for (sig, n) in [(libc::SIGTERM, 4221), (libc::SIGHUP, 4222)] {
         let marker = format!("sleep 97.{n}");
         let remote = format!("{marker}; : remote");
@@ -193,9 +182,9 @@ fn sigterm_and_sighup_stop_every_parallel_task() {
 
 #[test]
 fn a_killed_distex_leaves_nothing_running_on_the_node() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let marker = "sleep 97.4231";
-    let child = spawn(distex(&sb).args(["run", "--node", "n1", "--", &format!("{marker} & {marker}; wait")]));
+    let child = spawn(sb.configured().args(["run", "--node", "n1", "--", &format!("{marker} & {marker}; wait")]));
     assert!(eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))));
     // The session was opened through the master's mux protocol: no ssh
     // client of distex's own holds the session (one that could outlive
@@ -220,9 +209,9 @@ fn ssh_clients(sandbox: &Path) -> Vec<(i32, String)> {
 
 #[test]
 fn a_dropped_connection_leaves_nothing_running_on_the_node() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let marker = "sleep 97.4241";
-    let child = spawn(distex(&sb).args(["run", "--node", "n1", "--", &format!("{marker} & {marker}; wait")]));
+    let child = spawn(sb.configured().args(["run", "--node", "n1", "--", &format!("{marker} & {marker}; wait")]));
     assert!(eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))));
     stop_masters(sb.path());
     let _ = finish(child);
@@ -237,14 +226,14 @@ fn a_dropped_connection_leaves_nothing_running_on_the_node() {
 
 #[test]
 fn a_forged_pid_marker_never_gets_another_process_killed() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     // A process of the node user, in a group of its own: the bystander.
     let mut bystander = Command::new("sleep").arg("97.4301").process_group(0).spawn().unwrap();
     let pid = bystander.id();
     // (Never forge pid 1 here: an unfixed distex running as root would
     // signal every process on the machine.)
     let command = format!("printf '\\036\\037distex-pid {pid}\\n' >&2; sleep 97.4302");
-    let run = distex(&sb).args(["run", "--timeout", "2", "--node", "n1", "--", &command]).run().expect_code(124);
+    let run = sb.configured().args(["run", "--timeout", "2", "--node", "n1", "--", &command]).run().expect_code(124);
     assert!(run.stderr().contains("distex-pid"), "a forged marker is ordinary output: {}", run.stderr());
     assert!(bystander.try_wait().unwrap().is_none(), "the bystander was killed by a forged marker");
     assert!(eventually(6, || all_processes_matching("sleep 97.4302").is_empty()), "the command itself was not stopped");
@@ -254,10 +243,10 @@ fn a_forged_pid_marker_never_gets_another_process_killed() {
 
 #[test]
 fn a_forged_exit_marker_does_not_turn_a_lost_connection_into_success() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let log = sb.path().join("started");
     let command = format!("printf '\\036\\037distex-exit 0\\n' >&2; touch {}; sleep 97.4311", log.display());
-    let child = spawn(distex(&sb).args(["run", "--node", "n1", "--", &command]));
+    let child = spawn(sb.configured().args(["run", "--node", "n1", "--", &command]));
     assert!(eventually(10, || log.exists()));
     stop_masters(sb.path());
     let (code, _, stderr) = finish(child);
@@ -268,13 +257,16 @@ fn a_forged_exit_marker_does_not_turn_a_lost_connection_into_success() {
 
 #[test]
 fn a_changed_host_key_runs_the_command_nowhere() {
-    let (sb, cluster) = setup(2, "", "");
+    let (sb, cluster) = Cluster::with_sandbox(2, "", "");
     // n1 now presents a key known_hosts does not hold (a man in the middle).
     cluster.change_host_key("n1");
     let n1 = cluster.node("n1");
     let created = sb.path().join("created-by-the-command");
-    let run =
-        distex(&sb).args(["run", "--node", "n1", "--", &format!("touch {}", created.display())]).run().expect_code(125);
+    let run = sb
+        .configured()
+        .args(["run", "--node", "n1", "--", &format!("touch {}", created.display())])
+        .run()
+        .expect_code(125);
     let err = run.stderr();
     assert!(err.contains("host key of node n1") && err.contains("CHANGED"), "{err}");
     assert_eq!(err.matches("SHA256:").count(), 2, "both fingerprints: {err}");
@@ -317,7 +309,7 @@ fn assert_nothing_left_for(cluster: &Cluster, node: &str) {
 
 #[test]
 fn a_changed_host_key_fails_its_parallel_task_and_moves_nothing() {
-    let (sb, cluster) = setup(2, "slots = 1", "");
+    let (sb, cluster) = Cluster::with_sandbox(2, "slots = 1", "");
     let project = sb.path().join("proj");
     git_project(&project, &[("src/main.c", "int main;")]);
     cluster.change_host_key("n1");
@@ -328,7 +320,7 @@ fn a_changed_host_key_fails_its_parallel_task_and_moves_nothing() {
         (1..=3).map(|i| format!("touch {}/$DISTEX_TEST_NODE-{i}; sleep 0.5", out.display())).collect();
     let mut args = vec!["parallel", "--json", "--sync", "--keep-going", "--nodes", "n1,n2", "--"];
     args.extend(tasks.iter().map(String::as_str));
-    let run = distex(&sb).args(args).current_dir(&project).run().expect_code(1);
+    let run = sb.configured().args(args).current_dir(&project).run().expect_code(1);
     let v = run.json();
     // Exactly one task went to n1, was refused there and not moved.
     let on_n1: Vec<&serde_json::Value> = v["tasks"].as_array().unwrap().iter().filter(|t| t["node"] == "n1").collect();
@@ -355,7 +347,7 @@ fn a_changed_host_key_fails_its_parallel_task_and_moves_nothing() {
 
 #[test]
 fn a_changed_host_key_fails_the_regions_of_process_nodes_and_moves_none() {
-    let (sb, cluster) = setup(2, "slots = 2", "");
+    let (sb, cluster) = Cluster::with_sandbox(2, "slots = 2", "");
     cluster.change_host_key("n1");
     let regions = ["a", "b", "c", "d", "e", "f"];
     let csv: String =
@@ -366,7 +358,8 @@ fn a_changed_host_key_fails_the_regions_of_process_nodes_and_moves_none() {
     std::fs::create_dir_all(&out).unwrap();
     let processor = format!("touch {}/\"$DISTEX_REGION\"; echo '{{\"rows\": 1}}'", out.display());
     // `--jobs 0`: no worker here; n1's slots and n2's take the regions.
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["process", "d.csv", "--by", "region", "--json", "--jobs", "0", "--nodes", "n1,n2", "--retries", "2"])
         .args(["--processor", &processor])
         .run()
@@ -400,7 +393,7 @@ fn a_changed_host_key_fails_the_regions_of_process_nodes_and_moves_none() {
     assert!(!report["warnings"].to_string().contains("moving it"), "{}", report["warnings"]);
     assert_eq!(files_below(&cluster.node("n1").workdir), Vec::<String>::new(), "something reached n1");
     assert_nothing_left_for(&cluster, "n1");
-    let nodes = distex(&sb).args(["nodes", "--json"]).run().success().json();
+    let nodes = sb.configured().args(["nodes", "--json"]).run().success().json();
     let n1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
     assert_ne!(n1["answered"], true, "{nodes:#}");
     stop_masters(sb.path());
@@ -410,20 +403,21 @@ fn a_changed_host_key_fails_the_regions_of_process_nodes_and_moves_none() {
 
 #[test]
 fn no_mirror_of_the_home_directory_or_outside_a_repository() {
-    let (sb, cluster) = setup(1, "", "");
+    let (sb, cluster) = Cluster::with_sandbox(1, "", "");
     let home = sb.path().join("home");
     git_project(&home, &[(".git-credentials", "https://u:token@example.com\n"), (".kube/config", "token\n")]);
-    let run = distex(&sb).args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&home).run().expect_code(2);
+    let run =
+        sb.configured().args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&home).run().expect_code(2);
     assert!(run.stderr().contains("not a project") && run.stderr().contains("--sync-root"), "{}", run.stderr());
     let plain = sb.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
     let run =
-        distex(&sb).args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&plain).run().expect_code(2);
+        sb.configured().args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&plain).run().expect_code(2);
     assert!(run.stderr().contains("not inside a git repository"), "{}", run.stderr());
     assert_eq!(files_below(&cluster.node("n1").workdir), Vec::<String>::new(), "something was mirrored");
     // Naming a root explicitly works.
     std::fs::write(plain.join("data.txt"), "x").unwrap();
-    distex(&sb)
+    sb.configured()
         .args(["run", "--sync", "--sync-root", ".", "--node", "n1", "--", "cat data.txt"])
         .current_dir(&plain)
         .run()
@@ -432,7 +426,7 @@ fn no_mirror_of_the_home_directory_or_outside_a_repository() {
 
 #[test]
 fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
-    let (sb, cluster) = setup(1, "", "[sync]\ninclude = [\"config/dev.env\"]\n");
+    let (sb, cluster) = Cluster::with_sandbox(1, "", "[sync]\ninclude = [\"config/dev.env\"]\n");
     let project = sb.path().join("proj");
     let secrets = [
         ".env",
@@ -478,7 +472,8 @@ fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
     git_project(&project.join("vendor/lib"), &[]);
     std::fs::write(project.join("vendor/lib/.git/config"), "[remote \"origin\"]\nurl = https://token@example.com\n")
         .unwrap();
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["run", "--json", "--sync", "--node", "n1", "--", "pwd"])
         .current_dir(&project)
         .run()
@@ -501,7 +496,7 @@ fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
     // A file deleted here disappears from the mirror; the node's own files stay.
     std::fs::remove_file(project.join("sub/ok.txt")).unwrap();
     std::fs::write(mirror.join("node-own.o"), "built there").unwrap();
-    distex(&sb).args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&project).run().success();
+    sb.configured().args(["run", "--sync", "--node", "n1", "--", "true"]).current_dir(&project).run().success();
     assert!(!mirror.join("sub/ok.txt").exists(), "a deleted file stayed on the mirror");
     assert!(mirror.join("node-own.o").exists(), "the node's own file was deleted");
 }
@@ -510,7 +505,7 @@ fn sync_sends_what_git_sees_minus_every_kind_of_secret() {
 
 #[test]
 fn a_runtime_directory_made_by_another_user_is_refused() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let victim = sb.path().join("victim.txt");
     std::fs::write(&victim, "precious").unwrap();
     let planted = sb.path().join("planted");
@@ -521,7 +516,8 @@ fn a_runtime_directory_made_by_another_user_is_refused() {
     std::fs::set_permissions(&planted, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let chown = Command::new("chown").args(["nobody"]).arg(&planted).status().unwrap();
     assert!(chown.success());
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["run", "--node", "n1", "--", "true"])
         .env("DISTEX_RUNTIME_DIR", &planted)
         .run()
@@ -535,8 +531,12 @@ fn a_runtime_directory_made_by_another_user_is_refused() {
     let open = sb.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let run =
-        distex(&sb).args(["run", "--node", "n1", "--", "true"]).env("DISTEX_RUNTIME_DIR", &open).run().expect_code(2);
+    let run = sb
+        .configured()
+        .args(["run", "--node", "n1", "--", "true"])
+        .env("DISTEX_RUNTIME_DIR", &open)
+        .run()
+        .expect_code(2);
     assert!(run.stderr().contains("mode is 0777"), "{}", run.stderr());
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
@@ -545,16 +545,17 @@ fn a_runtime_directory_made_by_another_user_is_refused() {
 
 #[test]
 fn odd_input_gets_a_clear_error() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     for huge in ["1e20", "9e18", "1e9h"] {
-        let run = distex(&sb).args(["run", "--timeout", huge, "--node", "local", "--", "true"]).run().expect_code(2);
+        let run =
+            sb.configured().args(["run", "--timeout", huge, "--node", "local", "--", "true"]).run().expect_code(2);
         assert!(run.stderr().contains("--timeout") && !run.stderr().contains("panicked"), "{huge}: {}", run.stderr());
     }
     let text = std::fs::read_to_string(sb.path().join("cluster.toml")).unwrap();
     for bad in ["", "~", "-rf", "/"] {
         let changed = regex_replace_workdir(&text, bad);
         sb.write_config(&changed);
-        let run = distex(&sb).args(["route", "--", "ls"]).run().expect_code(2);
+        let run = sb.configured().args(["route", "--", "ls"]).run().expect_code(2);
         assert!(
             run.stderr().contains("node.n1.workdir") && run.stderr().contains("cluster.toml:"),
             "{bad:?}: {}",
@@ -572,11 +573,12 @@ fn regex_replace_workdir(text: &str, value: &str) -> String {
 
 #[test]
 fn a_runtime_directory_with_a_quote_still_syncs() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let runtime = sb.path().join("it's \"run\"");
     let project = sb.path().join("proj");
     git_project(&project, &[("data.txt", "synced\n")]);
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["run", "--sync", "--node", "n1", "--", "cat data.txt"])
         .env("DISTEX_RUNTIME_DIR", &runtime)
         .current_dir(&project)
@@ -587,12 +589,13 @@ fn a_runtime_directory_with_a_quote_still_syncs() {
 
 #[test]
 fn a_node_cannot_plant_a_symlink_out_of_the_project_through_return() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let project = sb.path().join("proj");
     git_project(&project, &[("README", "x")]);
     let command = "mkdir -p out && ln -sfn /etc/hostname out/abs && ln -sfn ../../../../../../etc/hostname out/rel \
                    && echo fine > out/ok.txt && ln -sfn /etc linked";
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["run", "--sync", "--return", "out", "--return", "linked/hostname", "--node", "n1", "--", command])
         .current_dir(&project)
         .run()
@@ -610,11 +613,12 @@ fn a_node_cannot_plant_a_symlink_out_of_the_project_through_return() {
 
 #[test]
 fn a_build_falls_back_here_with_a_warning_when_no_builder_answers() {
-    let (sb, mut cluster) = setup(1, "roles = [\"builder\"]", "");
+    let (sb, mut cluster) = Cluster::with_sandbox(1, "roles = [\"builder\"]", "");
     let project = sb.path().join("proj");
     git_project(&project, &[("Makefile", "all:\n")]);
     cluster.node_mut("n1").kill();
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["run", "--", "make() { echo \"built on ${DISTEX_TEST_NODE:-here}\"; }; make"])
         .current_dir(&project)
         .run()
@@ -629,12 +633,13 @@ fn a_build_falls_back_here_with_a_warning_when_no_builder_answers() {
 
 #[test]
 fn a_linux_only_command_with_no_linux_node_reachable_fails_with_the_fix() {
-    let (sb, mut cluster) = setup(1, "", "");
+    let (sb, mut cluster) = Cluster::with_sandbox(1, "", "");
     let text = std::fs::read_to_string(sb.path().join("cluster.toml")).unwrap();
     sb.write_config(&text.replacen("os = \"linux\"", "os = \"macos\"", 1)); // [local] comes first
     cluster.node_mut("n1").kill();
     let created = sb.path().join("made");
-    let run = distex(&sb)
+    let run = sb
+        .configured()
         .args(["run", "--", &format!("systemctl() {{ touch {}; }}; systemctl status", created.display())])
         .run()
         .expect_code(125);
@@ -665,21 +670,21 @@ fn an_input_that_is_not_a_table_is_never_echoed_in_the_error() {
 
 #[test]
 fn parallel_builds_run_here_only_when_no_builder_answers() {
-    let (sb, mut cluster) = setup(1, "roles = [\"builder\"]\nslots = 1", "");
+    let (sb, mut cluster) = Cluster::with_sandbox(1, "roles = [\"builder\"]\nslots = 1", "");
     let project = sb.path().join("proj");
     git_project(&project, &[("a/Makefile", "all:\n"), ("b/Makefile", "all:\n")]);
     let task =
         |dir: &str| format!("make() {{ sleep 0.5; echo \"{dir} on ${{DISTEX_TEST_NODE:-here}}\"; }}; make -C {dir}");
     let (a, b) = (task("a"), task("b"));
     // One builder slot, two builds: both wait for the builder; none spills here.
-    let run = distex(&sb).args(["parallel", "--json", "--", &a, &b]).current_dir(&project).run().success();
+    let run = sb.configured().args(["parallel", "--json", "--", &a, &b]).current_dir(&project).run().success();
     let v = run.json();
     for t in v["tasks"].as_array().unwrap() {
         assert_eq!(t["node"], "n1", "{v}");
     }
     // No builder answers: they run here, with a warning.
     cluster.node_mut("n1").kill();
-    let run = distex(&sb).args(["parallel", "--", &a, &b]).current_dir(&project).run().success();
+    let run = sb.configured().args(["parallel", "--", &a, &b]).current_dir(&project).run().success();
     let all = format!("{}{}", run.stdout(), run.stderr());
     assert!(all.contains("a on here") && all.contains("b on here"), "{all}");
     assert!(all.contains("running it here instead"), "{all}");
@@ -687,9 +692,9 @@ fn parallel_builds_run_here_only_when_no_builder_answers() {
 
 #[test]
 fn a_killed_distex_leaves_nothing_running_here() {
-    let (sb, _cluster) = setup(1, "", "");
+    let (sb, _cluster) = Cluster::with_sandbox(1, "", "");
     let marker = "sleep 97.4251";
-    let child = spawn(distex(&sb).args(["run", "--node", "local", "--", &format!("{marker} & {marker}; wait")]));
+    let child = spawn(sb.configured().args(["run", "--node", "local", "--", &format!("{marker} & {marker}; wait")]));
     assert!(eventually(15, || all_processes_matching(marker).iter().any(|(_, c)| c.starts_with("sleep"))));
     signal(child.id(), libc::SIGKILL);
     let _ = finish(child);

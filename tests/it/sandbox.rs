@@ -195,18 +195,9 @@ fn escape_line(arg: &str) -> String {
     )
 }
 
-/// bubblewrap can create its namespaces here (CI installs it).
-fn bwrap_works() -> bool {
-    std::process::Command::new("bwrap")
-        .args(["--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "true"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn sandboxed_processors_find_every_door_shut_and_every_region_completes() {
-    assert!(bwrap_works(), "bubblewrap must be installed and working for this test (.ci/run installs it)");
+    assert!(support::bwrap_works(), "bubblewrap must be installed and working for this test (.ci/run installs it)");
     let mut doors = Doors::new(1);
     let report = doors.run(&["--sandbox"]);
     assert_eq!(support::accounting(&report), [30, 30, 0, 0], "{report:#}");
@@ -321,7 +312,7 @@ fn pass_env_passes_named_variables_and_nothing_else() {
 
 #[test]
 fn allow_connect_opens_exactly_one_endpoint() {
-    assert!(bwrap_works(), "bubblewrap must be installed and working for this test");
+    assert!(support::bwrap_works(), "bubblewrap must be installed and working for this test");
     let sb = Sandbox::new();
     let allowed = TcpListener::bind("127.0.0.1:0").unwrap();
     let allowed_port = allowed.local_addr().unwrap().port();
@@ -384,7 +375,7 @@ fn sandbox_refuses_when_bubblewrap_is_missing() {
 
 #[test]
 fn remote_workers_get_the_same_sandbox_from_the_nodes_distex() {
-    assert!(bwrap_works(), "bubblewrap must be installed and working for this test");
+    assert!(support::bwrap_works(), "bubblewrap must be installed and working for this test");
     let cluster = Cluster::start(1);
     let sb = Sandbox::new();
     sb.write_config(&cluster.config(&format!("slots = 2\ndistex = \"{}\"\n", support::DISTEX), ""));
@@ -442,7 +433,7 @@ print(json.dumps(res))
 #[test]
 fn claude_is_a_sandboxed_region_processor_with_its_key_passed_and_one_endpoint_allowed() {
     use support::model_server::{ModelServer, Turn};
-    assert!(bwrap_works(), "bubblewrap must be installed and working for this test");
+    assert!(support::bwrap_works(), "bubblewrap must be installed and working for this test");
     // Skipped loudly without the CLI, except in CI (as the end-to-end tests).
     let Some(claude) = crate::claude_e2e::claude_binary() else { return };
     let server = ModelServer::start(vec![

@@ -60,12 +60,7 @@ fn setup_with(nodes: usize, cpus: u32, slots: u32, extra: &str) -> Setup {
 
 impl Setup {
     fn distex(&self) -> support::TestCommand {
-        self.sb
-            .cmd()
-            .arg("--config")
-            .arg(self.sb.path().join("cluster.toml"))
-            .env("SLURM_CONF", &self.cluster.conf)
-            .current_dir(&self.project)
+        self.sb.configured().env("SLURM_CONF", &self.cluster.conf).current_dir(&self.project)
     }
 
     /// Asserts that Slurm lists no job and no process of `needle` is left.
@@ -353,7 +348,7 @@ fn login_setup_with(cpus: u32, slots: u32, extra: &str) -> Login {
 
 impl Login {
     fn distex(&self) -> support::TestCommand {
-        self.sb.cmd().arg("--config").arg(self.sb.path().join("cluster.toml")).current_dir(&self.project)
+        self.sb.configured().current_dir(&self.project)
     }
 
     /// What `distex process` left in the login node's workdir: the run
@@ -393,7 +388,7 @@ fn a_login_node_over_ssh_mirrors_and_submits() {
     // runs here instead, not in /tmp there).
     let sub = s.project.join("untracked-sub");
     std::fs::create_dir_all(&sub).unwrap();
-    let distex = || s.sb.cmd().arg("--config").arg(s.sb.path().join("cluster.toml"));
+    let distex = || s.sb.configured();
     let login = s.ssh.node("n1");
     let v = distex().current_dir(&sub).args(["run", "--json", "--node", "n1", "--sync", "--", "pwd"]).run().json();
     let error = v["failed_attempts"][0]["error"].as_str().unwrap_or_default();

@@ -63,6 +63,11 @@ impl Sandbox {
         path
     }
 
+    /// [`Sandbox::cmd`] reading the config [`Sandbox::write_config`] wrote.
+    pub(crate) fn configured(&self) -> TestCommand {
+        self.cmd().arg("--config").arg(self.path().join("cluster.toml"))
+    }
+
     /// A `distex` invocation that sees only this sandbox.
     pub(crate) fn cmd(&self) -> TestCommand {
         let mut cmd = Command::new(DISTEX);
@@ -246,4 +251,13 @@ pub(crate) fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// bubblewrap can create its namespaces here (.ci/run installs it).
+pub(crate) fn bwrap_works() -> bool {
+    std::process::Command::new("bwrap")
+        .args(["--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -62,6 +62,15 @@ static NEXT_ADDR: AtomicU32 = AtomicU32::new(0);
 
 impl Cluster {
     /// Starts `n` nodes named n1, n2, ...
+    /// `n` nodes, and a sandbox whose config (`Cluster::config` with
+    /// `node_extra` and `tail`) points at them.
+    pub(crate) fn with_sandbox(n: usize, node_extra: &str, tail: &str) -> (super::Sandbox, Cluster) {
+        let cluster = Cluster::start(n);
+        let sandbox = super::Sandbox::new();
+        sandbox.write_config(&cluster.config(node_extra, tail));
+        (sandbox, cluster)
+    }
+
     pub(crate) fn start(n: usize) -> Cluster {
         ensure_privsep_dir();
         let dir = tempfile::Builder::new().prefix("dxssh").tempdir_in("/tmp").expect("temp dir");
