@@ -617,7 +617,7 @@ async fn prepare_dir(
             Ok((dir, held))
         }
         None => {
-            let dir = absolute_here(submitter, node.workdir.trim_start_matches("~/"));
+            let dir = absolute_here(submitter, &node.workdir);
             if here {
                 make_dir(submitter, &dir).await?;
             }
@@ -694,9 +694,20 @@ fn ms(d: Duration) -> u64 {
 /// Here, a relative workdir is relative to `$HOME` (as on a login node,
 /// where commands start in the home directory).
 fn absolute_here(submitter: &Submitter, dir: &str) -> String {
-    match (submitter, std::env::var_os("HOME")) {
-        (Submitter::Here, Some(home)) if !dir.starts_with('/') => PathBuf::from(home).join(dir).display().to_string(),
-        _ => dir.to_string(),
+    match submitter {
+        Submitter::Here => under_home(std::env::var("HOME").ok().as_deref(), dir),
+        Submitter::Login(_) => dir.to_string(),
+    }
+}
+
+/// A node path (`workdir`, or a path in it) as an absolute path where
+/// `home` is the home directory: `~/x` and a relative `x` are under
+/// `home`; an absolute path, or any path when `home` is unknown, is kept.
+pub(crate) fn under_home(home: Option<&str>, path: &str) -> String {
+    let path = path.trim_start_matches("~/");
+    match home.filter(|h| !h.is_empty()) {
+        Some(home) if !path.starts_with('/') => format!("{}/{path}", home.trim_end_matches('/')),
+        _ => path.to_string(),
     }
 }
 
@@ -1048,6 +1059,16 @@ printf '\036\037distex-%s:exit 0\n' "$n" >&2; echo "n=[$n] IFS=[$IFS]" >&2; exit
         assert!(matches!(parse_sinfo("down 0/4/0/4\n"), Some(Err(e)) if e.contains("down")));
         assert!(matches!(parse_sinfo("up 0/0/4/4\n"), Some(Err(e)) if e.contains("down or drained")));
         assert_eq!(parse_sinfo(""), None);
+    }
+
+    #[test]
+    fn node_paths_are_under_the_home_directory_unless_absolute() {
+        assert_eq!(under_home(Some("/home/u"), "~/distex"), "/home/u/distex");
+        assert_eq!(under_home(Some("/home/u/"), "distex/p-1"), "/home/u/distex/p-1");
+        assert_eq!(under_home(Some("/home/u"), "/shared/distex"), "/shared/distex");
+        // An unknown home keeps the path (the login shell starts there).
+        assert_eq!(under_home(Some(""), "distex"), "distex");
+        assert_eq!(under_home(None, "~/distex"), "distex");
     }
 
     #[test]

@@ -97,11 +97,7 @@ pub(crate) fn shared_dirs(node: &Node) -> Vec<(PathBuf, PathBuf)> {
 /// A node's `workdir` on this machine (a relative one is relative to
 /// `$HOME`), as [`site::Site`] names it when Slurm's commands run here.
 fn local_workdir(workdir: &str) -> PathBuf {
-    let dir = workdir.trim_start_matches("~/");
-    match std::env::var_os("HOME") {
-        Some(home) if !dir.starts_with('/') => PathBuf::from(home).join(dir),
-        _ => PathBuf::from(dir),
-    }
+    PathBuf::from(crate::exec::slurm::under_home(std::env::var("HOME").ok().as_deref(), workdir))
 }
 
 /// The path at which Slurm node `node` reads `file` in place, if it lies

@@ -116,9 +116,7 @@ impl Site {
             let home = std::env::var("HOME").unwrap_or_default();
             (home, crate::sys::platform().unwrap_or_default())
         };
-        let workdir = node.workdir.trim_start_matches("~/");
-        let workdir =
-            if workdir.starts_with('/') || home.is_empty() { workdir.to_string() } else { format!("{home}/{workdir}") };
+        let workdir = crate::exec::slurm::under_home(Some(&home), &node.workdir);
         let base = format!("{}/distex-process", workdir.trim_end_matches('/'));
         let dir = format!("{base}/{name}");
         let submitter = RefCell::new(Some(submitter));
